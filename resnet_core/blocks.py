@@ -1,0 +1,318 @@
+"""Residual blocks and their plain twins.
+
+Every block exposes parameter-free tap points (``nn.Identity`` subclasses) so instruments can address
+the tensors the papers talk about by name:
+
+``tap_branch_in`` / ``tap_shortcut_in``
+    the block input as it enters the residual branch and the shortcut (the same tensor; probes hook these
+    to split the input gradient exactly between the two paths),
+``tap_branch``
+    the residual branch output F(x),
+``tap_shortcut``
+    the shortcut output (identity, zero-padded identity or projection),
+``tap_sum``
+    F(x) + shortcut, before the final ReLU,
+``tap_out``
+    the block output.
+
+Plain blocks (``residual=False``) have no shortcut at all, so they have no ``tap_shortcut_in`` and no
+``tap_shortcut``; ``tap_sum`` then holds the branch output before the final ReLU.
+
+State-dict keys match torchvision's ``BasicBlock`` / ``Bottleneck`` (``conv1``, ``bn1``, ..., ``downsample.0``,
+``downsample.1``): taps and ReLUs hold no parameters, so they add no keys. Every ReLU is its own module and
+not in-place, and the residual add is out of place, so a hooked tensor is never overwritten later.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+SHORTCUT_OPTIONS = ("A", "B", "C")
+STRIDE_PLACEMENTS = ("3x3", "1x1")
+
+
+class Tap(nn.Identity):
+    """A named, parameter-free point in the forward pass where instruments attach hooks."""
+
+
+class PadShortcut(nn.Module):
+    """Option A shortcut (He et al. 2015, section 3.3): subsample, then zero-pad the new channels.
+
+    Parameter-free, so CIFAR ResNets with option A have exactly the paper's parameter counts.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__()
+        self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride > 1:
+            x = x[:, :, :: self.stride, :: self.stride]
+        extra = self.out_channels - self.in_channels
+        if extra > 0:
+            # Pad half before and half after, as in the reference CIFAR implementations.
+            x = F.pad(x, (0, 0, 0, 0, extra // 2, extra - extra // 2))
+        return x
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels}->{self.out_channels}, stride={self.stride}, zero-padded"
+
+
+def conv3x3(in_planes: int, out_planes: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_planes, out_planes, 3, stride=stride, padding=1, groups=groups, bias=False)
+
+
+def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False)
+
+
+def make_shortcut(
+    option: str, in_channels: int, out_channels: int, stride: int, preact: bool = False
+) -> nn.Module | None:
+    """The shortcut module for one block, or ``None`` for a plain identity.
+
+    A: identity, zero-padded where the shape changes. B: projection (1x1 conv + BN) where the shape changes,
+    identity elsewhere (torchvision). C: projection in every block. Pre-activation blocks project without BN,
+    as in "Identity Mappings in Deep Residual Networks".
+    """
+    if option not in SHORTCUT_OPTIONS:
+        raise ValueError(f"shortcut must be one of {SHORTCUT_OPTIONS}, got {option!r}.")
+    shape_changes = stride != 1 or in_channels != out_channels
+    if option == "A":
+        return PadShortcut(in_channels, out_channels, stride) if shape_changes else None
+    if option == "B" and not shape_changes:
+        return None
+    if preact:
+        return nn.Sequential(conv1x1(in_channels, out_channels, stride))
+    return nn.Sequential(conv1x1(in_channels, out_channels, stride), nn.BatchNorm2d(out_channels))
+
+
+class ResidualBlock(nn.Module):
+    """Shared wiring: taps, the out-of-place add, and the plain-twin switch."""
+
+    expansion = 1
+
+    def _init_taps(self, residual: bool, downsample: nn.Module | None) -> None:
+        self.residual = residual
+        self.tap_branch_in = Tap()
+        self.tap_branch = Tap()
+        if residual:
+            self.tap_shortcut_in = Tap()
+            self.downsample = downsample
+            self.tap_shortcut = Tap()
+        else:
+            self.downsample = None
+        self.tap_sum = Tap()
+        self.tap_out = Tap()
+
+    @property
+    def has_projection(self) -> bool:
+        """True when the shortcut carries weights (drawn dashed in the paper's Fig. 3)."""
+        return self.residual and self.downsample is not None and any(
+            p.numel() for p in self.downsample.parameters()
+        )
+
+    def _shortcut(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.tap_shortcut_in(x)
+        if self.downsample is not None:
+            x = self.downsample(x)
+        return self.tap_shortcut(x)
+
+    def _merge(self, branch: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        branch = self.tap_branch(branch)
+        total = branch + self._shortcut(x) if self.residual else branch
+        return self.tap_sum(total)
+
+
+class BasicBlock(ResidualBlock):
+    """Two 3x3 convolutions (ResNet-18/34 and the CIFAR ResNets). ``groups``/``base_width`` as torchvision."""
+
+    expansion = 1
+
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        groups: int = 1,
+        base_width: int = 64,
+        *,
+        residual: bool = True,
+        stride_on: str = "3x3",
+    ) -> None:
+        super().__init__()
+        if groups != 1 or base_width != 64:
+            raise ValueError("BasicBlock supports only groups=1 and base_width=64 (as in torchvision).")
+        self.conv1 = conv3x3(inplanes, planes, stride)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu1 = nn.ReLU()
+        self.conv2 = conv3x3(planes, planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.relu_out = nn.ReLU()
+        self.stride = stride
+        self._init_taps(residual, downsample)
+
+    def last_bn(self) -> nn.BatchNorm2d:
+        return self.bn2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.tap_branch_in(x)
+        out = self.relu1(self.bn1(self.conv1(out)))
+        out = self.bn2(self.conv2(out))
+        return self.tap_out(self.relu_out(self._merge(out, x)))
+
+
+class Bottleneck(ResidualBlock):
+    """1x1 reduce, 3x3 (grouped for ResNeXt, wider for Wide ResNet), 1x1 expand.
+
+    ``stride_on="3x3"`` puts the stride on the 3x3 convolution (torchvision, "ResNet v1.5");
+    ``"1x1"`` puts it on the first 1x1 convolution, as in the original paper.
+    """
+
+    expansion = 4
+
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        groups: int = 1,
+        base_width: int = 64,
+        *,
+        residual: bool = True,
+        stride_on: str = "3x3",
+    ) -> None:
+        super().__init__()
+        if stride_on not in STRIDE_PLACEMENTS:
+            raise ValueError(f"stride_on must be one of {STRIDE_PLACEMENTS}, got {stride_on!r}.")
+        width = int(planes * (base_width / 64.0)) * groups
+        stride_1x1, stride_3x3 = (stride, 1) if stride_on == "1x1" else (1, stride)
+        self.conv1 = conv1x1(inplanes, width, stride_1x1)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu1 = nn.ReLU()
+        self.conv2 = conv3x3(width, width, stride_3x3, groups)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.relu2 = nn.ReLU()
+        self.conv3 = conv1x1(width, planes * self.expansion)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.relu_out = nn.ReLU()
+        self.stride = stride
+        self._init_taps(residual, downsample)
+
+    def last_bn(self) -> nn.BatchNorm2d:
+        return self.bn3
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.tap_branch_in(x)
+        out = self.relu1(self.bn1(self.conv1(out)))
+        out = self.relu2(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.tap_out(self.relu_out(self._merge(out, x)))
+
+
+class PreActBasicBlock(ResidualBlock):
+    """BN-ReLU-conv ordering of "Identity Mappings in Deep Residual Networks" (He et al. 2016).
+
+    Nothing follows the add, so the shortcut is a clean identity. Where the shortcut projects, it reads the
+    pre-activated input (as in the authors' code); the branch/shortcut split is then taken at that point.
+    """
+
+    expansion = 1
+
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        groups: int = 1,
+        base_width: int = 64,
+        *,
+        residual: bool = True,
+        stride_on: str = "3x3",
+    ) -> None:
+        super().__init__()
+        if groups != 1 or base_width != 64:
+            raise ValueError("PreActBasicBlock supports only groups=1 and base_width=64.")
+        self.bn1 = nn.BatchNorm2d(inplanes)
+        self.relu1 = nn.ReLU()
+        self.conv1 = conv3x3(inplanes, planes, stride)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.relu2 = nn.ReLU()
+        self.conv2 = conv3x3(planes, planes)
+        self.stride = stride
+        self._init_taps(residual, downsample)
+
+    def last_conv(self) -> nn.Conv2d:
+        return self.conv2
+
+    def _preact(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pre = self.relu1(self.bn1(x))
+        # Projection shortcuts read the pre-activated input; identity shortcuts read the raw input.
+        return pre, (pre if self.has_projection else x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pre, shortcut_source = self._preact(x)
+        out = self.tap_branch_in(pre)
+        out = self.conv2(self.relu2(self.bn2(self.conv1(out))))
+        return self.tap_out(self._merge(out, shortcut_source))
+
+
+class PreActBottleneck(ResidualBlock):
+    """Pre-activation bottleneck (BN-ReLU-conv1x1, BN-ReLU-conv3x3, BN-ReLU-conv1x1)."""
+
+    expansion = 4
+
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        groups: int = 1,
+        base_width: int = 64,
+        *,
+        residual: bool = True,
+        stride_on: str = "3x3",
+    ) -> None:
+        super().__init__()
+        if stride_on not in STRIDE_PLACEMENTS:
+            raise ValueError(f"stride_on must be one of {STRIDE_PLACEMENTS}, got {stride_on!r}.")
+        width = int(planes * (base_width / 64.0)) * groups
+        stride_1x1, stride_3x3 = (stride, 1) if stride_on == "1x1" else (1, stride)
+        self.bn1 = nn.BatchNorm2d(inplanes)
+        self.relu1 = nn.ReLU()
+        self.conv1 = conv1x1(inplanes, width, stride_1x1)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.relu2 = nn.ReLU()
+        self.conv2 = conv3x3(width, width, stride_3x3, groups)
+        self.bn3 = nn.BatchNorm2d(width)
+        self.relu3 = nn.ReLU()
+        self.conv3 = conv1x1(width, planes * self.expansion)
+        self.stride = stride
+        self._init_taps(residual, downsample)
+
+    def last_conv(self) -> nn.Conv2d:
+        return self.conv3
+
+    _preact = PreActBasicBlock._preact
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pre, shortcut_source = self._preact(x)
+        out = self.tap_branch_in(pre)
+        out = self.conv2(self.relu2(self.bn2(self.conv1(out))))
+        out = self.conv3(self.relu3(self.bn3(out)))
+        return self.tap_out(self._merge(out, shortcut_source))
+
+
+BLOCK_TYPES: dict[str, dict[bool, type[ResidualBlock]]] = {
+    "basic": {False: BasicBlock, True: PreActBasicBlock},
+    "bottleneck": {False: Bottleneck, True: PreActBottleneck},
+}
+
+TAP_NAMES = ("tap_branch_in", "tap_shortcut_in", "tap_branch", "tap_shortcut", "tap_sum", "tap_out")
+

@@ -1,0 +1,194 @@
+"""Per-layer and per-stage tables of a model: shapes, parameters and multiply-accumulates (MACs).
+
+MACs come from ``torch.utils.flop_counter`` (FLOPs / 2), never from hand-written formulas. Models built on
+the ``meta`` device are described without allocating any memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from .blocks import PadShortcut, ResidualBlock, Tap
+from .state import preserved_state
+
+InputSize = int | Sequence[int]
+
+
+def _input_shape(model: nn.Module, input_size: InputSize) -> tuple[int, ...]:
+    if isinstance(input_size, int):
+        in_channels = next(m for m in model.modules() if isinstance(m, nn.Conv2d)).in_channels
+        return (1, in_channels, input_size, input_size)
+    shape = tuple(int(s) for s in input_size)
+    if len(shape) == 2:
+        in_channels = next(m for m in model.modules() if isinstance(m, nn.Conv2d)).in_channels
+        return (1, in_channels, *shape)
+    if len(shape) == 3:
+        return (1, *shape)
+    return shape
+
+
+def _example_input(model: nn.Module, shape: tuple[int, ...]) -> torch.Tensor:
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    dtype = param.dtype if param is not None else torch.float32
+    return torch.zeros(shape, device=device, dtype=dtype)
+
+
+def count_macs(model: nn.Module, input_size: InputSize) -> int:
+    """Multiply-accumulates of one forward pass (batch as given), from ``torch.utils.flop_counter``."""
+    shape = _input_shape(model, input_size)
+    with preserved_state(model, train=False), torch.no_grad():
+        with FlopCounterMode(display=False) as counter:
+            model(_example_input(model, shape))
+    return int(counter.get_total_flops() // 2)
+
+
+def _kind(module: nn.Module) -> str:
+    if isinstance(module, nn.Conv2d):
+        k = module.kernel_size
+        groups = f", groups {module.groups}" if module.groups > 1 else ""
+        return f"conv {k[0]}x{k[1]}/{module.stride[0]}{groups}"
+    if isinstance(module, PadShortcut):
+        return "zero-pad shortcut"
+    return type(module).__name__
+
+
+def _position(name: str) -> tuple[str, int | None]:
+    parts = name.split(".")
+    if parts[0].startswith("layer") and len(parts) > 1 and parts[1].isdigit():
+        return parts[0], int(parts[1])
+    if parts[0] in ("fc", "avgpool", "bn_final", "relu_final"):
+        return "head", None
+    return "stem", None
+
+
+def describe(model: nn.Module, input_size: InputSize = 224) -> pd.DataFrame:
+    """One row per layer that computes something: stage, block, module, kind, shapes, params, MACs.
+
+    Tap points (pure identities) and containers are left out; their totals equal ``count_params`` and
+    ``count_macs``. ``input_size`` is a side length, (H, W), (C, H, W) or a full (N, C, H, W) shape.
+    """
+    shape = _input_shape(model, input_size)
+    shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+    leaves = {
+        name: module
+        for name, module in model.named_modules()
+        if name and not list(module.children()) and not isinstance(module, Tap | nn.Identity)
+    }
+
+    def recorder(name: str):
+        def hook(_module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+            shapes[name] = (tuple(args[0].shape), tuple(output.shape))
+
+        return hook
+
+    handles = [module.register_forward_hook(recorder(name)) for name, module in leaves.items()]
+    try:
+        with preserved_state(model, train=False), torch.no_grad():
+            with FlopCounterMode(display=False) as counter:
+                model(_example_input(model, shape))
+    finally:
+        for handle in handles:
+            handle.remove()
+    flops = counter.get_flop_counts()
+    root = type(model).__name__
+    rows: list[dict[str, Any]] = []
+    for name, module in leaves.items():
+        if name not in shapes:
+            continue  # not used in forward (e.g. an unused head)
+        stage, block = _position(name)
+        in_shape, out_shape = shapes[name]
+        rows.append(
+            {
+                "stage": stage,
+                "block": block,
+                "module": name,
+                "kind": _kind(module),
+                "input_shape": "x".join(map(str, in_shape[1:])),
+                "output_shape": "x".join(map(str, out_shape[1:])),
+                "params": sum(p.numel() for p in module.parameters(recurse=False)),
+                "macs": int(sum(flops.get(f"{root}.{name}", {}).values()) // 2),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def shortcut_kind(block: ResidualBlock) -> str:
+    """"none" (plain), "identity", "zero-pad" (option A, shape change) or "projection" (dashed in Fig. 3)."""
+    if not block.residual:
+        return "none"
+    if block.downsample is None:
+        return "identity"
+    return "zero-pad" if isinstance(block.downsample, PadShortcut) else "projection"
+
+
+def block_table(model: nn.Module, input_size: InputSize = 224) -> pd.DataFrame:
+    """One row per residual block: stage, index, shortcut kind, input/output shape, params, MACs."""
+    layers = describe(model, input_size)
+    rows = []
+    for name, module in model.named_modules():
+        if not isinstance(module, ResidualBlock):
+            continue
+        mine = layers[layers["module"].str.startswith(name + ".")]
+        stage, index = _position(name)
+        rows.append(
+            {
+                "block": name,
+                "stage": stage,
+                "index": index,
+                "shortcut": shortcut_kind(module),
+                "input_shape": mine["input_shape"].iloc[0],
+                "output_shape": mine["output_shape"].iloc[-1] if not module.residual else
+                mine.loc[~mine["module"].str.contains("downsample"), "output_shape"].iloc[-1],
+                "params": int(mine["params"].sum()),
+                "macs": int(mine["macs"].sum()),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _conv_spec(conv: nn.Conv2d) -> str:
+    k = conv.kernel_size[0]
+    groups = f", C={conv.groups}" if conv.groups > 1 else ""
+    return f"{k}x{k}, {conv.out_channels}{groups}"
+
+
+def stage_table(model: nn.Module, input_size: InputSize = 224) -> pd.DataFrame:
+    """The paper's Table 1 for ``model``: per stage its output size, the block recipe x repeats, params, MACs."""
+    layers = describe(model, input_size)
+    rows = []
+    stem = layers[layers["stage"] == "stem"]
+    stem_convs = [m for n, m in model.named_modules() if n in set(stem["module"]) and isinstance(m, nn.Conv2d)]
+    stem_layer = ", ".join(f"{_conv_spec(c)}, stride {c.stride[0]}" for c in stem_convs)
+    if any(stem["kind"] == "MaxPool2d"):
+        stem_layer += "; 3x3 max pool, stride 2"
+    rows.append({"stage": "stem", "output_size": stem["output_shape"].iloc[-1], "layer": stem_layer,
+                 "blocks": 0, "params": int(stem["params"].sum()), "macs": int(stem["macs"].sum())})
+    for stage_name in sorted({s for s in layers["stage"] if s.startswith("layer")}, key=lambda s: int(s[5:])):
+        stage = getattr(model, stage_name)
+        first = stage[0]
+        convs = [m for n, m in first.named_children() if n.startswith("conv")]
+        mine = layers[layers["stage"] == stage_name]
+        main = mine[~mine["module"].str.contains("downsample")]
+        rows.append(
+            {
+                "stage": stage_name,
+                "output_size": main["output_shape"].iloc[-1],
+                "layer": "[" + "; ".join(_conv_spec(c) for c in convs) + f"] x {len(stage)}",
+                "blocks": len(stage),
+                "params": int(mine["params"].sum()),
+                "macs": int(mine["macs"].sum()),
+            }
+        )
+    head = layers[layers["stage"] == "head"]
+    fc = getattr(model, "fc", None)
+    rows.append({"stage": "head", "output_size": head["output_shape"].iloc[-1],
+                 "layer": f"average pool, {fc.out_features}-d fc, softmax" if fc is not None else "",
+                 "blocks": 0, "params": int(head["params"].sum()), "macs": int(head["macs"].sum())})
+    return pd.DataFrame(rows)

@@ -1,0 +1,314 @@
+"""One ``ResNet`` class for every depth, and the registry of named architectures.
+
+``build("resnet50")`` is torchvision's ResNet-50, key for key; ``build("resnet50", residual=False)`` is its
+plain twin (the same layers without shortcuts). The plain twin is always spelled ``residual=False``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+
+from .blocks import BLOCK_TYPES, SHORTCUT_OPTIONS, STRIDE_PLACEMENTS, ResidualBlock, make_shortcut
+
+STEMS = ("imagenet", "cifar")
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """A named architecture: its block, stage plan and the paper it comes from."""
+
+    name: str
+    family: str
+    block: str
+    layers: tuple[int, ...]
+    stem: str
+    groups: int = 1
+    width_per_group: int = 64
+    paper: str = ""
+    torchvision: bool = False
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def depth(self) -> int:
+        per_block = 2 if self.block == "basic" else 3
+        return per_block * sum(self.layers) + 2
+
+    @property
+    def input_size(self) -> int:
+        return 224 if self.stem == "imagenet" else 32
+
+    @property
+    def num_classes(self) -> int:
+        return 1000 if self.stem == "imagenet" else 10
+
+
+_HE2015 = "He et al. 2015, Deep Residual Learning for Image Recognition (arXiv:1512.03385)"
+_XIE2017 = "Xie et al. 2017, Aggregated Residual Transformations (arXiv:1611.05431)"
+_ZAG2016 = "Zagoruyko & Komodakis 2016, Wide Residual Networks (arXiv:1605.07146)"
+
+
+def _imagenet(name: str, block: str, layers: Sequence[int], family: str = "ResNet", paper: str = _HE2015,
+              groups: int = 1, width_per_group: int = 64) -> ArchSpec:
+    return ArchSpec(name, family, block, tuple(layers), "imagenet", groups, width_per_group, paper,
+                    torchvision=True, defaults={"shortcut": "B"})
+
+
+def _cifar(n: int) -> ArchSpec:
+    return ArchSpec(f"resnet{6 * n + 2}", "CIFAR ResNet", "basic", (n, n, n), "cifar", paper=_HE2015,
+                    defaults={"shortcut": "A", "num_classes": 10})
+
+
+ARCHITECTURES: dict[str, ArchSpec] = {
+    spec.name: spec
+    for spec in [
+        _imagenet("resnet18", "basic", (2, 2, 2, 2)),
+        _imagenet("resnet34", "basic", (3, 4, 6, 3)),
+        _imagenet("resnet50", "bottleneck", (3, 4, 6, 3)),
+        _imagenet("resnet101", "bottleneck", (3, 4, 23, 3)),
+        _imagenet("resnet152", "bottleneck", (3, 8, 36, 3)),
+        _imagenet("resnext50_32x4d", "bottleneck", (3, 4, 6, 3), "ResNeXt", _XIE2017, 32, 4),
+        _imagenet("resnext101_32x8d", "bottleneck", (3, 4, 23, 3), "ResNeXt", _XIE2017, 32, 8),
+        _imagenet("resnext101_64x4d", "bottleneck", (3, 4, 23, 3), "ResNeXt", _XIE2017, 64, 4),
+        _imagenet("wide_resnet50_2", "bottleneck", (3, 4, 6, 3), "Wide ResNet", _ZAG2016, 1, 128),
+        _imagenet("wide_resnet101_2", "bottleneck", (3, 4, 23, 3), "Wide ResNet", _ZAG2016, 1, 128),
+        *(_cifar(n) for n in (3, 5, 7, 9, 18, 200)),
+    ]
+}
+
+
+class ResNet(nn.Module):
+    """A ResNet (or its plain twin) with an ImageNet or CIFAR stem and any stage plan.
+
+    Module names follow torchvision (``conv1``, ``bn1``, ``relu``, ``maxpool``, ``layer1`` ... ``layer4``,
+    ``avgpool``, ``fc``), so torchvision state_dicts load with ``strict=True``. CIFAR nets have three stages
+    of ``width``, 2x, 4x channels and no max-pool (paper section 4.2).
+
+    Args:
+        block: "basic" or "bottleneck".
+        layers: blocks per stage.
+        stem: "imagenet" (7x7/2 conv + 3x3/2 max-pool) or "cifar" (3x3 conv).
+        residual: False builds the plain twin: every shortcut removed, nothing else changed.
+        shortcut: "A" zero-padded identity, "B" projection where the shape changes, "C" projection everywhere.
+        stride_on: "3x3" (torchvision, v1.5) or "1x1" (the paper) for bottleneck blocks.
+        preact: pre-activation blocks (He et al. 2016), with a final BN-ReLU before pooling.
+        zero_init_residual: start each residual branch's last BN (or conv, pre-activation) at zero.
+        width: base channel count (64 ImageNet, 16 CIFAR); slimmer nets for CPU demos.
+        groups, width_per_group: ResNeXt cardinality and width, Wide ResNet width.
+    """
+
+    def __init__(
+        self,
+        block: str,
+        layers: Sequence[int],
+        *,
+        stem: str = "imagenet",
+        num_classes: int = 1000,
+        in_channels: int = 3,
+        width: int | None = None,
+        groups: int = 1,
+        width_per_group: int = 64,
+        residual: bool = True,
+        shortcut: str = "B",
+        stride_on: str = "3x3",
+        preact: bool = False,
+        zero_init_residual: bool = False,
+    ) -> None:
+        super().__init__()
+        if block not in BLOCK_TYPES:
+            raise ValueError(f"block must be 'basic' or 'bottleneck', got {block!r}.")
+        if stem not in STEMS:
+            raise ValueError(f"stem must be one of {STEMS}, got {stem!r}.")
+        if shortcut not in SHORTCUT_OPTIONS:
+            raise ValueError(f"shortcut must be 'A', 'B' or 'C', got {shortcut!r}.")
+        if stride_on not in STRIDE_PLACEMENTS:
+            raise ValueError(f"stride_on must be '3x3' or '1x1', got {stride_on!r}.")
+        if block == "basic" and (groups != 1 or width_per_group != 64):
+            raise ValueError("Grouped or widened blocks (ResNeXt, Wide ResNet) need the bottleneck block.")
+        if not layers or any(int(n) < 1 for n in layers):
+            raise ValueError(f"every stage needs at least one block, got {list(layers)}.")
+        if num_classes < 1 or in_channels < 1:
+            raise ValueError("num_classes and in_channels must be positive.")
+        width = width if width is not None else (64 if stem == "imagenet" else 16)
+        if width < 1:
+            raise ValueError(f"width must be a positive channel count, got {width}.")
+
+        self.block_kind, self.stem_kind, self.residual, self.preact = block, stem, residual, preact
+        self.shortcut_option, self.stride_on = shortcut, stride_on
+        block_cls = BLOCK_TYPES[block][preact]
+        self.inplanes, self.groups, self.base_width = width, groups, width_per_group
+        # feature_info, recorded while building (timm's idea): where each stage ends, its channels and stride.
+        self.feature_info: list[dict[str, Any]] = []
+
+        if stem == "imagenet":
+            self.conv1 = nn.Conv2d(in_channels, width, 7, stride=2, padding=3, bias=False)
+            reduction = 4
+        else:
+            self.conv1 = nn.Conv2d(in_channels, width, 3, stride=1, padding=1, bias=False)
+            reduction = 1
+        if not preact:
+            self.bn1 = nn.BatchNorm2d(width)
+            self.relu = nn.ReLU()
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1) if stem == "imagenet" else nn.Identity()
+        self.feature_info.append({"module": "maxpool" if stem == "imagenet" else "conv1", "stage": "stem",
+                                  "channels": width, "reduction": reduction})
+
+        for index, blocks in enumerate(layers):
+            stride = 1 if index == 0 else 2
+            reduction *= stride
+            planes = width * 2**index
+            layer = self._make_layer(block_cls, planes, int(blocks), stride)
+            self.add_module(f"layer{index + 1}", layer)
+            self.feature_info.append({"module": f"layer{index + 1}", "stage": f"layer{index + 1}",
+                                      "channels": self.inplanes, "reduction": reduction})
+        self.num_stages = len(layers)
+        if preact:
+            self.bn_final = nn.BatchNorm2d(self.inplanes)
+            self.relu_final = nn.ReLU()
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(self.inplanes, num_classes)
+        self.num_features = self.inplanes
+
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.constant_(module.weight, 1)
+                nn.init.constant_(module.bias, 0)
+        if zero_init_residual and residual:
+            for module in self.modules():
+                if isinstance(module, ResidualBlock):
+                    last = module.last_bn() if hasattr(module, "last_bn") else module.last_conv()
+                    nn.init.constant_(last.weight, 0)
+
+    def _make_layer(self, block_cls: type[ResidualBlock], planes: int, blocks: int, stride: int) -> nn.Sequential:
+        layers = []
+        for index in range(blocks):
+            block_stride = stride if index == 0 else 1
+            out_channels = planes * block_cls.expansion
+            downsample = (
+                make_shortcut(self.shortcut_option, self.inplanes, out_channels, block_stride, self.preact)
+                if self.residual
+                else None
+            )
+            layers.append(
+                block_cls(self.inplanes, planes, block_stride, downsample, self.groups, self.base_width,
+                          residual=self.residual, stride_on=self.stride_on)
+            )
+            self.inplanes = out_channels
+        return nn.Sequential(*layers)
+
+    def stages(self) -> list[nn.Sequential]:
+        return [getattr(self, f"layer{i + 1}") for i in range(self.num_stages)]
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv1(x)
+        if not self.preact:
+            x = self.relu(self.bn1(x))
+        x = self.maxpool(x)
+        for stage in self.stages():
+            x = stage(x)
+        if self.preact:
+            x = self.relu_final(self.bn_final(x))
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.forward_features(x)
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def iter_blocks(model: nn.Module) -> list[tuple[str, ResidualBlock]]:
+    """Every residual (or plain) block of ``model`` in forward order, with its qualified name."""
+    return [(name, module) for name, module in model.named_modules() if isinstance(module, ResidualBlock)]
+
+
+def get_spec(name: str) -> ArchSpec:
+    try:
+        return ARCHITECTURES[name]
+    except KeyError:
+        known = ", ".join(ARCHITECTURES)
+        raise ValueError(f"Unknown architecture {name!r}. Choose one of: {known}.") from None
+
+
+def build(name: str, **options: Any) -> ResNet:
+    """Build a named architecture. ``build("resnet56", residual=False)`` is the plain-56 of the paper.
+
+    Options: residual, shortcut ("A"/"B"/"C"), stride_on ("3x3"/"1x1"), preact, zero_init_residual,
+    num_classes, in_channels, width. Defaults follow torchvision for ImageNet nets (shortcut "B") and the
+    paper for CIFAR nets (shortcut "A", 10 classes).
+    """
+    spec = get_spec(name)
+    allowed = {"residual", "shortcut", "stride_on", "preact", "zero_init_residual", "num_classes",
+               "in_channels", "width"}
+    unknown = set(options) - allowed
+    if unknown:
+        raise ValueError(f"Unknown option(s) {sorted(unknown)} for build(); allowed: {sorted(allowed)}.")
+    kwargs: dict[str, Any] = {"num_classes": spec.num_classes, **spec.defaults, **options}
+    model = ResNet(spec.block, spec.layers, stem=spec.stem, groups=spec.groups,
+                   width_per_group=spec.width_per_group, **kwargs)
+    model.arch_name = name
+    model.arch_options = dict(options)
+    return model
+
+
+def display_name(name: str, residual: bool = True) -> str:
+    """Human label: "ResNet-56" / "Plain-56", "ResNeXt-50 32x4d", "Plain Wide ResNet-50-2"."""
+    spec = get_spec(name)
+    if spec.family == "ResNeXt":
+        label = f"ResNeXt-{spec.depth} {name.split('_')[1]}"
+    elif spec.family == "Wide ResNet":
+        label = f"Wide ResNet-{spec.depth}-2"
+    else:
+        return f"ResNet-{spec.depth}" if residual else f"Plain-{spec.depth}"
+    return label if residual else f"Plain {label}"
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@lru_cache(maxsize=None)
+def _summary_row(name: str, residual: bool) -> dict[str, Any]:
+    from .describe import count_macs  # local: describe imports this module
+
+    spec = ARCHITECTURES[name]
+    with torch.device("meta"):
+        model = build(name, residual=residual)
+    size = spec.input_size
+    return {
+        "name": name,
+        "label": display_name(name, residual),
+        "family": spec.family,
+        "depth": spec.depth,
+        "block": spec.block,
+        "stem": spec.stem,
+        "residual": residual,
+        "stages": "-".join(str(n) for n in spec.layers),
+        "params": count_params(model),
+        "macs": count_macs(model, (1, 3, size, size)),
+        "input_size": size,
+        "torchvision": spec.torchvision,
+        "paper": spec.paper,
+    }
+
+
+def list_models(include_plain: bool = False) -> pd.DataFrame:
+    """Every named architecture: name, family, depth, block, params and MACs at its native input size.
+
+    Counted on the meta device (no memory, no weights), so listing all of them takes well under a second.
+    With ``include_plain`` each plain twin (``residual=False``) gets its own row.
+    """
+    rows = [_summary_row(name, True) for name in ARCHITECTURES]
+    if include_plain:
+        rows += [_summary_row(name, False) for name in ARCHITECTURES]
+    return pd.DataFrame(rows)
+
+
+def spec_dict(name: str) -> dict[str, Any]:
+    return asdict(get_spec(name))
