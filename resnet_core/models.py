@@ -236,12 +236,13 @@ def get_spec(name: str) -> ArchSpec:
         raise ValueError(f"Unknown architecture {name!r}. Choose one of: {known}.") from None
 
 
-def build(name: str, **options: Any) -> ResNet:
+def build(name: str, *, seed: int | None = None, **options: Any) -> ResNet:
     """Build a named architecture. ``build("resnet56", residual=False)`` is the plain-56 of the paper.
 
     Options: residual, shortcut ("A"/"B"/"C"), stride_on ("3x3"/"1x1"), preact, zero_init_residual,
     num_classes, in_channels, width. Defaults follow torchvision for ImageNet nets (shortcut "B") and the
-    paper for CIFAR nets (shortcut "A", 10 classes).
+    paper for CIFAR nets (shortcut "A", 10 classes). ``seed`` makes the random initialisation repeatable
+    without touching the global random state.
     """
     spec = get_spec(name)
     allowed = {"residual", "shortcut", "stride_on", "preact", "zero_init_residual", "num_classes",
@@ -250,8 +251,11 @@ def build(name: str, **options: Any) -> ResNet:
     if unknown:
         raise ValueError(f"Unknown option(s) {sorted(unknown)} for build(); allowed: {sorted(allowed)}.")
     kwargs: dict[str, Any] = {"num_classes": spec.num_classes, **spec.defaults, **options}
-    model = ResNet(spec.block, spec.layers, stem=spec.stem, groups=spec.groups,
-                   width_per_group=spec.width_per_group, **kwargs)
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        model = ResNet(spec.block, spec.layers, stem=spec.stem, groups=spec.groups,
+                       width_per_group=spec.width_per_group, **kwargs)
     model.arch_name = name
     model.arch_options = dict(options)
     return model

@@ -1,0 +1,47 @@
+# Two commands for a newcomer: `make run` and `make test`. Each creates .venv itself and is quick when
+# nothing changed (stamps track pyproject.toml).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8501
+
+.PHONY: run test test-fast bench lint chromium clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
+
+$(VENV)/.installed-app: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@ $(VENV)/.installed-app
+
+run: $(VENV)/.installed-app
+	$(BIN)/streamlit run app/main.py --server.port $(PORT)
+
+# Browser tests need Debian's chromium; install it where we may (root, e.g. CI), else they skip with a reason.
+chromium:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "Installing Debian's chromium for the browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "chromium not found and not root: browser tests will be skipped (sudo apt-get install chromium)"; fi
+
+test: $(VENV)/.installed-test chromium
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+test-fast: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -q -m "not browser and not slow" $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed-test
+	@for script in benchmarks/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check resnet_core app pages tests benchmarks
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache artifacts

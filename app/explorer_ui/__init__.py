@@ -1,0 +1,1 @@
+"""Small shared UI helpers for the pages: the model picker, URL state, cached models."""

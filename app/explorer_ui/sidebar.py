@@ -1,0 +1,179 @@
+"""The shared sidebar: architecture and options, mirrored in the URL so a link reopens the same view."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import streamlit as st
+import torch
+
+import resnet_core
+from resnet_core.models import ARCHITECTURES, display_name, get_spec
+
+DEFAULT_ARCH = "resnet20"
+SHORTCUT_HELP = {
+    "A": "A: identity, zero-padded where the shape changes (no extra weights)",
+    "B": "B: projection only where the shape changes (torchvision)",
+    "C": "C: projection in every block",
+}
+STRIDE_HELP = {"3x3": "on the 3x3 conv (torchvision, v1.5)", "1x1": "on the first 1x1 conv (the paper)"}
+WIDTH_FACTORS = {"full": 1, "half": 2, "quarter": 4}
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """What the sidebar picked: an architecture name and its build options."""
+
+    name: str
+    residual: bool = True
+    shortcut: str = "B"
+    stride_on: str = "3x3"
+    preact: bool = False
+    width_factor: str = "full"
+    weights: str = "random"
+    extra: tuple[tuple[str, Any], ...] = field(default=())
+
+    @property
+    def spec(self):
+        return get_spec(self.name)
+
+    @property
+    def width(self) -> int | None:
+        if self.width_factor == "full":
+            return None
+        base = 64 if self.spec.stem == "imagenet" else 16
+        return base // WIDTH_FACTORS[self.width_factor]
+
+    def options(self, **overrides: Any) -> dict[str, Any]:
+        opts: dict[str, Any] = {"residual": self.residual, "shortcut": self.shortcut, "preact": self.preact}
+        if self.spec.block == "bottleneck":
+            opts["stride_on"] = self.stride_on
+        if self.width is not None:
+            opts["width"] = self.width
+        opts.update(dict(self.extra))
+        opts.update(overrides)
+        return opts
+
+    @property
+    def label(self) -> str:
+        return display_name(self.name, self.residual)
+
+    def twin(self) -> ModelChoice:
+        """The same net with shortcuts flipped (residual <-> plain)."""
+        return ModelChoice(self.name, not self.residual, self.shortcut, self.stride_on, self.preact,
+                           self.width_factor, self.weights, self.extra)
+
+
+# Query parameter -> (session key, parser, allowed values or None)
+_URL_KEYS = {
+    "arch": "sb_arch",
+    "plain": "sb_plain",
+    "shortcut": "sb_shortcut",
+    "stride": "sb_stride",
+    "preact": "sb_preact",
+    "width": "sb_width",
+}
+
+
+def _read_url_once() -> list[str]:
+    """Seed the widgets from the URL on a session's first run; return sentences about values we ignored."""
+    if st.session_state.get("_sb_seeded"):
+        return []
+    st.session_state["_sb_seeded"] = True
+    params = st.query_params
+    problems: list[str] = []
+    arch = params.get("arch")
+    if arch is not None:
+        if arch in ARCHITECTURES:
+            st.session_state["sb_arch"] = arch
+        else:
+            problems.append(f"The link asks for architecture '{arch}', which ResNet Explorer does not know; "
+                            f"showing {display_name(DEFAULT_ARCH)} instead.")
+    flags = {"plain": "sb_plain", "preact": "sb_preact"}
+    for key, state_key in flags.items():
+        value = params.get(key)
+        if value is None:
+            continue
+        if value in ("0", "1", "true", "false"):
+            st.session_state[state_key] = value in ("1", "true")
+        else:
+            problems.append(f"The link's '{key}={value}' is not 0 or 1; it was ignored.")
+    choices = {"shortcut": ("sb_shortcut", tuple(SHORTCUT_HELP)), "stride": ("sb_stride", tuple(STRIDE_HELP)),
+               "width": ("sb_width", tuple(WIDTH_FACTORS))}
+    for key, (state_key, allowed) in choices.items():
+        value = params.get(key)
+        if value is None:
+            continue
+        if value in allowed:
+            st.session_state[state_key] = value
+        else:
+            problems.append(f"The link's '{key}={value}' is not one of {', '.join(allowed)}; it was ignored.")
+    return problems
+
+
+def _write_url(choice: ModelChoice) -> None:
+    wanted = {"arch": choice.name, "plain": "0" if choice.residual else "1", "shortcut": choice.shortcut,
+              "preact": "1" if choice.preact else "0", "width": choice.width_factor}
+    if choice.spec.block == "bottleneck":
+        wanted["stride"] = choice.stride_on
+    for key, value in wanted.items():
+        if st.query_params.get(key) != value:
+            st.query_params[key] = value
+    if choice.spec.block != "bottleneck" and "stride" in st.query_params:
+        del st.query_params["stride"]
+
+
+def model_picker() -> ModelChoice:
+    """Render the shared sidebar and return the chosen model. Called once per run by app/main.py."""
+    problems = _read_url_once()
+    names = list(ARCHITECTURES)
+    with st.sidebar:
+        st.subheader("Model")
+        name = st.selectbox(
+            "Architecture", names, index=names.index(DEFAULT_ARCH), key="sb_arch",
+            format_func=lambda n: f"{display_name(n)}  ({get_spec(n).family}, {get_spec(n).stem} stem)",
+            help="ImageNet nets (224x224 input) and the paper's CIFAR nets (32x32, 6n+2 layers).",
+        )
+        spec = get_spec(name)
+        plain = st.toggle("Plain twin (no shortcuts)", key="sb_plain",
+                          help="The same layers with every shortcut removed: the paper's 'plain' network.")
+        default_shortcut = spec.defaults.get("shortcut", "B")
+        if "sb_shortcut" not in st.session_state:
+            st.session_state["sb_shortcut"] = default_shortcut
+        shortcut = st.radio("Shortcut option", list(SHORTCUT_HELP), key="sb_shortcut", horizontal=True,
+                            disabled=plain, help="\n\n".join(SHORTCUT_HELP.values()))
+        stride_on = "3x3"
+        if spec.block == "bottleneck":
+            stride_on = st.radio("Stride of the first block of a stage", list(STRIDE_HELP), key="sb_stride",
+                                 horizontal=True, format_func=lambda s: f"{s} conv",
+                                 help="\n\n".join(f"{k}: {v}" for k, v in STRIDE_HELP.items()))
+        preact = st.toggle("Pre-activation blocks", key="sb_preact",
+                           help="BN-ReLU before each conv (He et al. 2016, Identity Mappings).")
+        width_factor = st.segmented_control("Width", list(WIDTH_FACTORS), key="sb_width", default="full",
+                                            help="Slimmer nets run faster on a laptop CPU.") or "full"
+        for problem in problems:
+            st.warning(problem)
+    choice = ModelChoice(name, not plain, shortcut, stride_on, preact, width_factor)
+    _write_url(choice)
+    return choice
+
+
+@st.cache_resource(max_entries=6, show_spinner="Building the model...")
+def _cached_model(name: str, options: tuple[tuple[str, Any], ...], device: str) -> torch.nn.Module:
+    with torch.device(device):
+        model = resnet_core.build(name, seed=0, **dict(options))
+    return model.eval()
+
+
+def get_model(choice: ModelChoice, *, meta: bool = False, **overrides: Any) -> torch.nn.Module:
+    """The cached model for ``choice`` (shared by every session: treat it as read-only, instrument it under
+    ``resnet_core.model_lock``). ``meta=True`` builds it without weights, for shapes and counts only.
+    Raises ValueError with a readable sentence for an impossible option combination."""
+    options = tuple(sorted(choice.options(**overrides).items()))
+    return _cached_model(choice.name, options, "meta" if meta else "cpu")
+
+
+def current_choice() -> ModelChoice:
+    """The choice made in the sidebar on this run (set by app/main.py before the page runs)."""
+    return st.session_state["model_choice"]

@@ -1,0 +1,17 @@
+"""ResNet Explorer: `streamlit run app/main.py`. Builds the navigation and the shared sidebar."""
+
+from __future__ import annotations
+
+import streamlit as st
+from explorer_ui.sidebar import model_picker
+
+st.set_page_config(page_title="ResNet Explorer", page_icon=":material/hub:", layout="wide")
+
+PAGES = [
+    st.Page("../pages/architecture.py", title="Architecture", icon=":material/account_tree:",
+            url_path="architecture", default=True),
+]
+
+page = st.navigation(PAGES)
+st.session_state["model_choice"] = model_picker()
+page.run()

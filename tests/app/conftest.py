@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import APP_MAIN
+
+
+@pytest.fixture
+def app() -> AppTest:
+    """The real entry point, run once; cached resources cleared so tests don't see each other's models."""
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    at = AppTest.from_file(str(APP_MAIN), default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    return at
