@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import pandas as pd
@@ -175,6 +175,8 @@ class ResNet(nn.Module):
         self.fc = nn.Linear(self.inplanes, num_classes)
         self.num_features = self.inplanes
 
+        if self.fc.weight.is_meta:
+            return  # meta-device models carry no values: skip the (slow, pointless) initialisation
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
@@ -207,20 +209,31 @@ class ResNet(nn.Module):
     def stages(self) -> list[nn.Sequential]:
         return [getattr(self, f"layer{i + 1}") for i in range(self.num_stages)]
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) image -> the first stage's input (N, width, H/4, W/4 ImageNet; H, W CIFAR)."""
         x = self.conv1(x)
         if not self.preact:
             x = self.relu(self.bn1(x))
-        x = self.maxpool(x)
-        for stage in self.stages():
-            x = stage(x)
+        return self.maxpool(x)
+
+    def forward_final(self, x: torch.Tensor) -> torch.Tensor:
+        """The last stage's output -> the feature map that is pooled (final BN-ReLU for pre-activation)."""
         if self.preact:
             x = self.relu_final(self.bn_final(x))
         return x
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.forward_features(x)
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, h, w) features -> (N, num_classes) logits: global average pool, then fc."""
         return self.fc(torch.flatten(self.avgpool(x), 1))
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.forward_stem(x)
+        for stage in self.stages():
+            x = stage(x)
+        return self.forward_final(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
 
 
 def iter_blocks(model: nn.Module) -> list[tuple[str, ResidualBlock]]:
@@ -277,7 +290,7 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-@lru_cache(maxsize=None)
+@cache
 def _summary_row(name: str, residual: bool) -> dict[str, Any]:
     from .describe import count_macs  # local: describe imports this module
 
