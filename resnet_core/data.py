@@ -10,10 +10,17 @@ ten classes, none over images or pixels): 10,000 images at 32 px take well under
 from __future__ import annotations
 
 import math
+import os
+import pickle
+import socket
+import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 SHAPES_CLASSES: tuple[str, ...] = (
@@ -197,3 +204,252 @@ def shapes_split(split: str, n: int, image_size: int = 32) -> ShapesSet:
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
     return make_shapes(n, image_size, TRAIN_SEED if split == "train" else TEST_SEED)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Real data sets (CIFAR-10, MNIST, Fashion-MNIST) and image folders, held in memory as uint8 tensors.
+
+
+class DataError(ValueError):
+    """A data set could not be loaded; the message is one sentence saying what to do."""
+
+
+@dataclass(eq=False)
+class ImageData:
+    """A split held in memory: ``images`` (N, 3, H, W) uint8 or float32 in [0, 1], ``labels`` int64 (N,),
+    ``classes`` names, ``mean``/``std`` per-channel statistics of the training split."""
+
+    name: str
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: tuple[str, ...]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.images.shape[-1])
+
+
+DATASETS: dict[str, str] = {
+    "shapes": "Shapes (built in, synthetic)",
+    "cifar10": "CIFAR-10",
+    "mnist": "MNIST",
+    "fashion_mnist": "Fashion-MNIST",
+}
+# The files each set needs in the data directory, in the layout torchvision writes when it downloads.
+EXPECTED_FILES: dict[str, list[str]] = {
+    "cifar10": [f"cifar-10-batches-py/{f}" for f in
+                ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch",
+                 "batches.meta")],
+    "mnist": [f"MNIST/raw/{f}" for f in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                                         "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")],
+    "fashion_mnist": [f"FashionMNIST/raw/{f}" for f in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                                                        "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")],
+}
+_DOWNLOAD_HOSTS = {"cifar10": "www.cs.toronto.edu", "mnist": "ossci-datasets.s3.amazonaws.com",
+                   "fashion_mnist": "fashion-mnist.s3-website.eu-central-1.amazonaws.com"}
+
+
+def data_dir() -> Path:
+    """Where downloaded data sets live: ``$RESNET_EXPLORER_DATA``, else ``data/`` at the repository root."""
+    env = os.environ.get("RESNET_EXPLORER_DATA")
+    return Path(env) if env else Path(__file__).resolve().parents[1] / "data"
+
+
+def downloads_allowed() -> bool:
+    """False when ``RESNET_EXPLORER_OFFLINE`` is set to 1/true (a classroom without network)."""
+    return os.environ.get("RESNET_EXPLORER_OFFLINE", "").lower() not in ("1", "true", "yes")
+
+
+def can_reach(host: str, port: int = 443, timeout: float = 3.0) -> bool:
+    """True if a TCP connection to ``host`` opens within ``timeout`` seconds, DNS lookup included.
+
+    The probe runs in a daemon thread because a DNS lookup ignores socket timeouts and can hang for long.
+    """
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(result and result[0])
+
+
+def _missing(name: str, root: Path) -> list[str]:
+    return [f for f in EXPECTED_FILES[name] if not (root / f).is_file()]
+
+
+def _offline_message(name: str, root: Path, missing: list[str], why: str) -> str:
+    return (f"{DATASETS[name]} is not in the data directory {root} and {why}; place these files there "
+            f"(torchvision's layout): {', '.join(missing)}, or set RESNET_EXPLORER_DATA to a folder that has "
+            f"them, or pick the built-in Shapes set.")
+
+
+def _ensure_files(name: str, root: Path, download: bool | None) -> None:
+    """Make sure ``name``'s files are under ``root``: download them with torchvision where allowed and the
+    network answers (checked first with a short timeout, so nothing hangs), else raise DataError."""
+    missing = _missing(name, root)
+    if not missing:
+        return
+    allowed = downloads_allowed() if download is None else download
+    if not allowed:
+        raise DataError(_offline_message(name, root, missing, "downloads are switched off"))
+    if not can_reach(_DOWNLOAD_HOSTS[name]):
+        raise DataError(_offline_message(name, root, missing, "the download server cannot be reached"))
+    from torchvision import datasets
+
+    cls = {"cifar10": datasets.CIFAR10, "mnist": datasets.MNIST, "fashion_mnist": datasets.FashionMNIST}[name]
+    try:
+        for train in (True, False):
+            cls(str(root), train=train, download=True)  # torchvision verifies the archive's MD5
+    except Exception as exc:  # network drop, disk full, bad archive: all end in the same advice
+        raise DataError(_offline_message(name, root, _missing(name, root), f"the download failed ({exc})")) from exc
+
+
+def _read_cifar(root: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
+    """CIFAR-10 "python version" batches, read as documented at https://www.cs.toronto.edu/~kriz/cifar.html:
+    each batch is a pickled dict with ``data`` (N, 3072) uint8 (1024 red, 1024 green, 1024 blue values per
+    row, row-major 32x32) and ``labels`` (N,); ``batches.meta`` holds ``label_names``.
+
+    Our own reader rather than ``torchvision.datasets.CIFAR10`` because torchvision checks every file's MD5,
+    which only the full original files pass; the format and the layout are torchvision's.
+    """
+    base = root / "cifar-10-batches-py"
+    names = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
+    data, labels = [], []
+    try:
+        for file_name in names:
+            with open(base / file_name, "rb") as f:
+                entry = pickle.load(f, encoding="latin1")
+            data.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+            labels.extend(entry["labels"])
+        with open(base / "batches.meta", "rb") as f:
+            classes = tuple(pickle.load(f, encoding="latin1")["label_names"])
+    except (OSError, KeyError, ValueError, pickle.UnpicklingError, EOFError) as exc:
+        raise DataError(f"The CIFAR-10 files in {base} could not be read ({exc}); delete them and download "
+                        f"again, or place the original 'python version' batches there.") from exc
+    images = torch.from_numpy(np.concatenate(data))
+    return images, torch.tensor(labels, dtype=torch.int64), classes
+
+
+def _read_mnist(name: str, root: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
+    """MNIST / Fashion-MNIST idx-ubyte files through torchvision's own reader (it checks magic numbers)."""
+    from torchvision import datasets
+
+    cls = datasets.MNIST if name == "mnist" else datasets.FashionMNIST
+    try:
+        ds = cls(str(root), train=train, download=False)
+    except (RuntimeError, AssertionError, ValueError, OSError) as exc:
+        raise DataError(f"The {DATASETS[name]} files in {root / cls.__name__ / 'raw'} could not be read "
+                        f"({exc or type(exc).__name__}); delete them and download again.") from exc
+    # Grey to three channels so every page (and Grad-CAM) sees RGB images, as for the other sets.
+    images = ds.data[:, None].expand(-1, 3, -1, -1)
+    return images, ds.targets.to(torch.int64), tuple(ds.classes)
+
+
+def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
+    """(N, 3, H, W) uint8 -> (N, 3, size, size) uint8, antialiased, in chunks to bound memory."""
+    if images.shape[-1] == size and images.shape[-2] == size:
+        return images.contiguous()
+    out = []
+    for start in range(0, images.shape[0], 4096):
+        chunk = images[start:start + 4096].float()
+        chunk = F.interpolate(chunk, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        out.append(chunk.round_().clamp_(0, 255).to(torch.uint8))
+    return torch.cat(out)
+
+
+def _subset(images: torch.Tensor, labels: torch.Tensor, n: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    if n is None or n >= labels.shape[0]:
+        return images, labels
+    idx = torch.randperm(labels.shape[0], generator=torch.Generator().manual_seed(seed))[:n]
+    return images[idx], labels[idx]
+
+
+def _stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    x = images.float() / 255 if images.dtype == torch.uint8 else images
+    mean = x.mean(dim=(0, 2, 3))
+    std = x.std(dim=(0, 2, 3)).clamp_min(1e-3)
+    return tuple(round(float(m), 4) for m in mean), tuple(round(float(s), 4) for s in std)
+
+
+def read_image_folder(path: str | Path, image_size: int = 32) -> ImageData:
+    """An image folder with one sub-folder per class (torchvision's ``ImageFolder`` layout), resized to
+    ``image_size`` (shorter side, then centre crop), held as uint8 (N, 3, S, S)."""
+    from torchvision import datasets, transforms
+
+    root = Path(path)
+    if not root.is_dir():
+        raise DataError(f"The image folder {root} does not exist; give a folder with one sub-folder per class.")
+    tf = transforms.Compose([transforms.Resize(image_size), transforms.CenterCrop(image_size),
+                             transforms.PILToTensor()])
+    try:
+        ds = datasets.ImageFolder(str(root), transform=tf)
+    except (FileNotFoundError, RuntimeError) as exc:
+        raise DataError(f"The image folder {root} holds no images in class sub-folders ({exc}); put each "
+                        f"class's images in its own sub-folder.") from exc
+    if len(ds.classes) < 2:
+        raise DataError(f"The image folder {root} has {len(ds.classes)} class sub-folder; a classifier needs two or more.")
+    images = torch.stack([ds[i][0].expand(3, -1, -1) if ds[i][0].shape[0] == 1 else ds[i][0][:3]
+                          for i in range(len(ds))])
+    labels = torch.tensor(ds.targets, dtype=torch.int64)
+    mean, std = _stats(images)
+    return ImageData(f"folder:{root}", images, labels, tuple(ds.classes), mean, std)  # type: ignore[arg-type]
+
+
+def load_splits(name: str, image_size: int = 32, n_train: int | None = None, n_test: int | None = None,
+                *, download: bool | None = None, root: str | Path | None = None,
+                seed: int = 0) -> tuple[ShapesSet | ImageData, ShapesSet | ImageData]:
+    """Train and held-out splits of data set ``name`` ("shapes", "cifar10", "mnist", "fashion_mnist" or
+    "folder:<path>") at ``image_size`` pixels, each subsampled (seeded) to ``n_train``/``n_test`` images.
+
+    Shapes is generated (``n_train`` defaults to 10,000, ``n_test`` to 2,000). The others are read from
+    ``root`` (default :func:`data_dir`), downloaded first when allowed and reachable; otherwise a
+    :class:`DataError` says which files to place where. The test split carries the training statistics.
+    """
+    if name == "shapes":
+        return (shapes_split("train", 10_000 if n_train is None else n_train, image_size),
+                shapes_split("test", 2_000 if n_test is None else n_test, image_size))
+    if not 8 <= image_size <= 256:
+        raise ValueError(f"image size must be 8 to 256 pixels, got {image_size}.")
+    if name.startswith("folder:"):
+        full = read_image_folder(name.split(":", 1)[1], image_size)
+        # A fixed, seeded 80/20 split: the folder has no test set of its own.
+        perm = torch.randperm(len(full), generator=torch.Generator().manual_seed(seed))
+        cut = max(1, int(0.8 * len(full)))
+        tr, te = perm[:cut], perm[cut:] if cut < len(full) else perm[:1]
+        train = ImageData(full.name, full.images[tr], full.labels[tr], full.classes, full.mean, full.std)
+        test = ImageData(full.name, full.images[te], full.labels[te], full.classes, full.mean, full.std)
+        return _subset_data(train, n_train, seed), _subset_data(test, n_test, seed + 1)
+    if name not in EXPECTED_FILES:
+        known = ", ".join([*DATASETS, "folder:<path>"])
+        raise DataError(f"Unknown data set {name!r}; choose one of {known}.")
+    base = Path(root) if root is not None else data_dir()
+    _ensure_files(name, base, download)
+    splits = []
+    for train in (True, False):
+        if name == "cifar10":
+            images, labels, classes = _read_cifar(base, train)
+        else:
+            images, labels, classes = _read_mnist(name, base, train)
+        images, labels = _subset(images, labels, n_train if train else n_test, seed + (0 if train else 1))
+        splits.append((_resize(images, image_size), labels, classes))
+    mean, std = _stats(splits[0][0])
+    train_set, test_set = (ImageData(name, images, labels, classes, mean, std)  # type: ignore[arg-type]
+                           for images, labels, classes in splits)
+    return train_set, test_set
+
+
+def _subset_data(data: ImageData, n: int | None, seed: int) -> ImageData:
+    images, labels = _subset(data.images, data.labels, n, seed)
+    return ImageData(data.name, images, labels, data.classes, data.mean, data.std)
