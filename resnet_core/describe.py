@@ -14,8 +14,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .blocks import PadShortcut, ResidualBlock, Tap
-from .models import ResNet
+from .blocks import BasicBlock, Bottleneck, PadShortcut, ResidualBlock, Tap
+from .models import ResNet, count_params, display_name, iter_blocks
 from .state import preserved_state
 
 InputSize = int | Sequence[int]
@@ -153,7 +153,9 @@ def describe(model: nn.Module, input_size: InputSize = 224) -> pd.DataFrame:
                 "macs": int(sum(flops.get(f"{root}.{name}", {}).values()) // 2),
             }
         )
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    table["block"] = table["block"].astype("Int64")  # stem and head rows have no block index
+    return table
 
 
 def shortcut_kind(block: ResidualBlock) -> str:
@@ -165,9 +167,12 @@ def shortcut_kind(block: ResidualBlock) -> str:
     return "zero-pad" if isinstance(block.downsample, PadShortcut) else "projection"
 
 
-def block_table(model: nn.Module, input_size: InputSize = 224) -> pd.DataFrame:
-    """One row per residual block: stage, index, shortcut kind, input/output shape, params, MACs."""
-    layers = describe(model, input_size)
+def block_table(model: nn.Module, input_size: InputSize = 224, layers: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per residual block: stage, index, shortcut kind, input/output shape, params, MACs.
+
+    ``layers`` may be a ``describe(model, input_size)`` table already computed (saves a second pass).
+    """
+    layers = describe(model, input_size) if layers is None else layers
     rows = []
     for name, module in model.named_modules():
         if not isinstance(module, ResidualBlock):
@@ -196,9 +201,22 @@ def _conv_spec(conv: nn.Conv2d) -> str:
     return f"{k}x{k}, {conv.out_channels}{groups}"
 
 
-def stage_table(model: nn.Module, input_size: InputSize = 224) -> pd.DataFrame:
-    """The paper's Table 1 for ``model``: per stage its output size, the block recipe x repeats, params, MACs."""
-    layers = describe(model, input_size)
+def _paper_stage(stage: str) -> str:
+    """Our module names -> the paper's Table 1 names: stem = conv1, layer1 = conv2_x, ..., head = fc."""
+    if stage == "stem":
+        return "conv1"
+    if stage == "head":
+        return "fc"
+    return f"conv{int(stage[5:]) + 1}_x"
+
+
+def stage_table(model: nn.Module, input_size: InputSize = 224, layers: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The paper's Table 1 for ``model``: per stage its output size, the block recipe x repeats, params, MACs.
+
+    Columns: stage (module name), paper_stage (conv1, conv2_x, ..., fc), output_size (CxHxW), layer (recipe),
+    blocks, params, macs. ``layers`` may be a ``describe`` table already computed.
+    """
+    layers = describe(model, input_size) if layers is None else layers
     rows = []
     stem = layers[layers["stage"] == "stem"]
     stem_convs = [m for n, m in model.named_modules() if n in set(stem["module"]) and isinstance(m, nn.Conv2d)]
@@ -228,4 +246,62 @@ def stage_table(model: nn.Module, input_size: InputSize = 224) -> pd.DataFrame:
     rows.append({"stage": "head", "output_size": head["output_shape"].iloc[-1],
                  "layer": f"average pool, {fc.out_features}-d fc, softmax" if fc is not None else "",
                  "blocks": 0, "params": int(head["params"].sum()), "macs": int(head["macs"].sum())})
+    table = pd.DataFrame(rows)
+    table.insert(1, "paper_stage", table["stage"].map(_paper_stage))
+    return table
+
+
+def main_path_depth(model: nn.Module) -> int:
+    """Weighted layers on the main path (convolutions outside shortcuts, plus fc): 56 for ResNet-56."""
+    shortcut_modules = {id(m) for _, blk in iter_blocks(model) if blk.downsample is not None
+                        for m in blk.downsample.modules()}
+    return sum(1 for m in model.modules()
+               if isinstance(m, nn.Conv2d | nn.Linear) and id(m) not in shortcut_modules)
+
+
+def twin_comparison(residual: nn.Module, plain: nn.Module, input_size: InputSize) -> pd.DataFrame:
+    """A residual net and its plain twin side by side: label, depth, params, MACs, shortcut counts.
+
+    One row each (residual first). Build both on the meta device to compare ImageNet nets instantly.
+    """
+    rows = []
+    for model in (residual, plain):
+        kinds = [shortcut_kind(blk) for _, blk in iter_blocks(model)]
+        name = getattr(model, "arch_name", None)
+        rows.append({
+            "label": display_name(name, model.residual) if name else type(model).__name__,
+            "residual": bool(model.residual),
+            "depth": main_path_depth(model),
+            "blocks": len(kinds),
+            "params": count_params(model),
+            "macs": count_macs(model, input_size),
+            "identity_shortcuts": kinds.count("identity"),
+            "zero_pad_shortcuts": kinds.count("zero-pad"),
+            "projection_shortcuts": kinds.count("projection"),
+        })
+    return pd.DataFrame(rows)
+
+
+def block_comparison(channels: int = 256, size: int = 56) -> pd.DataFrame:
+    """BasicBlock vs Bottleneck on a ``channels``-d input (the paper's Fig. 5), counted from real modules.
+
+    The BasicBlock keeps ``channels`` inside (two 3x3 convs); the Bottleneck reduces to ``channels / 4``
+    (1x1, 3x3, 1x1). Columns: block, recipe, conv_weights (conv kernels only), params (with BN), macs on a
+    (1, channels, size, size) input. At 256 channels: 1,179,648 vs 69,632 conv weights.
+    """
+    if channels < Bottleneck.expansion or channels % Bottleneck.expansion:
+        raise ValueError(f"channels must be a positive multiple of {Bottleneck.expansion}, got {channels}.")
+    with torch.device("meta"):
+        blocks = {"BasicBlock": BasicBlock(channels, channels),
+                  "Bottleneck": Bottleneck(channels, channels // Bottleneck.expansion)}
+    rows = []
+    for kind, block in blocks.items():
+        convs = [m for m in block.modules() if isinstance(m, nn.Conv2d)]
+        rows.append({
+            "block": kind,
+            "recipe": " -> ".join(_conv_spec(c) for c in convs),
+            "conv_weights": sum(c.weight.numel() for c in convs),
+            "params": count_params(block),
+            "macs": count_macs(block, (1, channels, size, size)),
+        })
     return pd.DataFrame(rows)

@@ -1,0 +1,137 @@
+"""resnet_core.describe: per-layer, per-block and per-stage tables whose totals are the model's counts."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import resnet_core
+from resnet_core import build, count_params, describe, iter_blocks
+from resnet_core.blocks import BasicBlock, Bottleneck
+from resnet_core.describe import (
+    block_comparison,
+    block_table,
+    main_path_depth,
+    stage_table,
+    twin_comparison,
+)
+
+CASES = [
+    ("resnet50", {}, 224),
+    ("resnet56", {}, 32),
+    ("resnet56", {"residual": False}, 32),
+    ("resnext50_32x4d", {"stride_on": "1x1"}, 224),
+    ("resnet18", {"preact": True, "shortcut": "C"}, 224),
+]
+
+
+def _meta(name: str, **options) -> nn.Module:
+    with torch.device("meta"):
+        return build(name, **options)
+
+
+@pytest.mark.parametrize("name,options,size", CASES)
+def test_describe_totals_equal_counts(name: str, options: dict, size: int) -> None:
+    model = _meta(name, **options)
+    layers = describe(model, size)
+    assert layers["params"].sum() == count_params(model)
+    assert layers["macs"].sum() == resnet_core.count_macs(model, size)
+    stages = stage_table(model, size, layers=layers)
+    assert stages["params"].sum() == count_params(model)
+    assert stages["macs"].sum() == resnet_core.count_macs(model, size)
+    blocks = block_table(model, size, layers=layers)
+    assert len(blocks) == len(iter_blocks(model))
+    inside = layers[layers["stage"].str.startswith("layer")]
+    assert blocks["params"].sum() == inside["params"].sum()
+    assert blocks["macs"].sum() == inside["macs"].sum()
+    assert not layers["module"].str.contains("tap_").any()  # taps compute nothing, so they are not rows
+
+
+def test_describe_rows_for_resnet50() -> None:
+    layers = describe(_meta("resnet50"), 224).set_index("module")
+    conv1 = layers.loc["conv1"]
+    assert (conv1["kind"], conv1["input_shape"], conv1["output_shape"]) == ("conv 7x7/2", "3x224x224", "64x112x112")
+    assert conv1["params"] == 7 * 7 * 3 * 64
+    assert conv1["macs"] == 7 * 7 * 3 * 64 * 112 * 112  # kernel x output positions: flop_counter agrees
+    assert layers.loc["maxpool", "output_shape"] == "64x56x56"
+    # torchvision's placement: the stride sits on the 3x3 conv of each stage's first block.
+    assert layers.loc["layer2.0.conv2", "kind"] == "conv 3x3/2"
+    assert layers.loc["layer2.0.downsample.0", "kind"] == "conv 1x1/2"
+    assert layers.loc["fc", "output_shape"] == "1000"
+    assert str(layers["block"].dtype) == "Int64"
+
+
+def test_stage_table_is_table1() -> None:
+    stages = stage_table(_meta("resnet50"), 224)
+    assert list(stages["paper_stage"]) == ["conv1", "conv2_x", "conv3_x", "conv4_x", "conv5_x", "fc"]
+    assert list(stages["output_size"]) == ["64x56x56", "256x56x56", "512x28x28", "1024x14x14", "2048x7x7", "1000"]
+    assert list(stages["blocks"]) == [0, 3, 4, 6, 3, 0]
+    assert stages.loc[1, "layer"] == "[1x1, 64; 3x3, 64; 1x1, 256] x 3"
+    assert stages.loc[0, "layer"] == "7x7, 64, stride 2; 3x3 max pool, stride 2"
+    cifar = stage_table(_meta("resnet20"), 32)
+    assert list(cifar["output_size"]) == ["16x32x32", "16x32x32", "32x16x16", "64x8x8", "10"]
+    assert cifar.loc[3, "layer"] == "[3x3, 64; 3x3, 64] x 3"
+    resnext = stage_table(_meta("resnext50_32x4d"), 224)
+    assert resnext.loc[1, "layer"] == "[1x1, 128; 3x3, 128, C=32; 1x1, 256] x 3"
+
+
+@pytest.mark.parametrize("name,options,expected", [
+    ("resnet50", {}, {"layer1.0": "projection", "layer1.1": "identity", "layer2.0": "projection",
+                      "layer4.0": "projection", "layer4.2": "identity"}),
+    ("resnet56", {}, {"layer1.0": "identity", "layer2.0": "zero-pad", "layer3.0": "zero-pad",
+                      "layer3.8": "identity"}),
+    ("resnet20", {"shortcut": "B"}, {"layer1.0": "identity", "layer2.0": "projection"}),
+    ("resnet20", {"shortcut": "C"}, {"layer1.0": "projection", "layer1.1": "projection"}),
+    ("resnet20", {"residual": False}, {"layer1.0": "none", "layer2.0": "none"}),
+])
+def test_block_table_shortcut_kinds(name: str, options: dict, expected: dict) -> None:
+    size = 224 if name == "resnet50" else 32
+    blocks = block_table(_meta(name, **options), size).set_index("block")
+    for block, kind in expected.items():
+        assert blocks.loc[block, "shortcut"] == kind, block
+    first = blocks.iloc[0]
+    assert first["stage"] == "layer1" and first["index"] == 0
+
+
+def test_block_table_shapes_follow_the_stages() -> None:
+    blocks = block_table(_meta("resnet20"), 32).set_index("block")
+    assert (blocks.loc["layer2.0", "input_shape"], blocks.loc["layer2.0", "output_shape"]) == ("16x32x32",
+                                                                                               "32x16x16")
+    assert blocks.loc["layer3.2", "output_shape"] == "64x8x8"
+
+
+def test_block_comparison_from_real_modules() -> None:
+    table = block_comparison(256).set_index("block")
+    basic, bottleneck = BasicBlock(256, 256), Bottleneck(256, 64)
+
+    def conv_weights(block: nn.Module) -> int:
+        return sum(m.weight.numel() for m in block.modules() if isinstance(m, nn.Conv2d))
+
+    assert table.loc["BasicBlock", "conv_weights"] == conv_weights(basic) == 1_179_648
+    assert table.loc["Bottleneck", "conv_weights"] == conv_weights(bottleneck) == 69_632
+    assert table.loc["BasicBlock", "params"] == count_params(basic)
+    assert table.loc["Bottleneck", "recipe"] == "1x1, 64 -> 3x3, 64 -> 1x1, 256"
+    # MACs at 56x56: every conv weight is used once per output position (no strides here).
+    assert table.loc["Bottleneck", "macs"] == 69_632 * 56 * 56
+    with pytest.raises(ValueError, match="multiple of 4"):
+        block_comparison(30)
+
+
+def test_twin_comparison() -> None:
+    table = twin_comparison(_meta("resnet56"), _meta("resnet56", residual=False), 32)
+    assert list(table["label"]) == ["ResNet-56", "Plain-56"]
+    assert list(table["depth"]) == [56, 56]
+    # Option A adds neither weights nor multiply-accumulates (the paper's "same cost" comparison).
+    assert table["params"].nunique() == 1 and table["macs"].nunique() == 1
+    assert list(table["zero_pad_shortcuts"]) == [2, 0] and list(table["identity_shortcuts"]) == [25, 0]
+    r50 = twin_comparison(_meta("resnet50"), _meta("resnet50", residual=False), 224)
+    assert list(r50["projection_shortcuts"]) == [4, 0]
+    assert r50.loc[0, "params"] > r50.loc[1, "params"] and r50.loc[0, "macs"] > r50.loc[1, "macs"]
+    assert main_path_depth(_meta("resnet152")) == 152
+
+
+def test_describe_leaves_model_state_alone() -> None:
+    model = build("resnet20", seed=0, width=8).train()
+    describe(model, 32)
+    assert model.training and resnet_core.count_hooks(model) == 0
