@@ -28,7 +28,6 @@ import threading
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlparse
@@ -88,12 +87,10 @@ Preprocessing.IMAGENET = Preprocessing(256, 224, (0.485, 0.456, 0.406), (0.229, 
 Preprocessing.CIFAR = Preprocessing(32, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
 
 
-@lru_cache(maxsize=8)
 def _shapes_stats(image_size: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    from .data import shapes_split  # local: data is optional for everything else here
+    from .data import shapes_stats  # local: data is optional for everything else here (and cached there)
 
-    train = shapes_split("train", 256, image_size=image_size)
-    return tuple(float(m) for m in train.mean), tuple(float(s) for s in train.std)
+    return shapes_stats(image_size)
 
 
 def preprocessing_for(model: nn.Module) -> Preprocessing:
