@@ -7,6 +7,7 @@ the ``meta`` device are described without allocating any memory.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -262,7 +263,7 @@ def main_path_depth(model: nn.Module) -> int:
 def twin_comparison(residual: nn.Module, plain: nn.Module, input_size: InputSize) -> pd.DataFrame:
     """A residual net and its plain twin side by side: label, depth, params, MACs, shortcut counts.
 
-    One row each (residual first). Build both on the meta device to compare ImageNet nets instantly.
+    One row each, in the order given. Build both on the meta device to compare ImageNet nets instantly.
     """
     rows = []
     for model in (residual, plain):
@@ -305,3 +306,33 @@ def block_comparison(channels: int = 256, size: int = 56) -> pd.DataFrame:
             "macs": count_macs(block, (1, channels, size, size)),
         })
     return pd.DataFrame(rows)
+
+
+@dataclass(frozen=True)
+class ArchitectureReport:
+    """Everything the Architecture page shows for one net, as DataFrames (picklable, so pages can cache it)."""
+
+    label: str
+    input_size: int
+    layers: pd.DataFrame  # describe()
+    stages: pd.DataFrame  # stage_table()
+    blocks: pd.DataFrame  # block_table()
+    twin: pd.DataFrame  # twin_comparison(): this net first, its twin second
+
+
+def architecture_report(model: nn.Module, twin: nn.Module, input_size: int) -> ArchitectureReport:
+    """Describe ``model`` once and derive every table from that pass; ``twin`` is its residual/plain twin.
+
+    Pass meta-device models (``build(..., )`` under ``torch.device("meta")``): nothing is allocated.
+    """
+    layers = describe(model, input_size)
+    name = getattr(model, "arch_name", None)
+    label = display_name(name, model.residual) if name else type(model).__name__
+    return ArchitectureReport(
+        label=label,
+        input_size=int(input_size),
+        layers=layers,
+        stages=stage_table(model, input_size, layers=layers),
+        blocks=block_table(model, input_size, layers=layers),
+        twin=twin_comparison(model, twin, input_size),
+    )

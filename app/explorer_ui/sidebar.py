@@ -124,6 +124,11 @@ def _write_url(choice: ModelChoice) -> None:
         del st.query_params["stride"]
 
 
+def _arch_changed() -> None:
+    """A new architecture starts from its own default shortcut (A for the paper's CIFAR nets, B for ImageNet)."""
+    st.session_state["sb_shortcut"] = get_spec(st.session_state["sb_arch"]).defaults.get("shortcut", "B")
+
+
 def model_picker() -> ModelChoice:
     """Render the shared sidebar and return the chosen model. Called once per run by app/main.py."""
     problems = _read_url_once()
@@ -134,6 +139,7 @@ def model_picker() -> ModelChoice:
             "Architecture", names, index=names.index(DEFAULT_ARCH), key="sb_arch",
             format_func=lambda n: f"{display_name(n)}  ({get_spec(n).family}, {get_spec(n).stem} stem)",
             help="ImageNet nets (224x224 input) and the paper's CIFAR nets (32x32, 6n+2 layers).",
+            on_change=_arch_changed,
         )
         spec = get_spec(name)
         plain = st.toggle("Plain twin (no shortcuts)", key="sb_plain",

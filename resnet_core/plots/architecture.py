@@ -1,0 +1,142 @@
+"""Plotly figures for the Architecture page, built from the DataFrames of ``resnet_core.describe``."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+STAGE_COLORS = ["#8c8c8c", "#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2"]
+# How each shortcut kind is drawn (the paper's Fig. 3: solid identity, dashed projection).
+SHORTCUT_STYLE = {
+    "identity": {"dash": "solid", "color": "#1f77b4", "legend": "identity shortcut (solid)"},
+    "projection": {"dash": "dash", "color": "#d62728", "legend": "projection shortcut, 1x1 conv (dashed)"},
+    "zero-pad": {"dash": "dot", "color": "#2ca02c", "legend": "zero-padded identity, option A (dotted)"},
+    "none": {"dash": None, "color": "#7f7f7f", "legend": "no shortcut (plain block)"},
+}
+
+
+def _stage_color(stage: str, stages: list[str]) -> str:
+    return STAGE_COLORS[stages.index(stage) % len(STAGE_COLORS)]
+
+
+def stage_figure(stages: pd.DataFrame) -> go.Figure:
+    """Params and MACs per stage (two bar panels) from ``stage_table``; x is the paper's stage name."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Parameters per stage", "Multiply-accumulates per stage"))
+    x = list(stages["paper_stage"])
+    colors = [STAGE_COLORS[i % len(STAGE_COLORS)] for i in range(len(stages))]
+    fig.add_bar(x=x, y=list(stages["params"]), name="params", marker_color=colors, row=1, col=1,
+                hovertemplate="%{x}: %{y:,} parameters<extra></extra>")
+    fig.add_bar(x=x, y=list(stages["macs"]), name="MACs", marker_color=colors, row=1, col=2,
+                hovertemplate="%{x}: %{y:,} MACs<extra></extra>")
+    fig.update_layout(showlegend=False, height=340, margin={"t": 40, "b": 10, "l": 10, "r": 10})
+    return fig
+
+
+def layer_figure(layers: pd.DataFrame) -> go.Figure:
+    """Params and MACs of every layer that holds weights (from ``describe``), coloured by stage, in order."""
+    rows = layers[layers["params"] > 0]
+    stage_order = list(dict.fromkeys(rows["stage"]))
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                        subplot_titles=("Parameters per layer", "Multiply-accumulates per layer"))
+    for stage in stage_order:
+        mine = rows[rows["stage"] == stage]
+        color = _stage_color(stage, stage_order)
+        text = [f"{m} ({k}, {i} -> {o})" for m, k, i, o in
+                zip(mine["module"], mine["kind"], mine["input_shape"], mine["output_shape"], strict=True)]
+        fig.add_bar(x=list(mine["module"]), y=list(mine["params"]), name=stage, legendgroup=stage,
+                    marker_color=color, hovertext=text, hovertemplate="%{hovertext}<br>%{y:,} params<extra></extra>",
+                    row=1, col=1)
+        fig.add_bar(x=list(mine["module"]), y=list(mine["macs"]), name=stage, legendgroup=stage,
+                    showlegend=False, marker_color=color, hovertext=text,
+                    hovertemplate="%{hovertext}<br>%{y:,} MACs<extra></extra>", row=2, col=1)
+    fig.update_xaxes(showticklabels=len(rows) <= 80, tickangle=-60, row=2, col=1)
+    fig.update_layout(height=520, bargap=0.1, margin={"t": 40, "b": 10, "l": 10, "r": 10})
+    return fig
+
+
+def twin_figure(twin: pd.DataFrame) -> go.Figure:
+    """Residual net vs its plain twin: params, MACs and depth side by side (from ``twin_comparison``)."""
+    metrics = [("params", "Parameters"), ("macs", "Multiply-accumulates"), ("depth", "Weighted layers")]
+    fig = make_subplots(rows=1, cols=3, subplot_titles=[title for _, title in metrics])
+    colors = ["#4c78a8" if residual else "#8c8c8c" for residual in twin["residual"]]
+    for col, (column, title) in enumerate(metrics, start=1):
+        fig.add_bar(x=list(twin["label"]), y=list(twin[column]), name=title, marker_color=colors,
+                    text=[f"{v:,}" for v in twin[column]], textposition="auto", row=1, col=col,
+                    hovertemplate="%{x}: %{y:,}<extra></extra>")
+    fig.update_layout(showlegend=False, height=320, margin={"t": 40, "b": 10, "l": 10, "r": 10})
+    return fig
+
+
+def block_comparison_figure(table: pd.DataFrame) -> go.Figure:
+    """Conv weights of a BasicBlock vs a Bottleneck at the same width (from ``block_comparison``)."""
+    fig = go.Figure(go.Bar(
+        x=list(table["block"]), y=list(table["conv_weights"]), marker_color=["#f58518", "#4c78a8"],
+        text=[f"{v:,}" for v in table["conv_weights"]], textposition="auto",
+        customdata=list(table["recipe"]), hovertemplate="%{x}: %{customdata}<br>%{y:,} conv weights<extra></extra>",
+        name="conv weights",
+    ))
+    fig.update_layout(height=300, yaxis_title="conv weights", margin={"t": 20, "b": 10, "l": 10, "r": 10})
+    return fig
+
+
+def block_diagram_figure(blocks: pd.DataFrame, title: str = "") -> go.Figure:
+    """Every block as a box in forward order, its shortcut as an arc above it (from ``block_table``).
+
+    Identity shortcuts are solid, projections dashed, option-A zero-padding dotted; plain blocks have none.
+    One invisible-line marker trace per shortcut kind carries the hover text and the legend
+    (``customdata`` holds the block names), so the figure's data says which block has which shortcut.
+    """
+    fig = go.Figure()
+    stage_order = list(dict.fromkeys(blocks["stage"]))
+    shapes = []
+    for i, row in enumerate(blocks.itertuples(index=False)):
+        x0, x1 = i + 0.1, i + 0.9
+        shapes.append({"type": "rect", "x0": x0, "x1": x1, "y0": 0, "y1": 1, "line": {"width": 0},
+                       "fillcolor": _stage_color(row.stage, stage_order), "opacity": 0.85})
+        style = SHORTCUT_STYLE[row.shortcut]
+        if style["dash"] is not None:
+            # A quadratic arc from the block's input to its output: the shortcut bypasses the block.
+            shapes.append({"type": "path", "path": f"M {i + 0.05},1 Q {i + 0.5},2.2 {i + 0.95},1",
+                           "line": {"color": style["color"], "dash": style["dash"], "width": 2}})
+    for kind, style in SHORTCUT_STYLE.items():
+        mine = [(i, row) for i, row in enumerate(blocks.itertuples(index=False)) if row.shortcut == kind]
+        if not mine:
+            continue
+        fig.add_scatter(
+            x=[i + 0.5 for i, _ in mine], y=[1.6 if kind != "none" else 0.5 for _ in mine], mode="markers",
+            marker={"size": 9, "color": style["color"], "symbol": "circle" if kind != "none" else "line-ew"},
+            name=style["legend"], customdata=[row.block for _, row in mine],
+            hovertext=[f"{row.block}: {row.shortcut}, {row.input_shape} -> {row.output_shape}, "
+                       f"{row.params:,} params" for _, row in mine],
+            hovertemplate="%{hovertext}<extra></extra>",
+        )
+    # Stage labels under the boxes.
+    for stage in stage_order:
+        idx = [i for i, s in enumerate(blocks["stage"]) if s == stage]
+        fig.add_annotation(x=(idx[0] + idx[-1] + 1) / 2, y=-0.35, text=stage, showarrow=False)
+    fig.update_layout(
+        shapes=shapes, title=title or None, height=300, margin={"t": 40 if title else 10, "b": 10, "l": 10, "r": 10},
+        xaxis={"visible": False, "range": [-0.5, len(blocks) + 0.5]}, yaxis={"visible": False, "range": [-0.7, 2.4]},
+        legend={"orientation": "h", "y": 1.12}, plot_bgcolor="rgba(0,0,0,0)",
+    )
+    return fig
+
+
+def model_list_figure(models: pd.DataFrame, highlight: str | None = None) -> go.Figure:
+    """Every named architecture: params against MACs (log-log) from ``list_models``; ``highlight`` is ringed."""
+    fig = go.Figure()
+    for family in dict.fromkeys(models["family"]):
+        mine = models[models["family"] == family]
+        fig.add_scatter(x=list(mine["macs"]), y=list(mine["params"]), mode="markers+text", name=family,
+                        text=list(mine["label"]), textposition="top center", marker={"size": 10},
+                        customdata=list(mine["name"]),
+                        hovertemplate="%{text}<br>%{y:,} params<br>%{x:,} MACs<extra></extra>")
+    if highlight is not None and highlight in set(models["name"]):
+        row = models[models["name"] == highlight].iloc[0]
+        fig.add_scatter(x=[row["macs"]], y=[row["params"]], mode="markers", name="chosen", customdata=[highlight],
+                        marker={"size": 22, "color": "rgba(0,0,0,0)", "line": {"width": 3, "color": "#d62728"}},
+                        hoverinfo="skip")
+    fig.update_layout(height=420, xaxis={"type": "log", "title": "multiply-accumulates (native input size)"},
+                      yaxis={"type": "log", "title": "parameters"}, margin={"t": 20, "b": 10, "l": 10, "r": 10})
+    return fig
