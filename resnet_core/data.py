@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 import os
 import pickle
-import socket
 import threading
+import urllib.request
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -250,8 +250,15 @@ EXPECTED_FILES: dict[str, list[str]] = {
     "fashion_mnist": [f"FashionMNIST/raw/{f}" for f in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                                                         "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")],
 }
-_DOWNLOAD_HOSTS = {"cifar10": "www.cs.toronto.edu", "mnist": "ossci-datasets.s3.amazonaws.com",
-                   "fashion_mnist": "fashion-mnist.s3-website.eu-central-1.amazonaws.com"}
+
+def _download_url(name: str) -> str:
+    """The first URL torchvision would fetch for ``name`` (probed before any download starts)."""
+    from torchvision import datasets
+
+    if name == "cifar10":
+        return datasets.CIFAR10.url
+    cls = datasets.MNIST if name == "mnist" else datasets.FashionMNIST
+    return cls.mirrors[0] + cls.resources[0][0]
 
 
 def data_dir() -> Path:
@@ -265,18 +272,20 @@ def downloads_allowed() -> bool:
     return os.environ.get("RESNET_EXPLORER_OFFLINE", "").lower() not in ("1", "true", "yes")
 
 
-def can_reach(host: str, port: int = 443, timeout: float = 3.0) -> bool:
-    """True if a TCP connection to ``host`` opens within ``timeout`` seconds, DNS lookup included.
+def can_reach(url: str, timeout: float = 3.0) -> bool:
+    """True if an HTTP HEAD request to ``url`` answers with a success status within ``timeout`` seconds.
 
-    The probe runs in a daemon thread because a DNS lookup ignores socket timeouts and can hang for long.
+    A real request rather than a TCP connect: sandboxes and proxies accept connections they cannot serve.
+    It runs in a daemon thread because a DNS lookup ignores socket timeouts and can hang for long.
     """
     result: list[bool] = []
 
     def probe() -> None:
         try:
-            with socket.create_connection((host, port), timeout=timeout):
-                result.append(True)
-        except OSError:
+            request = urllib.request.Request(url, method="HEAD")
+            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - fixed https URLs
+                result.append(200 <= response.status < 400)
+        except (OSError, ValueError):
             result.append(False)
 
     thread = threading.Thread(target=probe, daemon=True)
@@ -304,7 +313,7 @@ def _ensure_files(name: str, root: Path, download: bool | None) -> None:
     allowed = downloads_allowed() if download is None else download
     if not allowed:
         raise DataError(_offline_message(name, root, missing, "downloads are switched off"))
-    if not can_reach(_DOWNLOAD_HOSTS[name]):
+    if not can_reach(_download_url(name)):
         raise DataError(_offline_message(name, root, missing, "the download server cannot be reached"))
     from torchvision import datasets
 
