@@ -10,6 +10,7 @@ st.set_page_config(page_title="ResNet Explorer", page_icon=":material/hub:", lay
 PAGES = [
     st.Page("../pages/architecture.py", title="Architecture", icon=":material/account_tree:",
             url_path="architecture", default=True),
+    st.Page("../pages/lesson.py", title="Why residuals work", icon=":material/school:", url_path="why-residuals"),
 ]
 
 page = st.navigation(PAGES)
