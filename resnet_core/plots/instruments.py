@@ -1,0 +1,169 @@
+"""Plotly figures for the Activations and Gradient-flow pages, built from the DataFrames of
+``resnet_core.probes`` (the pages and the notebook call the same builders).
+
+Frames that compare two nets carry a ``net`` column (the display label, e.g. "ResNet-56" / "Plain-56") and a
+``residual`` column; residual nets are drawn in blue, plain twins in red, everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from ..probes import FeatureMaps
+
+RESIDUAL_COLOR = "#1f77b4"
+PLAIN_COLOR = "#d62728"
+SHORTCUT_COLOR = "#1f77b4"
+BRANCH_COLOR = "#ff7f0e"
+STAGE_COLORS = ["#8c8c8c", "#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2"]
+_MARGIN = {"t": 40, "b": 10, "l": 10, "r": 10}
+
+
+def _net_color(residual: bool) -> str:
+    return RESIDUAL_COLOR if residual else PLAIN_COLOR
+
+
+def _nets(frame: pd.DataFrame) -> list[tuple[str, bool, pd.DataFrame]]:
+    """(label, residual, rows) per net, residual first."""
+    out = []
+    for net, rows in frame.groupby("net", sort=False):
+        out.append((str(net), bool(rows["residual"].iloc[0]), rows))
+    return sorted(out, key=lambda item: not item[1])
+
+
+def activation_depth_figure(stats: pd.DataFrame) -> go.Figure:
+    """Mean, std and inactive share (exact zeros after a ReLU, negatives before one) per layer across depth,
+    one line per net (``net``/``residual`` columns), from ``ActivationRecording.stats()`` frames."""
+    panels = [("mean", "Mean activation"), ("std", "Standard deviation"),
+              ("inactive_share", "Inactive share (zeros after ReLU)")]
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.06,
+                        subplot_titles=[title for _, title in panels])
+    for label, residual, rows in _nets(stats):
+        for row, (column, title) in enumerate(panels, start=1):
+            fig.add_scatter(
+                x=list(rows["depth"]), y=list(rows[column]), mode="lines+markers", name=label, legendgroup=label,
+                showlegend=row == 1, line={"color": _net_color(residual)}, marker={"size": 5},
+                customdata=list(rows["label"]),
+                hovertemplate=f"{label} %{{customdata}}<br>{title}: %{{y:.4g}}<extra></extra>",
+                row=row, col=1)
+    fig.update_yaxes(rangemode="tozero", row=2, col=1)
+    fig.update_yaxes(range=[0, 1], tickformat=".0%", row=3, col=1)
+    fig.update_xaxes(title_text="layer (forward order)", row=3, col=1)
+    fig.update_layout(height=620, margin=_MARGIN, legend={"orientation": "h", "y": 1.08})
+    return fig
+
+
+def histogram_heatmap(hist: pd.DataFrame, title: str = "") -> go.Figure:
+    """The "colorful dimension" over depth: x = layer (forward order), y = activation value (fixed bins),
+    colour = log10 of the share of values in the bin; from ``ActivationRecording.histograms()``."""
+    table = hist.pivot_table(index="bin_center", columns="depth", values="share", aggfunc="sum").sort_index()
+    labels = hist.drop_duplicates("depth").set_index("depth")["label"]
+    share = table.to_numpy()
+    with np.errstate(divide="ignore"):
+        z = np.where(share > 0, np.log10(np.where(share > 0, share, 1.0)), np.nan)
+    fig = go.Figure(go.Heatmap(
+        x=list(table.columns), y=list(table.index), z=z.tolist(), colorscale="Viridis",
+        colorbar={"title": "log10 share"}, customdata=[[labels[d] for d in table.columns]] * len(table.index),
+        hovertemplate="%{customdata}<br>value ~ %{y:.2f}<br>log10 share %{z:.2f}<extra></extra>"))
+    fig.update_layout(title=title or None, height=360, margin=_MARGIN, xaxis_title="layer (forward order)",
+                      yaxis_title="activation value (edge bins include the tails)")
+    return fig
+
+
+def feature_map_figure(maps: FeatureMaps, sample: int = 0, columns: int = 8) -> go.Figure:
+    """A grid of the kept channels of one layer for one sample; each tile titled with its channel index and
+    mean activation. ``maps.maps``: (S, K, h, w)."""
+    tiles = maps.maps[sample]
+    count = tiles.shape[0]
+    cols = min(columns, count)
+    rows = math.ceil(count / cols)
+    titles = [f"ch {c} (mean {m:.2f})" for c, m in zip(maps.channels, maps.channel_means, strict=True)]
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.01,
+                        vertical_spacing=0.08 if rows > 1 else 0.0)
+    for i in range(count):
+        fig.add_heatmap(z=tiles[i].flip(0).tolist(), colorscale="Viridis", showscale=False,
+                        hovertemplate=f"channel {maps.channels[i]}<br>%{{z:.3f}}<extra></extra>",
+                        row=i // cols + 1, col=i % cols + 1)
+    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
+    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, scaleanchor=None)
+    fig.update_annotations(font_size=10)
+    fig.update_layout(height=150 * rows + 40, margin=_MARGIN)
+    return fig
+
+
+def depth_strip_figure(stats: pd.DataFrame, selected: str | None = None) -> go.Figure:
+    """Every recorded layer as one marker along depth, coloured by stage; the selected layer is ringed.
+    Points carry the layer name in ``customdata`` so a click can select it."""
+    stages = list(dict.fromkeys(stats["stage"]))
+    fig = go.Figure()
+    for i, stage in enumerate(stages):
+        rows = stats[stats["stage"] == stage]
+        fig.add_scatter(x=list(rows["depth"]), y=[0] * len(rows), mode="markers", name=stage,
+                        marker={"size": 11, "symbol": "square", "color": STAGE_COLORS[i % len(STAGE_COLORS)]},
+                        customdata=list(rows["layer"]), text=list(rows["label"]),
+                        hovertemplate="%{text}<extra></extra>")
+    if selected is not None and selected in set(stats["layer"]):
+        row = stats[stats["layer"] == selected].iloc[0]
+        fig.add_scatter(x=[row["depth"]], y=[0], mode="markers", name="selected", showlegend=False,
+                        marker={"size": 20, "symbol": "square-open", "color": "black", "line": {"width": 3}},
+                        customdata=[selected], hoverinfo="skip")
+    fig.update_yaxes(visible=False, range=[-1, 1])
+    fig.update_xaxes(title_text="layer (forward order): click one to select it")
+    fig.update_layout(height=150, margin={"t": 10, "b": 10, "l": 10, "r": 10}, clickmode="event+select",
+                      legend={"orientation": "h", "y": 1.3}, dragmode=False)
+    return fig
+
+
+def gradient_norm_figure(grads: pd.DataFrame) -> go.Figure:
+    """Norm of the gradient at each block input (log scale), one line per net, from ``path_gradients``
+    frames with ``net``/``residual`` columns."""
+    fig = go.Figure()
+    for label, residual, rows in _nets(grads):
+        fig.add_scatter(x=list(rows["block_index"]), y=list(rows["grad_norm"]), mode="lines+markers", name=label,
+                        line={"color": _net_color(residual)}, customdata=list(rows["block"]),
+                        hovertemplate=f"{label} %{{customdata}}<br>|grad| %{{y:.3g}}<extra></extra>")
+    fig.update_yaxes(type="log", title_text="gradient norm at block input")
+    fig.update_xaxes(title_text="block (input side left, output side right)")
+    fig.update_layout(height=380, margin=_MARGIN, legend={"orientation": "h", "y": 1.1})
+    return fig
+
+
+def path_split_figure(split: pd.DataFrame) -> go.Figure:
+    """Per block, the shortcut and branch parts of the input gradient as stacked bars. Each bar is the part's
+    component along the total gradient as a share of it (``shortcut_share`` + ``branch_share`` = 100%)."""
+    rows = split[split["shortcut"] != "none"]
+    fig = go.Figure()
+    fig.add_bar(x=list(rows["block"]), y=list(rows["shortcut_share"] * 100), name="through the shortcut",
+                marker_color=SHORTCUT_COLOR, customdata=np.stack([rows["shortcut_norm"], rows["shortcut"]], 1),
+                hovertemplate="%{x}: %{y:.1f}% (|g| %{customdata[0]:.3g}, %{customdata[1]})<extra></extra>")
+    fig.add_bar(x=list(rows["block"]), y=list(rows["branch_share"] * 100), name="through the residual branch",
+                marker_color=BRANCH_COLOR, customdata=np.stack([rows["branch_norm"]], 1),
+                hovertemplate="%{x}: %{y:.1f}% (|g| %{customdata[0]:.3g})<extra></extra>")
+    fig.update_layout(barmode="relative", height=380, margin=_MARGIN, legend={"orientation": "h", "y": 1.1},
+                      yaxis_title="share of the block-input gradient (%)", xaxis_title="block")
+    return fig
+
+
+def depth_sweep_figure(sweep: pd.DataFrame) -> go.Figure:
+    """First-block / last-block input-gradient norm ratio against depth (log scale), plain vs residual,
+    from ``probes.depth_sweep``."""
+    fig = go.Figure()
+    for residual in (True, False):
+        rows = sweep[sweep["residual"] == residual].sort_values("depth")
+        if rows.empty:
+            continue
+        name = "residual (ResNet)" if residual else "plain (no shortcuts)"
+        fig.add_scatter(x=list(rows["depth"]), y=list(rows["ratio"]), mode="lines+markers+text", name=name,
+                        line={"color": _net_color(residual)}, text=[f"{r:.3g}" for r in rows["ratio"]],
+                        textposition="top center", customdata=list(rows["label"]),
+                        hovertemplate="%{customdata}: first/last = %{y:.3g}<extra></extra>")
+    fig.add_hline(y=1, line_dash="dot", line_color="#7f7f7f")
+    fig.update_yaxes(type="log", title_text="|grad| first block / |grad| last block")
+    fig.update_xaxes(title_text="depth (weighted layers)", tickvals=sorted(set(sweep["depth"])))
+    fig.update_layout(height=400, margin=_MARGIN, legend={"orientation": "h", "y": 1.1})
+    return fig
