@@ -340,7 +340,8 @@ def read_checkpoint(source: str | os.PathLike[str] | bytes, name: str | None = N
 
     A pickle that would import or call Python code is refused with a WeightsError (the code does not run).
     """
-    label = name or ("the uploaded file" if isinstance(source, bytes) else Path(source).name)
+    given = name or (None if isinstance(source, bytes) else Path(source).name)
+    label = f"file '{given}'" if given else "uploaded file"  # reads "The {label} ..."
     if not isinstance(source, bytes):
         path = Path(source)
         if not path.is_file():
@@ -348,13 +349,17 @@ def read_checkpoint(source: str | os.PathLike[str] | bytes, name: str | None = N
     handle: Any = io.BytesIO(source) if isinstance(source, bytes) else str(source)
     try:
         obj = torch.load(handle, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
+    except pickle.UnpicklingError as exc:
+        # The safe unpickler refuses imports ("GLOBAL ...", classes) and calls; anything else is garbage bytes.
+        text = str(exc).lower()
+        if not any(word in text for word in ("global", "class", "reduce", "build", "blocked")):
+            raise WeightsError(f"The {label} is not a PyTorch checkpoint (torch.load cannot read it, or it is "
+                               "truncated); upload a .pt/.pth file written by torch.save.") from None
         raise WeightsError(
-            f"{label} contains Python objects or code besides tensors, so it was refused for safety "
+            f"The {label} contains Python objects or code besides tensors, so it was refused for safety "
             "(loaded with weights_only=True); re-save it with torch.save(model.state_dict(), path).") from None
-    except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, UnicodeDecodeError, KeyError,
-            AttributeError, IndexError, TypeError):
-        raise WeightsError(f"{label} is not a PyTorch checkpoint (torch.load cannot read it, or it is "
+    except Exception:  # noqa: BLE001 - torch.load's parsers raise many types on bad bytes; all mean "unreadable"
+        raise WeightsError(f"The {label} is not a PyTorch checkpoint (torch.load cannot read it, or it is "
                            "truncated); upload a .pt/.pth file written by torch.save.") from None
     return extract_state_dict(obj, label)
 
@@ -524,7 +529,7 @@ def model_from_checkpoint(ckpt: Checkpoint) -> nn.Module:
         try:
             model = build(ckpt.arch, seed=0, **ckpt.options)
         except (TypeError, ValueError) as exc:
-            raise WeightsError(f"{ckpt.source} names architecture {ckpt.arch} with options the project cannot "
+            raise WeightsError(f"The {ckpt.source} names architecture {ckpt.arch} with options the project cannot "
                                f"build ({exc}).") from None
         label = display_name(ckpt.arch, ckpt.options.get("residual", True))
         notes = list(ckpt.notes)

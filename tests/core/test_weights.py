@@ -1,0 +1,318 @@
+"""Weights: torchvision weights through a real (temporary) torch hub cache, safe checkpoints, inference."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+
+import resnet_core
+from resnet_core.models import ARCHITECTURES
+from resnet_core.weights import (
+    FORMAT,
+    CheckpointMismatch,
+    OfflineWeightsError,
+    Preprocessing,
+    WeightsError,
+    class_names_for,
+    hub_checkpoint_path,
+    infer_architecture,
+    load_model,
+    main,
+    network_available,
+    parse_weights_id,
+    preprocessing_for,
+    read_checkpoint,
+    save_uploaded_checkpoint,
+    weights_choices,
+)
+
+
+@pytest.fixture
+def torch_home(tmp_path, monkeypatch) -> Path:
+    """An empty torch hub cache, and no network: the real loading code runs offline."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("RESNET_EXPLORER_OFFLINE", "1")
+    return tmp_path / "torch"
+
+
+def one_sentence(message: str) -> bool:
+    return "\n" not in message and message.endswith(".") and "Traceback" not in message
+
+
+# ----------------------------------------------------------------------------------------- preprocessing
+def test_preprocessing_defaults_by_stem_and_from_model():
+    assert preprocessing_for(resnet_core.build("resnet20")) == Preprocessing.CIFAR
+    with torch.device("meta"):
+        imagenet = resnet_core.build("resnet18")
+    assert preprocessing_for(imagenet) == Preprocessing.IMAGENET
+    assert (Preprocessing.IMAGENET.resize, Preprocessing.IMAGENET.crop) == (256, 224)
+    imagenet.preprocessing = {"resize": 40, "crop": 32, "mean": [0.1, 0.2, 0.3], "std": [1, 1, 1]}
+    assert preprocessing_for(imagenet) == Preprocessing(40, 32, (0.1, 0.2, 0.3), (1.0, 1.0, 1.0))
+    shapes = Preprocessing.shapes(24)
+    assert (shapes.resize, shapes.crop) == (24, 24) and all(0 < s < 1 for s in shapes.std)
+    assert Preprocessing.from_dict(shapes.to_dict()) == shapes
+    with pytest.raises(ValueError, match="crop"):
+        Preprocessing(16, 32, (0.5,) * 3, (0.5,) * 3)
+
+
+def test_class_names_by_model():
+    assert class_names_for(resnet_core.build("resnet20"))[:2] == ["airplane", "automobile"]
+    with torch.device("meta"):
+        imagenet = resnet_core.build("resnet18")
+    names = class_names_for(imagenet)
+    assert len(names) == 1000 and names[0] == "tench"
+    small = resnet_core.build("resnet20", num_classes=3)
+    assert class_names_for(small) == ["class 0", "class 1", "class 2"]
+    small.class_names = ["a", "b", "c"]
+    assert class_names_for(small) == ["a", "b", "c"]
+
+
+def test_weights_ids():
+    assert weights_choices("resnet50") == ["random", "tv:IMAGENET1K_V1", "tv:IMAGENET1K_V2"]
+    assert weights_choices("resnet18") == ["random", "tv:IMAGENET1K_V1"]
+    assert weights_choices("resnet56") == ["random"]
+    assert parse_weights_id("ckpt:/a/b.pt") == ("ckpt", "/a/b.pt")
+    with pytest.raises(WeightsError, match="not a weights choice"):
+        parse_weights_id("imagenet")
+
+
+# ---------------------------------------------------------------------------------- torchvision weights
+def test_torchvision_weights_load_from_the_hub_cache(torch_home):
+    reference = torchvision.models.resnet18()
+    with torch.no_grad():  # a locally made state_dict: seeded, then nudged so it differs from our seed-0 init
+        torch.manual_seed(3)
+        for p in reference.parameters():
+            p.add_(torch.randn_like(p) * 0.01)
+    path = hub_checkpoint_path("resnet18", "IMAGENET1K_V1")
+    assert path == torch_home / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    path.parent.mkdir(parents=True)
+    torch.save(reference.state_dict(), path)
+
+    model = load_model("resnet18", {"residual": False, "width": 16}, "tv:IMAGENET1K_V1")
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(model(x), reference.eval()(x), atol=1e-5)
+    assert model.class_names == torchvision.models.ResNet18_Weights.IMAGENET1K_V1.meta["categories"]
+    assert class_names_for(model)[1] == "goldfish"
+    assert preprocessing_for(model) == Preprocessing(256, 224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    assert model.weights_id == "tv:IMAGENET1K_V1" and not model.training
+    assert "ignored residual=False, width=16" in model.weights_notes[0]
+
+
+def test_offline_weights_name_the_file_and_folder_quickly(torch_home):
+    start = time.perf_counter()
+    with pytest.raises(OfflineWeightsError) as info:
+        load_model("resnet50", weights="tv:IMAGENET1K_V2")
+    assert time.perf_counter() - start < 5
+    message = str(info.value)
+    folder = str(torch_home / "hub" / "checkpoints")
+    assert "resnet50-11ad3fa6.pth" in message and folder in message and one_sentence(message)
+    assert info.value.path == Path(folder) / "resnet50-11ad3fa6.pth"
+
+
+def test_network_check_is_quick_without_a_resolvable_host(monkeypatch):
+    monkeypatch.delenv("RESNET_EXPLORER_OFFLINE", raising=False)
+    start = time.perf_counter()
+    assert network_available("no-such-host.invalid", timeout=2.0) is False
+    assert time.perf_counter() - start < 4
+
+
+def test_damaged_cache_file_is_explained(torch_home):
+    path = hub_checkpoint_path("resnet18", "IMAGENET1K_V1")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(WeightsError, match="damaged") as info:
+        load_model("resnet18", weights="tv:IMAGENET1K_V1")
+    assert one_sentence(str(info.value))
+
+
+def test_torchvision_weights_for_a_cifar_net_are_refused():
+    with pytest.raises(WeightsError, match="no ImageNet weights"):
+        load_model("resnet20", weights="tv:IMAGENET1K_V1")
+
+
+# -------------------------------------------------------------------------------------------- checkpoints
+class RunsCode:
+    """Unpickling this calls os.makedirs(marker): a stand-in for any code a malicious pickle would run."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.makedirs, (str(self.marker),))
+
+
+def test_pickle_that_runs_code_is_refused(tmp_path):
+    marker = tmp_path / "code-ran"
+    path = tmp_path / "evil.pt"
+    state = resnet_core.build("resnet20", width=4).state_dict()
+    torch.save({"state_dict": state, "payload": RunsCode(marker)}, path)
+    # The file really is dangerous: an unsafe load runs the code...
+    torch.load(path, weights_only=False)
+    assert marker.exists()
+    marker.rmdir()
+    # ...and ours refuses it without running anything.
+    with pytest.raises(WeightsError, match="refused for safety") as info:
+        read_checkpoint(path)
+    assert not marker.exists()
+    assert one_sentence(str(info.value))
+    with pytest.raises(WeightsError, match="refused for safety"):
+        save_uploaded_checkpoint(path.read_bytes(), "evil.pt")
+    assert not marker.exists()
+
+
+def _save(obj, tmp_path: Path, name: str) -> str:
+    path = tmp_path / name
+    torch.save(obj, path)
+    return f"ckpt:{path}"
+
+
+def test_checkpoint_wrappings_all_load(tmp_path):
+    model = resnet_core.build("resnet20", seed=5, width=4)
+    state = model.state_dict()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = model.eval()(x)
+    variants = {
+        "bare.pt": state,
+        "wrapped.pt": {"state_dict": state, "epoch": 3},
+        "model.pth": {"model": state, "optimizer": {"lr": 0.1}},
+        "ddp.pt": {f"module.{k}": v for k, v in state.items()},
+        "ddp-wrapped.ckpt": {"state_dict": {f"module.{k}": v for k, v in state.items()}},
+    }
+    for name, obj in variants.items():
+        loaded = load_model("resnet50", {"residual": False}, _save(obj, tmp_path, name))  # arch from the file
+        assert loaded.arch_name == "resnet20", name
+        with torch.no_grad():
+            assert torch.allclose(loaded(x), expected, atol=1e-6), name
+        assert "architecture inferred from the tensors" in loaded.weights_notes
+
+
+def test_own_format_carries_config_classes_and_preprocessing(tmp_path):
+    model = resnet_core.build("resnet20", seed=1, width=8, num_classes=4, residual=False)
+    ckpt = {"format": FORMAT, "arch": "resnet20", "options": {"width": 8, "num_classes": 4, "residual": False},
+            "state_dict": model.state_dict(), "classes": ["circle", "square", "triangle", "cross"],
+            "preprocessing": {"resize": 24, "crop": 24, "mean": [0.5, 0.5, 0.5], "std": [0.3, 0.3, 0.3]},
+            "dataset": "shapes", "metrics": {"test_acc": 0.9}}
+    loaded = load_model("resnet18", {}, _save(ckpt, tmp_path, "run.pt"))
+    assert loaded.arch_name == "resnet20" and loaded.residual is False
+    assert loaded.arch_label == "Plain-20"
+    assert class_names_for(loaded) == ["circle", "square", "triangle", "cross"]
+    assert preprocessing_for(loaded) == Preprocessing(24, 24, (0.5,) * 3, (0.3,) * 3)
+    assert loaded.checkpoint_meta == {"dataset": "shapes", "metrics": {"test_acc": 0.9}}
+
+
+TORCHVISION_BUILDERS = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",
+                        "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2"]
+
+
+@pytest.mark.parametrize("name", TORCHVISION_BUILDERS)
+def test_architecture_inferred_for_every_torchvision_depth(name):
+    with torch.device("meta"):  # shapes only: no memory, no init
+        state = getattr(torchvision.models, name)(num_classes=7).state_dict()
+    inferred = infer_architecture(state)
+    spec = ARCHITECTURES[name]
+    assert inferred.name == name
+    assert (inferred.block, inferred.layers, inferred.groups, inferred.width_per_group) == (
+        spec.block, spec.layers, spec.groups, spec.width_per_group)
+    assert (inferred.stem, inferred.num_classes, inferred.shortcut, inferred.residual) == ("imagenet", 7, "B", True)
+
+
+@pytest.mark.parametrize("name, options, expected", [
+    ("resnet56", {"width": 8}, {"width": 8, "shortcut": "A", "residual": True}),
+    ("resnet20", {"shortcut": "C"}, {"shortcut": "C"}),
+    ("resnet20", {"shortcut": "B", "preact": True}, {"shortcut": "B", "preact": True}),
+    ("resnet34", {"residual": False}, {"residual": False}),
+    ("resnet50", {"preact": True, "shortcut": "C", "in_channels": 1}, {"preact": True, "shortcut": "C",
+                                                                       "in_channels": 1}),
+])
+def test_architecture_inference_reads_options(name, options, expected):
+    with torch.device("meta"):
+        state = resnet_core.build(name, **options).state_dict()
+    inferred = infer_architecture(state)
+    assert inferred.name == name
+    for key, value in expected.items():
+        assert getattr(inferred, key) == value, key
+
+
+def test_custom_stage_plan_is_built_directly(tmp_path):
+    model = resnet_core.ResNet("basic", (1, 2), stem="cifar", num_classes=3, width=4)
+    loaded = load_model("resnet20", {}, _save(model.state_dict(), tmp_path, "custom.pt"))
+    assert loaded.arch_name == "custom" and [len(s) for s in loaded.stages()] == [1, 2]
+    assert loaded.arch_label.startswith("ResNet-8 (1-2)")
+
+
+def test_mismatch_lists_missing_unexpected_and_wrong_shape_keys(tmp_path):
+    state = dict(resnet_core.build("resnet20", width=4).state_dict())
+    del state["layer2.0.conv1.weight"]
+    state["layer1.0.bn1.weight"] = torch.ones(5)
+    state["extra.head.weight"] = torch.zeros(2)
+    ckpt = {"format": FORMAT, "arch": "resnet20", "options": {"width": 4}, "state_dict": state}
+    with pytest.raises(CheckpointMismatch) as info:
+        load_model("resnet20", {}, _save(ckpt, tmp_path, "broken.pt"))
+    error = info.value
+    assert error.missing == ["layer2.0.conv1.weight"]
+    assert error.unexpected == ["extra.head.weight"]
+    assert error.wrong_shape == [("layer1.0.bn1.weight", (5,), (4,))]
+    assert "1 missing, 1 unexpected, 1 wrong-shape" in str(error) and one_sentence(str(error))
+    table = error.table()
+    assert table["problem"].tolist() == ["missing from the checkpoint", "not in the model", "wrong shape"]
+    assert table.loc[2, "checkpoint shape"] == "(5,)" and table.loc[2, "model shape"] == "(4,)"
+
+
+@pytest.mark.parametrize("content, phrase", [
+    ({"features.0.weight": torch.zeros(3, 3, 3, 3), "classifier.weight": torch.zeros(2, 2)}, "not look like a ResNet"),
+    ({"epoch": 3, "note": "hello"}, "no tensors"),
+    ([1, 2, 3], "not a state_dict"),
+])
+def test_not_a_resnet_checkpoint_is_one_sentence(tmp_path, content, phrase):
+    with pytest.raises(WeightsError, match=phrase) as info:
+        load_model("resnet20", {}, _save(content, tmp_path, "other.pt"))
+    assert one_sentence(str(info.value))
+
+
+def test_bad_files_and_paths(tmp_path):
+    with pytest.raises(WeightsError, match="not a PyTorch checkpoint") as info:
+        read_checkpoint(b"\x00garbage" * 10, name="upload.pt")
+    assert one_sentence(str(info.value))
+    good = tmp_path / "good.pt"
+    torch.save(resnet_core.build("resnet20", width=4).state_dict(), good)
+    with pytest.raises(WeightsError, match="not a PyTorch checkpoint"):
+        read_checkpoint(good.read_bytes()[:2000])  # truncated
+    with pytest.raises(WeightsError, match="does not exist"):
+        load_model("resnet20", {}, f"ckpt:{tmp_path / 'missing.pt'}")
+    with pytest.raises(WeightsError, match="absolute path"):
+        load_model("resnet20", {}, "ckpt:relative.pt")
+    with pytest.raises(WeightsError, match="absolute path"):
+        load_model("resnet20", {}, "ckpt:/etc/passwd")
+
+
+def test_uploaded_checkpoint_is_validated_then_stored(tmp_path, monkeypatch):
+    monkeypatch.setenv("RESNET_EXPLORER_RUNS", str(tmp_path / "runs"))
+    good = tmp_path / "mine.pt"
+    torch.save(resnet_core.build("resnet20", width=4).state_dict(), good)
+    stored = save_uploaded_checkpoint(good.read_bytes(), "my net (v2).pt")
+    assert stored.parent == (tmp_path / "runs" / "uploads").resolve() and stored.name.startswith("my_net_v2_-")
+    assert stored.read_bytes() == good.read_bytes()
+    assert save_uploaded_checkpoint(good.read_bytes(), "my net (v2).pt") == stored  # same content, one copy
+    with pytest.raises(WeightsError):
+        save_uploaded_checkpoint(b"junk", "junk.pt")
+    assert sorted(p.name for p in stored.parent.iterdir()) == [stored.name]
+
+
+def test_cli_reports_the_architecture(tmp_path, capsys):
+    path = tmp_path / "net.pt"
+    torch.save({"model": resnet_core.build("resnet32", width=4).state_dict()}, path)
+    assert main([str(path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("ResNet-32, width 4, shortcut A, 10 classes:")
+    assert "option-A" in out
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"nope")
+    assert main([str(bad)]) == 1
+    assert "not a PyTorch checkpoint" in capsys.readouterr().out
