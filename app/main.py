@@ -11,6 +11,9 @@ PAGES = [
     st.Page("../pages/architecture.py", title="Architecture", icon=":material/account_tree:",
             url_path="architecture", default=True),
     st.Page("../pages/lesson.py", title="Why residuals work", icon=":material/school:", url_path="why-residuals"),
+    st.Page("../pages/activations.py", title="Activations", icon=":material/layers:", url_path="activations"),
+    st.Page("../pages/gradient_flow.py", title="Gradient flow", icon=":material/trending_up:",
+            url_path="gradient-flow"),
 ]
 
 page = st.navigation(PAGES)

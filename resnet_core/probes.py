@@ -282,6 +282,25 @@ class ActivationRecording:
         return sum(m.nbytes for m in self.maps.values())
 
 
+def _range_and_count(flat: torch.Tensor, post_relu: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(min, max, count) of a flat float32 tensor: count = non-zero values after a ReLU, negatives before one.
+
+    On CPU, float ``count_nonzero`` and comparisons run several times slower than a plain reduction, so a
+    post-ReLU tensor is read as int32: for non-negative floats the integer order is the float order, and a
+    value is zero exactly when its bits are. A set sign bit (a -0.0, which ReLU passes through) shows up as a
+    negative integer minimum; only then the slower exact float count runs.
+    """
+    if post_relu and flat.device.type == "cpu" and flat.dtype == torch.float32 and flat.is_contiguous():
+        bits = flat.view(torch.int32)
+        lo_hi = torch.aminmax(bits)
+        if int(lo_hi.min) >= 0:
+            low, high = lo_hi.min.view(torch.float32), lo_hi.max.view(torch.float32)
+            return low, high, torch.count_nonzero(bits)
+    lo_hi = torch.aminmax(flat)
+    count = torch.count_nonzero(flat) if post_relu else (flat < 0).sum()
+    return lo_hi.min, lo_hi.max, count
+
+
 def _stats_hook(rec: ActivationRecording, name: str, post_relu: bool, bins: int, lo: float, hi: float):
     """Forward hook: moments, min/max, zero or negative count and a histogram, all computed on the device."""
 
@@ -299,15 +318,10 @@ def _stats_hook(rec: ActivationRecording, name: str, post_relu: bool, bins: int,
         # Sum and sum of squares (dot) are single fast passes; var_mean is several times slower on CPU.
         total = flat.sum()
         squares = torch.dot(flat, flat)
-        lo_hi = torch.aminmax(flat)
-        if post_relu:
-            # Non-negative input: sign() is 1 for every positive value, so its sum counts the non-zeros.
-            count = torch.sign(flat).sum(dtype=torch.float64)
-        else:
-            count = (flat < 0).sum(dtype=torch.float64)
+        low, high, count = _range_and_count(flat, post_relu)
         rec._moments.setdefault(name, []).append(torch.stack([
             torch.tensor(float(n), device=flat.device, dtype=torch.float64), total.double(), squares.double(),
-            lo_hi.min.double(), lo_hi.max.double(), count]))
+            low.double(), high.double(), count.double()]))
         step = max(1, -(-n // MAX_HIST_VALUES))
         sample = flat[::step].clamp(lo, hi)
         rec._hists.setdefault(name, []).append(torch.histc(sample, bins=bins, min=lo, max=hi))
@@ -685,18 +699,49 @@ def path_gradients(
 
 def compare_path_gradients(
     model: nn.Module,
-    twin: nn.Module,
+    twin: nn.Module | None,
     inputs: torch.Tensor,
     target: int | Target | None = None,
     *,
-    labels: tuple[str, str] | None = None,
+    labels: Sequence[str] | None = None,
     train: bool | None = True,
 ) -> pd.DataFrame:
-    """``path_gradients`` of two nets on the same batch, stacked, with ``net`` and ``residual`` columns."""
+    """``path_gradients`` of a net and its twin (or the net alone when ``twin`` is None) on the same batch,
+    stacked, with ``net`` (display label, or ``labels``) and ``residual`` columns in front."""
     frames = []
-    for index, net in enumerate((model, twin)):
+    nets = [model] if twin is None else [model, twin]
+    for index, net in enumerate(nets):
         frames.append(_tag(path_gradients(net, inputs, target, train=train), net, labels[index] if labels else None))
     return pd.concat(frames, ignore_index=True)
+
+
+def first_last_ratio(frame: pd.DataFrame) -> pd.Series:
+    """Per net (``net`` column): the gradient norm at the first block input over the one at the last block
+    input, from a ``compare_path_gradients`` frame. Above 1: the gradient grows toward the input."""
+    ratios = {}
+    for net, rows in frame.groupby("net", sort=False):
+        rows = rows.sort_values("block_index")
+        last = float(rows["grad_norm"].iloc[-1])
+        ratios[net] = float(rows["grad_norm"].iloc[0]) / last if last else float("inf")
+    return pd.Series(ratios, name="first_last_ratio")
+
+
+def split_summary(frame: pd.DataFrame) -> dict[str, float]:
+    """Mean shortcut and branch shares over the blocks that have a shortcut (NaN when none has), and the
+    largest ``sum_error``, from a ``path_gradients`` frame."""
+    rows = frame[frame["shortcut"] != "none"]
+    if rows.empty:
+        return {"shortcut_share": float("nan"), "branch_share": float("nan"), "blocks": 0, "max_sum_error": float("nan")}
+    return {"shortcut_share": float(rows["shortcut_share"].mean()), "branch_share": float(rows["branch_share"].mean()),
+            "blocks": int(len(rows)), "max_sum_error": float(rows["sum_error"].max())}
+
+
+def sweep_summary(sweep: pd.DataFrame) -> dict[str, float]:
+    """At the deepest depth of a ``depth_sweep`` frame: the plain and residual ratios and plain / residual."""
+    deepest = int(sweep["depth"].max())
+    rows = sweep[sweep["depth"] == deepest].set_index("residual")["ratio"]
+    plain, residual = float(rows.get(False, float("nan"))), float(rows.get(True, float("nan")))
+    return {"depth": deepest, "plain": plain, "residual": residual, "factor": plain / residual}
 
 
 def _or_zeros(grad: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
