@@ -30,6 +30,7 @@ SHAPES_CLASSES: tuple[str, ...] = (
 TRAIN_SEED = 0
 TEST_SEED = 1_000_003
 _STATS_SAMPLES = 2048
+_NOISE, _STROKES, _STROKE_P, _RADIUS = 0.06, 4, 0.75, (0.2, 0.36)
 _CHUNK = 4096  # images per generation chunk: bounds peak memory (strokes need N x K x H x W floats)
 
 
@@ -121,11 +122,11 @@ def _generate(n: int, size: int, gen: torch.Generator) -> tuple[torch.Tensor, to
 
     # Background: a random base colour, per-pixel noise and up to 4 stray strokes of random colour.
     bg = torch.rand(n, 3, 1, 1, generator=gen)
-    images = torch.randn(n, 3, size, size, generator=gen).mul_(0.06).add_(bg)
-    strokes = 4
+    images = torch.randn(n, 3, size, size, generator=gen).mul_(_NOISE).add_(bg)
+    strokes = _STROKES
     p0 = torch.rand(n, strokes, 2, generator=gen) * size
     p1 = torch.rand(n, strokes, 2, generator=gen) * size
-    keep = torch.rand(n, strokes, generator=gen) < 0.75
+    keep = torch.rand(n, strokes, generator=gen) < _STROKE_P
     d = p1 - p0
     length2 = (d * d).sum(2).clamp_min(1e-6)
     ax = xs - p0[:, :, 0, None, None]  # (n, K, 1, S)
@@ -143,7 +144,7 @@ def _generate(n: int, size: int, gen: torch.Generator) -> tuple[torch.Tensor, to
     colour = torch.rand(n, 3, 1, 1, generator=gen)
     too_close = (colour - bg).norm(dim=1, keepdim=True) < 0.45
     colour = torch.where(too_close, torch.remainder(bg + 0.5, 1.0), colour)
-    radius = (0.2 + 0.16 * torch.rand(n, generator=gen)) * size
+    radius = (_RADIUS[0] + (_RADIUS[1] - _RADIUS[0]) * torch.rand(n, generator=gen)) * size
     cx = radius + torch.rand(n, generator=gen) * (size - 2 * radius)
     cy = radius + torch.rand(n, generator=gen) * (size - 2 * radius)
     theta = torch.rand(n, generator=gen) * 2 * math.pi

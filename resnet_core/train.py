@@ -1,0 +1,684 @@
+"""The training engine: races of several nets trained in lockstep on identical batches, on any device.
+
+One engine serves the app (through :mod:`resnet_core.runs`), the notebook and the ``resnet-train`` CLI.
+
+* Device ``"auto"`` picks CUDA, then MPS, then CPU. On CUDA the engine uses automatic mixed precision (bf16
+  where the GPU supports it, else fp16 with a gradient scaler), channels-last tensors and pinned,
+  non-blocking host-to-device copies.
+* SGD with momentum 0.9 and weight decay 1e-4 (He et al. 2015, section 4.2), a linear learning-rate warm-up,
+  then a step (x0.1 at 50% and 75% of the steps, the paper's 32k/48k of 64k) or cosine schedule.
+* A race trains every racer on the same batch at every step (one sampler, one batch tensor), so curves
+  compare step by step. Per step and racer: loss, accuracy, learning rate, images/s and the gradient norm
+  of each stage, all computed on the device and copied to the host in one transfer per step.
+  Held-out accuracy every ``eval_every`` steps.
+* A non-finite loss stops that racer with status "diverged" and a message; the others go on.
+* Under ``torchrun --nproc_per_node N`` each racer is wrapped in DistributedDataParallel (gloo on CPU, NCCL on
+  CUDA), batches come from a DistributedSampler, metrics are averaged over ranks and only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DistributedSampler
+
+from .data import DATASETS, ImageData, ShapesSet, load_splits
+from .models import build, count_params, display_name, get_spec
+
+FORMAT = "resnet-explorer/1"
+SCHEDULES = ("step", "cosine", "constant")
+RACER_STATUSES = ("running", "diverged", "finished")
+
+
+# ------------------------------------------------------------------------------------------------ config
+@dataclass(frozen=True)
+class RacerSpec:
+    """One racer: an architecture name and its build options (``residual=False`` is the plain twin)."""
+
+    arch: str
+    residual: bool = True
+    options: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def label(self) -> str:
+        return display_name(self.arch, self.residual)
+
+    def build_options(self, width: int | None, num_classes: int) -> dict[str, Any]:
+        opts: dict[str, Any] = {"residual": self.residual, "num_classes": num_classes}
+        if width is not None:
+            opts["width"] = width
+        opts.update(dict(self.options))
+        return opts
+
+    @classmethod
+    def parse(cls, text: str) -> RacerSpec:
+        """``"resnet56"`` or ``"resnet56:plain"`` (the CLI's spelling)."""
+        arch, _, flag = text.partition(":")
+        if flag not in ("", "plain", "residual"):
+            raise ValueError(f"Racer {text!r}: write an architecture name, optionally followed by ':plain'.")
+        get_spec(arch)
+        return cls(arch, residual=flag != "plain")
+
+
+@dataclass(frozen=True)
+class RaceConfig:
+    """Everything a race needs; ``to_dict``/``from_dict`` round-trip through the run's config.json."""
+
+    racers: tuple[RacerSpec, ...]
+    dataset: str = "shapes"
+    image_size: int = 16
+    steps: int = 400
+    batch_size: int = 64
+    lr: float = 0.1
+    warmup_steps: int = 50
+    schedule: str = "step"
+    width: int | None = 8
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    eval_every: int = 50
+    eval_samples: int = 1000
+    n_train: int | None = None
+    n_test: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    name: str = "custom race"
+
+    def __post_init__(self) -> None:
+        if not 1 <= len(self.racers) <= 8:
+            raise ValueError(f"A race needs 1 to 8 racers, got {len(self.racers)}.")
+        labels = [r.label for r in self.racers]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"Each racer must be a different net; got {', '.join(labels)}.")
+        for racer in self.racers:
+            get_spec(racer.arch)
+        if self.dataset not in DATASETS and not self.dataset.startswith("folder:"):
+            raise ValueError(f"Unknown data set {self.dataset!r}; choose one of {', '.join(DATASETS)}.")
+        checks = [(self.steps >= 1, "steps must be at least 1"),
+                  (self.batch_size >= 2, "the batch size must be at least 2 (batch norm needs two images)"),
+                  (math.isfinite(self.lr) and self.lr > 0, "the learning rate must be a positive number"),
+                  (self.warmup_steps >= 0, "warm-up steps must be zero or more"),
+                  (self.schedule in SCHEDULES, f"the schedule must be one of {', '.join(SCHEDULES)}"),
+                  (self.width is None or 1 <= self.width <= 256, "the width must be 1 to 256 channels"),
+                  (8 <= self.image_size <= 256, "the image size must be 8 to 256 pixels"),
+                  (self.eval_every >= 1, "eval_every must be at least 1"),
+                  (self.eval_samples >= 1, "eval_samples must be at least 1")]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message[0].upper() + message[1:] + ".")
+
+    @property
+    def labels(self) -> list[str]:
+        return [r.label for r in self.racers]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["racers"] = [{"arch": r.arch, "residual": r.residual, "options": dict(r.options)} for r in self.racers]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RaceConfig:
+        data = dict(data)
+        racers = tuple(RacerSpec(r["arch"], bool(r.get("residual", True)), tuple(sorted(r.get("options", {}).items())))
+                       for r in data.pop("racers"))
+        known = {f for f in cls.__dataclass_fields__ if f != "racers"}
+        return cls(racers=racers, **{k: v for k, v in data.items() if k in known})
+
+
+def _pair(depth_arch: str, name: str, **overrides: Any) -> RaceConfig:
+    return RaceConfig(racers=(RacerSpec(depth_arch, residual=False), RacerSpec(depth_arch)), name=name, **overrides)
+
+
+# The presets' defaults are chosen (and measured, see README "Training race") so that on a 2-core laptop CPU
+# the 56-layer pair finishes within 3 minutes and shows the paper's degradation: plain-56 ends far above
+# ResNet-56. Width 8 and 16 px images keep the nets fast; the 50-step linear warm-up matters: without it
+# ResNet-56 at lr 0.1 starts worse than plain-56 (the test suite checks the direction on a small config).
+PRESETS: dict[str, RaceConfig] = {
+    "Plain-20 vs ResNet-20": _pair("resnet20", "Plain-20 vs ResNet-20"),
+    "Plain-56 vs ResNet-56": _pair("resnet56", "Plain-56 vs ResNet-56"),
+    "The degradation quartet": RaceConfig(
+        racers=(RacerSpec("resnet20", False), RacerSpec("resnet56", False), RacerSpec("resnet20"),
+                RacerSpec("resnet56")),
+        name="The degradation quartet"),
+}
+
+
+def lr_at(step: int, config: RaceConfig) -> float:
+    """Learning rate for 0-based ``step``: linear warm-up from lr/warmup to lr, then the schedule."""
+    base = config.lr
+    if step < config.warmup_steps:
+        return base * (step + 1) / config.warmup_steps
+    if config.schedule == "constant":
+        return base
+    span = max(1, config.steps - config.warmup_steps)
+    progress = (step - config.warmup_steps) / span
+    if config.schedule == "cosine":
+        return base * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return base * (0.1 ** ((progress >= 0.5) + (progress >= 0.75)))
+
+
+# ------------------------------------------------------------------------------------------------ device
+def pick_device(device: str | torch.device = "auto") -> torch.device:
+    """"auto" -> CUDA if available, then Apple MPS, then CPU; anything else is parsed by torch."""
+    if str(device) != "auto":
+        dev = torch.device(device)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("CUDA was asked for but no CUDA GPU is available; use device 'auto' or 'cpu'.")
+        return dev
+    if torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def amp_dtype(device: torch.device) -> torch.dtype | None:
+    """The autocast dtype on CUDA (bf16 where supported, else fp16); None elsewhere (full fp32)."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def describe_device(device: torch.device) -> str:
+    """"NVIDIA H100 (CUDA, bf16 mixed precision)" or "CPU, 2 threads"."""
+    if device.type == "cuda":
+        dtype = amp_dtype(device)
+        precision = "bf16" if dtype == torch.bfloat16 else "fp16 + grad scaler"
+        return f"{torch.cuda.get_device_name(device)} (CUDA, {precision} mixed precision)"
+    if device.type == "mps":
+        return "Apple GPU (MPS, fp32)"
+    return f"CPU, {torch.get_num_threads()} threads"
+
+
+# ------------------------------------------------------------------------------------------------ DDP
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def dist_info() -> DistInfo:
+    """Rank and world size from torchrun's environment (single process when absent)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return DistInfo(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def _init_distributed(info: DistInfo, device: torch.device) -> None:
+    import torch.distributed as dist
+
+    if info.enabled and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+
+
+# ------------------------------------------------------------------------------------------------ engine
+def stage_groups(model: nn.Module) -> dict[str, list[nn.Parameter]]:
+    """Parameters by stage: "stem" (first conv/BN), "layer1".."layerN", "head" (final BN, fc)."""
+    groups: dict[str, list[nn.Parameter]] = {}
+    for name, param in model.named_parameters():
+        top = name.split(".", 1)[0]
+        if top.startswith("layer"):
+            key = top
+        elif top in ("conv1", "bn1"):
+            key = "stem"
+        else:
+            key = "head"
+        groups.setdefault(key, []).append(param)
+    order = ["stem", *sorted(k for k in groups if k.startswith("layer")), "head"]
+    return {k: groups[k] for k in order if k in groups}
+
+
+@dataclass
+class Racer:
+    """One model in a race, with its optimizer and status."""
+
+    spec: RacerSpec
+    model: nn.Module  # the bare model (checkpoints, evaluation)
+    train_model: nn.Module  # the model as trained: DDP-wrapped under torchrun, else the same object
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler | None
+    groups: dict[str, list[nn.Parameter]]
+    options: dict[str, Any]
+    status: str = "running"
+    message: str = ""
+    params: int = 0
+    seconds: float = 0.0
+
+    @property
+    def label(self) -> str:
+        return self.spec.label
+
+
+class Race:
+    """Several nets trained in lockstep on identical batches.
+
+    ``step()`` trains every running racer on the next batch and returns one metrics row per racer;
+    ``evaluate()`` measures held-out accuracy; ``train()`` runs to the end. Rows accumulate in
+    ``rows``/``eval_rows`` (see :meth:`history`, :meth:`evals`, :meth:`summary`).
+    """
+
+    def __init__(self, config: RaceConfig, train_data: ShapesSet | ImageData | None = None,
+                 test_data: ShapesSet | ImageData | None = None) -> None:
+        self.config = config
+        self.dist = dist_info()
+        self.device = pick_device(config.device)
+        if self.device.type == "cuda" and self.dist.enabled:
+            self.device = torch.device("cuda", self.dist.local_rank)
+            torch.cuda.set_device(self.device)
+        _init_distributed(self.dist, self.device)
+        self.amp = amp_dtype(self.device)
+        self.channels_last = self.device.type == "cuda"
+        if train_data is None or test_data is None:
+            train_data, test_data = load_splits(config.dataset, config.image_size, config.n_train, config.n_test,
+                                                seed=config.seed)
+        self.train_data, self.test_data = train_data, test_data
+        self.classes = tuple(train_data.classes)
+        n = len(train_data)
+        self.local_batch = config.batch_size // self.dist.world_size
+        if self.local_batch < 2 or n < config.batch_size:
+            raise ValueError(f"The batch size {config.batch_size} needs at least that many training images "
+                             f"({n} here) and 2 per process.")
+        # Data on the host for the sampler's gathers; pinned on CUDA so the copies can be non-blocking.
+        images = train_data.images
+        self._pin = self.device.type == "cuda"
+        self._train_images = images
+        self._mean = torch.tensor(train_data.mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
+        self._std = torch.tensor(train_data.std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
+        # DistributedSampler with one replica is a seeded shuffle: the same code path with or without torchrun.
+        self.sampler = DistributedSampler(range(n), num_replicas=self.dist.world_size, rank=self.dist.rank,
+                                          shuffle=True, seed=config.seed, drop_last=True)
+        self._epoch = 0
+        self._order: list[int] = []
+        self._cursor = 0
+        self.racers = [self._make_racer(spec) for spec in config.racers]
+        self.step_index = 0
+        self.rows: list[dict[str, Any]] = []
+        self.eval_rows: list[dict[str, Any]] = []
+        self.started = time.perf_counter()
+        self.wall = 0.0
+        self.last_batch_indices: torch.Tensor | None = None
+
+    # -- setup
+    def _make_racer(self, spec: RacerSpec) -> Racer:
+        options = spec.build_options(self.config.width, len(self.classes))
+        model = build(spec.arch, seed=self.config.seed, **options).to(self.device)
+        model.arch_name = spec.arch
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        train_model: nn.Module = model
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            train_model = DDP(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        # The paper's optimiser (section 4.2): SGD, momentum 0.9, weight decay 1e-4 on every parameter.
+        optimizer = torch.optim.SGD(model.parameters(), lr=lr_at(0, self.config), momentum=self.config.momentum,
+                                    weight_decay=self.config.weight_decay)
+        scaler = torch.amp.GradScaler("cuda") if self.amp == torch.float16 else None
+        return Racer(spec, model, train_model, optimizer, scaler, stage_groups(model), options,
+                     params=count_params(model))
+
+    # -- data
+    def _next_indices(self) -> torch.Tensor:
+        if self._cursor + self.local_batch > len(self._order):
+            self.sampler.set_epoch(self._epoch)
+            self._order = list(iter(self.sampler))
+            self._epoch += 1
+            self._cursor = 0
+        idx = torch.tensor(self._order[self._cursor:self._cursor + self.local_batch], dtype=torch.int64)
+        self._cursor += self.local_batch
+        return idx
+
+    def _to_input(self, images: torch.Tensor) -> torch.Tensor:
+        """Host images (B, C, H, W) uint8 or float in [0, 1] -> normalised float32 on the device."""
+        if self._pin:
+            images = images.pin_memory()
+        x = images.to(self.device, non_blocking=self._pin)
+        x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+        x = (x - self._mean) / self._std
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next (inputs, labels) on the device; every racer trains on this same pair."""
+        idx = self._next_indices()
+        self.last_batch_indices = idx
+        x = self._to_input(self._train_images[idx])
+        y = self.train_data.labels[idx]
+        y = (y.pin_memory() if self._pin else y).to(self.device, non_blocking=self._pin)
+        return x, y
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp)
+
+    # -- training
+    @property
+    def done(self) -> bool:
+        return self.step_index >= self.config.steps or not any(r.status == "running" for r in self.racers)
+
+    def _train_one(self, racer: Racer, x: torch.Tensor, y: torch.Tensor, lr: float) -> torch.Tensor:
+        """Forward and backward for one racer; returns [loss, correct, norm per stage...] on the device."""
+        for group in racer.optimizer.param_groups:
+            group["lr"] = lr
+        racer.train_model.train()
+        racer.optimizer.zero_grad(set_to_none=True)
+        with self._autocast():
+            logits = racer.train_model(x)
+            loss = F.cross_entropy(logits.float(), y)
+        if racer.scaler is not None:
+            racer.scaler.scale(loss).backward()
+            racer.scaler.unscale_(racer.optimizer)  # norms and the finiteness check see true gradients
+        else:
+            loss.backward()
+        correct = (logits.detach().argmax(1) == y).sum().to(torch.float32)
+        norms = []
+        for params in racer.groups.values():
+            grads = [p.grad for p in params if p.grad is not None]
+            if grads:
+                norms.append(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))))
+            else:
+                norms.append(torch.zeros((), device=self.device))
+        return torch.stack([loss.detach().float(), correct, *(n.float() for n in norms)])
+
+    def step(self) -> list[dict[str, Any]]:
+        """One lockstep step for every running racer; returns one metrics row per racer (this step only).
+
+        Metrics of all racers are stacked on the device and copied to the host once. A racer whose loss is
+        not finite is marked "diverged" and not updated; the others take their optimizer step.
+        """
+        if self.done:
+            return []
+        step = self.step_index
+        lr = lr_at(step, self.config)
+        t0 = time.perf_counter()
+        x, y = self.next_batch()
+        active = [r for r in self.racers if r.status == "running"]
+        stats, times = [], []
+        timing_cuda = self.device.type == "cuda"
+        for racer in active:
+            if timing_cuda:
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+            t = time.perf_counter()
+            stats.append(self._train_one(racer, x, y, lr))
+            if timing_cuda:
+                end.record()
+                times.append((start, end))
+            else:
+                times.append(time.perf_counter() - t)
+        metrics = torch.stack(stats)  # (racers, 2 + stages)
+        if self.dist.enabled:
+            import torch.distributed as dist
+
+            dist.all_reduce(metrics)  # sum over ranks: loss and norms averaged below, correct summed
+            metrics[:, 0] /= self.dist.world_size
+            metrics[:, 2:] /= self.dist.world_size
+        host = metrics.cpu().tolist()  # the one device->host copy of the step (it also synchronises CUDA)
+        rows = []
+        global_batch = self.local_batch * self.dist.world_size
+        for racer, values, timing in zip(active, host, times, strict=True):
+            loss, correct, *norms = values
+            seconds = timing[0].elapsed_time(timing[1]) / 1000 if timing_cuda else timing
+            finite = math.isfinite(loss) and all(math.isfinite(v) for v in norms)
+            if finite:
+                t = time.perf_counter()
+                if racer.scaler is not None:
+                    racer.scaler.step(racer.optimizer)
+                    racer.scaler.update()
+                else:
+                    racer.optimizer.step()
+                seconds += time.perf_counter() - t if not timing_cuda else 0.0
+            else:
+                racer.status = "diverged"
+                what = "loss" if not math.isfinite(loss) else "gradient"
+                racer.message = (f"{racer.label} diverged at step {step + 1}: its {what} became {loss if what == 'loss' else 'non-finite'}; "
+                                 f"it was stopped, the others go on (try a lower learning rate or a longer warm-up).")
+            racer.seconds += seconds
+            if racer.status == "running" and step + 1 >= self.config.steps:
+                racer.status = "finished"
+            row = {"step": step + 1, "racer": racer.label, "loss": loss, "acc": correct / global_batch, "lr": lr,
+                   "images_per_s": global_batch / max(seconds, 1e-9), "status": racer.status}
+            row.update({f"grad_{name}": v for name, v in zip(racer.groups, norms, strict=True)})
+            rows.append(row)
+        self.step_index += 1
+        self.wall += time.perf_counter() - t0
+        self.rows.extend(rows)
+        return rows
+
+    def eval_due(self) -> bool:
+        """True after a step that should be followed by a held-out evaluation (every k steps and at the end)."""
+        return self.step_index > 0 and (self.step_index % self.config.eval_every == 0 or self.done)
+
+    @torch.no_grad()
+    def evaluate(self) -> list[dict[str, Any]]:
+        """Held-out loss and accuracy of every racer (not diverged) on up to ``eval_samples`` test images."""
+        n = min(self.config.eval_samples, len(self.test_data))
+        rows = []
+        for racer in self.racers:
+            if racer.status == "diverged":
+                continue
+            model = racer.model
+            was_training = model.training
+            model.eval()
+            loss_sum = torch.zeros((), device=self.device)
+            correct = torch.zeros((), device=self.device)
+            for start in range(0, n, 256):
+                x = self._to_input(self.test_data.images[start:min(n, start + 256)])
+                y = self.test_data.labels[start:min(n, start + 256)].to(self.device)
+                with self._autocast():
+                    logits = model(x).float()
+                loss_sum += F.cross_entropy(logits, y, reduction="sum")
+                correct += (logits.argmax(1) == y).sum()
+            model.train(was_training)
+            loss, acc = (torch.stack([loss_sum, correct]) / n).cpu().tolist()
+            rows.append({"step": self.step_index, "racer": racer.label, "test_loss": loss, "test_acc": acc})
+        self.eval_rows.extend(rows)
+        return rows
+
+    def train(self, on_step: Callable[[Race, list[dict[str, Any]]], None] | None = None) -> Race:
+        """Run to the end (or until every racer diverged), evaluating every ``eval_every`` steps."""
+        while not self.done:
+            rows = self.step()
+            if self.eval_due():
+                self.evaluate()
+            if on_step is not None:
+                on_step(self, rows)
+        return self
+
+    # -- results
+    def history(self) -> pd.DataFrame:
+        """One row per (step, racer): step, racer, loss, acc, lr, images_per_s, status, grad_<stage>..."""
+        return pd.DataFrame(self.rows)
+
+    def evals(self) -> pd.DataFrame:
+        """One row per (evaluation step, racer): step, racer, test_loss, test_acc."""
+        return pd.DataFrame(self.eval_rows, columns=["step", "racer", "test_loss", "test_acc"])
+
+    def summary(self) -> pd.DataFrame:
+        return summarize(self.history(), self.evals(), {r.label: r.params for r in self.racers},
+                         {r.label: r.seconds for r in self.racers})
+
+    @property
+    def messages(self) -> list[str]:
+        return [r.message for r in self.racers if r.message]
+
+    def checkpoint(self, racer: Racer) -> dict[str, Any]:
+        """The project's checkpoint dict (loadable with ``torch.load(weights_only=True)``)."""
+        state = {k: v.detach().to("cpu").contiguous() for k, v in racer.model.state_dict().items()}
+        summary = self.summary().set_index("racer")
+        metrics = {}
+        if racer.label in summary.index:
+            row = summary.loc[racer.label]
+            metrics = {k: (None if pd.isna(v) else float(v)) for k, v in row.items()
+                       if k in ("final_loss", "final_acc", "test_acc", "seconds")}
+        metrics.update({"steps": int(self.step_index), "status": racer.status})
+        size = self.config.image_size
+        return {
+            "format": FORMAT,
+            "arch": racer.spec.arch,
+            "label": racer.label,
+            "options": dict(racer.options),
+            "state_dict": state,
+            "classes": list(self.classes),
+            "preprocessing": {"resize": size, "crop": size, "mean": [float(m) for m in self.train_data.mean],
+                              "std": [float(s) for s in self.train_data.std]},
+            "dataset": self.config.dataset,
+            "metrics": metrics,
+        }
+
+
+# Final training loss and accuracy are averaged over the last steps: one batch is noisy, a window is not.
+FINAL_WINDOW = 20
+
+
+def summarize(history: pd.DataFrame, evals: pd.DataFrame, params: dict[str, int] | None = None,
+              seconds: dict[str, float] | None = None) -> pd.DataFrame:
+    """Per racer: status, steps, final_loss/final_acc (mean of the last 20 steps), test_acc (last held-out
+    evaluation), seconds (its own compute time), params."""
+    if history.empty:
+        return pd.DataFrame(columns=["racer", "status", "steps", "final_loss", "final_acc", "test_acc", "seconds",
+                                     "params"])
+    rows = []
+    for racer, group in history.groupby("racer", sort=False):
+        tail = group.tail(FINAL_WINDOW)
+        ev = evals[evals["racer"] == racer] if not evals.empty else evals
+        rows.append({
+            "racer": racer,
+            "status": group["status"].iloc[-1],
+            "steps": int(group["step"].iloc[-1]),
+            "final_loss": float(tail["loss"].mean()),
+            "final_acc": float(tail["acc"].mean()),
+            "test_acc": float(ev["test_acc"].iloc[-1]) if len(ev) else float("nan"),
+            "seconds": (seconds or {}).get(racer, float("nan")),
+            "params": (params or {}).get(racer, 0),
+        })
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="resnet-train",
+        description="Race plain against residual nets headless; writes the same run folders as the app.")
+    p.add_argument("--preset", choices=list(PRESETS), help="start from a preset race (other flags override it)")
+    p.add_argument("--racer", action="append", metavar="ARCH[:plain]",
+                   help="a racer, e.g. resnet56 or resnet56:plain; repeat for 2-4 racers")
+    p.add_argument("--dataset", help=f"{', '.join(DATASETS)} or folder:<path>")
+    p.add_argument("--image-size", type=int)
+    p.add_argument("--steps", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--warmup", type=int, dest="warmup_steps")
+    p.add_argument("--schedule", choices=SCHEDULES)
+    p.add_argument("--width", type=int)
+    p.add_argument("--eval-every", type=int)
+    p.add_argument("--n-train", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, mps")
+    p.add_argument("--runs-dir", help="where run folders go (default $RESNET_EXPLORER_RUNS or runs/)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs one line per eval)")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> RaceConfig:
+    """A RaceConfig from CLI flags: the preset (or defaults), overridden by each flag given."""
+    base = PRESETS[args.preset] if args.preset else None
+    if args.racer:
+        racers = tuple(RacerSpec.parse(r) for r in args.racer)
+    elif base is not None:
+        racers = base.racers
+    else:
+        raise ValueError("Give --preset or at least one --racer (e.g. --racer resnet20:plain --racer resnet20).")
+    fields = ("dataset", "image_size", "steps", "batch_size", "lr", "warmup_steps", "schedule", "width",
+              "eval_every", "n_train", "seed", "device")
+    overrides = {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
+    if base is None:
+        name = " vs ".join(r.label for r in racers)
+        return RaceConfig(racers=racers, name=name, **overrides)
+    name = base.name if not args.racer else " vs ".join(r.label for r in racers)
+    return replace(base, racers=racers, name=name, **overrides)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``resnet-train``: run a race headless with a progress bar; rank 0 writes the run folder."""
+    from .data import DataError
+    from .runs import RunWriter
+
+    args = _parser().parse_args(argv)
+    try:
+        config = config_from_args(args)
+        race = Race(config)
+    except (ValueError, DataError) as exc:
+        print(f"resnet-train: {exc}", file=sys.stderr)
+        return 2
+    main_rank = race.dist.is_main
+    writer = RunWriter.create(config, runs_dir=args.runs_dir, source="cli") if main_rank else None
+    if writer is not None:
+        writer.write_config(describe_device(race.device), race.dist.world_size)
+    bar = None
+    if main_rank and not args.no_progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=config.steps, desc=config.name, unit="step", file=sys.stderr)
+
+    def on_step(r: Race, rows: list[dict[str, Any]]) -> None:
+        if writer is not None:
+            writer.append(rows)
+            if r.eval_due():
+                writer.append(r.eval_rows[-len(r.racers):], kind="eval")
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix({row["racer"]: f"{row['loss']:.3f}" for row in rows})
+        elif main_rank and r.eval_due():
+            losses = ", ".join(f"{row['racer']} {row['loss']:.3f}" for row in rows)
+            print(f"step {r.step_index}/{config.steps}: {losses}", file=sys.stderr)
+        for message in (m for m in r.messages if m not in reported):
+            reported.add(message)
+            if main_rank:
+                print(message, file=sys.stderr)
+
+    reported: set[str] = set()
+    race.train(on_step)
+    if bar is not None:
+        bar.close()
+    if writer is not None:
+        writer.finish(race, "finished")
+        summary = race.summary()
+        print(summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        print(f"wall time {race.wall:.1f} s on {describe_device(race.device)}; run folder: {writer.path}")
+    if race.dist.enabled:
+        import torch.distributed as dist
+
+        dist.barrier()
+        dist.destroy_process_group()
+    return 0
+
+
+__all__ = [
+    "FORMAT", "PRESETS", "Race", "RaceConfig", "RacerSpec", "amp_dtype", "config_from_args", "describe_device",
+    "dist_info", "lr_at", "main", "pick_device", "stage_groups", "summarize",
+]
+
+if __name__ == "__main__":
+    raise SystemExit(main())

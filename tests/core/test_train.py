@@ -1,0 +1,189 @@
+"""The training engine on tiny seeded races (width 4, 16 px): lockstep, metrics, divergence, checkpoints, CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+
+import resnet_core
+from resnet_core.train import (
+    PRESETS,
+    Race,
+    RaceConfig,
+    RacerSpec,
+    amp_dtype,
+    describe_device,
+    lr_at,
+    main,
+    pick_device,
+)
+
+
+def tiny(**overrides) -> RaceConfig:
+    base = RaceConfig(racers=(RacerSpec("resnet20", residual=False), RacerSpec("resnet20")), image_size=16,
+                      width=4, steps=6, batch_size=16, n_train=256, n_test=64, eval_every=3, eval_samples=64,
+                      warmup_steps=2, name="tiny race")
+    return replace(base, **overrides)
+
+
+def test_learning_rate_warmup_and_schedules():
+    cfg = tiny(steps=100, warmup_steps=10, lr=0.1, schedule="step")
+    assert lr_at(0, cfg) == pytest.approx(0.01) and lr_at(9, cfg) == pytest.approx(0.1)
+    assert lr_at(10, cfg) == pytest.approx(0.1)
+    assert lr_at(55, cfg) == pytest.approx(0.01) and lr_at(78, cfg) == pytest.approx(0.001)  # 50%, 75% of 90
+    cos = replace(cfg, schedule="cosine")
+    assert lr_at(10, cos) == pytest.approx(0.1) and lr_at(99, cos) < 0.001
+    assert lr_at(50, replace(cfg, schedule="constant")) == 0.1
+    assert lr_at(0, replace(cfg, warmup_steps=0)) == 0.1
+
+
+def test_racers_train_in_lockstep_on_identical_batches():
+    race = Race(tiny(steps=4))
+    seen: dict[str, list[torch.Tensor]] = {r.label: [] for r in race.racers}
+    handles = [r.model.register_forward_pre_hook(lambda m, args, label=r.label: seen[label].append(args[0].clone()))
+               for r in race.racers]
+    try:
+        for _ in range(4):
+            race.step()
+    finally:
+        for h in handles:
+            h.remove()
+    plain, res = seen["Plain-20"], seen["ResNet-20"]
+    assert len(plain) == len(res) == 4
+    for a, b in zip(plain, res, strict=True):
+        assert torch.equal(a, b)
+    assert not torch.equal(plain[0], plain[1])  # a new batch at every step
+    assert resnet_core.count_hooks(race.racers[0].model) == 0
+
+
+def test_same_seed_same_curves_and_metrics_are_complete():
+    a = Race(tiny()).train()
+    b = Race(tiny()).train()
+    ha, hb = a.history(), b.history()
+    assert ha["loss"].tolist() == hb["loss"].tolist()
+    assert len(ha) == 6 * 2 and set(ha["racer"]) == {"Plain-20", "ResNet-20"}
+    for column in ("loss", "acc", "lr", "images_per_s", "grad_stem", "grad_layer1", "grad_layer2", "grad_layer3",
+                   "grad_head"):
+        assert ha[column].map(math.isfinite).all(), column
+    assert ha["acc"].between(0, 1).all() and (ha["images_per_s"] > 0).all()
+    assert ha["lr"].tolist()[::2] == [lr_at(s, a.config) for s in range(6)]
+    assert ha.groupby("racer")["status"].last().eq("finished").all()
+    ev = a.evals()
+    assert ev["step"].tolist() == [3, 3, 6, 6] and ev["test_acc"].between(0, 1).all()
+    summary = a.summary()
+    assert list(summary["racer"]) == ["Plain-20", "ResNet-20"]
+    assert summary["params"].tolist() == [resnet_core.count_params(r.model) for r in a.racers]
+
+
+def test_stage_gradient_norms_are_the_true_norms():
+    race = Race(tiny(steps=2))
+    race.step()
+    row = race.rows[-1]  # ResNet-20
+    racer = race.racers[1]
+    # The optimiser step leaves .grad as computed (SGD's weight decay is not applied in place to .grad).
+    for stage, params in racer.groups.items():
+        expected = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params])).item()
+        assert row[f"grad_{stage}"] == pytest.approx(expected, rel=1e-5)
+    assert list(racer.groups) == ["stem", "layer1", "layer2", "layer3", "head"]
+
+
+def test_a_diverging_racer_stops_and_the_others_go_on():
+    race = Race(tiny(steps=4))
+    with torch.no_grad():
+        race.racers[0].model.fc.weight[0, 0] = float("nan")  # Plain-20 now produces a non-finite loss
+    race.train()
+    plain, res = race.racers
+    assert plain.status == "diverged" and res.status == "finished"
+    assert "Plain-20 diverged at step 1" in plain.message and "lower learning rate" in plain.message
+    h = race.history()
+    assert h[h.racer == "Plain-20"]["step"].tolist() == [1]
+    assert h[h.racer == "ResNet-20"]["step"].tolist() == [1, 2, 3, 4]
+    assert set(race.evals()["racer"]) == {"ResNet-20"}
+    assert race.summary().set_index("racer").loc["Plain-20", "status"] == "diverged"
+
+
+def test_a_huge_learning_rate_diverges_every_racer_and_ends_the_race():
+    race = Race(tiny(steps=30, lr=1e6, warmup_steps=0))
+    race.train()
+    assert all(r.status == "diverged" for r in race.racers) and race.done
+    assert race.step_index < 30
+
+
+def test_checkpoint_round_trip(tmp_path):
+    race = Race(tiny(steps=3)).train()
+    racer = race.racers[1]
+    ckpt = race.checkpoint(racer)
+    path = tmp_path / "resnet.pt"
+    torch.save(ckpt, path)
+    loaded = torch.load(path, weights_only=True)
+    assert loaded["format"] == "resnet-explorer/1" and loaded["arch"] == "resnet20"
+    assert loaded["options"] == {"residual": True, "num_classes": 10, "width": 4}
+    assert loaded["classes"] == list(resnet_core.data.SHAPES_CLASSES)
+    prep = loaded["preprocessing"]
+    assert prep["resize"] == prep["crop"] == 16 and len(prep["mean"]) == 3
+    assert loaded["dataset"] == "shapes" and loaded["metrics"]["steps"] == 3
+    model = resnet_core.build(loaded["arch"], **loaded["options"])
+    model.load_state_dict(loaded["state_dict"], strict=True)
+    x = torch.randn(2, 3, 16, 16)
+    racer.model.eval()
+    model.eval()
+    assert torch.allclose(model(x), racer.model(x), atol=1e-6)
+
+
+def test_config_round_trip_and_one_sentence_errors():
+    cfg = PRESETS["The degradation quartet"]
+    assert RaceConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    assert cfg.labels == ["Plain-20", "Plain-56", "ResNet-20", "ResNet-56"]
+    for bad, match in [(dict(lr=-1.0), "learning rate"), (dict(batch_size=1), "batch size"),
+                       (dict(schedule="linear"), "schedule"), (dict(dataset="imagenet"), "Unknown data set")]:
+        with pytest.raises(ValueError, match=match):
+            tiny(**bad)
+    with pytest.raises(ValueError, match="different net"):
+        RaceConfig(racers=(RacerSpec("resnet20"), RacerSpec("resnet20")))
+    with pytest.raises(ValueError, match="Unknown architecture"):
+        RacerSpec.parse("resnet21")
+    assert RacerSpec.parse("resnet56:plain") == RacerSpec("resnet56", residual=False)
+
+
+def test_device_auto_is_cpu_here_without_amp():
+    device = pick_device("auto")
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA machine: auto picks the GPU")
+    assert device.type in ("cpu", "mps")
+    assert amp_dtype(torch.device("cpu")) is None
+    assert describe_device(torch.device("cpu")) == f"CPU, {torch.get_num_threads()} threads"
+
+
+def test_degradation_direction_on_a_small_config():
+    """Deeper plain nets train worse than their residual twins (He et al. 2015, Fig. 6), seeded and small."""
+    cfg = tiny(racers=(RacerSpec("resnet44", residual=False), RacerSpec("resnet44")), steps=60, batch_size=32,
+               n_train=1024, lr=0.05, warmup_steps=10, eval_every=60)
+    summary = Race(cfg).train().summary().set_index("racer")
+    assert summary.loc["Plain-44", "final_loss"] > summary.loc["ResNet-44", "final_loss"]
+
+
+def test_cli_writes_a_run_folder(tmp_path, capsys):
+    code = main(["--racer", "resnet20:plain", "--racer", "resnet20", "--steps", "3", "--width", "4",
+                 "--image-size", "16", "--batch-size", "16", "--n-train", "128", "--eval-every", "3",
+                 "--runs-dir", str(tmp_path), "--no-progress"])
+    assert code == 0
+    (run,) = list(tmp_path.iterdir())
+    info = json.loads((run / "config.json").read_text())
+    assert info["source"] == "cli" and info["racers"] == ["Plain-20", "ResNet-20"]
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [line["kind"] for line in lines].count("step") == 6 and [line["kind"] for line in lines].count("eval") == 2
+    assert (run / "plain-20.pt").is_file() and (run / "resnet-20.pt").is_file()
+    out = capsys.readouterr().out
+    assert "ResNet-20" in out and "run folder" in out
+
+
+def test_cli_bad_input_is_one_sentence(capsys):
+    assert main(["--racer", "resnet21"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("resnet-train: Unknown architecture 'resnet21'") and "\n" not in err
+    assert main([]) == 2
+    assert "--preset" in capsys.readouterr().err
