@@ -262,10 +262,9 @@ def colormap_lut(name: str = "Jet") -> np.ndarray:
     """A (256, 3) uint8 lookup table sampled from Plotly's colorscale ``name`` (Jet, Turbo, Viridis...)."""
     from plotly.colors import sample_colorscale
 
-    try:
-        colors = sample_colorscale(name, list(np.linspace(0.0, 1.0, 256)), colortype="tuple")
-    except (ValueError, AttributeError, KeyError):
-        raise CamError(f"Unknown colormap '{name}'; choose one of {', '.join(COLORMAPS)}.") from None
+    if name not in COLORMAPS:
+        raise CamError(f"Unknown colormap '{name}'; choose one of {', '.join(COLORMAPS)}.")
+    colors = sample_colorscale(name, list(np.linspace(0.0, 1.0, 256)), colortype="tuple")
     lut = np.array([[float(c) for c in color] for color in colors])
     if lut.max() <= 1.0:
         lut = lut * 255

@@ -1,0 +1,213 @@
+"""Grad-CAM and friends: exact against a hand computation, instrument rules, overlays, exports."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import resnet_core
+from resnet_core import cam
+from resnet_core.state import count_hooks
+from resnet_core.targets import ClassTarget
+
+
+@pytest.fixture(scope="module")
+def model() -> torch.nn.Module:
+    return resnet_core.build("resnet20", seed=0, width=4).eval()
+
+
+@pytest.fixture(scope="module")
+def image() -> torch.Tensor:
+    return torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+
+
+def manual_gradcam(model, image, class_index, layer):
+    """Grad-CAM from its definition, independent of Captum: ReLU(sum_c mean_hw(dy_c/dA) * A)."""
+    module = dict(model.named_modules())[layer]
+    kept = []
+    handle = module.register_forward_hook(lambda _m, _i, out: kept.append(out))
+    try:
+        logits = model(image)
+        grads = torch.autograd.grad(logits[0, class_index], kept[0])[0]
+    finally:
+        handle.remove()
+    weights = grads.mean(dim=(2, 3), keepdim=True)
+    return torch.relu((weights * kept[0]).sum(1))[0].detach()
+
+
+@pytest.mark.parametrize("layer", ["layer3.2", "layer2.0", "layer3.0.tap_branch", "layer1.1.tap_sum", "layer2"])
+def test_gradcam_equals_the_direct_computation(model, image, layer):
+    explanation = cam.explain(model, image, 3, layer)
+    expected = manual_gradcam(model, image, 3, layer)
+    assert explanation.layer_map.shape == tuple(expected.shape)
+    assert np.abs(explanation.layer_map - expected.numpy()).max() < 1e-5
+    # Upsampled bilinearly to the input and normalised by its maximum.
+    upsampled = torch.nn.functional.interpolate(expected[None, None], size=(32, 32), mode="bilinear")[0, 0]
+    assert explanation.raw.shape == (32, 32)
+    assert np.abs(explanation.raw - upsampled.numpy()).max() < 1e-5
+    assert np.isclose(explanation.heatmap.max(), 1.0) and explanation.heatmap.min() >= 0
+    assert np.abs(explanation.heatmap - explanation.raw / explanation.raw.max()).max() < 1e-6
+    assert explanation.class_index == 3 and explanation.layer == layer
+
+
+def test_default_target_is_the_top_class_and_names_come_along(model, image):
+    with torch.no_grad():
+        top = int(model(image).argmax())
+    names = [f"shape {i}" for i in range(10)]
+    explanation = cam.explain(model, image, None, class_names=names)
+    assert explanation.class_index == top and explanation.class_name == f"shape {top}"
+    assert explanation.layer == "layer3.2"  # the last block by default
+
+
+def test_instrument_rules_hold(image):
+    model = resnet_core.build("resnet20", seed=0, width=4)
+    model.train()  # a model left in training mode must come back in training mode
+    model.layer1[0].conv1.weight.requires_grad_(False)
+    sentinel = torch.full_like(model.fc.weight, 7.0)
+    model.fc.weight.grad = sentinel
+    for method in cam.METHODS:
+        cam.explain(model, image, 1, "layer2.1", method)
+    assert count_hooks(model) == 0
+    assert model.training and all(m.training for m in model.modules())
+    assert model.fc.weight.grad is sentinel and torch.equal(model.fc.weight.grad, torch.full_like(sentinel, 7.0))
+    assert all(p.grad is None for n, p in model.named_parameters() if n != "fc.weight")
+    assert model.layer1[0].conv1.weight.requires_grad is False
+    # Explaining in training mode would update BatchNorm statistics: the maps are computed in eval mode.
+    assert torch.equal(model.bn1.running_mean, torch.zeros_like(model.bn1.running_mean))
+
+
+def test_all_zero_map_is_no_positive_evidence_not_nan(model, image):
+    # A class whose logit does not depend on the features: zero fc row, so every gradient is zero.
+    dead = resnet_core.build("resnet20", seed=0, width=4).eval()
+    with torch.no_grad():
+        dead.fc.weight[5].zero_()
+    explanation = cam.explain(dead, image, 5)
+    assert explanation.no_positive_evidence
+    assert not np.isnan(explanation.heatmap).any() and explanation.heatmap.max() == 0
+    assert explanation.message.startswith("No positive evidence")
+    # Negative-only evidence is also "no positive evidence" after the ReLU.
+    with torch.no_grad():
+        dead.fc.weight[5] = -dead.fc.weight[5].abs() - 1
+        dead.fc.bias[5] = 0
+    assert cam.explain(dead, torch.ones(1, 3, 32, 32), 5, "layer3.2.tap_out").heatmap.max() in (0.0, 1.0)
+
+
+@pytest.mark.parametrize("method", ["guided_gradcam", "integrated_gradients"])
+def test_other_methods_share_the_call_shape(model, image, method):
+    explanation = cam.explain(model, image, ClassTarget(2), "layer3.2", method)
+    assert explanation.heatmap.shape == (32, 32) and explanation.method == method
+    assert explanation.class_index == 2 and 0 <= explanation.heatmap.min() and explanation.heatmap.max() == 1.0
+    assert explanation.layer_map is None
+
+
+def test_integrated_gradients_completeness(model, image):
+    """IG attributions sum to f(x) - f(baseline) (Sundararajan et al.): evidence the method runs for real."""
+    from captum.attr import IntegratedGradients
+
+    forward = cam._TargetModel(model, ClassTarget(4))
+    attr = IntegratedGradients(forward).attribute(image, baselines=torch.zeros_like(image), n_steps=64)
+    with torch.no_grad():
+        gap = float(forward(image) - forward(torch.zeros_like(image)))
+    assert abs(float(attr.sum()) - gap) < 0.05 * max(1.0, abs(gap))
+
+
+def test_guided_gradcam_is_guided_backprop_times_gradcam(model, image):
+    from captum.attr import GuidedBackprop
+
+    guided = cam.explain(model, image, 4, "layer3.2", "guided_gradcam")
+    gradcam = cam.explain(model, image, 4, "layer3.2", "gradcam")
+    backprop = GuidedBackprop(cam._TargetModel(model, ClassTarget(4))).attribute(image.clone().requires_grad_())
+    expected = (backprop.detach() * torch.from_numpy(gradcam.raw)).abs().sum(1)[0].numpy()
+    assert np.abs(guided.raw - expected).max() < 1e-5 * max(1.0, float(expected.max()))
+
+
+def test_layer_choices_cover_blocks_and_taps(model):
+    choices = cam.layer_choices(model)
+    assert choices[:3] == ["conv1", "bn1", "relu"]
+    for name in ("layer1", "layer2.0", "layer3.2", "layer2.0.tap_shortcut", "layer3.2.tap_out"):
+        assert name in choices
+    assert cam.stage_last_blocks(model) == ["layer1.2", "layer2.2", "layer3.2"]
+    plain = resnet_core.build("resnet20", residual=False, width=4)
+    assert "layer2.0.tap_shortcut" not in cam.layer_choices(plain)
+    with torch.device("meta"):
+        assert cam.stage_last_blocks(resnet_core.build("resnet50")) == ["layer1.2", "layer2.3", "layer3.5", "layer4.2"]
+
+
+def test_every_layer_choice_explains(model, image):
+    for layer in cam.layer_choices(model):
+        explanation = cam.explain(model, image, 0, layer)
+        assert explanation.heatmap.shape == (32, 32), layer
+    assert count_hooks(model) == 0
+
+
+def test_side_by_side_stage_maps(model, image):
+    maps = cam.explain_layers(model, image, 1)
+    assert [m.layer for m in maps] == ["layer1.2", "layer2.2", "layer3.2"]
+    assert [m.layer_map.shape for m in maps] == [(32, 32), (16, 16), (8, 8)]
+
+
+def test_bad_requests_are_one_sentence(model, image):
+    with pytest.raises(cam.CamError, match="no layer named 'layer9'"):
+        cam.explain(model, image, 0, "layer9")
+    with pytest.raises(cam.CamError, match="Unknown method"):
+        cam.explain(model, image, 0, None, "lime")
+    with pytest.raises(cam.CamError, match="outside this model's 10 classes"):
+        cam.explain(model, image, 12)
+    with pytest.raises(cam.CamError, match="NaN"):
+        cam.explain(model, torch.full((1, 3, 32, 32), float("nan")))
+    with pytest.raises(cam.CamError, match="spatial"):
+        cam.explain(model, image, 0, "fc")
+
+
+def test_predict_top5(model, image):
+    table = cam.predict(model, image, [f"c{i}" for i in range(10)], k=5)
+    with torch.no_grad():
+        probs = model(image).softmax(1)[0]
+    assert table["rank"].tolist() == [1, 2, 3, 4, 5]
+    assert table["index"].tolist() == probs.argsort(descending=True)[:5].tolist()
+    assert np.allclose(table["probability"], probs.sort(descending=True).values[:5].numpy(), atol=1e-6)
+    assert table["class"][0] == f"c{table['index'][0]}"
+
+
+def test_overlay_blends_colormap_and_image():
+    heat = np.zeros((4, 4), np.float32)
+    heat[0, 0] = 1.0
+    base = np.full((4, 4, 3), 200, np.uint8)
+    lut = cam.colormap_lut("Jet")
+    assert lut.shape == (256, 3) and tuple(lut[0]) != tuple(lut[255])
+    half = cam.overlay(base, heat, "Jet", 0.5)
+    assert np.array_equal(half[0, 0], np.round(0.5 * 200 + 0.5 * lut[255]).astype(np.uint8))
+    assert np.array_equal(half[3, 3], np.round(0.5 * 200 + 0.5 * lut[0]).astype(np.uint8))
+    assert np.array_equal(cam.overlay(base, heat, "Jet", 0.0), base)
+    assert np.array_equal(cam.overlay(Image.fromarray(base), heat, "Viridis", 1.0)[0, 0], cam.colormap_lut("Viridis")[255])
+    with pytest.raises(cam.CamError, match="Opacity"):
+        cam.overlay(base, heat, "Jet", 1.5)
+    with pytest.raises(cam.CamError, match="model's view"):
+        cam.overlay(np.zeros((8, 8, 3), np.uint8), heat)
+    with pytest.raises(cam.CamError, match="Unknown colormap"):
+        cam.colormap_lut("NoSuchMap")
+
+
+def test_downloads_round_trip(model, image):
+    explanation = cam.explain(model, image, 0)
+    png = Image.open(io.BytesIO(cam.heatmap_png(explanation)))
+    assert png.size == (32, 32)
+    assert np.abs(np.asarray(png, dtype=np.float64) / 65535 - explanation.heatmap).max() < 1e-4
+    raw = np.load(io.BytesIO(cam.heatmap_npy(explanation)), allow_pickle=False)
+    assert raw.dtype == np.float32 and np.array_equal(raw, explanation.raw)
+    rgb = cam.overlay(np.zeros((32, 32, 3), np.uint8), explanation.heatmap)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(cam.image_png(rgb)))), rgb)
+
+
+def test_explaining_a_torchvision_resnet50_at_224():
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = resnet_core.build("resnet50").eval()
+    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    explanation = cam.explain(model, x, 281, "layer4.2")
+    assert explanation.layer_map.shape == (7, 7) and explanation.heatmap.shape == (224, 224)
+    assert np.abs(explanation.layer_map - manual_gradcam(model, x, 281, "layer4.2").numpy()).max() < 1e-5
