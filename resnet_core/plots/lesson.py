@@ -26,7 +26,7 @@ def identity_figure(check: pd.DataFrame) -> go.Figure:
     colors = [RESIDUAL_COLOR if r else PLAIN_COLOR for r in check["residual"]]
     fig = go.Figure(go.Bar(
         x=list(check["relative_diff"]), y=list(check["variant"]), orientation="h", marker_color=colors,
-        text=[f"{v:.3g}" for v in check["relative_diff"]], textposition="auto", name="relative difference",
+        text=[f"{v:.3g}" for v in check["relative_diff"]], textposition="outside", name="relative difference",
         customdata=list(check["max_abs_diff"]),
         hovertemplate="%{y}<br>||y - x|| / ||x|| = %{x:.4g}<br>max |y - x| = %{customdata:.4g}<extra></extra>",
     ))

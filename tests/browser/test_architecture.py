@@ -1,0 +1,92 @@
+"""A real `streamlit run` in Debian's Chromium: open the app, change the architecture, visit every page."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.browser.conftest import screenshot, wait_idle
+
+pytestmark = pytest.mark.browser
+
+
+def _no_exception(tab) -> None:
+    assert tab.locator('[data-testid="stException"]').count() == 0, "a traceback is on the page"
+
+
+def _pick_architecture(tab, label_start: str) -> None:
+    """Open the sidebar's Architecture selectbox and click the option whose label starts with ``label_start``."""
+    sidebar = tab.locator('[data-testid="stSidebar"]')
+    sidebar.locator('[data-testid="stSelectbox"]').first.click()
+    tab.get_by_role("option", name=re.compile("^" + re.escape(label_start))).first.click()
+    wait_idle(tab)
+
+
+def test_architecture_page_and_model_picker(page, server_url: str) -> None:
+    tab = page
+    tab.goto(server_url)
+    main = tab.locator('[data-testid="stMain"]')
+    main.get_by_text("Architecture of ResNet-20").wait_for()
+    tab.locator('[data-testid="stPlotlyChart"] .main-svg').nth(5).wait_for()  # the last chart is drawn
+    wait_idle(tab)
+    _no_exception(tab)
+    assert main.get_by_text("269,722", exact=True).count() >= 1  # the Parameters metric
+    main.get_by_text("Stage table (the paper's Table 1)").wait_for()
+    main.get_by_text("BasicBlock vs Bottleneck at 256 channels").wait_for()
+    assert tab.locator('[data-testid="stPlotlyChart"]').count() == 6
+    screenshot(tab, "architecture-resnet20")
+
+    _pick_architecture(tab, "ResNet-50")
+    main.get_by_text("Architecture of ResNet-50").wait_for()
+    tab.locator('[data-testid="stPlotlyChart"] .main-svg').first.wait_for()
+    wait_idle(tab)
+    _no_exception(tab)
+    assert main.get_by_text("25,557,032", exact=True).count() >= 1
+    main.get_by_text(re.compile(r"4 projections \(dashed")).wait_for()
+    assert "arch=resnet50" in tab.url and "shortcut=B" in tab.url
+    screenshot(tab, "architecture-resnet50")
+
+
+def test_shared_link_reopens_the_same_view(page, server_url: str) -> None:
+    tab = page
+    tab.goto(f"{server_url}/architecture?arch=resnet56&plain=1")
+    main = tab.locator('[data-testid="stMain"]')
+    main.get_by_text("Architecture of Plain-56").wait_for()
+    wait_idle(tab)
+    main.get_by_text("none of its 27 blocks has a shortcut", exact=False).wait_for()
+    screenshot(tab, "architecture-plain56-from-link")
+    tab.goto(f"{server_url}/architecture?arch=resnet9000")
+    tab.get_by_text("which ResNet Explorer does not know").wait_for()
+    wait_idle(tab)
+    _no_exception(tab)
+    main.get_by_text("Architecture of ResNet-20").wait_for()
+    screenshot(tab, "architecture-bad-link")
+
+
+def test_every_sidebar_page(page, server_url: str) -> None:
+    tab = page
+    tab.goto(server_url)
+    nav = tab.locator('[data-testid="stSidebarNav"]')
+    nav.wait_for()
+    wait_idle(tab)
+    # A link's text is its material icon's name, then the title: keep the title.
+    names = [text.strip().splitlines()[-1].strip() for text in nav.get_by_role("link").all_inner_texts()]
+    assert "Architecture" in names and "Why residuals work" in names
+    for index, name in enumerate(names):
+        nav.get_by_role("link").nth(index).click()
+        tab.wait_for_timeout(1000)  # let the rerun start before waiting for it to finish
+        wait_idle(tab)
+        heading = tab.locator('[data-testid="stMain"] h1').first
+        heading.wait_for()
+        assert heading.inner_text().strip(), name
+        main = tab.locator('[data-testid="stMain"]')
+        if name == "Why residuals work":
+            # The last step's sentence: everything above it has been measured and drawn by then.
+            main.get_by_text(re.compile(r"2\^54 = 18,014,398,509,481,984 paths")).wait_for()
+            wait_idle(tab)
+            assert main.get_by_text(re.compile(r"max \|y - x\| = 0$")).count() >= 1
+            assert main.get_by_text(re.compile(r"explode toward the input")).count() >= 1
+            assert tab.locator('[data-testid="stPlotlyChart"]').count() == 5
+        _no_exception(tab)
+        screenshot(tab, "page-" + re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-"))
