@@ -1,0 +1,85 @@
+"""The Gradient-flow page through the real app (AppTest), asserting on chart data and visible text."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+PAGE = "../pages/gradient_flow.py"
+
+
+def _figures(app) -> dict[str, dict]:
+    figs = {}
+    for chart in app.get("plotly_chart"):
+        fig = json.loads(chart.proto.spec)
+        names = {d.get("name") for d in fig["data"]}
+        if "through the shortcut" in names:
+            figs["split"] = fig
+        elif "plain (no shortcuts)" in names:
+            figs["sweep"] = fig
+        else:
+            figs["norms"] = fig
+    return figs
+
+
+def _markdown(app, needle: str) -> str:
+    return next(m.value for m in app.markdown if needle in m.value)
+
+
+@pytest.fixture
+def page(app):
+    app.switch_page(PAGE).run()
+    assert not app.exception, app.exception
+    return app
+
+
+def test_default_view_measures_both_nets_the_split_and_the_sweep(page):
+    assert page.title[0].value == "Gradient flow"
+    # Random weights: only the initial state; the control says why it is disabled.
+    assert page.button_group(key="gf_state").disabled
+    assert any("pick trained weights" in c.value for c in page.caption)
+    assert any(c.value.startswith("Measured on 16 Shapes images at 32x32 px, differentiating the cross-entropy")
+               for c in page.caption)
+    figs = _figures(page)
+
+    norms = {t["name"]: t for t in figs["norms"]["data"]}
+    assert set(norms) == {"ResNet-20", "Plain-20"}
+    assert figs["norms"]["layout"]["yaxis"]["type"] == "log"
+    assert all(len(t["y"]) == 9 and min(t["y"]) > 0 for t in norms.values())
+    text = _markdown(page, "Read right to left")
+    for name, trace in norms.items():
+        assert f"{name}: first/last = {trace['y'][0] / trace['y'][-1]:.3g}" in text
+
+    shortcut, branch = figs["split"]["data"]
+    assert len(shortcut["y"]) == 9 and shortcut["x"][0] == "layer1.0"
+    assert all(abs(s + b - 100) < 1e-3 for s, b in zip(shortcut["y"], branch["y"], strict=True))
+    split_text = _markdown(page, "split exactly")
+    mean_share = sum(shortcut["y"]) / len(shortcut["y"])
+    assert f"the shortcut carries {mean_share:.0f}%" in split_text
+
+    sweep = {t["name"]: t for t in figs["sweep"]["data"]}
+    plain, residual = sweep["plain (no shortcuts)"], sweep["residual (ResNet)"]
+    assert plain["x"] == residual["x"] == [20, 32, 44, 56, 110]
+    at56 = plain["x"].index(56)
+    assert plain["y"][at56] >= 100 * residual["y"][at56]  # the direction the page describes
+    assert all(p > r for p, r in zip(plain["y"], residual["y"], strict=True))
+    sweep_text = _markdown(page, "explode")
+    match = re.search(r"at depth 110: plain ([\d.e+]+), residual ([\d.e+]+)", sweep_text)
+    assert match and float(match.group(1)) == pytest.approx(plain["y"][-1], rel=1e-2)
+    assert float(match.group(2)) == pytest.approx(residual["y"][-1], rel=1e-2)
+
+
+def test_plain_choice_still_splits_its_residual_twin_and_batch_changes(app):
+    app.toggle(key="sb_plain").set_value(True).run()
+    app.switch_page(PAGE).run()
+    assert not app.exception
+    figs = _figures(app)
+    assert [t["name"] for t in figs["norms"]["data"]] == ["ResNet-20", "Plain-20"]
+    assert "for ResNet-20" in _markdown(app, "split exactly")
+    before = figs["norms"]["data"][0]["y"]
+    app.select_slider(key="gf_batch").set_value(4).run()
+    assert not app.exception
+    assert any(c.value.startswith("Measured on 4 Shapes images") for c in app.caption)
+    assert _figures(app)["norms"]["data"][0]["y"] != before
