@@ -137,8 +137,17 @@ def test_layer_choices_cover_blocks_and_taps(model):
         assert cam.stage_last_blocks(resnet_core.build("resnet50")) == ["layer1.2", "layer2.3", "layer3.5", "layer4.2"]
 
 
-def test_every_layer_choice_explains(model, image):
+def test_every_kind_of_layer_choice_explains(model, image):
+    # One layer of each kind (stem module, stage, block, each tap point): the whole list is ~60 layers.
+    kinds: dict[str, str] = {}
     for layer in cam.layer_choices(model):
+        if "tap_" in layer:
+            kind = layer.rsplit(".", 1)[-1]
+        else:
+            kind = "block" if "." in layer else "stage" if layer.startswith("layer") else layer
+        kinds.setdefault(kind, layer)
+    assert {"conv1", "stage", "block", "tap_branch_in", "tap_shortcut", "tap_sum", "tap_out"} <= set(kinds)
+    for layer in kinds.values():
         explanation = cam.explain(model, image, 0, layer)
         assert explanation.heatmap.shape == (32, 32), layer
     assert count_hooks(model) == 0
