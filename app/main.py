@@ -14,6 +14,7 @@ PAGES = [
     st.Page("../pages/activations.py", title="Activations", icon=":material/layers:", url_path="activations"),
     st.Page("../pages/gradient_flow.py", title="Gradient flow", icon=":material/trending_up:",
             url_path="gradient-flow"),
+    st.Page("../pages/training.py", title="Training race", icon=":material/sprint:", url_path="training"),
 ]
 
 page = st.navigation(PAGES)

@@ -215,6 +215,7 @@ class Job:
         with self._cond:
             if self._status == "ready":
                 self._status = "stopped"
+                self.race.stop()
                 self.writer.finish(self.race, "stopped")
                 return
             self._stop = True
@@ -266,6 +267,8 @@ class Job:
                     if race.done:
                         break
             final = "finished" if race.done else "stopped"
+            if final == "stopped":
+                race.stop()
             if not race.done and race.step_index > 0 and not (race.eval_rows and race.eval_rows[-1]["step"] == race.step_index):
                 self.writer.append(race.evaluate(), kind="eval")  # a stopped race still gets its held-out score
             paths = self.writer.finish(race, final)
@@ -296,7 +299,7 @@ class Job:
             checkpoints = list(self._checkpoints)
         history, evals = pd.DataFrame(rows), pd.DataFrame(eval_rows, columns=["step", "racer", "test_loss", "test_acc"])
         summary = summarize(history, evals, {r.label: r.params for r in race.racers},
-                            {r.label: r.seconds for r in race.racers})
+                            {r.label: r.seconds for r in race.racers}, racers)
         remaining = self.config.steps - step
         eta = active_s / step * remaining if step and status in ("running", "paused") else None
         return JobSnapshot(self.run_id, self.config.name, status, step, self.config.steps, history, evals, summary,

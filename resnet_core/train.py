@@ -39,7 +39,7 @@ from .models import build, count_params, display_name, get_spec
 
 FORMAT = "resnet-explorer/1"
 SCHEDULES = ("step", "cosine", "constant")
-RACER_STATUSES = ("running", "diverged", "finished")
+RACER_STATUSES = ("running", "diverged", "finished", "stopped")
 
 
 # ------------------------------------------------------------------------------------------------ config
@@ -515,9 +515,15 @@ class Race:
         """One row per (evaluation step, racer): step, racer, test_loss, test_acc."""
         return pd.DataFrame(self.eval_rows, columns=["step", "racer", "test_loss", "test_acc"])
 
+    def stop(self) -> None:
+        """Mark racers still training as "stopped" (the race was ended early)."""
+        for racer in self.racers:
+            if racer.status == "running":
+                racer.status = "stopped"
+
     def summary(self) -> pd.DataFrame:
         return summarize(self.history(), self.evals(), {r.label: r.params for r in self.racers},
-                         {r.label: r.seconds for r in self.racers})
+                         {r.label: r.seconds for r in self.racers}, {r.label: r.status for r in self.racers})
 
     @property
     def messages(self) -> list[str]:
@@ -553,9 +559,9 @@ FINAL_WINDOW = 20
 
 
 def summarize(history: pd.DataFrame, evals: pd.DataFrame, params: dict[str, int] | None = None,
-              seconds: dict[str, float] | None = None) -> pd.DataFrame:
-    """Per racer: status, steps, final_loss/final_acc (mean of the last 20 steps), test_acc (last held-out
-    evaluation), seconds (its own compute time), params."""
+              seconds: dict[str, float] | None = None, statuses: dict[str, str] | None = None) -> pd.DataFrame:
+    """Per racer: status (``statuses`` if given, else the last logged), steps, final_loss/final_acc (mean of
+    the last 20 steps), test_acc (last held-out evaluation), seconds (its own compute time), params."""
     if history.empty:
         return pd.DataFrame(columns=["racer", "status", "steps", "final_loss", "final_acc", "test_acc", "seconds",
                                      "params"])
@@ -565,7 +571,7 @@ def summarize(history: pd.DataFrame, evals: pd.DataFrame, params: dict[str, int]
         ev = evals[evals["racer"] == racer] if not evals.empty else evals
         rows.append({
             "racer": racer,
-            "status": group["status"].iloc[-1],
+            "status": (statuses or {}).get(racer, group["status"].iloc[-1]),
             "steps": int(group["step"].iloc[-1]),
             "final_loss": float(tail["loss"].mean()),
             "final_acc": float(tail["acc"].mean()),

@@ -1,0 +1,205 @@
+"""Training race: plain against residual nets trained in lockstep on the same batches, live."""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import replace
+
+import pandas as pd
+import streamlit as st
+
+from resnet_core.data import DATASETS, DataError
+from resnet_core.models import display_name
+from resnet_core.plots.training import grad_norm_figure, race_figure
+from resnet_core.runs import Job, JobSnapshot, Registry, list_runs, load_run
+from resnet_core.train import PRESETS, RaceConfig, RacerSpec
+
+CUSTOM = "Custom race"
+RACE_ARCHS = ["resnet20", "resnet32", "resnet44", "resnet56", "resnet110"]
+RACER_CHOICES = {display_name(a, r): RacerSpec(a, r) for a in RACE_ARCHS for r in (False, True)}
+
+
+@st.cache_resource
+def _registry() -> Registry:
+    # One registry for the whole server: a race survives page switches and refreshes, and every tab sees it.
+    return Registry()
+
+
+def _fmt_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(round(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def _settings(preset: str) -> RaceConfig:
+    """The race settings widgets, their defaults from the preset (keys per preset, so switching resets them)."""
+    base = PRESETS.get(preset, PRESETS["Plain-20 vs ResNet-20"])
+    k = f"tr_{preset}"
+    if preset == CUSTOM:
+        labels = st.multiselect("Racers (2 to 4)", list(RACER_CHOICES), default=["Plain-20", "ResNet-20"],
+                                key=f"{k}_racers", max_selections=4)
+        racers = tuple(RACER_CHOICES[label] for label in labels)
+    else:
+        racers = base.racers
+        st.caption("Racers: " + ", ".join(r.label for r in racers))
+    cols = st.columns(4)
+    dataset = cols[0].selectbox("Data set", list(DATASETS), format_func=DATASETS.get, key=f"{k}_data")
+    steps = cols[1].number_input("Steps", 10, 20_000, base.steps, step=50, key=f"{k}_steps")
+    batch = cols[2].number_input("Batch size", 2, 1024, base.batch_size, step=16, key=f"{k}_batch")
+    lr = cols[3].number_input("Learning rate", 0.0001, 2.0, base.lr, step=0.01, format="%.4f", key=f"{k}_lr")
+    cols = st.columns(4)
+    warmup = cols[0].number_input("Warm-up steps", 0, 5000, base.warmup_steps, step=10, key=f"{k}_warmup",
+                                  help="Linear warm-up of the learning rate: without it ResNet-56 starts unstably.")
+    width = cols[1].number_input("Width (channels of the first stage)", 2, 64, base.width or 16, key=f"{k}_width",
+                                 help="The paper uses 16; fewer channels train much faster on a CPU.")
+    size = cols[2].number_input("Image size (px)", 8, 64, base.image_size, step=4, key=f"{k}_size")
+    schedule = cols[3].selectbox("Schedule after warm-up", ["step", "cosine", "constant"],
+                                 index=["step", "cosine", "constant"].index(base.schedule), key=f"{k}_schedule",
+                                 help="step: x0.1 at 50% and 75% of the steps, as in the paper.")
+    if len(racers) < 2:
+        raise ValueError("Pick at least two racers for a race.")
+    name = base.name if preset != CUSTOM else " vs ".join(r.label for r in racers)
+    config = replace(base, racers=racers, dataset=dataset, steps=int(steps), batch_size=int(batch), lr=float(lr),
+                     warmup_steps=int(warmup), width=int(width), image_size=int(size), schedule=schedule, name=name)
+    if config != base:
+        config = replace(config, name=name if preset == CUSTOM else f"{base.name} (custom settings)")
+    return config
+
+
+def _controls(job: Job | None) -> None:
+    status = job.status if job else None
+    cols = st.columns(5)
+    invalid = st.session_state.get("tr_config") is None
+    if cols[0].button("Start", type="primary", key="tr_start", disabled=invalid or status in ("running", "paused"),
+                      icon=":material/play_arrow:"):
+        try:
+            with st.spinner("Preparing the data and the nets..."):
+                new = _registry().start(st.session_state["tr_config"])
+        except (ValueError, DataError) as error:
+            st.session_state["tr_error"] = str(error)
+        else:
+            st.session_state["tr_run"] = new.run_id
+            st.session_state.pop("tr_error", None)
+        st.rerun()
+    if cols[1].button("Pause", key="tr_pause", disabled=status != "running", icon=":material/pause:"):
+        job.pause()
+        st.rerun()
+    if cols[2].button("Resume", key="tr_resume", disabled=status != "paused", icon=":material/resume:"):
+        job.resume()
+        st.rerun()
+    if cols[3].button("Step", key="tr_step", disabled=status != "paused", icon=":material/skip_next:",
+                      help="Train exactly one more step, then stay paused."):
+        job.step_once()
+        job.wait_for_step(job.snapshot().step + 1, timeout=30)
+        st.rerun()
+    if cols[4].button("Stop", key="tr_stop", disabled=status not in ("running", "paused"), icon=":material/stop:"):
+        job.stop()
+        job.wait(timeout=30)
+        st.rerun()
+
+
+def _draw(snap: JobSnapshot, key: str) -> None:
+    """Progress, curves, gradient norms and the summary of one snapshot (live or read back)."""
+    eta = f" · about {_fmt_seconds(snap.eta_s)} left" if snap.eta_s is not None else ""
+    st.progress(snap.progress, text=f"{snap.name}: step {snap.step} of {snap.steps} · {snap.status} · "
+                                    f"{_fmt_seconds(snap.elapsed_s)} elapsed{eta} · {snap.device}")
+    for message in snap.messages:
+        st.warning(message)
+    if snap.history.empty:
+        st.info("No step trained yet: press Start (or Step to train one step at a time).")
+        return
+    st.plotly_chart(race_figure(snap.history, snap.evals, total_steps=snap.steps), key=f"{key}_curves")
+    left, right = st.columns([3, 2])
+    left.plotly_chart(grad_norm_figure(snap.history), key=f"{key}_grads")
+    table = snap.summary.rename(columns={"racer": "Racer", "status": "Status", "steps": "Steps",
+                                         "final_loss": "Final loss", "final_acc": "Training accuracy",
+                                         "test_acc": "Held-out accuracy", "seconds": "Compute (s)",
+                                         "params": "Parameters"})
+    right.dataframe(table, hide_index=True, key=f"{key}_summary",
+                    column_config={"Training accuracy": st.column_config.NumberColumn(format="percent"),
+                                   "Held-out accuracy": st.column_config.NumberColumn(format="percent"),
+                                   "Final loss": st.column_config.NumberColumn(format="%.3f"),
+                                   "Compute (s)": st.column_config.NumberColumn(format="%.1f")})
+    right.caption("Final loss and training accuracy: mean of the last 20 steps. Held-out: the latest evaluation "
+                  "on test images the nets never trained on.")
+
+
+def _inspect(checkpoints: list[tuple[str, str]], key: str) -> None:
+    """One click from a trained racer to the other pages (through the sidebar's weights picker)."""
+    if not checkpoints:
+        return
+    labels = dict(checkpoints)
+    cols = st.columns([2, 1])
+    label = cols[0].selectbox("Trained model", list(labels), key=f"{key}_inspect_pick")
+    available = importlib.util.find_spec("explorer_ui.weights_picker") is not None
+    if cols[1].button("Inspect this model", key=f"{key}_inspect", disabled=not available,
+                      icon=":material/search:",
+                      help=None if available else "Needs the sidebar's weights picker, not in this build."):
+        from explorer_ui.weights_picker import use_checkpoint
+
+        use_checkpoint(labels[label])
+        st.switch_page("../pages/architecture.py")
+
+
+def _live() -> None:
+    job = _registry().get(st.session_state.get("tr_run"))
+    if job is None:
+        return
+    snap = job.snapshot()
+    _draw(snap, "live")
+    if snap.status != st.session_state.get("tr_seen_status"):
+        # The job changed state (finished, stopped, failed): rerun the page so buttons and polling follow.
+        st.session_state["tr_seen_status"] = snap.status
+        st.rerun()
+    if snap.status in ("finished", "stopped") and snap.checkpoints:
+        _inspect([(label, path) for label, path in zip(snap.racers, snap.checkpoints, strict=False)], "live")
+
+
+st.title("Training race")
+st.caption("Nets trained in lockstep on identical batches (same seed, same order), so their curves compare step "
+           "by step: the paper's degradation problem (He et al. 2015, Fig. 6) happens here, live.")
+
+registry = _registry()
+current = registry.current()
+if "tr_run" not in st.session_state and current is not None:
+    st.session_state["tr_run"] = current.run_id  # a refreshed tab finds the race that is still going
+job = registry.get(st.session_state.get("tr_run"))
+
+with st.container(border=True):
+    preset = st.selectbox("Race", [*PRESETS, CUSTOM], key="tr_preset")
+    try:
+        st.session_state["tr_config"] = _settings(preset)
+    except ValueError as error:
+        st.session_state["tr_config"] = None
+        st.warning(str(error))
+    _controls(job)
+if st.session_state.get("tr_error"):
+    st.error(st.session_state["tr_error"])
+
+if job is not None:
+    st.session_state.setdefault("tr_seen_status", job.status)
+    # Poll once a second only while the race trains; the background thread never calls st.* itself.
+    st.fragment(_live, run_every=1.0 if job.status == "running" else None)()
+
+with st.expander("Past runs (this app and `resnet-train`)"):
+    past = list_runs()
+    if past.empty:
+        st.caption("No finished runs yet.")
+    else:
+        st.dataframe(past.drop(columns=["device"]), hide_index=True, key="tr_past_table")
+        run_id = st.selectbox("Reopen a run", [None, *past["run_id"]], key="tr_past_pick",
+                              format_func=lambda r: "-" if r is None else r)
+        if run_id is not None:
+            try:
+                record = load_run(run_id)
+            except ValueError as error:
+                st.error(str(error))
+            else:
+                steps = int(record.history["step"].max()) if not record.history.empty else 0
+                snap = JobSnapshot(record.run_id, record.config.name, record.status, steps, record.config.steps,
+                                   record.history, record.evals, record.summary,
+                                   dict.fromkeys(record.summary.get("racer", pd.Series(dtype=str)), record.status),
+                                   record.messages, record.info.get("device", ""), 0.0, None)
+                _draw(snap, "past")
+                _inspect([(c["label"], c["path"]) for c in record.checkpoints], "past")

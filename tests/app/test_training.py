@@ -1,0 +1,148 @@
+"""The Training race page through the real app (AppTest): presets, Start -> live update -> Stop, errors."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from resnet_core.train import PRESETS, main
+
+PAGE = "../pages/training.py"
+
+
+@pytest.fixture
+def page(app):
+    app.switch_page(PAGE).run()
+    assert not app.exception, app.exception
+    return app
+
+
+def _runs_dir() -> Path:
+    return Path(os.environ["RESNET_EXPLORER_RUNS"])
+
+
+def _step_lines(run: Path) -> int:
+    path = run / "metrics.jsonl"
+    return sum('"kind": "step"' in line for line in path.read_text().splitlines()) if path.exists() else 0
+
+
+def _figures(app) -> list[dict]:
+    return [json.loads(chart.proto.spec) for chart in app.get("plotly_chart")]
+
+
+def _values(array) -> list:
+    """A trace's x/y as a list: Plotly 7 sends numeric arrays as {"dtype", "bdata" (base64)}."""
+    if isinstance(array, dict) and "bdata" in array:
+        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=np.dtype(array["dtype"])).tolist()
+    return list(array)
+
+
+def _button(app, key: str):
+    return next(b for b in app.button if b.key == key)
+
+
+def test_presets_and_their_defaults(page):
+    assert page.title[0].value == "Training race"
+    race = page.selectbox(key="tr_preset")
+    assert race.options == [*PRESETS, "Custom race"] and race.value == "Plain-20 vs ResNet-20"
+    page.selectbox(key="tr_preset").set_value("Plain-56 vs ResNet-56").run()
+    preset = PRESETS["Plain-56 vs ResNet-56"]
+    key = "tr_Plain-56 vs ResNet-56"
+    assert page.number_input(key=f"{key}_steps").value == preset.steps
+    assert page.number_input(key=f"{key}_width").value == preset.width
+    assert page.number_input(key=f"{key}_size").value == preset.image_size
+    assert page.number_input(key=f"{key}_warmup").value == preset.warmup_steps
+    assert any("Racers: Plain-56, ResNet-56" in c.value for c in page.caption)
+    assert not _button(page, "tr_start").disabled and _button(page, "tr_stop").disabled
+    assert not page.get("plotly_chart")
+
+
+def test_a_custom_race_needs_two_racers(page):
+    page.selectbox(key="tr_preset").set_value("Custom race").run()
+    page.multiselect(key="tr_Custom race_racers").set_value(["ResNet-20"]).run()
+    assert any("Pick at least two racers" in w.value for w in page.warning)
+    assert _button(page, "tr_start").disabled
+
+
+def test_start_live_update_then_stop(page):
+    key = "tr_Custom race"
+    page.selectbox(key="tr_preset").set_value("Custom race").run()
+    page.multiselect(key=f"{key}_racers").set_value(["Plain-20", "ResNet-20"])
+    page.number_input(key=f"{key}_steps").set_value(5000)
+    page.number_input(key=f"{key}_width").set_value(4)
+    page.number_input(key=f"{key}_size").set_value(16)
+    page.number_input(key=f"{key}_batch").set_value(16)
+    page.run()
+    before = set(_runs_dir().glob("*")) if _runs_dir().exists() else set()
+    _button(page, "tr_start").click().run()
+    assert not page.exception, page.exception
+    (run,) = set(_runs_dir().glob("*")) - before
+    try:
+        # The fragment's timer never fires in AppTest: poll the job's log on disk, then rerun the page.
+        deadline = time.monotonic() + 120
+        while _step_lines(run) < 8 and time.monotonic() < deadline:
+            time.sleep(0.3)
+        page.run()
+        assert not page.exception, page.exception
+        assert _button(page, "tr_start").disabled and not _button(page, "tr_stop").disabled
+        curves = _figures(page)[0]
+        names = {trace["name"] for trace in curves["data"] if trace.get("showlegend", True)}
+        assert names == {"Plain-20", "ResNet-20"}
+        loss_trace = next(t for t in curves["data"] if t["name"] == "ResNet-20")
+        assert len(_values(loss_trace["x"])) >= 4 and _values(loss_trace["x"])[0] == 1
+        assert curves["layout"]["xaxis"]["range"] == [0, 5000]
+        progress = page.get("progress")[0].proto.text
+        assert "step" in progress and "of 5000" in progress and "running" in progress and "CPU" in progress
+        grads = _figures(page)[1]
+        assert [t["name"] for t in grads["data"]] == ["Plain-20", "ResNet-20"]
+        assert grads["data"][0]["x"] == ["stem", "layer1", "layer2", "layer3", "head"]
+    finally:
+        _button(page, "tr_stop").click().run()
+    assert not page.exception, page.exception
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "stopped" and summary["steps"] < 5000
+    progress = page.get("progress")[0].proto.text
+    assert "stopped" in progress and f"step {summary['steps']} of 5000" in progress
+    table = page.dataframe[0].value
+    assert list(table["Racer"]) == ["Plain-20", "ResNet-20"] and list(table["Status"]) == ["stopped", "stopped"]
+    assert list(table["Steps"]) == [summary["steps"]] * 2
+    assert not _button(page, "tr_start").disabled and _button(page, "tr_stop").disabled
+    assert page.selectbox(key="live_inspect_pick").options == ["Plain-20", "ResNet-20"]
+
+
+def test_offline_data_set_gives_one_sentence_and_keeps_the_settings(page, monkeypatch, tmp_path):
+    monkeypatch.setenv("RESNET_EXPLORER_OFFLINE", "1")
+    monkeypatch.setenv("RESNET_EXPLORER_DATA", str(tmp_path / "no-data"))
+    key = "tr_Plain-20 vs ResNet-20"
+    page.selectbox(key=f"{key}_data").set_value("cifar10").run()
+    _button(page, "tr_start").click().run()
+    assert not page.exception, page.exception
+    (error,) = page.error
+    assert str(tmp_path / "no-data") in error.value and "cifar-10-batches-py/data_batch_1" in error.value
+    assert page.selectbox(key=f"{key}_data").value == "cifar10"  # nothing lost
+    assert not page.get("plotly_chart")
+
+
+def test_past_cli_run_is_listed_and_reopened(page, tmp_path):
+    assert main(["--racer", "resnet20:plain", "--racer", "resnet20", "--steps", "4", "--width", "4",
+                 "--image-size", "16", "--batch-size", "16", "--n-train", "64", "--eval-every", "2",
+                 "--no-progress"]) == 0
+    page.run()
+    listed = page.dataframe[0].value
+    assert "cli" in set(listed["source"]) and "Plain-20, ResNet-20" in set(listed["racers"])
+    run_id = listed[listed["source"] == "cli"]["run_id"].iloc[0]
+    page.selectbox(key="tr_past_pick").set_value(run_id).run()
+    assert not page.exception, page.exception
+    curves = _figures(page)[0]
+    trace = next(t for t in curves["data"] if t["name"] == "Plain-20")
+    assert _values(trace["x"]) == [1, 2, 3, 4]
+    held_out = [t for t in curves["data"] if t["name"].endswith("(held-out)")]
+    assert {t["name"] for t in held_out} == {"Plain-20 (held-out)", "ResNet-20 (held-out)"}
+    assert _values(held_out[0]["x"]) == [2, 4]
+    assert page.selectbox(key="past_inspect_pick").options == ["Plain-20", "ResNet-20"]
