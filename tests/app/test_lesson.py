@@ -10,6 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from resnet_core import lesson
+from tests.conftest import APP_MAIN
 
 PAGE = "../pages/lesson.py"
 
@@ -89,6 +90,10 @@ def test_lesson_page_shows_five_measured_steps(lesson_page: AppTest) -> None:
     # Step 5: 54 blocks (ResNet-110) -> Binomial(54, 1/2) over 55 lengths.
     assert len(paths["data"][0]["x"]) == 55 and sum(paths["data"][0]["y"]) == pytest.approx(1.0)
     assert "2^54 = 18,014,398,509,481,984 paths" in text
+    # Step 1 links to the Training page whenever the app navigates to one.
+    if '"../pages/training.py"' in APP_MAIN.read_text():
+        links = at.get("page_link")
+        assert len(links) == 1 and "Training page" in links[0].proto.label
 
 
 def test_lesson_page_controls(lesson_page: AppTest) -> None:
