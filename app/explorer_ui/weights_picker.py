@@ -1,0 +1,250 @@
+"""The sidebar's weights choice: random init, torchvision ImageNet weights, run checkpoints, an uploaded file.
+
+The choice lives in ``st.session_state["sb_weights"]`` and the URL (``weights=``). A checkpoint's architecture
+overrides the sidebar's: choosing one sets the architecture widgets to the checkpoint's before they render
+(``apply_pending_weights`` runs first in ``model_picker``), and the sidebar says so.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from resnet_core.models import ARCHITECTURES, display_name, get_spec
+from resnet_core.weights import (
+    TORCHVISION_OPTIONS,
+    CheckpointMismatch,
+    WeightsError,
+    infer_architecture,
+    parse_weights_id,
+    read_checkpoint,
+    save_uploaded_checkpoint,
+    weights_choices,
+    weights_label,
+)
+
+KEY = "sb_weights"
+_PENDING = "_sbw_pending"
+_ERROR = "_sbw_error"
+_UPLOAD = "sb_weights_upload"
+WIDTH_FACTORS = {1: "full", 2: "half", 4: "quarter"}
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def checkpoint_config(path: str, mtime: float) -> dict[str, Any]:
+    """What a checkpoint file holds: arch (registered name or None), build options, label, notes."""
+    ckpt = read_checkpoint(path)
+    if ckpt.arch in ARCHITECTURES:
+        options = dict(ckpt.options)
+        return {"arch": ckpt.arch, "options": options,
+                "label": display_name(ckpt.arch, options.get("residual", True)), "notes": []}
+    inferred = infer_architecture(ckpt.state_dict)
+    options = inferred.build_options() if inferred.name else {}
+    return {"arch": inferred.name, "options": options, "label": inferred.label, "notes": list(inferred.notes)}
+
+
+def _config_for(weights: str) -> dict[str, Any] | None:
+    kind, value = parse_weights_id(weights)
+    if kind != "ckpt":
+        return None
+    return checkpoint_config(value, os.path.getmtime(value))
+
+
+def _sidebar_state_for(arch: str, options: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Sidebar widget values that express ``arch``/``options``, and what they cannot express."""
+    spec = get_spec(arch)
+    state: dict[str, Any] = {"sb_arch": arch, "sb_plain": not options.get("residual", True),
+                             "sb_shortcut": options.get("shortcut", spec.defaults.get("shortcut", "B")),
+                             "sb_preact": bool(options.get("preact", False))}
+    if spec.block == "bottleneck":
+        state["sb_stride"] = options.get("stride_on", "3x3")
+    base = 64 if spec.stem == "imagenet" else 16
+    width = options.get("width") or base
+    unexpressed = []
+    if base % width == 0 and base // width in WIDTH_FACTORS:
+        state["sb_width"] = WIDTH_FACTORS[base // width]
+    else:
+        state["sb_width"] = "full"
+        unexpressed.append(f"width {width}")
+    if options.get("num_classes", spec.num_classes) != spec.num_classes:
+        unexpressed.append(f"{options['num_classes']} classes")
+    return state, unexpressed
+
+
+def _select(weights: str) -> list[str]:
+    """Make ``weights`` current; for a checkpoint, set the architecture widgets to its architecture.
+
+    Must run before the sidebar's widgets render (a callback, or ``apply_pending_weights``).
+    """
+    problems: list[str] = []
+    try:
+        config = _config_for(weights)
+    except (WeightsError, OSError) as error:
+        st.session_state[_ERROR] = str(error)
+        return [str(error)]
+    st.session_state[KEY] = weights
+    if config is not None and config["arch"] is not None:
+        state, _ = _sidebar_state_for(config["arch"], config["options"])
+        st.session_state.update(state)
+    return problems
+
+
+def use_checkpoint(path: str) -> None:
+    """Make the checkpoint at ``path`` the current weights (the next run applies it; then switch pages)."""
+    st.session_state[_PENDING] = f"ckpt:{Path(path).resolve()}"
+
+
+def apply_pending_weights() -> list[str]:
+    """Apply a weights change requested by ``use_checkpoint`` or the URL (``weights=``), before widgets render.
+
+    Returns sentences about values that could not be used.
+    """
+    problems: list[str] = []
+    if not st.session_state.get("_sbw_seeded"):
+        st.session_state["_sbw_seeded"] = True
+        wanted = st.query_params.get("weights")
+        if wanted is not None and wanted != "random":
+            try:
+                kind, value = parse_weights_id(wanted)
+                if kind == "ckpt" and not Path(value).is_file():
+                    raise WeightsError(f"The link's checkpoint {value} does not exist here")
+                st.session_state[_PENDING] = wanted
+            except WeightsError as error:
+                problems.append(f"{str(error).rstrip('.')}; showing random weights instead.")
+    pending = st.session_state.pop(_PENDING, None)
+    if pending:
+        problems += _select(pending)
+    return problems
+
+
+def fits(weights: str, name: str, options: Mapping[str, Any]) -> str | None:
+    """None when ``weights`` can be loaded into the sidebar's ``name``/``options``; else why not (a sentence)."""
+    kind, _ = parse_weights_id(weights)
+    if kind == "tv":
+        clash = [k for k, v in TORCHVISION_OPTIONS.items() if options.get(k, v) != v]
+        clash += ["width"] if options.get("width") else []
+        if weights not in weights_choices(name):
+            return f"{display_name(name)} has no torchvision weights {weights[3:]}; showing random weights."
+        if clash:
+            return (f"torchvision weights fit only the standard {display_name(name)} (not {', '.join(clash)}); "
+                    "showing random weights for this variant.")
+        return None
+    if kind == "ckpt":
+        try:
+            config = _config_for(weights)
+        except (WeightsError, OSError) as error:
+            return str(error)
+        same = config["arch"] == name and bool(options.get("residual", True)) == bool(
+            config["options"].get("residual", True))
+        if config["arch"] is not None and not same:
+            return (f"The checkpoint holds {config['label']}, not {display_name(name, options.get('residual', True))}; "
+                    "showing random weights for this net.")
+    return None
+
+
+def effective_weights(weights: str, name: str, options: Mapping[str, Any]) -> str:
+    """The weights ``get_model`` loads: the chosen ones when they fit the net, else the seeded random init."""
+    return weights if weights == "random" or fits(weights, name, options) is None else "random"
+
+
+def _on_upload() -> None:
+    upload = st.session_state.get(_UPLOAD)
+    st.session_state.pop(_ERROR, None)
+    st.session_state.pop("_sbw_mismatch", None)
+    if upload is None:
+        return
+    try:
+        path = save_uploaded_checkpoint(upload.getvalue(), upload.name)
+    except CheckpointMismatch as error:
+        st.session_state[_ERROR] = str(error)
+        st.session_state["_sbw_mismatch"] = error.table()
+        return
+    except WeightsError as error:
+        st.session_state[_ERROR] = str(error)
+        return
+    _select(f"ckpt:{path}")
+
+
+def _on_select() -> None:
+    _select(st.session_state["_sbw_select"])
+
+
+def _run_checkpoints() -> list[dict[str, Any]]:
+    try:
+        from resnet_core.runs import list_checkpoints
+    except ImportError:
+        return []
+    try:
+        return list_checkpoints()
+    except (OSError, ValueError):
+        return []
+
+
+def weights_picker(name: str) -> str:
+    """Render the weights choice inside the sidebar and return the weights id for architecture ``name``."""
+    current = st.session_state.get(KEY, "random")
+    labels: dict[str, str] = {w: weights_label(w) for w in weights_choices(name)}
+    for entry in _run_checkpoints():
+        labels[f"ckpt:{entry['path']}"] = f"run {entry['run_id']}: {entry['label']}"
+    if current not in labels:
+        labels[current] = weights_label(current)
+    st.session_state["_sbw_select"] = current
+    st.selectbox("Weights", list(labels), key="_sbw_select", format_func=lambda w: labels[w], on_change=_on_select,
+                 help="Random init (seed 0), torchvision's ImageNet weights (hub cache or download), a checkpoint "
+                      "from a training run, or your own file below.")
+    with st.expander("Upload a checkpoint", expanded=bool(st.session_state.get(_ERROR))):
+        st.file_uploader("Checkpoint (.pt/.pth)", type=["pt", "pth", "ckpt", "bin", "tar"], key=_UPLOAD,
+                         on_change=_on_upload,
+                         help="Read with torch.load(weights_only=True): files that contain code are refused.")
+    error = st.session_state.get(_ERROR)
+    if error:
+        st.error(error)
+        table = st.session_state.get("_sbw_mismatch")
+        if table is not None:
+            st.dataframe(table, hide_index=True, height=200)
+    kind, _ = parse_weights_id(current)
+    if kind == "ckpt":
+        try:
+            config = _config_for(current)
+        except (WeightsError, OSError) as exc:
+            st.error(str(exc))
+            config = None
+        if config is not None:
+            st.info(f"Architecture from the checkpoint: **{config['label']}** (it overrides the choices above).",
+                    icon=":material/lock:")
+            if config["arch"] is not None:
+                _, unexpressed = _sidebar_state_for(config["arch"], config["options"])
+                if unexpressed:
+                    st.caption(f"The checkpoint's {', '.join(unexpressed)} come from the file.")
+            for note in config["notes"]:
+                st.caption(f"Inferred: {note}.")
+    options = _sidebar_options(name)
+    problem = fits(current, name, options)
+    if problem:
+        st.warning(problem)
+    if current == "random":
+        if "weights" in st.query_params:
+            del st.query_params["weights"]
+    elif st.query_params.get("weights") != current:
+        st.query_params["weights"] = current
+    return current
+
+
+def _sidebar_options(name: str) -> dict[str, Any]:
+    """The architecture options the sidebar shows right now (read from its widgets' state)."""
+    spec = get_spec(name)
+    width = st.session_state.get("sb_width") or "full"
+    base = 64 if spec.stem == "imagenet" else 16
+    factors = {v: k for k, v in WIDTH_FACTORS.items()}
+    options: dict[str, Any] = {"residual": not st.session_state.get("sb_plain", False),
+                               "shortcut": st.session_state.get("sb_shortcut", "B"),
+                               "preact": bool(st.session_state.get("sb_preact", False))}
+    if spec.block == "bottleneck":
+        options["stride_on"] = st.session_state.get("sb_stride", "3x3")
+    if width != "full":
+        options["width"] = base // factors.get(width, 1)
+    return options

@@ -1,0 +1,177 @@
+"""Grad-CAM: upload a photo (or pick one), see the top classes and where the net looks for any class and layer."""
+
+from __future__ import annotations
+
+import streamlit as st
+import torch
+from explorer_ui.sidebar import current_choice, get_model
+
+from resnet_core import cam
+from resnet_core.data import SHAPES_CLASSES, shapes_split
+from resnet_core.images import (
+    FORMATS,
+    ImageError,
+    decode_image,
+    model_view,
+    preprocess,
+    sample_images,
+    to_pil,
+)
+from resnet_core.plots.cam import cam_figure, cascade_figure, layers_figure, pointing_figure, topk_figure
+from resnet_core.weights import WeightsError, class_names_for, preprocessing_for
+
+SOURCES = ["Sample photo", "Upload", "Shapes image"]
+SHAPES_POOL = 64  # held-out Shapes images to pick from
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _check_model(steps: int, image_size: int, width: int) -> torch.nn.Module:
+    # Trained once per process and shared read-only, like every cached model.
+    return cam.train_shapes_model(steps=steps, image_size=image_size, width=width)
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _shapes_pool(image_size: int):
+    return shapes_split("test", SHAPES_POOL, image_size=image_size)
+
+
+st.title("Grad-CAM: where does the net look?")
+choice = current_choice()
+try:
+    model = get_model(choice)
+except ValueError as error:  # WeightsError (offline, wrong checkpoint) and impossible options are ValueErrors
+    st.error(str(error))
+    st.stop()
+names = class_names_for(model)
+prep = preprocessing_for(model)
+st.caption(f"{getattr(model, 'arch_label', choice.label)} with {getattr(model, 'weights_label', 'random init')} "
+           f"weights; input: {prep.describe()}.")
+if getattr(model, "weights_id", "random") == "random":
+    st.info("These are randomly initialised weights: the classes and maps mean nothing yet. Choose torchvision "
+            "ImageNet weights or a checkpoint in the sidebar's Weights box.", icon=":material/casino:")
+
+# ------------------------------------------------------------------------------------------------ the image
+source = st.segmented_control("Image", SOURCES, key="gc_source", default="Sample photo") or "Sample photo"
+image = None
+if source == "Upload":
+    upload = st.file_uploader("An image file", type=[f.lower() for f in FORMATS if f != "MPO"] + ["jpg", "tif"],
+                              key="gc_upload", help="Decoded safely: EXIF rotation, transparency on white, "
+                                                    "16-bit and CMYK converted, a 40-megapixel limit.")
+    if upload is None:
+        st.info("Drop an image above (PNG, JPEG, WebP, BMP, GIF or TIFF), or pick a sample photo.")
+        st.stop()
+    try:
+        image = decode_image(upload.getvalue())
+    except ImageError as error:
+        st.error(str(error))
+        st.stop()
+elif source == "Sample photo":
+    samples = sample_images()
+    name = st.selectbox("Photo", list(samples), key="gc_sample")
+    image = samples[name]
+else:
+    pool = _shapes_pool(prep.crop if prep.crop <= 64 else 32)
+    index = int(st.number_input(f"Held-out Shapes image (0-{SHAPES_POOL - 1})", 0, SHAPES_POOL - 1, 0,
+                                key="gc_shape"))
+    image = to_pil(pool.images, index)
+    st.caption(f"This image shows a {SHAPES_CLASSES[int(pool.labels[index])]}.")
+
+x = preprocess(image, prep)
+view = model_view(image, prep)
+
+# ----------------------------------------------------------------------------------------- top-5 and class
+table = cam.predict(model, x, names, k=5)
+left, right = st.columns([1, 2])
+with left:
+    st.subheader("Top 5")
+    st.plotly_chart(topk_figure(table), key="gc_topk")
+    st.dataframe(table[["rank", "class", "probability"]], hide_index=True,
+                 column_config={"probability": st.column_config.NumberColumn(format="percent")})
+    options = [int(i) for i in table["index"]]
+    target = st.radio("Explain class", options, key="gc_class", format_func=lambda i: f"{names[i]} ({i})",
+                      help="The top-5 classes; pick any other class below.")
+    other = st.selectbox("...or any class", ["(one of the top 5)"] + list(range(len(names))), key="gc_other",
+                         format_func=lambda i: i if isinstance(i, str) else f"{names[i]} ({i})")
+    if not isinstance(other, str):
+        target = int(other)
+    method = st.selectbox("Method", list(cam.METHODS), key="gc_method", format_func=cam.METHODS.get)
+    layers = cam.layer_choices(model)
+    default = cam.default_layer(model)
+    layer = st.selectbox("Layer", layers, index=layers.index(default), key="gc_layer",
+                         disabled=method not in cam.LAYER_METHODS,
+                         help="Every block and tap point; the default is the last block. Integrated gradients "
+                              "works on the input pixels, so it has no layer.")
+    opacity = st.slider("Opacity", 0.0, 1.0, 0.5, 0.05, key="gc_opacity")
+    colormap = st.selectbox("Colormap", list(cam.COLORMAPS), key="gc_cmap")
+
+try:
+    with st.spinner(f"Computing {cam.METHODS[method]}..."):
+        explanation = cam.explain(model, x, target, layer, method, class_names=names)
+except (cam.CamError, WeightsError) as error:
+    st.error(str(error))
+    st.stop()
+with right:
+    st.plotly_chart(cam_figure(explanation, view, colormap, opacity), key="gc_map")
+    if explanation.no_positive_evidence:
+        st.warning(explanation.message)
+    st.caption(f"Score of '{explanation.class_name}': logit {explanation.score:.3f}. The map is normalised by its "
+               f"maximum; its raw values (before normalising) are in the .npy download.")
+    d1, d2, d3 = st.columns(3)
+    stem = f"{method}-{(explanation.layer or 'input').replace('.', '_')}-class{explanation.class_index}"
+    d1.download_button("Map (PNG, 16-bit)", cam.heatmap_png(explanation), f"{stem}.png", "image/png",
+                       key="gc_dl_png")
+    d2.download_button("Raw map (.npy)", cam.heatmap_npy(explanation), f"{stem}.npy", "application/octet-stream",
+                       key="gc_dl_npy")
+    d3.download_button("Overlay (PNG)", cam.image_png(cam.overlay(view, explanation.heatmap, colormap, opacity)),
+                       f"{stem}-overlay.png", "image/png", key="gc_dl_overlay")
+
+# --------------------------------------------------------------------------------------------- side by side
+st.subheader("Layer by layer")
+if st.toggle("Compare the last block of each stage", key="gc_compare"):
+    with st.spinner("Explaining every stage..."):
+        stack = cam.explain_layers(model, x, target, method="gradcam", class_names=names)
+    st.plotly_chart(layers_figure(stack, view, colormap, opacity), key="gc_layers")
+    st.caption("Grad-CAM at the end of each stage, shallow to deep: deeper maps are coarser (fewer, larger cells) "
+               "but follow the class; shallow ones follow edges and texture.")
+
+# ----------------------------------------------------------------------------------------- is the map right?
+st.subheader("Is the map right?")
+st.markdown(
+    "Two checks on the built-in **Shapes** set, whose images come with object masks. **Pointing game** (Grad-CAM "
+    "paper, section 6.1): for each held-out image, does the peak of the true class's map fall on the object "
+    "(within the paper's 15 px at 224, scaled)? Compared with a random point's chance. **Randomisation "
+    "cascade** (Adebayo et al. 2018): randomise the weights from the top layer down; a map that explains the "
+    "model must change (its rank correlation with the trained map must fall).")
+shapes_model = names == list(SHAPES_CLASSES)
+use_own = st.toggle("Use the sidebar's model (a Shapes checkpoint)", key="gc_check_own", value=shapes_model,
+                    disabled=not shapes_model,
+                    help="Otherwise a ResNet-20 is trained on Shapes by the training engine (about a minute on a "
+                         "laptop CPU), once per server.")
+if st.button("Run the localisation check", key="gc_check", icon=":material/target:"):
+    try:
+        if use_own:
+            checked = model
+        else:
+            with st.spinner(f"Training ResNet-20 on Shapes for {cam.SHAPES_CHECK['steps']} steps..."):
+                checked = _check_model(cam.SHAPES_CHECK["steps"], cam.SHAPES_CHECK["image_size"],
+                                       cam.SHAPES_CHECK["width"])
+        with st.spinner("Pointing game and randomisation cascade..."):
+            st.session_state["gc_report"] = cam.localisation_check(checked, colormap=colormap, opacity=opacity)
+    except (cam.CamError, ValueError) as error:
+        st.error(str(error))
+report = st.session_state.get("gc_report")
+if report is not None:
+    pointing = report.pointing
+    m1, m2, m3 = st.columns(3)
+    m1.metric("Pointing game (measured here)", f"{pointing.hit_rate:.1%}",
+              f"{pointing.hit_rate - pointing.chance:+.1%} vs chance")
+    m2.metric("Chance (random point)", f"{pointing.chance:.1%}")
+    m3.metric("Held-out accuracy", f"{pointing.accuracy:.1%}")
+    st.plotly_chart(pointing_figure(pointing.summary()), key="gc_pointing")
+    st.caption(f"{len(pointing.table)} held-out Shapes images, Grad-CAM at {pointing.layer}, tolerance "
+               f"{pointing.tolerance} px.")
+    st.image(report.examples, caption=report.example_labels, width=150)
+    st.plotly_chart(cascade_figure(report.cascade), key="gc_cascade")
+    last_stage = report.cascade.iloc[2]
+    st.caption(f"Measured here: rank correlation {last_stage['rank_correlation']:.2f} once fc and "
+               f"{last_stage['step']} are randomised (1.00 = unchanged).")
