@@ -15,6 +15,7 @@ PAGES = [
     st.Page("../pages/gradient_flow.py", title="Gradient flow", icon=":material/trending_up:",
             url_path="gradient-flow"),
     st.Page("../pages/training.py", title="Training race", icon=":material/sprint:", url_path="training"),
+    st.Page("../pages/grad_cam.py", title="Grad-CAM", icon=":material/center_focus_strong:", url_path="grad-cam"),
 ]
 
 page = st.navigation(PAGES)

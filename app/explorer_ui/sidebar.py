@@ -9,6 +9,7 @@ import streamlit as st
 import torch
 
 import resnet_core
+from explorer_ui.weights_picker import apply_pending_weights, effective_weights, weights_picker
 from resnet_core.models import ARCHITECTURES, display_name, get_spec
 
 DEFAULT_ARCH = "resnet20"
@@ -132,6 +133,7 @@ def _arch_changed() -> None:
 def model_picker() -> ModelChoice:
     """Render the shared sidebar and return the chosen model. Called once per run by app/main.py."""
     problems = _read_url_once()
+    problems += apply_pending_weights()  # a checkpoint's architecture overrides the widgets below
     names = list(ARCHITECTURES)
     with st.sidebar:
         st.subheader("Model")
@@ -158,15 +160,21 @@ def model_picker() -> ModelChoice:
                            help="BN-ReLU before each conv (He et al. 2016, Identity Mappings).")
         width_factor = st.segmented_control("Width", list(WIDTH_FACTORS), key="sb_width", default="full",
                                             help="Slimmer nets run faster on a laptop CPU.") or "full"
+        weights = weights_picker(name)
         for problem in problems:
             st.warning(problem)
-    choice = ModelChoice(name, not plain, shortcut, stride_on, preact, width_factor)
+    choice = ModelChoice(name, not plain, shortcut, stride_on, preact, width_factor, weights)
     _write_url(choice)
     return choice
 
 
 @st.cache_resource(max_entries=6, show_spinner="Building the model...")
-def _cached_model(name: str, options: tuple[tuple[str, Any], ...], device: str) -> torch.nn.Module:
+def _cached_model(name: str, options: tuple[tuple[str, Any], ...], device: str,
+                  weights: str = "random") -> torch.nn.Module:
+    if weights != "random":  # torchvision weights or a checkpoint (its architecture wins): resnet_core.weights
+        from resnet_core.weights import load_model
+
+        return load_model(name, dict(options), weights)
     with torch.device(device):
         model = resnet_core.build(name, seed=0, **dict(options))
     return model.eval()
@@ -177,7 +185,8 @@ def get_model(choice: ModelChoice, *, meta: bool = False, **overrides: Any) -> t
     ``resnet_core.model_lock``). ``meta=True`` builds it without weights, for shapes and counts only.
     Raises ValueError with a readable sentence for an impossible option combination."""
     options = tuple(sorted(choice.options(**overrides).items()))
-    return _cached_model(choice.name, options, "meta" if meta else "cpu")
+    weights = "random" if meta else effective_weights(choice.weights, choice.name, dict(options))
+    return _cached_model(choice.name, options, "meta" if meta else "cpu", weights)
 
 
 def current_choice() -> ModelChoice:
