@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 import torch
 from explorer_ui.sidebar import ModelChoice, current_choice, get_model
+from explorer_ui.weights_picker import effective_weights
 
 from resnet_core.data import SHAPES_CLASSES, make_shapes
 from resnet_core.images import ImageError, decode_image, preprocess, sample_images, to_pil
@@ -104,7 +105,9 @@ st.markdown("Every tap point of every block, on one image: the feature maps of a
 image, image_key, image_label = _pick_input()
 # A checkpoint holds one trained net; its twin is compared at initialisation (and labelled so).
 twin_choice = replace(choice.twin(), weights="random")
-net_labels = (choice.label, twin_choice.label + ("" if choice.weights == "random" else " (at initialisation)"))
+trained = effective_weights(choice.weights, choice.name, choice.options()) != "random"
+net_labels = (choice.label + (" (trained)" if trained else ""),
+              twin_choice.label + (" (at initialisation)" if trained else ""))
 try:
     with st.spinner(f"Loading {choice.label}..."):
         model = get_model(choice)
@@ -129,7 +132,7 @@ if st.session_state.get("act_layer") not in layers:
 
 with right:
     st.subheader("Pick a layer")
-    prev_col, next_col, _ = st.columns([1, 1, 4])
+    prev_col, next_col, _ = st.columns([1, 1, 2])
     prev_col.button("Previous layer", key="act_prev", on_click=_step, args=(-1, layers), width="stretch",
                     disabled=st.session_state["act_layer"] == layers[0])
     next_col.button("Next layer", key="act_next", on_click=_step, args=(1, layers), width="stretch",

@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 from explorer_ui.sidebar import ModelChoice, current_choice, get_model
+from explorer_ui.weights_picker import effective_weights
 
 from resnet_core.plots.instruments import depth_sweep_figure, gradient_norm_figure, path_split_figure
 from resnet_core.probes import (
@@ -30,12 +31,12 @@ def _key(choice: ModelChoice) -> tuple[str, tuple[tuple[str, Any], ...], str]:
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _flow(key: tuple, twin_key: tuple | None, batch: int, _choice: ModelChoice, _twin: ModelChoice | None
-          ) -> tuple[pd.DataFrame, str]:
+def _flow(key: tuple, twin_key: tuple | None, batch: int, labels: tuple[str, ...], _choice: ModelChoice,
+          _twin: ModelChoice | None) -> tuple[pd.DataFrame, str]:
     model = get_model(_choice)
     inputs, target = shapes_batch(model, n=batch)
     twin = get_model(_twin) if _twin is not None else None
-    frame = compare_path_gradients(model, twin, inputs, target, train=True)
+    frame = compare_path_gradients(model, twin, inputs, target, labels=labels, train=True)
     objective = ("the cross-entropy against their labels" if isinstance(target, LossTarget)
                  else "each image's top-1 logit")
     prep = preprocessing_for(model)
@@ -54,7 +55,8 @@ st.markdown(
     "the shortcut **plus** what comes back through the branch F (He et al. 2016, *Identity Mappings*, eq. 5). "
     "A plain block has only the branch. Here both are measured, block by block, with exact gradients.")
 
-trained = choice.weights != "random"
+weights = effective_weights(choice.weights, choice.name, choice.options())
+trained = weights != "random"
 state = st.segmented_control("State", list(STATES), format_func=STATES.get, key="gf_state", default="init",
                              disabled=not trained) or "init"
 if not trained:
@@ -68,9 +70,10 @@ batch = st.select_slider("Batch size", [2, 4, 8, 16, 32], value=4 if is_imagenet
 net_choice = replace(choice, weights="random") if state == "init" else choice
 # A checkpoint holds one trained net: its twin has no trained weights, so it is shown only at initialisation.
 twin_choice = replace(choice.twin(), weights="random") if state == "init" else None
+labels = (choice.label, twin_choice.label) if twin_choice else (f"{choice.label} (trained)",)
 try:
     with st.spinner(f"Differentiating {net_choice.label}" + (" and its twin..." if twin_choice else "...")):
-        frame, batch_text = _flow(_key(net_choice), _key(twin_choice) if twin_choice else None, batch,
+        frame, batch_text = _flow(_key(net_choice), _key(twin_choice) if twin_choice else None, batch, labels,
                                   net_choice, twin_choice)
 except ValueError as error:
     st.error(f"{error} Pick another model or weights in the sidebar.")
@@ -78,7 +81,7 @@ except ValueError as error:
 
 st.caption(f"Measured on {batch_text}; BatchNorm in train mode (batch statistics, as in training; running "
            "statistics restored afterwards). " + ("Random initialisation (seed 0)." if state == "init" else
-                                                   f"Weights: {choice.weights}."))
+                                                   f"Weights: {weights}."))
 
 st.subheader("Gradient norm at each block input")
 ratios = first_last_ratio(frame)

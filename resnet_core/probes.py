@@ -848,8 +848,13 @@ def depth_sweep(
 
 def shapes_batch(model: nn.Module, n: int = 16, seed: int = 0) -> tuple[torch.Tensor, Target]:
     """A batch of ``n`` Shapes images sized and normalised for ``model`` (``weights.preprocessing_for``), and
-    the target to differentiate: cross-entropy against the Shapes labels when the model has at least as many
-    classes as Shapes, else each sample's top-1 logit. Returns (inputs (n, 3, crop, crop), target)."""
+    the target to differentiate. Returns (inputs (n, 3, crop, crop), target).
+
+    The target is the cross-entropy against the Shapes labels when that loss means something: for a net
+    trained on Shapes (its ``class_names`` hold the Shapes classes; labels are mapped to its class indices) and
+    for an untrained net (no ``class_names``) with at least as many outputs as Shapes has classes. A net
+    trained on other classes (ImageNet, CIFAR-10) gets each image's top-1 logit instead.
+    """
     from .data import SHAPES_CLASSES, make_shapes
     from .weights import preprocessing_for
 
@@ -860,5 +865,11 @@ def shapes_batch(model: nn.Module, n: int = 16, seed: int = 0) -> tuple[torch.Te
     inputs = (shapes.images - mean) / std
     fc = getattr(model, "fc", None)
     classes = fc.out_features if isinstance(fc, nn.Linear) else 0
-    target: Target = LossTarget(shapes.labels) if classes >= len(SHAPES_CLASSES) else TopClassTarget()
+    names = getattr(model, "class_names", None)
+    target: Target = TopClassTarget()
+    if names is not None and set(SHAPES_CLASSES) <= set(names) and len(names) == classes:
+        index = {name: i for i, name in enumerate(names)}
+        target = LossTarget(torch.tensor([index[SHAPES_CLASSES[int(label)]] for label in shapes.labels]))
+    elif names is None and classes >= len(SHAPES_CLASSES):
+        target = LossTarget(shapes.labels)
     return inputs, target

@@ -71,7 +71,7 @@ def histogram_heatmap(hist: pd.DataFrame, title: str = "") -> go.Figure:
         colorbar={"title": "log10 share"}, customdata=[[labels[d] for d in table.columns]] * len(table.index),
         hovertemplate="%{customdata}<br>value ~ %{y:.2f}<br>log10 share %{z:.2f}<extra></extra>"))
     fig.update_layout(title=title or None, height=360, margin=_MARGIN, xaxis_title="layer (forward order)",
-                      yaxis_title="activation value (edge bins include the tails)")
+                      yaxis_title="activation value")
     return fig
 
 
@@ -90,7 +90,10 @@ def feature_map_figure(maps: FeatureMaps, sample: int = 0, columns: int = 8) -> 
                         hovertemplate=f"channel {maps.channels[i]}<br>%{{z:.3f}}<extra></extra>",
                         row=i // cols + 1, col=i % cols + 1)
     fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
-    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, scaleanchor=None)
+    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False)
+    for i in range(count):  # square pixels in every tile
+        suffix = "" if i == 0 else str(i + 1)
+        fig.layout[f"yaxis{suffix}"].scaleanchor = f"x{suffix}"
     fig.update_annotations(font_size=10)
     fig.update_layout(height=150 * rows + 40, margin=_MARGIN)
     return fig
@@ -127,7 +130,7 @@ def gradient_norm_figure(grads: pd.DataFrame) -> go.Figure:
         fig.add_scatter(x=list(rows["block_index"]), y=list(rows["grad_norm"]), mode="lines+markers", name=label,
                         line={"color": _net_color(residual)}, customdata=list(rows["block"]),
                         hovertemplate=f"{label} %{{customdata}}<br>|grad| %{{y:.3g}}<extra></extra>")
-    fig.update_yaxes(type="log", title_text="gradient norm at block input")
+    fig.update_yaxes(type="log", title_text="gradient norm at block input", dtick="D2")
     fig.update_xaxes(title_text="block (input side left, output side right)")
     fig.update_layout(height=380, margin=_MARGIN, legend={"orientation": "h", "y": 1.1})
     return fig
@@ -160,7 +163,7 @@ def depth_sweep_figure(sweep: pd.DataFrame) -> go.Figure:
         name = "residual (ResNet)" if residual else "plain (no shortcuts)"
         fig.add_scatter(x=list(rows["depth"]), y=list(rows["ratio"]), mode="lines+markers+text", name=name,
                         line={"color": _net_color(residual)}, text=[f"{r:.3g}" for r in rows["ratio"]],
-                        textposition="top center", customdata=list(rows["label"]),
+                        textposition="bottom center" if residual else "top center", customdata=list(rows["label"]),
                         hovertemplate="%{customdata}: first/last = %{y:.3g}<extra></extra>")
     fig.add_hline(y=1, line_dash="dot", line_color="#7f7f7f")
     fig.update_yaxes(type="log", title_text="|grad| first block / |grad| last block")

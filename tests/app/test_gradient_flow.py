@@ -83,3 +83,52 @@ def test_plain_choice_still_splits_its_residual_twin_and_batch_changes(app):
     assert not app.exception
     assert any(c.value.startswith("Measured on 4 Shapes images") for c in app.caption)
     assert _figures(app)["norms"]["data"][0]["y"] != before
+
+
+def _checkpoint(path) -> str:
+    """A checkpoint in the training engineer's format: ResNet-20 at quarter width, a few SGD steps on Shapes."""
+    import torch
+    import torch.nn.functional as F
+
+    from resnet_core import build
+    from resnet_core.data import SHAPES_CLASSES, make_shapes
+    from resnet_core.weights import Preprocessing
+
+    model = build("resnet20", seed=1, width=4)
+    shapes = make_shapes(32, 32, seed=5)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(3):
+        optimizer.zero_grad()
+        F.cross_entropy(model(shapes.normalized()), shapes.labels).backward()
+        optimizer.step()
+    torch.save({"format": "resnet-explorer/1", "arch": "resnet20", "options": {"width": 4},
+                "state_dict": model.state_dict(), "classes": list(SHAPES_CLASSES),
+                "preprocessing": Preprocessing.shapes(32).to_dict(), "dataset": "shapes", "metrics": {}}, path)
+    return str(path)
+
+
+def test_trained_checkpoint_state(app, tmp_path):
+    path = _checkpoint(tmp_path / "resnet20-shapes.pt")
+    app.session_state["_sbw_pending"] = f"ckpt:{path}"  # what use_checkpoint() does for the training page
+    app.run()
+    app.switch_page(PAGE).run()
+    assert not app.exception, app.exception
+    control = app.button_group(key="gf_state")
+    assert not control.disabled
+    init_norms = _figures(app)["norms"]["data"]
+    assert [t["name"] for t in init_norms] == ["ResNet-20", "Plain-20"]
+    control.set_value("trained").run()
+    assert not app.exception
+    figs = _figures(app)
+    assert [t["name"] for t in figs["norms"]["data"]] == ["ResNet-20 (trained)"]
+    assert figs["norms"]["data"][0]["y"] != init_norms[0]["y"]
+    assert any(f"Weights: ckpt:{path}" in c.value for c in app.caption)
+    assert any("differentiating the cross-entropy against their labels" in c.value for c in app.caption)
+    assert "for ResNet-20 (trained)" in _markdown(app, "split exactly")
+    # The Activations page compares the trained net with its twin at initialisation, and says so.
+    app.switch_page("../pages/activations.py").run()
+    assert not app.exception
+    names = []
+    for chart in app.get("plotly_chart"):
+        names += [d.get("name") for d in json.loads(chart.proto.spec)["data"]]
+    assert "ResNet-20 (trained)" in names and "Plain-20 (at initialisation)" in names

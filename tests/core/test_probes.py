@@ -25,7 +25,7 @@ from resnet_core.probes import (
     resolve_layers,
     shapes_batch,
 )
-from resnet_core.targets import ClassTarget, LossTarget
+from resnet_core.targets import ClassTarget, LossTarget, TopClassTarget
 
 
 def _net(name: str = "resnet20", **options) -> torch.nn.Module:
@@ -108,6 +108,17 @@ def test_stats_match_the_tensors_they_summarise():
     assert tap_sum.negative_share == pytest.approx((seen["layer2.1.tap_sum"] < 0).double().mean().item())
     assert tap_sum.block == "layer2.1" and tap_sum.tap == "tap_sum" and tap_sum.stage == "layer2"
     assert stats.iloc[0].block_index == 0 and stats.iloc[2].block_index == 8
+
+
+def test_zero_share_counts_negative_zeros_after_relu():
+    """ReLU passes -0.0 through; it is still an exact zero (the fast integer path must not miss it)."""
+    relu = torch.nn.Sequential(torch.nn.ReLU())
+    x = torch.tensor([-0.0] * 10 + [-1.0] * 20 + [0.5] * 30 + [2.0] * 40).view(1, 1, 10, 10)
+    row = activation_profile(relu, x, ["0"]).stats().iloc[0]
+    assert row["post_relu"] and row["zero_share"] == pytest.approx(0.3) and row["max"] == 2.0
+    y = torch.tensor([0.0] * 25 + [3.0] * 75).view(1, 1, 10, 10)
+    row = activation_profile(relu, y, ["0"]).stats().iloc[0]
+    assert row["zero_share"] == pytest.approx(0.25) and row["min"] == 0.0 and row["max"] == 3.0
 
 
 def test_histograms_are_fixed_bins_that_count_every_value():
@@ -371,7 +382,17 @@ def test_depth_sweep_rejects_unknown_depths():
         depth_sweep([50])
 
 
-def test_shapes_batch_matches_the_model_input():
-    x, target = shapes_batch(_net(), n=4)
+def test_shapes_batch_matches_the_model_input_and_its_classes():
+    from resnet_core.data import SHAPES_CLASSES, make_shapes
+
+    model = _net()
+    x, target = shapes_batch(model, n=4)
     assert x.shape == (4, 3, 32, 32) and isinstance(target, LossTarget)
-    assert target.labels.shape == (4,)
+    assert torch.equal(target.labels, make_shapes(4, 32, seed=0).labels)
+    # Trained on Shapes, classes in another order: labels follow the model's class names.
+    model.class_names = list(reversed(SHAPES_CLASSES))
+    _, target = shapes_batch(model, n=4)
+    assert torch.equal(target.labels, 9 - make_shapes(4, 32, seed=0).labels)
+    # Trained on other classes (CIFAR-10 names): the top-1 logit, not a meaningless loss.
+    model.class_names = [f"cifar {i}" for i in range(10)]
+    assert isinstance(shapes_batch(model, n=4)[1], TopClassTarget)
