@@ -193,7 +193,8 @@ def weights_picker(name: str) -> str:
     if current not in labels:
         labels[current] = weights_label(current)
     st.session_state["_sbw_select"] = current
-    st.selectbox("Weights", list(labels), key="_sbw_select", format_func=lambda w: labels[w], on_change=_on_select,
+    st.selectbox("Weights", list(labels), index=None, key="_sbw_select", format_func=lambda w: labels[w],
+                 on_change=_on_select,
                  help="Random init (seed 0), torchvision's ImageNet weights (hub cache or download), a checkpoint "
                       "from a training run, or your own file below.")
     with st.expander("Upload a checkpoint", expanded=bool(st.session_state.get(_ERROR))):

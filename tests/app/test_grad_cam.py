@@ -1,0 +1,197 @@
+"""The Grad-CAM page through the real app (AppTest): upload, top-5, the map, layers, weights, every failure."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import streamlit as st
+import torch
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+import resnet_core
+from resnet_core import cam
+from resnet_core.data import SHAPES_CLASSES
+from resnet_core.images import decode_image, preprocess
+from resnet_core.weights import FORMAT, Preprocessing
+from tests.conftest import APP_MAIN
+
+PAGE = "../pages/grad_cam.py"
+
+
+@pytest.fixture
+def page(app):
+    app.switch_page(PAGE).run()
+    assert not app.exception, app.exception
+    return app
+
+
+def _figures(app) -> list[dict]:
+    return [json.loads(chart.proto.spec) for chart in app.get("plotly_chart")]
+
+
+def _array(value) -> np.ndarray:
+    """Plotly 7 sends numeric arrays as {"dtype", "bdata" (base64), "shape"}; plain lists otherwise."""
+    if isinstance(value, dict) and "bdata" in value:
+        array = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+        shape = value.get("shape")
+        if shape:
+            array = array.reshape([int(s) for s in str(shape).split(",")])
+        return array
+    return np.asarray(value, dtype=float)
+
+
+def _heatmaps(figure: dict) -> list[np.ndarray]:
+    return [_array(trace["z"]) for trace in figure["data"] if trace["type"] == "heatmap"]
+
+
+def _png(size=(48, 40)) -> bytes:
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _upload(app: AppTest, name: str, data: bytes, mime: str = "image/png") -> AppTest:
+    app.session_state["gc_source"] = "Upload"
+    app.run()
+    app.file_uploader(key="gc_upload").set_value((name, data, mime)).run()
+    assert not app.exception, app.exception
+    return app
+
+
+def test_upload_shows_top5_and_the_map_of_the_top_class(page):
+    data = _png()
+    _upload(page, "noise.png", data)
+    table = page.dataframe[0].value
+    assert table["rank"].tolist() == [1, 2, 3, 4, 5]
+    probabilities = table["probability"].to_numpy()
+    assert np.all(np.diff(probabilities) <= 0) and 0 < probabilities.sum() <= 1.0 + 1e-6
+
+    # The same computation through the library: the shared model is build("resnet20", seed=0), CIFAR input.
+    model = resnet_core.build("resnet20", seed=0, shortcut="A", residual=True, preact=False).eval()
+    x = preprocess(decode_image(data), Preprocessing.CIFAR)
+    expected_table = cam.predict(model, x, k=5)
+    assert table["class"].tolist()[0] == ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                                          "ship", "truck"][expected_table["index"][0]]
+    assert np.allclose(probabilities, expected_table["probability"], atol=1e-5)
+    expected = cam.explain(model, x, int(expected_table["index"][0]))
+
+    figures = _figures(page)
+    topk = figures[0]
+    assert _array(topk["data"][0]["x"]).tolist() == pytest.approx(probabilities.tolist(), abs=1e-6)
+    (heat,) = _heatmaps(figures[1])
+    assert heat.shape == (32, 32)
+    assert np.abs(heat - expected.heatmap).max() < 1e-3 and heat.max() == pytest.approx(1.0)
+    assert figures[1]["data"][1]["opacity"] == 0.5
+    assert "at layer3.2" in figures[1]["layout"]["title"]["text"]
+    labels = [b.label for b in page.get("download_button")]
+    assert labels == ["Map (PNG, 16-bit)", "Raw map (.npy)", "Overlay (PNG)"]
+
+
+def test_class_layer_method_and_opacity_follow_the_widgets(page):
+    page.selectbox(key="gc_other").set_value(7).run()  # "horse"
+    page.selectbox(key="gc_layer").set_value("layer2.1.tap_branch").run()
+    page.slider(key="gc_opacity").set_value(0.8).run()
+    assert not page.exception, page.exception
+    figure = _figures(page)[1]
+    assert figure["layout"]["title"]["text"] == "Grad-CAM for 'horse' at layer2.1.tap_branch"
+    assert figure["data"][1]["opacity"] == 0.8
+    page.selectbox(key="gc_method").set_value("integrated_gradients").run()
+    assert page.selectbox(key="gc_layer").disabled
+    assert _figures(page)[1]["layout"]["title"]["text"] == "Integrated gradients (input) for 'horse'"
+
+
+def test_side_by_side_layers(page):
+    page.toggle(key="gc_compare").set_value(True).run()
+    assert not page.exception, page.exception
+    figure = _figures(page)[-1]
+    maps = _heatmaps(figure)
+    assert len(maps) == 3 and all(m.shape == (32, 32) for m in maps)
+    titles = [a["text"] for a in figure["layout"]["annotations"]]
+    assert titles[0].startswith("layer1.2 (32x32 map)") and titles[2].startswith("layer3.2 (8x8 map)")
+
+
+@pytest.mark.parametrize("data, phrase", [
+    (b"this is not an image", "not an image"),
+    (_png()[:300], "truncated or damaged"),
+])
+def test_broken_upload_is_one_sentence(page, data, phrase):
+    _upload(page, "broken.png", data)
+    errors = [e.value for e in page.error]
+    assert len(errors) == 1 and phrase in errors[0] and "\n" not in errors[0]
+    assert page.sidebar.selectbox(key="sb_arch").value == "resnet20"  # nothing else was lost
+
+
+def _fresh(query: dict[str, str]) -> AppTest:
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    at = AppTest.from_file(str(APP_MAIN), default_timeout=120)
+    at.query_params.update(query)
+    at.run()
+    at.switch_page(PAGE).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_offline_torchvision_weights_explain_where_the_file_goes(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("RESNET_EXPLORER_OFFLINE", "1")
+    at = _fresh({"arch": "resnet18", "weights": "tv:IMAGENET1K_V1"})
+    assert at.sidebar.selectbox(key="_sbw_select").value == "tv:IMAGENET1K_V1"
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1
+    assert "resnet18-f37072fd.pth" in errors[0] and str(tmp_path / "torch" / "hub" / "checkpoints") in errors[0]
+
+
+def _shapes_checkpoint(tmp_path: Path) -> Path:
+    model = resnet_core.build("resnet20", seed=3, width=4)
+    path = tmp_path / "shapes-net.pt"
+    prep = Preprocessing.shapes(32)
+    torch.save({"format": FORMAT, "arch": "resnet20", "options": {"width": 4, "num_classes": 10},
+                "state_dict": model.state_dict(), "classes": list(SHAPES_CLASSES),
+                "preprocessing": prep.to_dict(), "dataset": "shapes", "metrics": {}}, path)
+    return path
+
+
+def test_checkpoint_from_the_url_overrides_the_sidebar_and_runs_the_check(tmp_path):
+    path = _shapes_checkpoint(tmp_path)
+    at = _fresh({"arch": "resnet56", "weights": f"ckpt:{path}"})
+    assert at.sidebar.selectbox(key="sb_arch").value == "resnet20"  # the checkpoint's architecture wins
+    assert at.sidebar.segmented_control(key="sb_width").value == "quarter"
+    infos = [i.value for i in at.sidebar.info]
+    assert any("Architecture from the checkpoint: **ResNet-20**" in text for text in infos)
+    assert set(at.dataframe[0].value["class"]) <= set(SHAPES_CLASSES)
+    # A Shapes checkpoint can be checked directly (no training): pointing game + cascade shown with numbers.
+    assert at.toggle(key="gc_check_own").value is True
+    at.button(key="gc_check").click().run()
+    assert not at.exception, at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Pointing game (measured here)"].endswith("%")
+    cascade = _figures(at)[-1]
+    steps = [trace for trace in cascade["data"] if trace.get("name") == "mean Spearman rank correlation"][0]["x"]
+    assert steps == ["trained", "fc", "layer3", "layer2", "layer1", "stem"]
+    captions = at.image[0].captions  # six example overlays, each captioned with its class and hit/miss
+    assert len(captions) == 6 and all(c.split(": ")[0] in SHAPES_CLASSES for c in captions)
+    assert all(c.endswith(("hit", "miss")) for c in captions)
+
+
+def test_uploaded_bad_checkpoint_is_refused_with_the_key_list(page, tmp_path):
+    state = dict(resnet_core.build("resnet20", width=4).state_dict())
+    state["layer1.0.conv1.weight"] = torch.zeros(3, 3, 3, 3)
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, "arch": "resnet20", "options": {"width": 4}, "state_dict": state}, buffer)
+    page.sidebar.file_uploader(key="sb_weights_upload").set_value(("wrong.pt", buffer.getvalue(),
+                                                                   "application/octet-stream")).run()
+    assert not page.exception, page.exception
+    errors = [e.value for e in page.sidebar.error]
+    assert len(errors) == 1 and "1 wrong-shape" in errors[0]
+    table = page.sidebar.dataframe[0].value
+    assert table["key"].tolist() == ["layer1.0.conv1.weight"] and table["problem"].tolist() == ["wrong shape"]
+    assert page.sidebar.selectbox(key="_sbw_select").value == "random"  # the previous weights stay
