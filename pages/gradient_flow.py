@@ -118,11 +118,12 @@ st.markdown(
     "The gradient norm at the first block input divided by the one at the last block input, for freshly "
     "initialised nets of growing depth. With BatchNorm, plain nets do not make the gradient vanish: they make "
     "it *explode* toward the input (Yang et al. 2019, *A Mean Field Theory of Batch Normalization*), and deeper "
-    "is worse; residual nets let it grow only gently. Measured here at depth "
+    "is worse; in residual nets it grows far more slowly with depth. Measured here at depth "
     f"{deep['depth']}: plain {deep['plain']:.3g}, residual {deep['residual']:.3g}, "
     f"{deep['factor']:.3g} times apart.")
 st.plotly_chart(depth_sweep_figure(sweep), key="gf_sweep")
-st.caption(f"Settings: {family} nets {settings['width']} channels wide (slim, so the sweep takes seconds on a CPU), "
+family_label = {"cifar": "CIFAR", "imagenet": "ImageNet"}[family]
+st.caption(f"Settings: {family_label} nets {settings['width']} channels wide (slim, so the sweep takes seconds on a CPU), "
            f"a batch of {settings['batch']} standard-normal images at {settings['image_size']} px with random "
            "labels, cross-entropy, BatchNorm in train mode, seed 0; slimmer and smaller than a full run (batch 128) "
            "so the sweep takes seconds. A test checks the direction with these settings: plain-56 at least 100 "
