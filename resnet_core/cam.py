@@ -164,9 +164,13 @@ class _TargetModel(nn.Module):
     def __init__(self, model: nn.Module, target: Target) -> None:
         super().__init__()
         self.model, self.target = model, target
+        self.first_logits: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.target(self.model(x))
+        logits = self.model(x)
+        if self.first_logits is None:  # the plain input's logits: class and score without an extra forward
+            self.first_logits = logits.detach()
+        return self.target(logits)
 
 
 def _normalise(raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -178,12 +182,15 @@ def _normalise(raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return raw / safe[:, None, None], ~positive
 
 
-def _gradcam_raw(model: nn.Module, images: torch.Tensor, target: Target, layer: nn.Module
+def _gradcam_raw(wrapped: _TargetModel, images: torch.Tensor, layer: nn.Module
                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Captum LayerGradCam for a batch: (layer-resolution maps (N, h, w), upsampled maps (N, H, W))."""
+    """Captum LayerGradCam for a batch: (layer-resolution maps (N, h, w), upsampled maps (N, H, W)).
+
+    One forward pass and a backward pass that stops at ``layer`` (torch.autograd.grad w.r.t. its output).
+    """
     from captum.attr import LayerAttribution, LayerGradCam
 
-    cam = LayerGradCam(_TargetModel(model, target), layer)
+    cam = LayerGradCam(wrapped, layer)
     layer_maps = cam.attribute(images, relu_attributions=True)
     if not isinstance(layer_maps, torch.Tensor) or layer_maps.dim() != 4:
         raise CamError("Grad-CAM needs a layer with a spatial (N, C, h, w) output; choose a block or a tap point.")
@@ -207,37 +214,40 @@ def explain(model: nn.Module, image: torch.Tensor, target: int | Target | None =
     goal = as_target(target)
     layer_name, module = resolve_layer(model, layer) if method in LAYER_METHODS else (None, None)
     image = image.detach().clone()
+    wrapped = _TargetModel(model, goal)
+    layer_map = None
     with preserved_state(model, train=False):
-        with torch.no_grad():
-            logits = model(image)
         try:
-            goal(logits)
-        except ValueError as exc:
+            if method == "gradcam":
+                layer_maps, raw = _gradcam_raw(wrapped, image, module)
+                layer_map = layer_maps[0].cpu().numpy().astype(np.float32)
+            elif method == "guided_gradcam":
+                from captum.attr import GuidedGradCam
+
+                with warnings.catch_warnings():
+                    # Captum announces that it hooks the ReLUs (and removes the hooks): expected, not news.
+                    warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
+                    attr = GuidedGradCam(wrapped, module).attribute(image.requires_grad_(True),
+                                                                    interpolate_mode="bilinear")
+                # A pixel-resolution map: the magnitude of the guided, CAM-weighted gradient over channels.
+                raw = attr.detach().abs().sum(dim=1)
+            else:
+                from captum.attr import IntegratedGradients
+
+                with torch.no_grad():
+                    wrapped(image)  # IG only sees scaled inputs: record the plain input's logits first
+                attr = IntegratedGradients(wrapped).attribute(
+                    image.requires_grad_(True), baselines=torch.zeros_like(image), n_steps=ig_steps,
+                    internal_batch_size=max(1, ig_steps))
+                # Positive evidence only, summed over channels: the pixels that raise the target's score.
+                raw = attr.detach().sum(dim=1).clamp(min=0)
+        except CamError:
+            raise
+        except ValueError as exc:  # e.g. a class index outside the model's classes, raised by the target
             raise CamError(str(exc)) from None
-        index = int(goal.class_indices(logits)[0]) if hasattr(goal, "class_indices") else -1
-        score = float(goal(logits)[0])
-        layer_map = None
-        if method == "gradcam":
-            layer_maps, raw = _gradcam_raw(model, image, goal, module)
-            layer_map = layer_maps[0].cpu().numpy().astype(np.float32)
-        elif method == "guided_gradcam":
-            from captum.attr import GuidedGradCam
-
-            with warnings.catch_warnings():
-                # Captum announces that it hooks the ReLUs (and removes the hooks): expected, not news.
-                warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
-                attr = GuidedGradCam(_TargetModel(model, goal), module).attribute(
-                    image.requires_grad_(True), interpolate_mode="bilinear")
-            # A pixel-resolution map: the magnitude of the guided, CAM-weighted gradient over colour channels.
-            raw = attr.detach().abs().sum(dim=1)
-        else:
-            from captum.attr import IntegratedGradients
-
-            attr = IntegratedGradients(_TargetModel(model, goal)).attribute(
-                image.requires_grad_(True), baselines=torch.zeros_like(image), n_steps=ig_steps,
-                internal_batch_size=max(1, ig_steps))
-            # Positive evidence only, summed over channels: the pixels that raise the target's score.
-            raw = attr.detach().sum(dim=1).clamp(min=0)
+    logits = wrapped.first_logits
+    index = int(goal.class_indices(logits)[0]) if hasattr(goal, "class_indices") else -1
+    score = float(goal(logits)[0])
     heat, empty = _normalise(raw)
     names = list(class_names) if class_names is not None else None
     return Explanation(
@@ -331,7 +341,7 @@ def gradcam_batch(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, 
             chunk = images[start:start + batch_size].detach()
             chunk_labels = labels[start:start + batch_size]
             target = _LabelTarget(chunk_labels) if chunk_labels.numel() > 1 else ClassTarget(int(chunk_labels[0]))
-            maps.append(_gradcam_raw(model, chunk, target, module)[1])
+            maps.append(_gradcam_raw(_TargetModel(model, target), chunk, module)[1])
     return torch.cat(maps)
 
 
