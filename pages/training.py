@@ -110,19 +110,18 @@ def _draw(snap: JobSnapshot, key: str) -> None:
         st.info("No step trained yet: press Start (or Step to train one step at a time).")
         return
     st.plotly_chart(race_figure(snap.history, snap.evals, total_steps=snap.steps), key=f"{key}_curves")
-    left, right = st.columns([3, 2])
-    left.plotly_chart(grad_norm_figure(snap.history), key=f"{key}_grads")
+    st.plotly_chart(grad_norm_figure(snap.history), key=f"{key}_grads")
     table = snap.summary.rename(columns={"racer": "Racer", "status": "Status", "steps": "Steps",
                                          "final_loss": "Final loss", "final_acc": "Training accuracy",
                                          "test_acc": "Held-out accuracy", "seconds": "Compute (s)",
                                          "params": "Parameters"})
-    right.dataframe(table, hide_index=True, key=f"{key}_summary",
-                    column_config={"Training accuracy": st.column_config.NumberColumn(format="percent"),
-                                   "Held-out accuracy": st.column_config.NumberColumn(format="percent"),
-                                   "Final loss": st.column_config.NumberColumn(format="%.3f"),
-                                   "Compute (s)": st.column_config.NumberColumn(format="%.1f")})
-    right.caption("Final loss and training accuracy: mean of the last 20 steps. Held-out: the latest evaluation "
-                  "on test images the nets never trained on.")
+    st.dataframe(table, hide_index=True, key=f"{key}_summary",
+                 column_config={"Training accuracy": st.column_config.NumberColumn(format="percent"),
+                                "Held-out accuracy": st.column_config.NumberColumn(format="percent"),
+                                "Final loss": st.column_config.NumberColumn(format="%.3f"),
+                                "Compute (s)": st.column_config.NumberColumn(format="%.1f")})
+    st.caption("Final loss and training accuracy: mean of the last 20 steps. Held-out: the latest evaluation "
+               "on test images the nets never trained on.")
 
 
 def _inspect(checkpoints: list[tuple[str, str]], key: str) -> None:

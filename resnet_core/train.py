@@ -79,11 +79,11 @@ class RaceConfig:
     racers: tuple[RacerSpec, ...]
     dataset: str = "shapes"
     image_size: int = 16
-    steps: int = 400
+    steps: int = 500
     batch_size: int = 64
-    lr: float = 0.1
-    warmup_steps: int = 50
-    schedule: str = "step"
+    lr: float = 0.01
+    warmup_steps: int = 20
+    schedule: str = "constant"
     width: int | None = 8
     momentum: float = 0.9
     weight_decay: float = 1e-4
@@ -140,10 +140,12 @@ def _pair(depth_arch: str, name: str, **overrides: Any) -> RaceConfig:
     return RaceConfig(racers=(RacerSpec(depth_arch, residual=False), RacerSpec(depth_arch)), name=name, **overrides)
 
 
-# The presets' defaults are chosen (and measured, see README "Training race") so that on a 2-core laptop CPU
-# the 56-layer pair finishes within 3 minutes and shows the paper's degradation: plain-56 ends far above
-# ResNet-56. Width 8 and 16 px images keep the nets fast; the 50-step linear warm-up matters: without it
-# ResNet-56 at lr 0.1 starts worse than plain-56 (the test suite checks the direction on a small config).
+# The defaults (above) and so the presets are chosen, and measured (README "Training race"), so that on a
+# 2-core laptop CPU the 56-layer pair finishes within 3 minutes and shows the paper's degradation: plain-56
+# ends far above ResNet-56. Width 8 and 16 px images keep the nets fast. For a run of a few hundred steps
+# at batch 64, lr 0.01 held constant after a short warm-up trains ResNet-56 fastest on Shapes (measured:
+# 0.05 and 0.1, even with 50-100 warm-up steps, and 0.02 with the paper's step decay all ended higher);
+# the paper's 0.1 with decays at 50%/75% is made for 64k steps at batch 128.
 PRESETS: dict[str, RaceConfig] = {
     "Plain-20 vs ResNet-20": _pair("resnet20", "Plain-20 vs ResNet-20"),
     "Plain-56 vs ResNet-56": _pair("resnet56", "Plain-56 vs ResNet-56"),
