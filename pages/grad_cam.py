@@ -131,8 +131,8 @@ if st.toggle("Compare the last block of each stage", key="gc_compare"):
     with st.spinner("Explaining every stage..."):
         stack = cam.explain_layers(model, x, target, method="gradcam", class_names=names)
     st.plotly_chart(layers_figure(stack, view, colormap, opacity), key="gc_layers")
-    st.caption("Grad-CAM at the end of each stage, shallow to deep: deeper maps are coarser (fewer, larger cells) "
-               "but follow the class; shallow ones follow edges and texture.")
+    st.caption("Grad-CAM at the end of each stage, shallow to deep, for the same class; each title gives the map's "
+               "own resolution before it is upsampled to the image.")
 
 # ----------------------------------------------------------------------------------------- is the map right?
 st.subheader("Is the map right?")
@@ -159,6 +159,9 @@ if st.button("Run the localisation check", key="gc_check", icon=":material/targe
             st.session_state["gc_report"] = cam.localisation_check(checked, colormap=colormap, opacity=opacity)
     except (cam.CamError, ValueError) as error:
         st.error(str(error))
+    except ImportError:
+        st.error("The training engine (resnet_core.train) is not in this installation, so no Shapes model can be "
+                 "trained here; load a Shapes checkpoint in the sidebar and use it instead.")
 report = st.session_state.get("gc_report")
 if report is not None:
     pointing = report.pointing

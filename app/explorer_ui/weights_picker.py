@@ -170,7 +170,8 @@ def _on_upload() -> None:
 
 
 def _on_select() -> None:
-    _select(st.session_state["_sbw_select"])
+    # The box can be cleared (its "x"): that means back to the seeded random init.
+    _select(st.session_state.get("_sbw_select") or "random")
 
 
 def _run_checkpoints() -> list[dict[str, Any]]:

@@ -115,6 +115,7 @@ def test_integrated_gradients_completeness(model, image):
     assert abs(float(attr.sum()) - gap) < 0.05 * max(1.0, abs(gap))
 
 
+@pytest.mark.filterwarnings("ignore:Setting backward hooks on ReLU")
 def test_guided_gradcam_is_guided_backprop_times_gradcam(model, image):
     from captum.attr import GuidedBackprop
 
