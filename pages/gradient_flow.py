@@ -123,8 +123,7 @@ st.markdown(
     f"{deep['factor']:.3g} times apart.")
 st.plotly_chart(depth_sweep_figure(sweep), key="gf_sweep")
 family_label = {"cifar": "CIFAR", "imagenet": "ImageNet"}[family]
-st.caption(f"Settings: {family_label} nets {settings['width']} channels wide (slim, so the sweep takes seconds on a CPU), "
-           f"a batch of {settings['batch']} standard-normal images at {settings['image_size']} px with random "
-           "labels, cross-entropy, BatchNorm in train mode, seed 0; slimmer and smaller than a full run (batch 128) "
-           "so the sweep takes seconds. A test checks the direction with these settings: plain-56 at least 100 "
-           "times ResNet-56.")
+st.caption(f"Settings: {family_label} nets {settings['width']} channels wide, a batch of {settings['batch']} "
+           f"standard-normal images at {settings['image_size']} px with random labels, cross-entropy, BatchNorm in "
+           "train mode, seed 0: slimmer and smaller than a full run (batch 128) so that the sweep takes seconds on a "
+           "CPU. A test checks the direction with these settings: plain-56 at least 100 times ResNet-56.")

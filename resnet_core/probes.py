@@ -48,7 +48,7 @@ KEEP_MODES = ("stats", "maps", "both")
 
 DEFAULT_BINS = 48
 DEFAULT_HIST_RANGE = 6.0
-MAX_HIST_VALUES = 2**18
+MAX_HIST_VALUES = 2**16
 CHANNEL_RULE = "the {k} channels with the highest mean activation over the kept samples, highest first"
 
 # ------------------------------------------------------------------------------------------ layer addressing

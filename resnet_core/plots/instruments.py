@@ -40,7 +40,7 @@ def activation_depth_figure(stats: pd.DataFrame) -> go.Figure:
     """Mean, std and inactive share (exact zeros after a ReLU, negatives before one) per layer across depth,
     one line per net (``net``/``residual`` columns), from ``ActivationRecording.stats()`` frames."""
     panels = [("mean", "Mean activation"), ("std", "Standard deviation"),
-              ("inactive_share", "Inactive share (zeros after ReLU)")]
+              ("inactive_share", "Inactive share (zero after a ReLU, negative before one)")]
     fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.06,
                         subplot_titles=[title for _, title in panels])
     for label, residual, rows in _nets(stats):
@@ -130,7 +130,10 @@ def gradient_norm_figure(grads: pd.DataFrame) -> go.Figure:
         fig.add_scatter(x=list(rows["block_index"]), y=list(rows["grad_norm"]), mode="lines+markers", name=label,
                         line={"color": _net_color(residual)}, customdata=list(rows["block"]),
                         hovertemplate=f"{label} %{{customdata}}<br>|grad| %{{y:.3g}}<extra></extra>")
-    fig.update_yaxes(type="log", title_text="gradient norm at block input", dtick="D2")
+    values = [v for v in grads["grad_norm"] if v > 0]
+    decades = math.log10(max(values) / min(values)) if values else 0.0
+    # Decade ticks over a wide range; 1-2-5 ticks when the lines span only a decade or two.
+    fig.update_yaxes(type="log", title_text="gradient norm at block input", dtick=1 if decades > 2 else "D2")
     fig.update_xaxes(title_text="block (input side left, output side right)")
     fig.update_layout(height=380, margin=_MARGIN, legend={"orientation": "h", "y": 1.1})
     return fig
