@@ -160,10 +160,12 @@ def test_device_auto_is_cpu_here_without_amp():
 
 def test_degradation_direction_on_a_small_config():
     """Deeper plain nets train worse than their residual twins (He et al. 2015, Fig. 6), seeded and small."""
-    cfg = tiny(racers=(RacerSpec("resnet44", residual=False), RacerSpec("resnet44")), steps=60, batch_size=32,
-               n_train=1024, lr=0.05, warmup_steps=10, eval_every=60)
+    cfg = tiny(racers=(RacerSpec("resnet44", residual=False), RacerSpec("resnet44")), steps=120, batch_size=32,
+               n_train=1024, lr=0.02, warmup_steps=10, eval_every=120)
     summary = Race(cfg).train().summary().set_index("racer")
-    assert summary.loc["Plain-44", "final_loss"] > summary.loc["ResNet-44", "final_loss"]
+    # Measured: Plain-44 2.31 (still at chance, ln 10 = 2.30), ResNet-44 2.14 after 120 steps.
+    assert summary.loc["Plain-44", "final_loss"] > 2.25
+    assert summary.loc["Plain-44", "final_loss"] - summary.loc["ResNet-44", "final_loss"] > 0.08
 
 
 def test_cli_writes_a_run_folder(tmp_path, capsys):
