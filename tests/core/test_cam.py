@@ -221,3 +221,67 @@ def test_explaining_a_torchvision_resnet50_at_224():
     explanation = cam.explain(model, x, 281, "layer4.2")
     assert explanation.layer_map.shape == (7, 7) and explanation.heatmap.shape == (224, 224)
     assert np.abs(explanation.layer_map - manual_gradcam(model, x, 281, "layer4.2").numpy()).max() < 1e-5
+
+
+# ----------------------------------------------------------------------------- proving the maps are right
+@pytest.fixture(scope="module")
+def shapes_model() -> torch.nn.Module:
+    """ResNet-20 (width 8) trained on Shapes by the training engine: 600 seeded steps at 32 px."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a net this small runs faster on one thread than on two contended ones
+    try:
+        return cam.train_shapes_model(**cam.SHAPES_CHECK)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_pointing_tolerance_follows_the_paper():
+    assert cam.pointing_tolerance(224) == 15 and cam.pointing_tolerance(32) == 2 and cam.pointing_tolerance(8) == 1
+
+
+@pytest.mark.slow
+def test_pointing_game_on_held_out_shapes_beats_chance(shapes_model):
+    from resnet_core.data import SHAPES_CLASSES, shapes_split
+
+    assert shapes_model.class_names == list(SHAPES_CLASSES)
+    test = shapes_split("test", 200, image_size=32)
+    prep = shapes_model.preprocessing
+    x = (test.images - torch.tensor(prep.mean).view(1, 3, 1, 1)) / torch.tensor(prep.std).view(1, 3, 1, 1)
+    result = cam.pointing_game(shapes_model, x, test.labels, test.masks)
+    assert result.layer == "layer3.2" and result.tolerance == 2
+    assert result.accuracy >= 0.6  # the net learned the shapes (10 classes: chance 0.1)
+    assert result.hit_rate >= 0.85, result.summary()
+    assert result.chance < 0.6 and result.hit_rate - result.chance >= 0.3
+    strict = cam.pointing_game(shapes_model, x, test.labels, test.masks, tolerance=0)
+    assert strict.chance == pytest.approx(float(test.masks.float().mean()), abs=1e-6)
+    assert strict.hit_rate > 2 * strict.chance  # even with no tolerance the peak is on the object far above chance
+    assert count_hooks(shapes_model) == 0
+
+
+@pytest.mark.slow
+def test_randomisation_cascade_destroys_the_map(shapes_model):
+    from resnet_core.data import shapes_split
+
+    test = shapes_split("test", 32, image_size=32)
+    prep = shapes_model.preprocessing
+    x = (test.images - torch.tensor(prep.mean).view(1, 3, 1, 1)) / torch.tensor(prep.std).view(1, 3, 1, 1)
+    before = {k: v.clone() for k, v in shapes_model.state_dict().items()}
+    cascade = cam.randomization_cascade(shapes_model, x, test.labels, keep_maps=2)
+    assert cascade["step"].tolist() == ["trained", "fc", "layer3", "layer2", "layer1", "stem"]
+    correlation = dict(zip(cascade["step"], cascade["rank_correlation"], strict=True))
+    assert correlation["trained"] == pytest.approx(1.0)
+    assert correlation["layer3"] < 0.3, cascade[["step", "rank_correlation"]]  # last stage randomised
+    assert all(len(maps) == 2 and maps[0].shape == (32, 32) for maps in cascade["maps"])
+    # Randomising happened on a private copy: the (possibly shared) model is untouched.
+    after = shapes_model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+@pytest.mark.slow
+def test_localisation_check_report(shapes_model):
+    report = cam.localisation_check(shapes_model, n=64, cascade_images=8, examples=4)
+    assert len(report.pointing.table) == 64 and len(report.examples) == 4
+    assert all(e.shape == (32, 32, 3) and e.dtype == np.uint8 for e in report.examples)
+    assert all(label.endswith(("hit", "miss")) for label in report.example_labels)
+    with pytest.raises(cam.CamError, match="trained on the Shapes set"):
+        cam.localisation_check(resnet_core.build("resnet20", width=4))
