@@ -123,7 +123,9 @@ st.markdown(
     f"{deep['factor']:.3g} times apart.")
 st.plotly_chart(depth_sweep_figure(sweep), key="gf_sweep")
 family_label = {"cifar": "CIFAR", "imagenet": "ImageNet"}[family]
-st.caption(f"Settings: {family_label} nets {settings['width']} channels wide, a batch of {settings['batch']} "
+shortcut_option = "A" if family == "cifar" else "B"
+st.caption(f"Settings: {family_label} nets with their standard options (shortcut {shortcut_option}, "
+           f"post-activation blocks) {settings['width']} channels wide, a batch of {settings['batch']} "
            f"standard-normal images at {settings['image_size']} px with random labels, cross-entropy, BatchNorm in "
            "train mode, seed 0: slimmer and smaller than a full run (batch 128) so that the sweep takes seconds on a "
            "CPU. A test checks the direction with these settings: plain-56 at least 100 times ResNet-56.")
