@@ -23,6 +23,7 @@ from resnet_core.plots.instruments import (
 from resnet_core.probes import (
     DEFAULT_BINS,
     DEFAULT_HIST_RANGE,
+    MAX_HIST_VALUES,
     FeatureMaps,
     activation_profile,
     compare_activations,
@@ -169,7 +170,9 @@ st.plotly_chart(activation_depth_figure(stats), key="act_depth")
 st.subheader("Activation histograms over depth (the \"colorful dimension\")")
 low, high = -DEFAULT_HIST_RANGE, DEFAULT_HIST_RANGE
 st.caption(f"Each column is one block output, each row one of {DEFAULT_BINS} fixed bins from {low:g} to {high:g} "
-           "(the outermost bins also hold everything beyond); colour is the log10 share of values in the bin. "
+           "(the outermost bins also hold everything beyond); colour is the log10 share of values in the bin "
+           f"(a block output with more than {MAX_HIST_VALUES:,} values is histogrammed on an evenly strided sample "
+           "of that many). "
            "A bright band at 0 is the ReLU's switched-off units; mass creeping to the edges is a signal that grows.")
 heat_cols = st.columns(len(nets))
 for col, net in zip(heat_cols, nets, strict=True):
