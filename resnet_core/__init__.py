@@ -1,7 +1,16 @@
 """resnet_core: every ResNet and its plain twin, instruments, Grad-CAM and a training engine."""
 
 from .blocks import BasicBlock, Bottleneck, PreActBasicBlock, PreActBottleneck, ResidualBlock, Tap
+from .cam import (
+    explain,
+    explain_layers,
+    layer_choices,
+    localisation_check,
+    pointing_game,
+    randomization_cascade,
+)
 from .describe import block_comparison, block_table, count_macs, describe, stage_table, twin_comparison
+from .images import ImageError, decode_image, preprocess, sample_images
 from .models import ARCHITECTURES, ResNet, build, count_params, display_name, iter_blocks, list_models
 from .probes import (
     activation_profile,
@@ -12,34 +21,50 @@ from .probes import (
     record_activations,
 )
 from .state import count_hooks, model_lock, preserved_state
+from .weights import Preprocessing, WeightsError, class_names_for, load_model, preprocessing_for
 
 __all__ = [
     "ARCHITECTURES",
     "BasicBlock",
     "Bottleneck",
+    "ImageError",
     "PreActBasicBlock",
     "PreActBottleneck",
+    "Preprocessing",
     "ResNet",
     "ResidualBlock",
     "Tap",
+    "WeightsError",
     "activation_profile",
     "activation_stats",
     "block_comparison",
     "block_table",
     "build",
+    "class_names_for",
     "count_hooks",
     "count_macs",
     "count_params",
+    "decode_image",
     "depth_sweep",
     "describe",
     "display_name",
+    "explain",
+    "explain_layers",
     "gradient_norms",
     "iter_blocks",
+    "layer_choices",
     "list_models",
+    "load_model",
+    "localisation_check",
     "model_lock",
     "path_gradients",
+    "pointing_game",
+    "preprocess",
+    "preprocessing_for",
     "preserved_state",
+    "randomization_cascade",
     "record_activations",
+    "sample_images",
     "stage_table",
     "twin_comparison",
 ]
