@@ -195,3 +195,31 @@ def test_uploaded_bad_checkpoint_is_refused_with_the_key_list(page, tmp_path):
     table = page.sidebar.dataframe[0].value
     assert table["key"].tolist() == ["layer1.0.conv1.weight"] and table["problem"].tolist() == ["wrong shape"]
     assert page.sidebar.selectbox(key="_sbw_select").value == "random"  # the previous weights stay
+
+
+def test_inspect_a_trained_racer_from_the_training_page(app, tmp_path, monkeypatch):
+    """Training page -> "Inspect this model" (weights_picker.use_checkpoint) -> the sidebar holds the checkpoint."""
+    from resnet_core.train import main
+
+    monkeypatch.setenv("RESNET_EXPLORER_RUNS", str(tmp_path / "runs"))
+    assert main(["--racer", "resnet20", "--steps", "3", "--width", "4", "--image-size", "16", "--batch-size", "8",
+                 "--n-train", "32", "--eval-every", "3", "--no-progress"]) == 0
+    app.switch_page("../pages/training.py").run()
+    app.selectbox(key="tr_past_pick").set_value(app.selectbox(key="tr_past_pick").options[1]).run()
+    app.button(key="past_inspect").click().run()
+    assert not app.exception, app.exception
+    weights = app.sidebar.selectbox(key="_sbw_select").value
+    assert weights.startswith(f"ckpt:{tmp_path / 'runs'}") and weights.endswith(".pt")
+    assert app.sidebar.segmented_control(key="sb_width").value == "quarter"  # width 4 of ResNet-20's 16
+    assert any("Architecture from the checkpoint: **ResNet-20**" in i.value for i in app.sidebar.info)
+    # The run's checkpoint is also offered in the Weights box, labelled by run.
+    options = app.sidebar.selectbox(key="_sbw_select").options
+    assert any(option.startswith("run ") and option.endswith("ResNet-20") for option in options)
+    app.switch_page(PAGE).run()
+    assert not app.exception, app.exception
+    assert set(app.dataframe[0].value["class"]) <= set(SHAPES_CLASSES)
+    assert app.query_params["weights"] in (weights, [weights])
+    # Flipping to the plain twin: the checkpoint cannot fill it, the sidebar says so and random weights are used.
+    app.sidebar.toggle(key="sb_plain").set_value(True).run()
+    assert any("showing random weights" in w.value for w in app.sidebar.warning)
+    assert "random init" in app.caption[0].value
