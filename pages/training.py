@@ -199,6 +199,6 @@ with st.expander("Past runs (this app and `resnet-train`)"):
                 snap = JobSnapshot(record.run_id, record.config.name, record.status, steps, record.config.steps,
                                    record.history, record.evals, record.summary,
                                    dict.fromkeys(record.summary.get("racer", pd.Series(dtype=str)), record.status),
-                                   record.messages, record.info.get("device", ""), 0.0, None)
+                                   record.messages, record.info.get("device", ""), record.wall_s, None)
                 _draw(snap, "past")
                 _inspect([(c["label"], c["path"]) for c in record.checkpoints], "past")

@@ -362,6 +362,7 @@ class RunRecord:
     status: str
     messages: list[str]
     checkpoints: list[dict[str, Any]]
+    wall_s: float = 0.0
 
     @property
     def config(self) -> RaceConfig:
@@ -422,7 +423,7 @@ def load_run(run_id: str, runs_dir: str | Path | None = None) -> RunRecord:
         summary = summarize(history, eval_frame)
     checkpoints = [{**c, "path": str(path / c["file"])} for c in summary_data.get("checkpoints", [])]
     return RunRecord(run_id, path, info, history, eval_frame, summary, summary_data.get("status", "incomplete"),
-                     list(summary_data.get("messages", [])), checkpoints)
+                     list(summary_data.get("messages", [])), checkpoints, float(summary_data.get("wall_s") or 0.0))
 
 
 def list_checkpoints(runs_dir: str | Path | None = None) -> list[dict[str, Any]]:

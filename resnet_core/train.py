@@ -200,7 +200,8 @@ def describe_device(device: torch.device) -> str:
         return f"{torch.cuda.get_device_name(device)} (CUDA, {precision} mixed precision)"
     if device.type == "mps":
         return "Apple GPU (MPS, fp32)"
-    return f"CPU, {torch.get_num_threads()} threads"
+    threads = torch.get_num_threads()
+    return f"CPU, {threads} thread{'' if threads == 1 else 's'}"
 
 
 # ------------------------------------------------------------------------------------------------ DDP
@@ -604,6 +605,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--n-train", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, mps")
+    p.add_argument("--threads", type=int,
+                   help="CPU threads for this process (default: torch's, one per core); 1 is faster on a busy machine")
     p.add_argument("--runs-dir", help="where run folders go (default $RESNET_EXPLORER_RUNS or runs/)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs one line per eval)")
     return p
@@ -634,6 +637,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .runs import RunWriter
 
     args = _parser().parse_args(argv)
+    if args.threads is not None:
+        # A CLI process owns its thread pool (the app never sets it: its pool is shared by every session).
+        torch.set_num_threads(max(1, args.threads))
     try:
         config = config_from_args(args)
         race = Race(config)
