@@ -223,3 +223,20 @@ def test_inspect_a_trained_racer_from_the_training_page(app, tmp_path, monkeypat
     app.sidebar.toggle(key="sb_plain").set_value(True).run()
     assert any("showing random weights" in w.value for w in app.sidebar.warning)
     assert "random init" in app.caption[0].value
+
+
+@pytest.mark.parametrize("value, phrase", [
+    ("imagenet", "'imagenet' is not a weights choice"),
+    ("ckpt:/no/such/file.pt", "checkpoint /no/such/file.pt does not exist here"),
+])
+def test_hand_edited_weights_link_falls_back_with_a_sentence(value, phrase):
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    at = AppTest.from_file(str(APP_MAIN), default_timeout=120)
+    at.query_params.update({"weights": value})
+    at.run()  # the link is read on the session's first run, like the sidebar's other URL values
+    warnings = [w.value for w in at.sidebar.warning]
+    assert any(phrase in w and w.endswith("showing random weights instead.") for w in warnings), warnings
+    assert at.sidebar.selectbox(key="_sbw_select").value == "random"
+    at.switch_page(PAGE).run()
+    assert not at.exception and not at.error and len(at.dataframe[0].value) == 5
