@@ -268,9 +268,10 @@ class Job:
                         break
             final = "finished" if race.done else "stopped"
             if final == "stopped":
+                scored = bool(race.eval_rows) and race.eval_rows[-1]["step"] == race.step_index
+                if race.step_index > 0 and not scored:
+                    self.writer.append(race.evaluate(), kind="eval")  # a stopped race still gets a held-out score
                 race.stop()
-            if not race.done and race.step_index > 0 and not (race.eval_rows and race.eval_rows[-1]["step"] == race.step_index):
-                self.writer.append(race.evaluate(), kind="eval")  # a stopped race still gets its held-out score
             paths = self.writer.finish(race, final)
             with self._cond:
                 self._checkpoints = [str(p) for p in paths]
