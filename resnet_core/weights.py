@@ -26,7 +26,7 @@ import re
 import socket
 import threading
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -235,6 +235,53 @@ def network_available(host: str = "download.pytorch.org", port: int = 443, timeo
     thread.start()
     thread.join(timeout + 0.5)
     return bool(result and result[0])
+
+
+ProgressCallback = Callable[[int, int], None]  # (bytes done, bytes total or 0 when unknown)
+_HASH_IN_NAME = re.compile(r"-([a-f0-9]{6,})\.")
+
+
+def download_file(url: str, destination: Path, hash_prefix: str | None = None,
+                  on_progress: ProgressCallback | None = None, timeout: float = 30.0) -> Path:
+    """Download ``url`` to ``destination`` in 1 MiB chunks, reporting progress; atomic and hash-checked.
+
+    Like ``torch.hub.download_url_to_file`` (a ``.partial`` file renamed at the end; the SHA-256 must start
+    with ``hash_prefix``), plus a callback so the app can draw its own progress bar. Nothing is left behind on
+    failure. Raises WeightsError on a hash mismatch, OSError on network errors.
+    """
+    import hashlib
+    import urllib.request
+
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    partial = destination.with_name(destination.name + ".partial")
+    digest = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(partial, "wb") as out:
+            total = int(response.headers.get("Content-Length") or 0)
+            done = 0
+            while chunk := response.read(1 << 20):
+                out.write(chunk)
+                digest.update(chunk)
+                done += len(chunk)
+                if on_progress is not None:
+                    on_progress(done, total)
+        if hash_prefix and not digest.hexdigest().startswith(hash_prefix):
+            raise WeightsError(f"The download of {destination.name} is corrupt (its SHA-256 does not start with "
+                               f"{hash_prefix}); try again.")
+        partial.replace(destination)
+    finally:
+        partial.unlink(missing_ok=True)
+    return destination
+
+
+def download_torchvision_weights(arch: str, member: str, on_progress: ProgressCallback | None = None) -> Path:
+    """Fetch torchvision's weights file into torch.hub's cache (checked against the hash in its name)."""
+    url = _torchvision_member(arch, member).url
+    path = hub_checkpoint_path(arch, member)
+    if path.exists():
+        return path
+    match = _HASH_IN_NAME.search(path.name)
+    return download_file(url, path, match.group(1) if match else None, on_progress)
 
 
 def load_torchvision_state_dict(arch: str, member: str, *, download: bool = True,

@@ -19,7 +19,10 @@ from resnet_core.weights import (
     TORCHVISION_OPTIONS,
     CheckpointMismatch,
     WeightsError,
+    download_torchvision_weights,
+    hub_checkpoint_path,
     infer_architecture,
+    network_available,
     parse_weights_id,
     read_checkpoint,
     save_uploaded_checkpoint,
@@ -228,12 +231,36 @@ def weights_picker(name: str) -> str:
     problem = fits(current, name, options)
     if problem:
         st.warning(problem)
+    elif kind == "tv":
+        _download_with_progress(name, current[3:])
     if current == "random":
         if "weights" in st.query_params:
             del st.query_params["weights"]
     elif st.query_params.get("weights") != current:
         st.query_params["weights"] = current
     return current
+
+
+def _download_with_progress(name: str, member: str) -> None:
+    """Fetch torchvision weights into torch.hub's cache with a progress bar, when missing and online.
+
+    Offline, nothing happens here: loading the model then names the file and the folder to put it in.
+    """
+    path = hub_checkpoint_path(name, member)
+    if path.exists() or not network_available():
+        return
+    bar = st.progress(0.0, text=f"Downloading {path.name}...")
+
+    def report(done: int, total: int) -> None:
+        text = f"Downloading {path.name}: {done / 2**20:.0f}" + (f" of {total / 2**20:.0f} MB" if total else " MB")
+        bar.progress(min(done / total, 1.0) if total else 0.0, text=text)
+
+    try:
+        download_torchvision_weights(name, member, report)
+    except (WeightsError, OSError) as error:
+        st.error(f"Downloading {path.name} failed ({error}); check the connection and reload, or save the file "
+                 f"in {path.parent} yourself.")
+    bar.empty()
 
 
 def _sidebar_options(name: str) -> dict[str, Any]:

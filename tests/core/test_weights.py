@@ -316,3 +316,47 @@ def test_cli_reports_the_architecture(tmp_path, capsys):
     bad.write_bytes(b"nope")
     assert main([str(bad)]) == 1
     assert "not a PyTorch checkpoint" in capsys.readouterr().out
+
+
+def _serve(directory: Path):
+    """A real HTTP server on localhost (no outside network): the download code runs for real."""
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(directory))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_download_reports_progress_and_checks_the_hash(tmp_path):
+    import hashlib
+
+    from resnet_core.weights import download_file
+
+    served = tmp_path / "served"
+    served.mkdir()
+    payload = os.urandom(3 * (1 << 20) + 123)  # three full chunks and a bit
+    (served / "weights.pth").write_bytes(payload)
+    prefix = hashlib.sha256(payload).hexdigest()[:8]
+    server = _serve(served)
+    url = f"http://127.0.0.1:{server.server_address[1]}/weights.pth"
+    try:
+        seen: list[tuple[int, int]] = []
+        target = tmp_path / "cache" / f"net-{prefix}.pth"
+        assert download_file(url, target, prefix, lambda done, total: seen.append((done, total))) == target
+        assert target.read_bytes() == payload
+        assert [d for d, _ in seen] == sorted(d for d, _ in seen) and seen[-1] == (len(payload), len(payload))
+        assert len(seen) == 4
+        wrong = tmp_path / "cache" / "net-00000000.pth"
+        with pytest.raises(WeightsError, match="corrupt") as info:
+            download_file(url, wrong, "00000000")
+        assert one_sentence(str(info.value))
+        assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [target.name]  # nothing left behind
+        with pytest.raises(OSError):
+            download_file(url.replace("weights.pth", "missing.pth"), tmp_path / "cache" / "x.pth")
+        assert not (tmp_path / "cache" / "x.pth.partial").exists()
+    finally:
+        server.shutdown()
