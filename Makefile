@@ -5,6 +5,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8501
+# OpenMP threads sleep instead of spinning when idle: concurrent torch work (a training race beside a page, a
+# test beside a server) otherwise slows down many times over on 2 cores.
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: run test test-fast bench lint chromium clean
 
@@ -41,7 +44,7 @@ bench: $(VENV)/.installed-test
 	@for script in benchmarks/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check resnet_core app pages tests benchmarks
+	$(BIN)/ruff check resnet_core app pages tests benchmarks notebooks
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache artifacts

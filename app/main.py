@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-import streamlit as st
-from explorer_ui.sidebar import model_picker
+import os
+
+# Before torch loads: a training thread and a page computing at the same time each get an OpenMP team; with
+# the default busy-waiting they starve each other on a 2-core laptop (measured here: 10x slower).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import streamlit as st  # noqa: E402
+from explorer_ui.sidebar import model_picker  # noqa: E402
 
 st.set_page_config(page_title="ResNet Explorer", page_icon=":material/hub:", layout="wide")
 
