@@ -132,8 +132,15 @@ def gradient_norm_figure(grads: pd.DataFrame) -> go.Figure:
                         hovertemplate=f"{label} %{{customdata}}<br>|grad| %{{y:.3g}}<extra></extra>")
     values = [v for v in grads["grad_norm"] if v > 0]
     decades = math.log10(max(values) / min(values)) if values else 0.0
-    # Decade ticks over a wide range; 1-2-5 ticks when the lines span only a decade or two.
-    fig.update_yaxes(type="log", title_text="gradient norm at block input", dtick=1 if decades > 2 else "D2")
+    # Decade ticks over a wide range; labelled 1-2-5 ticks when the lines span only a decade or two.
+    fig.update_yaxes(type="log", title_text="gradient norm at block input")
+    if values and decades <= 2:
+        low, high = math.floor(math.log10(min(values))), math.ceil(math.log10(max(values)))
+        ticks = [m * 10.0**e for e in range(low, high + 1) for m in (1, 2, 5)
+                 if min(values) / 2 <= m * 10.0**e <= max(values) * 2]
+        fig.update_yaxes(tickmode="array", tickvals=ticks, ticktext=[f"{t:g}" for t in ticks])
+    else:
+        fig.update_yaxes(dtick=1)
     fig.update_xaxes(title_text="block (input side left, output side right)")
     fig.update_layout(height=380, margin=_MARGIN, legend={"orientation": "h", "y": 1.1})
     return fig
