@@ -36,8 +36,8 @@ from torch.utils.data import DistributedSampler
 
 from .data import DATASETS, ImageData, ShapesSet, load_splits
 from .models import build, count_params, display_name, get_spec
+from .weights import FORMAT  # the checkpoint format is defined once, in weights
 
-FORMAT = "resnet-explorer/1"
 SCHEDULES = ("step", "cosine", "constant")
 RACER_STATUSES = ("running", "diverged", "finished", "stopped")
 
