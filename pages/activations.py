@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import replace
-from typing import Any
 
 import pandas as pd
 import streamlit as st
 import torch
+from explorer_ui.keys import choice_key
 from explorer_ui.sidebar import ModelChoice, current_choice, get_model
 from explorer_ui.weights_picker import effective_weights
 
@@ -27,6 +27,7 @@ from resnet_core.probes import (
     FeatureMaps,
     activation_profile,
     compare_activations,
+    spread_summary,
 )
 from resnet_core.weights import preprocessing_for
 
@@ -34,10 +35,6 @@ MAX_CHANNELS = 16
 MAX_SIDE = 32
 SHAPES_COUNT = 24
 SOURCES = {"photo": "Sample photo", "shapes": "Shapes sample", "upload": "Upload"}
-
-
-def _key(choice: ModelChoice) -> tuple[str, tuple[tuple[str, Any], ...], str]:
-    return choice.name, tuple(sorted(choice.options().items())), choice.weights
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -115,8 +112,8 @@ try:
     prep = preprocessing_for(model)
     x = preprocess(image, prep)
     with st.spinner(f"Recording the activations of {choice.label}..."):
-        strip, maps = _strip(_key(choice), image_key, choice, x)
-        stats, hists = _compare(_key(choice), image_key, net_labels, choice, twin_choice, x)
+        strip, maps = _strip(choice_key(choice), image_key, choice, x)
+        stats, hists = _compare(choice_key(choice), image_key, net_labels, choice, twin_choice, x)
 except ValueError as error:
     st.error(f"{error} Pick another model or weights in the sidebar.")
     st.stop()
@@ -158,13 +155,15 @@ else:
 
 st.subheader("Statistics across depth: this net and its twin")
 nets = list(dict.fromkeys(stats["net"]))
-first_last = stats.groupby("net", sort=False)["std"].agg(["first", "last"])
-measured = "; ".join(f"{net}: std {first_last.loc[net, 'first']:.3g} after the first block, "
-                     f"{first_last.loc[net, 'last']:.3g} after the last" for net in nets)
+TRENDS = {"grows": "grows", "shrinks": "shrinks", "stays": "stays about the same"}
+measured = "; ".join(f"{row.net}: the std {TRENDS[row.trend]}, {row.first_std:.3g} after the first block and "
+                     f"{row.last_std:.3g} after the last" for row in spread_summary(stats).itertuples())
 st.markdown(
-    "One point per block output. In a residual net each block *adds* F(x) to its input, so the signal's spread "
-    "accumulates with depth; a plain net has to re-create its signal in every block. Dead units (exact zeros "
-    f"after the ReLU) show how much of each layer is switched off. Measured here on this image: {measured}.")
+    "One point per block output. In a residual net each block *adds* F(x) to its input, so a block can keep "
+    "its input's signal and add to it; a plain net has to re-create its signal in every block. Whether the "
+    "spread grows, shrinks or stays with depth depends on the weights and the image, so it is measured, not "
+    "assumed. Dead units (exact zeros after the ReLU) show how much of each layer is switched off. Measured here "
+    f"on this image: {measured}.")
 st.plotly_chart(activation_depth_figure(stats), key="act_depth")
 
 st.subheader("Activation histograms over depth (the \"colorful dimension\")")

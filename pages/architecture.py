@@ -48,8 +48,8 @@ except ValueError as error:
     st.stop()
 
 size = report.input_size
-total_params, total_macs = int(report.layers["params"].sum()), int(report.layers["macs"].sum())
-me = report.twin.iloc[0]
+me = report.twin.iloc[0]  # this net's totals from count_params / count_macs (the library, not this page)
+total_params, total_macs = int(me["params"]), int(me["macs"])
 cols = st.columns(4)
 cols[0].metric("Weighted layers", f"{me['depth']}")
 cols[1].metric("Parameters", f"{total_params:,}")

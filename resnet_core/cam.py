@@ -525,17 +525,17 @@ def direct_gradcam(model: nn.Module, image: torch.Tensor, class_index: int, laye
     """Grad-CAM written out by hand, for checking Captum: ReLU(sum_c mean_hw(dy/dA_c) * A_c), (h, w).
 
     Uses a forward hook that keeps the layer output and ``torch.autograd.grad`` (no parameter .grad);
-    the hook is removed in ``finally``.
+    the hook is registered under the model's lock and removed in ``finally`` before the lock is released.
     """
     _, module = resolve_layer(model, layer)
     kept: list[torch.Tensor] = []
-    handle = module.register_forward_hook(lambda _m, _i, out: kept.append(out))
-    try:
-        with preserved_state(model, train=False):
+    with preserved_state(model, train=False):  # hooks go on under the model's lock, and come off inside it
+        handle = module.register_forward_hook(lambda _m, _i, out: kept.append(out))
+        try:
             logits = model(image.detach())
             (grads,) = torch.autograd.grad(logits[0, class_index], kept[0])
-    finally:
-        handle.remove()
+        finally:
+            handle.remove()
     activations = kept[0].detach()
     weights = grads.mean(dim=(2, 3), keepdim=True)
     return F.relu((weights * activations).sum(dim=1))[0]

@@ -26,7 +26,8 @@ from torch.utils.data import Dataset
 SHAPES_CLASSES: tuple[str, ...] = (
     "circle", "square", "triangle", "cross", "ring", "diamond", "star", "crescent", "tee", "heart",
 )
-# Train and test come from disjoint generator seeds (and within a split, sample i is always the same image).
+# Train and test come from disjoint generator seeds. A set is reproducible for the same (seed, n, image_size);
+# images are drawn attribute by attribute per chunk of up to _CHUNK images, so sample i changes with n.
 TRAIN_SEED = 0
 TEST_SEED = 1_000_003
 _STATS_SAMPLES = 2048
@@ -270,9 +271,20 @@ def data_dir() -> Path:
     return Path(env) if env else Path(__file__).resolve().parents[1] / "data"
 
 
+OFFLINE_ENV = "RESNET_EXPLORER_OFFLINE"
+
+
+def offline_mode() -> bool:
+    """True when ``RESNET_EXPLORER_OFFLINE`` is 1, true or yes (any case): a classroom without network.
+
+    The one rule for that variable, used by data downloads here and by ``weights.network_available``.
+    """
+    return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
 def downloads_allowed() -> bool:
-    """False when ``RESNET_EXPLORER_OFFLINE`` is set to 1/true (a classroom without network)."""
-    return os.environ.get("RESNET_EXPLORER_OFFLINE", "").lower() not in ("1", "true", "yes")
+    """False in offline mode (``RESNET_EXPLORER_OFFLINE`` set to 1/true/yes, see :func:`offline_mode`)."""
+    return not offline_mode()
 
 
 def can_reach(url: str, timeout: float = 3.0) -> bool:
@@ -280,7 +292,10 @@ def can_reach(url: str, timeout: float = 3.0) -> bool:
 
     A real request rather than a TCP connect: sandboxes and proxies accept connections they cannot serve.
     It runs in a daemon thread because a DNS lookup ignores socket timeouts and can hang for long.
+    In offline mode (:func:`offline_mode`) it answers False at once.
     """
+    if offline_mode():
+        return False
     result: list[bool] = []
 
     def probe() -> None:

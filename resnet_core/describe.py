@@ -6,6 +6,7 @@ the ``meta`` device are described without allocating any memory.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -114,28 +115,46 @@ def describe(model: nn.Module, input_size: InputSize = 224) -> pd.DataFrame:
     """
     shape = _input_shape(model, input_size)
     shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+    macs: dict[str, int] = {}
     leaves = {
         name: module
         for name, module in model.named_modules()
         if name and not list(module.children()) and not isinstance(module, Tap | nn.Identity)
     }
+    # Per-leaf attribution from this thread's counter only: the counter is a dispatch mode (per thread), and
+    # each leaf's pre/post hooks read its running total. FlopCounterMode's own per-module breakdown relies on
+    # process-global module hooks, so a forward pass running in another thread would be credited to our layers.
+    me = threading.get_ident()
+    started: dict[str, int] = {}
 
-    def recorder(name: str):
+    def before(name: str):
+        def hook(_module: nn.Module, _args: tuple) -> None:
+            if threading.get_ident() == me:
+                started[name] = counter.get_total_flops()
+
+        return hook
+
+    def after(name: str):
         def hook(_module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+            if threading.get_ident() != me or name not in started:
+                return
+            macs[name] = macs.get(name, 0) + counter.get_total_flops() - started.pop(name)
             shapes[name] = (tuple(args[0].shape), tuple(output.shape))
 
         return hook
 
-    handles = [module.register_forward_hook(recorder(name)) for name, module in leaves.items()]
-    try:
-        with preserved_state(model, train=False), torch.no_grad():
-            with FlopCounterMode(display=False) as counter:
+    counter = FlopCounterMode(display=False)
+    with preserved_state(model, train=False), torch.no_grad():  # hooks go on and come off under the lock
+        handles = []
+        try:
+            for name, module in leaves.items():
+                handles.append(module.register_forward_pre_hook(before(name)))
+                handles.append(module.register_forward_hook(after(name)))
+            with counter:
                 model(_example_input(model, shape))
-    finally:
-        for handle in handles:
-            handle.remove()
-    flops = counter.get_flop_counts()
-    root = type(model).__name__
+        finally:
+            for handle in handles:
+                handle.remove()
     rows: list[dict[str, Any]] = []
     for name, module in leaves.items():
         if name not in shapes:
@@ -151,7 +170,7 @@ def describe(model: nn.Module, input_size: InputSize = 224) -> pd.DataFrame:
                 "input_shape": "x".join(map(str, in_shape[1:])),
                 "output_shape": "x".join(map(str, out_shape[1:])),
                 "params": sum(p.numel() for p in module.parameters(recurse=False)),
-                "macs": int(sum(flops.get(f"{root}.{name}", {}).values()) // 2),
+                "macs": int(macs[name] // 2),
             }
         )
     table = pd.DataFrame(rows)

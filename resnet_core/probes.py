@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import PadShortcut, ResidualBlock, Tap
+from .describe import shortcut_kind
 from .models import build, display_name, get_spec, iter_blocks
 from .state import preserved_state
 from .targets import LossTarget, Target, TopClassTarget, as_target, scalar_objective
@@ -482,6 +483,24 @@ def compare_activations(
     return pd.concat(stats, ignore_index=True), pd.concat(hists, ignore_index=True)
 
 
+def spread_summary(stats: pd.DataFrame, tolerance: float = 0.1) -> pd.DataFrame:
+    """Per net, the activation std at its first and last recorded layer, and which way it went.
+
+    ``stats`` is a ``compare_activations`` (or tagged ``ActivationRecording.stats``) table with ``net`` and
+    ``std`` columns, rows in depth order. Returns one row per net, in order of appearance: net, first_std,
+    last_std, ratio (last / first; NaN when first is 0) and trend: "grows" when the ratio exceeds
+    1 + ``tolerance``, "shrinks" below 1 / (1 + ``tolerance``), else "stays".
+    """
+    rows = []
+    for net, frame in stats.groupby("net", sort=False):
+        first, last = float(frame["std"].iloc[0]), float(frame["std"].iloc[-1])
+        ratio = last / first if first > 0 else float("nan")
+        trend = ("grows" if ratio > 1 + tolerance else "shrinks" if ratio < 1 / (1 + tolerance) else "stays"
+                 ) if math.isfinite(ratio) else "stays" if last == first else "grows"
+        rows.append({"net": net, "first_std": first, "last_std": last, "ratio": ratio, "trend": trend})
+    return pd.DataFrame(rows, columns=["net", "first_std", "last_std", "ratio", "trend"])
+
+
 # ------------------------------------------------------------------------------------------ gradients
 
 
@@ -555,16 +574,6 @@ def gradient_norms(
             )
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def _shortcut_kind(block: ResidualBlock) -> str:
-    if not block.residual:
-        return "none"
-    if block.downsample is None:
-        return "identity"
-    if isinstance(block.downsample, PadShortcut):
-        return "zero-pad"
-    return "projection"
 
 
 def path_gradients(
@@ -672,7 +681,7 @@ def path_gradients(
             branch = _or_zeros(g_branch.pop(name), split_point[name])
             total_sq = torch.dot(total.reshape(-1), total.reshape(-1))
             row = {"block": name, "label": name, "block_index": index, "depth": index,
-                   "stage": name.split(".")[0], "shortcut": _shortcut_kind(block), "split_at": split_at[name],
+                   "stage": name.split(".")[0], "shortcut": shortcut_kind(block), "split_at": split_at[name],
                    "grad_norm": float(torch.linalg.vector_norm(_or_zeros(g_in.pop(name), block_in[name]))),
                    "total_norm": float(total_sq.sqrt()), "branch_norm": float(torch.linalg.vector_norm(branch))}
             if name in g_short:

@@ -26,7 +26,7 @@ import re
 import socket
 import threading
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -218,9 +218,12 @@ def network_available(host: str = "download.pytorch.org", port: int = 443, timeo
     """Can we open a TCP connection to ``host`` within ``timeout`` seconds (DNS included)?
 
     The lookup runs in a daemon thread joined with a timeout, so a hanging resolver can't stall the app.
-    ``RESNET_EXPLORER_OFFLINE=1`` answers False at once.
+    Offline mode (``RESNET_EXPLORER_OFFLINE`` 1/true/yes, the one rule in ``data.offline_mode``) answers
+    False at once.
     """
-    if os.environ.get("RESNET_EXPLORER_OFFLINE", "") not in ("", "0"):
+    from .data import offline_mode  # local, like _shapes_stats: one rule for data and weights
+
+    if offline_mode():
         return False
     result: list[bool] = []
 
@@ -241,22 +244,48 @@ ProgressCallback = Callable[[int, int], None]  # (bytes done, bytes total or 0 w
 _HASH_IN_NAME = re.compile(r"-([a-f0-9]{6,})\.")
 
 
+_DOWNLOAD_LOCKS: dict[Path, threading.Lock] = {}
+_DOWNLOAD_LOCKS_GUARD = threading.Lock()
+
+
+def _download_lock(destination: Path) -> threading.Lock:
+    key = destination.resolve()
+    with _DOWNLOAD_LOCKS_GUARD:
+        return _DOWNLOAD_LOCKS.setdefault(key, threading.Lock())
+
+
 def download_file(url: str, destination: Path, hash_prefix: str | None = None,
                   on_progress: ProgressCallback | None = None, timeout: float = 30.0) -> Path:
     """Download ``url`` to ``destination`` in 1 MiB chunks, reporting progress; atomic and hash-checked.
 
-    Like ``torch.hub.download_url_to_file`` (a ``.partial`` file renamed at the end; the SHA-256 must start
+    Like ``torch.hub.download_url_to_file`` (a temporary file renamed at the end; the SHA-256 must start
     with ``hash_prefix``), plus a callback so the app can draw its own progress bar. Nothing is left behind on
     failure. Raises WeightsError on a hash mismatch, OSError on network errors.
+
+    Concurrent calls for one destination (two browser sessions) take turns on a per-destination lock; one
+    that finds the file already there (the other one just finished) returns it without downloading. Each
+    download writes its own uniquely named temporary file in the destination's folder.
     """
     import hashlib
+    import tempfile
     import urllib.request
 
     destination.parent.mkdir(parents=True, exist_ok=True)
-    partial = destination.with_name(destination.name + ".partial")
-    digest = hashlib.sha256()
+    with _download_lock(destination):
+        if destination.exists():
+            return destination
+        fd, name = tempfile.mkstemp(dir=destination.parent, prefix=destination.name + ".", suffix=".partial")
+        os.close(fd)
+        _fetch(url, destination, Path(name), hashlib.sha256(), hash_prefix, on_progress, timeout,
+               urllib.request.urlopen)
+    return destination
+
+
+def _fetch(url: str, destination: Path, partial: Path, digest: Any, hash_prefix: str | None,
+           on_progress: ProgressCallback | None, timeout: float, urlopen: Callable[..., Any]) -> None:
+    """Stream ``url`` into ``partial``, check the hash, rename onto ``destination``; ``partial`` never stays."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(partial, "wb") as out:
+        with urlopen(url, timeout=timeout) as response, open(partial, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0)
             done = 0
             while chunk := response.read(1 << 20):
@@ -271,7 +300,6 @@ def download_file(url: str, destination: Path, hash_prefix: str | None = None,
         partial.replace(destination)
     finally:
         partial.unlink(missing_ok=True)
-    return destination
 
 
 def download_torchvision_weights(arch: str, member: str, on_progress: ProgressCallback | None = None) -> Path:
@@ -351,21 +379,65 @@ def _strip_prefixes(state_dict: dict[str, torch.Tensor], notes: list[str]) -> di
     return state_dict
 
 
+def _own_format(obj: Mapping[str, Any], source: str, notes: list[str]) -> Checkpoint:
+    """Our own format, every field checked: a malformed one raises WeightsError naming the field."""
+    def bad(field_name: str, what: str) -> WeightsError:
+        return WeightsError(f"The {source} is marked {FORMAT} but its '{field_name}' {what}; re-save it with "
+                            "the trainer or save a plain state_dict with torch.save(model.state_dict(), path).")
+
+    state = obj.get("state_dict")
+    if not isinstance(state, Mapping) or not state or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise bad("state_dict", "is missing or is not a mapping of names to tensors")
+    arch = obj.get("arch")
+    if arch is not None and not isinstance(arch, str):
+        raise bad("arch", f"is a {type(arch).__name__}, not an architecture name")
+    options = obj.get("options") or {}
+    if not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options):
+        raise bad("options", "is not a mapping of option names to values")
+    classes = obj.get("classes")
+    if classes and (isinstance(classes, str | bytes) or not isinstance(classes, Sequence)
+                    or not all(isinstance(c, str) for c in classes)):
+        raise bad("classes", "is not a list of class names")
+    prep = obj.get("preprocessing")
+    preprocessing = None
+    if prep:
+        if not isinstance(prep, Mapping):
+            raise bad("preprocessing", "is not a mapping")
+        missing = [k for k in ("resize", "crop", "mean", "std") if k not in prep]
+        if missing:
+            raise bad("preprocessing", f"lacks {', '.join(missing)}")
+        try:
+            preprocessing = Preprocessing.from_dict(prep)
+        except (TypeError, ValueError) as exc:
+            raise bad("preprocessing", f"is invalid ({exc})") from None
+    return Checkpoint(
+        state_dict=_strip_prefixes(dict(state), notes), source=source, arch=arch, options=dict(options),
+        classes=list(classes) if classes else None, preprocessing=preprocessing,
+        meta={k: obj[k] for k in ("dataset", "metrics") if k in obj}, notes=notes)
+
+
 def extract_state_dict(obj: Any, source: str = "checkpoint") -> Checkpoint:
-    """Turn what ``torch.load`` returned into a Checkpoint (bare, wrapped, DDP-prefixed or our own format)."""
+    """Turn what ``torch.load`` returned into a Checkpoint (bare, wrapped, DDP-prefixed or our own format).
+
+    Anything malformed raises WeightsError (one sentence), never a bare KeyError or TypeError.
+    """
+    try:
+        return _extract_state_dict(obj, source)
+    except WeightsError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever shape a foreign file has, the user gets one sentence
+        raise WeightsError(f"The {source} is not a checkpoint ResNet Explorer can read ({type(exc).__name__}: "
+                           f"{exc}); save a state_dict with torch.save(model.state_dict(), path).") from None
+
+
+def _extract_state_dict(obj: Any, source: str) -> Checkpoint:
     if not isinstance(obj, Mapping):
         raise WeightsError(f"The {source} holds a {type(obj).__name__}, not a state_dict; save it with "
                            "torch.save(model.state_dict(), path).")
     notes: list[str] = []
     if obj.get("format") == FORMAT:
-        state_dict = dict(obj["state_dict"])
-        prep = obj.get("preprocessing")
-        ckpt = Checkpoint(
-            state_dict=_strip_prefixes(state_dict, notes), source=source, arch=obj.get("arch"),
-            options=dict(obj.get("options") or {}), classes=list(obj["classes"]) if obj.get("classes") else None,
-            preprocessing=Preprocessing.from_dict(prep) if prep else None,
-            meta={k: obj[k] for k in ("dataset", "metrics") if k in obj}, notes=notes)
-        return ckpt
+        return _own_format(obj, source, notes)
     state_dict = None
     for key in _WRAPPER_KEYS:
         if isinstance(obj.get(key), Mapping):
@@ -473,7 +545,21 @@ _BLOCK_KEY = re.compile(r"^layer(\d+)\.(\d+)\.")
 
 def infer_architecture(state_dict: Mapping[str, torch.Tensor]) -> InferredArchitecture:
     """Read block type, blocks per stage, width, groups/width_per_group, classes, stem, pre-activation and
-    shortcut option off the tensors. Raises WeightsError when the state_dict is not a ResNet's."""
+    shortcut option off the tensors. Raises WeightsError when the state_dict is not a ResNet's (also when a
+    tensor it needs is missing or has the wrong shape)."""
+    try:
+        return _infer_architecture(state_dict)
+    except WeightsError:
+        raise
+    except KeyError as exc:
+        raise WeightsError(f"The weights lack the tensor {exc.args[0]!r} that a ResNet of this kind has, so the "
+                           "architecture cannot be read off them; choose a complete ResNet checkpoint.") from None
+    except Exception as exc:  # noqa: BLE001 - odd shapes (0-d tensors, zero channels) mean "not a ResNet"
+        raise WeightsError(f"The weights' tensors do not have a ResNet's shapes ({type(exc).__name__}: {exc}); "
+                           "choose a ResNet checkpoint.") from None
+
+
+def _infer_architecture(state_dict: Mapping[str, torch.Tensor]) -> InferredArchitecture:
     if "conv1.weight" not in state_dict or "fc.weight" not in state_dict:
         first = ", ".join(list(state_dict)[:4])
         raise WeightsError(f"These weights do not look like a ResNet (no conv1.weight / fc.weight; first keys: "
@@ -571,8 +657,34 @@ def load_state_dict_checked(model: nn.Module, state_dict: Mapping[str, torch.Ten
 
 
 def model_from_checkpoint(ckpt: Checkpoint) -> nn.Module:
-    """Build the checkpoint's architecture (its config, else inferred) and load its tensors (eval mode)."""
-    if ckpt.arch in ARCHITECTURES:
+    """Build the checkpoint's architecture (its config, else inferred) and load its tensors (eval mode).
+
+    Raises WeightsError (one sentence) for anything that does not fit; never a bare KeyError/TypeError.
+    """
+    try:
+        return _model_from_checkpoint(ckpt)
+    except WeightsError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a malformed checkpoint must not escape as a traceback
+        raise WeightsError(f"The {ckpt.source} cannot be turned into a model ({type(exc).__name__}: {exc}); "
+                           "save a state_dict with torch.save(model.state_dict(), path).") from None
+
+
+def _input_channels(model: nn.Module) -> int:
+    conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    return int(conv.in_channels) if conv is not None else 3
+
+
+def require_rgb(model: nn.Module, source: str = "checkpoint") -> None:
+    """Refuse a model whose first convolution does not take 3 channels: every page feeds it RGB images."""
+    channels = _input_channels(model)
+    if channels != 3:
+        raise WeightsError(f"The {source} holds a network for {channels}-channel input, but ResNet Explorer feeds "
+                           "RGB images (3 channels); use a checkpoint trained on colour images.")
+
+
+def _model_from_checkpoint(ckpt: Checkpoint) -> nn.Module:
+    if isinstance(ckpt.arch, str) and ckpt.arch in ARCHITECTURES:
         try:
             model = build(ckpt.arch, seed=0, **ckpt.options)
         except (TypeError, ValueError) as exc:
@@ -633,16 +745,20 @@ def load_model(arch: str, options: Mapping[str, Any] | None = None, weights: str
         if not path.is_absolute() or path.suffix.lower() not in CHECKPOINT_SUFFIXES:
             raise WeightsError(f"'{value}' is not an absolute path to a checkpoint file "
                                f"({', '.join(CHECKPOINT_SUFFIXES)}); upload the checkpoint instead.")
-        model = model_from_checkpoint(read_checkpoint(path))
+        ckpt = read_checkpoint(path)
+        model = model_from_checkpoint(ckpt)
+        require_rgb(model, ckpt.source)
     model.weights_id = weights
     model.weights_label = weights_label(weights)
     return model.eval()
 
 
 def uploads_dir() -> Path:
-    """Where uploaded checkpoints are kept: ``$RESNET_EXPLORER_RUNS/uploads`` or ``runs/uploads``."""
-    runs = os.environ.get("RESNET_EXPLORER_RUNS") or str(Path(__file__).resolve().parents[1] / "runs")
-    return Path(runs) / "uploads"
+    """Where uploaded checkpoints are kept: ``uploads/`` in ``runs.runs_dir()`` (``$RESNET_EXPLORER_RUNS``
+    or ``runs/``)."""
+    from .runs import runs_dir  # local: runs imports the training engine, which this module does not need
+
+    return runs_dir() / "uploads"
 
 
 def save_uploaded_checkpoint(data: bytes, filename: str) -> Path:
@@ -653,7 +769,8 @@ def save_uploaded_checkpoint(data: bytes, filename: str) -> Path:
     """
     import hashlib
 
-    model_from_checkpoint(read_checkpoint(data, name=filename))
+    ckpt = read_checkpoint(data, name=filename)
+    require_rgb(model_from_checkpoint(ckpt), ckpt.source)
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(filename).stem)[:40] or "checkpoint"
     target = uploads_dir() / f"{stem}-{hashlib.sha256(data).hexdigest()[:12]}.pt"
     target.parent.mkdir(parents=True, exist_ok=True)

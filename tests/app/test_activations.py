@@ -58,7 +58,11 @@ def test_default_view_shows_maps_depth_stats_and_heatmaps(page):
     # The text quotes the numbers the chart shows.
     resnet_std = next(t for t in stds if t["name"] == "ResNet-20")["y"]
     text = next(m.value for m in page.markdown if "Measured here on this image" in m.value)
-    assert f"ResNet-20: std {resnet_std[0]:.3g} after the first block, {resnet_std[-1]:.3g} after the last" in text
+    ratio = resnet_std[-1] / resnet_std[0]
+    trend = "grows" if ratio > 1.1 else "shrinks" if ratio < 1 / 1.1 else "stays about the same"
+    assert (f"ResNet-20: the std {trend}, {resnet_std[0]:.3g} after the first block and {resnet_std[-1]:.3g} "
+            "after the last") in text
+    assert "accumulates with depth" not in text  # stated from the measurement, not assumed
     # Colorful dimension: one heatmap per net, 9 block columns, 48 fixed bins.
     heat = figs["heat"]
     assert len(heat) == 2 and [h["layout"]["title"]["text"] for h in heat] == ["ResNet-20", "Plain-20"]

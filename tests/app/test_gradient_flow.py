@@ -69,6 +69,24 @@ def test_default_view_measures_both_nets_the_split_and_the_sweep(page):
     match = re.search(r"at depth 110: plain ([\d.e+]+), residual ([\d.e+]+)", sweep_text)
     assert match and float(match.group(1)) == pytest.approx(plain["y"][-1], rel=1e-2)
     assert float(match.group(2)) == pytest.approx(residual["y"][-1], rel=1e-2)
+    # ResNet-20 has post-activation blocks: the page says the ReLU after the add gates the gradient.
+    intro = _markdown(page, "plain block has only the branch")
+    assert "post-activation blocks a ReLU follows the add" in intro
+    assert "passed straight back through the shortcut" not in intro
+    assert any("plain-56 at least 100 times ResNet-56" in c.value for c in page.caption)  # CIFAR: tested claim
+
+
+def test_texts_follow_the_block_kind_and_the_family(app):
+    app.switch_page(PAGE).run()
+    app.sidebar.toggle(key="sb_preact").set_value(True).run()
+    assert not app.exception, app.exception
+    assert "In these pre-activation blocks the output is the sum itself" in _markdown(app, "only the branch")
+    app.sidebar.toggle(key="sb_preact").set_value(False).run()
+    app.sidebar.selectbox(key="sb_arch").set_value("resnet18").run()
+    assert not app.exception, app.exception
+    captions = [c.value for c in app.caption if c.value.startswith("Settings:")]
+    assert captions and "ImageNet nets" in captions[0]
+    assert "100 times" not in captions[0] and "No test fixes a margin" in captions[0]
 
 
 def test_plain_choice_still_splits_its_residual_twin_and_batch_changes(app):

@@ -285,3 +285,41 @@ def test_localisation_check_report(shapes_model):
     assert all(label.endswith(("hit", "miss")) for label in report.example_labels)
     with pytest.raises(cam.CamError, match="trained on the Shapes set"):
         cam.localisation_check(resnet_core.build("resnet20", width=4))
+
+
+def _hooks_while_locked(model, call) -> tuple[int, object]:
+    """Run ``call`` in a thread while this thread holds the model's lock; hooks seen meanwhile, and its result."""
+    import threading
+    import time
+
+    from resnet_core.state import model_lock
+
+    result: list[object] = []
+    seen = 0
+    with model_lock(model):
+        thread = threading.Thread(target=lambda: result.append(call()), daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline:  # the call must wait for the lock before touching the model
+            seen = max(seen, count_hooks(model))
+            time.sleep(0.005)
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    return seen, result[0]
+
+
+def test_direct_gradcam_hooks_only_under_the_model_lock():
+    model = resnet_core.build("resnet20", width=4).eval()
+    image = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    seen, heat = _hooks_while_locked(model, lambda: cam.direct_gradcam(model, image, 3, "layer3.2"))
+    assert seen == 0 and count_hooks(model) == 0
+    assert heat.shape == (8, 8) and torch.isfinite(heat).all()
+
+
+def test_describe_hooks_only_under_the_model_lock():
+    from resnet_core import describe
+
+    model = resnet_core.build("resnet20", width=4)
+    seen, table = _hooks_while_locked(model, lambda: describe(model, 32))
+    assert seen == 0 and count_hooks(model) == 0
+    assert table["params"].sum() == resnet_core.count_params(model)

@@ -135,3 +135,36 @@ def test_describe_leaves_model_state_alone() -> None:
     model = build("resnet20", seed=0, width=8).train()
     describe(model, 32)
     assert model.training and resnet_core.count_hooks(model) == 0
+
+
+def test_describe_is_exact_while_another_thread_runs_forwards() -> None:
+    """Per-layer MACs only count this thread's ops, even while another net runs forwards in a thread."""
+    import threading
+
+    model = _meta("resnet18")
+    alone = describe(model, 224)
+    other = build("resnet20")
+    stop = threading.Event()
+    ran = []
+
+    def busy() -> None:
+        x = torch.randn(8, 3, 32, 32)
+        while not stop.is_set():
+            with torch.no_grad():
+                other(x)
+            ran.append(1)
+
+    thread = threading.Thread(target=busy, daemon=True)
+    thread.start()
+    try:
+        while not ran:
+            stop.wait(0.01)
+        tables = [describe(model, 224) for _ in range(10)]
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert len(ran) > 1
+    for table in tables:
+        assert list(table["macs"]) == list(alone["macs"])
+        assert list(table["input_shape"]) == list(alone["input_shape"])
+    assert resnet_core.state.count_hooks(model) == 0

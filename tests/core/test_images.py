@@ -142,7 +142,7 @@ def test_decompression_bomb_is_refused_before_decoding():
     start = time.perf_counter()
     with pytest.raises(ImageError, match="safety limit") as info:
         decode_image(bomb)
-    assert time.perf_counter() - start < 2.0
+    assert time.perf_counter() - start < 30  # a hang-guard: refused from the header, never decoded
     assert "8000x6000" in str(info.value)
     assert_one_sentence(str(info.value))
     with pytest.raises(ImageError, match="safety limit"):

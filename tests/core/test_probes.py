@@ -24,6 +24,7 @@ from resnet_core.probes import (
     record_activations,
     resolve_layers,
     shapes_batch,
+    spread_summary,
 )
 from resnet_core.targets import ClassTarget, LossTarget, TopClassTarget
 
@@ -363,6 +364,27 @@ def test_compare_frames_carry_both_nets():
     grads = compare_path_gradients(model, twin, x, LossTarget(y))
     assert dict(grads.groupby("net")["residual"].first()) == {"Plain-20": False, "ResNet-20": True}
     assert isinstance(grads, pd.DataFrame) and len(grads) == 18
+    summary = spread_summary(stats).set_index("net")
+    assert list(summary.index) == ["ResNet-20", "Plain-20"]
+    for net, frame in stats.groupby("net"):
+        assert summary.loc[net, "first_std"] == pytest.approx(frame["std"].iloc[0])
+        assert summary.loc[net, "last_std"] == pytest.approx(frame["std"].iloc[-1])
+        ratio = frame["std"].iloc[-1] / frame["std"].iloc[0]
+        assert summary.loc[net, "trend"] == ("grows" if ratio > 1.1 else "shrinks" if ratio < 1 / 1.1 else "stays")
+
+
+def test_spread_summary_says_what_was_measured():
+    stats = pd.DataFrame({"net": ["a", "a", "b", "b", "c", "c"], "std": [1.0, 3.0, 2.0, 0.5, 1.0, 1.05]})
+    summary = spread_summary(stats)
+    assert list(summary["trend"]) == ["grows", "shrinks", "stays"]
+    assert list(summary["ratio"]) == pytest.approx([3.0, 0.25, 1.05])
+
+
+def test_probes_use_describes_shortcut_kind():
+    import resnet_core.probes as probes
+    from resnet_core.describe import shortcut_kind
+
+    assert probes.shortcut_kind is shortcut_kind and not hasattr(probes, "_shortcut_kind")
 
 
 # ------------------------------------------------------------------------------------------ depth sweep
