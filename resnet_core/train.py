@@ -11,7 +11,9 @@ One engine serves the app (through :mod:`resnet_core.runs`), the notebook and th
   compare step by step. Per step and racer: loss, accuracy, learning rate, images/s and the gradient norm
   of each stage, all computed on the device and copied to the host in one transfer per step.
   Held-out accuracy every ``eval_every`` steps.
-* A non-finite loss stops that racer with status "diverged" and a message; the others go on.
+* A non-finite loss stops that racer with status "diverged" and a message; the others go on. With fp16 and a
+  gradient scaler, non-finite gradients are normal now and then (the scaler skips that step and lowers its
+  scale); only :data:`MAX_SKIPPED_STEPS` skipped steps in a row count as divergence (see :func:`step_action`).
 * Under ``torchrun --nproc_per_node N`` each racer is wrapped in DistributedDataParallel (gloo on CPU, NCCL on
   CUDA), batches come from a DistributedSampler, metrics are averaged over ranks and only rank 0 writes.
 """
@@ -157,6 +159,55 @@ PRESETS: dict[str, RaceConfig] = {
         name="The degradation quartet"),
 }
 
+# What each preset can show. Degradation (He et al. 2015, Fig. 6) is a deeper *plain* net ending with a higher
+# training loss than a shallower plain one; only a race with two plain depths can show it, and the page claims
+# it only when :func:`degradation_note` finds it in the race's measured summary.
+PRESET_NOTES: dict[str, str] = {
+    "Plain-20 vs ResNet-20": (
+        "One depth, 20 layers, with and without shortcuts: the quick baseline. At this depth both nets train "
+        "(in the paper plain-20 and ResNet-20 end close); it cannot show degradation, which needs two plain depths."),
+    "Plain-56 vs ResNet-56": (
+        "One depth, 56 layers, with and without shortcuts: the plain net is hard to optimise and, with these "
+        "settings, ends far above its residual twin. Degradation itself needs a shallower plain net to compare "
+        "with: race the quartet."),
+    "The degradation quartet": (
+        "Two depths, each with and without shortcuts. Degradation shows if Plain-56 ends with a higher training "
+        "loss than Plain-20; the page says so under the results once this race has measured it."),
+}
+
+# A deeper plain net must end at least this much higher (mean training loss of the last steps) to count.
+DEGRADATION_MARGIN = 0.05
+
+
+def degradation_note(config: RaceConfig, summary: pd.DataFrame) -> str | None:
+    """One sentence when ``summary`` (see :func:`summarize`) shows the degradation problem, else None.
+
+    Shown means: two plain racers of different depth, each with at least ``FINAL_WINDOW`` finite steps, where
+    the deeper one's final training loss is above the shallower one's by more than ``DEGRADATION_MARGIN``.
+    A diverged racer (non-finite loss) proves nothing about depth and is left out."""
+    if summary.empty or "racer" not in summary:
+        return None
+    table = summary.set_index("racer")
+    plain = []
+    for spec in config.racers:
+        if spec.residual or spec.label not in table.index:
+            continue
+        row = table.loc[spec.label]
+        loss, steps = float(row["final_loss"]), int(row["steps"])
+        if math.isfinite(loss) and steps >= FINAL_WINDOW and row["status"] != "diverged":
+            plain.append((get_spec(spec.arch).depth, spec.label, loss))
+    plain.sort()
+    found = None
+    for i, (depth, label, loss) in enumerate(plain):
+        for deep_depth, deep_label, deep_loss in plain[i + 1:]:
+            if deep_depth > depth and deep_loss - loss > DEGRADATION_MARGIN:
+                found = (label, loss, deep_label, deep_loss)
+    if found is None:
+        return None
+    label, loss, deep_label, deep_loss = found
+    return (f"Degradation, measured in this race: the deeper {deep_label} ends with a higher training loss "
+            f"({deep_loss:.3f}) than the shallower {label} ({loss:.3f}), as in He et al. 2015, Fig. 6 (left).")
+
 
 def lr_at(step: int, config: RaceConfig) -> float:
     """Learning rate for 0-based ``step``: linear warm-up from lr/warmup to lr, then the schedule."""
@@ -236,6 +287,28 @@ def _init_distributed(info: DistInfo, device: torch.device) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ engine
+# With a gradient scaler (fp16), this many skipped steps in a row (non-finite gradients although the loss is
+# finite) mark the racer "diverged": the scaler halves its scale at each skip, so by then it is not overflow.
+MAX_SKIPPED_STEPS = 20
+
+
+def step_action(loss_finite: bool, grads_finite: bool, scaled: bool, skipped: int) -> tuple[str, int]:
+    """What to do with one racer after its backward pass: ``("step" | "diverge", consecutive skipped steps)``.
+
+    * A non-finite loss: "diverge".
+    * No gradient scaler (fp32, bf16): "step" if the gradients are finite, else "diverge".
+    * With a scaler (fp16) and a finite loss: always "step" (``scaler.step`` skips the update by itself when
+      a gradient is inf/nan, and ``scaler.update`` lowers the scale: normal in the first steps). Each such
+      step adds one to ``skipped`` (a finite one resets it); ``MAX_SKIPPED_STEPS`` in a row: "diverge".
+    """
+    if not loss_finite:
+        return "diverge", skipped
+    if not scaled:
+        return ("step", 0) if grads_finite else ("diverge", skipped)
+    skipped = 0 if grads_finite else skipped + 1
+    return ("diverge" if skipped >= MAX_SKIPPED_STEPS else "step"), skipped
+
+
 def stage_groups(model: nn.Module) -> dict[str, list[nn.Parameter]]:
     """Parameters by stage: "stem" (first conv/BN), "layer1".."layerN", "head" (final BN, fc)."""
     groups: dict[str, list[nn.Parameter]] = {}
@@ -267,6 +340,7 @@ class Racer:
     message: str = ""
     params: int = 0
     seconds: float = 0.0
+    skipped: int = 0  # consecutive steps the gradient scaler skipped (non-finite fp16 gradients)
 
     @property
     def label(self) -> str:
@@ -410,7 +484,8 @@ class Race:
         """One lockstep step for every running racer; returns one metrics row per racer (this step only).
 
         Metrics of all racers are stacked on the device and copied to the host once. A racer whose loss is
-        not finite is marked "diverged" and not updated; the others take their optimizer step.
+        not finite is marked "diverged" and not updated; the others take their optimizer step (see
+        :func:`step_action` for non-finite gradients, with and without a gradient scaler).
         """
         if self.done:
             return []
@@ -445,20 +520,28 @@ class Race:
         for racer, values, timing in zip(active, host, times, strict=True):
             loss, correct, *norms = values
             seconds = timing[0].elapsed_time(timing[1]) / 1000 if timing_cuda else timing
-            finite = math.isfinite(loss) and all(math.isfinite(v) for v in norms)
-            if finite:
+            loss_finite = math.isfinite(loss)
+            action, racer.skipped = step_action(loss_finite, all(math.isfinite(v) for v in norms),
+                                                racer.scaler is not None, racer.skipped)
+            if action == "step":
                 t = time.perf_counter()
                 if racer.scaler is not None:
-                    racer.scaler.step(racer.optimizer)
-                    racer.scaler.update()
+                    racer.scaler.step(racer.optimizer)  # skips the update itself when a gradient is inf/nan
+                    racer.scaler.update()  # and lowers the loss scale
                 else:
                     racer.optimizer.step()
                 seconds += time.perf_counter() - t if not timing_cuda else 0.0
             else:
                 racer.status = "diverged"
-                what = "loss" if not math.isfinite(loss) else "gradient"
-                racer.message = (f"{racer.label} diverged at step {step + 1}: its {what} became {loss if what == 'loss' else 'non-finite'}; "
-                                 f"it was stopped, the others go on (try a lower learning rate or a longer warm-up).")
+                if not loss_finite:
+                    what = f"its loss became {loss}"
+                elif racer.scaler is not None:
+                    what = (f"its gradients were not finite for {racer.skipped} steps in a row, even as the "
+                            f"fp16 loss scale fell to {racer.scaler.get_scale():.3g}")
+                else:
+                    what = "its gradient became non-finite"
+                racer.message = (f"{racer.label} diverged at step {step + 1}: {what}; it was stopped, the others go "
+                                 f"on (try a lower learning rate or a longer warm-up).")
             racer.seconds += seconds
             if racer.status == "running" and step + 1 >= self.config.steps:
                 racer.status = "finished"
@@ -658,11 +741,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         bar = tqdm(total=config.steps, desc=config.name, unit="step", file=sys.stderr)
 
-    def on_step(r: Race, rows: list[dict[str, Any]]) -> None:
+    def on_step(r: Race, rows: list[dict[str, Any]], evals: list[dict[str, Any]]) -> None:
         if writer is not None:
             writer.append(rows)
-            if r.eval_due():
-                writer.append(r.eval_rows[-len(r.racers):], kind="eval")
+            writer.append(evals, kind="eval")  # what evaluate() returned: no row for a racer that diverged
         if bar is not None:
             bar.update(1)
             bar.set_postfix({row["racer"]: f"{row['loss']:.3f}" for row in rows})
@@ -675,7 +757,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(message, file=sys.stderr)
 
     reported: set[str] = set()
-    race.train(on_step)
+    while not race.done:  # Race.train's loop, keeping the rows each evaluate() returns
+        rows = race.step()
+        on_step(race, rows, race.evaluate() if race.eval_due() else [])
     if bar is not None:
         bar.close()
     if writer is not None:
@@ -692,8 +776,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 __all__ = [
-    "FORMAT", "PRESETS", "Race", "RaceConfig", "RacerSpec", "amp_dtype", "config_from_args", "describe_device",
-    "dist_info", "lr_at", "main", "pick_device", "stage_groups", "summarize",
+    "DEGRADATION_MARGIN", "FORMAT", "MAX_SKIPPED_STEPS", "PRESETS", "PRESET_NOTES", "Race", "RaceConfig",
+    "RacerSpec", "amp_dtype", "config_from_args", "degradation_note", "describe_device", "dist_info", "lr_at",
+    "main", "pick_device", "stage_groups", "step_action", "summarize",
 ]
 
 if __name__ == "__main__":

@@ -11,15 +11,20 @@ import torch
 
 import resnet_core
 from resnet_core.train import (
+    MAX_SKIPPED_STEPS,
+    PRESET_NOTES,
     PRESETS,
     Race,
     RaceConfig,
     RacerSpec,
     amp_dtype,
+    degradation_note,
     describe_device,
     lr_at,
     main,
     pick_device,
+    step_action,
+    summarize,
 )
 
 
@@ -113,6 +118,58 @@ def test_a_huge_learning_rate_diverges_every_racer_and_ends_the_race():
     assert race.step_index < 30
 
 
+def test_step_action_lets_the_gradient_scaler_skip_steps():
+    # No scaler (fp32, bf16): any non-finite number is divergence.
+    assert step_action(True, True, False, 0) == ("step", 0)
+    assert step_action(True, False, False, 0) == ("diverge", 0)
+    assert step_action(False, True, False, 0)[0] == "diverge"
+    # A scaler (fp16): inf gradients with a finite loss are a skipped step, not divergence...
+    assert step_action(True, False, True, 0) == ("step", 1)
+    assert step_action(True, False, True, MAX_SKIPPED_STEPS - 2) == ("step", MAX_SKIPPED_STEPS - 1)
+    assert step_action(True, True, True, 7) == ("step", 0)  # a finite step resets the count
+    # ...until MAX_SKIPPED_STEPS in a row; a non-finite loss is divergence at once.
+    assert step_action(True, False, True, MAX_SKIPPED_STEPS - 1) == ("diverge", MAX_SKIPPED_STEPS)
+    assert step_action(False, False, True, 0)[0] == "diverge"
+
+
+def _scaled(race: Race, index: int, **scaler_options) -> None:
+    """Give one racer a real GradScaler (on the CPU, in fp32: a huge scale overflows the gradients to inf)."""
+    race.racers[index].scaler = torch.amp.GradScaler("cpu", **scaler_options)
+
+
+def test_a_gradient_scaler_skipping_early_steps_is_not_divergence():
+    race = Race(tiny(steps=12))
+    res = race.racers[1]
+    with torch.no_grad():
+        res.model.fc.weight.mul_(16)  # larger gradients (max ~8): x 2^127 they overflow, x 2^124 they do not
+    _scaled(race, 1, init_scale=2.0 ** 127, backoff_factor=0.5)
+    before = [p.detach().clone() for p in res.model.parameters()]
+    race.step()
+    assert res.status == "running" and res.skipped == 1 and not res.message
+    assert race.rows[-1]["status"] == "running" and not all(math.isfinite(v) for k, v in race.rows[-1].items() if k.startswith("grad_"))
+    assert all(torch.equal(a, b) for a, b in zip(before, res.model.parameters(), strict=True))  # step skipped
+    assert res.scaler.get_scale() == 2.0 ** 126  # and the scale lowered
+    skipped = [res.skipped]
+    while not race.done:
+        race.step()
+        skipped.append(res.skipped)
+    assert skipped[:4] == [1, 2, 3, 0]  # measured: three overflowing steps, then the scale fits
+    assert [r.status for r in race.racers] == ["finished", "finished"] and not race.messages
+    assert res.scaler.get_scale() <= 2.0 ** 124
+    assert any(not torch.equal(a, b) for a, b in zip(before, res.model.parameters(), strict=True))  # it trained
+
+
+def test_a_gradient_scaler_that_never_recovers_diverges_after_the_limit():
+    race = Race(tiny(steps=MAX_SKIPPED_STEPS + 10))
+    _scaled(race, 0, init_scale=float("inf"))  # inf x loss: every gradient non-finite, the scale stays inf
+    race.train()
+    plain, res = race.racers
+    assert plain.status == "diverged" and res.status == "finished"
+    assert f"Plain-20 diverged at step {MAX_SKIPPED_STEPS}" in plain.message
+    assert f"not finite for {MAX_SKIPPED_STEPS} steps in a row" in plain.message
+    assert len(race.history().query("racer == 'Plain-20'")) == MAX_SKIPPED_STEPS
+
+
 def test_checkpoint_round_trip(tmp_path):
     race = Race(tiny(steps=3)).train()
     racer = race.racers[1]
@@ -181,6 +238,70 @@ def test_cli_writes_a_run_folder(tmp_path, capsys):
     assert (run / "plain-20.pt").is_file() and (run / "resnet-20.pt").is_file()
     out = capsys.readouterr().out
     assert "ResNet-20" in out and "run folder" in out
+
+
+def test_cli_logs_only_real_evaluations_when_racers_diverge(tmp_path):
+    # lr 1e6 with no warm-up: step 1 is finite (initial weights), later steps diverge. With an evaluation at
+    # every step, the log must hold exactly what evaluate() measured: one row per (step, racer), none for a
+    # racer at or after the step it diverged.
+    code = main(["--racer", "resnet20:plain", "--racer", "resnet20", "--steps", "30", "--width", "4",
+                 "--image-size", "16", "--batch-size", "16", "--n-train", "128", "--eval-every", "1",
+                 "--lr", "1e6", "--warmup", "0", "--runs-dir", str(tmp_path), "--no-progress"])
+    assert code == 0
+    (run,) = list(tmp_path.iterdir())
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    steps = [line for line in lines if line["kind"] == "step"]
+    evals = [(line["step"], line["racer"]) for line in lines if line["kind"] == "eval"]
+    diverged = {line["racer"]: line["step"] for line in steps if line["status"] == "diverged"}
+    assert diverged, "lr 1e6 should make a racer diverge"
+    assert len(evals) == len(set(evals)), "an evaluation was logged twice (stale rows)"
+    for step, racer in evals:
+        assert step < diverged.get(racer, 10**9), (step, racer)
+    last_running = {}
+    for line in steps:
+        if line["status"] != "diverged":
+            last_running[line["racer"]] = line["step"]
+    assert sorted(evals) == sorted((s, r) for r, last in last_running.items() for s in range(1, last + 1))
+
+
+def test_degradation_is_claimed_only_where_the_summary_shows_it():
+    quartet = PRESETS["The degradation quartet"]
+
+    def summary(losses: dict[str, float], steps: int = 100, status: str = "finished"):
+        rows = [{"step": s, "racer": label, "loss": loss, "acc": 0.5, "status": status}
+                for s in range(1, steps + 1) for label, loss in losses.items()]
+        import pandas as pd
+
+        return summarize(pd.DataFrame(rows), pd.DataFrame(columns=["step", "racer", "test_loss", "test_acc"]))
+
+    shown = summary({"Plain-20": 0.9, "Plain-56": 2.29, "ResNet-20": 0.8, "ResNet-56": 0.6})
+    note = degradation_note(quartet, shown)
+    assert note is not None and "Plain-56" in note and "Plain-20" in note and "2.290" in note and "0.900" in note
+    # Deeper plain net as good as the shallow one: no claim; nor within the margin; nor after too few steps.
+    assert degradation_note(quartet, summary({"Plain-20": 0.9, "Plain-56": 0.7, "ResNet-20": 0.8,
+                                              "ResNet-56": 0.6})) is None
+    assert degradation_note(quartet, summary({"Plain-20": 0.9, "Plain-56": 0.92})) is None
+    assert degradation_note(quartet, summary({"Plain-20": 0.9, "Plain-56": 2.29}, steps=5)) is None
+    assert degradation_note(quartet, summary({"Plain-20": 0.9, "Plain-56": float("nan")})) is None
+    # One depth (the default preset) can never show it, however far apart plain and residual end.
+    pair = PRESETS["Plain-20 vs ResNet-20"]
+    assert degradation_note(pair, summary({"Plain-20": 2.3, "ResNet-20": 0.2})) is None
+    assert degradation_note(pair, summarize(*[__import__("pandas").DataFrame()] * 2)) is None
+    assert set(PRESET_NOTES) == set(PRESETS)
+    assert "cannot show degradation" in PRESET_NOTES["Plain-20 vs ResNet-20"]
+
+
+def test_degradation_note_on_a_measured_race():
+    """A real (small, seeded) race: the note follows the measured summary, whatever it says."""
+    cfg = tiny(racers=(RacerSpec("resnet20", residual=False), RacerSpec("resnet44", residual=False)), steps=60,
+               batch_size=32, n_train=512, lr=0.02, warmup_steps=10, eval_every=60)
+    race = Race(cfg).train()
+    summary = race.summary().set_index("racer")
+    gap = summary.loc["Plain-44", "final_loss"] - summary.loc["Plain-20", "final_loss"]
+    note = degradation_note(cfg, race.summary())
+    assert (note is not None) == (gap > 0.05)
+    if note is not None:
+        assert "Plain-44" in note
 
 
 def test_cli_bad_input_is_one_sentence(capsys):
