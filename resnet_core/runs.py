@@ -14,8 +14,9 @@ Every run (from the app or the CLI) is a folder ``<runs dir>/<run id>/`` holding
     one checkpoint per racer in the project's format (``torch.load(path, weights_only=True)``).
 
 The runs directory is ``$RESNET_EXPLORER_RUNS`` or ``runs/`` at the repository root. A :class:`Job` owns a
-:class:`~resnet_core.train.Race` and a thread; the thread never touches Streamlit, it updates plain
-attributes under a lock and the page draws :meth:`Job.snapshot`. A :class:`Registry` (kept by the app in
+:class:`~resnet_core.train.Race` and a thread; the thread never touches Streamlit: it trains a step (and its
+evaluation) outside the lock, then publishes the results to the job's own copies under the lock, and the page
+draws :meth:`Job.snapshot`, built from those copies only (so a snapshot's step, history and summary agree). A :class:`Registry` (kept by the app in
 ``st.cache_resource``) holds the jobs, so a run survives page switches and browser refreshes.
 """
 
@@ -36,6 +37,8 @@ import pandas as pd
 import torch
 
 from .train import Race, RaceConfig, describe_device, summarize
+
+_EVAL_COLUMNS = ["step", "racer", "test_loss", "test_acc"]
 
 JOB_STATUSES = ("ready", "running", "paused", "stopped", "finished", "failed")
 
@@ -177,6 +180,29 @@ class Job:
         self._error = ""
         self._checkpoints: list[str] = []
         self._thread: threading.Thread | None = None
+        self._parked = False  # the thread waits for a control (paused, no step in flight)
+        # What snapshots read: the race's results as of the last published step (see _publish).
+        self._rows: list[dict[str, Any]] = []
+        self._eval_rows: list[dict[str, Any]] = []
+        self._step = 0
+        self._racers: dict[str, str] = {}
+        self._messages: list[str] = []
+        self._seconds: dict[str, float] = {}
+        self._params = {r.label: r.params for r in self.race.racers}
+        self._publish(list(self.race.rows), list(self.race.eval_rows))
+
+    def _publish(self, rows: list[dict[str, Any]], evals: list[dict[str, Any]]) -> None:
+        """Copy a step's results (rows, evaluations, statuses, times) for snapshots; call it under the lock.
+
+        The thread runs ``race.step()`` and ``race.evaluate()`` outside the lock, so controls and snapshots
+        don't wait for a step; snapshots never read the race while it changes, only these copies."""
+        race = self.race
+        self._rows.extend(rows)
+        self._eval_rows.extend(evals)
+        self._step = race.step_index
+        self._racers = {r.label: r.status for r in race.racers}
+        self._messages = list(race.messages)
+        self._seconds = {r.label: r.seconds for r in race.racers}
 
     # -- controls
     def _launch(self, paused: bool, budget: int = 0) -> None:
@@ -191,6 +217,7 @@ class Job:
                 self._launch(paused=False)
             elif self._status == "paused":
                 self._paused = False
+                self._parked = False
                 self._status = "running"
                 self._cond.notify_all()
 
@@ -209,6 +236,7 @@ class Job:
                 self._launch(paused=True, budget=1)
             elif self._status == "paused":
                 self._budget += 1
+                self._parked = False
                 self._cond.notify_all()
 
     def stop(self) -> None:
@@ -216,6 +244,7 @@ class Job:
             if self._status == "ready":
                 self._status = "stopped"
                 self.race.stop()
+                self._publish([], [])
                 self.writer.finish(self.race, "stopped")
                 return
             self._stop = True
@@ -233,12 +262,24 @@ class Job:
         """Block until at least ``step`` steps are done or the job ended (for tests and scripts)."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self.race.step_index < step and self._status in ("running", "paused", "ready"):
+            while self._step < step and self._status in ("running", "paused", "ready"):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
                 self._cond.wait(min(remaining, 0.5))
-            return self.race.step_index >= step
+            return self._step >= step
+
+    def wait_paused(self, timeout: float = 60.0) -> bool:
+        """Block until no step is in flight and none can start without a control: the thread is parked
+        (paused, no single step pending), or it never started, or it ended. False after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._thread is not None and not self._parked and self._status in ("running", "paused"):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(min(remaining, 0.5))
+            return True
 
     @property
     def status(self) -> str:
@@ -251,7 +292,10 @@ class Job:
             while True:
                 with self._cond:
                     while self._paused and self._budget == 0 and not self._stop:
+                        self._parked = True
+                        self._cond.notify_all()  # wait_paused
                         self._cond.wait()
+                    self._parked = False
                     if self._stop or race.done:
                         break
                     if self._paused:
@@ -261,19 +305,23 @@ class Job:
                 evals = race.evaluate() if race.eval_due() else []
                 self.writer.append(rows)
                 self.writer.append(evals, kind="eval")
-                with self._cond:
+                with self._cond:  # the step becomes visible to snapshots all at once: rows, evals, statuses
+                    self._publish(rows, evals)
                     self._active_s += time.perf_counter() - t
                     self._cond.notify_all()
                     if race.done:
                         break
             final = "finished" if race.done else "stopped"
+            evals = []
             if final == "stopped":
                 scored = bool(race.eval_rows) and race.eval_rows[-1]["step"] == race.step_index
                 if race.step_index > 0 and not scored:
-                    self.writer.append(race.evaluate(), kind="eval")  # a stopped race still gets a held-out score
+                    evals = race.evaluate()  # a stopped race still gets a held-out score
+                    self.writer.append(evals, kind="eval")
                 race.stop()
             paths = self.writer.finish(race, final)
             with self._cond:
+                self._publish([], evals)
                 self._checkpoints = [str(p) for p in paths]
                 self._status = final
                 self._cond.notify_all()
@@ -286,21 +334,20 @@ class Job:
             with self._cond:
                 self._error = message
                 self._status = "failed"
+                self._parked = False
                 self._cond.notify_all()
 
     # -- reading
     def snapshot(self) -> JobSnapshot:
         """A copy of the job's state that the page can draw while the thread goes on."""
-        race = self.race
-        with self._cond:
-            rows, eval_rows = list(race.rows), list(race.eval_rows)
-            status, step, active_s = self._status, race.step_index, self._active_s
-            racers = {r.label: r.status for r in race.racers}
-            messages = race.messages + ([self._error] if self._error else [])
+        with self._cond:  # only the published copies: never the race, which the thread may be changing
+            rows, eval_rows = list(self._rows), list(self._eval_rows)
+            status, step, active_s = self._status, self._step, self._active_s
+            racers, seconds = dict(self._racers), dict(self._seconds)
+            messages = self._messages + ([self._error] if self._error else [])
             checkpoints = list(self._checkpoints)
-        history, evals = pd.DataFrame(rows), pd.DataFrame(eval_rows, columns=["step", "racer", "test_loss", "test_acc"])
-        summary = summarize(history, evals, {r.label: r.params for r in race.racers},
-                            {r.label: r.seconds for r in race.racers}, racers)
+        history, evals = pd.DataFrame(rows), pd.DataFrame(eval_rows, columns=_EVAL_COLUMNS)
+        summary = summarize(history, evals, self._params, seconds, racers)
         remaining = self.config.steps - step
         eta = active_s / step * remaining if step and status in ("running", "paused") else None
         return JobSnapshot(self.run_id, self.config.name, status, step, self.config.steps, history, evals, summary,
@@ -324,9 +371,11 @@ class Registry:
 
         Raises ValueError (one sentence) when another race is still training or the config is bad."""
         with self._lock:
-            busy = [j for j in self._jobs.values() if j.status in ("running", "paused")]
+            # A job left "ready" (created paused, never started) counts too: it holds the one race slot.
+            busy = [j for j in self._jobs.values() if j.status in ("ready", "running", "paused")]
             if busy:
-                raise ValueError(f"The race '{busy[0].config.name}' is still {busy[0].status}; stop it before "
+                state = "waiting to start" if busy[0].status == "ready" else busy[0].status
+                raise ValueError(f"The race '{busy[0].config.name}' is still {state}; stop it before "
                                  f"starting another.")
             job = Job(config, self.runs_dir)
             self._jobs[job.run_id] = job
@@ -364,10 +413,11 @@ class RunRecord:
     messages: list[str]
     checkpoints: list[dict[str, Any]]
     wall_s: float = 0.0
+    race_config: RaceConfig | None = None  # built (and so validated) by load_run
 
     @property
     def config(self) -> RaceConfig:
-        return RaceConfig.from_dict(self.info["config"])
+        return self.race_config if self.race_config is not None else RaceConfig.from_dict(self.info["config"])
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -385,25 +435,41 @@ def list_runs(runs_dir: str | Path | None = None) -> pd.DataFrame:
     rows = []
     for config_path in sorted(base.glob("*/config.json")):
         info = _read_json(config_path)
-        if not info or "config" not in info:
+        if not isinstance(info, dict) or not isinstance(info.get("config"), dict):
             continue
-        summary = _read_json(config_path.parent / "summary.json") or {}
-        rows.append({"run_id": config_path.parent.name, "name": info["config"].get("name", ""),
-                     "created": info.get("created", ""), "source": info.get("source", ""),
-                     "status": summary.get("status", "incomplete"), "steps": summary.get("steps"),
-                     "dataset": info["config"].get("dataset", ""), "racers": ", ".join(info.get("racers", [])),
-                     "device": info.get("device", "")})
+        summary = _read_json(config_path.parent / "summary.json")
+        summary = summary if isinstance(summary, dict) else {}
+        racers = info.get("racers")
+        rows.append({"run_id": config_path.parent.name, "name": str(info["config"].get("name", "")),
+                     "created": str(info.get("created", "")), "source": str(info.get("source", "")),
+                     "status": str(summary.get("status", "incomplete")), "steps": summary.get("steps"),
+                     "dataset": str(info["config"].get("dataset", "")),
+                     "racers": ", ".join(map(str, racers)) if isinstance(racers, list) else "",
+                     "device": str(info.get("device", ""))})
     columns = ["run_id", "name", "created", "source", "status", "steps", "dataset", "racers", "device"]
     frame = pd.DataFrame(rows, columns=columns)
     return frame.sort_values("created", ascending=False, kind="stable").reset_index(drop=True)
 
 
 def load_run(run_id: str, runs_dir: str | Path | None = None) -> RunRecord:
-    """Read run ``run_id`` back (metrics lines that are cut short, e.g. by a crash, are skipped)."""
-    path = _runs_dir(runs_dir) / run_id
+    """Read run ``run_id`` back (metrics lines that are cut short, e.g. by a crash, are skipped).
+
+    Raises ValueError (one sentence) for an id that is not a plain folder name (no "/", "\\" or ".."), a
+    missing folder, or a config.json that does not describe a valid race (hand-edited, or from an old version).
+    """
+    base = _runs_dir(runs_dir)
+    if not run_id or "/" in run_id or "\\" in run_id or ".." in run_id or Path(run_id).name != run_id:
+        raise ValueError(f"'{run_id}' is not a run id (a folder name in {base}); pick a run from the list.")
+    path = base / run_id
     info = _read_json(path / "config.json")
-    if info is None or "config" not in info:
-        raise ValueError(f"There is no readable run '{run_id}' in {path.parent}; pick one from the list.")
+    if not isinstance(info, dict) or "config" not in info:
+        raise ValueError(f"There is no readable run '{run_id}' in {base}; pick one from the list.")
+    try:
+        config = RaceConfig.from_dict(info["config"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        detail = f"no field {exc}" if isinstance(exc, KeyError) else str(exc).rstrip(".")
+        raise ValueError(f"The run '{run_id}' cannot be reopened: its config.json does not describe a race this "
+                         f"version can run ({detail}); it was hand-edited or written by an older version.") from None
     steps, evals = [], []
     metrics = path / "metrics.jsonl"
     if metrics.exists():
@@ -412,19 +478,27 @@ def load_run(run_id: str, runs_dir: str | Path | None = None) -> RunRecord:
                 row = json.loads(line)
             except ValueError:
                 continue
+            if not isinstance(row, dict):
+                continue
             kind = row.pop("kind", "step")
             row = {k: (float("nan") if v is None and k not in ("status",) else v) for k, v in row.items()}
             (evals if kind == "eval" else steps).append(row)
     history = pd.DataFrame(steps)
-    eval_frame = pd.DataFrame(evals, columns=["step", "racer", "test_loss", "test_acc"])
-    summary_data = _read_json(path / "summary.json") or {}
-    if summary_data.get("summary"):
-        summary = pd.DataFrame(summary_data["summary"])
-    else:
-        summary = summarize(history, eval_frame)
-    checkpoints = [{**c, "path": str(path / c["file"])} for c in summary_data.get("checkpoints", [])]
-    return RunRecord(run_id, path, info, history, eval_frame, summary, summary_data.get("status", "incomplete"),
-                     list(summary_data.get("messages", [])), checkpoints, float(summary_data.get("wall_s") or 0.0))
+    eval_frame = pd.DataFrame(evals, columns=_EVAL_COLUMNS)
+    summary_data = _read_json(path / "summary.json")
+    summary_data = summary_data if isinstance(summary_data, dict) else {}
+    try:
+        if summary_data.get("summary"):
+            summary = pd.DataFrame(summary_data["summary"])
+        else:
+            summary = summarize(history, eval_frame)
+        checkpoints = [{**c, "path": str(path / Path(c["file"]).name)} for c in summary_data.get("checkpoints", [])]
+        wall_s = float(summary_data.get("wall_s") or 0.0)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"The run '{run_id}' cannot be reopened: its metrics or summary.json are not in the "
+                         f"expected form ({type(exc).__name__}: {exc}).") from None
+    return RunRecord(run_id, path, info, history, eval_frame, summary, str(summary_data.get("status", "incomplete")),
+                     [str(m) for m in summary_data.get("messages", [])], checkpoints, wall_s, config)
 
 
 def list_checkpoints(runs_dir: str | Path | None = None) -> list[dict[str, Any]]:
