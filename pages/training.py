@@ -12,9 +12,11 @@ from resnet_core.data import DATASETS, DataError
 from resnet_core.models import display_name
 from resnet_core.plots.training import grad_norm_figure, race_figure
 from resnet_core.runs import Job, JobSnapshot, Registry, list_runs, load_run
-from resnet_core.train import PRESETS, RaceConfig, RacerSpec
+from resnet_core.train import PRESET_NOTES, PRESETS, RaceConfig, RacerSpec, degradation_note
 
 CUSTOM = "Custom race"
+CUSTOM_NOTE = ("Pick 2 to 4 nets. To look for degradation (a deeper plain net ending with a higher training loss "
+               "than a shallower plain one), race two plain depths.")
 RACE_ARCHS = ["resnet20", "resnet32", "resnet44", "resnet56", "resnet110"]
 RACER_CHOICES = {display_name(a, r): RacerSpec(a, r) for a in RACE_ARCHS for r in (False, True)}
 
@@ -90,8 +92,11 @@ def _controls(job: Job | None) -> None:
         st.rerun()
     if cols[3].button("Step", key="tr_step", disabled=status != "paused", icon=":material/skip_next:",
                       help="Train exactly one more step, then stay paused."):
+        # The target is read before asking: read after, a fast step would already be in it and the wait would
+        # hang for a step that never comes (the job stays paused).
+        target = job.snapshot().step + 1
         job.step_once()
-        job.wait_for_step(job.snapshot().step + 1, timeout=30)
+        job.wait_for_step(target, timeout=30)
         st.rerun()
     if cols[4].button("Stop", key="tr_stop", disabled=status not in ("running", "paused"), icon=":material/stop:"):
         job.stop()
@@ -99,7 +104,7 @@ def _controls(job: Job | None) -> None:
         st.rerun()
 
 
-def _draw(snap: JobSnapshot, key: str) -> None:
+def _draw(snap: JobSnapshot, key: str, config: RaceConfig) -> None:
     """Progress, curves, gradient norms and the summary of one snapshot (live or read back)."""
     eta = f" · about {_fmt_seconds(snap.eta_s)} left" if snap.eta_s is not None else ""
     st.progress(snap.progress, text=f"{snap.name}: step {snap.step} of {snap.steps} · {snap.status} · "
@@ -122,6 +127,9 @@ def _draw(snap: JobSnapshot, key: str) -> None:
                                 "Compute (s)": st.column_config.NumberColumn(format="%.1f")})
     st.caption("Final loss and training accuracy: mean of the last 20 steps. Held-out: the latest evaluation "
                "on test images the nets never trained on.")
+    note = degradation_note(config, snap.summary)  # claimed only when this race's numbers show it
+    if note:
+        st.info(note, icon=":material/trending_down:")
 
 
 def _inspect(checkpoints: list[tuple[str, str]], key: str) -> None:
@@ -146,7 +154,7 @@ def _live() -> None:
     if job is None:
         return
     snap = job.snapshot()
-    _draw(snap, "live")
+    _draw(snap, "live", job.config)
     if snap.status != st.session_state.get("tr_seen_status"):
         # The job changed state (finished, stopped, failed): rerun the page so buttons and polling follow.
         st.session_state["tr_seen_status"] = snap.status
@@ -157,7 +165,8 @@ def _live() -> None:
 
 st.title("Training race")
 st.caption("Nets trained in lockstep on identical batches (same seed, same order), so their curves compare step "
-           "by step: the paper's degradation problem (He et al. 2015, Fig. 6) happens here, live.")
+           "by step, live. Degradation (He et al. 2015, Fig. 6) is a deeper plain net training worse than a "
+           "shallower one; the page says so when a race measures it.")
 
 registry = _registry()
 current = registry.current()
@@ -167,6 +176,7 @@ job = registry.get(st.session_state.get("tr_run"))
 
 with st.container(border=True):
     preset = st.selectbox("Race", [*PRESETS, CUSTOM], key="tr_preset")
+    st.caption(PRESET_NOTES.get(preset, CUSTOM_NOTE))
     try:
         st.session_state["tr_config"] = _settings(preset)
     except ValueError as error:
@@ -200,5 +210,5 @@ with st.expander("Past runs (this app and `resnet-train`)"):
                                    record.history, record.evals, record.summary,
                                    dict.fromkeys(record.summary.get("racer", pd.Series(dtype=str)), record.status),
                                    record.messages, record.info.get("device", ""), record.wall_s, None)
-                _draw(snap, "past")
+                _draw(snap, "past", record.config)
                 _inspect([(c["label"], c["path"]) for c in record.checkpoints], "past")

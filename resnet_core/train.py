@@ -185,15 +185,22 @@ def degradation_note(config: RaceConfig, summary: pd.DataFrame) -> str | None:
     Shown means: two plain racers of different depth, each with at least ``FINAL_WINDOW`` finite steps, where
     the deeper one's final training loss is above the shallower one's by more than ``DEGRADATION_MARGIN``.
     A diverged racer (non-finite loss) proves nothing about depth and is left out."""
-    if summary.empty or "racer" not in summary:
-        return None
-    table = summary.set_index("racer")
+    if summary.empty or not {"racer", "status", "steps", "final_loss"} <= set(summary.columns):
+        return None  # e.g. a past run's summary.json from an older version
+
+    def number(value: Any) -> float:
+        try:
+            return float(value)
+        except (TypeError, ValueError):  # null in a summary.json read back
+            return float("nan")
+
+    table = summary.drop_duplicates("racer").set_index("racer")
     plain = []
     for spec in config.racers:
         if spec.residual or spec.label not in table.index:
             continue
         row = table.loc[spec.label]
-        loss, steps = float(row["final_loss"]), int(row["steps"])
+        loss, steps = number(row["final_loss"]), number(row["steps"])
         if math.isfinite(loss) and steps >= FINAL_WINDOW and row["status"] != "diverged":
             plain.append((get_spec(spec.arch).depth, spec.label, loss))
     plain.sort()

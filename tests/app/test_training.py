@@ -146,3 +146,23 @@ def test_past_cli_run_is_listed_and_reopened(page, tmp_path):
     assert {t["name"] for t in held_out} == {"Plain-20 (held-out)", "ResNet-20 (held-out)"}
     assert _values(held_out[0]["x"]) == [2, 4]
     assert page.selectbox(key="past_inspect_pick").options == ["Plain-20", "ResNet-20"]
+
+
+def test_each_preset_says_what_it_can_show(page):
+    header = " ".join(c.value for c in page.caption)
+    assert "happens here, live" not in header  # no unconditional degradation claim
+    assert "cannot show degradation" in header  # the default preset, Plain-20 vs ResNet-20
+    page.selectbox(key="tr_preset").set_value("The degradation quartet").run()
+    assert any("Degradation shows if Plain-56 ends with a higher training loss" in c.value for c in page.caption)
+
+
+def test_a_bad_past_run_is_one_sentence_not_a_traceback(page):
+    folder = _runs_dir() / "20000101-000000-hand-edited"
+    folder.mkdir(parents=True)
+    config = {**PRESETS["Plain-20 vs ResNet-20"].to_dict(), "racers": [{"arch": "resnet21"}]}
+    (folder / "config.json").write_text(json.dumps({"run_id": folder.name, "created": "2000-01-01T00:00:00",
+                                                    "racers": ["Plain-21"], "config": config}))
+    page.run()
+    page.selectbox(key="tr_past_pick").set_value(folder.name).run()
+    assert not page.exception, page.exception
+    assert any(f"The run '{folder.name}' cannot be reopened" in e.value for e in page.error)

@@ -287,6 +287,10 @@ def test_degradation_is_claimed_only_where_the_summary_shows_it():
     pair = PRESETS["Plain-20 vs ResNet-20"]
     assert degradation_note(pair, summary({"Plain-20": 2.3, "ResNet-20": 0.2})) is None
     assert degradation_note(pair, summarize(*[__import__("pandas").DataFrame()] * 2)) is None
+    as_read_back = shown.astype(object).where(shown.notna(), None)  # summary.json: NaN -> null
+    as_read_back.loc[as_read_back["racer"] == "Plain-20", "final_loss"] = None
+    assert degradation_note(quartet, as_read_back) is None
+    assert degradation_note(quartet, shown.drop(columns=["steps"])) is None  # an older summary layout
     assert set(PRESET_NOTES) == set(PRESETS)
     assert "cannot show degradation" in PRESET_NOTES["Plain-20 vs ResNet-20"]
 
