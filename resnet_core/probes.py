@@ -302,16 +302,24 @@ def _range_and_count(flat: torch.Tensor, post_relu: bool) -> tuple[torch.Tensor,
     return lo_hi.min, lo_hi.max, count
 
 
+def _seen(rec: ActivationRecording, name: str, output: Any) -> torch.Tensor | None:
+    """The hooked output, detached, with its layer noted in forward order; None for non-tensor outputs."""
+    if not isinstance(output, torch.Tensor):
+        return None
+    x = output.detach()
+    if name not in rec._shapes:
+        rec.order.append(name)
+        rec._shapes[name] = tuple(x.shape)
+    return x
+
+
 def _stats_hook(rec: ActivationRecording, name: str, post_relu: bool, bins: int, lo: float, hi: float):
     """Forward hook: moments, min/max, zero or negative count and a histogram, all computed on the device."""
 
     def hook(module: nn.Module, args: Any, output: Any) -> None:
-        if not isinstance(output, torch.Tensor):
+        x = _seen(rec, name, output)
+        if x is None:
             return
-        x = output.detach()
-        if name not in rec._shapes:
-            rec.order.append(name)
-            rec._shapes[name] = tuple(x.shape)
         flat = x.reshape(-1).float()
         n = flat.numel()
         if n == 0:
@@ -334,12 +342,9 @@ def _maps_hook(rec: ActivationRecording, name: str):
     """Forward hook: keep the top channels (by mean activation) of the first samples, average-pooled."""
 
     def hook(module: nn.Module, args: Any, output: Any) -> None:
-        if not isinstance(output, torch.Tensor):
+        x = _seen(rec, name, output)
+        if x is None:
             return
-        x = output.detach()
-        if name not in rec._shapes:
-            rec.order.append(name)
-            rec._shapes[name] = tuple(x.shape)
         if x.dim() != 4 or name in rec.maps:
             return  # only spatial maps, and only from the first forward pass
         kept = x[: rec.max_samples].float()
