@@ -137,8 +137,13 @@ def model_picker() -> ModelChoice:
     names = list(ARCHITECTURES)
     with st.sidebar:
         st.subheader("Model")
+        # Defaults go through session state (a link may already have set them): giving a widget both a
+        # default and a session-state value makes Streamlit warn on every run.
+        for key, default in (("sb_arch", DEFAULT_ARCH), ("sb_width", "full")):
+            if key not in st.session_state:
+                st.session_state[key] = default
         name = st.selectbox(
-            "Architecture", names, index=names.index(DEFAULT_ARCH), key="sb_arch",
+            "Architecture", names, key="sb_arch",
             format_func=lambda n: f"{display_name(n)}  ({get_spec(n).family}, {get_spec(n).stem} stem)",
             help="ImageNet nets (224x224 input) and the paper's CIFAR nets (32x32, 6n+2 layers).",
             on_change=_arch_changed,
@@ -158,7 +163,7 @@ def model_picker() -> ModelChoice:
                                  help="\n\n".join(f"{k}: {v}" for k, v in STRIDE_HELP.items()))
         preact = st.toggle("Pre-activation blocks", key="sb_preact",
                            help="BN-ReLU before each conv (He et al. 2016, Identity Mappings).")
-        width_factor = st.segmented_control("Width", list(WIDTH_FACTORS), key="sb_width", default="full",
+        width_factor = st.segmented_control("Width", list(WIDTH_FACTORS), key="sb_width",
                                             help="Slimmer nets run faster on a laptop CPU.") or "full"
         weights = weights_picker(name)
         for problem in problems:
