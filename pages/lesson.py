@@ -82,8 +82,10 @@ st.plotly_chart(identity_figure(identity), key="lesson_identity")
 
 st.header("3. The gradient of y = x + F(x) is 1 + dF/dx")
 st.markdown(
-    "Differentiate the block: dL/dx = dL/dy (1 + dF/dx). The **1** is the shortcut: whatever gradient "
-    "reaches a block's output reaches its input unchanged, plus what the branch adds. Below, the gradient "
+    "Differentiate the sum s = x + F(x): dL/dx = dL/ds (1 + dF/dx). The **1** is the shortcut: whatever "
+    "gradient reaches the sum reaches the block input unchanged, plus what the branch adds (in these "
+    "post-activation blocks the ReLU after the sum masks dL/ds first; an identity shortcut passes the rest as "
+    "is, a zero-pad shortcut drops the padded channels). Below, the gradient "
     "arriving at each block input of a freshly built net is split exactly into the two paths "
     "(`resnet_core.probes.path_gradients`, one backward pass, train-mode BN, cross-entropy on random labels).")
 zero_init = st.toggle("Start every branch at zero (zero_init_residual)", key="lesson_zero_init")
