@@ -61,7 +61,7 @@ def depth_figure(ratios: pd.DataFrame) -> go.Figure:
                         hovertemplate="%{customdata}: first/last = %{y:.4g}<extra></extra>")
     fig.add_hline(y=1, line={"color": "#bbbbbb", "dash": "dot"})
     fig.update_layout(height=360, xaxis_title="depth (layers)",
-                      yaxis={"type": "log", "title": "gradient norm: first block / last block"},
+                      yaxis={"type": "log", "title": "gradient norm: first block / last block", "dtick": 1},
                       margin={"t": 20, "b": 10, "l": 10, "r": 10})
     return fig
 

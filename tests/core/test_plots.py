@@ -23,3 +23,12 @@ def test_narrow_log_axis_has_full_number_labels():
 def test_wide_log_axis_uses_decades():
     axis = gradient_norm_figure(_grads([1e4, 1.0, 1e-3])).layout.yaxis
     assert axis.dtick == 1 and axis.tickvals is None
+
+
+def test_lesson_depth_axis_labels_whole_decades():
+    from resnet_core.plots.lesson import depth_figure
+
+    ratios = pd.DataFrame({"depth": [20, 56, 20, 56], "residual": [True, True, False, False],
+                           "ratio": [7.2, 27.2, 18.3, 5.5e3], "label": ["ResNet-20", "ResNet-56", "Plain-20", "Plain-56"]})
+    axis = depth_figure(ratios).layout.yaxis
+    assert axis.type == "log" and axis.dtick == 1
