@@ -16,3 +16,10 @@ def app() -> AppTest:
     at.run()
     assert not at.exception, at.exception
     return at
+
+
+def open_page(app: AppTest, page_path: str) -> AppTest:
+    """Switch ``app`` to a page (path relative to app/main.py), run it, and fail on any exception."""
+    app.switch_page(page_path).run()
+    assert not app.exception, app.exception
+    return app

@@ -8,6 +8,8 @@ import json
 import pytest
 from PIL import Image
 
+from tests.app.conftest import open_page
+
 PAGE = "../pages/activations.py"
 
 
@@ -30,9 +32,7 @@ def _by_kind(app) -> dict[str, dict]:
 
 @pytest.fixture
 def page(app):
-    app.switch_page(PAGE).run()
-    assert not app.exception, app.exception
-    return app
+    return open_page(app, PAGE)
 
 
 def test_default_view_shows_maps_depth_stats_and_heatmaps(page):

@@ -19,6 +19,7 @@ from resnet_core import cam
 from resnet_core.data import SHAPES_CLASSES
 from resnet_core.images import decode_image, preprocess
 from resnet_core.weights import FORMAT, Preprocessing
+from tests.app.conftest import open_page
 from tests.conftest import APP_MAIN
 
 PAGE = "../pages/grad_cam.py"
@@ -26,9 +27,7 @@ PAGE = "../pages/grad_cam.py"
 
 @pytest.fixture
 def page(app):
-    app.switch_page(PAGE).run()
-    assert not app.exception, app.exception
-    return app
+    return open_page(app, PAGE)
 
 
 def _figures(app) -> list[dict]:

@@ -7,6 +7,8 @@ import re
 
 import pytest
 
+from tests.app.conftest import open_page
+
 PAGE = "../pages/gradient_flow.py"
 
 
@@ -30,9 +32,7 @@ def _markdown(app, needle: str) -> str:
 
 @pytest.fixture
 def page(app):
-    app.switch_page(PAGE).run()
-    assert not app.exception, app.exception
-    return app
+    return open_page(app, PAGE)
 
 
 def test_default_view_measures_both_nets_the_split_and_the_sweep(page):

@@ -12,15 +12,14 @@ import numpy as np
 import pytest
 
 from resnet_core.train import PRESETS, main
+from tests.app.conftest import open_page
 
 PAGE = "../pages/training.py"
 
 
 @pytest.fixture
 def page(app):
-    app.switch_page(PAGE).run()
-    assert not app.exception, app.exception
-    return app
+    return open_page(app, PAGE)
 
 
 def _runs_dir() -> Path:
