@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import io
+import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -438,17 +439,22 @@ def pointing_game(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, 
 
 def _randomise_(module: nn.Module, generator_seed: int) -> None:
     """Re-initialise every weight in ``module`` in place (a private copy), repeatably."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(generator_seed)
+    generator = torch.Generator().manual_seed(generator_seed)  # never the global random state
+    with torch.no_grad():
         for sub in module.modules():
             if isinstance(sub, nn.modules.batchnorm._BatchNorm):
                 sub.reset_running_stats()
                 if sub.affine:
                     # Random affine too (all-ones/zeros would keep the trained map's structure).
-                    nn.init.uniform_(sub.weight, 0.5, 1.5)
-                    nn.init.normal_(sub.bias, 0.0, 0.1)
-            elif hasattr(sub, "reset_parameters"):
-                sub.reset_parameters()
+                    sub.weight.copy_(torch.rand(sub.weight.shape, generator=generator) + 0.5)
+                    sub.bias.copy_(torch.randn(sub.bias.shape, generator=generator) * 0.1)
+            elif isinstance(sub, (nn.Conv2d, nn.Linear)):
+                # The layers' own reset_parameters rule (kaiming-uniform, a=sqrt(5)), from our generator.
+                nn.init.kaiming_uniform_(sub.weight, a=math.sqrt(5), generator=generator)
+                if sub.bias is not None:
+                    fan_in = sub.weight[0].numel()
+                    bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+                    nn.init.uniform_(sub.bias, -bound, bound, generator=generator)
 
 
 def cascade_steps(model: nn.Module) -> list[tuple[str, list[str]]]:

@@ -6,7 +6,8 @@ plain twin (the same layers without shortcuts). The plain twin is always spelled
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from typing import Any
@@ -141,6 +142,7 @@ class ResNet(nn.Module):
 
         self.block_kind, self.stem_kind, self.residual, self.preact = block, stem, residual, preact
         self.shortcut_option, self.stride_on = shortcut, stride_on
+        self.zero_init_residual = zero_init_residual
         block_cls = BLOCK_TYPES[block][preact]
         self.inplanes, self.groups, self.base_width = width, groups, width_per_group
         # feature_info, recorded while building (timm's idea): where each stage ends, its channels and stride.
@@ -177,13 +179,23 @@ class ResNet(nn.Module):
 
         if self.fc.weight.is_meta:
             return  # meta-device models carry no values: skip the (slow, pointless) initialisation
+        self._init_weights(generator=None, zero_init_residual=zero_init_residual)
+
+    def _init_weights(self, generator: torch.Generator | None, zero_init_residual: bool) -> None:
+        """torchvision's initialisation. With a ``generator`` every value is drawn from it alone (fc too, with
+        ``nn.Linear``'s own rule), so a seeded build never reads or advances the global random state."""
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu", generator=generator)
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.constant_(module.weight, 1)
                 nn.init.constant_(module.bias, 0)
-        if zero_init_residual and residual:
+                module.reset_running_stats()
+            elif isinstance(module, nn.Linear) and generator is not None:
+                nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5), generator=generator)
+                bound = 1 / math.sqrt(module.in_features)
+                nn.init.uniform_(module.bias, -bound, bound, generator=generator)
+        if zero_init_residual and self.residual:
             for module in self.modules():
                 if isinstance(module, ResidualBlock):
                     last = module.last_bn() if hasattr(module, "last_bn") else module.last_conv()
@@ -249,6 +261,25 @@ def get_spec(name: str) -> ArchSpec:
         raise ValueError(f"Unknown architecture {name!r}. Choose one of: {known}.") from None
 
 
+def instantiate(factory: Callable[[], ResNet], seed: int | None) -> ResNet:
+    """``factory()`` with torchvision's initialisation; with a ``seed``, drawn from a generator of its own.
+
+    A seeded net is made on the meta device (no global random draws) and then filled from
+    ``torch.Generator().manual_seed(seed)``: builds with different seeds on concurrent threads each get
+    exactly their weights, and the global random state is never read or advanced.
+    """
+    if seed is None:
+        return factory()
+    device = torch.get_default_device()
+    with torch.device("meta"):
+        model = factory()
+    if device.type == "meta":
+        return model
+    model = model.to_empty(device=device)
+    model._init_weights(torch.Generator(device=device).manual_seed(int(seed)), model.zero_init_residual)
+    return model
+
+
 def build(name: str, *, seed: int | None = None, **options: Any) -> ResNet:
     """Build a named architecture. ``build("resnet56", residual=False)`` is the plain-56 of the paper.
 
@@ -264,11 +295,8 @@ def build(name: str, *, seed: int | None = None, **options: Any) -> ResNet:
     if unknown:
         raise ValueError(f"Unknown option(s) {sorted(unknown)} for build(); allowed: {sorted(allowed)}.")
     kwargs: dict[str, Any] = {"num_classes": spec.num_classes, **spec.defaults, **options}
-    with torch.random.fork_rng(devices=[]):
-        if seed is not None:
-            torch.manual_seed(seed)
-        model = ResNet(spec.block, spec.layers, stem=spec.stem, groups=spec.groups,
-                       width_per_group=spec.width_per_group, **kwargs)
+    model = instantiate(lambda: ResNet(spec.block, spec.layers, stem=spec.stem, groups=spec.groups,
+                                       width_per_group=spec.width_per_group, **kwargs), seed)
     model.arch_name = name
     model.arch_options = dict(options)
     return model

@@ -36,7 +36,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .models import ARCHITECTURES, ResNet, build, display_name, get_spec
+from .models import ARCHITECTURES, ResNet, build, display_name, get_spec, instantiate
 
 FORMAT = "resnet-explorer/1"
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".tar")
@@ -516,12 +516,10 @@ class InferredArchitecture:
         """The (randomly initialised, seed 0) model this state_dict belongs to."""
         if self.name is not None:
             return build(self.name, seed=0, **self.build_options())
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            model = ResNet(self.block, self.layers, stem=self.stem, num_classes=self.num_classes,
-                           in_channels=self.in_channels, width=self.width, groups=self.groups,
-                           width_per_group=self.width_per_group, residual=self.residual,
-                           shortcut=self.shortcut, preact=self.preact)
+        model = instantiate(lambda: ResNet(self.block, self.layers, stem=self.stem, num_classes=self.num_classes,
+                                           in_channels=self.in_channels, width=self.width, groups=self.groups,
+                                           width_per_group=self.width_per_group, residual=self.residual,
+                                           shortcut=self.shortcut, preact=self.preact), seed=0)
         model.arch_name = "custom"
         model.arch_options = {}
         return model

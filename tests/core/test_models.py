@@ -279,3 +279,35 @@ def test_seed_makes_builds_repeatable_without_touching_global_rng() -> None:
     b = build("resnet20", seed=7, width=8)
     assert torch.equal(before, after)
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+
+
+def test_concurrent_seeded_builds_each_get_their_own_weights() -> None:
+    """Builds from several threads at once equal serial builds: no build reads the global random state."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    seeds = [0, 1, 2, 3, 4, 5, 6, 7]
+    serial = {seed: build("resnet20", seed=seed, width=8).state_dict() for seed in seeds}
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for _ in range(3):
+            parallel = dict(zip(seeds, pool.map(lambda s: build("resnet20", seed=s, width=8).state_dict(), seeds),
+                                strict=True))
+            for seed in seeds:
+                assert all(torch.equal(serial[seed][k], parallel[seed][k]) for k in serial[seed]), seed
+    # Different seeds differ in every convolution and in the classifier.
+    a, b = serial[0], serial[1]
+    assert not torch.equal(a["conv1.weight"], b["conv1.weight"]) and not torch.equal(a["fc.weight"], b["fc.weight"])
+
+
+def test_seeded_build_keeps_torchvision_initialisation_statistics() -> None:
+    """The generator-drawn init is torchvision's: kaiming-normal (fan_out) convs, unit BN, nn.Linear's fc."""
+    model = build("resnet50", seed=3)
+    conv = model.layer3[0].conv2.weight  # 256 -> 256, 3x3: std = sqrt(2 / (256 * 9))
+    assert conv.std().item() == pytest.approx((2 / (conv.shape[0] * 9)) ** 0.5, rel=0.02)
+    bound = 1 / model.fc.in_features**0.5
+    assert model.fc.weight.abs().max().item() <= bound and model.fc.weight.abs().max().item() > 0.99 * bound
+    assert model.fc.bias.abs().max().item() <= bound
+    assert torch.equal(model.bn1.weight, torch.ones_like(model.bn1.weight))
+    assert torch.equal(model.bn1.running_var, torch.ones_like(model.bn1.running_var))
+    assert model.bn1.num_batches_tracked.item() == 0
+    zeroed = build("resnet50", seed=3, zero_init_residual=True)
+    assert torch.count_nonzero(zeroed.layer1[0].bn3.weight) == 0

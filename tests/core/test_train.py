@@ -217,12 +217,14 @@ def test_device_auto_is_cpu_here_without_amp():
 
 def test_degradation_direction_on_a_small_config():
     """Deeper plain nets train worse than their residual twins (He et al. 2015, Fig. 6), seeded and small."""
-    cfg = tiny(racers=(RacerSpec("resnet44", residual=False), RacerSpec("resnet44")), steps=120, batch_size=32,
-               n_train=1024, lr=0.02, warmup_steps=10, eval_every=120)
+    cfg = tiny(racers=(RacerSpec("resnet44", residual=False), RacerSpec("resnet44")), width=8, steps=300,
+               batch_size=32, n_train=1024, lr=0.02, warmup_steps=10, eval_every=300)
     summary = Race(cfg).train().summary().set_index("racer")
-    # Measured: Plain-44 2.31 (still at chance, ln 10 = 2.30), ResNet-44 2.14 after 120 steps.
-    assert summary.loc["Plain-44", "final_loss"] > 2.25
-    assert summary.loc["Plain-44", "final_loss"] - summary.loc["ResNet-44", "final_loss"] > 0.08
+    # Measured (final loss, Plain-44 minus ResNet-44) for seeds 0/1/2: 1 thread 0.67/0.77/1.16, 2 threads
+    # 0.82/0.53/0.79, 4 threads 0.62/0.77; Plain-44 stays at chance (2.27-2.31, ln 10 = 2.30) in every run.
+    # At width 4 and 120 steps the ResNet had barely started and the gap (0.02-0.33) followed the thread count.
+    assert summary.loc["Plain-44", "final_loss"] > 2.2
+    assert summary.loc["Plain-44", "final_loss"] - summary.loc["ResNet-44", "final_loss"] > 0.25
 
 
 def test_cli_writes_a_run_folder(tmp_path, capsys):
