@@ -1,11 +1,14 @@
-"""Shared fixtures: repository paths, an isolated runs/torch-home directory, AppTest, a real server+browser."""
+"""Shared fixtures: repository paths, an isolated runs/torch-home directory, a guard on global torch state."""
 
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 APP_MAIN = REPO / "app" / "main.py"
@@ -26,3 +29,67 @@ def _isolated_dirs(tmp_path_factory: pytest.TempPathFactory):
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+# ------------------------------------------------------------------------------ global torch state per test
+def _torch_flags() -> dict[str, object]:
+    """Process-wide settings a test could change and forget: any change here outlives the test."""
+    return {
+        "threads": torch.get_num_threads(),
+        "interop threads": torch.get_num_interop_threads(),
+        "default dtype": torch.get_default_dtype(),
+        "deterministic algorithms": torch.are_deterministic_algorithms_enabled(),
+        "deterministic warn_only": torch.is_deterministic_algorithms_warn_only_enabled(),
+        "cudnn.benchmark": torch.backends.cudnn.benchmark,
+        "cudnn.deterministic": torch.backends.cudnn.deterministic,
+        "float32 matmul precision": torch.get_float32_matmul_precision(),
+        "grad mode": torch.is_grad_enabled(),
+    }
+
+
+def _restore_flags(flags: dict[str, object]) -> None:
+    """Put back what differs (only that: torch.use_deterministic_algorithms imports all of torch._inductor)."""
+    now = _torch_flags()
+    if now["threads"] != flags["threads"]:
+        torch.set_num_threads(flags["threads"])
+    if now["interop threads"] != flags["interop threads"]:
+        try:  # torch allows it only before the first inter-op parallel work; the leak is reported either way
+            torch.set_num_interop_threads(flags["interop threads"])
+        except RuntimeError:
+            pass
+    if now["default dtype"] != flags["default dtype"]:
+        torch.set_default_dtype(flags["default dtype"])
+    if (now["deterministic algorithms"], now["deterministic warn_only"]) != (
+            flags["deterministic algorithms"], flags["deterministic warn_only"]):
+        torch.use_deterministic_algorithms(flags["deterministic algorithms"],
+                                           warn_only=flags["deterministic warn_only"])
+    torch.backends.cudnn.benchmark = flags["cudnn.benchmark"]
+    torch.backends.cudnn.deterministic = flags["cudnn.deterministic"]
+    if now["float32 matmul precision"] != flags["float32 matmul precision"]:
+        torch.set_float32_matmul_precision(flags["float32 matmul precision"])
+    torch.set_grad_enabled(flags["grad mode"])
+
+
+@pytest.fixture(autouse=True)
+def _global_torch_state(request: pytest.FixtureRequest):
+    """Every test leaves threads, default dtype and determinism flags as it found them, or it fails.
+
+    Tests must not depend on order or on each other, so a leaked setting is an error of the test that leaked
+    it (reported at its teardown, then restored so later tests still run on a clean state). The random
+    states (torch, python, numpy) are restored without a check: an unseeded build may use the global RNG.
+    """
+    flags = _torch_flags()
+    rng = (torch.get_rng_state(), random.getstate(), np.random.get_state())
+    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    yield
+    leaked = {key: (value, now) for key, value in flags.items() if (now := _torch_flags()[key]) != value}
+    _restore_flags(flags)
+    torch.set_rng_state(rng[0])
+    random.setstate(rng[1])
+    np.random.set_state(rng[2])
+    if cuda_rng is not None:
+        torch.cuda.set_rng_state_all(cuda_rng)
+    if leaked:
+        changes = "; ".join(f"{key} {before} -> {after}" for key, (before, after) in leaked.items())
+        pytest.fail(f"{request.node.nodeid} changed global torch state and did not restore it: {changes}. "
+                    "Restore it in a try/finally (it has been restored for the next test).", pytrace=False)
