@@ -11,19 +11,31 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import streamlit as st  # noqa: E402
 from explorer_ui.sidebar import model_picker  # noqa: E402
 
-st.set_page_config(page_title="ResNet Explorer", page_icon=":material/hub:", layout="wide")
+# Emoji icons only: a ":material/...:" icon makes the browser fetch an icon from fonts.gstatic.com, and the app
+# must fetch nothing from other hosts (an emoji favicon is an inline data: SVG).
+st.set_page_config(page_title="ResNet Explorer", page_icon="🧠", layout="wide")
 
 PAGES = [
-    st.Page("../pages/architecture.py", title="Architecture", icon=":material/account_tree:",
-            url_path="architecture", default=True),
-    st.Page("../pages/lesson.py", title="Why residuals work", icon=":material/school:", url_path="why-residuals"),
-    st.Page("../pages/activations.py", title="Activations", icon=":material/layers:", url_path="activations"),
-    st.Page("../pages/gradient_flow.py", title="Gradient flow", icon=":material/trending_up:",
-            url_path="gradient-flow"),
-    st.Page("../pages/training.py", title="Training race", icon=":material/sprint:", url_path="training"),
-    st.Page("../pages/grad_cam.py", title="Grad-CAM", icon=":material/center_focus_strong:", url_path="grad-cam"),
+    st.Page("../pages/architecture.py", title="Architecture", icon="🧱", url_path="architecture"),
+    st.Page("../pages/lesson.py", title="Why residuals work", icon="🎓", url_path="why-residuals"),
+    st.Page("../pages/activations.py", title="Activations", icon="🔬", url_path="activations"),
+    st.Page("../pages/gradient_flow.py", title="Gradient flow", icon="📉", url_path="gradient-flow"),
+    st.Page("../pages/training.py", title="Training race", icon="🏁", url_path="training"),
+    st.Page("../pages/grad_cam.py", title="Grad-CAM", icon="🎯", url_path="grad-cam"),
 ]
 
-page = st.navigation(PAGES)
+
+def _home() -> None:
+    """The root URL. Streamlit serves its default page only at `/` (its url_path then answers "Page not found"),
+    so the default is this hidden stub and Architecture keeps a path of its own: `/` forwards there."""
+
+
+# The stub's own url_path is reserved by Streamlit but unreachable; "home" is never linked to.
+HOME = st.Page(_home, title="ResNet Explorer", url_path="home", default=True, visibility="hidden")
+
+page = st.navigation([HOME, *PAGES])
+if page is HOME:
+    # The link's settings travel along as given: the sidebar validates them there (explorer_ui.url_params).
+    st.switch_page(PAGES[0], query_params=[(k, v) for k in st.query_params for v in st.query_params.get_all(k)])
 st.session_state["model_choice"] = model_picker()
 page.run()

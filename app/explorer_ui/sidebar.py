@@ -9,17 +9,17 @@ import streamlit as st
 import torch
 
 import resnet_core
-from explorer_ui.weights_picker import apply_pending_weights, effective_weights, weights_picker
+from explorer_ui.url_params import (
+    DEFAULT_ARCH,
+    SHORTCUT_HELP,
+    STRIDE_HELP,
+    WIDTH_FACTORS,
+    Notice,
+    current_link,
+    show_notices,
+)
+from explorer_ui.weights_picker import apply_pending_weights, effective_weights, seed_weights, weights_picker
 from resnet_core.models import ARCHITECTURES, display_name, get_spec
-
-DEFAULT_ARCH = "resnet20"
-SHORTCUT_HELP = {
-    "A": "A: identity, zero-padded where the shape changes (no extra weights)",
-    "B": "B: projection only where the shape changes (torchvision)",
-    "C": "C: projection in every block",
-}
-STRIDE_HELP = {"3x3": "on the 3x3 conv (torchvision, v1.5)", "1x1": "on the first 1x1 conv (the paper)"}
-WIDTH_FACTORS = {"full": 1, "half": 2, "quarter": 4}
 
 
 @dataclass(frozen=True)
@@ -66,51 +66,22 @@ class ModelChoice:
                            self.width_factor, self.weights, self.extra)
 
 
-# Query parameter -> (session key, parser, allowed values or None)
-_URL_KEYS = {
-    "arch": "sb_arch",
-    "plain": "sb_plain",
-    "shortcut": "sb_shortcut",
-    "stride": "sb_stride",
-    "preact": "sb_preact",
-    "width": "sb_width",
-}
+# Query parameter -> the widget's session-state key it seeds.
+_URL_KEYS = {"arch": "sb_arch", "plain": "sb_plain", "shortcut": "sb_shortcut", "stride": "sb_stride",
+             "preact": "sb_preact", "width": "sb_width"}
 
 
-def _read_url_once() -> list[str]:
-    """Seed the widgets from the URL on a session's first run; return sentences about values we ignored."""
+def _read_url_once() -> list[Notice]:
+    """Seed the widgets from the URL on a session's first run (validated by ``url_params``); return its notices."""
     if st.session_state.get("_sb_seeded"):
         return []
     st.session_state["_sb_seeded"] = True
-    params = st.query_params
-    problems: list[str] = []
-    arch = params.get("arch")
-    if arch is not None:
-        if arch in ARCHITECTURES:
-            st.session_state["sb_arch"] = arch
-        else:
-            problems.append(f"The link asks for architecture '{arch}', which ResNet Explorer does not know; "
-                            f"showing {display_name(DEFAULT_ARCH)} instead.")
-    flags = {"plain": "sb_plain", "preact": "sb_preact"}
-    for key, state_key in flags.items():
-        value = params.get(key)
-        if value is None:
-            continue
-        if value in ("0", "1", "true", "false"):
-            st.session_state[state_key] = value in ("1", "true")
-        else:
-            problems.append(f"The link's '{key}={value}' is not 0 or 1; it was ignored.")
-    choices = {"shortcut": ("sb_shortcut", tuple(SHORTCUT_HELP)), "stride": ("sb_stride", tuple(STRIDE_HELP)),
-               "width": ("sb_width", tuple(WIDTH_FACTORS))}
-    for key, (state_key, allowed) in choices.items():
-        value = params.get(key)
-        if value is None:
-            continue
-        if value in allowed:
-            st.session_state[state_key] = value
-        else:
-            problems.append(f"The link's '{key}={value}' is not one of {', '.join(allowed)}; it was ignored.")
-    return problems
+    link = current_link()
+    for name, state_key in _URL_KEYS.items():
+        if name in link.values:
+            st.session_state[state_key] = link.values[name]
+    seed_weights(link.values.get("weights"))
+    return link.notices
 
 
 def _write_url(choice: ModelChoice) -> None:
@@ -132,8 +103,8 @@ def _arch_changed() -> None:
 
 def model_picker() -> ModelChoice:
     """Render the shared sidebar and return the chosen model. Called once per run by app/main.py."""
-    problems = _read_url_once()
-    problems += apply_pending_weights()  # a checkpoint's architecture overrides the widgets below
+    notices = _read_url_once()
+    problems = apply_pending_weights()  # a checkpoint's architecture overrides the widgets below
     names = list(ARCHITECTURES)
     with st.sidebar:
         st.subheader("Model")
@@ -166,6 +137,7 @@ def model_picker() -> ModelChoice:
         width_factor = st.segmented_control("Width", list(WIDTH_FACTORS), key="sb_width",
                                             help="Slimmer nets run faster on a laptop CPU.") or "full"
         weights = weights_picker(name)
+        show_notices(notices)
         for problem in problems:
             st.warning(problem)
     choice = ModelChoice(name, not plain, shortcut, stride_on, preact, width_factor, weights)

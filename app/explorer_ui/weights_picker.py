@@ -101,27 +101,19 @@ def use_checkpoint(path: str) -> None:
     st.session_state[_PENDING] = f"ckpt:{Path(path).resolve()}"
 
 
+def seed_weights(weights: str | None) -> None:
+    """Take the URL's ``weights=`` (already validated by ``url_params.read_link``) on a session's first run."""
+    if weights is not None and weights != "random":
+        st.session_state[_PENDING] = weights
+
+
 def apply_pending_weights() -> list[str]:
-    """Apply a weights change requested by ``use_checkpoint`` or the URL (``weights=``), before widgets render.
+    """Apply a weights change requested by ``use_checkpoint`` or the URL (``seed_weights``), before widgets render.
 
     Returns sentences about values that could not be used.
     """
-    problems: list[str] = []
-    if not st.session_state.get("_sbw_seeded"):
-        st.session_state["_sbw_seeded"] = True
-        wanted = st.query_params.get("weights")
-        if wanted is not None and wanted != "random":
-            try:
-                kind, value = parse_weights_id(wanted)
-                if kind == "ckpt" and not Path(value).is_file():
-                    raise WeightsError(f"The link's checkpoint {value} does not exist here")
-                st.session_state[_PENDING] = wanted
-            except WeightsError as error:
-                problems.append(f"{str(error).rstrip('.')}; showing random weights instead.")
     pending = st.session_state.pop(_PENDING, None)
-    if pending:
-        problems += _select(pending)
-    return problems
+    return _select(pending) if pending else []
 
 
 def fits(weights: str, name: str, options: Mapping[str, Any]) -> str | None:

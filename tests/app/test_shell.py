@@ -102,8 +102,12 @@ def test_hand_edited_bad_url_gets_sentences() -> None:
     assert not at.exception
     warnings = [w.value for w in at.sidebar.warning]
     assert len(warnings) == 4
-    assert any("'resnet9000'" in w and "ResNet-20" in w for w in warnings)
+    assert any("'arch'" in w and "ResNet-20" in w for w in warnings)
     assert all(w.endswith(".") and "Traceback" not in w for w in warnings)
-    # Nothing is lost: the default view is shown and works.
+    # Each refused value is repeated verbatim in a code box, never inside the Markdown of the warning.
+    assert sorted(c.value for c in at.sidebar.code) == ["Z", "huge", "maybe", "resnet9000"]
+    assert not any(bad in w for w in warnings for bad in ("resnet9000", "maybe", "huge"))
+    # Nothing is lost: the default view is shown and works, and the URL now holds what is shown.
     assert at.title[0].value == "Architecture of ResNet-20"
     assert _metrics(at)["Parameters"] == "269,722"
+    assert (_param(at, "arch"), _param(at, "plain"), _param(at, "width")) == ("resnet20", "0", "full")
