@@ -212,7 +212,7 @@ def weights_picker(name: str) -> str:
             config = None
         if config is not None:
             st.info(f"Architecture from the checkpoint: **{config['label']}** (it overrides the choices above).",
-                    icon=":material/lock:")
+                    icon="🔒")
             if config["arch"] is not None:
                 _, unexpressed = _sidebar_state_for(config["arch"], config["options"])
                 if unexpressed:
