@@ -23,8 +23,9 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $@ $(VENV)/.installed-app
 
+# Loopback only (app/.streamlit/config.toml); `make run ADDRESS=0.0.0.0` serves a class on the local network.
 run: $(VENV)/.installed-app
-	$(BIN)/streamlit run app/main.py --server.port $(PORT)
+	$(BIN)/streamlit run app/main.py --server.port $(PORT)$(if $(ADDRESS), --server.address $(ADDRESS))
 
 # Browser tests need Debian's chromium; install it where we may (root, e.g. CI), else they skip with a reason.
 chromium:
