@@ -68,7 +68,8 @@ def _pick_input():
         return to_pil(shapes.images, int(index)), f"shapes:{index}", f"Shapes image {index} (a {label})"
     if source == "upload":
         upload = st.file_uploader("An image (PNG, JPEG, WebP, ...)", key="act_upload",
-                                  type=["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"])
+                                  type=["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"],
+                                  help=f"Up to {st.get_option('server.maxUploadSize')} MB per file.")
         if upload is not None:
             data = upload.getvalue()
             try:

@@ -56,7 +56,8 @@ image = None
 if source == "Upload":
     upload = st.file_uploader("An image file", type=[f.lower() for f in FORMATS if f != "MPO"] + ["jpg", "tif"],
                               key="gc_upload", help="Decoded safely: EXIF rotation, transparency on white, "
-                                                    "16-bit and CMYK converted, a 40-megapixel limit.")
+                                                    "16-bit and CMYK converted, a 40-megapixel limit. Up to "
+                                                    f"{st.get_option('server.maxUploadSize')} MB per file.")
     if upload is None:
         st.info("Drop an image above (PNG, JPEG, WebP, BMP, GIF or TIFF), or pick a sample photo.")
         st.stop()

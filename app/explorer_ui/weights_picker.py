@@ -196,7 +196,9 @@ def weights_picker(name: str) -> str:
     with st.expander("Upload a checkpoint", expanded=bool(st.session_state.get(_ERROR))):
         st.file_uploader("Checkpoint (.pt/.pth)", type=["pt", "pth", "ckpt", "bin", "tar"], key=_UPLOAD,
                          on_change=_on_upload,
-                         help="Read with torch.load(weights_only=True): files that contain code are refused.")
+                         help="Read with torch.load(weights_only=True): files that contain code are refused. Up to "
+                              f"{st.get_option('server.maxUploadSize')} MB per file (the server's upload limit, "
+                              "server.maxUploadSize: ResNet-18 fits, ResNet-50 needs about 100).")
     error = st.session_state.get(_ERROR)
     if error:
         st.error(error)
