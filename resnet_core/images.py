@@ -7,7 +7,6 @@ bomb) raises :class:`ImageError`, whose message is one sentence a user can act o
 from __future__ import annotations
 
 import io
-import struct
 import warnings
 from functools import cache
 from typing import TYPE_CHECKING
@@ -24,6 +23,10 @@ FORMATS = ("PNG", "JPEG", "MPO", "WEBP", "BMP", "GIF", "TIFF")
 # (89 MP warning, 179 MP error) is both larger and a warning, so we check explicitly before decoding.
 MAX_PIXELS = 40_000_000
 MAX_BYTES = 100 * 1024 * 1024
+# Longer side over shorter side. Preprocessing scales the *shorter* side to ``resize``, so a 1x60000 strip
+# would become 256x15,360,000 pixels (12 GB): 20:1 still takes a phone's scrolling screenshot (about 1:18),
+# and keeps the resized image under resize x 20*resize (63 MB at the largest allowed resize of 1024).
+MAX_ASPECT_RATIO = 20.0
 SAMPLE_NAMES = ("chelsea", "coffee", "astronaut", "rocket")
 
 
@@ -47,10 +50,44 @@ def _to_8bit(image: Image.Image) -> Image.Image:
     return Image.fromarray(array, mode="L")
 
 
+def check_size(width: int, height: int, *, max_pixels: int = MAX_PIXELS,
+               max_aspect_ratio: float = MAX_ASPECT_RATIO) -> None:
+    """Raise ImageError unless a ``width`` x ``height`` image is small enough to decode and to preprocess.
+
+    Called on the header's size before any pixel is decoded, and again by ``model_view`` for images that
+    did not come through ``decode_image`` (samples, Shapes, a notebook's own PIL image).
+    """
+    if width < 1 or height < 1:
+        raise ImageError("The image has no pixels; upload a different file.")
+    if width * height > max_pixels:
+        raise ImageError(
+            f"The image is {width}x{height} pixels ({width * height / 1e6:.0f} MP), above the "
+            f"{max_pixels / 1e6:.0f} MP safety limit against decompression bombs; downscale it first.")
+    ratio = max(width, height) / min(width, height)
+    if ratio > max_aspect_ratio:
+        raise ImageError(
+            f"The image is {width}x{height} pixels, an aspect ratio of {ratio:.0f}:1, above the "
+            f"{max_aspect_ratio:.0f}:1 limit (resizing its shorter side would take too much memory); "
+            "crop it closer to a square first.")
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
-    """Any Pillow mode -> 8-bit RGB. Transparency is composited on white (what a viewer shows)."""
+    """Any Pillow mode -> 8-bit RGB. Transparency is composited on white (what a viewer shows).
+
+    A mode Pillow cannot convert raises ImageError naming it.
+    """
+    try:
+        return _to_rgb(image)
+    except ValueError as exc:  # "conversion from X to Y not supported"
+        raise ImageError(f"The image uses the pixel mode {image.mode[:16]}, which cannot be converted to RGB "
+                         f"({str(exc)[:80]}); save it as an ordinary RGB or greyscale image.") from None
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
     if image.mode in ("I", "F") or image.mode.startswith("I;16"):
         image = _to_8bit(image)
+    if image.mode == "La":  # premultiplied; Pillow converts it only to LA
+        image = image.convert("LA")
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
@@ -83,28 +120,27 @@ def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
             if fmt not in FORMATS:
                 raise ImageError(f"This is a {fmt} image, which ResNet Explorer does not read; "
                                  "convert it to PNG, JPEG, WebP, BMP, GIF or TIFF.")
-            width, height = image.size
-            if width * height > max_pixels:
-                raise ImageError(
-                    f"The image is {width}x{height} pixels ({width * height / 1e6:.0f} MP), above the "
-                    f"{max_pixels / 1e6:.0f} MP safety limit against decompression bombs; downscale it first.")
-            if width < 1 or height < 1:
-                raise ImageError("The image has no pixels; upload a different file.")
-            image.seek(0)  # animated GIF/WebP/TIFF: the first frame
+            check_size(*image.size, max_pixels=max_pixels)
+            image.seek(0)  # animated GIF/WebP/TIFF, multi-page TIFF: the first frame only
+            check_size(*image.size, max_pixels=max_pixels)
             image.load()
             image = ImageOps.exif_transpose(image)
             return to_rgb(image).copy()
     except ImageError:
         raise
+    except MemoryError:
+        raise ImageError("The image could not be decoded within the memory available; downscale it or "
+                         "save it as an ordinary 8-bit PNG or JPEG first.") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError("The image declares more pixels than the safety limit against decompression bombs "
                          "allows; downscale it first.") from None
     except UnidentifiedImageError:
         raise ImageError("This file is not an image ResNet Explorer can read; upload a PNG, JPEG, WebP, BMP, "
                          "GIF or TIFF file.") from None
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error) as exc:
+    except Exception as exc:  # noqa: BLE001 - the size was checked first, so any decoder failure is bad bytes
         # Pillow reports truncated data as OSError("image file is truncated ..."), damaged headers as
-        # SyntaxError/ValueError/struct.error: all mean the bytes are broken.
+        # SyntaxError/ValueError/struct.error/EOFError, damaged EXIF as KeyError/TypeError: all mean the bytes
+        # are broken.
         raise ImageError(f"The image file is truncated or damaged ({type(exc).__name__}); "
                          "re-export or re-download it and try again.") from None
 
@@ -124,11 +160,15 @@ def sample_images() -> dict[str, Image.Image]:
 def model_view(image: Image.Image, prep: Preprocessing) -> Image.Image:
     """The RGB image exactly as the model sees it (resized shorter side, centre crop), before normalising.
 
+    Raises ImageError for an image over the pixel or aspect-ratio limit (``check_size``); ``prep`` is
+    bounded when it is made (``Preprocessing``), so the result is at most ``prep.crop`` pixels square.
+
     Overlays are drawn on this view so each heat-map pixel sits over the pixel it explains.
     """
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms import functional as TF
 
+    check_size(*image.size)  # before any resize: the aspect ratio bounds what the resize makes of it
     image = to_rgb(image)
     image = TF.resize(image, prep.resize, interpolation=InterpolationMode.BILINEAR, antialias=True)
     return TF.center_crop(image, prep.crop)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from pathlib import Path
@@ -21,13 +22,17 @@ from resnet_core.weights import (
     class_names_for,
     hub_checkpoint_path,
     infer_architecture,
+    load_checkpoint_file,
     load_model,
     main,
     network_available,
     parse_weights_id,
     preprocessing_for,
     read_checkpoint,
+    resolve_checkpoint_path,
     save_uploaded_checkpoint,
+    store_upload,
+    upload_quota_bytes,
     weights_choices,
 )
 
@@ -38,6 +43,13 @@ def torch_home(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("RESNET_EXPLORER_OFFLINE", "1")
     return tmp_path / "torch"
+
+
+@pytest.fixture(autouse=True)
+def runs_in_tmp(tmp_path, monkeypatch) -> Path:
+    """Each test's tmp_path is the runs folder: ``ckpt:`` ids may address only files inside it."""
+    monkeypatch.setenv("RESNET_EXPLORER_RUNS", str(tmp_path))
+    return tmp_path
 
 
 def one_sentence(message: str) -> bool:
@@ -312,8 +324,7 @@ def test_malformed_checkpoints_are_one_sentence(tmp_path, make, phrase):
         save_uploaded_checkpoint(Path(weights[5:]).read_bytes(), "odd.pt")
 
 
-def test_non_rgb_checkpoint_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setenv("RESNET_EXPLORER_RUNS", str(tmp_path / "runs"))
+def test_non_rgb_checkpoint_is_refused(tmp_path):
     gray = resnet_core.build("resnet20", width=4, in_channels=1).state_dict()
     with pytest.raises(WeightsError, match="1-channel input") as info:
         load_model("resnet20", {}, _save(gray, tmp_path, "gray.pt"))
@@ -323,7 +334,7 @@ def test_non_rgb_checkpoint_is_refused(tmp_path, monkeypatch):
         load_model("resnet20", {}, _save(own, tmp_path, "gray-own.pt"))
     with pytest.raises(WeightsError, match="1-channel input"):
         save_uploaded_checkpoint((tmp_path / "gray.pt").read_bytes(), "gray.pt")
-    assert not (tmp_path / "runs" / "uploads").exists() or not any((tmp_path / "runs" / "uploads").iterdir())
+    assert not (tmp_path / "uploads").exists() or not any((tmp_path / "uploads").iterdir())
 
 
 def test_uploads_dir_is_in_runs_dir(tmp_path, monkeypatch):
@@ -346,23 +357,67 @@ def test_bad_files_and_paths(tmp_path):
         read_checkpoint(good.read_bytes()[:2000])  # truncated
     with pytest.raises(WeightsError, match="does not exist"):
         load_model("resnet20", {}, f"ckpt:{tmp_path / 'missing.pt'}")
-    with pytest.raises(WeightsError, match="absolute path"):
-        load_model("resnet20", {}, "ckpt:relative.pt")
-    with pytest.raises(WeightsError, match="absolute path"):
-        load_model("resnet20", {}, "ckpt:/etc/passwd")
+    for outside in ["relative.pt", "/etc/passwd", "/etc/no-such.pt", f"{tmp_path}/../x.pt", "/" + "a" * 2000]:
+        with pytest.raises(WeightsError) as info:
+            load_model("resnet20", {}, f"ckpt:{outside}")
+        assert str(info.value) == "Checkpoints can only be opened from the runs or uploads folders."
 
 
-def test_uploaded_checkpoint_is_validated_then_stored(tmp_path, monkeypatch):
-    monkeypatch.setenv("RESNET_EXPLORER_RUNS", str(tmp_path / "runs"))
+def test_uploaded_checkpoint_is_validated_then_stored(tmp_path):
     good = tmp_path / "mine.pt"
     torch.save(resnet_core.build("resnet20", width=4).state_dict(), good)
-    stored = save_uploaded_checkpoint(good.read_bytes(), "my net (v2).pt")
-    assert stored.parent == (tmp_path / "runs" / "uploads").resolve() and stored.name.startswith("my_net_v2_-")
-    assert stored.read_bytes() == good.read_bytes()
-    assert save_uploaded_checkpoint(good.read_bytes(), "my net (v2).pt") == stored  # same content, one copy
+    data = good.read_bytes()
+    stored = save_uploaded_checkpoint(data, "my net (v2).pth")
+    assert stored.parent == (tmp_path / "uploads").resolve()
+    assert stored.name == hashlib.sha256(data).hexdigest() + ".pth"  # content-addressed, original suffix
+    assert stored.read_bytes() == data
+    assert save_uploaded_checkpoint(data, "another name.pth") == stored  # same content, one copy
     with pytest.raises(WeightsError):
         save_uploaded_checkpoint(b"junk", "junk.pt")
     assert sorted(p.name for p in stored.parent.iterdir()) == [stored.name]
+    assert load_model("resnet20", {}, f"ckpt:{stored}").arch_name == "resnet20"  # uploads are openable
+
+
+def test_upload_quota_drops_the_oldest_first(tmp_path, monkeypatch):
+    monkeypatch.setenv("RESNET_EXPLORER_UPLOAD_QUOTA_MB", "0.01")  # 10,485 bytes
+    assert upload_quota_bytes() == 10485
+    folder = tmp_path / "uploads"
+    first = store_upload(b"a" * 4000, "one.png")
+    second = store_upload(b"b" * 4000, "two.png")
+    os.utime(first, (time.time() - 100, time.time() - 100))
+    os.utime(second, (time.time() - 50, time.time() - 50))
+    assert store_upload(b"a" * 4000, "again.png") == first  # same content: one file, now the newest
+    third = store_upload(b"c" * 4000, "three.jpg")  # 12,000 bytes > quota: the oldest (second) goes
+    assert sorted(p.name for p in folder.iterdir()) == sorted([first.name, third.name])
+    assert third.suffix == ".jpg" and third.read_bytes() == b"c" * 4000
+    with pytest.raises(WeightsError, match="larger than the 0 MB quota") as info:
+        store_upload(b"d" * 20000, "huge.pt")
+    assert one_sentence(str(info.value)) and "RESNET_EXPLORER_UPLOAD_QUOTA_MB" in str(info.value)
+    assert sorted(p.name for p in folder.iterdir()) == sorted([first.name, third.name])  # nothing changed
+    monkeypatch.setenv("RESNET_EXPLORER_UPLOAD_QUOTA_MB", "nonsense")
+    assert upload_quota_bytes() == 512 * 2**20
+
+
+def test_checkpoint_paths_are_confined_to_runs_and_uploads(tmp_path, monkeypatch):
+    runs = tmp_path / "runs-root"
+    monkeypatch.setenv("RESNET_EXPLORER_RUNS", str(runs))
+    (runs / "r1").mkdir(parents=True)
+    inside = runs / "r1" / "net.pt"
+    torch.save(resnet_core.build("resnet20", width=4).state_dict(), inside)
+    secret = tmp_path / "secret.pt"
+    torch.save(resnet_core.build("resnet20", width=4).state_dict(), secret)
+    (runs / "r1" / "link.pt").symlink_to(secret)
+    assert resolve_checkpoint_path(str(inside)) == inside.resolve()
+    assert resolve_checkpoint_path(str(runs / "r1" / ".." / "r1" / "net.pt")) == inside.resolve()
+    refused = [str(secret), str(runs / "r1" / "link.pt"), str(runs / ".." / "secret.pt"),
+               str(tmp_path / "missing.pt"), str(runs) + "/" + "x" * 1100 + ".pt", "net.pt", str(runs)]
+    for value in refused:
+        with pytest.raises(WeightsError) as info:
+            resolve_checkpoint_path(value)
+        assert str(info.value) == "Checkpoints can only be opened from the runs or uploads folders."
+    with pytest.raises(WeightsError, match="does not exist"):  # inside the folders, saying so is harmless
+        load_model("resnet20", {}, f"ckpt:{runs / 'r1' / 'gone.pt'}")
+    assert load_checkpoint_file(secret).arch_name == "resnet20"  # local callers (CLI) may read any path
 
 
 def test_cli_reports_the_architecture(tmp_path, capsys):
