@@ -323,3 +323,32 @@ def test_describe_hooks_only_under_the_model_lock():
     seen, table = _hooks_while_locked(model, lambda: describe(model, 32))
     assert seen == 0 and count_hooks(model) == 0
     assert table["params"].sum() == resnet_core.count_params(model)
+
+
+def test_direct_gradcam_weights_channels_by_the_mean_gradient_as_pytorch_grad_cam_does():
+    """Against pytorch-grad-cam's GradCAM (an independent implementation: gradient mean over h, w per channel).
+
+    At layer1.2 of a CIFAR net the map already has the input's 32x32 size, so pytorch-grad-cam's resize is the
+    identity and its min-max scaling is the only step to repeat; a fresh model, since it leaves .grad behind.
+    """
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    net = resnet_core.build("resnet20", seed=2, width=4).eval()
+    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    ours = cam.direct_gradcam(net, x, 7, "layer1.2").numpy().astype(np.float64)
+    with GradCAM(model=net, target_layers=[net.layer1[2]]) as reference:
+        theirs = reference(input_tensor=x.clone(), targets=[ClassifierOutputTarget(7)])[0].astype(np.float64)
+    assert ours.shape == theirs.shape == (32, 32) and ours.max() > 0
+    assert np.corrcoef(ours.ravel(), theirs.ravel())[0, 1] > 0.99
+    scaled = (ours - ours.min()) / (ours - ours.min()).max()
+    assert np.abs(scaled - theirs).max() < 1e-4
+    # And by hand at a coarser layer: channel weights are the spatial mean of d logit / d activation.
+    module, kept = net.layer3[2], []
+    handle = module.register_forward_hook(lambda _m, _i, out: kept.append(out))
+    try:
+        grads = torch.autograd.grad(net(x)[0, 7], kept[0])[0]
+    finally:
+        handle.remove()
+    by_hand = torch.relu((grads.mean(dim=(2, 3), keepdim=True) * kept[0].detach()).sum(1))[0]
+    assert torch.allclose(cam.direct_gradcam(net, x, 7, "layer3.2"), by_hand, atol=1e-6)

@@ -168,3 +168,30 @@ def test_describe_is_exact_while_another_thread_runs_forwards() -> None:
         assert list(table["macs"]) == list(alone["macs"])
         assert list(table["input_shape"]) == list(alone["input_shape"])
     assert resnet_core.state.count_hooks(model) == 0
+
+
+def test_block_table_rows_are_each_blocks_own_counts_with_ten_or_more_blocks_per_stage() -> None:
+    """ResNet-110 has 18 blocks per stage: ``layer1.1`` must not absorb ``layer1.10`` ... ``layer1.17``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = _meta("resnet110")
+    layers = describe(model, 32)
+    blocks = block_table(model, 32, layers=layers).set_index("block")
+    assert len(blocks) == 54 and {"layer1.1", "layer1.10", "layer3.17"} <= set(blocks.index)
+    own_macs = {}
+    with torch.no_grad():
+        x = model.forward_stem(torch.zeros(1, 3, 32, 32, device="meta"))
+        for stage in model.stages():
+            for block in stage:
+                with FlopCounterMode(display=False) as counter:
+                    x = block(x)
+                own_macs[block] = counter.get_total_flops() // 2
+    names = {module: name for name, module in model.named_modules()}
+    for block, macs in own_macs.items():
+        row = blocks.loc[names[block]]
+        assert row["params"] == sum(p.numel() for p in block.parameters()), names[block]
+        assert row["macs"] == macs, names[block]
+    inside = layers[layers["stage"].str.startswith("layer")]
+    assert blocks["params"].sum() == inside["params"].sum() == sum(
+        sum(p.numel() for p in block.parameters()) for block in own_macs)
+    assert blocks["macs"].sum() == inside["macs"].sum() == sum(own_macs.values())

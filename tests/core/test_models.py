@@ -311,3 +311,20 @@ def test_seeded_build_keeps_torchvision_initialisation_statistics() -> None:
     assert model.bn1.num_batches_tracked.item() == 0
     zeroed = build("resnet50", seed=3, zero_init_residual=True)
     assert torch.count_nonzero(zeroed.layer1[0].bn3.weight) == 0
+
+
+def test_option_a_shortcut_pads_zero_channels_on_both_sides_of_the_strided_identity() -> None:
+    """The reference CIFAR option A (akamaster/pytorch_resnet_cifar10's LambdaLayer, used by its checkpoints):
+    ``F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, planes // 4, planes // 4))``: zeros first and last, identity between."""
+    model = build("resnet20", seed=0)
+    (shortcut, *_) = (m for m in model.modules() if isinstance(m, PadShortcut))  # layer2.0: 16 -> 32, stride 2
+    assert (shortcut.in_channels, shortcut.out_channels, shortcut.stride) == (16, 32, 2)
+    x = torch.randn(2, 16, 8, 8, generator=torch.Generator().manual_seed(0))
+    out = shortcut(x)
+    planes = 32
+    reference = torch.nn.functional.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, planes // 4, planes // 4))
+    assert out.shape == (2, 32, 4, 4) and torch.equal(out, reference)
+    assert torch.count_nonzero(out[:, :8]) == 0 and torch.count_nonzero(out[:, 24:]) == 0
+    # The identity sits in the middle, taken at the even rows and columns (the strided 1x1 positions).
+    assert torch.equal(out[:, 8:24], x[:, :, 0::2, 0::2])
+    assert out[1, 8 + 5, 3, 1] == x[1, 5, 6, 2]

@@ -1,0 +1,234 @@
+"""Mutation sampling: curated bugs in the scientific core, each run against the tests that should catch it.
+
+    .venv/bin/python tools/mutants.py            # every mutation; `make mutants` runs this
+    .venv/bin/python tools/mutants.py -k pad     # only mutations whose name contains "pad"
+    .venv/bin/python tools/mutants.py --list     # names, files and tests, without running anything
+
+The working tree is never modified: the repository (tracked files plus untracked, not-ignored ones, as they
+are on disk now) is copied to a temporary folder once, each mutation is applied there, the named tests run
+there with this interpreter and ``PYTHONPATH`` set to the copy (checked: ``resnet_core`` must import from the
+copy, not from the editable install), and the file is put back before the next mutation. A mutation whose
+original snippet is not found exactly once is reported as stale, never skipped: the table is then out of date.
+
+A mutation is *caught* when its tests fail (or time out); it *survives* when they pass. Before any mutation,
+the same tests run once unmutated: if they fail there, nothing below would mean anything. Exit status 0
+only when every mutation was caught.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    file: str  # relative to the repository root
+    original: str  # must occur exactly once in the file
+    mutated: str
+    tests: tuple[str, ...]  # pytest node ids (or files), relative to the repository root
+
+
+M = Mutation
+MUTATIONS: tuple[Mutation, ...] = (
+    # ------------------------------------------------------------------------------------------- blocks
+    M("option-A padding all on one channel side", "resnet_core/blocks.py",
+      "x = F.pad(x, (0, 0, 0, 0, extra // 2, extra - extra // 2))",
+      "x = F.pad(x, (0, 0, 0, 0, 0, extra))",
+      ("tests/core/test_models.py::test_option_a_shortcut_pads_zero_channels_on_both_sides_of_the_strided_identity",)),
+    M("option-A subsampling at odd positions", "resnet_core/blocks.py",
+      "x = x[:, :, :: self.stride, :: self.stride]",
+      "x = x[:, :, 1 :: self.stride, 1 :: self.stride]",
+      ("tests/core/test_models.py::test_option_a_shortcut_pads_zero_channels_on_both_sides_of_the_strided_identity",)),
+    M("residual add subtracts the shortcut", "resnet_core/blocks.py",
+      "total = branch + self._shortcut(x) if self.residual else branch",
+      "total = branch - self._shortcut(x) if self.residual else branch",
+      ("tests/core/test_models.py::test_torchvision_exact",)),
+    M("bottleneck stride on the wrong convolution", "resnet_core/blocks.py",
+      'stride_1x1, stride_3x3 = (stride, 1) if stride_on == "1x1" else (1, stride)\n        self.conv1',
+      'stride_1x1, stride_3x3 = (1, stride) if stride_on == "1x1" else (stride, 1)\n        self.conv1',
+      ("tests/core/test_describe.py::test_describe_rows_for_resnet50",)),
+    # ------------------------------------------------------------------------------------------- probes
+    M("negative share counts zeros too", "resnet_core/probes.py",
+      "count = torch.count_nonzero(flat) if post_relu else (flat < 0).sum()",
+      "count = torch.count_nonzero(flat) if post_relu else (flat <= 0).sum()",
+      ("tests/core/test_probes.py::test_stats_match_the_tensors_they_summarise",)),
+    M("feature maps keep the weakest channels", "resnet_core/probes.py",
+      "top = torch.topk(means, k)",
+      "top = torch.topk(-means, k)",
+      ("tests/core/test_probes.py::test_maps_keep_the_top_channels_downsampled",)),
+    M("shortcut share projected on itself", "resnet_core/probes.py",
+      "shortcut_share=float(torch.dot(short.reshape(-1), total.reshape(-1))) / denom,",
+      "shortcut_share=float(torch.dot(short.reshape(-1), short.reshape(-1))) / denom,",
+      ("tests/core/test_probes.py::test_path_split_is_exact",)),
+    M("depth sweep ratio inverted", "resnet_core/probes.py",
+      '"ratio": norms[0] / norms[-1] if norms[-1]',
+      '"ratio": norms[-1] / norms[0] if norms[-1]',
+      ("tests/core/test_probes.py::test_depth_sweep_direction_at_depth_56",)),
+    # ---------------------------------------------------------------------------------------------- cam
+    M("direct Grad-CAM weights by the max gradient", "resnet_core/cam.py",
+      "weights = grads.mean(dim=(2, 3), keepdim=True)",
+      "weights = grads.amax(dim=(2, 3), keepdim=True)",
+      ("tests/core/test_cam.py::test_direct_gradcam_weights_channels_by_the_mean_gradient_as_pytorch_grad_cam_does",)),
+    M("Grad-CAM without its ReLU", "resnet_core/cam.py",
+      "layer_maps = cam.attribute(images, relu_attributions=True)",
+      "layer_maps = cam.attribute(images, relu_attributions=False)",
+      ("tests/core/test_cam.py::test_gradcam_equals_the_direct_computation",)),
+    # -------------------------------------------------------------------------------------------- train
+    M("warm-up starts one step late", "resnet_core/train.py",
+      "return base * (step + 1) / config.warmup_steps",
+      "return base * step / config.warmup_steps",
+      ("tests/core/test_train.py::test_learning_rate_warmup_and_schedules",)),
+    M("step schedule's second drop at 90%", "resnet_core/train.py",
+      "(progress >= 0.5) + (progress >= 0.75)",
+      "(progress >= 0.5) + (progress >= 0.9)",
+      ("tests/core/test_train.py::test_learning_rate_warmup_and_schedules",)),
+    # ----------------------------------------------------------------------------------------- describe
+    M("block table matches names without the trailing dot", "resnet_core/describe.py",
+      'mine = layers[layers["module"].str.startswith(name + ".")]',
+      'mine = layers[layers["module"].str.startswith(name)]',
+      ("tests/core/test_describe.py::test_block_table_rows_are_each_blocks_own_counts_with_ten_or_more_blocks_per_stage",)),
+    M("MAC cache ignores the input shape", "resnet_core/describe.py",
+      "key = (repr(block), tuple(x.shape))",
+      "key = (repr(block),)",
+      ("tests/core/test_describe.py::test_describe_totals_equal_counts",)),
+    # ------------------------------------------------------------------------------------------ weights
+    M("wrapper prefix stripped one character too far", "resnet_core/weights.py",
+      "state_dict = {k[len(prefix):]: v for k, v in state_dict.items()}",
+      "state_dict = {k[len(prefix) + 1:]: v for k, v in state_dict.items()}",
+      ("tests/core/test_weights.py::test_checkpoint_wrappings_all_load",)),
+    # ------------------------------------------------------------------------------------------- images
+    M("pixels scaled by 256", "resnet_core/images.py",
+      "tensor = TF.pil_to_tensor(view).float().div(255.0)",
+      "tensor = TF.pil_to_tensor(view).float().div(256.0)",
+      ("tests/core/test_images.py::test_preprocess_matches_torchvision_transform",)),
+    M("16-bit images scaled to 0..256", "resnet_core/images.py",
+      "array = (np.clip(array, 0, top) * (255.0 / top)).round().astype(np.uint8)",
+      "array = (np.clip(array, 0, top) * (256.0 / top)).round().astype(np.uint8)",
+      ("tests/core/test_images.py::test_sixteen_bit_grayscale_is_scaled_to_eight_bits",
+       "tests/core/test_images.py::test_sixteen_bit_rgb_png_is_converted")),
+    # --------------------------------------------------------------------------------------------- data
+    M("Shapes normalised by multiplying with the std", "resnet_core/data.py",
+      "self._norm = (self.images - self._mean_t()) / self._std_t()",
+      "self._norm = (self.images - self._mean_t()) * self._std_t()",
+      ("tests/core/test_data.py::test_normalized_images_and_dataset_protocol",)),
+)
+
+
+def repository_files(repo: Path) -> list[str]:
+    """Tracked files and untracked, not-ignored ones (work in progress imports them), as on disk now."""
+    out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=repo,
+                         check=True, capture_output=True).stdout.decode()
+    return sorted({name for name in out.split("\0") if name and (repo / name).is_file()})
+
+
+def copy_repository(repo: Path, dest: Path) -> None:
+    for name in repository_files(repo):
+        target = dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(repo / name, target)
+
+
+def _env(copy: Path) -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": str(copy), "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),
+           "PYTHONDONTWRITEBYTECODE": "1"}
+    return env
+
+
+def check_imports_the_copy(copy: Path) -> None:
+    """The editable install must not win over the copy, or every mutation would survive unseen."""
+    out = subprocess.run([sys.executable, "-c", "import resnet_core; print(resnet_core.__file__)"], cwd=copy,
+                         env=_env(copy), check=True, capture_output=True, text=True).stdout.strip()
+    if not Path(out).resolve().is_relative_to(copy.resolve()):
+        raise SystemExit(f"resnet_core imports from {out}, not from the copy in {copy}: mutations would not apply.")
+
+
+def run_tests(copy: Path, tests: tuple[str, ...], timeout: float) -> tuple[str, float, str]:
+    """('passed' | 'failed' | 'timeout', seconds, last lines of output) for ``tests`` run in ``copy``."""
+    cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:randomly", "-p", "no:cacheprovider", *tests]
+    start = time.monotonic()
+    try:
+        done = subprocess.run(cmd, cwd=copy, env=_env(copy), capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return "timeout", time.monotonic() - start, ""
+    tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
+    if done.returncode in (4, 5):  # a node id not found / nothing collected
+        return "no tests", time.monotonic() - start, tail
+    return ("passed" if done.returncode == 0 else "failed"), time.monotonic() - start, tail
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-k", dest="keywords", action="append", default=[],
+                        help="only mutations whose name contains this (repeat for several)")
+    parser.add_argument("--list", action="store_true", help="list the mutations and exit")
+    parser.add_argument("--timeout", type=float, default=900, help="seconds per test run (a hang counts as caught)")
+    args = parser.parse_args(argv)
+    chosen = [m for m in MUTATIONS if not args.keywords or any(k.lower() in m.name.lower() for k in args.keywords)]
+    if args.list:
+        for m in chosen:
+            print(f"{m.name}\n    {m.file}\n    " + "\n    ".join(m.tests))
+        return 0
+    if not chosen:
+        print(f"No mutation name contains any of {args.keywords}.", file=sys.stderr)
+        return 2
+
+    with tempfile.TemporaryDirectory(prefix="mutants-") as tmp:
+        copy = Path(tmp) / "repo"
+        copy_repository(REPO, copy)
+        check_imports_the_copy(copy)
+        print(f"Copied the working tree to {copy}; resnet_core imports from the copy.", flush=True)
+
+        tests = tuple(dict.fromkeys(t for m in chosen for t in m.tests))
+        outcome, seconds, tail = run_tests(copy, tests, args.timeout)
+        if outcome != "passed":
+            print(f"The named tests do not pass unmutated ({outcome}, {seconds:.0f} s): fix them first.\n{tail}")
+            return 1
+        print(f"Baseline: the {len(tests)} named tests pass unmutated ({seconds:.0f} s).\n", flush=True)
+
+        rows: list[tuple[str, str, str, float]] = []
+        width = max(len(m.name) for m in chosen)
+        print(f"{'mutation':<{width}}  {'file':<24}  {'result':<8}  seconds", flush=True)
+        for m in chosen:
+            path = copy / m.file
+            source = path.read_text() if path.is_file() else ""
+            if source.count(m.original) != 1:
+                result, seconds = "STALE", 0.0
+            else:
+                path.write_text(source.replace(m.original, m.mutated))
+                try:
+                    outcome, seconds, tail = run_tests(copy, m.tests, args.timeout)
+                finally:
+                    path.write_text(source)
+                result = {"failed": "caught", "timeout": "caught"}.get(outcome, "SURVIVED")
+                if outcome == "no tests":
+                    result = "STALE"  # a named test no longer exists
+            rows.append((m.name, m.file, result, seconds))
+            print(f"{m.name:<{width}}  {m.file.removeprefix('resnet_core/'):<24}  {result:<8}  {seconds:7.1f}",
+                  flush=True)
+
+    caught = sum(r[2] == "caught" for r in rows)
+    stale = [r[0] for r in rows if r[2] == "STALE"]
+    survived = [r[0] for r in rows if r[2] == "SURVIVED"]
+    print(f"\ncaught {caught}/{len(rows)} ({100 * caught / len(rows):.0f}%); survived {len(survived)}; "
+          f"stale {len(stale)}")
+    if stale:
+        print("Stale (snippet not found exactly once, or a named test is gone): update tools/mutants.py: "
+              + "; ".join(stale))
+    if survived:
+        print("Survived (no test caught the bug): " + "; ".join(survived))
+    return 0 if caught == len(rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
