@@ -8,11 +8,13 @@ from dataclasses import replace
 import pandas as pd
 import streamlit as st
 import torch
+from explorer_ui.heavy_notice import queue_notice
 from explorer_ui.keys import choice_key
 from explorer_ui.sidebar import ModelChoice, current_choice, get_model
 from explorer_ui.weights_picker import effective_weights
 
 from resnet_core.data import SHAPES_CLASSES, make_shapes
+from resnet_core.heavy import heavy_slot
 from resnet_core.images import ImageError, decode_image, preprocess, sample_images, to_pil
 from resnet_core.plots.instruments import (
     activation_depth_figure,
@@ -40,15 +42,18 @@ SOURCES = {"photo": "Sample photo", "shapes": "Shapes sample", "upload": "Upload
 @st.cache_data(show_spinner=False, max_entries=8)
 def _strip(key: tuple, image_key: str, _choice: ModelChoice, _x: torch.Tensor
            ) -> tuple[pd.DataFrame, dict[str, FeatureMaps]]:
-    rec = activation_profile(get_model(_choice), _x, "taps", keep="maps", max_channels=MAX_CHANNELS,
-                             max_side=MAX_SIDE)
+    model = get_model(_choice)
+    with heavy_slot("activations"):
+        rec = activation_profile(model, _x, "taps", keep="maps", max_channels=MAX_CHANNELS, max_side=MAX_SIDE)
     return rec.stats(), rec.maps
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def _compare(key: tuple, image_key: str, labels: tuple[str, str], _choice: ModelChoice, _twin: ModelChoice,
              _x: torch.Tensor) -> tuple[pd.DataFrame, pd.DataFrame]:
-    return compare_activations(get_model(_choice), get_model(_twin), _x, "blocks", labels=labels)
+    model, twin = get_model(_choice), get_model(_twin)
+    with heavy_slot("activations of the twin"):
+        return compare_activations(model, twin, _x, "blocks", labels=labels)
 
 
 @st.cache_data(show_spinner=False)
@@ -112,7 +117,7 @@ try:
         model = get_model(choice)
     prep = preprocessing_for(model)
     x = preprocess(image, prep)
-    with st.spinner(f"Recording the activations of {choice.label}..."):
+    with st.spinner(f"Recording the activations of {choice.label}..."), queue_notice():
         strip, maps = _strip(choice_key(choice), image_key, choice, x)
         stats, hists = _compare(choice_key(choice), image_key, net_labels, choice, twin_choice, x)
 except ValueError as error:

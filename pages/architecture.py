@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import streamlit as st
+from explorer_ui.heavy_notice import queue_notice
 from explorer_ui.sidebar import ModelChoice, current_choice, get_model
 
 import resnet_core
 from resnet_core.describe import ArchitectureReport, architecture_report, block_comparison
+from resnet_core.heavy import heavy_slot
 from resnet_core.plots.architecture import (
     block_comparison_figure,
     block_diagram_figure,
@@ -25,7 +27,8 @@ COMPARISON_CHANNELS = 256
 def _report(name: str, options: tuple[tuple[str, Any], ...], _choice: ModelChoice) -> ArchitectureReport:
     # Meta-device models: shapes and counts without weights, so even ResNeXt-101 is described at once.
     model, twin = get_model(_choice, meta=True), get_model(_choice.twin(), meta=True)
-    return architecture_report(model, twin, _choice.spec.input_size)
+    with heavy_slot("architecture"):
+        return architecture_report(model, twin, _choice.spec.input_size)
 
 
 @st.cache_data(show_spinner=False)
@@ -35,13 +38,14 @@ def _block_comparison(channels: int):
 
 @st.cache_data(show_spinner=False)
 def _models():
-    return resnet_core.list_models()
+    with heavy_slot("every architecture"):
+        return resnet_core.list_models()
 
 
 choice = current_choice()
 st.title(f"Architecture of {choice.label}")
 try:
-    with st.spinner(f"Counting the layers of {choice.label}..."):
+    with st.spinner(f"Counting the layers of {choice.label}..."), queue_notice():
         report = _report(choice.name, tuple(sorted(choice.options().items())), choice)
 except ValueError as error:
     st.error(f"{error} Pick another combination in the sidebar.")
@@ -103,7 +107,8 @@ st.markdown(
 st.plotly_chart(block_comparison_figure(comparison.reset_index()), key="arch_block_comparison")
 
 st.subheader("Every architecture")
-models = _models()
+with queue_notice():
+    models = _models()
 st.plotly_chart(model_list_figure(models, highlight=choice.name), key="arch_model_list")
 st.dataframe(models[["label", "name", "family", "depth", "block", "stages", "params", "macs", "input_size"]],
              hide_index=True, width="stretch",

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+
+import pandas as pd
 import streamlit as st
 import torch
+from explorer_ui.heavy_notice import queue_notice
+from explorer_ui.keys import choice_key
 from explorer_ui.sidebar import current_choice, get_model
 
 from resnet_core import cam
 from resnet_core.data import SHAPES_CLASSES, shapes_split
+from resnet_core.heavy import heavy_slot
 from resnet_core.images import (
     FORMATS,
     ImageError,
@@ -33,6 +39,22 @@ def _check_model(steps: int, image_size: int, width: int) -> torch.nn.Module:
 @st.cache_data(show_spinner=False, max_entries=4)
 def _shapes_pool(image_size: int):
     return shapes_split("test", SHAPES_POOL, image_size=image_size)
+
+
+# Shared by every session: a class opening the same view computes it once. Keys: the model's choice_key and
+# the image's key (sample name, upload digest or Shapes index); the model and tensor themselves are not hashed.
+@st.cache_data(show_spinner=False, max_entries=32)
+def _predict(key: tuple, image_key: str, _model: torch.nn.Module, _x: torch.Tensor,
+             _names: list[str]) -> pd.DataFrame:
+    with heavy_slot("Grad-CAM top 5"):
+        return cam.predict(_model, _x, _names, k=5)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _explain(key: tuple, image_key: str, target: int, layer: str, method: str, _model: torch.nn.Module,
+             _x: torch.Tensor, _names: list[str]) -> cam.Explanation:
+    with heavy_slot(f"Grad-CAM ({method})"):
+        return cam.explain(_model, _x, target, layer, method, class_names=_names)
 
 
 st.title("Grad-CAM: where does the net look?")
@@ -63,6 +85,7 @@ if source == "Upload":
         st.stop()
     try:
         image = decode_image(upload.getvalue())
+        image_key = "upload:" + hashlib.sha256(upload.getvalue()).hexdigest()
     except ImageError as error:
         st.error(str(error))
         st.stop()
@@ -70,18 +93,21 @@ elif source == "Sample photo":
     samples = sample_images()
     name = st.selectbox("Photo", list(samples), key="gc_sample")
     image = samples[name]
+    image_key = f"photo:{name}"
 else:
     pool = _shapes_pool(prep.crop if prep.crop <= 64 else 32)
     index = int(st.number_input(f"Held-out Shapes image (0-{SHAPES_POOL - 1})", 0, SHAPES_POOL - 1, 0,
                                 key="gc_shape"))
     image = to_pil(pool.images, index)
+    image_key = f"shapes:{prep.crop}:{index}"
     st.caption(f"This image shows a {SHAPES_CLASSES[int(pool.labels[index])]}.")
 
 x = preprocess(image, prep)
 view = model_view(image, prep)
 
 # ----------------------------------------------------------------------------------------- top-5 and class
-table = cam.predict(model, x, names, k=5)
+with queue_notice():
+    table = _predict(choice_key(choice), image_key, model, x, names)
 left, right = st.columns([1, 2])
 with left:
     st.subheader("Top 5")
@@ -106,8 +132,8 @@ with left:
     colormap = st.selectbox("Colormap", list(cam.COLORMAPS), key="gc_cmap")
 
 try:
-    with st.spinner(f"Computing {cam.METHODS[method]}..."):
-        explanation = cam.explain(model, x, target, layer, method, class_names=names)
+    with st.spinner(f"Computing {cam.METHODS[method]}..."), queue_notice():
+        explanation = _explain(choice_key(choice), image_key, target, layer, method, model, x, names)
 except (cam.CamError, WeightsError) as error:
     st.error(str(error))
     st.stop()
@@ -129,7 +155,7 @@ with right:
 # --------------------------------------------------------------------------------------------- side by side
 st.subheader("Layer by layer")
 if st.toggle("Compare the last block of each stage", key="gc_compare"):
-    with st.spinner("Explaining every stage..."):
+    with st.spinner("Explaining every stage..."), queue_notice(), heavy_slot("Grad-CAM layer by layer"):
         stack = cam.explain_layers(model, x, target, method="gradcam", class_names=names)
     st.plotly_chart(layers_figure(stack, view, colormap, opacity), key="gc_layers")
     st.caption("Grad-CAM at the end of each stage, shallow to deep, for the same class; each title gives the map's "
@@ -156,7 +182,8 @@ if st.button("Run the localisation check", key="gc_check", icon="🎯"):
             with st.spinner(f"Training ResNet-20 on Shapes for {cam.SHAPES_CHECK['steps']} steps..."):
                 checked = _check_model(cam.SHAPES_CHECK["steps"], cam.SHAPES_CHECK["image_size"],
                                        cam.SHAPES_CHECK["width"])
-        with st.spinner("Pointing game and randomisation cascade..."):
+        with st.spinner("Pointing game and randomisation cascade..."), queue_notice(), \
+                heavy_slot("localisation check"):
             st.session_state["gc_report"] = cam.localisation_check(checked, colormap=colormap, opacity=opacity)
     except (cam.CamError, ValueError) as error:
         st.error(str(error))

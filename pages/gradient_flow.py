@@ -6,10 +6,12 @@ from dataclasses import replace
 
 import pandas as pd
 import streamlit as st
+from explorer_ui.heavy_notice import queue_notice
 from explorer_ui.keys import choice_key
 from explorer_ui.sidebar import ModelChoice, current_choice, get_model
 from explorer_ui.weights_picker import effective_weights
 
+from resnet_core.heavy import heavy_slot
 from resnet_core.plots.instruments import depth_sweep_figure, gradient_norm_figure, path_split_figure
 from resnet_core.probes import (
     SWEEP_SETTINGS,
@@ -32,7 +34,8 @@ def _flow(key: tuple, twin_key: tuple | None, batch: int, labels: tuple[str, ...
     model = get_model(_choice)
     inputs, target = shapes_batch(model, n=batch)
     twin = get_model(_twin) if _twin is not None else None
-    frame = compare_path_gradients(model, twin, inputs, target, labels=labels, train=True)
+    with heavy_slot("gradient flow"):
+        frame = compare_path_gradients(model, twin, inputs, target, labels=labels, train=True)
     objective = ("the cross-entropy against their labels" if isinstance(target, LossTarget)
                  else "each image's top-1 logit")
     prep = preprocessing_for(model)
@@ -41,7 +44,8 @@ def _flow(key: tuple, twin_key: tuple | None, batch: int, labels: tuple[str, ...
 
 @st.cache_data(show_spinner=False)
 def _sweep(family: str) -> pd.DataFrame:
-    return depth_sweep(family=family, **SWEEP_SETTINGS[family])
+    with heavy_slot("depth sweep"):
+        return depth_sweep(family=family, **SWEEP_SETTINGS[family])
 
 
 choice = current_choice()
@@ -78,7 +82,8 @@ net_choice = replace(choice, weights="random") if state == "init" else choice
 twin_choice = replace(choice.twin(), weights="random") if state == "init" else None
 labels = (choice.label, twin_choice.label) if twin_choice else (f"{choice.label} (trained)",)
 try:
-    with st.spinner(f"Differentiating {net_choice.label}" + (" and its twin..." if twin_choice else "...")):
+    with st.spinner(f"Differentiating {net_choice.label}" + (" and its twin..." if twin_choice else "...")), \
+            queue_notice():
         frame, batch_text = _flow(choice_key(net_choice), choice_key(twin_choice) if twin_choice else None, batch, labels,
                                   net_choice, twin_choice)
 except ValueError as error:
@@ -117,7 +122,7 @@ else:
 st.subheader("Depth sweep: why residuals")
 family = "imagenet" if is_imagenet else "cifar"
 settings = SWEEP_SETTINGS[family]
-with st.spinner("Measuring fresh nets of every depth (once per session of the app)..."):
+with st.spinner("Measuring fresh nets of every depth (once per session of the app)..."), queue_notice():
     sweep = _sweep(family)
 deep = sweep_summary(sweep)
 st.markdown(

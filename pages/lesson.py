@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import streamlit as st
+from explorer_ui.heavy_notice import queue_notice
 from streamlit.errors import StreamlitAPIException
 
 from resnet_core import lesson
+from resnet_core.heavy import heavy_slot
 from resnet_core.plots.lesson import (
     depth_figure,
     identity_figure,
@@ -22,17 +24,20 @@ DEPTHS, SWEEP_WIDTH, SWEEP_BATCH = (20, 32, 56), 8, 16
 
 @st.cache_data(show_spinner=False)
 def _identity():
-    return lesson.identity_check(ARCH, BLOCK, width=WIDTH)
+    with heavy_slot("lesson: identity"):
+        return lesson.identity_check(ARCH, BLOCK, width=WIDTH)
 
 
 @st.cache_data(show_spinner=False)
 def _split(zero_init: bool):
-    return lesson.gradient_split(ARCH, width=WIDTH, zero_init_residual=zero_init)
+    with heavy_slot("lesson: gradient split"):
+        return lesson.gradient_split(ARCH, width=WIDTH, zero_init_residual=zero_init)
 
 
 @st.cache_data(show_spinner=False)
 def _depth():
-    return lesson.depth_ratios(DEPTHS, width=SWEEP_WIDTH, batch=SWEEP_BATCH)
+    with heavy_slot("lesson: depth"):
+        return lesson.depth_ratios(DEPTHS, width=SWEEP_WIDTH, batch=SWEEP_BATCH)
 
 
 def _training_link() -> None:
@@ -66,7 +71,7 @@ st.caption(f"Quoted from {lesson.PAPER_CITATION}; not measured here.")
 _training_link()
 
 st.header("2. A residual block can be the identity")
-with st.spinner("Running four versions of one block..."):
+with st.spinner("Running four versions of one block..."), queue_notice():
     identity = _identity()
 rows = identity.set_index(["residual", "zero_init"])
 res_zero, plain_zero = rows.loc[(True, True)], rows.loc[(False, True)]
@@ -89,7 +94,7 @@ st.markdown(
     "arriving at each block input of a freshly built net is split exactly into the two paths "
     "(`resnet_core.probes.path_gradients`, one backward pass, train-mode BN, cross-entropy on random labels).")
 zero_init = st.toggle("Start every branch at zero (zero_init_residual)", key="lesson_zero_init")
-with st.spinner("Splitting the gradient..."):
+with st.spinner("Splitting the gradient..."), queue_notice():
     split = _split(zero_init)
 shares = split["shortcut_share"]
 st.plotly_chart(split_figure(split), key="lesson_split")
@@ -103,7 +108,7 @@ st.markdown(
        "last)." if zero_init else ""))
 
 st.header("4. Depth: what happens to the gradient on its way down")
-with st.spinner("Building and differentiating 6 nets..."):
+with st.spinner("Building and differentiating 6 nets..."), queue_notice():
     ratios = _depth()
 plain = ratios[~ratios["residual"]].set_index("depth")["ratio"]
 residual = ratios[ratios["residual"]].set_index("depth")["ratio"]
