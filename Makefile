@@ -9,7 +9,7 @@ PORT ?= 8501
 # test beside a server) otherwise slows down many times over on 2 cores.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: run test test-fast bench lint chromium clean
+.PHONY: run test test-fast bench lint chromium clean mutants
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,14 +35,21 @@ chromium:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	else echo "chromium not found and not root: browser tests will be skipped (sudo apt-get install chromium)"; fi
 
+# Random order (pytest-randomly): the seed is printed as "Using --randomly-seed=N"; rerun a failing order with
+# `make test PYTEST_ARGS="-p randomly --randomly-seed=N"`.
 test: $(VENV)/.installed-test chromium
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -p randomly $(PYTEST_ARGS)
 
 test-fast: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q -m "not browser and not slow" $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed-test
 	@for script in benchmarks/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+# Curated bugs in the scientific core, each run against the tests that should catch it, in a private copy of
+# the repository (the working tree is never touched). Not part of `make test`: it takes several minutes.
+mutants: $(VENV)/.installed-test
+	$(BIN)/python tools/mutants.py $(MUTANTS_ARGS)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check resnet_core app pages tests benchmarks notebooks

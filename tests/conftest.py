@@ -15,6 +15,14 @@ APP_MAIN = REPO / "app" / "main.py"
 ARTIFACTS = REPO / "artifacts"
 
 
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    """The random-order seed again at the end (pytest-randomly's header line is hidden by -q)."""
+    seed = getattr(config.option, "randomly_seed", None)
+    if config.pluginmanager.hasplugin("randomly") and isinstance(seed, int):
+        terminalreporter.write_line(f"Using --randomly-seed={seed} (rerun this order with -p randomly "
+                                    f"--randomly-seed={seed})")
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_dirs(tmp_path_factory: pytest.TempPathFactory):
     """Runs and torch hub cache go to temporary folders: tests never touch the user's, nor the network."""
