@@ -96,6 +96,9 @@ class RaceConfig:
     seed: int = 0
     device: str = "auto"
     name: str = "custom race"
+    # A checkpoint of every racer (weights, optimizer, scaler, step, data order) every k steps, so a killed
+    # run loses at most k steps; 0: only the final one. It changes nothing in the curves.
+    checkpoint_every: int = 200
 
     def __post_init__(self) -> None:
         if not 1 <= len(self.racers) <= 8:
@@ -115,7 +118,8 @@ class RaceConfig:
                   (self.width is None or 1 <= self.width <= 256, "the width must be 1 to 256 channels"),
                   (8 <= self.image_size <= 256, "the image size must be 8 to 256 pixels"),
                   (self.eval_every >= 1, "eval_every must be at least 1"),
-                  (self.eval_samples >= 1, "eval_samples must be at least 1")]
+                  (self.eval_samples >= 1, "eval_samples must be at least 1"),
+                  (self.checkpoint_every >= 0, "checkpoint_every must be zero (final checkpoint only) or more")]
         for ok, message in checks:
             if not ok:
                 raise ValueError(message[0].upper() + message[1:] + ".")
@@ -565,6 +569,12 @@ class Race:
         """True after a step that should be followed by a held-out evaluation (every k steps and at the end)."""
         return self.step_index > 0 and (self.step_index % self.config.eval_every == 0 or self.done)
 
+    def checkpoint_due(self) -> bool:
+        """True after a step that should be followed by a periodic checkpoint (every ``checkpoint_every``
+        steps; the final checkpoint at the end is the caller's, with the run's summary)."""
+        every = self.config.checkpoint_every
+        return every > 0 and self.step_index > 0 and self.step_index % every == 0 and not self.done
+
     @torch.no_grad()
     def evaluate(self) -> list[dict[str, Any]]:
         """Held-out loss and accuracy of every racer (not diverged) on up to ``eval_samples`` test images."""
@@ -646,7 +656,78 @@ class Race:
                               "std": [float(s) for s in self.train_data.std]},
             "dataset": self.config.dataset,
             "metrics": metrics,
+            "resume": self._resume_state(racer),
         }
+
+    def _resume_state(self, racer: Racer) -> dict[str, Any]:
+        """What :meth:`restore` needs to continue this racer exactly: optimizer (momentum buffers), gradient
+        scaler, step, data order and status. The learning rate is a pure function of the step (:func:`lr_at`),
+        so the step is the schedule's whole state. Only tensors and plain values (``weights_only`` loads it)."""
+        return {
+            "step": int(self.step_index),
+            "optimizer": _to_cpu(racer.optimizer.state_dict()),
+            "scaler": racer.scaler.state_dict() if racer.scaler is not None else None,
+            "schedule": {"name": self.config.schedule, "next_lr": lr_at(self.step_index, self.config)},
+            # The sampler's order for an epoch is a function of (seed, epoch): epoch and cursor rebuild it.
+            "data": {"epoch": int(self._epoch), "cursor": int(self._cursor), "seed": int(self.config.seed),
+                     "world_size": int(self.dist.world_size)},
+            "status": racer.status, "message": racer.message, "skipped": int(racer.skipped),
+            "seconds": float(racer.seconds), "wall": float(self.wall),
+        }
+
+    def restore(self, checkpoints: dict[str, dict[str, Any]], rows: Sequence[dict[str, Any]] = (),
+                eval_rows: Sequence[dict[str, Any]] = ()) -> None:
+        """Continue from checkpoints written by :meth:`checkpoint`, one per racer label, all of one step.
+
+        Weights, optimizer and scaler state, step, data order and statuses are restored ("stopped" racers
+        train again), so the next :meth:`step` is the one an uninterrupted race would take. ``rows`` and
+        ``eval_rows`` (the run's log) are kept up to that step. Raises ValueError (one sentence) when the
+        checkpoints do not belong to this race."""
+        missing = [r.label for r in self.racers if r.label not in checkpoints]
+        if missing:
+            raise ValueError(f"No checkpoint for {', '.join(missing)}; a race resumes only with every racer.")
+        states = {label: ckpt.get("resume") for label, ckpt in checkpoints.items()}
+        if not all(isinstance(state, dict) for state in states.values()):
+            raise ValueError("These checkpoints hold weights only (no optimizer state or data position), "
+                             "so the race cannot continue exactly from them.")
+        steps = {int(states[r.label]["step"]) for r in self.racers}
+        data = {tuple(sorted(states[r.label]["data"].items())) for r in self.racers}
+        if len(steps) != 1 or len(data) != 1:
+            raise ValueError(f"The checkpoints are from different steps ({', '.join(map(str, sorted(steps)))}); "
+                             "a race resumes from one step for every racer.")
+        step, position = steps.pop(), dict(data.pop())
+        if position["world_size"] != self.dist.world_size or position["seed"] != self.config.seed:
+            raise ValueError(f"The checkpoints were written by {position['world_size']} process(es) with seed "
+                             f"{position['seed']}; resume with the same number of processes and seed.")
+        for racer in self.racers:
+            ckpt, state = checkpoints[racer.label], states[racer.label]
+            racer.model.load_state_dict(ckpt["state_dict"], strict=True)
+            racer.optimizer.load_state_dict(state["optimizer"])
+            if racer.scaler is not None and state.get("scaler"):
+                racer.scaler.load_state_dict(state["scaler"])
+            racer.status = "running" if state["status"] in ("running", "stopped") else str(state["status"])
+            racer.message, racer.skipped = str(state.get("message", "")), int(state.get("skipped", 0))
+            racer.seconds = float(state.get("seconds", 0.0))
+        self._epoch, self._cursor = int(position["epoch"]), int(position["cursor"])
+        self._order = []
+        if self._epoch > 0:  # the epoch in progress: the same seeded shuffle the interrupted run drew
+            self.sampler.set_epoch(self._epoch - 1)
+            self._order = list(iter(self.sampler))
+        self.step_index = step
+        self.wall = float(states[self.racers[0].label].get("wall", 0.0))
+        self.rows = [dict(r) for r in rows if int(r["step"]) <= step]
+        self.eval_rows = [dict(r) for r in eval_rows if int(r["step"]) <= step]
+
+
+def _to_cpu(value: Any) -> Any:
+    """Tensors anywhere in nested dicts/lists moved to the CPU (a checkpoint reads back on any machine)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu")
+    if isinstance(value, dict):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_to_cpu(v) for v in value)
+    return value
 
 
 # Final training loss and accuracy are averaged over the last steps: one batch is noisy, a window is not.
@@ -699,9 +780,61 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, mps")
     p.add_argument("--threads", type=int,
                    help="CPU threads for this process (default: torch's, one per core); 1 is faster on a busy machine")
+    p.add_argument("--checkpoint-every", type=int, metavar="K",
+                   help="save every racer's checkpoint every K steps (default 200; 0: only at the end)")
+    p.add_argument("--resume", metavar="RUN_ID",
+                   help="continue an interrupted or stopped run from its latest checkpoint, with its own settings")
     p.add_argument("--runs-dir", help="where run folders go (default $RESNET_EXPLORER_RUNS or runs/)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs one line per eval)")
     return p
+
+
+_CONFIG_FLAGS = ("preset", "racer", "dataset", "image_size", "steps", "batch_size", "lr", "warmup_steps",
+                 "schedule", "width", "eval_every", "n_train", "seed", "device", "checkpoint_every")
+
+
+class _StopRequests:
+    """SIGINT/SIGTERM ask the race to stop after the current step (a second SIGINT interrupts at once).
+
+    Installed only in the main thread (Python delivers signals there); the previous handlers come back on
+    exit. Under torchrun the ranks agree on the step to stop at (one all-reduce per step)."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopRequests:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        import signal
+
+        if self.signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # the second Ctrl-C: stop now, without a checkpoint
+        self.signal = signum
+
+    def requested(self, race: Race) -> bool:
+        if not race.dist.enabled:
+            return self.signal is not None
+        import torch.distributed as dist
+
+        flag = torch.tensor([0.0 if self.signal is None else float(self.signal)], device=race.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        if flag.item() and self.signal is None:
+            self.signal = int(flag.item())
+        return bool(flag.item())
 
 
 def config_from_args(args: argparse.Namespace) -> RaceConfig:
@@ -724,34 +857,50 @@ def config_from_args(args: argparse.Namespace) -> RaceConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``resnet-train``: run a race headless with a progress bar; rank 0 writes the run folder."""
+    """``resnet-train``: run a race headless with a progress bar; rank 0 writes the run folder.
+
+    Exit codes: 0 done; 2 bad input (one sentence); 1 the runs folder cannot be written (one sentence);
+    130 (143) stopped by Ctrl-C (SIGTERM) after the current step, with a checkpoint and the resume command."""
     from .data import DataError
-    from .runs import RunWriter
+    from .runs import RunStorageError, RunWriter, resume_race
 
     args = _parser().parse_args(argv)
     if args.threads is not None:
         # A CLI process owns its thread pool (the app never sets it: its pool is shared by every session).
         torch.set_num_threads(max(1, args.threads))
+    main_rank = dist_info().is_main
+    writer = None
     try:
-        config = config_from_args(args)
-        race = Race(config)
+        if args.resume:
+            given = [f"--{f.replace('_', '-')}" for f in _CONFIG_FLAGS if getattr(args, f) not in (None, [])]
+            if given:
+                raise ValueError(f"--resume continues a run with its own settings; drop {', '.join(given)}.")
+            race, writer = resume_race(args.resume, args.runs_dir, write=main_rank)
+            config = race.config
+        else:
+            config = config_from_args(args)
+            race = Race(config)
+            if main_rank:
+                writer = RunWriter.create(config, runs_dir=args.runs_dir, source="cli")
+                writer.write_config(describe_device(race.device), race.dist.world_size)
+    except RunStorageError as exc:
+        print(f"resnet-train: {_storage_sentence(exc, None, args)}", file=sys.stderr)
+        return 1
     except (ValueError, DataError) as exc:
         print(f"resnet-train: {exc}", file=sys.stderr)
         return 2
-    main_rank = race.dist.is_main
-    writer = RunWriter.create(config, runs_dir=args.runs_dir, source="cli") if main_rank else None
-    if writer is not None:
-        writer.write_config(describe_device(race.device), race.dist.world_size)
     bar = None
     if main_rank and not args.no_progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=config.steps, desc=config.name, unit="step", file=sys.stderr)
+        bar = tqdm(total=config.steps, initial=race.step_index, desc=config.name, unit="step", file=sys.stderr)
 
     def on_step(r: Race, rows: list[dict[str, Any]], evals: list[dict[str, Any]]) -> None:
         if writer is not None:
             writer.append(rows)
             writer.append(evals, kind="eval")  # what evaluate() returned: no row for a racer that diverged
+            if r.checkpoint_due():
+                writer.save_checkpoints(r)
         if bar is not None:
             bar.update(1)
             bar.set_postfix({row["racer"]: f"{row['loss']:.3f}" for row in rows})
@@ -764,22 +913,73 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(message, file=sys.stderr)
 
     reported: set[str] = set()
-    while not race.done:  # Race.train's loop, keeping the rows each evaluate() returns
-        rows = race.step()
-        on_step(race, rows, race.evaluate() if race.eval_due() else [])
-    if bar is not None:
-        bar.close()
+    stops = _StopRequests()
+    try:
+        with stops:
+            while not race.done:  # Race.train's loop, keeping the rows each evaluate() returns
+                rows = race.step()
+                on_step(race, rows, race.evaluate() if race.eval_due() else [])
+                if stops.requested(race):
+                    break
+            if bar is not None:
+                bar.close()
+            stopped = not race.done
+            if stopped:
+                scored = bool(race.eval_rows) and race.eval_rows[-1]["step"] == race.step_index
+                evals = race.evaluate() if not scored else []  # a stopped race still gets a held-out score
+                if writer is not None:
+                    writer.append(evals, kind="eval")
+                race.stop()
+            if writer is not None:
+                writer.finish(race, "stopped" if stopped else "finished")
+    except RunStorageError as exc:
+        if bar is not None:
+            bar.close()
+        print(f"resnet-train: {_storage_sentence(exc, writer, args)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
+        if main_rank:
+            saved = writer.checkpoint_step if writer is not None else None
+            where = (f"the last checkpoint is from step {saved}; resume with: {_resume_command(writer, args)}"
+                     if saved is not None else "no checkpoint was saved")
+            print(f"resnet-train: interrupted again at step {race.step_index}, without saving; {where}",
+                  file=sys.stderr)
+        return 130
     if writer is not None:
-        writer.finish(race, "finished")
         summary = race.summary()
         print(summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-        print(f"wall time {race.wall:.1f} s on {describe_device(race.device)}; run folder: {writer.path}")
+        if stopped:
+            print(f"Stopped at step {race.step_index}; checkpoint saved in {writer.path}; resume with: "
+                  f"{_resume_command(writer, args)}", file=sys.stderr)
+        else:
+            print(f"wall time {race.wall:.1f} s on {describe_device(race.device)}; run folder: {writer.path}")
     if race.dist.enabled:
         import torch.distributed as dist
 
         dist.barrier()
         dist.destroy_process_group()
+    if stopped:
+        import signal
+
+        return 128 + (stops.signal or signal.SIGINT)
     return 0
+
+
+def _resume_command(writer: Any, args: argparse.Namespace) -> str:
+    runs = f" --runs-dir {args.runs_dir}" if args.runs_dir else ""
+    return f"resnet-train --resume {writer.run_id}{runs}"
+
+
+def _storage_sentence(exc: Any, writer: Any, args: argparse.Namespace) -> str:
+    """The CLI's one line for a runs folder that cannot be written (nothing stays in memory after exit)."""
+    text = (f"Cannot write to the runs folder {exc.folder} ({exc.reason}): free space, or pass --runs-dir or set "
+            f"RESNET_EXPLORER_RUNS to a writable folder")
+    step = writer.checkpoint_step if writer is not None else None
+    if step is not None:
+        return f"{text}; the checkpoint of step {step} is kept: resume with {_resume_command(writer, args)}."
+    return f"{text}; nothing of this run was saved."
 
 
 __all__ = [
