@@ -212,7 +212,14 @@ def test_device_auto_is_cpu_here_without_amp():
         pytest.skip("a CUDA machine: auto picks the GPU")
     assert device.type in ("cpu", "mps")
     assert amp_dtype(torch.device("cpu")) is None
-    assert describe_device(torch.device("cpu")) == f"CPU, {torch.get_num_threads()} threads"
+    threads = torch.get_num_threads()
+    try:  # pinned: the machine's count would make this "1 thread" on a one-core runner
+        torch.set_num_threads(1)
+        assert describe_device(torch.device("cpu")) == "CPU, 1 thread"
+        torch.set_num_threads(2)
+        assert describe_device(torch.device("cpu")) == "CPU, 2 threads"
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_degradation_direction_on_a_small_config():
