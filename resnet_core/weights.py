@@ -507,19 +507,28 @@ def _check_tensors(state_dict: Mapping[Any, Any], source: str) -> None:
             raise WeightsError(f"The {source} has a tensor named {_clip(repr(key), 60)}, which is not a layer "
                                "name; choose a ResNet checkpoint.")
         if tensor.layout != torch.strided or tensor.is_quantized or tensor.is_nested:
-            raise WeightsError(f"The {source}'s tensor '{_clip(key)}' is stored as {_clip(tensor.layout)} "
+            raise WeightsError(f"The {source} stores the tensor '{_clip(key)}' as {_clip(tensor.layout)} "
                                "rather than a dense tensor; save the model's plain state_dict.")
         if tensor.dtype not in _FLOAT_DTYPES and tensor.dtype not in _INTEGER_DTYPES:
-            raise WeightsError(f"The {source}'s tensor '{_clip(key)}' has dtype {_clip(tensor.dtype)}, which a "
-                               "ResNet's weights never have; save the weights as float32 or float16.")
+            raise WeightsError(f"The {source} holds the tensor '{_clip(key)}' as {_clip(tensor.dtype)}, which a "
+                               "ResNet's weights never are; save the weights as float32 or float16.")
         total += tensor.numel()
         if total > MAX_ELEMENTS:
-            raise WeightsError(f"The {source}'s tensors hold more than {MAX_ELEMENTS:,} numbers, more than any "
+            raise WeightsError(f"The {source} holds more than {MAX_ELEMENTS:,} numbers, more than any "
                                "ResNet this project builds; choose a smaller checkpoint.")
     for key, tensor in state_dict.items():
-        if tensor.dtype in _FLOAT_DTYPES and not bool(torch.isfinite(tensor).all()):
-            raise WeightsError(f"The {source}'s tensor '{_clip(key)}' holds NaN or infinite values (the run that "
-                               "saved it diverged); use a checkpoint from before it diverged.")
+        if tensor.dtype in _FLOAT_DTYPES and not _finite(tensor):
+            raise WeightsError(f"The {source} holds NaN or infinite values in the tensor '{_clip(key)}' (the run "
+                               "that saved it diverged); use a checkpoint from before it diverged.")
+
+
+def _finite(tensor: torch.Tensor) -> bool:
+    """No NaN/inf in ``tensor``, at a cost bounded by the bytes stored: a broadcast view (stride 0) of a few
+    stored numbers can claim billions of elements, so such a view is checked through its storage."""
+    stored = tensor.untyped_storage().nbytes() // tensor.element_size()
+    if tensor.numel() > stored:
+        tensor = torch.empty(0, dtype=tensor.dtype).set_(tensor.untyped_storage(), 0, (stored,))
+    return bool(torch.isfinite(tensor).all())
 
 
 _FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
@@ -993,6 +1002,10 @@ def load_model(arch: str, options: Mapping[str, Any] | None = None, weights: str
     """
     options = dict(options or {})
     kind, value = parse_weights_id(weights)
+    if kind in ("random", "tv"):  # costed on the meta device first: BudgetError before any weight exists
+        from .describe import estimate_memory, require_within_budget
+
+        require_within_budget(estimate_memory(arch, "build", options=options if kind == "random" else {}))
     if kind == "random":
         model = build(arch, seed=0, **options)
         model.arch_label, model.weights_notes = display_name(arch, options.get("residual", True)), []

@@ -206,3 +206,56 @@ def test_sample_images_are_bundled_photos():
     samples = sample_images()
     assert set(samples) == {"chelsea", "coffee", "astronaut", "rocket"}
     assert all(image.mode == "RGB" and min(image.size) >= 256 for image in samples.values())
+
+
+# ------------------------------------------------------------------ what preprocessing can make of an image
+@pytest.mark.parametrize("size", [(1, 60000), (60000, 1), (30, 700)], ids=["tall-strip", "wide-strip", "21-to-1"])
+def test_extreme_aspect_ratios_are_refused_before_any_resize(size):
+    """A few hundred bytes of 1x60000 would resize (shorter side to 256) to 15 G pixels: refused from the header."""
+    data = encode(Image.new("L", size), "PNG")
+    assert len(data) < 2000
+    with pytest.raises(ImageError) as info:
+        decode_image(data)
+    ratio = max(size) / min(size)
+    assert f"an aspect ratio of {ratio:.0f}:1, above the 20:1 limit" in str(info.value)
+    assert_one_sentence(str(info.value))
+    # An image made in memory (not decoded) is refused by the preprocessing itself.
+    with pytest.raises(ImageError, match="20:1 limit"):
+        model_view(Image.new("RGB", size), Preprocessing.IMAGENET)
+
+
+def test_the_widest_allowed_image_stays_small_after_preprocessing():
+    prep = Preprocessing(1024, 1024, (0.5,) * 3, (0.25,) * 3)  # the largest resize and crop allowed
+    image = decode_image(encode(Image.new("RGB", (1, 20), (0, 255, 0)), "PNG"))  # 20:1, the limit
+    view = model_view(image, prep)
+    assert view.size == (1024, 1024) and view.getpixel((512, 512)) == (0, 255, 0)
+    assert preprocess(image, prep).shape == (1, 3, 1024, 1024)
+
+
+MODES = ["1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "RGBa", "La", "CMYK", "YCbCr", "LAB", "HSV", "I",
+         "I;16", "I;16B", "F"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_pillow_mode_becomes_rgb_and_preprocesses(mode):
+    image = Image.new(mode, (6, 4))
+    view = model_view(image, Preprocessing(8, 8, (0.5,) * 3, (0.25,) * 3))
+    assert view.mode == "RGB" and view.size == (8, 8)
+
+
+@pytest.mark.parametrize("mode, value, expected", [
+    ("I;16", 65535, (255, 255, 255)), ("I;16", 256 * 100, (100, 100, 100)), ("I", 65535, (255, 255, 255)),
+    ("F", 0.5, (128, 128, 128)), ("LA", (0, 0), (255, 255, 255)), ("1", 1, (255, 255, 255)),
+])
+def test_deep_and_transparent_modes_survive_a_tiff_round_trip(mode, value, expected):
+    data = encode(Image.new(mode, (5, 3), value), "TIFF")
+    assert decode_image(data).getpixel((2, 1)) == expected
+
+
+def test_multi_page_tiff_and_animated_gif_give_the_first_frame_only():
+    frames = [Image.new("RGB", (8, 8), colour) for colour in ((255, 0, 0), (0, 0, 255), (0, 255, 0))]
+    for fmt in ("TIFF", "GIF"):
+        data = encode(frames[0], fmt, save_all=True, append_images=frames[1:])
+        assert Image.open(io.BytesIO(data)).n_frames == 3
+        assert decode_image(data).getpixel((4, 4)) == (255, 0, 0), fmt
+

@@ -531,3 +531,134 @@ def test_concurrent_downloads_of_one_file_take_turns(tmp_path):
     assert target.read_bytes() == payload
     assert requests == ["/weights.pth"]  # the second caller found the file and skipped its download
     assert sorted(p.name for p in target.parent.iterdir()) == [target.name]
+
+
+# ------------------------------------------------------------------- bounds before anything is allocated
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@pytest.mark.parametrize("fields, phrase", [
+    ({"options": {"width": 4, "num_classes": 10_000_000}}, "num_classes must be a whole number from 1 to 100000"),
+    ({"options": {"width": 1_000_000}}, "width must be a whole number from 1 to 512"),
+    ({"options": {"width": 4, "residual": "yes"}}, "residual must be one of True, False"),
+    ({"options": {"width": 4, "depth": 9}}, "'depth' is not one this project builds with"),
+    ({"options": {"width": float("nan")}}, "width must be a whole number"),
+    ({"arch": "resnet9999"}, "'resnet9999', which is not an architecture"),
+    ({"classes": ["x"] * 200_000}, "200,000 names, more than the 100,000 allowed"),
+    ({"classes": ["x" * 5000]}, "at most 200 characters"),
+    ({"preprocessing": {"resize": 32, "crop": 32, "mean": [0.5] * 2, "std": [0.5] * 3}},
+     "mean needs one value per input channel (3, for RGB images), got 2"),
+    ({"preprocessing": {"resize": 32, "crop": 32, "mean": [0.5, float("nan"), 0.5], "std": [0.5] * 3}},
+     "mean must be finite"),
+    ({"preprocessing": {"resize": 32, "crop": 32, "mean": [0.5] * 3, "std": [0.5, 0.0, 0.5]}},
+     "std must be positive"),
+    ({"preprocessing": {"resize": 32, "crop": 32, "mean": [0.5] * 3, "std": [0.5, float("inf"), 0.5]}},
+     "std must be finite"),
+    ({"preprocessing": {"resize": 10**9, "crop": 224, "mean": [0.5] * 3, "std": [0.5] * 3}},
+     "resize must be a whole number of pixels from 1 to 1024"),
+    ({"preprocessing": {"resize": 32, "crop": 64, "mean": [0.5] * 3, "std": [0.5] * 3}},
+     "centre crop (64) is larger than the resize (32)"),
+])
+def test_own_format_fields_are_bounded_before_use(tmp_path, fields, phrase):
+    """Each field is checked before use; bad statistics are blamed on the checkpoint, not on an image."""
+    weights = _save(_own(**fields), tmp_path, "bad.pt")
+    with pytest.raises(WeightsError) as info:
+        load_model("resnet20", {}, weights)
+    message = str(info.value)
+    assert phrase in message and one_sentence(message) and len(message) < 400
+    assert message.startswith("The file 'bad.pt' is marked resnet-explorer/1")
+
+
+def _broadcast(*shape: int) -> torch.Tensor:
+    """A tensor claiming ``shape`` but storing one number: a few bytes on disk."""
+    return torch.zeros(1).expand(*shape)
+
+
+@pytest.mark.parametrize("change, phrase", [
+    ({"fc.weight": _broadcast(5_000_000, 64), "fc.bias": _broadcast(5_000_000)}, "5,000,000 outputs"),
+    ({"fc.weight": _broadcast(50_000_000, 64)}, "more than 400,000,000 numbers"),
+    ({"conv1.weight": _broadcast(100_000, 3, 3, 3)}, "to 100000, beyond the 64 inputs and 512 channels"),
+    ({"layer1.99999.conv1.weight": torch.zeros(1)}, "up to 100,000 blocks"),
+    ({f"layer{i}.0.conv1.weight": torch.zeros(1) for i in (4, 5, 6)}, "6 stages"),
+])
+def test_inferred_architectures_are_bounded_before_building(tmp_path, change, phrase):
+    state = dict(resnet_core.build("resnet20", width=4).state_dict()) | change
+    path = tmp_path / "foreign.pt"
+    torch.save(state, path)
+    assert path.stat().st_size < 200_000
+    before = _peak_rss_mb()
+    with pytest.raises(WeightsError, match=phrase) as info:
+        load_model("resnet20", {}, f"ckpt:{path}")
+    assert one_sentence(str(info.value))
+    assert _peak_rss_mb() - before < 200  # refused from shapes, not after allocating gigabytes
+
+
+def test_a_model_over_the_parameter_limit_is_refused_from_the_meta_device(tmp_path):
+    ckpt = _own(arch="resnet1202", options={"width": 512})  # bounded fields, but 4.9 G parameters
+    with pytest.raises(WeightsError, match="M parameters, above the 250 M limit") as info:
+        load_model("resnet20", {}, _save(ckpt, tmp_path, "huge.pt"))
+    assert one_sentence(str(info.value))
+
+
+def test_nan_weights_are_refused_naming_the_first_tensor(tmp_path):
+    state = dict(resnet_core.build("resnet20", width=4).state_dict())
+    state["layer2.1.bn2.running_var"] = torch.full((8,), float("nan"))
+    state["fc.weight"] = state["fc.weight"].clone().fill_(float("inf"))
+    for obj in (state, _own(state_dict=state)):
+        with pytest.raises(WeightsError) as info:
+            load_model("resnet20", {}, _save(obj, tmp_path, "diverged.pt"))
+        assert "NaN or infinite values in the tensor 'layer2.1.bn2.running_var'" in str(info.value)
+        assert one_sentence(str(info.value))
+    # A broadcast view of one NaN claiming 10^12 elements is checked through its one stored number.
+    broadcast = dict(resnet_core.build("resnet20", width=4).state_dict())
+    broadcast["fc.weight"] = torch.full((1,), float("nan")).expand(10, 64)
+    with pytest.raises(WeightsError, match="'fc.weight'"):
+        load_model("resnet20", {}, _save(broadcast, tmp_path, "view.pt"))
+
+
+def test_long_mismatch_lists_are_cut_with_a_count(tmp_path):
+    state = {f"{k}.renamed": v for k, v in resnet_core.build("resnet20", width=4).state_dict().items()}
+    ckpt = _own(state_dict=state)
+    with pytest.raises(CheckpointMismatch) as info:
+        load_model("resnet20", {}, _save(ckpt, tmp_path, "renamed.pt"))
+    message = str(info.value)
+    missing, unexpected = len(info.value.missing), len(info.value.unexpected)
+    assert missing > 90 and unexpected > 90
+    assert f"... and {missing - 3} more; unexpected: " in message and f"... and {unexpected - 3} more)" in message
+    assert len(message) < 600 and one_sentence(message)
+    table = info.value.table()
+    assert len(table) == 201 and table["key"].iloc[-1] == f"... and {missing + unexpected - 200} more"
+
+
+def test_files_over_the_size_limit_or_compressed_are_refused_before_loading(tmp_path, monkeypatch):
+    import zipfile
+
+    import resnet_core.weights as weights_module
+
+    path = tmp_path / "net.pt"
+    torch.save(resnet_core.build("resnet20", width=4).state_dict(), path)
+    monkeypatch.setattr(weights_module, "MAX_CHECKPOINT_BYTES", path.stat().st_size - 1)
+    with pytest.raises(WeightsError, match="above the 0 MB limit for checkpoints") as info:
+        read_checkpoint(path)
+    assert one_sentence(str(info.value))
+    monkeypatch.undo()
+    monkeypatch.setenv("RESNET_EXPLORER_RUNS", str(tmp_path))
+    squeezed = tmp_path / "squeezed.pt"  # the same entries, deflated: a zip bomb's container
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(squeezed, "w", zipfile.ZIP_DEFLATED) as target:
+        for info in source.infolist():
+            target.writestr(info.filename, source.read(info.filename))
+    with pytest.raises(WeightsError, match="compressed zip archive") as info:
+        read_checkpoint(squeezed)
+    assert one_sentence(str(info.value))
+
+
+def test_statistics_of_the_wrong_length_fail_when_made_not_inside_torch():
+    with pytest.raises(WeightsError, match="mean needs one value per input channel"):
+        Preprocessing(32, 32, (0.5, 0.5), (0.5, 0.5))
+    with pytest.raises(WeightsError, match="std must be positive"):
+        Preprocessing.from_dict({"resize": 32, "crop": 32, "mean": [0.5] * 3, "std": [-1, 1, 1]})
+    with pytest.raises(WeightsError, match="lacks crop"):
+        Preprocessing.from_dict({"resize": 32, "mean": [0.5] * 3, "std": [1, 1, 1]})
