@@ -36,6 +36,6 @@ HOME = st.Page(_home, title="ResNet Explorer", url_path="home", default=True, vi
 page = st.navigation([HOME, *PAGES])
 if page is HOME:
     # The link's settings travel along as given: the sidebar validates them there (explorer_ui.url_params).
-    st.switch_page(PAGES[0], query_params=[(k, v) for k in st.query_params for v in st.query_params.get_all(k)])
+    st.switch_page(PAGES[0], query_params={k: st.query_params.get_all(k) for k in st.query_params})
 st.session_state["model_choice"] = model_picker()
 page.run()

@@ -15,7 +15,7 @@ from typing import Any
 import streamlit as st
 
 from resnet_core.models import ARCHITECTURES, display_name
-from resnet_core.weights import WeightsError, parse_weights_id, weights_choices
+from resnet_core.weights import WeightsError, parse_weights_id, resolve_checkpoint_path, weights_choices
 
 DEFAULT_ARCH = "resnet20"
 SHORTCUT_HELP = {
@@ -28,7 +28,7 @@ WIDTH_FACTORS = {"full": 1, "half": 2, "quarter": 4}
 FLAGS = {"0": False, "1": True, "false": False, "true": True}
 
 MAX_VALUE_CHARS = 200  # no setting the app reads is longer; a longer value is refused before it is looked at
-SHOWN_CHARS = 80  # how much of a refused value a notice repeats
+SHOWN_CHARS = MAX_VALUE_CHARS  # how much of a refused value a notice repeats (a longer one is cut)
 MAX_NOTICES = 6  # a link with hundreds of junk parameters gets a handful of notices and a count
 
 
@@ -87,13 +87,15 @@ def _weights(raw: str, values: Mapping[str, Any]) -> str:
         if raw not in weights_choices(arch):
             raise _Refused(f"is not torchvision weights {display_name(arch)} has; showing random weights instead")
     if kind == "ckpt":
-        from resnet_core.weights import resolve_checkpoint_path
-
         try:
-            return f"ckpt:{resolve_checkpoint_path(value)}"
+            path = resolve_checkpoint_path(value)
         except WeightsError:
+            path = None
+        # Only an existing file inside the folders: a name that is not there would reach the page's messages.
+        if path is None or not path.is_file():
             raise _Refused("is not a checkpoint in the runs or uploads folders; upload the file or pick a run's "
-                           "checkpoint in the Weights box; showing random weights instead") from None
+                           "checkpoint in the Weights box; showing random weights instead")
+        return f"ckpt:{path}"
     return raw
 
 

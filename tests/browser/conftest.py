@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -26,16 +27,19 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def server_url(_isolated_dirs: Path) -> Iterator[str]:
-    streamlit = Path(sys.executable).with_name("streamlit")  # the console script, as `make run` uses it
+@contextlib.contextmanager
+def streamlit_server(extra_args: list[str], cwd: Path = REPO, log_name: str = "streamlit-server.log",
+                     ) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``streamlit run <repo>/app/main.py`` on a free port from ``cwd``, as `make run` starts it (the venv's
+    console script); yields (url, process) once /_stcore/health answers, and stops it afterwards."""
+    streamlit = Path(sys.executable).with_name("streamlit")
     port = _free_port()
     ARTIFACTS.mkdir(exist_ok=True)
-    log = open(ARTIFACTS / "streamlit-server.log", "w")  # noqa: SIM115 - closed in finally
+    log = open(ARTIFACTS / log_name, "w")  # noqa: SIM115 - closed in finally
     proc = subprocess.Popen(
-        [str(streamlit), "run", "app/main.py", "--server.headless", "true", "--server.port", str(port),
-         "--server.address", "localhost", "--server.fileWatcherType", "none"],
-        cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ},
+        [str(streamlit), "run", str(REPO / "app" / "main.py"), "--server.headless", "true", "--server.port",
+         str(port), "--server.fileWatcherType", "none", *extra_args],
+        cwd=cwd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ},
     )
     url = f"http://localhost:{port}"
     try:
@@ -47,9 +51,9 @@ def server_url(_isolated_dirs: Path) -> Iterator[str]:
             except OSError:
                 pass
             if proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"streamlit did not start; see {ARTIFACTS / 'streamlit-server.log'}")
+                raise RuntimeError(f"streamlit did not start; see {ARTIFACTS / log_name}")
             time.sleep(0.3)
-        yield url
+        yield url, proc
     finally:
         proc.terminate()
         try:
@@ -57,6 +61,12 @@ def server_url(_isolated_dirs: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.fixture(scope="session")
+def server_url(_isolated_dirs: Path) -> Iterator[str]:
+    with streamlit_server(["--server.address", "localhost"]) as (url, _):
+        yield url
 
 
 @pytest.fixture(scope="session")
