@@ -37,6 +37,7 @@ from torch import nn
 from torch.utils.data import DistributedSampler
 
 from .data import DATASETS, ImageData, ShapesSet, load_splits
+from .describe import estimate_race, require_within_budget
 from .models import build, count_params, display_name, get_spec
 from .weights import FORMAT  # the checkpoint format is defined once, in weights
 
@@ -119,7 +120,8 @@ class RaceConfig:
                   (8 <= self.image_size <= 256, "the image size must be 8 to 256 pixels"),
                   (self.eval_every >= 1, "eval_every must be at least 1"),
                   (self.eval_samples >= 1, "eval_samples must be at least 1"),
-                  (self.checkpoint_every >= 0, "checkpoint_every must be zero (final checkpoint only) or more")]
+                  (self.checkpoint_every >= 0,
+                   "the checkpoint interval (checkpoint_every) must be 0 (final checkpoint only) or more")]
         for ok, message in checks:
             if not ok:
                 raise ValueError(message[0].upper() + message[1:] + ".")
@@ -368,6 +370,7 @@ class Race:
 
     def __init__(self, config: RaceConfig, train_data: ShapesSet | ImageData | None = None,
                  test_data: ShapesSet | ImageData | None = None) -> None:
+        require_within_budget(estimate_race(config))  # BudgetError before any data or net is made
         self.config = config
         self.dist = dist_info()
         self.device = pick_device(config.device)
@@ -776,6 +779,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int)
     p.add_argument("--eval-every", type=int)
     p.add_argument("--n-train", type=int)
+    p.add_argument("--n-test", type=int, help="held-out images (evaluation uses up to 1000 of them)")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, mps")
     p.add_argument("--threads", type=int,
@@ -786,11 +790,14 @@ def _parser() -> argparse.ArgumentParser:
                    help="continue an interrupted or stopped run from its latest checkpoint, with its own settings")
     p.add_argument("--runs-dir", help="where run folders go (default $RESNET_EXPLORER_RUNS or runs/)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs one line per eval)")
+    p.add_argument("--memory-budget", metavar="SIZE",
+                   help="memory one race may use, e.g. 4GB (default $RESNET_EXPLORER_MEMORY_BUDGET or a quarter of "
+                        "available memory)")
     return p
 
 
 _CONFIG_FLAGS = ("preset", "racer", "dataset", "image_size", "steps", "batch_size", "lr", "warmup_steps",
-                 "schedule", "width", "eval_every", "n_train", "seed", "device", "checkpoint_every")
+                 "schedule", "width", "eval_every", "n_train", "n_test", "seed", "device", "checkpoint_every")
 
 
 class _StopRequests:
@@ -847,7 +854,7 @@ def config_from_args(args: argparse.Namespace) -> RaceConfig:
     else:
         raise ValueError("Give --preset or at least one --racer (e.g. --racer resnet20:plain --racer resnet20).")
     fields = ("dataset", "image_size", "steps", "batch_size", "lr", "warmup_steps", "schedule", "width",
-              "eval_every", "n_train", "seed", "device")
+              "eval_every", "n_train", "n_test", "seed", "device", "checkpoint_every")
     overrides = {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
     if base is None:
         name = " vs ".join(r.label for r in racers)
@@ -871,8 +878,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     main_rank = dist_info().is_main
     writer = None
     try:
+        if args.memory_budget is not None:
+            from .settings import set_memory_budget
+
+            set_memory_budget(args.memory_budget)
         if args.resume:
-            given = [f"--{f.replace('_', '-')}" for f in _CONFIG_FLAGS if getattr(args, f) not in (None, [])]
+            given = [f"--{'warmup' if f == 'warmup_steps' else f.replace('_', '-')}" for f in _CONFIG_FLAGS
+                     if getattr(args, f) not in (None, [])]
             if given:
                 raise ValueError(f"--resume continues a run with its own settings; drop {', '.join(given)}.")
             race, writer = resume_race(args.resume, args.runs_dir, write=main_rank)

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
 
 import resnet_core
 from resnet_core import runs
-from resnet_core.train import RaceConfig, RacerSpec
+from resnet_core.train import Race, RaceConfig, RacerSpec, main
+from resnet_core.weights import read_checkpoint
+from tests.conftest import REPO
 
 
 def tiny(steps: int = 400, **kw) -> RaceConfig:
@@ -204,3 +214,293 @@ def test_run_ids_cannot_leave_the_runs_folder(tmp_path):
             runs.load_run(run_id, base)
     _write_run(base / "fine", tiny(steps=2).to_dict())
     assert runs.load_run("fine", base).config == tiny(steps=2)
+
+
+# ------------------------------------------------------------------------------------------------ faults
+# Real subprocesses of the real CLI (`python -m resnet_core.train`), killed, interrupted and starved of disk.
+# The CLI runs with --threads 1 and the reference race in this process is pinned to 1 thread too (restored
+# after): with another thread count CPU convolutions sum in another order and curves differ by ~1e-7.
+CLI_TINY = ["--racer", "resnet20:plain", "--racer", "resnet20", "--width", "4", "--image-size", "16",
+            "--batch-size", "16", "--n-train", "64", "--n-test", "32", "--eval-every", "10", "--warmup", "2",
+            "--threads", "1", "--no-progress"]
+
+
+def _cli(args: list[str], runs_dir, **popen) -> subprocess.Popen:
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    return subprocess.Popen([sys.executable, "-m", "resnet_core.train", *args, "--runs-dir", str(runs_dir)],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+
+
+def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"the CLI ended (code {proc.returncode}) before the condition held:\n{out}\n{err}")
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.01)
+
+
+def _only_run(runs_dir):
+    (run,) = [p for p in runs_dir.iterdir() if p.is_dir()]
+    return run
+
+
+def _step_lines(run) -> list[dict]:
+    path = run / "metrics.jsonl"
+    if not path.exists():
+        return []
+    lines = []
+    for line in path.read_text().splitlines():
+        with contextlib.suppress(ValueError):
+            lines.append(json.loads(line))
+    return [line for line in lines if line.get("kind") == "step"]
+
+
+def _manifest_step(run) -> int:
+    data = runs._read_json(run / "checkpoint.json") or {}
+    return int(data.get("step", 0))
+
+
+def _reference_losses(config: RaceConfig) -> list[float]:
+    """The uninterrupted race in this process, on one thread like the CLI runs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return Race(config).train().history()["loss"].tolist()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _assert_no_partial_files(run) -> None:
+    """Every .pt loads with the normal reader, every JSON file parses, nothing is empty, no temp file is left."""
+    for path in run.rglob("*"):
+        if path.is_dir():
+            continue
+        assert path.stat().st_size > 0, f"0-byte file {path}"
+        assert not path.name.endswith(".tmp"), f"temporary file left: {path}"
+        if path.suffix == ".pt":
+            assert read_checkpoint(path).arch == "resnet20"
+        elif path.suffix == ".json":
+            json.loads(path.read_text())
+
+
+def test_a_killed_run_is_interrupted_keeps_its_metrics_and_resumes_on_the_same_curve(tmp_path):
+    # Inside the session's runs folder: load_model reads "ckpt:" paths only from the runs and uploads folders.
+    runs_dir = Path(os.environ["RESNET_EXPLORER_RUNS"]) / f"killed-{tmp_path.name}"
+    proc = _cli([*CLI_TINY, "--steps", "60", "--checkpoint-every", "5"], runs_dir)
+    try:
+        # Kill once a periodic checkpoint exists and at least one step beyond it was logged (mid-race).
+        def ready() -> bool:
+            if not runs_dir.exists() or not any(runs_dir.iterdir()):
+                return False
+            run = _only_run(runs_dir)
+            step = _manifest_step(run)
+            return step >= 5 and any(line["step"] > step for line in _step_lines(run))
+
+        _wait_for(ready, proc)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    run = _only_run(runs_dir)
+    _assert_no_partial_files(run)
+    assert not (run / "summary.json").exists()
+
+    # After a "restart" (a fresh read of the folder): interrupted, metrics whole up to the last logged step.
+    listed = runs.list_runs(runs_dir)
+    assert listed.loc[0, "status"] == "interrupted"
+    record = runs.load_run(run.name, runs_dir)
+    assert record.status == "interrupted" and record.resumable
+    ckpt_step = record.checkpoint_step
+    last = int(record.history["step"].max())
+    assert ckpt_step % 5 == 0 and 5 <= ckpt_step < last < 60
+    assert record.history["step"].tolist() == [s for s in range(1, last + 1) for _ in range(2)]
+    assert f"resumable from the checkpoint of step {ckpt_step}" in listed.loc[0, "notes"]
+    assert not [n for n in record.notes if "cut short" in n]  # a SIGKILL does not cut a line in two
+
+    # Its last periodic checkpoint loads with the normal readers (read_checkpoint, load_model "ckpt:").
+    for c in record.checkpoints:
+        ckpt = read_checkpoint(c["path"])
+        assert ckpt.meta["metrics"]["steps"] == ckpt_step
+        model = resnet_core.load_model("resnet20", weights=f"ckpt:{Path(c['path']).resolve()}")
+        assert model.fc.out_features == 10
+    assert {c["label"] for c in runs.list_checkpoints(runs_dir)} == {"Plain-20", "ResNet-20"}
+
+    # Resumed with the CLI, it continues the curve the uninterrupted race draws.
+    resumed = _cli(["--resume", run.name, "--threads", "1", "--no-progress"], runs_dir)
+    out, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err
+    assert "Traceback" not in err
+    steps = _step_lines(run)
+    assert [line["step"] for line in steps] == [s for s in range(1, 61) for _ in range(2)]  # no step twice
+    expected = _reference_losses(RaceConfig.from_dict(json.loads((run / "config.json").read_text())["config"]))
+    assert [line["loss"] for line in steps] == pytest.approx(expected, rel=1e-6, abs=0)
+    record = runs.load_run(run.name, runs_dir)
+    assert record.status == "finished" and record.summary["steps"].tolist() == [60, 60]
+    assert runs.list_runs(runs_dir).loc[0, "status"] == "finished" and not (run / "checkpoints").exists()
+    _assert_no_partial_files(run)
+
+
+def test_ctrl_c_stops_after_the_step_saves_a_checkpoint_and_says_how_to_resume(tmp_path):
+    runs_dir = tmp_path / "runs"
+    proc = _cli([*CLI_TINY, "--steps", "5000", "--checkpoint-every", "0"], runs_dir)
+    try:
+        _wait_for(lambda: runs_dir.exists() and any(runs_dir.iterdir()) and len(_step_lines(_only_run(runs_dir))) >= 6,
+                  proc)
+        seen = len(_step_lines(_only_run(runs_dir))) // 2
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    run = _only_run(runs_dir)
+    summary = json.loads((run / "summary.json").read_text())
+    stopped_at = summary["steps"]
+    assert summary["status"] == "stopped" and seen <= stopped_at < 5000
+    assert (f"Stopped at step {stopped_at}; checkpoint saved in {run}; resume with: resnet-train --resume "
+            f"{run.name} --runs-dir {runs_dir}") in err
+    assert len(_step_lines(run)) == 2 * stopped_at
+    _assert_no_partial_files(run)
+    for label in ("plain-20", "resnet-20"):
+        assert read_checkpoint(run / f"{label}.pt").meta["metrics"]["steps"] == stopped_at
+    assert runs.list_runs(runs_dir).loc[0, "status"] == "stopped"
+    # The library resumes it where it stopped: every racer training again from that step.
+    job = runs.resume_run(run.name, runs_dir)
+    snap = job.snapshot()
+    assert job.status == "ready" and snap.step == stopped_at and len(snap.history) == 2 * stopped_at
+    assert set(snap.racers.values()) == {"running"}
+    assert runs.load_run(run.name, runs_dir).status == "running"  # this process holds it now
+    job.stop()
+    assert runs.load_run(run.name, runs_dir).status == "stopped"
+
+
+def _limit_file_size(limit: int):
+    def apply() -> None:  # in the child: files cannot grow past `limit` (EFBIG instead of SIGXFSZ)
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
+@pytest.mark.parametrize(("limit", "every", "fails_at"), [(60_000, "5", "checkpoint"), (6_000, "0", "metrics")])
+def test_a_full_disk_is_one_sentence_and_leaves_no_partial_file(tmp_path, limit, every, fails_at):
+    # A "full disk" that stops root too: a file-size limit on the child (RLIMIT_FSIZE). A checkpoint here is
+    # ~190 kB, so 60 kB lets the metrics through and fails the first checkpoint (step 5); with no periodic
+    # checkpoint, 6 kB fails a metrics append (about 660 bytes a step) part-way through a write.
+    runs_dir = tmp_path / "runs"
+    proc = _cli([*CLI_TINY, "--steps", "40", "--checkpoint-every", every], runs_dir,
+                preexec_fn=_limit_file_size(limit))
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 1, err
+    line = err.strip()
+    assert "\n" not in line and "Traceback" not in line
+    assert line.startswith(f"resnet-train: Cannot write to the runs folder {runs_dir} (file size limit reached)")
+    assert "nothing of this run was saved" in line
+    run = _only_run(runs_dir)
+    _assert_no_partial_files(run)
+    assert not list(run.rglob("*.pt"))  # none fits: no partial one either
+    metrics = (run / "metrics.jsonl").read_text()
+    assert metrics.endswith("\n") and len(metrics) <= limit
+    steps = _step_lines(run)
+    assert len(steps) == len(metrics.splitlines()) - sum('"eval"' in x for x in metrics.splitlines())
+    if fails_at == "checkpoint":
+        assert [line["step"] for line in steps][-1] == 5
+    listed = runs.list_runs(runs_dir)
+    assert listed.loc[0, "status"] == "interrupted" and "no checkpoint to resume" in listed.loc[0, "notes"]
+
+
+def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
+    path = tmp_path / "x.pt"
+    path.write_bytes(b"old")
+
+    def half(f) -> None:
+        f.write(b"new, half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError):
+        runs.atomic_write(path, half)
+    assert path.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["x.pt"]
+
+
+def test_a_runs_folder_that_cannot_be_written_keeps_the_run_in_memory_and_exports_it(tmp_path, capsys):
+    # Tests run as root, whom chmod does not stop: a regular file where the runs folder should be fails
+    # for everyone (EEXIST/ENOTDIR), as a read-only mount would.
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file")
+    job = runs.Job(tiny(steps=6, checkpoint_every=3), blocked)
+    assert job.storage_error == (f"Cannot write to the runs folder {blocked} (it is a file, not a folder): free "
+                                 "space or set RESNET_EXPLORER_RUNS to a writable folder; this run's curves are "
+                                 "kept in memory.")
+    job.start()
+    assert job.wait(timeout=120) and job.status == "finished"
+    snap = job.snapshot()
+    assert len(snap.history) == 12 and job.storage_error in snap.messages and snap.checkpoints == []
+    # Space returns (here: a writable folder): the whole run is exported and reads back the same.
+    good = tmp_path / "runs"
+    path = job.export(good)
+    assert path == good / job.run_id and not job.storage_error
+    record = runs.load_run(job.run_id, good)
+    assert record.status == "finished" and record.history["loss"].tolist() == snap.history["loss"].tolist()
+    assert record.evals["step"].tolist() == [5, 5, 6, 6]
+    assert [Path(c["path"]).name for c in record.checkpoints] == ["plain-20.pt", "resnet-20.pt"]
+    _assert_no_partial_files(path)
+
+    # The CLI: one line, exit 1, no traceback; a parent that is a file fails too.
+    for where in (blocked, blocked / "runs"):
+        assert main(["--racer", "resnet20", "--steps", "2", "--width", "4", "--batch-size", "16", "--n-train", "32",
+                     "--n-test", "16", "--runs-dir", str(where), "--no-progress"]) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"resnet-train: Cannot write to the runs folder {where} (") and "\n" not in err
+
+
+def test_a_folder_lost_mid_run_keeps_the_curves_and_export_writes_them_back(tmp_path):
+    job = runs.Job(tiny(steps=400, checkpoint_every=2), tmp_path)
+    job.step_once()
+    assert job.wait_for_step(1, timeout=120) and job.wait_paused(timeout=120)
+    folder = job.path
+    shutil.rmtree(folder)
+    folder.write_text("the folder is gone, a file stands in its place")  # every write under it now fails
+    for n in (2, 3):
+        job.step_once()
+        assert job.wait_for_step(n, timeout=120) and job.wait_paused(timeout=120)
+    snap = job.snapshot()
+    assert snap.step == 3 and len(snap.history) == 6
+    assert any(m.startswith(f"Cannot write to the runs folder {tmp_path} (") for m in snap.messages)
+    with pytest.raises(runs.RunStorageError):
+        job.export()  # still blocked: one sentence, nothing changes
+    folder.unlink()
+    assert job.export() == folder and not job.storage_error
+    record = runs.load_run(job.run_id, tmp_path)
+    assert record.history["step"].tolist() == [1, 1, 2, 2, 3, 3] and record.checkpoint_step == 3
+    job.step_once()  # and it goes on writing there
+    assert job.wait_for_step(4, timeout=120) and job.wait_paused(timeout=120)
+    assert len(runs.load_run(job.run_id, tmp_path).history) == 8 and _manifest_step(folder) == 4
+    job.stop()
+    assert job.wait(timeout=120) and runs.load_run(job.run_id, tmp_path).status == "stopped"
+
+
+def test_damage_is_reported_and_skipped_and_other_runs_still_list(tmp_path):
+    jobs = [runs.Job(tiny(steps=2), tmp_path) for _ in range(2)]
+    for job in jobs:
+        job.start()
+        assert job.wait(timeout=120) and job.status == "finished"
+    damaged, fine = jobs
+    with open(damaged.path / "metrics.jsonl", "a") as f:
+        f.write('{"kind": "step", "step": 3, "rac')  # a line cut short
+    (damaged.path / "resnet-20.pt").unlink()  # a checkpoint gone
+    listed = runs.list_runs(tmp_path).set_index("run_id")
+    assert set(listed.index) == {damaged.run_id, fine.run_id} and listed.loc[fine.run_id, "notes"] == ""
+    notes = listed.loc[damaged.run_id, "notes"]
+    assert "checkpoint resnet-20.pt is missing" in notes and "last metrics line is cut short" in notes
+    record = runs.load_run(damaged.run_id, tmp_path)
+    assert len(record.history) == 4 and [c["label"] for c in record.checkpoints] == ["Plain-20"]
+    assert any("1 metrics line cut short or unreadable (line 7) skipped" in n for n in record.notes)
+    assert any("resnet-20.pt (ResNet-20) is missing" in n for n in record.notes)
+    assert {(c["run_id"], c["label"]) for c in runs.list_checkpoints(tmp_path)} == {
+        (damaged.run_id, "Plain-20"), (fine.run_id, "Plain-20"), (fine.run_id, "ResNet-20")}

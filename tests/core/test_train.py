@@ -323,3 +323,68 @@ def test_cli_bad_input_is_one_sentence(capsys):
     assert err.startswith("resnet-train: Unknown architecture 'resnet21'") and "\n" not in err
     assert main([]) == 2
     assert "--preset" in capsys.readouterr().err
+
+
+def _round_trip(ckpt: dict) -> dict:
+    """Through bytes and back, as a checkpoint file is read (weights_only)."""
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(ckpt, buffer)
+    return torch.load(io.BytesIO(buffer.getvalue()), weights_only=True)
+
+
+def test_a_restored_race_continues_the_uninterrupted_curve_exactly():
+    # 12 steps of 16 images from 64: three epochs, so the restore lands mid-epoch with the sampler reshuffled
+    # (steps 4 -> 5 cross nothing, 7 is inside epoch 2). Same process, same threads: the curves are equal.
+    cfg = tiny(steps=12, n_train=64, schedule="step", checkpoint_every=7)
+    whole = Race(cfg)
+    batches, ckpts = [], None
+    while not whole.done:
+        whole.step()
+        batches.append(whole.last_batch_indices.clone())
+        if whole.eval_due():
+            whole.evaluate()
+        if whole.checkpoint_due():
+            assert whole.step_index == 7
+            ckpts = {r.label: _round_trip(whole.checkpoint(r)) for r in whole.racers}
+    resume = ckpts["ResNet-20"]["resume"]
+    assert resume["step"] == 7 and resume["data"] == {"epoch": 2, "cursor": 48, "seed": 0, "world_size": 1}
+    assert resume["schedule"]["next_lr"] == lr_at(7, cfg) and resume["scaler"] is None
+    assert resume["optimizer"]["state"]  # momentum buffers
+    part = Race(cfg)
+    part.restore(ckpts, whole.rows, whole.eval_rows)  # the log beyond step 7 is dropped
+    assert part.step_index == 7 and len(part.rows) == 14 and [r["step"] for r in part.eval_rows] == [3, 3, 6, 6]
+    resumed_batches = []
+    while not part.done:
+        part.step()
+        resumed_batches.append(part.last_batch_indices.clone())
+        if part.eval_due():
+            part.evaluate()
+    assert all(torch.equal(a, b) for a, b in zip(batches[7:], resumed_batches, strict=True))  # data order
+    a, b = whole.history(), part.history()
+    assert b["step"].tolist() == a["step"].tolist()
+    assert b["loss"].tolist() == pytest.approx(a["loss"].tolist(), rel=1e-6, abs=0)
+    assert b["lr"].tolist() == a["lr"].tolist()
+    assert part.evals()["test_loss"].tolist() == pytest.approx(whole.evals()["test_loss"].tolist(), rel=1e-6)
+    for x, y in zip(whole.racers, part.racers, strict=True):
+        assert x.status == y.status == "finished"
+        for p, q in zip(x.model.state_dict().values(), y.model.state_dict().values(), strict=True):
+            assert torch.allclose(p.float(), q.float(), rtol=1e-6, atol=0)
+
+
+def test_restore_refuses_checkpoints_of_mixed_steps_or_without_resume_state():
+    race = Race(tiny(steps=4))
+    race.step()
+    early = {r.label: race.checkpoint(r) for r in race.racers}
+    race.step()
+    mixed = {**early, "ResNet-20": race.checkpoint(race.racers[1])}
+    with pytest.raises(ValueError, match="different steps"):
+        Race(tiny(steps=4)).restore(mixed)
+    bare = {label: {k: v for k, v in c.items() if k != "resume"} for label, c in early.items()}
+    with pytest.raises(ValueError, match="weights only"):
+        Race(tiny(steps=4)).restore(bare)
+    with pytest.raises(ValueError, match="No checkpoint for Plain-20"):
+        Race(tiny(steps=4)).restore({"ResNet-20": early["ResNet-20"]})
+    with pytest.raises(ValueError, match="checkpoint interval \\(checkpoint_every\\) must be 0"):
+        tiny(checkpoint_every=-1)
