@@ -239,15 +239,21 @@ class RunWriter:
             return
         text = "".join(json.dumps({"kind": kind, **{k: _json_safe(v) for k, v in row.items()}}) + "\n"
                        for row in rows)
-        with _storing(self.base), open(self.path / "metrics.jsonl", "ab") as f:
-            end = f.tell()
+        with _storing(self.base):
+            # Unbuffered: a buffered file would retry the failed flush on truncate and close.
+            fd = os.open(self.path / "metrics.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
-                f.write(text.encode())
-                f.flush()
-            except OSError:
-                with contextlib.suppress(OSError):
-                    f.truncate(end)  # no half line for the next append to run into
-                raise
+                end = os.fstat(fd).st_size
+                data = memoryview(text.encode())
+                try:
+                    while data:
+                        data = data[os.write(fd, data):]  # a full disk may take part of it, then fail
+                except OSError:
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(fd, end)  # no half line for the next append to run into
+                    raise
+            finally:
+                os.close(fd)
 
     def rewrite_metrics(self, rows: Sequence[dict[str, Any]], eval_rows: Sequence[dict[str, Any]]) -> None:
         """Replace metrics.jsonl (atomically) with these rows: a resumed run drops what came after its
