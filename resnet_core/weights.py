@@ -70,8 +70,9 @@ MAX_PATH_CHARS = 1024
 
 
 def _clip(text: object, limit: int = 80) -> str:
-    """``text`` as a string of at most ``limit`` characters: names from a file must not grow a message."""
-    text = str(text)
+    """``text`` as one printable line of at most ``limit`` characters: names from a file must neither grow a
+    message nor break it into lines."""
+    text = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in str(text)[: limit + 1])
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
