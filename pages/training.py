@@ -159,6 +159,12 @@ def _live() -> None:
         # The job changed state (finished, stopped, failed): rerun the page so buttons and polling follow.
         st.session_state["tr_seen_status"] = snap.status
         st.rerun()
+    if job.storage_error and st.button("Save run", key="tr_save", icon="💾", disabled=snap.status == "running",
+                                      help="Write this run (kept in memory) to the runs folder; pause it first."):
+        try:
+            st.success(f"Saved in {job.export()}.")
+        except ValueError as error:  # RunStorageError included: one sentence
+            st.error(str(error))
     if snap.status in ("finished", "stopped") and snap.checkpoints:
         _inspect([(label, path) for label, path in zip(snap.racers, snap.checkpoints, strict=False)], "live")
 
@@ -209,6 +215,14 @@ with st.expander("Past runs (this app and `resnet-train`)"):
                 snap = JobSnapshot(record.run_id, record.config.name, record.status, steps, record.config.steps,
                                    record.history, record.evals, record.summary,
                                    dict.fromkeys(record.summary.get("racer", pd.Series(dtype=str)), record.status),
-                                   record.messages, record.info.get("device", ""), record.wall_s, None)
+                                   record.messages + record.notes, record.info.get("device", ""), record.wall_s, None)
                 _draw(snap, "past", record.config)
                 _inspect([(c["label"], c["path"]) for c in record.checkpoints], "past")
+                if record.resumable and st.button(f"Resume from step {record.checkpoint_step}", key="tr_past_resume",
+                                                  icon="⏯️"):
+                    try:
+                        st.session_state["tr_run"] = _registry().resume(run_id).run_id
+                    except ValueError as error:
+                        st.error(str(error))
+                    else:
+                        st.rerun()

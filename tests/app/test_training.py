@@ -165,3 +165,76 @@ def test_a_bad_past_run_is_one_sentence_not_a_traceback(page):
     page.selectbox(key="tr_past_pick").set_value(folder.name).run()
     assert not page.exception, page.exception
     assert any(f"The run '{folder.name}' cannot be reopened" in e.value for e in page.error)
+
+
+def _small_custom_race(page, steps: int) -> None:
+    key = "tr_Custom race"
+    page.selectbox(key="tr_preset").set_value("Custom race").run()
+    page.multiselect(key=f"{key}_racers").set_value(["Plain-20", "ResNet-20"])
+    page.number_input(key=f"{key}_steps").set_value(steps)
+    page.number_input(key=f"{key}_width").set_value(4)
+    page.number_input(key=f"{key}_size").set_value(16)
+    page.number_input(key=f"{key}_batch").set_value(16)
+    page.run()
+
+
+def _progress(page) -> str:
+    return page.get("progress")[0].proto.text if page.get("progress") else ""
+
+
+def test_an_unwritable_runs_folder_is_one_sentence_and_the_run_is_saved_later(page, monkeypatch, tmp_path):
+    # A regular file where the runs folder should be: it stops root too (tests run as root; chmod would not).
+    blocked = tmp_path / "runs-is-a-file"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv("RESNET_EXPLORER_RUNS", str(blocked))
+    _small_custom_race(page, steps=10)
+    _button(page, "tr_start").click().run()
+    assert not page.exception, page.exception
+    deadline = time.monotonic() + 300
+    while "finished" not in _progress(page) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        page.run()  # the fragment's timer never fires in AppTest
+    assert not page.exception, page.exception
+    assert "step 10 of 10" in _progress(page) and "finished" in _progress(page)
+    sentence = (f"Cannot write to the runs folder {blocked} (it is a file, not a folder): free space or set "
+                "RESNET_EXPLORER_RUNS to a writable folder; this run's curves are kept in memory.")
+    assert [w.value for w in page.warning] == [sentence]
+    curves = _figures(page)[0]
+    assert _values(next(t for t in curves["data"] if t["name"] == "ResNet-20")["x"]) == list(range(1, 11))
+    # Space returns: Save run writes the whole run where the runs folder now is.
+    writable = tmp_path / "runs"
+    monkeypatch.setenv("RESNET_EXPLORER_RUNS", str(writable))
+    _button(page, "tr_save").click().run()
+    assert not page.exception, page.exception
+    (run,) = list(writable.iterdir())
+    assert [s.value for s in page.success] == [f"Saved in {run}."]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["steps"] == 10
+    assert _step_lines(run) == 20 and (run / "resnet-20.pt").is_file()
+
+
+def test_a_stopped_run_resumes_from_its_checkpoint(page):
+    _small_custom_race(page, steps=5000)
+    before = set(_runs_dir().glob("*")) if _runs_dir().exists() else set()
+    _button(page, "tr_start").click().run()
+    (run,) = set(_runs_dir().glob("*")) - before
+    deadline = time.monotonic() + 120
+    while _step_lines(run) < 6 and time.monotonic() < deadline:
+        time.sleep(0.3)
+    _button(page, "tr_stop").click().run()
+    stopped_at = json.loads((run / "summary.json").read_text())["steps"]
+    page.selectbox(key="tr_past_pick").set_value(run.name).run()
+    assert not page.exception, page.exception
+    resume = _button(page, "tr_past_resume")
+    assert resume.label == f"Resume from step {stopped_at}"
+    try:
+        resume.click().run()
+        assert not page.exception, page.exception
+        assert f"step {stopped_at}" in _progress(page) or "running" in _progress(page)
+        assert not (run / "summary.json").exists()  # running again, in its own folder
+        assert _button(page, "tr_start").disabled and not _button(page, "tr_stop").disabled
+    finally:
+        _button(page, "tr_stop").click().run()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "stopped" and summary["steps"] >= stopped_at
+    assert _step_lines(run) == 2 * summary["steps"]  # no step logged twice
