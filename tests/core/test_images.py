@@ -259,3 +259,12 @@ def test_multi_page_tiff_and_animated_gif_give_the_first_frame_only():
         assert Image.open(io.BytesIO(data)).n_frames == 3
         assert decode_image(data).getpixel((4, 4)) == (255, 0, 0), fmt
 
+
+
+def test_thirty_two_bit_integer_tiff_is_scaled_by_its_range():
+    """Mode "I" (32-bit ints): values beyond 255 are a 16-bit range scaled to 0..255; within 0..255 kept as is."""
+    wide = Image.fromarray(np.array([[0, 32768, 65535, 257]], dtype=np.int32))
+    assert wide.mode == "I"
+    assert np.asarray(decode_image(encode(wide, "TIFF")))[0, :, 0].tolist() == [0, 128, 255, 1]
+    narrow = Image.fromarray(np.array([[0, 100, 255, 7]], dtype=np.int32))
+    assert np.asarray(decode_image(encode(narrow, "TIFF")))[0, :, 0].tolist() == [0, 100, 255, 7]

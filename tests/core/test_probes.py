@@ -418,3 +418,15 @@ def test_shapes_batch_matches_the_model_input_and_its_classes():
     # Trained on other classes (CIFAR-10 names): the top-1 logit, not a meaningless loss.
     model.class_names = [f"cifar {i}" for i in range(10)]
     assert isinstance(shapes_batch(model, n=4)[1], TopClassTarget)
+
+
+def test_negative_share_before_a_relu_does_not_count_exact_zeros():
+    """Before a ReLU the share it will switch off is the negatives only: an exact 0 stays 0 either way."""
+    conv = torch.nn.Conv2d(1, 1, 1, bias=False)  # weight 1: the output is the input, and not a ReLU output
+    with torch.no_grad():
+        conv.weight.fill_(1.0)
+    x = torch.tensor([0.0] * 25 + [-1.0] * 15 + [2.0] * 60).view(1, 1, 10, 10)
+    row = activation_profile(torch.nn.Sequential(conv), x, ["0"]).stats().iloc[0]
+    assert not row["post_relu"] and math.isnan(row["zero_share"])
+    assert row["negative_share"] == pytest.approx(0.15) and row["inactive_share"] == pytest.approx(0.15)
+    assert row["min"] == -1.0 and row["max"] == 2.0
