@@ -11,17 +11,18 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import streamlit as st  # noqa: E402
 from explorer_ui.sidebar import model_picker  # noqa: E402
 
-# Emoji icons only: a ":material/...:" icon makes the browser fetch an icon from fonts.gstatic.com, and the app
-# must fetch nothing from other hosts (an emoji favicon is an inline data: SVG).
+# The favicon is an emoji (drawn as an inline data: SVG): a ":material/...:" page_icon makes the browser fetch an
+# SVG from fonts.gstatic.com. The ":material/...:" icons inside the page are fine: Streamlit serves that font
+# itself (tests/browser/test_links.py records every request).
 st.set_page_config(page_title="ResNet Explorer", page_icon="🧠", layout="wide")
 
 PAGES = [
-    st.Page("../pages/architecture.py", title="Architecture", icon="🧱", url_path="architecture"),
-    st.Page("../pages/lesson.py", title="Why residuals work", icon="🎓", url_path="why-residuals"),
-    st.Page("../pages/activations.py", title="Activations", icon="🔬", url_path="activations"),
-    st.Page("../pages/gradient_flow.py", title="Gradient flow", icon="📉", url_path="gradient-flow"),
-    st.Page("../pages/training.py", title="Training race", icon="🏁", url_path="training"),
-    st.Page("../pages/grad_cam.py", title="Grad-CAM", icon="🎯", url_path="grad-cam"),
+    st.Page("../pages/architecture.py", title="Architecture", icon=":material/account_tree:", url_path="architecture"),
+    st.Page("../pages/lesson.py", title="Why residuals work", icon=":material/school:", url_path="why-residuals"),
+    st.Page("../pages/activations.py", title="Activations", icon=":material/layers:", url_path="activations"),
+    st.Page("../pages/gradient_flow.py", title="Gradient flow", icon=":material/trending_up:", url_path="gradient-flow"),
+    st.Page("../pages/training.py", title="Training race", icon=":material/sprint:", url_path="training"),
+    st.Page("../pages/grad_cam.py", title="Grad-CAM", icon=":material/center_focus_strong:", url_path="grad-cam"),
 ]
 
 

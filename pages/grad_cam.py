@@ -70,7 +70,7 @@ st.caption(f"{getattr(model, 'arch_label', choice.label)} with {getattr(model, '
            f"weights; input: {prep.describe()}.")
 if getattr(model, "weights_id", "random") == "random":
     st.info("These are randomly initialised weights: the classes and maps mean nothing yet. Choose torchvision "
-            "ImageNet weights or a checkpoint in the sidebar's Weights box.", icon="🎲")
+            "ImageNet weights or a checkpoint in the sidebar's Weights box.", icon=":material/casino:")
 
 # ------------------------------------------------------------------------------------------------ the image
 source = st.segmented_control("Image", SOURCES, key="gc_source", default="Sample photo") or "Sample photo"
@@ -174,7 +174,7 @@ use_own = st.toggle("Use the sidebar's model (a Shapes checkpoint)", key="gc_che
                     disabled=not shapes_model,
                     help="Otherwise a ResNet-20 is trained on Shapes by the training engine (about a minute on a "
                          "laptop CPU), once per server.")
-if st.button("Run the localisation check", key="gc_check", icon="🎯"):
+if st.button("Run the localisation check", key="gc_check", icon=":material/target:"):
     try:
         if use_own:
             checked = model

@@ -45,7 +45,7 @@ def _training_link() -> None:
     if (Path(__file__).resolve().parent / "training.py").exists():
         try:
             st.page_link("../pages/training.py", label="Race a plain net against its residual twin on the "
-                         "Training page", icon="🏁")
+                         "Training page", icon=":material/sprint:")
             return
         except StreamlitAPIException:
             pass

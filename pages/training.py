@@ -74,7 +74,7 @@ def _controls(job: Job | None) -> None:
     cols = st.columns(5)
     invalid = st.session_state.get("tr_config") is None
     if cols[0].button("Start", type="primary", key="tr_start", disabled=invalid or status in ("running", "paused"),
-                      icon="▶️"):
+                      icon=":material/play_arrow:"):
         try:
             with st.spinner("Preparing the data and the nets..."):
                 new = _registry().start(st.session_state["tr_config"])
@@ -84,13 +84,13 @@ def _controls(job: Job | None) -> None:
             st.session_state["tr_run"] = new.run_id
             st.session_state.pop("tr_error", None)
         st.rerun()
-    if cols[1].button("Pause", key="tr_pause", disabled=status != "running", icon="⏸️"):
+    if cols[1].button("Pause", key="tr_pause", disabled=status != "running", icon=":material/pause:"):
         job.pause()
         st.rerun()
-    if cols[2].button("Resume", key="tr_resume", disabled=status != "paused", icon="⏯️"):
+    if cols[2].button("Resume", key="tr_resume", disabled=status != "paused", icon=":material/resume:"):
         job.resume()
         st.rerun()
-    if cols[3].button("Step", key="tr_step", disabled=status != "paused", icon="⏭️",
+    if cols[3].button("Step", key="tr_step", disabled=status != "paused", icon=":material/skip_next:",
                       help="Train exactly one more step, then stay paused."):
         # The target is read before asking: read after, a fast step would already be in it and the wait would
         # hang for a step that never comes (the job stays paused).
@@ -98,7 +98,7 @@ def _controls(job: Job | None) -> None:
         job.step_once()
         job.wait_for_step(target, timeout=30)
         st.rerun()
-    if cols[4].button("Stop", key="tr_stop", disabled=status not in ("running", "paused"), icon="⏹️"):
+    if cols[4].button("Stop", key="tr_stop", disabled=status not in ("running", "paused"), icon=":material/stop:"):
         job.stop()
         job.wait(timeout=30)
         st.rerun()
@@ -129,7 +129,7 @@ def _draw(snap: JobSnapshot, key: str, config: RaceConfig) -> None:
                "on test images the nets never trained on.")
     note = degradation_note(config, snap.summary)  # claimed only when this race's numbers show it
     if note:
-        st.info(note, icon="📉")
+        st.info(note, icon=":material/trending_down:")
 
 
 def _inspect(checkpoints: list[tuple[str, str]], key: str) -> None:
@@ -141,7 +141,7 @@ def _inspect(checkpoints: list[tuple[str, str]], key: str) -> None:
     label = cols[0].selectbox("Trained model", list(labels), key=f"{key}_inspect_pick")
     available = importlib.util.find_spec("explorer_ui.weights_picker") is not None
     if cols[1].button("Inspect this model", key=f"{key}_inspect", disabled=not available,
-                      icon="🔍",
+                      icon=":material/search:",
                       help=None if available else "Needs the sidebar's weights picker, not in this build."):
         from explorer_ui.weights_picker import use_checkpoint
 

@@ -214,7 +214,7 @@ def weights_picker(name: str) -> str:
             config = None
         if config is not None:
             st.info(f"Architecture from the checkpoint: **{config['label']}** (it overrides the choices above).",
-                    icon="🔒")
+                    icon=":material/lock:")
             if config["arch"] is not None:
                 _, unexpressed = _sidebar_state_for(config["arch"], config["options"])
                 if unexpressed:

@@ -1,0 +1,130 @@
+"""Links and the network in a real browser: a server started the plain way (no --server.address) from a
+directory other than the repository binds to loopback only; every page opens from its own URL; a crafted link
+puts no link or image on the page; the browser fetches nothing from any host but the server."""
+
+from __future__ import annotations
+
+import re
+import socket
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.browser.conftest import screenshot, streamlit_server, wait_idle
+from tests.conftest import APP_MAIN
+
+pytestmark = pytest.mark.browser
+
+LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
+HOSTILE = "[x](http://evil.example)![i](http://evil.example/i.png)<img src=http://evil.example/h.png>"
+
+
+def _pages() -> list[tuple[str, str]]:
+    """(title, url_path) of every page app/main.py navigates to, read from its source."""
+    source = APP_MAIN.read_text()
+    pages = re.findall(r'st\.Page\(\s*"\.\./pages/[\w/]+\.py",\s*title="([^"]+)",[^)]*?url_path="([\w-]+)"', source)
+    assert len(pages) >= 6, pages
+    return pages
+
+
+@pytest.fixture(scope="module")
+def bare_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+    """Started from an empty folder without an address flag: only app/.streamlit/config.toml decides."""
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    with streamlit_server([], cwd=elsewhere, log_name="streamlit-bare-server.log") as (url, _):
+        yield url, urllib.parse.urlsplit(url).port
+
+
+@pytest.fixture
+def recorded(browser, bare_server):
+    """A fresh tab on the bare server and the list of every URL it requests."""
+    context = browser.new_context(viewport={"width": 1400, "height": 2400})
+    tab = context.new_page()
+    tab.set_default_timeout(90_000)
+    requests: list[str] = []
+    context.on("request", lambda request: requests.append(request.url))
+    yield tab, requests
+    context.close()
+
+
+def _listening_addresses(port: int) -> list[str]:
+    """Local addresses of the sockets listening on ``port`` (from /proc/net/tcp and tcp6, state 0A = LISTEN)."""
+    found = []
+    for table, family in (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6)):
+        path = Path(table)
+        if not path.exists():
+            continue
+        for line in path.read_text().splitlines()[1:]:
+            fields = line.split()
+            address, port_hex = fields[1].split(":")
+            if fields[3] != "0A" or int(port_hex, 16) != port:
+                continue
+            raw = bytes.fromhex(address)
+            # The kernel prints each 32-bit word in host (little-endian) order.
+            raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+            found.append(socket.inet_ntop(family, raw))
+    return found
+
+
+def _foreign_hosts(requests: list[str]) -> set[str]:
+    hosts = set()
+    for url in requests:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme in ("data", "blob"):
+            continue
+        if parts.hostname not in LOCAL_HOSTS:
+            hosts.add(f"{parts.scheme}://{parts.hostname}")
+    return hosts
+
+
+def _open(tab, url: str, title: str) -> None:
+    tab.goto(url)
+    tab.locator('[data-testid="stMain"] h1').filter(has_text=re.compile("^" + re.escape(title))).first.wait_for()
+    wait_idle(tab)
+
+
+def test_server_binds_to_loopback_only_from_any_directory(bare_server) -> None:
+    _, port = bare_server
+    addresses = _listening_addresses(port)
+    assert addresses, f"nothing listens on port {port}"
+    assert set(addresses) <= {"127.0.0.1", "::1"}, addresses
+
+
+def test_every_page_opens_from_its_own_link_and_nothing_leaves_loopback(recorded, bare_server) -> None:
+    tab, requests = recorded
+    url, _ = bare_server
+    for title, path in _pages():
+        _open(tab, f"{url}/{path}", title)
+        assert urllib.parse.urlsplit(tab.url).path == f"/{path}"
+        assert tab.get_by_text("Page not found").count() == 0, path
+        assert tab.locator('[data-testid="stException"]').count() == 0, path
+        # The sidebar's link for this page is the current one.
+        current = tab.locator('[data-testid="stSidebarNav"] a[aria-current="page"]')
+        assert title in current.inner_text(), path
+    # The root forwards to the first page and keeps the link's settings.
+    _open(tab, f"{url}/?arch=resnet56&plain=1", "Architecture")
+    assert urllib.parse.urlsplit(tab.url).path == "/architecture"
+    assert tab.locator('[data-testid="stMain"] h1').first.inner_text().startswith("Architecture of Plain-56")
+    assert "arch=resnet56" in tab.url
+    hosts = {urllib.parse.urlsplit(u).hostname for u in requests if u.startswith("http")}
+    assert hosts and not _foreign_hosts(requests), _foreign_hosts(requests)
+
+
+def test_crafted_link_puts_no_link_or_image_on_the_page(recorded, bare_server) -> None:
+    tab, requests = recorded
+    url, _ = bare_server
+    query = urllib.parse.urlencode({"arch": HOSTILE, "weights": "ckpt:/etc/passwd", "x" * 300: "1"})
+    _open(tab, f"{url}/architecture?{query}", "Architecture")
+    sidebar = tab.locator('[data-testid="stSidebar"]')
+    assert tab.locator('a[href*="evil"]').count() == 0
+    assert tab.locator('img[src*="evil"]').count() == 0
+    # The refused text is repeated verbatim, in a code box, and the default view is shown.
+    assert sidebar.locator('[data-testid="stCode"]').filter(has_text="evil.example/i.png").count() == 1
+    assert "not an architecture ResNet Explorer knows" in sidebar.inner_text()
+    assert "ckpt:/etc/passwd" in sidebar.locator('[data-testid="stCode"]').all_inner_texts()
+    assert "is not a checkpoint in the runs or uploads folders" in sidebar.inner_text()
+    assert tab.locator('[data-testid="stMain"] h1').first.inner_text() == "Architecture of ResNet-20"
+    assert not _foreign_hosts(requests), _foreign_hosts(requests)
+    screenshot(tab, "hostile-link")
