@@ -376,8 +376,10 @@ def architecture_report(model: nn.Module, twin: nn.Module, input_size: int) -> A
 FLOAT_BYTES = 4
 LIVE_FORWARD = 4  # largest-layer tensors alive at once in a no-grad forward
 LIVE_BACKWARD = 4  # largest-layer gradient tensors alive at once in a backward
+SHAPES_DRAW_PLANES = 20  # float planes per image while the Shapes set is drawn (measured: 19)
 TASKS = ("build", "forward", "backward", "activations", "compare_activations", "gradient_norms", "path_gradients",
-         "compare_path_gradients", "depth_sweep", "gradcam", "guided_gradcam", "integrated_gradients", "race")
+         "compare_path_gradients", "block_gradients", "depth_sweep", "gradcam", "guided_gradcam",
+         "integrated_gradients", "race")
 _TASK_WORDS = {
     "build": "Building {net}",
     "forward": "A forward pass of {net} at {px} px (batch {batch})",
@@ -387,6 +389,7 @@ _TASK_WORDS = {
     "gradient_norms": "Gradient norms of {net} at {px} px (batch {batch})",
     "path_gradients": "Gradient flow on {net} at {px} px (batch {batch})",
     "compare_path_gradients": "Gradient flow on {net} and its twin at {px} px (batch {batch})",
+    "block_gradients": "Block-input gradients of {net} at {px} px (batch {batch})",
     "gradcam": "Grad-CAM on {net} at {px} px",
     "guided_gradcam": "Guided Grad-CAM on {net} at {px} px",
     "integrated_gradients": "Integrated gradients on {net} at {px} px ({steps} steps, {chunk} at a time)",
@@ -563,7 +566,7 @@ def _side(image_size: InputSize) -> int:
     return int(image_size) if isinstance(image_size, int) else int(tuple(image_size)[-1])
 
 
-def estimate_memory(model: nn.Module | str, task: str, *, batch: int = 1, image_size: InputSize | None = None,
+def estimate_memory(model: nn.Module | str | None, task: str, *, batch: int = 1, image_size: InputSize | None = None,
                     options: dict[str, Any] | None = None, builds: bool | None = None, twin: bool = False,
                     layers_kept: int | None = None, ig_steps: int = 16, ig_chunk: int | None = None,
                     depths: Sequence[int] | None = None, family: str = "cifar", width: int | None = None
@@ -621,6 +624,10 @@ def estimate_memory(model: nn.Module | str, task: str, *, batch: int = 1, image_
         parts["backward working set"] = backward_work
         # Gradients at every block input, its split point and both paths, returned together.
         parts["returned block gradients"] = act(3 * sum(prof.block_inputs))
+    elif task == "block_gradients":  # one gradient per block input, as in a depth sweep
+        parts["activations kept for backward"] = kept
+        parts["backward working set"] = backward_work
+        parts["returned block gradients"] = act(sum(prof.block_inputs))
     elif task == "gradcam":
         parts["activations kept for backward"] = kept
         parts["backward working set"] = backward_work
@@ -695,6 +702,13 @@ def estimate_race(config: Any, *, classes: int = 10) -> MemoryEstimate:
     parts = {"data in memory": int((n_train + n_test) * per_image),
              "parameters, gradients and momentum": int(state),
              "activations of one racer": int(activations)}
+    if config.dataset == "shapes":
+        # Shapes are drawn in chunks of up to 4,096 images (at least the 2,048 its statistics are measured on),
+        # about 20 float planes per image while drawing (measured): transient, before any net is built, so
+        # only what exceeds the training peak counts.
+        chunk = max(2048, min(max(n_train, n_test), 4096))
+        drawing = chunk * SHAPES_DRAW_PLANES * size * size * FLOAT_BYTES
+        parts["drawing the data (beyond the training peak)"] = int(max(0, drawing - state - activations))
     racers = " vs ".join(r.label for r in config.racers)
     width = f", width {config.width}" if config.width else ""
     what = f"The race {racers} (batch {batch}, {size} px{width})"

@@ -49,7 +49,7 @@ def parse_bytes(text: str | int | float, what: str = "The memory budget") -> int
     size = value * _UNITS[unit]
     if not math.isfinite(size) or size < MIN_BUDGET:
         raise SettingsError(f"{what} {str(text)[:40]!r} is below the smallest usable budget of "
-                            f"{format_bytes(MIN_BUDGET)}; give at least that, e.g. '512MB'.")
+                            f"{format_bytes(MIN_BUDGET)}; give at least that, such as '512MB'.")
     return int(size)
 
 
