@@ -159,7 +159,7 @@ def _live() -> None:
         # The job changed state (finished, stopped, failed): rerun the page so buttons and polling follow.
         st.session_state["tr_seen_status"] = snap.status
         st.rerun()
-    if job.storage_error and st.button("Save run", key="tr_save", icon="💾", disabled=snap.status == "running",
+    if job.storage_error and st.button("Save run", key="tr_save", icon=":material/save:", disabled=snap.status == "running",
                                       help="Write this run (kept in memory) to the runs folder; pause it first."):
         try:
             st.success(f"Saved in {job.export()}.")
@@ -219,7 +219,7 @@ with st.expander("Past runs (this app and `resnet-train`)"):
                 _draw(snap, "past", record.config)
                 _inspect([(c["label"], c["path"]) for c in record.checkpoints], "past")
                 if record.resumable and st.button(f"Resume from step {record.checkpoint_step}", key="tr_past_resume",
-                                                  icon="⏯️"):
+                                                  icon=":material/resume:"):
                     try:
                         st.session_state["tr_run"] = _registry().resume(run_id).run_id
                     except ValueError as error:
