@@ -1,0 +1,59 @@
+"""The memory budget on the page: its one caption line, and a refused request with a button for what fits."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import streamlit as st
+
+from resnet_core.models import get_spec
+from resnet_core.settings import ENV_MEMORY_BUDGET, BudgetError, SettingsError, format_bytes, memory_budget
+
+_FACTORS = {1: "full", 2: "half", 4: "quarter"}  # sidebar width factor by channel divisor
+
+
+def budget_caption() -> None:
+    """One sidebar line: the budget every request is costed against, and where to change it."""
+    try:
+        st.sidebar.caption(f"Memory budget {format_bytes(memory_budget())} per request ({ENV_MEMORY_BUDGET})")
+    except SettingsError as error:
+        st.sidebar.error(str(error))
+
+
+def _sidebar_keys(setting: str, value: Any) -> dict[str, Any] | None:
+    """Session-state values that make the sidebar ask for ``setting = value`` (None: not a sidebar setting)."""
+    if setting == "arch":
+        return {"sb_arch": value, "sb_shortcut": get_spec(value).defaults.get("shortcut", "B")}
+    if setting == "width":
+        base = 64 if get_spec(st.session_state.get("sb_arch", "resnet20")).stem == "imagenet" else 16
+        factor = _FACTORS.get(base // int(value)) if int(value) and base % int(value) == 0 else None
+        return {"sb_width": factor} if factor else None
+    return None
+
+
+def _apply(values: dict[str, Any]) -> None:
+    for key, value in values.items():  # in a button callback: before the widgets of the next run exist
+        st.session_state[key] = value
+
+
+def offer_fit(error: BudgetError, keys: Callable[[str, Any], dict[str, Any] | None] | None = None,
+              key: str = "budget_fit") -> None:
+    """Show the refusal's one sentence and one button per suggestion this page can apply.
+
+    ``keys(setting, value)`` maps a suggested change to session-state values (default: the sidebar's
+    architecture and width).
+    """
+    st.error(str(error))
+    mapping = keys or _sidebar_keys
+    for index, suggestion in enumerate(error.suggestions):
+        values: dict[str, Any] = {}
+        for setting, value in suggestion.changes.items():
+            mapped = mapping(setting, value)
+            if mapped is None:
+                values = {}
+                break
+            values.update(mapped)
+        if values:
+            st.button(f"Use {suggestion.words} (about {format_bytes(suggestion.cost)})", key=f"{key}_{index}",
+                      on_click=_apply, args=(values,))
