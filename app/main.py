@@ -9,6 +9,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import streamlit as st  # noqa: E402
+from explorer_ui.budget import budget_caption  # noqa: E402
 from explorer_ui.sidebar import model_picker  # noqa: E402
 
 # The favicon is an emoji (drawn as an inline data: SVG): a ":material/...:" page_icon makes the browser fetch an
@@ -39,4 +40,5 @@ if page is HOME:
     # The link's settings travel along as given: the sidebar validates them there (explorer_ui.url_params).
     st.switch_page(PAGES[0], query_params={k: st.query_params.get_all(k) for k in st.query_params})
 st.session_state["model_choice"] = model_picker()
+budget_caption()
 page.run()

@@ -8,6 +8,7 @@ from dataclasses import replace
 import pandas as pd
 import streamlit as st
 import torch
+from explorer_ui.budget import offer_fit
 from explorer_ui.heavy_notice import queue_notice
 from explorer_ui.keys import choice_key
 from explorer_ui.sidebar import ModelChoice, current_choice, get_model
@@ -31,6 +32,7 @@ from resnet_core.probes import (
     compare_activations,
     spread_summary,
 )
+from resnet_core.settings import BudgetError
 from resnet_core.weights import preprocessing_for
 
 MAX_CHANNELS = 16
@@ -120,6 +122,9 @@ try:
     with st.spinner(f"Recording the activations of {choice.label}..."), queue_notice():
         strip, maps = _strip(choice_key(choice), image_key, choice, x)
         stats, hists = _compare(choice_key(choice), image_key, net_labels, choice, twin_choice, x)
+except BudgetError as error:  # over the memory budget: the sentence and a button for the nearest fit
+    offer_fit(error)
+    st.stop()
 except ValueError as error:
     st.error(f"{error} Pick another model or weights in the sidebar.")
     st.stop()

@@ -7,6 +7,7 @@ import hashlib
 import pandas as pd
 import streamlit as st
 import torch
+from explorer_ui.budget import offer_fit
 from explorer_ui.heavy_notice import queue_notice
 from explorer_ui.keys import choice_key
 from explorer_ui.sidebar import current_choice, get_model
@@ -24,6 +25,7 @@ from resnet_core.images import (
     to_pil,
 )
 from resnet_core.plots.cam import cam_figure, cascade_figure, layers_figure, pointing_figure, topk_figure
+from resnet_core.settings import BudgetError
 from resnet_core.weights import WeightsError, class_names_for, preprocessing_for
 
 SOURCES = ["Sample photo", "Upload", "Shapes image"]
@@ -134,10 +136,15 @@ with left:
 try:
     with st.spinner(f"Computing {cam.METHODS[method]}..."), queue_notice():
         explanation = _explain(choice_key(choice), image_key, target, layer, method, model, x, names)
+except BudgetError as error:  # over the memory budget: the sentence and a button for the nearest fit
+    offer_fit(error)
+    st.stop()
 except (cam.CamError, WeightsError) as error:
     st.error(str(error))
     st.stop()
 with right:
+    for note in explanation.notes:  # e.g. integrated gradients scaled to the memory budget
+        st.info(note)
     st.plotly_chart(cam_figure(explanation, view, colormap, opacity), key="gc_map")
     if explanation.no_positive_evidence:
         st.warning(explanation.message)

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pandas as pd
 import streamlit as st
+from explorer_ui.budget import offer_fit
 from explorer_ui.heavy_notice import queue_notice
 from explorer_ui.keys import choice_key
 from explorer_ui.sidebar import ModelChoice, current_choice, get_model
@@ -22,6 +23,7 @@ from resnet_core.probes import (
     split_summary,
     sweep_summary,
 )
+from resnet_core.settings import BudgetError
 from resnet_core.targets import LossTarget
 from resnet_core.weights import preprocessing_for
 
@@ -86,6 +88,9 @@ try:
             queue_notice():
         frame, batch_text = _flow(choice_key(net_choice), choice_key(twin_choice) if twin_choice else None, batch, labels,
                                   net_choice, twin_choice)
+except BudgetError as error:  # over the memory budget: the sentence and a button for the nearest fit
+    offer_fit(error)
+    st.stop()
 except ValueError as error:
     st.error(f"{error} Pick another model or weights in the sidebar.")
     st.stop()

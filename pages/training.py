@@ -7,11 +7,14 @@ from dataclasses import replace
 
 import pandas as pd
 import streamlit as st
+from explorer_ui.budget import offer_fit
 
 from resnet_core.data import DATASETS, DataError
+from resnet_core.describe import estimate_race, require_within_budget
 from resnet_core.models import display_name
 from resnet_core.plots.training import grad_norm_figure, race_figure
 from resnet_core.runs import Job, JobSnapshot, Registry, list_runs, load_run
+from resnet_core.settings import BudgetError
 from resnet_core.train import PRESET_NOTES, PRESETS, RaceConfig, RacerSpec, degradation_note
 
 CUSTOM = "Custom race"
@@ -185,6 +188,13 @@ with st.container(border=True):
     st.caption(PRESET_NOTES.get(preset, CUSTOM_NOTE))
     try:
         st.session_state["tr_config"] = _settings(preset)
+        # Costed before Start: the sliders' extremes together (width, batch, image size) can need gigabytes.
+        require_within_budget(estimate_race(st.session_state["tr_config"]))
+    except BudgetError as error:
+        st.session_state["tr_config"] = None
+        fields = {"batch_size": "batch", "image_size": "size", "width": "width"}
+        offer_fit(error, lambda setting, value: ({f"tr_{preset}_{fields[setting]}": value}
+                                                 if setting in fields else None), key="tr_fit")
     except ValueError as error:
         st.session_state["tr_config"] = None
         st.warning(str(error))

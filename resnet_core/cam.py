@@ -40,6 +40,7 @@ from PIL import Image
 from torch import nn
 
 from .blocks import TAP_NAMES
+from .describe import estimate_memory, require_within_budget, scale_to_budget
 from .models import iter_blocks
 from .state import model_lock, preserved_state
 from .targets import Target, as_target
@@ -214,6 +215,10 @@ def explain(model: nn.Module, image: torch.Tensor, target: int | Target | None =
         raise CamError("explain() takes one image (1, C, H, W); use pointing_game for batches.")
     goal = as_target(target)
     layer_name, module = resolve_layer(model, layer) if method in LAYER_METHODS else (None, None)
+    # Costed before anything runs: over budget, integrated gradients takes fewer steps at a time (and says so),
+    # the others raise BudgetError.
+    cost = estimate_memory(model, method, image_size=tuple(image.shape[1:]), ig_steps=ig_steps)
+    cost = scale_to_budget(cost, "ig_chunk") if method == "integrated_gradients" else require_within_budget(cost)
     image = image.detach().clone()
     wrapped = _TargetModel(model, goal)
     layer_map = None
@@ -239,7 +244,7 @@ def explain(model: nn.Module, image: torch.Tensor, target: int | Target | None =
                     wrapped(image)  # IG only sees scaled inputs: record the plain input's logits first
                 attr = IntegratedGradients(wrapped).attribute(
                     image.requires_grad_(True), baselines=torch.zeros_like(image), n_steps=ig_steps,
-                    internal_batch_size=max(1, ig_steps))
+                    internal_batch_size=cost.request["ig_chunk"])
                 # Positive evidence only, summed over channels: the pixels that raise the target's score.
                 raw = attr.detach().sum(dim=1).clamp(min=0)
         except CamError:
@@ -256,6 +261,7 @@ def explain(model: nn.Module, image: torch.Tensor, target: int | Target | None =
         layer=layer_name, class_index=index, score=score, layer_map=layer_map,
         no_positive_evidence=bool(empty[0]),
         class_name=names[index] if names is not None and 0 <= index < len(names) else "",
+        notes=[cost.note] if cost.note else [],
     )
 
 
@@ -335,6 +341,10 @@ def gradcam_batch(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, 
     _check_image(images)
     _, module = resolve_layer(model, layer)
     from .targets import ClassTarget
+
+    # Over the memory budget, fewer images at a time (the maps are the same).
+    batch_size = scale_to_budget(estimate_memory(model, "gradcam", batch=max(1, min(batch_size, images.shape[0])),
+                                                 image_size=tuple(images.shape[1:])), "batch").request["batch"]
 
     maps = []
     with preserved_state(model, train=False):
@@ -534,6 +544,7 @@ def direct_gradcam(model: nn.Module, image: torch.Tensor, class_index: int, laye
     the hook is registered under the model's lock and removed in ``finally`` before the lock is released.
     """
     _, module = resolve_layer(model, layer)
+    require_within_budget(estimate_memory(model, "gradcam", image_size=tuple(image.shape[1:])))
     kept: list[torch.Tensor] = []
     with preserved_state(model, train=False):  # hooks go on under the model's lock, and come off inside it
         handle = module.register_forward_hook(lambda _m, _i, out: kept.append(out))

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import PadShortcut, ResidualBlock, Tap
-from .describe import shortcut_kind
+from .describe import estimate_memory, require_within_budget, scale_to_budget, shortcut_kind
 from .models import build, display_name, get_spec, iter_blocks
 from .state import preserved_state
 from .targets import LossTarget, Target, TopClassTarget, as_target, scalar_objective
@@ -435,8 +435,9 @@ def activation_profile(
 
     ``train=False`` (default) uses batch-norm running statistics, as the model predicts; ``train=True`` uses
     the batch's own statistics (running statistics are restored afterwards). Options go to
-    ``record_activations``.
+    ``record_activations``. Costed first: BudgetError (nothing run) when over the memory budget.
     """
+    _within_budget(model, "activations", inputs)
     with instrumented(model, train=train):
         with record_activations(model, layers, keep, **options) as rec, torch.no_grad():
             model(inputs.to(_device(model)))
@@ -479,6 +480,8 @@ def compare_activations(
     Returns (stats, histograms) as in ``ActivationRecording``, each with ``net`` (display label, or ``labels``)
     and ``residual`` columns in front, ``model``'s rows first.
     """
+    for net in (model, twin):  # both costed before either runs
+        _within_budget(net, "activations", inputs)
     stats, hists = [], []
     for index, net in enumerate((model, twin)):
         rec = activation_profile(net, inputs, layers, "stats", train=train, **options)
@@ -509,6 +512,12 @@ def spread_summary(stats: pd.DataFrame, tolerance: float = 0.1) -> pd.DataFrame:
 # ------------------------------------------------------------------------------------------ gradients
 
 
+def _within_budget(model: nn.Module, task: str, inputs: torch.Tensor) -> None:
+    """Raise BudgetError before anything is allocated when ``task`` on ``inputs`` exceeds the memory budget."""
+    if isinstance(inputs, torch.Tensor) and inputs.dim() == 4:
+        require_within_budget(estimate_memory(model, task, batch=inputs.shape[0], image_size=tuple(inputs.shape[1:])))
+
+
 def _objective(model: nn.Module, inputs: torch.Tensor, target: int | Target | None) -> torch.Tensor:
     return scalar_objective(as_target(target), model(inputs))
 
@@ -528,6 +537,7 @@ def gradient_norms(
     Columns: layer, label, depth, stage, block, block_index, tap, kind, activation_grad_norm,
     activation_grad_rms (norm / sqrt(numel)), param_count, param_norm, param_grad_norm (NaN without parameters).
     """
+    _within_budget(model, "gradient_norms", inputs)
     names = resolve_layers(model, layers)
     modules = dict(model.named_modules())
     blocks = _block_index(model)
@@ -612,6 +622,7 @@ def path_gradients(
     blocks = iter_blocks(model)
     if not blocks:
         raise ValueError("This model has no residual blocks to split the gradient at.")
+    _within_budget(model, "path_gradients", inputs)
     # Per block: the tensors captured during the forward pass.
     block_in: dict[str, torch.Tensor] = {}
     branch_view: dict[str, torch.Tensor] = {}
@@ -724,6 +735,8 @@ def compare_path_gradients(
     stacked, with ``net`` (display label, or ``labels``) and ``residual`` columns in front."""
     frames = []
     nets = [model] if twin is None else [model, twin]
+    for net in nets:  # both costed before either runs
+        _within_budget(net, "path_gradients", inputs)
     for index, net in enumerate(nets):
         frames.append(_tag(path_gradients(net, inputs, target, train=train), net, labels[index] if labels else None))
     return pd.concat(frames, ignore_index=True)
@@ -791,6 +804,7 @@ def sweep_arch(depth: int, family: str) -> str:
 def block_input_grad_norms(model: nn.Module, inputs: torch.Tensor, target: int | Target | None,
                            *, train: bool | None = True) -> list[float]:
     """The norm of the target's gradient at every block input (forward order), one backward, no weight grads."""
+    _within_budget(model, "block_gradients", inputs)
     blocks = iter_blocks(model)
     captured: dict[str, torch.Tensor] = {}
 
@@ -831,11 +845,18 @@ def depth_sweep(
     grows toward the input (explodes); far below 1, it vanishes.
 
     Columns: depth, arch, residual, label, first_grad_norm, last_grad_norm, ratio, batch, width, image_size.
+    Costed first: over the memory budget the batch is halved until it fits (``frame.attrs["note"]`` says so);
+    BudgetError when even batch 2 does not fit.
     """
     if family not in ("cifar", "imagenet"):
         raise ValueError(f"family must be 'cifar' or 'imagenet', got {family!r}.")
     depths = tuple(depths) if depths is not None else (CIFAR_DEPTHS if family == "cifar" else IMAGENET_DEPTHS)
     size = image_size or (32 if family == "cifar" else 224)
+    for depth in depths:
+        sweep_arch(depth, family)  # an unknown depth is one sentence before anything is costed
+    fitted = scale_to_budget(estimate_memory(None, "depth_sweep", batch=batch, image_size=size, depths=depths,
+                                             family=family, width=width), "batch", floor=2)
+    batch = fitted.request["batch"]
     gen = torch.Generator().manual_seed(seed)
     inputs = torch.randn(batch, 3, size, size, generator=gen)
     labels = torch.randint(0, num_classes, (batch,), generator=gen)
@@ -854,7 +875,9 @@ def depth_sweep(
                          "last_grad_norm": norms[-1], "ratio": norms[0] / norms[-1] if norms[-1] else float("inf"),
                          "batch": batch, "width": width if width is not None else (16 if family == "cifar" else 64),
                          "image_size": size})
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    frame.attrs["note"] = fitted.note
+    return frame
 
 
 # ------------------------------------------------------------------------------------------ inputs
