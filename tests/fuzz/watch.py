@@ -79,3 +79,26 @@ def run_property(name: str, examples: int, *, timeout: float, rss_bound: int = R
     if result is not None:  # the child's own high-water mark catches a peak between two polls
         peak = max(peak, result["peak_rss"])
     return Watched(child.returncode, result, baseline, peak, time.monotonic() - start, killed, lines)
+
+
+def report(examples: int, timeout: float) -> int:
+    """Run both properties with ``examples`` each; print examples, outcomes, time and peak RSS; 1 on failure."""
+    failed = False
+    for name in ("images", "checkpoints"):
+        watched = run_property(name, examples, timeout=timeout)
+        result = watched.result or {}
+        ran = result.get("examples", 0)
+        outcomes = ", ".join(f"{k} {v}" for k, v in sorted(result.get("outcomes", {}).items())) or "none"
+        print(f"{name}: {ran} examples in {watched.seconds:.1f} s ({ran / max(watched.seconds, 1e-9):.1f}/s); "
+              f"outcomes: {outcomes}; peak RSS {watched.peak_rss / 2**20:,.0f} MB "
+              f"({watched.growth / 2**20:+,.0f} MB over the {watched.baseline_rss / 2**20:,.0f} MB baseline, "
+              f"bound {RSS_BOUND / 2**20:,.0f} MB)", flush=True)
+        if watched.killed or watched.returncode != 0 or ran < examples:
+            failed = True
+            print(f"  FAILED: {watched.killed or f'exit {watched.returncode}'}")
+            print("".join(watched.output[-40:]))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":  # python -m tests.fuzz.watch EXAMPLES TIMEOUT (what benchmarks/bench_fuzz.py runs)
+    raise SystemExit(report(int(sys.argv[1]), float(sys.argv[2])))
