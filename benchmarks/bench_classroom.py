@@ -132,6 +132,8 @@ async def classroom(url: str, pid: int, sessions: int, wave: int) -> dict:
             await open_view(page, url, index)
             cold[name] = cpu_seconds(pid) - before
         await page.context.close()
+        print(f"  baseline done: cold views {sum(cold.values()):.1f} CPU s; server peak memory "
+              f"{peak_memory_mb(pid):.0f} MB", flush=True)
 
         # 2. The classroom, a wave at a time, the wave's students on the same page together.
         for first in range(0, sessions, wave):
@@ -143,7 +145,8 @@ async def classroom(url: str, pid: int, sessions: int, wave: int) -> dict:
                 latency[name] += seconds
             for tab in tabs:
                 await tab.context.close()
-            print(f"  wave of {len(tabs)} done ({first + len(tabs)}/{sessions} students)", flush=True)
+            print(f"  wave of {len(tabs)} done ({first + len(tabs)}/{sessions} students); server peak memory "
+                  f"{peak_memory_mb(pid):.0f} MB", flush=True)
         await browser.close()
     return {"cold": cold, "warm_cpu": warm_cpu, "latency": latency}
 
