@@ -57,7 +57,7 @@ def test_shared_link_reopens_the_same_view(page, server_url: str) -> None:
     main.get_by_text("none of its 27 blocks has a shortcut", exact=False).wait_for()
     screenshot(tab, "architecture-plain56-from-link")
     tab.goto(f"{server_url}/architecture?arch=resnet9000")
-    tab.get_by_text("which ResNet Explorer does not know").wait_for()
+    tab.get_by_text("is not an architecture ResNet Explorer knows").wait_for()
     wait_idle(tab)
     _no_exception(tab)
     main.get_by_text("Architecture of ResNet-20").wait_for()
