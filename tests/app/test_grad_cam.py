@@ -18,7 +18,7 @@ import resnet_core
 from resnet_core import cam
 from resnet_core.data import SHAPES_CLASSES
 from resnet_core.images import decode_image, preprocess
-from resnet_core.weights import FORMAT, Preprocessing
+from resnet_core.weights import FORMAT, Preprocessing, uploads_dir
 from tests.app.conftest import open_page
 from tests.conftest import APP_MAIN
 
@@ -151,7 +151,9 @@ def test_offline_torchvision_weights_explain_where_the_file_goes(tmp_path, monke
 
 def _shapes_checkpoint(tmp_path: Path) -> Path:
     model = resnet_core.build("resnet20", seed=3, width=4)
-    path = tmp_path / "shapes-net.pt"
+    # Inside the uploads folder: links may open checkpoints only from the runs and uploads folders.
+    path = uploads_dir() / f"{tmp_path.name}-shapes-net.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
     prep = Preprocessing.shapes(32)
     torch.save({"format": FORMAT, "arch": "resnet20", "options": {"width": 4, "num_classes": 10},
                 "state_dict": model.state_dict(), "classes": list(SHAPES_CLASSES),

@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from resnet_core.weights import uploads_dir
 from tests.app.conftest import open_page
 
 PAGE = "../pages/gradient_flow.py"
@@ -126,7 +127,9 @@ def _checkpoint(path) -> str:
 
 
 def test_trained_checkpoint_state(app, tmp_path):
-    path = _checkpoint(tmp_path / "resnet20-shapes.pt")
+    # Inside the uploads folder: the sidebar opens checkpoints only from the runs and uploads folders.
+    uploads_dir().mkdir(parents=True, exist_ok=True)
+    path = _checkpoint(uploads_dir() / f"{tmp_path.name}-resnet20-shapes.pt")
     app.session_state["_sbw_pending"] = f"ckpt:{path}"  # what use_checkpoint() does for the training page
     app.run()
     app.switch_page(PAGE).run()
