@@ -19,8 +19,13 @@ Plain blocks (``residual=False``) have no shortcut at all, so they have no ``tap
 ``tap_shortcut``; ``tap_sum`` then holds the branch output before the final ReLU.
 
 State-dict keys match torchvision's ``BasicBlock`` / ``Bottleneck`` (``conv1``, ``bn1``, ..., ``downsample.0``,
-``downsample.1``): taps and ReLUs hold no parameters, so they add no keys. Every ReLU is its own module and
-not in-place, and the residual add is out of place, so a hooked tensor is never overwritten later.
+``downsample.1``): taps and ReLUs hold no parameters, so they add no keys. Every ReLU is its own module.
+
+Two paths, same numbers. Where no hook could see an intermediate tensor (none on any submodule, no backward
+hook on the block, no global module hook) the block runs torchvision's fast path: in-place ReLUs and an
+in-place residual add, each only on a tensor the block just made and autograd does not keep. Otherwise every
+ReLU and the add are out of place, so a hooked tensor is never overwritten later. Forward hooks on the block
+itself keep the fast path: they see only its input and output, which the block never overwrites.
 """
 
 from __future__ import annotations
@@ -31,6 +36,32 @@ from torch import nn
 
 SHORTCUT_OPTIONS = ("A", "B", "C")
 STRIDE_PLACEMENTS = ("3x3", "1x1")
+
+
+# Autograd nodes that do not keep their output for backward: overwriting that output leaves gradients intact.
+_OUTPUT_NOT_SAVED = ("BatchNorm", "Convolution", "AddBackward")
+
+
+def _global_hooks() -> bool:
+    """True when a module hook registered for every module (``register_module_forward_hook`` ...) is active."""
+    module = torch.nn.modules.module
+    return bool(module._global_forward_hooks or module._global_forward_pre_hooks
+                or module._global_backward_hooks or getattr(module, "_global_backward_pre_hooks", None))
+
+
+def _hooked(module: nn.Module) -> bool:
+    return bool(module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
+                or module._backward_pre_hooks)
+
+
+def _can_overwrite(t: torch.Tensor, block_input: torch.Tensor) -> bool:
+    """True when ``t`` is a fresh tensor that neither the block's input nor autograd still needs."""
+    if t.requires_grad:
+        fn = t.grad_fn
+        if fn is None or not any(kind in type(fn).__name__ for kind in _OUTPUT_NOT_SAVED):
+            return False
+    # A replaced or removed layer (nn.Identity) could hand back the input itself: never overwrite that.
+    return t._base is None and t.untyped_storage().data_ptr() != block_input.untyped_storage().data_ptr()
 
 
 class Tap(nn.Identity):
@@ -90,7 +121,7 @@ def make_shortcut(
 
 
 class ResidualBlock(nn.Module):
-    """Shared wiring: taps, the out-of-place add, and the plain-twin switch."""
+    """Shared wiring: taps, the residual add (fast or safe path), and the plain-twin switch."""
 
     expansion = 1
 
@@ -120,10 +151,37 @@ class ResidualBlock(nn.Module):
             x = self.downsample(x)
         return self.tap_shortcut(x)
 
-    def _merge(self, branch: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def _fast(self) -> bool:
+        """True when no hook can see an intermediate tensor, so in-place operations are unobservable.
+
+        Checked on every call (hooks come and go between calls). Forward hooks on the block itself are
+        allowed: they see only the block's input and output, which it never overwrites.
+        """
+        if self._backward_hooks or self._backward_pre_hooks or _global_hooks():
+            return False
+        return not any(_hooked(module) for module in self.modules() if module is not self)
+
+    def _relu(self, relu: nn.Module, t: torch.Tensor, fast: bool, keep: torch.Tensor) -> torch.Tensor:
+        """``relu(t)``; in place on the fast path (torchvision's inplace=True) when ``t`` is a fresh tensor.
+
+        ``keep`` is the tensor the branch started from, which must survive (the shortcut still reads it).
+        """
+        if fast and type(relu) is nn.ReLU and _can_overwrite(t, keep):
+            return t.relu_()
+        return relu(t)
+
+    def _merge(self, branch: torch.Tensor, x: torch.Tensor, fast: bool = False,
+               block_input: torch.Tensor | None = None) -> torch.Tensor:
+        """Branch plus shortcut of ``x`` (``block_input`` is the tensor the block was called with)."""
         branch = self.tap_branch(branch)
-        total = branch + self._shortcut(x) if self.residual else branch
-        return self.tap_sum(total)
+        if not self.residual:
+            return self.tap_sum(branch)
+        shortcut = self._shortcut(x)
+        source = x if block_input is None else block_input
+        if (fast and branch.shape == shortcut.shape and branch.dtype == shortcut.dtype
+                and _can_overwrite(branch, source) and _can_overwrite(branch, shortcut)):
+            return self.tap_sum(branch.add_(shortcut))  # torchvision's ``out += identity``
+        return self.tap_sum(branch + shortcut)
 
 
 class BasicBlock(ResidualBlock):
@@ -159,10 +217,11 @@ class BasicBlock(ResidualBlock):
         return self.bn2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fast = self._fast()
         out = self.tap_branch_in(x)
-        out = self.relu1(self.bn1(self.conv1(out)))
+        out = self._relu(self.relu1, self.bn1(self.conv1(out)), fast, x)
         out = self.bn2(self.conv2(out))
-        return self.tap_out(self.relu_out(self._merge(out, x)))
+        return self.tap_out(self._relu(self.relu_out, self._merge(out, x, fast), fast, x))
 
 
 class Bottleneck(ResidualBlock):
@@ -207,11 +266,12 @@ class Bottleneck(ResidualBlock):
         return self.bn3
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fast = self._fast()
         out = self.tap_branch_in(x)
-        out = self.relu1(self.bn1(self.conv1(out)))
-        out = self.relu2(self.bn2(self.conv2(out)))
+        out = self._relu(self.relu1, self.bn1(self.conv1(out)), fast, x)
+        out = self._relu(self.relu2, self.bn2(self.conv2(out)), fast, x)
         out = self.bn3(self.conv3(out))
-        return self.tap_out(self.relu_out(self._merge(out, x)))
+        return self.tap_out(self._relu(self.relu_out, self._merge(out, x, fast), fast, x))
 
 
 class PreActBasicBlock(ResidualBlock):
@@ -250,16 +310,17 @@ class PreActBasicBlock(ResidualBlock):
     def last_conv(self) -> nn.Conv2d:
         return self.conv2
 
-    def _preact(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        pre = self.relu1(self.bn1(x))
+    def _preact(self, x: torch.Tensor, fast: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        pre = self._relu(self.relu1, self.bn1(x), fast, x)
         # Projection shortcuts read the pre-activated input; identity shortcuts read the raw input.
         return pre, (pre if self.has_projection else x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pre, shortcut_source = self._preact(x)
+        fast = self._fast()
+        pre, shortcut_source = self._preact(x, fast)
         out = self.tap_branch_in(pre)
-        out = self.conv2(self.relu2(self.bn2(self.conv1(out))))
-        return self.tap_out(self._merge(out, shortcut_source))
+        out = self.conv2(self._relu(self.relu2, self.bn2(self.conv1(out)), fast, pre))
+        return self.tap_out(self._merge(out, shortcut_source, fast, x))
 
 
 class PreActBottleneck(ResidualBlock):
@@ -302,11 +363,12 @@ class PreActBottleneck(ResidualBlock):
     _preact = PreActBasicBlock._preact
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pre, shortcut_source = self._preact(x)
+        fast = self._fast()
+        pre, shortcut_source = self._preact(x, fast)
         out = self.tap_branch_in(pre)
-        out = self.conv2(self.relu2(self.bn2(self.conv1(out))))
-        out = self.conv3(self.relu3(self.bn3(out)))
-        return self.tap_out(self._merge(out, shortcut_source))
+        out = self.conv2(self._relu(self.relu2, self.bn2(self.conv1(out)), fast, pre))
+        out = self.conv3(self._relu(self.relu3, self.bn3(out), fast, pre))
+        return self.tap_out(self._merge(out, shortcut_source, fast, x))
 
 
 BLOCK_TYPES: dict[str, dict[bool, type[ResidualBlock]]] = {

@@ -18,9 +18,9 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from .blocks import BasicBlock, Bottleneck, PadShortcut, ResidualBlock, Tap
+from .hooks import model_lock, preserved_state, taps
 from .models import ARCHITECTURES, ResNet, build, count_params, display_name, get_spec, iter_blocks
 from .settings import BudgetError, Suggestion, format_bytes, memory_budget
-from .state import model_lock, preserved_state
 
 InputSize = int | Sequence[int]
 
@@ -146,17 +146,12 @@ def describe(model: nn.Module, input_size: InputSize = 224) -> pd.DataFrame:
         return hook
 
     counter = FlopCounterMode(display=False)
-    with preserved_state(model, train=False), torch.no_grad():  # hooks go on and come off under the lock
-        handles = []
-        try:
-            for name, module in leaves.items():
-                handles.append(module.register_forward_pre_hook(before(name)))
-                handles.append(module.register_forward_hook(after(name)))
-            with counter:
-                model(_example_input(model, shape))
-        finally:
-            for handle in handles:
-                handle.remove()
+    with taps(model, train=False) as tapped, torch.no_grad():  # hooks go on and come off under the lock
+        for name, module in leaves.items():
+            tapped.forward_pre(module, before(name))
+            tapped.forward(module, after(name))
+        with counter:
+            model(_example_input(model, shape))
     rows: list[dict[str, Any]] = []
     for name, module in leaves.items():
         if name not in shapes:
@@ -422,7 +417,6 @@ def _profile_pass(model: nn.Module, shape: tuple[int, ...], params: dict[str, to
     outputs: list[int] = []
     block_inputs: list[int] = []
     pools = [0]
-    handles = []
 
     def hook(m: nn.Module, _args: Any, out: Any) -> None:
         if isinstance(out, torch.Tensor):
@@ -430,16 +424,18 @@ def _profile_pass(model: nn.Module, shape: tuple[int, ...], params: dict[str, to
             if isinstance(m, nn.MaxPool2d):
                 pools[0] += out[0].numel()
 
-    for module in model.modules():
-        if not list(module.children()) and not isinstance(module, Tap | nn.Identity):
-            handles.append(module.register_forward_hook(hook))
-    try:
+    # The caller holds the model's lock (and restores its state): the taps only need to come off.
+    with taps(model, hold=False) as tapped:
+        for module in model.modules():
+            if not list(module.children()) and not isinstance(module, Tap | nn.Identity):
+                tapped.forward(module, hook)
         x = torch.zeros((1, *shape[1:]), device="meta")
         with torch.no_grad():
             if params is not None:
                 blocks = {id(block) for _, block in iter_blocks(model)}
-                handles += [m.register_forward_pre_hook(lambda _m, args: block_inputs.append(args[0][0].numel()))
-                            for m in model.modules() if id(m) in blocks]
+                for m in model.modules():
+                    if id(m) in blocks:
+                        tapped.forward_pre(m, lambda _m, args: block_inputs.append(args[0][0].numel()))
                 torch.func.functional_call(model, params, (x,))
             else:
                 # Meta kernels cost about half a millisecond each: identical blocks on identical shapes are run
@@ -459,9 +455,6 @@ def _profile_pass(model: nn.Module, shape: tuple[int, ...], params: dict[str, to
                             x = block(x)
                             seen[key] = (x.shape, outputs[start:])
                 model.forward_head(model.forward_final(x))
-    finally:
-        for handle in handles:
-            handle.remove()
     param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     buffer_bytes = sum(b.numel() * b.element_size() for b in model.buffers())
     return LayerProfile(param_bytes, buffer_bytes, int(torch.Size(shape[1:]).numel()), tuple(outputs),

@@ -39,8 +39,8 @@ from torch import nn
 
 from .blocks import PadShortcut, ResidualBlock, Tap
 from .describe import estimate_memory, require_within_budget, scale_to_budget, shortcut_kind
+from .hooks import preserved_state, taps
 from .models import build, display_name, get_spec, iter_blocks
-from .state import preserved_state
 from .targets import LossTarget, Target, TopClassTarget, as_target, scalar_objective
 
 LayerSpec = str | Sequence[str]
@@ -159,18 +159,8 @@ def instrumented(model: nn.Module, *, train: bool | None = None, grads: bool | N
     ``train`` switches train/eval for the duration (None keeps the model's flags); whenever some module runs
     in train mode batch-norm running statistics would be updated, so buffers are snapshotted and written back. ``grads`` sets ``requires_grad`` of every parameter.
     """
-    with preserved_state(model, train=train):
-        runs_training = train if train is not None else any(m.training for m in model.modules())
-        buffers = [(b, b.detach().clone()) for b in model.buffers()] if runs_training else []
-        try:
-            if grads is not None:
-                for p in model.parameters():
-                    p.requires_grad_(grads)
-            yield model
-        finally:
-            with torch.no_grad():
-                for buffer, saved in buffers:
-                    buffer.copy_(saved)
+    with preserved_state(model, train=train, grads=grads, restore_buffers=True):
+        yield model
 
 
 def _device(model: nn.Module) -> torch.device:
@@ -407,19 +397,13 @@ def record_activations(
         info[name] = row
     lo, hi = float(hist_range[0]), float(hist_range[1])
     rec = ActivationRecording(info, torch.linspace(lo, hi, bins + 1), keep, max_channels, max_side, max_samples)
-    handles = []
-    with preserved_state(model):
-        try:
-            for name in names:
-                if keep in ("stats", "both"):
-                    hook = _stats_hook(rec, name, info[name]["post_relu"], bins, lo, hi)
-                    handles.append(modules[name].register_forward_hook(hook))
-                if keep in ("maps", "both"):
-                    handles.append(modules[name].register_forward_hook(_maps_hook(rec, name)))
-            yield rec
-        finally:
-            for handle in handles:
-                handle.remove()
+    with taps(model) as tapped:
+        for name in names:
+            if keep in ("stats", "both"):
+                tapped.forward(modules[name], _stats_hook(rec, name, info[name]["post_relu"], bins, lo, hi))
+            if keep in ("maps", "both"):
+                tapped.forward(modules[name], _maps_hook(rec, name))
+        yield rec
 
 
 def activation_profile(
@@ -541,25 +525,11 @@ def gradient_norms(
     names = resolve_layers(model, layers)
     modules = dict(model.named_modules())
     blocks = _block_index(model)
-    outputs: dict[str, torch.Tensor] = {}
-    order: list[str] = []
-
-    def capture(name: str):
-        def hook(module: nn.Module, args: Any, output: Any) -> None:
-            if isinstance(output, torch.Tensor) and name not in outputs:
-                outputs[name] = output
-                order.append(name)
-        return hook
-
-    with instrumented(model, train=train, grads=True):
-        handles = []
-        try:
-            for name in names:
-                handles.append(modules[name].register_forward_hook(capture(name)))
-            objective = _objective(model, inputs.to(_device(model)), target)
-        finally:
-            for handle in handles:
-                handle.remove()
+    with instrumented(model, train=train, grads=True), taps(model, hold=False) as tapped:
+        outputs = tapped.record(names, detach=False)  # differentiated with respect to: kept in the graph
+        objective = _objective(model, inputs.to(_device(model)), target)
+        tapped.remove()
+        order = outputs.order
         params: dict[int, nn.Parameter] = {}
         for name in order:
             for p in modules[name].parameters():
@@ -654,27 +624,21 @@ def path_gradients(
                 split_point[name] = args[0]
         return hook
 
-    handles = []
-    with instrumented(model, train=train, grads=False):
-        try:
-            for name, block in blocks:
-                handles.append(block.register_forward_pre_hook(input_hook(name)))
-                split_here = (not preact) or block.has_projection
-                if split_here:
-                    split_at[name] = "pre-activated input" if preact else "block input"
-                    handles.append(block.tap_branch_in.register_forward_hook(
-                        view_hook(branch_view, name, point=preact)))
-                else:
-                    split_at[name] = "block input"
-                    handles.append(block.bn1.register_forward_pre_hook(pre_view_hook(name)))
-                if block.residual:
-                    handles.append(block.tap_shortcut_in.register_forward_hook(
-                        view_hook(shortcut_view, name, point=False)))
-            x = inputs.to(_device(model)).detach().requires_grad_(True)
-            objective = _objective(model, x, target)
-        finally:
-            for handle in handles:
-                handle.remove()
+    with instrumented(model, train=train, grads=False), taps(model, hold=False) as tapped:
+        for name, block in blocks:
+            tapped.forward_pre(block, input_hook(name))
+            split_here = (not preact) or block.has_projection
+            if split_here:
+                split_at[name] = "pre-activated input" if preact else "block input"
+                tapped.forward(block.tap_branch_in, view_hook(branch_view, name, point=preact))
+            else:
+                split_at[name] = "block input"
+                tapped.forward_pre(block.bn1, pre_view_hook(name))
+            if block.residual:
+                tapped.forward(block.tap_shortcut_in, view_hook(shortcut_view, name, point=False))
+        x = inputs.to(_device(model)).detach().requires_grad_(True)
+        objective = _objective(model, x, target)
+        tapped.remove()
         names = [name for name, _ in blocks]
         missing = [n for n in names if n not in block_in or n not in branch_view]
         if missing:
@@ -806,21 +770,12 @@ def block_input_grad_norms(model: nn.Module, inputs: torch.Tensor, target: int |
     """The norm of the target's gradient at every block input (forward order), one backward, no weight grads."""
     _within_budget(model, "block_gradients", inputs)
     blocks = iter_blocks(model)
-    captured: dict[str, torch.Tensor] = {}
 
-    def input_hook(name: str):
-        def hook(module: nn.Module, args: Any) -> None:
-            captured[name] = args[0]
-        return hook
-
-    with instrumented(model, train=train, grads=False):
-        handles = [block.register_forward_pre_hook(input_hook(name)) for name, block in blocks]
-        try:
-            x = inputs.to(_device(model)).detach().requires_grad_(True)
-            objective = _objective(model, x, target)
-        finally:
-            for handle in handles:
-                handle.remove()
+    with instrumented(model, train=train, grads=False), taps(model, hold=False) as tapped:
+        captured = tapped.record([block for _, block in blocks], what="input", detach=False)
+        x = inputs.to(_device(model)).detach().requires_grad_(True)
+        objective = _objective(model, x, target)
+        tapped.remove()
         grads = torch.autograd.grad(objective, [captured[name] for name, _ in blocks])
     return [float(torch.linalg.vector_norm(g)) for g in grads]
 
