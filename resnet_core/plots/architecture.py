@@ -6,31 +6,23 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-STAGE_COLORS = ["#8c8c8c", "#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2"]
-# How each shortcut kind is drawn (the paper's Fig. 3: solid identity, dashed projection).
-SHORTCUT_STYLE = {
-    "identity": {"dash": "solid", "color": "#1f77b4", "legend": "identity shortcut (solid)"},
-    "projection": {"dash": "dash", "color": "#d62728", "legend": "projection shortcut, 1x1 conv (dashed)"},
-    "zero-pad": {"dash": "dot", "color": "#2ca02c", "legend": "zero-padded identity, option A (dotted)"},
-    "none": {"dash": None, "color": "#7f7f7f", "legend": "no shortcut (plain block)"},
-}
+from . import style
 
-
-def _stage_color(stage: str, stages: list[str]) -> str:
-    return STAGE_COLORS[stages.index(stage) % len(STAGE_COLORS)]
+# Kept importable from here; the palette lives in style.
+STAGE_COLORS = [style.STEM_COLOR, *style.STAGE_CYCLE, style.HEAD_COLOR]
+SHORTCUT_STYLE = style.SHORTCUT_STYLE
 
 
 def stage_figure(stages: pd.DataFrame) -> go.Figure:
     """Params and MACs per stage (two bar panels) from ``stage_table``; x is the paper's stage name."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Parameters per stage", "Multiply-accumulates per stage"))
     x = list(stages["paper_stage"])
-    colors = [STAGE_COLORS[i % len(STAGE_COLORS)] for i in range(len(stages))]
+    colors = [style.stage_color(stage) for stage in stages["stage"]]
     fig.add_bar(x=x, y=list(stages["params"]), name="params", marker_color=colors, row=1, col=1,
                 hovertemplate="%{x}: %{y:,} parameters<extra></extra>")
     fig.add_bar(x=x, y=list(stages["macs"]), name="MACs", marker_color=colors, row=1, col=2,
                 hovertemplate="%{x}: %{y:,} MACs<extra></extra>")
-    fig.update_layout(showlegend=False, height=340, margin={"t": 40, "b": 10, "l": 10, "r": 10})
-    return fig
+    return style.layout(fig, 340, showlegend=False)
 
 
 def layer_figure(layers: pd.DataFrame) -> go.Figure:
@@ -41,7 +33,7 @@ def layer_figure(layers: pd.DataFrame) -> go.Figure:
                         subplot_titles=("Parameters per layer", "Multiply-accumulates per layer"))
     for stage in stage_order:
         mine = rows[rows["stage"] == stage]
-        color = _stage_color(stage, stage_order)
+        color = style.stage_color(stage)
         text = [f"{m} ({k}, {i} -> {o})" for m, k, i, o in
                 zip(mine["module"], mine["kind"], mine["input_shape"], mine["output_shape"], strict=True)]
         fig.add_bar(x=list(mine["module"]), y=list(mine["params"]), name=stage, legendgroup=stage,
@@ -51,33 +43,31 @@ def layer_figure(layers: pd.DataFrame) -> go.Figure:
                     showlegend=False, marker_color=color, hovertext=text,
                     hovertemplate="%{hovertext}<br>%{y:,} MACs<extra></extra>", row=2, col=1)
     fig.update_xaxes(showticklabels=len(rows) <= 80, tickangle=-60, row=2, col=1)
-    fig.update_layout(height=520, bargap=0.1, margin={"t": 40, "b": 10, "l": 10, "r": 10})
-    return fig
+    return style.layout(fig, 520, bargap=0.1)
 
 
 def twin_figure(twin: pd.DataFrame) -> go.Figure:
     """Residual net vs its plain twin: params, MACs and depth side by side (from ``twin_comparison``)."""
     metrics = [("params", "Parameters"), ("macs", "Multiply-accumulates"), ("depth", "Weighted layers")]
     fig = make_subplots(rows=1, cols=3, subplot_titles=[title for _, title in metrics])
-    colors = ["#4c78a8" if residual else "#8c8c8c" for residual in twin["residual"]]
+    colors = [style.net_color(bool(residual)) for residual in twin["residual"]]
     for col, (column, title) in enumerate(metrics, start=1):
         fig.add_bar(x=list(twin["label"]), y=list(twin[column]), name=title, marker_color=colors,
                     text=[f"{v:,}" for v in twin[column]], textposition="auto", row=1, col=col,
                     hovertemplate="%{x}: %{y:,}<extra></extra>")
-    fig.update_layout(showlegend=False, height=320, margin={"t": 40, "b": 10, "l": 10, "r": 10})
-    return fig
+    return style.layout(fig, 320, showlegend=False)
 
 
 def block_comparison_figure(table: pd.DataFrame) -> go.Figure:
     """Conv weights of a BasicBlock vs a Bottleneck at the same width (from ``block_comparison``)."""
     fig = go.Figure(go.Bar(
-        x=list(table["block"]), y=list(table["conv_weights"]), marker_color=["#f58518", "#4c78a8"],
+        x=list(table["block"]), y=list(table["conv_weights"]),
+        marker_color=[style.BLOCK_KIND_COLORS.get(kind, style.OTHER_STAGE) for kind in table["block"]],
         text=[f"{v:,}" for v in table["conv_weights"]], textposition="auto",
         customdata=list(table["recipe"]), hovertemplate="%{x}: %{customdata}<br>%{y:,} conv weights<extra></extra>",
         name="conv weights",
     ))
-    fig.update_layout(height=300, yaxis_title="conv weights", margin={"t": 20, "b": 10, "l": 10, "r": 10})
-    return fig
+    return style.layout(fig, 300, top=20, yaxis_title="conv weights")
 
 
 def block_diagram_figure(blocks: pd.DataFrame, title: str = "") -> go.Figure:
@@ -90,23 +80,24 @@ def block_diagram_figure(blocks: pd.DataFrame, title: str = "") -> go.Figure:
     fig = go.Figure()
     stage_order = list(dict.fromkeys(blocks["stage"]))
     shapes = []
+    # Stage colours by name (not position): the blocks start at layer1, the stage charts at the stem.
     for i, row in enumerate(blocks.itertuples(index=False)):
         x0, x1 = i + 0.1, i + 0.9
         shapes.append({"type": "rect", "x0": x0, "x1": x1, "y0": 0, "y1": 1, "line": {"width": 0},
-                       "fillcolor": _stage_color(row.stage, stage_order), "opacity": 0.85})
-        style = SHORTCUT_STYLE[row.shortcut]
-        if style["dash"] is not None:
+                       "fillcolor": style.stage_color(row.stage), "opacity": 0.85})
+        kind_style = SHORTCUT_STYLE[row.shortcut]
+        if kind_style["dash"] is not None:
             # A quadratic arc from the block's input to its output: the shortcut bypasses the block.
             shapes.append({"type": "path", "path": f"M {i + 0.05},1 Q {i + 0.5},2.2 {i + 0.95},1",
-                           "line": {"color": style["color"], "dash": style["dash"], "width": 2}})
-    for kind, style in SHORTCUT_STYLE.items():
+                           "line": {"color": kind_style["color"], "dash": kind_style["dash"], "width": 2}})
+    for kind, kind_style in SHORTCUT_STYLE.items():
         mine = [(i, row) for i, row in enumerate(blocks.itertuples(index=False)) if row.shortcut == kind]
         if not mine:
             continue
         fig.add_scatter(
             x=[i + 0.5 for i, _ in mine], y=[1.6 if kind != "none" else 0.5 for _ in mine], mode="markers",
-            marker={"size": 9, "color": style["color"], "symbol": "circle" if kind != "none" else "line-ew"},
-            name=style["legend"], customdata=[row.block for _, row in mine],
+            marker={"size": 9, "color": kind_style["color"], "symbol": "circle" if kind != "none" else "line-ew"},
+            name=kind_style["legend"], customdata=[row.block for _, row in mine],
             hovertext=[f"{row.block}: {row.shortcut}, {row.input_shape} -> {row.output_shape}, "
                        f"{row.params:,} params" for _, row in mine],
             hovertemplate="%{hovertext}<extra></extra>",
@@ -115,12 +106,11 @@ def block_diagram_figure(blocks: pd.DataFrame, title: str = "") -> go.Figure:
     for stage in stage_order:
         idx = [i for i, s in enumerate(blocks["stage"]) if s == stage]
         fig.add_annotation(x=(idx[0] + idx[-1] + 1) / 2, y=-0.35, text=stage, showarrow=False)
-    fig.update_layout(
-        shapes=shapes, title=title or None, height=300, margin={"t": 40 if title else 10, "b": 10, "l": 10, "r": 10},
+    return style.layout(
+        fig, 300, top=40 if title else 10, shapes=shapes, title=title or None,
         xaxis={"visible": False, "range": [-0.5, len(blocks) + 0.5]}, yaxis={"visible": False, "range": [-0.7, 2.4]},
-        legend={"orientation": "h", "y": 1.12}, plot_bgcolor="rgba(0,0,0,0)",
+        legend={**style.LEGEND_ABOVE, "y": 1.12}, plot_bgcolor=style.TRANSPARENT,
     )
-    return fig
 
 
 def model_list_figure(models: pd.DataFrame, highlight: str | None = None) -> go.Figure:
@@ -135,8 +125,7 @@ def model_list_figure(models: pd.DataFrame, highlight: str | None = None) -> go.
     if highlight is not None and highlight in set(models["name"]):
         row = models[models["name"] == highlight].iloc[0]
         fig.add_scatter(x=[row["macs"]], y=[row["params"]], mode="markers", name="chosen", customdata=[highlight],
-                        marker={"size": 22, "color": "rgba(0,0,0,0)", "line": {"width": 3, "color": "#d62728"}},
+                        marker={"size": 22, "color": style.TRANSPARENT, "line": {"width": 3, "color": style.INK}},
                         hoverinfo="skip")
-    fig.update_layout(height=420, xaxis={"type": "log", "title": "multiply-accumulates (native input size)"},
-                      yaxis={"type": "log", "title": "parameters"}, margin={"t": 20, "b": 10, "l": 10, "r": 10})
-    return fig
+    return style.layout(fig, 420, top=20, xaxis={"type": "log", "title": "multiply-accumulates (native input size)"},
+                        yaxis={"type": "log", "title": "parameters"})

@@ -17,6 +17,7 @@ from PIL import Image
 from plotly.subplots import make_subplots
 
 from ..cam import METHODS, Explanation
+from . import style
 
 
 def _data_uri(view: np.ndarray | Image.Image) -> str:
@@ -40,22 +41,21 @@ def _add_map(fig: go.Figure, view: np.ndarray | Image.Image, heatmap: np.ndarray
                      **where)
 
 
-def cam_figure(explanation: Explanation, view: np.ndarray | Image.Image, colormap: str = "Jet",
+def cam_figure(explanation: Explanation, view: np.ndarray | Image.Image, colormap: str = style.CAM_COLORMAP,
                opacity: float = 0.5, title: str | None = None) -> go.Figure:
     """One map over the model's view of the image (H, W, 3 uint8 or PIL, same size as the map)."""
     fig = go.Figure()
     _add_map(fig, view, explanation.heatmap, colormap, opacity)
     label = explanation.class_name or f"class {explanation.class_index}"
     where = f" at {explanation.layer}" if explanation.layer else ""
-    fig.update_layout(title=title or f"{METHODS[explanation.method]} for '{label}'{where}",
-                      margin={"l": 10, "r": 10, "t": 50, "b": 10}, height=520)
+    style.layout(fig, 520, top=50, title=title or f"{METHODS[explanation.method]} for '{label}'{where}")
     if explanation.no_positive_evidence:
         fig.add_annotation(text="no positive evidence", x=0.5, y=0.5, xref="paper", yref="paper",
-                           showarrow=False, font={"size": 18, "color": "white"}, bgcolor="rgba(0,0,0,0.6)")
+                           showarrow=False, **style.BADGE)
     return fig
 
 
-def layers_figure(explanations: Sequence[Explanation], view: np.ndarray | Image.Image, colormap: str = "Jet",
+def layers_figure(explanations: Sequence[Explanation], view: np.ndarray | Image.Image, colormap: str = style.CAM_COLORMAP,
                   opacity: float = 0.5) -> go.Figure:
     """Side by side: the same class explained at several layers, shallow to deep (titles give each map's size)."""
     titles = []
@@ -65,8 +65,7 @@ def layers_figure(explanations: Sequence[Explanation], view: np.ndarray | Image.
     fig = make_subplots(rows=1, cols=len(explanations), subplot_titles=titles, horizontal_spacing=0.02)
     for index, explanation in enumerate(explanations):
         _add_map(fig, view, explanation.heatmap, colormap, opacity, row=1, col=index + 1, showscale=index == 0)
-    fig.update_layout(margin={"l": 10, "r": 10, "t": 40, "b": 10}, height=360)
-    return fig
+    return style.layout(fig, 360)
 
 
 def topk_figure(table: pd.DataFrame) -> go.Figure:
@@ -76,8 +75,7 @@ def topk_figure(table: pd.DataFrame) -> go.Figure:
                            customdata=table["index"], hovertemplate="%{y} (class %{customdata}): %{x:.2%}<extra></extra>"))
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(range=[0, 1], tickformat=".0%", title="probability")
-    fig.update_layout(height=60 + 36 * len(table), margin={"l": 10, "r": 10, "t": 10, "b": 40})
-    return fig
+    return style.layout(fig, 60 + 36 * len(table), top=10, bottom=40)
 
 
 def pointing_figure(summary: pd.DataFrame) -> go.Figure:
@@ -87,8 +85,7 @@ def pointing_figure(summary: pd.DataFrame) -> go.Figure:
                            text=[f"{v:.1%}" for v in rows["value"]], textposition="auto"))
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(range=[0, 1], tickformat=".0%")
-    fig.update_layout(height=260, margin={"l": 10, "r": 10, "t": 10, "b": 30})
-    return fig
+    return style.layout(fig, 260, top=10, bottom=30)
 
 
 def cascade_figure(cascade: pd.DataFrame) -> go.Figure:
@@ -97,12 +94,11 @@ def cascade_figure(cascade: pd.DataFrame) -> go.Figure:
     fig.add_trace(go.Scatter(x=cascade["step"], y=cascade["max"], mode="lines", line={"width": 0},
                              showlegend=False, hoverinfo="skip"))
     fig.add_trace(go.Scatter(x=cascade["step"], y=cascade["min"], mode="lines", line={"width": 0}, fill="tonexty",
-                             fillcolor="rgba(99,110,250,0.2)", name="min-max over images", hoverinfo="skip"))
+                             fillcolor=style.BAND, name="min-max over images", hoverinfo="skip"))
     fig.add_trace(go.Scatter(x=cascade["step"], y=cascade["rank_correlation"], mode="lines+markers",
-                             name="mean Spearman rank correlation",
+                             name="mean Spearman rank correlation", line={"color": style.RESIDUAL},
                              hovertemplate="randomised up to %{x}: %{y:.2f}<extra></extra>"))
-    fig.add_hline(y=0, line={"dash": "dot", "color": "grey"})
+    fig.add_hline(y=0, line={"dash": "dot", "color": style.GUIDE})
     fig.update_yaxes(range=[-1, 1.05], title="rank correlation with the trained map")
     fig.update_xaxes(title="randomised from the top down to")
-    fig.update_layout(height=340, margin={"l": 10, "r": 10, "t": 10, "b": 40}, legend={"orientation": "h", "y": 1.1})
-    return fig
+    return style.layout(fig, 340, top=10, bottom=40, legend=style.LEGEND_ABOVE)

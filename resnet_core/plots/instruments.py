@@ -2,7 +2,7 @@
 ``resnet_core.probes`` (the pages and the notebook call the same builders).
 
 Frames that compare two nets carry a ``net`` column (the display label, e.g. "ResNet-56" / "Plain-56") and a
-``residual`` column; residual nets are drawn in blue, plain twins in red, everywhere.
+``residual`` column; residual nets are drawn in blue, plain twins in red, everywhere (see ``style``).
 """
 
 from __future__ import annotations
@@ -15,17 +15,15 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..probes import FeatureMaps
+from . import style
 
-RESIDUAL_COLOR = "#1f77b4"
-PLAIN_COLOR = "#d62728"
-SHORTCUT_COLOR = "#1f77b4"
-BRANCH_COLOR = "#ff7f0e"
-STAGE_COLORS = ["#8c8c8c", "#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2"]
-_MARGIN = {"t": 40, "b": 10, "l": 10, "r": 10}
-
-
-def _net_color(residual: bool) -> str:
-    return RESIDUAL_COLOR if residual else PLAIN_COLOR
+# Kept importable from here; the palette lives in style.
+RESIDUAL_COLOR = style.RESIDUAL
+PLAIN_COLOR = style.PLAIN
+SHORTCUT_COLOR = style.SHORTCUT
+BRANCH_COLOR = style.BRANCH
+STAGE_COLORS = [style.STEM_COLOR, *style.STAGE_CYCLE, style.HEAD_COLOR]
+_net_color = style.net_color
 
 
 def _nets(frame: pd.DataFrame) -> list[tuple[str, bool, pd.DataFrame]]:
@@ -54,8 +52,7 @@ def activation_depth_figure(stats: pd.DataFrame) -> go.Figure:
     fig.update_yaxes(rangemode="tozero", row=2, col=1)
     fig.update_yaxes(range=[0, 1], tickformat=".0%", row=3, col=1)
     fig.update_xaxes(title_text="layer (forward order)", row=3, col=1)
-    fig.update_layout(height=620, margin=_MARGIN, legend={"orientation": "h", "y": 1.08})
-    return fig
+    return style.layout(fig, 620, legend={**style.LEGEND_ABOVE, "y": 1.08})
 
 
 def histogram_heatmap(hist: pd.DataFrame, title: str = "") -> go.Figure:
@@ -67,12 +64,11 @@ def histogram_heatmap(hist: pd.DataFrame, title: str = "") -> go.Figure:
     with np.errstate(divide="ignore"):
         z = np.where(share > 0, np.log10(np.where(share > 0, share, 1.0)), np.nan)
     fig = go.Figure(go.Heatmap(
-        x=list(table.columns), y=list(table.index), z=z.tolist(), colorscale="Viridis",
+        x=list(table.columns), y=list(table.index), z=z.tolist(), colorscale=style.SEQUENTIAL,
         colorbar={"title": "log10 share"}, customdata=[[labels[d] for d in table.columns]] * len(table.index),
         hovertemplate="%{customdata}<br>value ~ %{y:.2f}<br>log10 share %{z:.2f}<extra></extra>"))
-    fig.update_layout(title=title or None, height=360, margin=_MARGIN, xaxis_title="layer (forward order)",
-                      yaxis_title="activation value")
-    return fig
+    return style.layout(fig, 360, title=title or None, xaxis_title="layer (forward order)",
+                        yaxis_title="activation value")
 
 
 def feature_map_figure(maps: FeatureMaps, sample: int = 0, columns: int = 8) -> go.Figure:
@@ -86,7 +82,7 @@ def feature_map_figure(maps: FeatureMaps, sample: int = 0, columns: int = 8) -> 
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.01,
                         vertical_spacing=0.08 if rows > 1 else 0.0)
     for i in range(count):
-        fig.add_heatmap(z=tiles[i].flip(0).tolist(), colorscale="Viridis", showscale=False,
+        fig.add_heatmap(z=tiles[i].flip(0).tolist(), colorscale=style.SEQUENTIAL, showscale=False,
                         hovertemplate=f"channel {maps.channels[i]}<br>%{{z:.3f}}<extra></extra>",
                         row=i // cols + 1, col=i % cols + 1)
     fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
@@ -95,8 +91,7 @@ def feature_map_figure(maps: FeatureMaps, sample: int = 0, columns: int = 8) -> 
         suffix = "" if i == 0 else str(i + 1)
         fig.layout[f"yaxis{suffix}"].scaleanchor = f"x{suffix}"
     fig.update_annotations(font_size=10)
-    fig.update_layout(height=150 * rows + 40, margin=_MARGIN)
-    return fig
+    return style.layout(fig, 150 * rows + 40)
 
 
 def depth_strip_figure(stats: pd.DataFrame, selected: str | None = None) -> go.Figure:
@@ -104,22 +99,21 @@ def depth_strip_figure(stats: pd.DataFrame, selected: str | None = None) -> go.F
     Points carry the layer name in ``customdata`` so a click can select it."""
     stages = list(dict.fromkeys(stats["stage"]))
     fig = go.Figure()
-    for i, stage in enumerate(stages):
+    for stage in stages:
         rows = stats[stats["stage"] == stage]
         fig.add_scatter(x=list(rows["depth"]), y=[0] * len(rows), mode="markers", name=stage,
-                        marker={"size": 11, "symbol": "square", "color": STAGE_COLORS[i % len(STAGE_COLORS)]},
+                        marker={"size": 11, "symbol": "square", "color": style.stage_color(stage)},
                         customdata=list(rows["layer"]), text=list(rows["label"]),
                         hovertemplate="%{text}<extra></extra>")
     if selected is not None and selected in set(stats["layer"]):
         row = stats[stats["layer"] == selected].iloc[0]
         fig.add_scatter(x=[row["depth"]], y=[0], mode="markers", name="selected", showlegend=False,
-                        marker={"size": 20, "symbol": "square-open", "color": "black", "line": {"width": 3}},
+                        marker={"size": 20, "symbol": "square-open", "color": style.INK, "line": {"width": 3}},
                         customdata=[selected], hoverinfo="skip")
     fig.update_yaxes(visible=False, range=[-1, 1])
     fig.update_xaxes(title_text="layer (forward order): click one to select it")
-    fig.update_layout(height=150, margin={"t": 10, "b": 10, "l": 10, "r": 10}, clickmode="event+select",
-                      legend={"orientation": "h", "y": 1.3}, dragmode=False)
-    return fig
+    return style.layout(fig, 150, top=10, clickmode="event+select", legend={**style.LEGEND_ABOVE, "y": 1.3},
+                        dragmode=False)
 
 
 def gradient_norm_figure(grads: pd.DataFrame) -> go.Figure:
@@ -142,8 +136,7 @@ def gradient_norm_figure(grads: pd.DataFrame) -> go.Figure:
     else:
         fig.update_yaxes(dtick=1)
     fig.update_xaxes(title_text="block (input side left, output side right)")
-    fig.update_layout(height=380, margin=_MARGIN, legend={"orientation": "h", "y": 1.1})
-    return fig
+    return style.layout(fig, 380, legend=style.LEGEND_ABOVE)
 
 
 def path_split_figure(split: pd.DataFrame) -> go.Figure:
@@ -157,9 +150,8 @@ def path_split_figure(split: pd.DataFrame) -> go.Figure:
     fig.add_bar(x=list(rows["block"]), y=list(rows["branch_share"] * 100), name="through the residual branch",
                 marker_color=BRANCH_COLOR, customdata=np.stack([rows["branch_norm"]], 1),
                 hovertemplate="%{x}: %{y:.1f}% (|g| %{customdata[0]:.3g})<extra></extra>")
-    fig.update_layout(barmode="relative", height=380, margin=_MARGIN, legend={"orientation": "h", "y": 1.1},
-                      yaxis_title="share of the block-input gradient (%)", xaxis_title="block")
-    return fig
+    return style.layout(fig, 380, barmode="relative", legend=style.LEGEND_ABOVE,
+                        yaxis_title="share of the block-input gradient (%)", xaxis_title="block")
 
 
 def depth_sweep_figure(sweep: pd.DataFrame) -> go.Figure:
@@ -175,8 +167,7 @@ def depth_sweep_figure(sweep: pd.DataFrame) -> go.Figure:
                         line={"color": _net_color(residual)}, text=[f"{r:.3g}" for r in rows["ratio"]],
                         textposition="bottom center" if residual else "top center", customdata=list(rows["label"]),
                         hovertemplate="%{customdata}: first/last = %{y:.3g}<extra></extra>")
-    fig.add_hline(y=1, line_dash="dot", line_color="#7f7f7f")
+    fig.add_hline(y=1, line_dash="dot", line_color=style.GUIDE)
     fig.update_yaxes(type="log", title_text="|grad| first block / |grad| last block")
     fig.update_xaxes(title_text="depth (weighted layers)", tickvals=sorted(set(sweep["depth"])))
-    fig.update_layout(height=400, margin=_MARGIN, legend={"orientation": "h", "y": 1.1})
-    return fig
+    return style.layout(fig, 400, legend=style.LEGEND_ABOVE)

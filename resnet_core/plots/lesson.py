@@ -5,7 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-RESIDUAL_COLOR, PLAIN_COLOR = "#4c78a8", "#8c8c8c"
+from . import style
+
+# Kept importable from here; the palette lives in style.
+RESIDUAL_COLOR, PLAIN_COLOR = style.RESIDUAL, style.PLAIN
 
 
 def paper_table2_figure(table: pd.DataFrame) -> go.Figure:
@@ -16,9 +19,7 @@ def paper_table2_figure(table: pd.DataFrame) -> go.Figure:
                 text=[f"{v:.2f}" for v in table["plain"]], textposition="auto")
     fig.add_bar(x=x, y=list(table["resnet"]), name="ResNet", marker_color=RESIDUAL_COLOR,
                 text=[f"{v:.2f}" for v in table["resnet"]], textposition="auto")
-    fig.update_layout(barmode="group", height=300, yaxis={"title": "top-1 error (%)", "range": [20, 30]},
-                      margin={"t": 20, "b": 10, "l": 10, "r": 10})
-    return fig
+    return style.layout(fig, 300, top=20, barmode="group", yaxis={"title": "top-1 error (%)", "range": [20, 30]})
 
 
 def identity_figure(check: pd.DataFrame) -> go.Figure:
@@ -30,23 +31,21 @@ def identity_figure(check: pd.DataFrame) -> go.Figure:
         customdata=list(check["max_abs_diff"]),
         hovertemplate="%{y}<br>||y - x|| / ||x|| = %{x:.4g}<br>max |y - x| = %{customdata:.4g}<extra></extra>",
     ))
-    fig.update_layout(height=260, xaxis_title="||y - x|| / ||x||  (0 = the block is the identity)",
-                      yaxis={"autorange": "reversed"}, margin={"t": 20, "b": 10, "l": 10, "r": 10})
-    return fig
+    return style.layout(fig, 260, top=20, xaxis_title="||y - x|| / ||x||  (0 = the block is the identity)",
+                        yaxis={"autorange": "reversed"})
 
 
 def split_figure(split: pd.DataFrame) -> go.Figure:
     """Per block, the input-gradient norm through the shortcut, through the branch, and in total."""
     fig = go.Figure()
     fig.add_bar(x=list(split["block"]), y=list(split["shortcut_norm"]), name="through the shortcut (the 1)",
-                marker_color=RESIDUAL_COLOR)
+                marker_color=style.SHORTCUT)
     fig.add_bar(x=list(split["block"]), y=list(split["branch_norm"]), name="through the branch (dF/dx)",
-                marker_color="#f58518")
+                marker_color=style.BRANCH)
     fig.add_scatter(x=list(split["block"]), y=list(split["total_norm"]), name="total (their sum)",
-                    mode="lines+markers", line={"color": "#222222"})
-    fig.update_layout(barmode="group", height=340, yaxis_title="gradient norm at the block input",
-                      legend={"orientation": "h", "y": 1.12}, margin={"t": 30, "b": 10, "l": 10, "r": 10})
-    return fig
+                    mode="lines+markers", line={"color": style.INK})
+    return style.layout(fig, 340, top=30, barmode="group", yaxis_title="gradient norm at the block input",
+                        legend={**style.LEGEND_ABOVE, "y": 1.12})
 
 
 def depth_figure(ratios: pd.DataFrame) -> go.Figure:
@@ -59,11 +58,9 @@ def depth_figure(ratios: pd.DataFrame) -> go.Figure:
                         text=[f"{v:.3g}" for v in mine["ratio"]], textposition="top left",
                         customdata=list(mine["label"]),
                         hovertemplate="%{customdata}: first/last = %{y:.4g}<extra></extra>")
-    fig.add_hline(y=1, line={"color": "#bbbbbb", "dash": "dot"})
-    fig.update_layout(height=360, xaxis_title="depth (layers)",
-                      yaxis={"type": "log", "title": "gradient norm: first block / last block", "dtick": 1},
-                      margin={"t": 20, "b": 10, "l": 10, "r": 10})
-    return fig
+    fig.add_hline(y=1, line={"color": style.GUIDE, "dash": "dot"})
+    return style.layout(fig, 360, top=20, xaxis_title="depth (layers)",
+                        yaxis={"type": "log", "title": "gradient norm: first block / last block", "dtick": 1})
 
 
 def paths_figure(paths: pd.DataFrame) -> go.Figure:
@@ -71,7 +68,5 @@ def paths_figure(paths: pd.DataFrame) -> go.Figure:
     fig = go.Figure(go.Bar(x=list(paths["length"]), y=list(paths["share"]), marker_color=RESIDUAL_COLOR,
                            customdata=[str(p) for p in paths["paths"]], name="share of paths",
                            hovertemplate="length %{x}: %{customdata} paths (%{y:.3%})<extra></extra>"))
-    fig.update_layout(height=300, xaxis_title="path length (blocks whose branch the path goes through)",
-                      yaxis={"title": "share of all paths", "tickformat": ".0%"},
-                      margin={"t": 20, "b": 10, "l": 10, "r": 10})
-    return fig
+    return style.layout(fig, 300, top=20, xaxis_title="path length (blocks whose branch the path goes through)",
+                        yaxis={"title": "share of all paths", "tickformat": ".0%"})

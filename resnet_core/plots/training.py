@@ -2,7 +2,7 @@
 
 ``history``: one row per (step, racer) with loss, acc, lr, images_per_s, grad_<stage>...; ``evals``: one row
 per (evaluation step, racer) with test_loss, test_acc. Residual nets are drawn in blues and plain twins in
-reds (as on the other pages), deeper nets darker; a plain net's line is dashed as well, for print.
+reds (``style``, as on the other pages), deeper nets darker; a plain net's line is dashed as well, for print.
 """
 
 from __future__ import annotations
@@ -11,10 +11,12 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-RESIDUAL_SHADES = ["#1f77b4", "#08306b", "#6baed6", "#2171b5"]
-PLAIN_SHADES = ["#d62728", "#67000d", "#fc9272", "#a50f15"]
+from . import style
+
+# Kept importable from here; the palette lives in style.
+RESIDUAL_SHADES = list(style.RESIDUAL_SHADES)
+PLAIN_SHADES = list(style.PLAIN_SHADES)
 SMOOTH_STEPS = 10  # training curves are drawn as a 10-step moving average (one batch is noisy)
-_MARGIN = {"t": 50, "b": 10, "l": 10, "r": 10}
 
 
 def racer_styles(labels: list[str]) -> dict[str, dict[str, str]]:
@@ -58,8 +60,8 @@ def race_figure(history: pd.DataFrame, evals: pd.DataFrame | None = None, *, tot
     styles = racer_styles(labels)
     loss, acc = smoothed(history, "loss", window), smoothed(history, "acc", window)
     for label in labels:
-        style = styles[label]
-        line = {"color": style["color"], "dash": style["dash"], "width": 2}
+        look = styles[label]
+        line = {"color": look["color"], "dash": look["dash"], "width": 2}
         rows = loss[loss["racer"] == label]
         fig.add_trace(go.Scatter(x=rows["step"], y=rows["loss"], name=label, legendgroup=label, mode="lines",
                                  line=line, hovertemplate=f"{label}<br>step %{{x}}<br>loss %{{y:.3f}}<extra></extra>"),
@@ -74,7 +76,7 @@ def race_figure(history: pd.DataFrame, evals: pd.DataFrame | None = None, *, tot
             if len(ev):
                 fig.add_trace(go.Scatter(x=ev["step"], y=ev["test_acc"], name=f"{label} (held-out)",
                                          legendgroup=label, mode="markers", showlegend=False,
-                                         marker={"color": style["color"], "size": 9, "symbol": "diamond"},
+                                         marker={"color": look["color"], "size": 9, "symbol": "diamond"},
                                          hovertemplate=f"{label}<br>step %{{x}}<br>held-out accuracy %{{y:.1%}}"
                                                        "<extra></extra>"),
                               row=2, col=1)
@@ -83,8 +85,7 @@ def race_figure(history: pd.DataFrame, evals: pd.DataFrame | None = None, *, tot
     fig.update_xaxes(title_text="step", row=2, col=1)
     if total_steps:
         fig.update_xaxes(range=[0, total_steps])
-    fig.update_layout(height=560, margin=_MARGIN, legend={"orientation": "h", "y": 1.1}, hovermode="x unified")
-    return fig
+    return style.layout(fig, 560, top=50, legend=style.LEGEND_ABOVE, hovermode="x unified")
 
 
 def stage_norms(history: pd.DataFrame, last: int = 20) -> pd.DataFrame:
@@ -110,8 +111,7 @@ def grad_norm_figure(history: pd.DataFrame, last: int = 20) -> go.Figure:
         fig.add_trace(go.Bar(x=rows["stage"], y=rows["grad_norm"], name=str(label),
                              marker={"color": styles[str(label)]["color"]},
                              hovertemplate=f"{label}<br>%{{x}}: %{{y:.3g}}<extra></extra>"))
-    fig.update_layout(barmode="group", height=320, margin=_MARGIN,
-                      title=f"Gradient norm per stage (mean of the last {last} steps)",
-                      yaxis={"type": "log", "title": "‖∇‖ of the stage's parameters"},
-                      legend={"orientation": "h", "y": -0.2})
-    return fig
+    return style.layout(fig, 320, top=50, barmode="group",
+                        title=f"Gradient norm per stage (mean of the last {last} steps)",
+                        yaxis={"type": "log", "title": "‖∇‖ of the stage's parameters"},
+                        legend={**style.LEGEND_ABOVE, "y": -0.2})

@@ -1,0 +1,85 @@
+"""The one palette and the layout defaults of every figure (pages, notebooks and the CLI draw the same).
+
+Meaning decides colour, everywhere:
+
+- a residual net is blue and its plain twin red (deeper nets of a kind in darker shades of the same hue);
+- a stage has one colour wherever it appears, looked up by its module name (``stem``, ``layer1`` ...,
+  ``head``), never by its position in a table, so a chart that starts at ``layer1`` agrees with one that
+  starts at the stem;
+- a shortcut kind has one colour and dash (the paper's Fig. 3: solid identity, dashed projection); a block
+  without a shortcut is drawn in the plain colour;
+- the gradient through the shortcut is the residual blue, through the branch orange;
+- magnitudes use one sequential scale, signed quantities one diverging scale.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import plotly.graph_objects as go
+
+RESIDUAL = "#1f77b4"
+PLAIN = "#d62728"
+# Several nets of one kind in a race: base shade first, then the darkest for the deepest, then the others.
+RESIDUAL_SHADES = (RESIDUAL, "#08306b", "#6baed6", "#2171b5")
+PLAIN_SHADES = (PLAIN, "#67000d", "#fc9272", "#a50f15")
+
+SHORTCUT = RESIDUAL  # the gradient's share through the identity path
+BRANCH = "#ff7f0e"  # ... and through the residual branch F(x)
+INK = "#222222"  # totals, selection rings, reference lines that must read as "not a net"
+GUIDE = "#7f7f7f"  # reference lines (y = 1, y = 0)
+BAND = "rgba(31,119,180,0.2)"  # a min-max band around a single series (RESIDUAL at 20 %)
+TRANSPARENT = "rgba(0,0,0,0)"
+# A notice printed over an image (white on translucent black reads on any photo).
+BADGE: dict[str, Any] = {"font": {"size": 18, "color": "white"}, "bgcolor": "rgba(0,0,0,0.6)"}
+
+STEM_COLOR = "#8c8c8c"
+HEAD_COLOR = "#b279a2"
+# layer1, layer2, ... in order (ResNets have at most four stages; more would cycle).
+STAGE_CYCLE = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2")
+OTHER_STAGE = "#bab0ac"
+
+# Basic block vs bottleneck in the block-comparison chart.
+BLOCK_KIND_COLORS = {"BasicBlock": "#f58518", "Bottleneck": "#4c78a8"}
+
+# How each shortcut kind is drawn (the paper's Fig. 3: solid identity, dashed projection).
+SHORTCUT_STYLE: dict[str, dict[str, Any]] = {
+    "identity": {"dash": "solid", "color": RESIDUAL, "legend": "identity shortcut (solid)"},
+    "projection": {"dash": "dash", "color": "#9467bd", "legend": "projection shortcut, 1x1 conv (dashed)"},
+    "zero-pad": {"dash": "dot", "color": "#2ca02c", "legend": "zero-padded identity, option A (dotted)"},
+    "none": {"dash": None, "color": PLAIN, "legend": "no shortcut (plain block)"},
+}
+
+SEQUENTIAL = "Viridis"  # magnitudes: histograms over depth, feature maps
+DIVERGING = "RdBu_r"  # signed values centred on zero
+CAM_COLORMAP = "Jet"  # explanation maps over a photo (the convention of the Grad-CAM literature)
+# Series without a meaning of their own (one bar chart, several model families) take these in order.
+CATEGORICAL = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#eeca3b", "#b279a2", "#ff9da6",
+               "#9d755d", "#bab0ac")
+
+MARGIN = {"t": 40, "b": 10, "l": 10, "r": 10}
+LEGEND_ABOVE = {"orientation": "h", "y": 1.1}
+
+
+def net_color(residual: bool) -> str:
+    """Blue for a residual net, red for its plain twin."""
+    return RESIDUAL if residual else PLAIN
+
+
+def stage_color(stage: str) -> str:
+    """The colour of a stage by its module name: ``stem``, ``layer1`` ... ``layerN``, ``head``."""
+    if stage == "stem":
+        return STEM_COLOR
+    if stage == "head":
+        return HEAD_COLOR
+    if stage.startswith("layer") and stage[5:].isdigit() and int(stage[5:]) >= 1:
+        return STAGE_CYCLE[(int(stage[5:]) - 1) % len(STAGE_CYCLE)]
+    return OTHER_STAGE
+
+
+def layout(fig: go.Figure, height: int, *, top: int = MARGIN["t"], bottom: int = MARGIN["b"],
+           **options: Any) -> go.Figure:
+    """Apply the shared defaults (margins, colour order for unstyled series) plus ``options``; returns ``fig``."""
+    margin = {**MARGIN, "t": top, "b": bottom}
+    fig.update_layout(height=height, margin=margin, colorway=list(CATEGORICAL), **options)
+    return fig
