@@ -41,8 +41,8 @@ from torch import nn
 
 from .blocks import TAP_NAMES
 from .describe import estimate_memory, require_within_budget, scale_to_budget
+from .hooks import model_lock, preserved_state, taps
 from .models import iter_blocks
-from .state import model_lock, preserved_state
 from .targets import Target, as_target
 
 METHODS: dict[str, str] = {
@@ -545,15 +545,12 @@ def direct_gradcam(model: nn.Module, image: torch.Tensor, class_index: int, laye
     """
     _, module = resolve_layer(model, layer)
     require_within_budget(estimate_memory(model, "gradcam", image_size=tuple(image.shape[1:])))
-    kept: list[torch.Tensor] = []
-    with preserved_state(model, train=False):  # hooks go on under the model's lock, and come off inside it
-        handle = module.register_forward_hook(lambda _m, _i, out: kept.append(out))
-        try:
-            logits = model(image.detach())
-            (grads,) = torch.autograd.grad(logits[0, class_index], kept[0])
-        finally:
-            handle.remove()
-    activations = kept[0].detach()
+    with taps(model, train=False) as tapped:  # hooks go on under the model's lock, and come off inside it
+        kept = tapped.record(module, detach=False)  # differentiated with respect to: kept in the graph
+        logits = model(image.detach())
+        output = next(iter(kept.values()))
+        (grads,) = torch.autograd.grad(logits[0, class_index], output)
+    activations = output.detach()
     weights = grads.mean(dim=(2, 3), keepdim=True)
     return F.relu((weights * activations).sum(dim=1))[0]
 

@@ -13,8 +13,8 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .hooks import preserved_state, taps
 from .models import build, display_name, iter_blocks
-from .state import preserved_state
 
 # What the paper reported (He et al. 2015, Table 2: ImageNet top-1 error, %, 10-crop testing). Quoted, not
 # measured here; the lesson labels it as the paper's.
@@ -32,19 +32,11 @@ def _batch(n: int, image_size: int, seed: int) -> torch.Tensor:
 
 def _block_io(model: nn.Module, block_name: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The input and output of one block during an eval-mode forward pass of ``model`` on ``x``."""
-    block = dict(iter_blocks(model))[block_name]
-    seen: dict[str, torch.Tensor] = {}
-
-    def hook(_module: nn.Module, args: tuple, output: torch.Tensor) -> None:
-        seen["in"], seen["out"] = args[0].detach(), output.detach()
-
-    handle = block.register_forward_hook(hook)
-    try:
-        with preserved_state(model, train=False), torch.no_grad():
-            model(x)
-    finally:
-        handle.remove()
-    return seen["in"], seen["out"]
+    with taps(model, train=False) as tapped, torch.no_grad():
+        seen_in = tapped.record(block_name, what="input")
+        seen_out = tapped.record(block_name)
+        model(x)
+    return seen_in[block_name], seen_out[block_name]
 
 
 def identity_check(
