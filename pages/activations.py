@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import replace
 
 import pandas as pd
@@ -10,13 +9,14 @@ import streamlit as st
 import torch
 from explorer_ui.budget import offer_fit
 from explorer_ui.heavy_notice import queue_notice
+from explorer_ui.image_source import ImageSourceKeys, pick_image
 from explorer_ui.keys import choice_key
 from explorer_ui.sidebar import ModelChoice, current_choice, get_model
 from explorer_ui.weights_picker import effective_weights
 
-from resnet_core.data import SHAPES_CLASSES, make_shapes
+from resnet_core.data import make_shapes
 from resnet_core.heavy import heavy_slot
-from resnet_core.images import ImageError, decode_image, preprocess, sample_images, to_pil
+from resnet_core.images import preprocess
 from resnet_core.plots.instruments import (
     activation_depth_figure,
     depth_strip_figure,
@@ -39,6 +39,7 @@ MAX_CHANNELS = 16
 MAX_SIDE = 32
 SHAPES_COUNT = 24
 SOURCES = {"photo": "Sample photo", "shapes": "Shapes sample", "upload": "Upload"}
+IMAGE_KEYS = ImageSourceKeys(source="act_source", photo="act_photo", shape="act_shape", upload="act_upload")
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -63,33 +64,6 @@ def _shapes(size: int):
     return make_shapes(SHAPES_COUNT, image_size=size, seed=0)
 
 
-def _pick_input():
-    """The chosen image as a PIL image and a cache key for it (problems are reported, never raised)."""
-    source = st.segmented_control("Input", list(SOURCES), format_func=SOURCES.get, key="act_source",
-                                  default="photo") or "photo"
-    photos = sample_images()
-    if source == "shapes":
-        shapes = _shapes(64)
-        index = st.number_input(f"Shapes image (0-{SHAPES_COUNT - 1})", 0, SHAPES_COUNT - 1, 0, key="act_shape")
-        label = SHAPES_CLASSES[int(shapes.labels[index])]
-        return to_pil(shapes.images, int(index)), f"shapes:{index}", f"Shapes image {index} (a {label})"
-    if source == "upload":
-        upload = st.file_uploader("An image (PNG, JPEG, WebP, ...)", key="act_upload",
-                                  type=["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"],
-                                  help=f"Up to {st.get_option('server.maxUploadSize')} MB per file.")
-        if upload is not None:
-            data = upload.getvalue()
-            try:
-                return decode_image(data), "upload:" + hashlib.sha256(data).hexdigest(), upload.name
-            except ImageError as error:
-                st.error(f"{error} Showing the sample photo 'chelsea' until another file is uploaded.")
-        else:
-            st.info("Upload an image; until then the sample photo 'chelsea' is shown.")
-        return photos["chelsea"], "photo:chelsea", "sample photo 'chelsea'"
-    name = st.selectbox("Photo (bundled with scikit-image)", list(photos), key="act_photo")
-    return photos[name], f"photo:{name}", f"sample photo '{name}'"
-
-
 def _step(offset: int, layers: list[str]) -> None:
     current = st.session_state.get("act_layer", layers[0])
     index = layers.index(current) if current in layers else 0
@@ -108,7 +82,10 @@ st.title(f"Activations of {choice.label}")
 st.markdown("Every tap point of every block, on one image: the feature maps of a layer you pick, and how "
             "mean, spread and the share of switched-off units evolve with depth in this net and its twin.")
 
-image, image_key, image_label = _pick_input()
+picked = pick_image(IMAGE_KEYS, {kind: kind for kind in SOURCES}, label="Input", labels=SOURCES,
+                    photo_label="Photo (bundled with scikit-image)", shapes=lambda: _shapes(64),
+                    shapes_title="Shapes image", fallback_photo="chelsea")
+image, image_key, image_label = picked.image, picked.key, picked.label
 # A checkpoint holds one trained net; its twin is compared at initialisation (and labelled so).
 twin_choice = replace(choice.twin(), weights="random")
 trained = effective_weights(choice.weights, choice.name, choice.options()) != "random"

@@ -2,33 +2,25 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import pandas as pd
 import streamlit as st
 import torch
 from explorer_ui.budget import offer_fit
 from explorer_ui.heavy_notice import queue_notice
+from explorer_ui.image_source import ImageSourceKeys, pick_image
 from explorer_ui.keys import choice_key
 from explorer_ui.sidebar import current_choice, get_model
 
 from resnet_core import cam
 from resnet_core.data import SHAPES_CLASSES, shapes_split
 from resnet_core.heavy import heavy_slot
-from resnet_core.images import (
-    FORMATS,
-    ImageError,
-    decode_image,
-    model_view,
-    preprocess,
-    sample_images,
-    to_pil,
-)
+from resnet_core.images import model_view, preprocess
 from resnet_core.plots.cam import cam_figure, cascade_figure, layers_figure, pointing_figure, topk_figure
 from resnet_core.settings import BudgetError
 from resnet_core.weights import WeightsError, class_names_for, preprocessing_for
 
-SOURCES = ["Sample photo", "Upload", "Shapes image"]
+SOURCES = {"Sample photo": "photo", "Upload": "upload", "Shapes image": "shapes"}  # widget value -> kind
+IMAGE_KEYS = ImageSourceKeys(source="gc_source", photo="gc_sample", shape="gc_shape", upload="gc_upload")
 SHAPES_POOL = 64  # held-out Shapes images to pick from
 
 
@@ -75,34 +67,12 @@ if getattr(model, "weights_id", "random") == "random":
             "ImageNet weights or a checkpoint in the sidebar's Weights box.", icon=":material/casino:")
 
 # ------------------------------------------------------------------------------------------------ the image
-source = st.segmented_control("Image", SOURCES, key="gc_source", default="Sample photo") or "Sample photo"
-image = None
-if source == "Upload":
-    upload = st.file_uploader("An image file", type=[f.lower() for f in FORMATS if f != "MPO"] + ["jpg", "tif"],
-                              key="gc_upload", help="Decoded safely: EXIF rotation, transparency on white, "
-                                                    "16-bit and CMYK converted, a 40-megapixel limit. Up to "
-                                                    f"{st.get_option('server.maxUploadSize')} MB per file.")
-    if upload is None:
-        st.info("Drop an image above (PNG, JPEG, WebP, BMP, GIF or TIFF), or pick a sample photo.")
-        st.stop()
-    try:
-        image = decode_image(upload.getvalue())
-        image_key = "upload:" + hashlib.sha256(upload.getvalue()).hexdigest()
-    except ImageError as error:
-        st.error(str(error))
-        st.stop()
-elif source == "Sample photo":
-    samples = sample_images()
-    name = st.selectbox("Photo", list(samples), key="gc_sample")
-    image = samples[name]
-    image_key = f"photo:{name}"
-else:
-    pool = _shapes_pool(prep.crop if prep.crop <= 64 else 32)
-    index = int(st.number_input(f"Held-out Shapes image (0-{SHAPES_POOL - 1})", 0, SHAPES_POOL - 1, 0,
-                                key="gc_shape"))
-    image = to_pil(pool.images, index)
-    image_key = f"shapes:{prep.crop}:{index}"
-    st.caption(f"This image shows a {SHAPES_CLASSES[int(pool.labels[index])]}.")
+shapes_size = prep.crop if prep.crop <= 64 else 32
+picked = pick_image(IMAGE_KEYS, SOURCES, shapes=lambda: _shapes_pool(shapes_size),
+                    shapes_title="Held-out Shapes image", shapes_key=f"shapes:{prep.crop}", fallback_photo=None)
+image, image_key = picked.image, picked.key
+if picked.shape_class is not None:
+    st.caption(f"This image shows a {picked.shape_class}.")
 
 x = preprocess(image, prep)
 view = model_view(image, prep)

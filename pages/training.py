@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import replace
 
-import pandas as pd
 import streamlit as st
 from explorer_ui.budget import offer_fit
 

@@ -10,7 +10,8 @@ from .cam import (
     randomization_cascade,
 )
 from .describe import block_comparison, block_table, count_macs, describe, stage_table, twin_comparison
-from .images import ImageError, decode_image, preprocess, sample_images
+from .errors import WeightsError
+from .images import ImageError, Preprocessing, decode_image, preprocess, sample_images
 from .models import ARCHITECTURES, ResNet, build, count_params, display_name, iter_blocks, list_models
 from .probes import (
     activation_profile,
@@ -21,7 +22,6 @@ from .probes import (
     record_activations,
 )
 from .state import count_hooks, model_lock, preserved_state
-from .weights import Preprocessing, WeightsError, class_names_for, load_model, preprocessing_for
 
 __all__ = [
     "ARCHITECTURES",
@@ -68,3 +68,15 @@ __all__ = [
     "stage_table",
     "twin_comparison",
 ]
+
+_FROM_WEIGHTS = ("class_names_for", "load_model", "preprocessing_for")
+
+
+def __getattr__(name: str):
+    """Weights' names load on first use (PEP 562): importing them here would put ``resnet_core.weights`` in
+    sys.modules before ``python -m resnet_core.weights`` runs it (runpy's RuntimeWarning)."""
+    if name in _FROM_WEIGHTS:
+        from . import weights
+
+        return getattr(weights, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

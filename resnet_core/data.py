@@ -10,10 +10,7 @@ ten classes, none over images or pixels): 10,000 images at 32 px take well under
 from __future__ import annotations
 
 import math
-import os
 import pickle
-import threading
-import urllib.request
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -22,6 +19,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
+
+# Directories and the network are settings; re-exported here, where they were first defined.
+from .settings import OFFLINE_ENV, can_reach, data_dir, downloads_allowed, offline_mode  # noqa: F401
 
 SHAPES_CLASSES: tuple[str, ...] = (
     "circle", "square", "triangle", "cross", "ring", "diamond", "star", "crescent", "tee", "heart",
@@ -263,53 +263,6 @@ def _download_url(name: str) -> str:
         return datasets.CIFAR10.url
     cls = datasets.MNIST if name == "mnist" else datasets.FashionMNIST
     return cls.mirrors[0] + cls.resources[0][0]
-
-
-def data_dir() -> Path:
-    """Where downloaded data sets live: ``$RESNET_EXPLORER_DATA``, else ``data/`` at the repository root."""
-    env = os.environ.get("RESNET_EXPLORER_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[1] / "data"
-
-
-OFFLINE_ENV = "RESNET_EXPLORER_OFFLINE"
-
-
-def offline_mode() -> bool:
-    """True when ``RESNET_EXPLORER_OFFLINE`` is 1, true or yes (any case): a classroom without network.
-
-    The one rule for that variable, used by data downloads here and by ``weights.network_available``.
-    """
-    return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes")
-
-
-def downloads_allowed() -> bool:
-    """False in offline mode (``RESNET_EXPLORER_OFFLINE`` set to 1/true/yes, see :func:`offline_mode`)."""
-    return not offline_mode()
-
-
-def can_reach(url: str, timeout: float = 3.0) -> bool:
-    """True if an HTTP HEAD request to ``url`` answers with a success status within ``timeout`` seconds.
-
-    A real request rather than a TCP connect: sandboxes and proxies accept connections they cannot serve.
-    It runs in a daemon thread because a DNS lookup ignores socket timeouts and can hang for long.
-    In offline mode (:func:`offline_mode`) it answers False at once.
-    """
-    if offline_mode():
-        return False
-    result: list[bool] = []
-
-    def probe() -> None:
-        try:
-            request = urllib.request.Request(url, method="HEAD")
-            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - fixed https URLs
-                result.append(200 <= response.status < 400)
-        except (OSError, ValueError):
-            result.append(False)
-
-    thread = threading.Thread(target=probe, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    return bool(result and result[0])
 
 
 def _missing(name: str, root: Path) -> list[str]:

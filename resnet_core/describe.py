@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 import pandas as pd
@@ -828,3 +828,38 @@ def scale_to_budget(estimate: MemoryEstimate, knob: str, floor: int = 1, budget:
 
 def replace_estimate(estimate: MemoryEstimate, note: str) -> MemoryEstimate:
     return MemoryEstimate(estimate.task, estimate.what, dict(estimate.parts), dict(estimate.request), note)
+
+# ----------------------------------------------------------------------------------- the list of models
+@cache
+def _summary_row(name: str, residual: bool) -> dict[str, Any]:
+    spec = ARCHITECTURES[name]
+    with torch.device("meta"):
+        model = build(name, residual=residual)
+    size = spec.input_size
+    return {
+        "name": name,
+        "label": display_name(name, residual),
+        "family": spec.family,
+        "depth": spec.depth,
+        "block": spec.block,
+        "stem": spec.stem,
+        "residual": residual,
+        "stages": "-".join(str(n) for n in spec.layers),
+        "params": count_params(model),
+        "macs": count_macs(model, (1, 3, size, size)),
+        "input_size": size,
+        "torchvision": spec.torchvision,
+        "paper": spec.paper,
+    }
+
+
+def list_models(include_plain: bool = False) -> pd.DataFrame:
+    """Every named architecture: name, family, depth, block, params and MACs at its native input size.
+
+    Counted on the meta device (no memory, no weights), so listing all of them takes well under a second.
+    With ``include_plain`` each plain twin (``residual=False``) gets its own row.
+    """
+    rows = [_summary_row(name, True) for name in ARCHITECTURES]
+    if include_plain:
+        rows += [_summary_row(name, False) for name in ARCHITECTURES]
+    return pd.DataFrame(rows)

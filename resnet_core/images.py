@@ -7,16 +7,19 @@ bomb) raises :class:`ImageError`, whose message is one sentence a user can act o
 from __future__ import annotations
 
 import io
+import math
+import numbers
 import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-if TYPE_CHECKING:  # weights imports this module's names lazily; avoid a cycle at import time
-    from .weights import Preprocessing
+from .errors import WeightsError, clip
 
 FORMATS = ("PNG", "JPEG", "MPO", "WEBP", "BMP", "GIF", "TIFF")
 # 40 megapixels: a 12000x3300 panorama fits, a crafted 50000x50000 "bomb" does not. Pillow's own limit
@@ -30,8 +33,115 @@ MAX_ASPECT_RATIO = 20.0
 SAMPLE_NAMES = ("chelsea", "coffee", "astronaut", "rocket")
 
 
+# Preprocessing's limits: resize and crop (torchvision's ResNets use 232-256 and 224); |mean| and std for
+# pixels scaled to [0, 1]. A checkpoint's statistics are checked against them before anything uses them.
+MAX_RESIZE = 1024
+MAX_STATISTIC = 1000.0
+MIN_STD = 1e-6
+
+
 class ImageError(ValueError):
     """A user-facing problem with an image; ``str(error)`` is one sentence saying what to do."""
+
+
+# --------------------------------------------------------------------------------------------- preprocessing
+def _whole(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
+            or value != int(value) or not 1 <= value <= MAX_RESIZE:
+        raise WeightsError(f"{name} must be a whole number of pixels from 1 to {MAX_RESIZE}, got {clip(value, 40)}")
+    return int(value)
+
+
+def _statistics(values: Any, name: str) -> tuple[float, ...]:
+    if isinstance(values, torch.Tensor):
+        values = values.tolist() if values.numel() <= 16 else [None] * 17
+    if isinstance(values, str | bytes) or not isinstance(values, Sequence):
+        raise WeightsError(f"{name} must be a list of numbers, got a {type(values).__name__}")
+    if len(values) != 3:
+        raise WeightsError(f"{name} needs one value per input channel (3, for RGB images), got {len(values)}")
+    if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values):
+        raise WeightsError(f"{name} must hold numbers, got {clip(list(values), 60)}")
+    floats = tuple(float(v) for v in values)
+    if not all(math.isfinite(v) and abs(v) <= MAX_STATISTIC for v in floats):
+        raise WeightsError(f"{name} must be finite numbers within +-{MAX_STATISTIC:g}, got {clip(floats, 60)}")
+    return floats
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How an image becomes model input: resize the shorter side, centre-crop, normalise per channel.
+
+    Validated when made (a WeightsError naming the statistic): ``1 <= crop <= resize <= MAX_RESIZE``, one
+    finite mean and std per RGB channel, ``MIN_STD <= std <= MAX_STATISTIC``. So ``preprocess`` never fails
+    in torch on bad statistics, and a checkpoint's bad statistics are blamed on the checkpoint.
+    """
+
+    resize: int
+    crop: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    IMAGENET: ClassVar[Preprocessing]
+    CIFAR: ClassVar[Preprocessing]
+
+    def __post_init__(self) -> None:
+        problem = _preprocessing_problem(self.resize, self.crop, self.mean, self.std)
+        if problem is not None:
+            raise WeightsError(f"The preprocessing is unusable: {problem}.")
+        object.__setattr__(self, "resize", int(self.resize))
+        object.__setattr__(self, "crop", int(self.crop))
+        object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
+        object.__setattr__(self, "std", tuple(float(s) for s in self.std))
+
+    @classmethod
+    def shapes(cls, image_size: int = 32) -> Preprocessing:
+        """The built-in Shapes set at ``image_size`` px, normalised with its own training statistics."""
+        mean, std = _shapes_stats(image_size)
+        return cls(image_size, image_size, mean, std)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Preprocessing:
+        """From ``to_dict``'s form; raises WeightsError (missing key or bad value), nothing else."""
+        if not isinstance(data, Mapping):
+            raise WeightsError(f"The preprocessing is unusable: it is a {type(data).__name__}, not a mapping.")
+        missing = [k for k in ("resize", "crop", "mean", "std") if k not in data]
+        if missing:
+            raise WeightsError(f"The preprocessing is unusable: it lacks {', '.join(missing)}.")
+        return cls(data["resize"], data["crop"], data["mean"], data["std"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"resize": self.resize, "crop": self.crop, "mean": list(self.mean), "std": list(self.std)}
+
+    def describe(self) -> str:
+        mean = ", ".join(f"{m:.3f}" for m in self.mean)
+        std = ", ".join(f"{s:.3f}" for s in self.std)
+        return f"resize {self.resize}, centre crop {self.crop}, mean ({mean}), std ({std})"
+
+
+def _preprocessing_problem(resize: Any, crop: Any, mean: Any, std: Any) -> str | None:
+    """What is wrong with these preprocessing values (a phrase), or None when they are usable."""
+    try:
+        resize, crop = _whole(resize, "resize"), _whole(crop, "crop")
+        if crop > resize:
+            return f"the centre crop ({crop}) is larger than the resize ({resize})"
+        _statistics(mean, "mean")
+        stds = _statistics(std, "std")
+    except WeightsError as exc:
+        return str(exc)
+    if not all(s >= MIN_STD for s in stds):
+        return f"std must be positive (at least {MIN_STD:g}) for every channel, got {clip(stds, 60)}"
+    return None
+
+
+Preprocessing.IMAGENET = Preprocessing(256, 224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+Preprocessing.CIFAR = Preprocessing(32, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+
+
+def _shapes_stats(image_size: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    from .data import shapes_stats  # local: Shapes statistics are drawn (and cached) only when asked
+
+    return shapes_stats(image_size)
+
 
 
 def _to_8bit(image: Image.Image) -> Image.Image:

@@ -9,10 +9,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from functools import cache
 from typing import Any
 
-import pandas as pd
 import torch
 from torch import nn
 
@@ -318,42 +316,16 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-@cache
-def _summary_row(name: str, residual: bool) -> dict[str, Any]:
-    from .describe import count_macs  # local: describe imports this module
-
-    spec = ARCHITECTURES[name]
-    with torch.device("meta"):
-        model = build(name, residual=residual)
-    size = spec.input_size
-    return {
-        "name": name,
-        "label": display_name(name, residual),
-        "family": spec.family,
-        "depth": spec.depth,
-        "block": spec.block,
-        "stem": spec.stem,
-        "residual": residual,
-        "stages": "-".join(str(n) for n in spec.layers),
-        "params": count_params(model),
-        "macs": count_macs(model, (1, 3, size, size)),
-        "input_size": size,
-        "torchvision": spec.torchvision,
-        "paper": spec.paper,
-    }
-
-
-def list_models(include_plain: bool = False) -> pd.DataFrame:
-    """Every named architecture: name, family, depth, block, params and MACs at its native input size.
-
-    Counted on the meta device (no memory, no weights), so listing all of them takes well under a second.
-    With ``include_plain`` each plain twin (``residual=False``) gets its own row.
-    """
-    rows = [_summary_row(name, True) for name in ARCHITECTURES]
-    if include_plain:
-        rows += [_summary_row(name, False) for name in ARCHITECTURES]
-    return pd.DataFrame(rows)
-
-
 def spec_dict(name: str) -> dict[str, Any]:
     return asdict(get_spec(name))
+
+
+def __getattr__(name: str) -> Any:
+    """``list_models`` moved to describe (it needs MACs, which describe counts); still reachable here.
+
+    A lazy lookup (PEP 562), not an import at load time: models stays below describe."""
+    if name == "list_models":
+        from .describe import list_models
+
+        return list_models
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

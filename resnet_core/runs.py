@@ -48,11 +48,13 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pandas as pd
-import torch
 
+from .checkpoints.format import atomic_write, load_resume_checkpoint, save_checkpoint
+from .checkpoints.format import fsync_dir as _fsync_dir
+from .settings import runs_dir
 from .train import Race, RaceConfig, describe_device, summarize
 
 _EVAL_COLUMNS = ["step", "racer", "test_loss", "test_acc"]
@@ -60,14 +62,6 @@ _EVAL_COLUMNS = ["step", "racer", "test_loss", "test_acc"]
 JOB_STATUSES = ("ready", "running", "paused", "stopped", "finished", "failed")
 # A run folder's status as listed: a job status, or "interrupted" (no summary and its process is gone).
 RUN_STATUSES = ("running", "stopped", "finished", "failed", "interrupted")
-
-
-def runs_dir(path: str | Path | None = None) -> Path:
-    """``path`` if given, else ``$RESNET_EXPLORER_RUNS``, else ``runs/`` at the repository root."""
-    if path is not None:
-        return Path(path)
-    env = os.environ.get("RESNET_EXPLORER_RUNS")
-    return Path(env) if env else Path(__file__).resolve().parents[1] / "runs"
 
 
 _runs_dir = runs_dir  # functions below take a ``runs_dir`` argument, which hides the function's name
@@ -120,43 +114,6 @@ def _storing(folder: Path) -> Iterator[None]:
         raise
     except OSError as exc:
         raise RunStorageError(folder, _reason(exc)) from None
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (a no-op where folders cannot be opened, e.g. Windows)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any] | bytes | str) -> Path:
-    """Write ``path`` all or nothing: a hidden temporary file in the same folder (never named ``*.pt``),
-    flushed and fsynced, renamed over ``path``, then the folder fsynced. On any failure the temporary file is
-    removed and the old ``path`` (if any) is untouched; the OSError propagates."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            if callable(write):
-                write(f)
-            else:
-                f.write(write.encode() if isinstance(write, str) else write)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    _fsync_dir(path.parent)
-    return path
 
 
 def _process_start(pid: int) -> int | None:
@@ -278,7 +235,7 @@ class RunWriter:
             for racer in race.racers:
                 ckpt = race.checkpoint(racer)
                 path = folder / f"{_slug(racer.label)}.pt"
-                atomic_write(path, lambda f, ckpt=ckpt: torch.save(ckpt, f))
+                save_checkpoint(path, ckpt)
                 paths.append(path)
                 entries.append({"file": path.relative_to(self.path).as_posix(), "label": racer.label,
                                 "arch": ckpt["arch"], "options": ckpt["options"], "status": racer.status})
@@ -700,6 +657,14 @@ class RunRecord:
         return (self.status in ("interrupted", "stopped", "failed") and self.checkpoint_step is not None
                 and self.checkpoint_step < self.config.steps)
 
+    def snapshot(self) -> JobSnapshot:
+        """The run as a job's snapshot, so a past run is drawn exactly like a live one (no ETA: it is not running)."""
+        steps = int(self.history["step"].max()) if not self.history.empty else 0
+        racers = dict.fromkeys(self.summary.get("racer", pd.Series(dtype=str)), self.status)
+        return JobSnapshot(self.run_id, self.config.name, self.status, steps, self.config.steps, self.history,
+                           self.evals, self.summary, racers, self.messages + self.notes,
+                           self.info.get("device", ""), self.wall_s, None, [c["path"] for c in self.checkpoints])
+
 
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
@@ -985,7 +950,7 @@ def resume_race(run_id: str, runs_dir: str | Path | None = None, *, write: bool 
     checkpoints = {}
     for entry in entries:
         try:
-            ckpt = torch.load(entry["path"], map_location="cpu", weights_only=True)
+            ckpt = load_resume_checkpoint(entry["path"])
         except Exception as exc:  # noqa: BLE001 - any unreadable file means the same to the user
             raise ValueError(f"The checkpoint {entry['path']} cannot be read ({type(exc).__name__}); the run "
                              f"'{run_id}' cannot be resumed from step {step}.") from None

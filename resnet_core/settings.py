@@ -1,4 +1,9 @@
-"""Settings the whole package reads: for now the one memory budget every request is costed against.
+"""Settings the whole package reads: directories, offline mode, the one network probe, limits and budgets.
+
+Directories: runs (``$RESNET_EXPLORER_RUNS``), data sets (``$RESNET_EXPLORER_DATA``) and uploaded
+checkpoints (``uploads/`` in the runs folder, under ``$RESNET_EXPLORER_UPLOAD_QUOTA_MB``). The network:
+``RESNET_EXPLORER_OFFLINE`` (1/true/yes) is the one offline rule, and :func:`probe_url` the one probe that
+both :func:`can_reach` and :func:`network_available` ask.
 
 The budget is per request (one build, one instrument, one explanation, one race). Where it comes from, first
 match wins: ``set_memory_budget`` (the ``--memory-budget`` flag of the CLI), the environment variable
@@ -10,10 +15,114 @@ quarter of the memory the machine had available when first asked (a classroom sh
 from __future__ import annotations
 
 import math
+import os
 import re
 import threading
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+_ROOT = Path(__file__).resolve().parents[1]  # the repository root (where runs/ and data/ live by default)
+
+
+# ------------------------------------------------------------------------------------------- directories
+def runs_dir(path: str | Path | None = None) -> Path:
+    """``path`` if given, else ``$RESNET_EXPLORER_RUNS``, else ``runs/`` at the repository root."""
+    if path is not None:
+        return Path(path)
+    env = os.environ.get("RESNET_EXPLORER_RUNS")
+    return Path(env) if env else _ROOT / "runs"
+
+
+def data_dir() -> Path:
+    """Where downloaded data sets live: ``$RESNET_EXPLORER_DATA``, else ``data/`` at the repository root."""
+    env = os.environ.get("RESNET_EXPLORER_DATA")
+    return Path(env) if env else _ROOT / "data"
+
+
+def uploads_dir() -> Path:
+    """Where uploaded checkpoints are kept: ``uploads/`` in :func:`runs_dir` (``$RESNET_EXPLORER_RUNS`` or
+    ``runs/``)."""
+    return runs_dir() / "uploads"
+
+
+UPLOAD_QUOTA_ENV = "RESNET_EXPLORER_UPLOAD_QUOTA_MB"
+DEFAULT_UPLOAD_QUOTA_MB = 512
+
+
+def upload_quota_bytes() -> int:
+    """The uploads folder's size quota: ``$RESNET_EXPLORER_UPLOAD_QUOTA_MB`` (MB) or 512 MB (also when the
+    variable is not a positive number)."""
+    raw = os.environ.get(UPLOAD_QUOTA_ENV, "").strip()
+    try:
+        megabytes = float(raw) if raw else DEFAULT_UPLOAD_QUOTA_MB
+    except ValueError:
+        megabytes = DEFAULT_UPLOAD_QUOTA_MB
+    if not math.isfinite(megabytes) or megabytes <= 0:
+        megabytes = DEFAULT_UPLOAD_QUOTA_MB
+    return int(megabytes * 2**20)
+
+
+# ----------------------------------------------------------------------------------------------- network
+OFFLINE_ENV = "RESNET_EXPLORER_OFFLINE"
+
+
+def offline_mode() -> bool:
+    """True when ``RESNET_EXPLORER_OFFLINE`` is 1, true or yes (any case): a classroom without network.
+
+    The one rule for that variable, used by data downloads, weights downloads and the network probe.
+    """
+    return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def downloads_allowed() -> bool:
+    """False in offline mode (``RESNET_EXPLORER_OFFLINE`` set to 1/true/yes, see :func:`offline_mode`)."""
+    return not offline_mode()
+
+
+def probe_url(url: str, timeout: float = 3.0) -> int | None:
+    """The one network probe: the HTTP status a HEAD request to ``url`` is answered with, or None when no
+    answer comes within ``timeout`` seconds (no route, no DNS, refused, offline mode).
+
+    A real request rather than a TCP connect: sandboxes and proxies accept connections they cannot serve.
+    It runs in a daemon thread because a DNS lookup ignores socket timeouts and can hang for long.
+    """
+    if offline_mode():
+        return None
+    result: list[int | None] = []
+
+    def attempt() -> None:
+        try:
+            request = urllib.request.Request(url, method="HEAD")
+            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - fixed URLs
+                result.append(int(response.status))
+        except urllib.error.HTTPError as exc:  # the server answered, with an error status
+            result.append(int(exc.code))
+        except (OSError, ValueError):
+            result.append(None)
+
+    thread = threading.Thread(target=attempt, daemon=True)
+    thread.start()
+    thread.join(timeout + 0.5)
+    return result[0] if result else None
+
+
+def can_reach(url: str, timeout: float = 3.0) -> bool:
+    """True if :func:`probe_url` gets a success status (2xx/3xx) for ``url``: the file can be fetched."""
+    status = probe_url(url, timeout)
+    return status is not None and 200 <= status < 400
+
+
+def network_available(host: str = "download.pytorch.org", port: int = 443, timeout: float = 3.0) -> bool:
+    """True if the server at ``host:port`` answers :func:`probe_url` at all (any HTTP status): the network
+    is there. HTTPS on port 443, plain HTTP elsewhere; False at once in offline mode."""
+    scheme = "https" if port == 443 else "http"
+    return probe_url(f"{scheme}://{host}:{port}/", timeout) is not None
+
+
+# ---------------------------------------------------------------------------------------- memory budget
 
 ENV_MEMORY_BUDGET = "RESNET_EXPLORER_MEMORY_BUDGET"
 DEFAULT_BUDGET_SHARE = 0.25
@@ -96,8 +205,6 @@ def set_memory_budget(value: str | int | None) -> None:
 def memory_budget() -> int:
     """The budget in bytes for one request: the CLI flag, else ``$RESNET_EXPLORER_MEMORY_BUDGET``, else the
     default. A malformed environment variable raises SettingsError (one sentence)."""
-    import os
-
     if _override is not None:
         return _override
     text = os.environ.get(ENV_MEMORY_BUDGET, "").strip()
@@ -108,8 +215,6 @@ def memory_budget() -> int:
 
 def budget_source() -> str:
     """Where the budget comes from, in words: '--memory-budget', the variable's name, or 'default'."""
-    import os
-
     if _override is not None:
         return "--memory-budget"
     if os.environ.get(ENV_MEMORY_BUDGET, "").strip():
@@ -163,6 +268,8 @@ class BudgetError(ValueError):
 
 
 __all__ = [
+    "DEFAULT_UPLOAD_QUOTA_MB", "OFFLINE_ENV", "UPLOAD_QUOTA_ENV", "can_reach", "data_dir", "downloads_allowed",
+    "network_available", "offline_mode", "probe_url", "runs_dir", "upload_quota_bytes", "uploads_dir",
     "ENV_MEMORY_BUDGET", "BudgetError", "SettingsError", "Suggestion", "available_memory", "budget_source",
     "default_memory_budget", "format_bytes", "memory_budget", "parse_bytes", "set_memory_budget",
 ]

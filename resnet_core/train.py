@@ -20,14 +20,12 @@ One engine serves the app (through :mod:`resnet_core.runs`), the notebook and th
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import math
 import os
-import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import pandas as pd
@@ -36,10 +34,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DistributedSampler
 
+from .checkpoints.format import FORMAT, make_checkpoint  # the checkpoint format is defined once
 from .data import DATASETS, ImageData, ShapesSet, load_splits
 from .describe import estimate_race, require_within_budget
 from .models import build, count_params, display_name, get_spec
-from .weights import FORMAT  # the checkpoint format is defined once, in weights
 
 SCHEDULES = ("step", "cosine", "constant")
 RACER_STATUSES = ("running", "diverged", "finished", "stopped")
@@ -638,8 +636,8 @@ class Race:
         return [r.message for r in self.racers if r.message]
 
     def checkpoint(self, racer: Racer) -> dict[str, Any]:
-        """The project's checkpoint dict (loadable with ``torch.load(weights_only=True)``)."""
-        state = {k: v.detach().to("cpu").contiguous() for k, v in racer.model.state_dict().items()}
+        """The project's checkpoint dict (``checkpoints.make_checkpoint``; loadable with
+        ``torch.load(weights_only=True)``), with the state :meth:`restore` needs to continue."""
         summary = self.summary().set_index("racer")
         metrics = {}
         if racer.label in summary.index:
@@ -648,19 +646,11 @@ class Race:
                        if k in ("final_loss", "final_acc", "test_acc", "seconds")}
         metrics.update({"steps": int(self.step_index), "status": racer.status})
         size = self.config.image_size
-        return {
-            "format": FORMAT,
-            "arch": racer.spec.arch,
-            "label": racer.label,
-            "options": dict(racer.options),
-            "state_dict": state,
-            "classes": list(self.classes),
-            "preprocessing": {"resize": size, "crop": size, "mean": [float(m) for m in self.train_data.mean],
-                              "std": [float(s) for s in self.train_data.std]},
-            "dataset": self.config.dataset,
-            "metrics": metrics,
-            "resume": self._resume_state(racer),
-        }
+        prep = {"resize": size, "crop": size, "mean": [float(m) for m in self.train_data.mean],
+                "std": [float(s) for s in self.train_data.std]}
+        return make_checkpoint(arch=racer.spec.arch, label=racer.label, options=racer.options,
+                               state_dict=racer.model.state_dict(), classes=self.classes, preprocessing=prep,
+                               dataset=self.config.dataset, metrics=metrics, resume=self._resume_state(racer))
 
     def _resume_state(self, racer: Racer) -> dict[str, Any]:
         """What :meth:`restore` needs to continue this racer exactly: optimizer (momentum buffers), gradient
@@ -761,244 +751,28 @@ def summarize(history: pd.DataFrame, evals: pd.DataFrame, params: dict[str, int]
     return pd.DataFrame(rows)
 
 
-# ------------------------------------------------------------------------------------------------ CLI
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="resnet-train",
-        description="Race plain against residual nets headless; writes the same run folders as the app.")
-    p.add_argument("--preset", choices=list(PRESETS), help="start from a preset race (other flags override it)")
-    p.add_argument("--racer", action="append", metavar="ARCH[:plain]",
-                   help="a racer, e.g. resnet56 or resnet56:plain; repeat for 2-4 racers")
-    p.add_argument("--dataset", help=f"{', '.join(DATASETS)} or folder:<path>")
-    p.add_argument("--image-size", type=int)
-    p.add_argument("--steps", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--warmup", type=int, dest="warmup_steps")
-    p.add_argument("--schedule", choices=SCHEDULES)
-    p.add_argument("--width", type=int)
-    p.add_argument("--eval-every", type=int)
-    p.add_argument("--n-train", type=int)
-    p.add_argument("--n-test", type=int, help="held-out images (evaluation uses up to 1000 of them)")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, mps")
-    p.add_argument("--threads", type=int,
-                   help="CPU threads for this process (default: torch's, one per core); 1 is faster on a busy machine")
-    p.add_argument("--checkpoint-every", type=int, metavar="K",
-                   help="save every racer's checkpoint every K steps (default 200; 0: only at the end)")
-    p.add_argument("--resume", metavar="RUN_ID",
-                   help="continue an interrupted or stopped run from its latest checkpoint, with its own settings")
-    p.add_argument("--runs-dir", help="where run folders go (default $RESNET_EXPLORER_RUNS or runs/)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs one line per eval)")
-    p.add_argument("--memory-budget", metavar="SIZE",
-                   help="memory one race may use, e.g. 4GB (default $RESNET_EXPLORER_MEMORY_BUDGET or a quarter of "
-                        "available memory)")
-    return p
-
-
-_CONFIG_FLAGS = ("preset", "racer", "dataset", "image_size", "steps", "batch_size", "lr", "warmup_steps",
-                 "schedule", "width", "eval_every", "n_train", "n_test", "seed", "device", "checkpoint_every")
-
-
-class _StopRequests:
-    """SIGINT/SIGTERM ask the race to stop after the current step (a second SIGINT interrupts at once).
-
-    Installed only in the main thread (Python delivers signals there); the previous handlers come back on
-    exit. Under torchrun the ranks agree on the step to stop at (one all-reduce per step)."""
-
-    def __init__(self) -> None:
-        self.signal: int | None = None
-        self._old: dict[int, Any] = {}
-
-    def __enter__(self) -> _StopRequests:
-        import signal
-        import threading
-
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        import signal
-
-        for sig, handler in self._old.items():
-            signal.signal(sig, handler)
-
-    def _handle(self, signum: int, frame: object) -> None:
-        import signal
-
-        if self.signal is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # the second Ctrl-C: stop now, without a checkpoint
-        self.signal = signum
-
-    def requested(self, race: Race) -> bool:
-        if not race.dist.enabled:
-            return self.signal is not None
-        import torch.distributed as dist
-
-        flag = torch.tensor([0.0 if self.signal is None else float(self.signal)], device=race.device)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        if flag.item() and self.signal is None:
-            self.signal = int(flag.item())
-        return bool(flag.item())
-
-
-def config_from_args(args: argparse.Namespace) -> RaceConfig:
-    """A RaceConfig from CLI flags: the preset (or defaults), overridden by each flag given."""
-    base = PRESETS[args.preset] if args.preset else None
-    if args.racer:
-        racers = tuple(RacerSpec.parse(r) for r in args.racer)
-    elif base is not None:
-        racers = base.racers
-    else:
-        raise ValueError("Give --preset or at least one --racer (e.g. --racer resnet20:plain --racer resnet20).")
-    fields = ("dataset", "image_size", "steps", "batch_size", "lr", "warmup_steps", "schedule", "width",
-              "eval_every", "n_train", "n_test", "seed", "device", "checkpoint_every")
-    overrides = {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
-    if base is None:
-        name = " vs ".join(r.label for r in racers)
-        return RaceConfig(racers=racers, name=name, **overrides)
-    name = base.name if not args.racer else " vs ".join(r.label for r in racers)
-    return replace(base, racers=racers, name=name, **overrides)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``resnet-train``: run a race headless with a progress bar; rank 0 writes the run folder.
-
-    Exit codes: 0 done; 2 bad input (one sentence); 1 the runs folder cannot be written (one sentence);
-    130 (143) stopped by Ctrl-C (SIGTERM) after the current step, with a checkpoint and the resume command."""
-    from .data import DataError
-    from .runs import RunStorageError, RunWriter, resume_race
-
-    args = _parser().parse_args(argv)
-    if args.threads is not None:
-        # A CLI process owns its thread pool (the app never sets it: its pool is shared by every session).
-        torch.set_num_threads(max(1, args.threads))
-    main_rank = dist_info().is_main
-    writer = None
-    try:
-        if args.memory_budget is not None:
-            from .settings import set_memory_budget
-
-            set_memory_budget(args.memory_budget)
-        if args.resume:
-            given = [f"--{'warmup' if f == 'warmup_steps' else f.replace('_', '-')}" for f in _CONFIG_FLAGS
-                     if getattr(args, f) not in (None, [])]
-            if given:
-                raise ValueError(f"--resume continues a run with its own settings; drop {', '.join(given)}.")
-            race, writer = resume_race(args.resume, args.runs_dir, write=main_rank)
-            config = race.config
-        else:
-            config = config_from_args(args)
-            race = Race(config)
-            if main_rank:
-                writer = RunWriter.create(config, runs_dir=args.runs_dir, source="cli")
-                writer.write_config(describe_device(race.device), race.dist.world_size)
-    except RunStorageError as exc:
-        print(f"resnet-train: {_storage_sentence(exc, None, args)}", file=sys.stderr)
-        return 1
-    except (ValueError, DataError) as exc:
-        print(f"resnet-train: {exc}", file=sys.stderr)
-        return 2
-    bar = None
-    if main_rank and not args.no_progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=config.steps, initial=race.step_index, desc=config.name, unit="step", file=sys.stderr)
-
-    def on_step(r: Race, rows: list[dict[str, Any]], evals: list[dict[str, Any]]) -> None:
-        if writer is not None:
-            writer.append(rows)
-            writer.append(evals, kind="eval")  # what evaluate() returned: no row for a racer that diverged
-            if r.checkpoint_due():
-                writer.save_checkpoints(r)
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix({row["racer"]: f"{row['loss']:.3f}" for row in rows})
-        elif main_rank and r.eval_due():
-            losses = ", ".join(f"{row['racer']} {row['loss']:.3f}" for row in rows)
-            print(f"step {r.step_index}/{config.steps}: {losses}", file=sys.stderr)
-        for message in (m for m in r.messages if m not in reported):
-            reported.add(message)
-            if main_rank:
-                print(message, file=sys.stderr)
-
-    reported: set[str] = set()
-    stops = _StopRequests()
-    try:
-        with stops:
-            while not race.done:  # Race.train's loop, keeping the rows each evaluate() returns
-                rows = race.step()
-                on_step(race, rows, race.evaluate() if race.eval_due() else [])
-                if stops.requested(race):
-                    break
-            if bar is not None:
-                bar.close()
-            stopped = not race.done
-            if stopped:
-                scored = bool(race.eval_rows) and race.eval_rows[-1]["step"] == race.step_index
-                evals = race.evaluate() if not scored else []  # a stopped race still gets a held-out score
-                if writer is not None:
-                    writer.append(evals, kind="eval")
-                race.stop()
-            if writer is not None:
-                writer.finish(race, "stopped" if stopped else "finished")
-    except RunStorageError as exc:
-        if bar is not None:
-            bar.close()
-        print(f"resnet-train: {_storage_sentence(exc, writer, args)}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        if bar is not None:
-            bar.close()
-        if main_rank:
-            saved = writer.checkpoint_step if writer is not None else None
-            where = (f"the last checkpoint is from step {saved}; resume with: {_resume_command(writer, args)}"
-                     if saved is not None else "no checkpoint was saved")
-            print(f"resnet-train: interrupted again at step {race.step_index}, without saving; {where}",
-                  file=sys.stderr)
-        return 130
-    if writer is not None:
-        summary = race.summary()
-        print(summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-        if stopped:
-            print(f"Stopped at step {race.step_index}; checkpoint saved in {writer.path}; resume with: "
-                  f"{_resume_command(writer, args)}", file=sys.stderr)
-        else:
-            print(f"wall time {race.wall:.1f} s on {describe_device(race.device)}; run folder: {writer.path}")
-    if race.dist.enabled:
-        import torch.distributed as dist
-
-        dist.barrier()
-        dist.destroy_process_group()
-    if stopped:
-        import signal
-
-        return 128 + (stops.signal or signal.SIGINT)
-    return 0
-
-
-def _resume_command(writer: Any, args: argparse.Namespace) -> str:
-    runs = f" --runs-dir {args.runs_dir}" if args.runs_dir else ""
-    return f"resnet-train --resume {writer.run_id}{runs}"
-
-
-def _storage_sentence(exc: Any, writer: Any, args: argparse.Namespace) -> str:
-    """The CLI's one line for a runs folder that cannot be written (nothing stays in memory after exit)."""
-    text = (f"Cannot write to the runs folder {exc.folder} ({exc.reason}): free space, or pass --runs-dir or set "
-            f"RESNET_EXPLORER_RUNS to a writable folder")
-    step = writer.checkpoint_step if writer is not None else None
-    if step is not None:
-        return f"{text}; the checkpoint of step {step} is kept: resume with {_resume_command(writer, args)}."
-    return f"{text}; nothing of this run was saved."
-
-
 __all__ = [
     "DEGRADATION_MARGIN", "FORMAT", "MAX_SKIPPED_STEPS", "PRESETS", "PRESET_NOTES", "Race", "RaceConfig",
-    "RacerSpec", "amp_dtype", "config_from_args", "degradation_note", "describe_device", "dist_info", "lr_at",
-    "main", "pick_device", "stage_groups", "step_action", "summarize",
+    "RacerSpec", "amp_dtype", "degradation_note", "describe_device", "dist_info", "lr_at",
+    "pick_device", "stage_groups", "step_action", "summarize",
+    "config_from_args", "main",  # noqa: F822 - from cli, through __getattr__ below
 ]
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+_MOVED_TO_CLI = {"main": "train_main", "_parser": "_parser", "config_from_args": "config_from_args",
+                 "_StopRequests": "_StopRequests", "_CONFIG_FLAGS": "_CONFIG_FLAGS"}
+
+
+def __getattr__(name: str) -> Any:
+    """The command line moved to ``cli`` (it writes run folders, which the engine does not know about);
+    ``train.main`` and the rest stay reachable here through this lazy lookup (PEP 562), not an import."""
+    if name in _MOVED_TO_CLI:
+        from . import cli
+
+        return getattr(cli, _MOVED_TO_CLI[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+if __name__ == "__main__":  # python -m resnet_core.train: the CLI, as before
+    from resnet_core.cli import train_main
+
+    raise SystemExit(train_main())

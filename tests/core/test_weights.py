@@ -636,11 +636,11 @@ def test_long_mismatch_lists_are_cut_with_a_count(tmp_path):
 def test_files_over_the_size_limit_or_compressed_are_refused_before_loading(tmp_path, monkeypatch):
     import zipfile
 
-    import resnet_core.weights as weights_module
+    import resnet_core.checkpoints.format as checkpoint_format  # where the reader and its limits live
 
     path = tmp_path / "net.pt"
     torch.save(resnet_core.build("resnet20", width=4).state_dict(), path)
-    monkeypatch.setattr(weights_module, "MAX_CHECKPOINT_BYTES", path.stat().st_size - 1)
+    monkeypatch.setattr(checkpoint_format, "MAX_CHECKPOINT_BYTES", path.stat().st_size - 1)
     with pytest.raises(WeightsError, match="above the 0 MB limit for checkpoints") as info:
         read_checkpoint(path)
     assert one_sentence(str(info.value))

@@ -1,0 +1,61 @@
+"""Reading and writing every checkpoint: our format and foreign key conventions (``format``), the
+architecture a file holds and the model built from it (``architecture``), and checkpoint files on disk
+(``files``: the runs and uploads folders, the upload quota).
+
+Its errors are :class:`WeightsError` (one sentence; from ``errors``, shared with weights and preprocessing)
+and :class:`CheckpointMismatch` (the keys that do not fit).
+"""
+
+from ..errors import WeightsError
+from .architecture import (
+    CheckpointMismatch,
+    InferredArchitecture,
+    infer_architecture,
+    load_state_dict_checked,
+    model_from_checkpoint,
+    require_rgb,
+)
+from .files import (
+    OUTSIDE_FOLDERS,
+    load_checkpoint_file,
+    resolve_checkpoint_path,
+    save_uploaded_checkpoint,
+    store_upload,
+)
+from .format import (
+    CHECKPOINT_SUFFIXES,
+    FORMAT,
+    KEY_CONVENTIONS,
+    MAX_BLOCKS_PER_STAGE,
+    MAX_CHECKPOINT_BYTES,
+    MAX_CLASS_NAME_CHARS,
+    MAX_CLASSES,
+    MAX_ELEMENTS,
+    MAX_GROUPS,
+    MAX_IN_CHANNELS,
+    MAX_KEY_CHARS,
+    MAX_PARAMETERS,
+    MAX_PATH_CHARS,
+    MAX_PICKLE_BYTES,
+    MAX_STAGES,
+    MAX_TENSORS,
+    MAX_WIDTH,
+    Checkpoint,
+    KeyConvention,
+    atomic_write,
+    extract_state_dict,
+    load_resume_checkpoint,
+    make_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
+
+__all__ = [
+    "CHECKPOINT_SUFFIXES", "FORMAT", "KEY_CONVENTIONS", "MAX_BLOCKS_PER_STAGE", "MAX_CHECKPOINT_BYTES",
+    "MAX_CLASSES", "MAX_CLASS_NAME_CHARS", "MAX_ELEMENTS", "MAX_GROUPS", "MAX_IN_CHANNELS", "MAX_KEY_CHARS",
+    "MAX_PARAMETERS", "MAX_PATH_CHARS", "MAX_PICKLE_BYTES", "MAX_STAGES", "MAX_TENSORS", "MAX_WIDTH",
+    "OUTSIDE_FOLDERS", "Checkpoint", "CheckpointMismatch", "InferredArchitecture", "KeyConvention", "WeightsError",
+    "atomic_write", "extract_state_dict", "infer_architecture", "load_checkpoint_file", "load_resume_checkpoint",
+    "load_state_dict_checked", "make_checkpoint", "model_from_checkpoint", "read_checkpoint", "require_rgb",
+    "resolve_checkpoint_path", "save_checkpoint", "save_uploaded_checkpoint", "store_upload",
+]

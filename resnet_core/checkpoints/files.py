@@ -1,0 +1,128 @@
+"""Checkpoint files on disk: which paths a ``ckpt:`` id may open (the runs and uploads folders only), the
+uploads folder under its quota, and a file's model."""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from pathlib import Path
+
+from torch import nn
+
+from ..errors import WeightsError
+from ..settings import UPLOAD_QUOTA_ENV, runs_dir, upload_quota_bytes, uploads_dir
+from .architecture import model_from_checkpoint, require_rgb
+from .format import CHECKPOINT_SUFFIXES, MAX_PATH_CHARS, read_checkpoint
+
+
+def load_checkpoint_file(path: str | os.PathLike[str]) -> nn.Module:
+    """The model in the checkpoint file at ``path`` (any folder), eval mode; WeightsError when it is unusable.
+
+    For local, trusted paths (the command line, a notebook); ``load_model`` confines ``ckpt:`` ids to the
+    runs and uploads folders first.
+    """
+    ckpt = read_checkpoint(path)
+    model = model_from_checkpoint(ckpt)
+    require_rgb(model, ckpt.source)
+    resolved = Path(path).resolve()
+    model.weights_id = f"ckpt:{resolved}"
+    model.weights_label = f"checkpoint {resolved.name}"  # weights.weights_label's words for a ckpt: id
+    return model.eval()
+
+
+OUTSIDE_FOLDERS = "Checkpoints can only be opened from the runs or uploads folders."
+
+
+def resolve_checkpoint_path(value: str | os.PathLike[str]) -> Path:
+    """The real path of a ``ckpt:`` value, if it lies inside the runs or uploads folder; else WeightsError.
+
+    Symlinks and ``..`` are resolved first, so neither leads outside. Anything else (another folder, a
+    relative or over-long path, a file type that is not a checkpoint) gets the same sentence,
+    ``OUTSIDE_FOLDERS``, which says nothing about whether such a file exists. The file need not exist:
+    ``read_checkpoint`` says so for paths inside the folders.
+    """
+    try:
+        text = os.fspath(value)
+        if not isinstance(text, str) or not text or len(text) > MAX_PATH_CHARS or "\x00" in text:
+            raise ValueError(text)
+        path = Path(text)
+        if not path.is_absolute() or path.suffix.lower() not in CHECKPOINT_SUFFIXES:
+            raise ValueError(text)
+        resolved = path.resolve()
+        roots = {runs_dir().resolve(), uploads_dir().resolve()}
+        if not any(resolved.is_relative_to(root) and resolved != root for root in roots):
+            raise ValueError(text)
+    except Exception:  # noqa: BLE001 - every refusal is the same sentence (OSError, loops, bad text alike)
+        raise WeightsError(OUTSIDE_FOLDERS) from None
+    return resolved
+
+
+_upload_lock = threading.Lock()
+
+
+def store_upload(data: bytes, filename: str, folder: Path | None = None, quota: int | None = None) -> Path:
+    """Store ``data`` content-addressed (``<sha256><suffix>``) in ``folder`` (default ``uploads_dir()``)
+    under a size quota, dropping the oldest files first; return the stored path.
+
+    The same content twice is one file (stored again, it becomes the newest). A file larger than the whole
+    quota raises WeightsError and nothing is written or dropped. Written atomically (temporary file, rename).
+    """
+    import hashlib
+
+    folder = uploads_dir() if folder is None else folder
+    quota = upload_quota_bytes() if quota is None else quota
+    if len(data) > quota:
+        raise WeightsError(f"The file is {len(data) / 2**20:,.1f} MB, larger than the {quota / 2**20:,.0f} MB quota "
+                           f"for uploads; upload a smaller file or raise {UPLOAD_QUOTA_ENV}.")
+    suffix = Path(filename).suffix.lower()
+    suffix = suffix if re.fullmatch(r"\.[a-z0-9]{1,8}", suffix) else ""
+    with _upload_lock:
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"{hashlib.sha256(data).hexdigest()}{suffix}"
+        if target.exists():
+            os.utime(target)  # now the newest: the quota drops others first
+        else:
+            tmp = folder / f".{target.name}.{os.getpid()}.{threading.get_ident()}.part"
+            try:
+                with open(tmp, "wb") as handle:
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                tmp.replace(target)
+            finally:
+                tmp.unlink(missing_ok=True)
+        _enforce_quota(folder, quota, keep=target)
+    return target.resolve()
+
+
+def _enforce_quota(folder: Path, quota: int, keep: Path) -> None:
+    """Delete the oldest stored files (by modification time) until the folder's files fit ``quota``."""
+    files = []
+    for entry in folder.iterdir():
+        try:
+            if entry.is_file() and not entry.name.startswith("."):
+                stat = entry.stat()
+                files.append((stat.st_mtime, entry.name, stat.st_size, entry))
+        except OSError:  # removed meanwhile by another process
+            continue
+    total = sum(size for _, _, size, _ in files)
+    for _, _, size, entry in sorted(files):
+        if total <= quota:
+            break
+        if entry == keep:
+            continue
+        entry.unlink(missing_ok=True)
+        total -= size
+
+
+def save_uploaded_checkpoint(data: bytes, filename: str) -> Path:
+    """Validate uploaded checkpoint bytes (safe load, architecture, key check) and store them; return the path.
+
+    Nothing is written when validation fails (the WeightsError says why). Stored content-addressed in
+    ``uploads_dir()`` under the upload quota (``store_upload``): uploading the same file twice reuses one copy.
+    """
+    ckpt = read_checkpoint(data, name=filename)
+    require_rgb(model_from_checkpoint(ckpt), ckpt.source)
+    suffix = Path(filename).suffix.lower()
+    return store_upload(data, f"upload{suffix if suffix in CHECKPOINT_SUFFIXES else '.pt'}")
