@@ -50,47 +50,51 @@ MUTATIONS: tuple[Mutation, ...] = (
       "x = x[:, :, :: self.stride, :: self.stride]",
       "x = x[:, :, 1 :: self.stride, 1 :: self.stride]",
       ("tests/core/test_models.py::test_option_a_shortcut_pads_zero_channels_on_both_sides_of_the_strided_identity",)),
-    M("residual add subtracts the shortcut", "resnet_core/blocks.py",
-      "total = branch + self._shortcut(x) if self.residual else branch",
-      "total = branch - self._shortcut(x) if self.residual else branch",
+    M("residual add subtracts the shortcut (fast path)", "resnet_core/blocks.py",
+      "return self.tap_sum(branch.add_(shortcut))",
+      "return self.tap_sum(branch.sub_(shortcut))",
       ("tests/core/test_models.py::test_torchvision_exact",)),
+    M("residual add subtracts the shortcut (hooked path)", "resnet_core/blocks.py",
+      "return self.tap_sum(branch + shortcut)",
+      "return self.tap_sum(branch - shortcut)",
+      ("tests/core/test_blocks.py::test_fast_and_safe_paths_are_bit_identical",)),
     M("bottleneck stride on the wrong convolution", "resnet_core/blocks.py",
       'stride_1x1, stride_3x3 = (stride, 1) if stride_on == "1x1" else (1, stride)\n        self.conv1',
       'stride_1x1, stride_3x3 = (1, stride) if stride_on == "1x1" else (stride, 1)\n        self.conv1',
       ("tests/core/test_describe.py::test_describe_rows_for_resnet50",)),
     # ------------------------------------------------------------------------------------------- probes
-    M("negative share counts zeros too", "resnet_core/probes.py",
+    M("negative share counts zeros too", "resnet_core/probes/activations.py",
       "count = torch.count_nonzero(flat) if post_relu else (flat < 0).sum()",
       "count = torch.count_nonzero(flat) if post_relu else (flat <= 0).sum()",
       ("tests/core/test_probes.py::test_stats_match_the_tensors_they_summarise",
        "tests/core/test_probes.py::test_negative_share_before_a_relu_does_not_count_exact_zeros")),
-    M("feature maps keep the weakest channels", "resnet_core/probes.py",
+    M("feature maps keep the weakest channels", "resnet_core/probes/activations.py",
       "top = torch.topk(means, k)",
       "top = torch.topk(-means, k)",
       ("tests/core/test_probes.py::test_maps_keep_the_top_channels_downsampled",)),
-    M("shortcut share projected on itself", "resnet_core/probes.py",
+    M("shortcut share projected on itself", "resnet_core/probes/gradients.py",
       "shortcut_share=float(torch.dot(short.reshape(-1), total.reshape(-1))) / denom,",
       "shortcut_share=float(torch.dot(short.reshape(-1), short.reshape(-1))) / denom,",
       ("tests/core/test_probes.py::test_path_split_is_exact",)),
-    M("depth sweep ratio inverted", "resnet_core/probes.py",
+    M("depth sweep ratio inverted", "resnet_core/probes/sweeps.py",
       '"ratio": norms[0] / norms[-1] if norms[-1]',
       '"ratio": norms[-1] / norms[0] if norms[-1]',
       ("tests/core/test_probes.py::test_depth_sweep_direction_at_depth_56",)),
     # ---------------------------------------------------------------------------------------------- cam
-    M("direct Grad-CAM weights by the max gradient", "resnet_core/cam.py",
+    M("direct Grad-CAM weights by the max gradient", "resnet_core/cam/checks.py",
       "weights = grads.mean(dim=(2, 3), keepdim=True)",
       "weights = grads.amax(dim=(2, 3), keepdim=True)",
       ("tests/core/test_cam.py::test_direct_gradcam_weights_channels_by_the_mean_gradient_as_pytorch_grad_cam_does",)),
-    M("Grad-CAM without its ReLU", "resnet_core/cam.py",
+    M("Grad-CAM without its ReLU", "resnet_core/cam/core.py",
       "layer_maps = cam.attribute(images, relu_attributions=True)",
       "layer_maps = cam.attribute(images, relu_attributions=False)",
       ("tests/core/test_cam.py::test_gradcam_equals_the_direct_computation",)),
     # -------------------------------------------------------------------------------------------- train
-    M("warm-up starts one step late", "resnet_core/train.py",
+    M("warm-up starts one step late", "resnet_core/train/config.py",
       "return base * (step + 1) / config.warmup_steps",
       "return base * step / config.warmup_steps",
       ("tests/core/test_train.py::test_learning_rate_warmup_and_schedules",)),
-    M("step schedule's second drop at 90%", "resnet_core/train.py",
+    M("step schedule's second drop at 90%", "resnet_core/train/config.py",
       "(progress >= 0.5) + (progress >= 0.75)",
       "(progress >= 0.5) + (progress >= 0.9)",
       ("tests/core/test_train.py::test_learning_rate_warmup_and_schedules",)),
@@ -105,10 +109,10 @@ MUTATIONS: tuple[Mutation, ...] = (
       "return total + _counted(model.forward_head, x)[1]",
       "return total",
       ("tests/core/test_describe.py::test_describe_totals_equal_counts",)),
-    # ------------------------------------------------------------------------------------------ weights
-    M("wrapper prefix stripped one character too far", "resnet_core/weights.py",
-      "state_dict = {k[len(prefix):]: v for k, v in state_dict.items()}",
-      "state_dict = {k[len(prefix) + 1:]: v for k, v in state_dict.items()}",
+    # ------------------------------------------------------------------------------------- checkpoints
+    M("wrapper prefix stripped one character too far", "resnet_core/checkpoints/format.py",
+      "lambda key: key[len(prefix):]",
+      "lambda key: key[len(prefix) + 1:]",
       ("tests/core/test_weights.py::test_checkpoint_wrappings_all_load",)),
     # ------------------------------------------------------------------------------------------- images
     M("pixels scaled by 256", "resnet_core/images.py",
@@ -201,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
 
         rows: list[tuple[str, str, str, float]] = []
         width = max(len(m.name) for m in chosen)
-        print(f"{'mutation':<{width}}  {'file':<24}  {'result':<8}  seconds", flush=True)
+        print(f"{'mutation':<{width}}  {'file':<28}  {'result':<8}  seconds", flush=True)
         for m in chosen:
             path = copy / m.file
             source = path.read_text() if path.is_file() else ""
@@ -217,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
                 if outcome == "no tests":
                     result = "STALE"  # a named test no longer exists
             rows.append((m.name, m.file, result, seconds))
-            print(f"{m.name:<{width}}  {m.file.removeprefix('resnet_core/'):<24}  {result:<8}  {seconds:7.1f}",
+            print(f"{m.name:<{width}}  {m.file.removeprefix('resnet_core/'):<28}  {result:<8}  {seconds:7.1f}",
                   flush=True)
 
     caught = sum(r[2] == "caught" for r in rows)

@@ -7,10 +7,9 @@ from typing import Any
 
 import streamlit as st
 
+from resnet_core.fit import width_factor
 from resnet_core.models import get_spec
 from resnet_core.settings import ENV_MEMORY_BUDGET, BudgetError, SettingsError, format_bytes, memory_budget
-
-_FACTORS = {1: "full", 2: "half", 4: "quarter"}  # sidebar width factor by channel divisor
 
 
 def budget_caption() -> None:
@@ -26,8 +25,7 @@ def _sidebar_keys(setting: str, value: Any) -> dict[str, Any] | None:
     if setting == "arch":
         return {"sb_arch": value, "sb_shortcut": get_spec(value).defaults.get("shortcut", "B")}
     if setting == "width":
-        base = 64 if get_spec(st.session_state.get("sb_arch", "resnet20")).stem == "imagenet" else 16
-        factor = _FACTORS.get(base // int(value)) if int(value) and base % int(value) == 0 else None
+        factor = width_factor(st.session_state.get("sb_arch", "resnet20"), int(value)) if int(value) else None
         return {"sb_width": factor} if factor else None
     return None
 

@@ -19,6 +19,7 @@ from explorer_ui.url_params import (
     show_notices,
 )
 from explorer_ui.weights_picker import apply_pending_weights, effective_weights, seed_weights, weights_picker
+from resnet_core import fit
 from resnet_core.models import ARCHITECTURES, display_name, get_spec
 
 
@@ -41,10 +42,7 @@ class ModelChoice:
 
     @property
     def width(self) -> int | None:
-        if self.width_factor == "full":
-            return None
-        base = 64 if self.spec.stem == "imagenet" else 16
-        return base // WIDTH_FACTORS[self.width_factor]
+        return fit.width_for(self.name, self.width_factor)
 
     def options(self, **overrides: Any) -> dict[str, Any]:
         opts: dict[str, Any] = {"residual": self.residual, "shortcut": self.shortcut, "preact": self.preact}

@@ -14,6 +14,7 @@ from typing import Any
 
 import streamlit as st
 
+from resnet_core import fit
 from resnet_core.models import ARCHITECTURES, display_name
 from resnet_core.weights import WeightsError, parse_weights_id, resolve_checkpoint_path, weights_choices
 
@@ -24,7 +25,7 @@ SHORTCUT_HELP = {
     "C": "C: projection in every block",
 }
 STRIDE_HELP = {"3x3": "on the 3x3 conv (torchvision, v1.5)", "1x1": "on the first 1x1 conv (the paper)"}
-WIDTH_FACTORS = {"full": 1, "half": 2, "quarter": 4}
+WIDTH_FACTORS = fit.WIDTH_FACTORS  # the one list lives in resnet_core.fit
 FLAGS = {"0": False, "1": True, "false": False, "true": True}
 
 MAX_VALUE_CHARS = 200  # no setting the app reads is longer; a longer value is refused before it is looked at

@@ -14,17 +14,16 @@ from typing import Any
 
 import streamlit as st
 
-from resnet_core.models import ARCHITECTURES, display_name, get_spec
+from resnet_core import fit
+from resnet_core.fit import WIDTH_FACTORS
+from resnet_core.models import get_spec
 from resnet_core.weights import (
-    TORCHVISION_OPTIONS,
     CheckpointMismatch,
     WeightsError,
     download_torchvision_weights,
     hub_checkpoint_path,
-    infer_architecture,
     network_available,
     parse_weights_id,
-    read_checkpoint,
     save_uploaded_checkpoint,
     weights_choices,
     weights_label,
@@ -34,20 +33,12 @@ KEY = "sb_weights"
 _PENDING = "_sbw_pending"
 _ERROR = "_sbw_error"
 _UPLOAD = "sb_weights_upload"
-WIDTH_FACTORS = {1: "full", 2: "half", 4: "quarter"}
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def checkpoint_config(path: str, mtime: float) -> dict[str, Any]:
-    """What a checkpoint file holds: arch (registered name or None), build options, label, notes."""
-    ckpt = read_checkpoint(path)
-    if ckpt.arch in ARCHITECTURES:
-        options = dict(ckpt.options)
-        return {"arch": ckpt.arch, "options": options,
-                "label": display_name(ckpt.arch, options.get("residual", True)), "notes": []}
-    inferred = infer_architecture(ckpt.state_dict)
-    options = inferred.build_options() if inferred.name else {}
-    return {"arch": inferred.name, "options": options, "label": inferred.label, "notes": list(inferred.notes)}
+    """What a checkpoint file holds (``fit.checkpoint_config``), cached per file version."""
+    return fit.checkpoint_config(path).as_dict()
 
 
 def _config_for(weights: str) -> dict[str, Any] | None:
@@ -65,14 +56,11 @@ def _sidebar_state_for(arch: str, options: Mapping[str, Any]) -> tuple[dict[str,
                              "sb_preact": bool(options.get("preact", False))}
     if spec.block == "bottleneck":
         state["sb_stride"] = options.get("stride_on", "3x3")
-    base = 64 if spec.stem == "imagenet" else 16
-    width = options.get("width") or base
+    factor = fit.width_factor(arch, options.get("width"))
     unexpressed = []
-    if base % width == 0 and base // width in WIDTH_FACTORS:
-        state["sb_width"] = WIDTH_FACTORS[base // width]
-    else:
-        state["sb_width"] = "full"
-        unexpressed.append(f"width {width}")
+    state["sb_width"] = factor or "full"
+    if factor is None:
+        unexpressed.append(f"width {options['width']}")
     if options.get("num_classes", spec.num_classes) != spec.num_classes:
         unexpressed.append(f"{options['num_classes']} classes")
     return state, unexpressed
@@ -117,28 +105,15 @@ def apply_pending_weights() -> list[str]:
 
 
 def fits(weights: str, name: str, options: Mapping[str, Any]) -> str | None:
-    """None when ``weights`` can be loaded into the sidebar's ``name``/``options``; else why not (a sentence)."""
-    kind, _ = parse_weights_id(weights)
-    if kind == "tv":
-        clash = [k for k, v in TORCHVISION_OPTIONS.items() if options.get(k, v) != v]
-        clash += ["width"] if options.get("width") else []
-        if weights not in weights_choices(name):
-            return f"{display_name(name)} has no torchvision weights {weights[3:]}; showing random weights."
-        if clash:
-            return (f"torchvision weights fit only the standard {display_name(name)} (not {', '.join(clash)}); "
-                    "showing random weights for this variant.")
-        return None
-    if kind == "ckpt":
-        try:
-            config = _config_for(weights)
-        except (WeightsError, OSError) as error:
-            return str(error)
-        same = config["arch"] == name and bool(options.get("residual", True)) == bool(
-            config["options"].get("residual", True))
-        if config["arch"] is not None and not same:
-            return (f"The checkpoint holds {config['label']}, not {display_name(name, options.get('residual', True))}; "
-                    "showing random weights for this net.")
-    return None
+    """None when ``weights`` can be loaded into the sidebar's ``name``/``options``; else why not (a sentence).
+
+    The decision is ``fit.weights_fit``; here a checkpoint's config comes from the per-file cache.
+    """
+    try:
+        config = _config_for(weights)
+    except (WeightsError, OSError) as error:
+        return str(error)
+    return fit.weights_fit(weights, name, options, config)
 
 
 def effective_weights(weights: str, name: str, options: Mapping[str, Any]) -> str:
@@ -261,13 +236,11 @@ def _sidebar_options(name: str) -> dict[str, Any]:
     """The architecture options the sidebar shows right now (read from its widgets' state)."""
     spec = get_spec(name)
     width = st.session_state.get("sb_width") or "full"
-    base = 64 if spec.stem == "imagenet" else 16
-    factors = {v: k for k, v in WIDTH_FACTORS.items()}
     options: dict[str, Any] = {"residual": not st.session_state.get("sb_plain", False),
                                "shortcut": st.session_state.get("sb_shortcut", "B"),
                                "preact": bool(st.session_state.get("sb_preact", False))}
     if spec.block == "bottleneck":
         options["stride_on"] = st.session_state.get("sb_stride", "3x3")
-    if width != "full":
-        options["width"] = base // factors.get(width, 1)
+    if width in WIDTH_FACTORS and width != "full":
+        options["width"] = fit.width_for(name, width)
     return options

@@ -1,0 +1,97 @@
+"""The image-source picker (a sample photo, an upload, or a Shapes image), written once for every page.
+
+Each page keeps its own widget keys and option values (links and tests address them), and says what happens
+while no usable upload is there: fall back to a sample photo, or stop the page with a sentence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import streamlit as st
+from PIL import Image
+
+from resnet_core.data import SHAPES_CLASSES
+from resnet_core.images import FORMATS, ImageError, decode_image, sample_images, to_pil
+
+KINDS = ("photo", "upload", "shapes")
+UPLOAD_TYPES = [f.lower() for f in FORMATS if f != "MPO"] + ["jpg", "tif"]
+FORMAT_WORDS = "PNG, JPEG, WebP, BMP, GIF or TIFF"
+
+
+@dataclass(frozen=True)
+class ImageSourceKeys:
+    """Session-state keys of the picker's widgets on one page."""
+
+    source: str
+    photo: str
+    shape: str
+    upload: str
+
+
+@dataclass(frozen=True)
+class PickedImage:
+    """The chosen image, a cache key naming it (sample name, upload digest or Shapes index) and a label."""
+
+    image: Image.Image
+    key: str
+    label: str
+    shape_class: str | None = None  # the Shapes class drawn, for a Shapes image
+
+
+def _upload(keys: ImageSourceKeys, fallback_photo: str | None) -> tuple[Image.Image, str, str] | None:
+    """The decoded upload, or None (after saying why) when there is none or it cannot be used."""
+    upload = st.file_uploader(f"An image ({FORMAT_WORDS})", type=UPLOAD_TYPES, key=keys.upload,
+                              help="Decoded safely: EXIF rotation, transparency on white, 16-bit and CMYK "
+                                   "converted, a 40-megapixel limit. Up to "
+                                   f"{st.get_option('server.maxUploadSize')} MB per file.")
+    instead = (f" Showing the sample photo '{fallback_photo}' until another file is uploaded."
+               if fallback_photo else "")
+    if upload is None:
+        st.info(f"Upload an image; until then the sample photo '{fallback_photo}' is shown." if fallback_photo
+                else f"Upload an image above ({FORMAT_WORDS}), or pick a sample photo.")
+        return None
+    data = upload.getvalue()
+    try:
+        return decode_image(data), "upload:" + hashlib.sha256(data).hexdigest(), upload.name
+    except ImageError as error:
+        st.error(f"{error}{instead}")
+        return None
+
+
+def pick_image(keys: ImageSourceKeys, sources: Mapping[str, str], *, label: str = "Image",
+               labels: Mapping[str, str] | None = None, photo_label: str = "Photo",
+               shapes: Callable[[], Any], shapes_title: str, shapes_key: str = "shapes",
+               fallback_photo: str | None = "chelsea") -> PickedImage:
+    """Render the picker and return the chosen image.
+
+    ``sources`` maps each option value of the segmented control to its kind ("photo", "upload" or "shapes"),
+    in display order; ``labels`` (value -> shown text) when the values are not themselves the text.
+    ``shapes()`` returns the Shapes images to choose from (``.images``, ``.labels``; cached by the page);
+    ``shapes_title`` labels the index box and ``shapes_key`` prefixes the Shapes image's cache key. While no
+    usable upload is there, the page shows ``fallback_photo``, or stops when that is None.
+    """
+    values = list(sources)
+    chosen = st.segmented_control(label, values, key=keys.source, default=values[0],
+                                  format_func=labels.get if labels else str) or values[0]
+    kind = sources[chosen]
+    photos = sample_images()
+    if kind == "shapes":
+        pool = shapes()
+        count = len(pool.labels)
+        index = int(st.number_input(f"{shapes_title} (0-{count - 1})", 0, count - 1, 0, key=keys.shape))
+        name = SHAPES_CLASSES[int(pool.labels[index])]
+        return PickedImage(to_pil(pool.images, index), f"{shapes_key}:{index}", f"Shapes image {index} (a {name})",
+                           name)
+    if kind == "upload":
+        picked = _upload(keys, fallback_photo)
+        if picked is not None:
+            return PickedImage(*picked)
+        if fallback_photo is None:
+            st.stop()
+        return PickedImage(photos[fallback_photo], f"photo:{fallback_photo}", f"sample photo '{fallback_photo}'")
+    name = st.selectbox(photo_label, list(photos), key=keys.photo)
+    return PickedImage(photos[name], f"photo:{name}", f"sample photo '{name}'")
