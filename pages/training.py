@@ -220,12 +220,7 @@ with st.expander("Past runs (this app and `resnet-train`)"):
             except ValueError as error:
                 st.error(str(error))
             else:
-                steps = int(record.history["step"].max()) if not record.history.empty else 0
-                snap = JobSnapshot(record.run_id, record.config.name, record.status, steps, record.config.steps,
-                                   record.history, record.evals, record.summary,
-                                   dict.fromkeys(record.summary.get("racer", pd.Series(dtype=str)), record.status),
-                                   record.messages + record.notes, record.info.get("device", ""), record.wall_s, None)
-                _draw(snap, "past", record.config)
+                _draw(record.snapshot(), "past", record.config)
                 _inspect([(c["label"], c["path"]) for c in record.checkpoints], "past")
                 if record.resumable and st.button(f"Resume from step {record.checkpoint_step}", key="tr_past_resume",
                                                   icon=":material/resume:"):

@@ -16,14 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .checkpoints import infer_architecture, read_checkpoint
 from .models import ARCHITECTURES, display_name, get_spec
-from .weights import (
-    TORCHVISION_OPTIONS,
-    infer_architecture,
-    parse_weights_id,
-    read_checkpoint,
-    weights_choices,
-)
+from .weights import TORCHVISION_OPTIONS, parse_weights_id, weights_choices
 
 # Sidebar width factor -> divisor of the base width (64 for ImageNet stems, 16 for CIFAR stems).
 WIDTH_FACTORS: dict[str, int] = {"full": 1, "half": 2, "quarter": 4}
