@@ -1,0 +1,102 @@
+"""Instruments: per-layer activation statistics and maps, gradient norms, and the exact split of every block's
+input gradient between the shortcut and the residual branch.
+
+Every instrument is a context manager (or a function built on one) that
+
+* takes the model's lock (``state.preserved_state``), so a model shared by several app sessions is never seen
+  half-instrumented;
+* attaches forward hooks only (gradients come from ``torch.autograd.grad``, never module backward hooks) and
+  removes them in ``finally``, also when the forward raises;
+* puts train/eval flags, ``requires_grad`` and ``.grad`` back as they were, and, when it ran batch-norm in
+  train mode, the running statistics too.
+
+Layers are addressed by qualified module name (``"layer2.0.tap_sum"``), by a glob pattern
+(``"layer3.*.tap_out"``), by a list of names, or by a named set:
+
+``"blocks"``  every residual (or plain) block; its output is the block output.
+``"stages"``  the stem output (``maxpool``, an identity in CIFAR nets) and each stage ``layer1`` ... ``layerN``.
+``"taps"``    the stem output and every tap point of every block (``tap_branch_in``, ``tap_branch``,
+              ``tap_shortcut_in``, ``tap_shortcut``, ``tap_sum``, ``tap_out``); see ``blocks.py``.
+
+The package: ``layers`` (addressing, the shared state helpers), ``activations`` (statistics, histograms, feature
+maps), ``gradients`` (norms, the shortcut / branch split), ``sweeps`` (the depth sweep, the Shapes batch). Every
+name is importable from ``resnet_core.probes`` as before.
+
+Results are tidy pandas DataFrames: one row per layer (or block), with its depth index (forward order), stage
+and block, ready for ``resnet_core.plots.instruments``.
+"""
+
+from ..describe import shortcut_kind
+from .activations import (
+    CHANNEL_RULE,
+    DEFAULT_BINS,
+    DEFAULT_HIST_RANGE,
+    KEEP_MODES,
+    MAX_HIST_VALUES,
+    ActivationRecording,
+    FeatureMaps,
+    activation_profile,
+    activation_stats,
+    compare_activations,
+    record_activations,
+    spread_summary,
+)
+from .gradients import (
+    PATH_COLUMNS,
+    block_input_grad_norms,
+    compare_path_gradients,
+    first_last_ratio,
+    gradient_norms,
+    path_gradients,
+    split_summary,
+)
+from .layers import (
+    NAMED_SETS,
+    LayerSpec,
+    instrumented,
+    resolve_layers,
+)
+from .sweeps import (
+    CIFAR_DEPTHS,
+    IMAGENET_DEPTHS,
+    SWEEP_SETTINGS,
+    depth_sweep,
+    shapes_batch,
+    sweep_arch,
+    sweep_summary,
+)
+
+__all__ = [
+    "CHANNEL_RULE",
+    "CIFAR_DEPTHS",
+    "DEFAULT_BINS",
+    "DEFAULT_HIST_RANGE",
+    "IMAGENET_DEPTHS",
+    "KEEP_MODES",
+    "MAX_HIST_VALUES",
+    "NAMED_SETS",
+    "PATH_COLUMNS",
+    "SWEEP_SETTINGS",
+    "ActivationRecording",
+    "FeatureMaps",
+    "LayerSpec",
+    "activation_profile",
+    "activation_stats",
+    "block_input_grad_norms",
+    "compare_activations",
+    "compare_path_gradients",
+    "depth_sweep",
+    "first_last_ratio",
+    "gradient_norms",
+    "instrumented",
+    "path_gradients",
+    "record_activations",
+    "resolve_layers",
+    "shapes_batch",
+    "shortcut_kind",
+    "split_summary",
+    "spread_summary",
+    "sweep_arch",
+    "sweep_summary",
+]
+

@@ -1,0 +1,132 @@
+"""The depth sweep (gradient growth at initialisation, plain vs residual) and the Shapes input batch."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+
+from ..describe import estimate_memory, scale_to_budget
+from ..models import build, display_name, get_spec
+from ..targets import LossTarget, Target, TopClassTarget
+from .gradients import block_input_grad_norms
+
+CIFAR_DEPTHS = (20, 32, 44, 56, 110)
+IMAGENET_DEPTHS = (18, 34, 50, 101, 152)
+# Settings the app uses for the sweep: slim nets and small batches keep it to seconds on a laptop CPU while
+# keeping the direction measured with full nets and batch 128 (a test checks it with these settings).
+SWEEP_SETTINGS: dict[str, dict[str, int]] = {
+    "cifar": {"batch": 16, "width": 8, "image_size": 32},
+    "imagenet": {"batch": 8, "width": 4, "image_size": 64},
+}
+
+
+def sweep_arch(depth: int, family: str) -> str:
+    """The registry name for a depth: ``resnet{depth}`` of the CIFAR family (6n+2) or the ImageNet family."""
+    name = f"resnet{int(depth)}"
+    try:
+        spec = get_spec(name)
+    except ValueError:
+        spec = None
+    if spec is None or spec.stem != family:
+        known = CIFAR_DEPTHS + (1202,) if family == "cifar" else IMAGENET_DEPTHS
+        raise ValueError(f"There is no {family} ResNet of depth {depth}; choose from {', '.join(map(str, known))}.")
+    return name
+
+
+def depth_sweep(
+    depths: Sequence[int] | None = None,
+    residual: Sequence[bool] = (True, False),
+    *,
+    family: str = "cifar",
+    batch: int = 32,
+    width: int | None = None,
+    image_size: int | None = None,
+    seed: int = 0,
+    train: bool = True,
+    num_classes: int = 10,
+) -> pd.DataFrame:
+    """First-block / last-block input-gradient norm ratio at initialisation, for each depth and residual flag.
+
+    Each net is freshly built with ``seed``, run on the same seeded batch of ``batch`` standard-normal images
+    (``image_size`` px: 32 CIFAR, 224 ImageNet by default) with random labels and the cross-entropy loss;
+    ``train=True`` uses batch-norm with batch statistics, as in training. A ratio far above 1 means the gradient
+    grows toward the input (explodes); far below 1, it vanishes.
+
+    Columns: depth, arch, residual, label, first_grad_norm, last_grad_norm, ratio, batch, width, image_size.
+    Costed first: over the memory budget the batch is halved until it fits (``frame.attrs["note"]`` says so);
+    BudgetError when even batch 2 does not fit.
+    """
+    if family not in ("cifar", "imagenet"):
+        raise ValueError(f"family must be 'cifar' or 'imagenet', got {family!r}.")
+    depths = tuple(depths) if depths is not None else (CIFAR_DEPTHS if family == "cifar" else IMAGENET_DEPTHS)
+    size = image_size or (32 if family == "cifar" else 224)
+    for depth in depths:
+        sweep_arch(depth, family)  # an unknown depth is one sentence before anything is costed
+    fitted = scale_to_budget(estimate_memory(None, "depth_sweep", batch=batch, image_size=size, depths=depths,
+                                             family=family, width=width), "batch", floor=2)
+    batch = fitted.request["batch"]
+    gen = torch.Generator().manual_seed(seed)
+    inputs = torch.randn(batch, 3, size, size, generator=gen)
+    labels = torch.randint(0, num_classes, (batch,), generator=gen)
+    target = LossTarget(labels)
+    rows = []
+    for depth in depths:
+        name = sweep_arch(depth, family)
+        for res in residual:
+            options: dict[str, Any] = {"residual": bool(res), "num_classes": num_classes}
+            if width is not None:
+                options["width"] = width
+            model = build(name, seed=seed, **options)
+            norms = block_input_grad_norms(model, inputs, target, train=train)
+            rows.append({"depth": int(depth), "arch": name, "residual": bool(res),
+                         "label": display_name(name, bool(res)), "first_grad_norm": norms[0],
+                         "last_grad_norm": norms[-1], "ratio": norms[0] / norms[-1] if norms[-1] else float("inf"),
+                         "batch": batch, "width": width if width is not None else (16 if family == "cifar" else 64),
+                         "image_size": size})
+    frame = pd.DataFrame(rows)
+    frame.attrs["note"] = fitted.note
+    return frame
+
+
+# ------------------------------------------------------------------------------------------ inputs
+
+
+def shapes_batch(model: nn.Module, n: int = 16, seed: int = 0) -> tuple[torch.Tensor, Target]:
+    """A batch of ``n`` Shapes images sized and normalised for ``model`` (``weights.preprocessing_for``), and
+    the target to differentiate. Returns (inputs (n, 3, crop, crop), target).
+
+    The target is the cross-entropy against the Shapes labels when that loss means something: for a net
+    trained on Shapes (its ``class_names`` hold the Shapes classes; labels are mapped to its class indices) and
+    for an untrained net (no ``class_names``) with at least as many outputs as Shapes has classes. A net
+    trained on other classes (ImageNet, CIFAR-10) gets each image's top-1 logit instead.
+    """
+    from ..data import SHAPES_CLASSES, make_shapes
+    from ..weights import preprocessing_for
+
+    prep = preprocessing_for(model)
+    shapes = make_shapes(n, image_size=prep.crop, seed=seed)
+    mean = torch.tensor(prep.mean, dtype=torch.float32).view(1, 3, 1, 1)
+    std = torch.tensor(prep.std, dtype=torch.float32).view(1, 3, 1, 1)
+    inputs = (shapes.images - mean) / std
+    fc = getattr(model, "fc", None)
+    classes = fc.out_features if isinstance(fc, nn.Linear) else 0
+    names = getattr(model, "class_names", None)
+    target: Target = TopClassTarget()
+    if names is not None and set(SHAPES_CLASSES) <= set(names) and len(names) == classes:
+        index = {name: i for i, name in enumerate(names)}
+        target = LossTarget(torch.tensor([index[SHAPES_CLASSES[int(label)]] for label in shapes.labels]))
+    elif names is None and classes >= len(SHAPES_CLASSES):
+        target = LossTarget(shapes.labels)
+    return inputs, target
+
+
+def sweep_summary(sweep: pd.DataFrame) -> dict[str, float]:
+    """At the deepest depth of a ``depth_sweep`` frame: the plain and residual ratios and plain / residual."""
+    deepest = int(sweep["depth"].max())
+    rows = sweep[sweep["depth"] == deepest].set_index("residual")["ratio"]
+    plain, residual = float(rows.get(False, float("nan"))), float(rows.get(True, float("nan")))
+    return {"depth": deepest, "plain": plain, "residual": residual, "factor": plain / residual}
