@@ -132,7 +132,7 @@ class Taps:
         self._handles.append(self.module(layer).register_forward_pre_hook(hook))
 
     def record(self, layers: Layer | list[Layer] | tuple[Layer, ...], *, what: str = "output",
-               detach: bool = True, clone: bool = False, into: Recording | None = None) -> Recording:
+               detach: bool = True, clone: bool = False) -> Recording:
         """Record each layer's output (or first input, ``what="input"``) the first time it runs.
 
         Keys are the layer names (for a module given directly: its qualified name). ``detach=False`` keeps the
@@ -141,7 +141,7 @@ class Taps:
         """
         if what not in RECORD_WHAT:
             raise TapError(f"what must be one of {RECORD_WHAT}, got {what!r}.")
-        kept = Recording() if into is None else into
+        kept = Recording()
         names = {id(m): n for n, m in self.model.named_modules()}
         for layer in layers if isinstance(layers, (list, tuple)) else [layers]:
             module = self.module(layer)
