@@ -1,0 +1,76 @@
+"""Runs: races in a background thread with Start/Pause/Resume/Step/Stop, and their folders on disk.
+
+Every run (from the app or the CLI) is a folder ``<runs dir>/<run id>/`` holding
+
+``config.json``
+    the race configuration, where it ran and when it started;
+``status.json``
+    "running" and the process (pid and its start time) that writes the folder: a run without a summary whose
+    process is gone was interrupted (killed, power cut) and is listed as "interrupted";
+``metrics.jsonl``
+    one JSON object per line, appended and flushed per step (a kill loses at most the line being written):
+    ``{"kind": "step", "step", "racer", "loss", "acc", "lr", "images_per_s", "status", "grad_<stage>"...}``
+    per step and racer, ``{"kind": "eval", "step", "racer", "test_loss", "test_acc"}`` per evaluation;
+``checkpoints/step-<k>/<racer>.pt`` and ``checkpoint.json``
+    the latest periodic checkpoint of every racer (every ``checkpoint_every`` steps) and a manifest naming
+    the latest complete set; each checkpoint also holds what resuming needs (optimizer, scaler, step, data
+    order), see :func:`resume_run`;
+``summary.json``
+    written at the end: status, wall time, messages, the summary table and the checkpoint list;
+``<racer>.pt``
+    the final checkpoint per racer in the project's format (``torch.load(path, weights_only=True)``).
+
+Every file but the metrics log is written atomically (a temporary file in the same folder, fsync, rename,
+fsync of the folder), so no 0-byte or truncated checkpoint or JSON file is ever left where one is expected;
+a metrics append that fails is cut back to the last whole line. A folder that cannot be written (read-only,
+full, not a folder) raises :class:`RunStorageError`, one sentence; a :class:`Job` then goes on in memory
+and :meth:`Job.export` saves it once space returns.
+
+The runs directory is ``$RESNET_EXPLORER_RUNS`` or ``runs/`` at the repository root. A :class:`Job` owns a
+:class:`~resnet_core.train.Race` and a thread; the thread never touches Streamlit: it trains a step (and its
+evaluation) outside the lock, then publishes the results to the job's own copies under the lock, and the page
+draws :meth:`Job.snapshot`, built from those copies only (so a snapshot's step, history and summary agree). A :class:`Registry` (kept by the app in
+``st.cache_resource``) holds the jobs, so a run survives page switches and browser refreshes.
+"""
+
+from __future__ import annotations
+
+from .folders import (  # noqa: F401
+    _EVAL_COLUMNS,
+    _REASONS,
+    JOB_STATUSES,
+    RUN_STATUSES,
+    RunStorageError,
+    RunWriter,
+    _json_safe,
+    _now,
+    _process_alive,
+    _process_start,
+    _reason,
+    _runs_dir,
+    _slug,
+    _storing,
+    atomic_write,
+    new_run_id,
+    runs_dir,
+)
+from .jobs import (  # noqa: F401
+    Job,
+    Registry,
+    resume_race,
+    resume_run,
+)
+from .records import (  # noqa: F401
+    JobSnapshot,
+    RunRecord,
+    _check_run_id,
+    _checkpoint_files_ok,
+    _last_step,
+    _read_json,
+    _read_metrics,
+    _run_status,
+    latest_checkpoints,
+    list_checkpoints,
+    list_runs,
+    load_run,
+)
