@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 import torch
 from explorer_ui.budget import offer_fit
+from explorer_ui.figures import shared_figure, shared_result
 from explorer_ui.heavy_notice import queue_notice
 from explorer_ui.image_source import ImageSourceKeys, pick_image
 from explorer_ui.keys import choice_key
@@ -125,7 +126,7 @@ with right:
                     disabled=st.session_state["act_layer"] == layers[-1])
     layer = st.select_slider("Depth strip: stem, then every tap point of every block", layers, key="act_layer",
                              format_func=labels.get)
-    st.plotly_chart(depth_strip_figure(strip, layer), key="act_strip", on_select=_strip_clicked,
+    st.plotly_chart(shared_figure(depth_strip_figure, strip, layer), key="act_strip", on_select=_strip_clicked,
                     selection_mode="points")
 
 row = strip.set_index("layer").loc[layer]
@@ -137,7 +138,7 @@ if layer in maps:
     st.caption(f"Showing {shown[1]} of {channels} channels: {fm.rule}. Each {height}x{width} map is "
                f"{'average-pooled to ' + str(shown[2]) + 'x' + str(shown[3]) if (shown[2], shown[3]) != (height, width) else 'shown at full size'}; "
                "colours are per tile.")
-    st.plotly_chart(feature_map_figure(fm), key="act_maps")
+    st.plotly_chart(shared_figure(feature_map_figure, fm), key="act_maps")
 else:
     st.info(f"{labels[layer]} has no spatial maps to show.")
 
@@ -145,14 +146,14 @@ st.subheader("Statistics across depth: this net and its twin")
 nets = list(dict.fromkeys(stats["net"]))
 TRENDS = {"grows": "grows", "shrinks": "shrinks", "stays": "stays about the same"}
 measured = "; ".join(f"{row.net}: the std {TRENDS[row.trend]}, {row.first_std:.3g} after the first block and "
-                     f"{row.last_std:.3g} after the last" for row in spread_summary(stats).itertuples())
+                     f"{row.last_std:.3g} after the last" for row in shared_result(spread_summary, stats).itertuples())
 st.markdown(
     "One point per block output. In a residual net each block *adds* F(x) to its input, so a block can keep "
     "its input's signal and add to it; a plain net has to re-create its signal in every block. Whether the "
     "spread grows, shrinks or stays with depth depends on the weights and the image, so it is measured, not "
     "assumed. Dead units (exact zeros after the ReLU) show how much of each layer is switched off. Measured here "
     f"on this image: {measured}.")
-st.plotly_chart(activation_depth_figure(stats), key="act_depth")
+st.plotly_chart(shared_figure(activation_depth_figure, stats), key="act_depth")
 
 st.subheader("Activation histograms over depth (the \"colorful dimension\")")
 low, high = -DEFAULT_HIST_RANGE, DEFAULT_HIST_RANGE
@@ -164,4 +165,4 @@ st.caption(f"Each column is one block output, each row one of {DEFAULT_BINS} fix
 heat_cols = st.columns(len(nets))
 for col, net in zip(heat_cols, nets, strict=True):
     with col:
-        st.plotly_chart(histogram_heatmap(hists[hists["net"] == net], title=net), key=f"act_heat_{nets.index(net)}")
+        st.plotly_chart(shared_figure(histogram_heatmap, hists[hists["net"] == net], title=net), key=f"act_heat_{nets.index(net)}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import streamlit as st
+from explorer_ui.figures import shared_figure
 from explorer_ui.heavy_notice import queue_notice
 from explorer_ui.sidebar import ModelChoice, current_choice, get_model
 
@@ -71,8 +72,8 @@ st.dataframe(stages, hide_index=True, width="stretch",
                             "MACs": st.column_config.NumberColumn(format="localized")})
 
 st.subheader("Where the parameters and the computation are")
-st.plotly_chart(stage_figure(report.stages), key="arch_stage_chart")
-st.plotly_chart(layer_figure(report.layers), key="arch_layer_chart")
+st.plotly_chart(shared_figure(stage_figure, report.stages), key="arch_stage_chart")
+st.plotly_chart(shared_figure(layer_figure, report.layers), key="arch_layer_chart")
 
 st.subheader("Shortcuts, block by block")
 kinds = report.blocks["shortcut"].value_counts()
@@ -84,7 +85,7 @@ else:
         f"{kinds.get('identity', 0)} identity shortcuts (solid), {kinds.get('projection', 0)} projections "
         f"(dashed, a 1x1 convolution where the shape changes), {kinds.get('zero-pad', 0)} zero-padded "
         "identities (dotted, option A).")
-st.plotly_chart(block_diagram_figure(report.blocks), key="arch_block_diagram")
+st.plotly_chart(shared_figure(block_diagram_figure, report.blocks), key="arch_block_diagram")
 with st.expander("Every block"):
     st.dataframe(report.blocks, hide_index=True, width="stretch")
 
@@ -94,7 +95,7 @@ st.markdown(
     f"The plain twin keeps every layer and removes the shortcuts. {twin.loc[0, 'label']}: "
     f"{twin.loc[0, 'params']:,} parameters, {twin.loc[0, 'macs']:,} MACs; {twin.loc[1, 'label']}: "
     f"{twin.loc[1, 'params']:,} parameters, {twin.loc[1, 'macs']:,} MACs; both {twin.loc[0, 'depth']} layers deep.")
-st.plotly_chart(twin_figure(twin), key="arch_twin_chart")
+st.plotly_chart(shared_figure(twin_figure, twin), key="arch_twin_chart")
 
 st.subheader(f"BasicBlock vs Bottleneck at {COMPARISON_CHANNELS} channels")
 comparison = _block_comparison(COMPARISON_CHANNELS).set_index("block")
@@ -104,12 +105,12 @@ st.markdown(
     f"**{basic['conv_weights']:,}** convolution weights; a Bottleneck ({bottleneck['recipe']}) holds "
     f"**{bottleneck['conv_weights']:,}**, {basic['conv_weights'] / bottleneck['conv_weights']:.1f}x fewer. "
     "That is why ResNet-50 and deeper use bottlenecks (the paper's Fig. 5).")
-st.plotly_chart(block_comparison_figure(comparison.reset_index()), key="arch_block_comparison")
+st.plotly_chart(shared_figure(block_comparison_figure, comparison.reset_index()), key="arch_block_comparison")
 
 st.subheader("Every architecture")
 with queue_notice():
     models = _models()
-st.plotly_chart(model_list_figure(models, highlight=choice.name), key="arch_model_list")
+st.plotly_chart(shared_figure(model_list_figure, models, highlight=choice.name), key="arch_model_list")
 st.dataframe(models[["label", "name", "family", "depth", "block", "stages", "params", "macs", "input_size"]],
              hide_index=True, width="stretch",
              column_config={"params": st.column_config.NumberColumn(format="localized"),

@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 import torch
 from explorer_ui.budget import offer_fit
+from explorer_ui.figures import shared_figure
 from explorer_ui.heavy_notice import queue_notice
 from explorer_ui.image_source import ImageSourceKeys, pick_image
 from explorer_ui.keys import choice_key
@@ -83,7 +84,7 @@ with queue_notice():
 left, right = st.columns([1, 2])
 with left:
     st.subheader("Top 5")
-    st.plotly_chart(topk_figure(table), key="gc_topk")
+    st.plotly_chart(shared_figure(topk_figure, table), key="gc_topk")
     st.dataframe(table[["rank", "class", "probability"]], hide_index=True,
                  column_config={"probability": st.column_config.NumberColumn(format="percent")})
     options = [int(i) for i in table["index"]]
@@ -115,7 +116,7 @@ except (cam.CamError, WeightsError) as error:
 with right:
     for note in explanation.notes:  # e.g. integrated gradients scaled to the memory budget
         st.info(note)
-    st.plotly_chart(cam_figure(explanation, view, colormap, opacity), key="gc_map")
+    st.plotly_chart(shared_figure(cam_figure, explanation, view, colormap, opacity), key="gc_map")
     if explanation.no_positive_evidence:
         st.warning(explanation.message)
     st.caption(f"Score of '{explanation.class_name}': logit {explanation.score:.3f}. The map is normalised by its "
@@ -134,7 +135,7 @@ st.subheader("Layer by layer")
 if st.toggle("Compare the last block of each stage", key="gc_compare"):
     with st.spinner("Explaining every stage..."), queue_notice(), heavy_slot("Grad-CAM layer by layer"):
         stack = cam.explain_layers(model, x, target, method="gradcam", class_names=names)
-    st.plotly_chart(layers_figure(stack, view, colormap, opacity), key="gc_layers")
+    st.plotly_chart(shared_figure(layers_figure, stack, view, colormap, opacity), key="gc_layers")
     st.caption("Grad-CAM at the end of each stage, shallow to deep, for the same class; each title gives the map's "
                "own resolution before it is upsampled to the image.")
 
@@ -175,11 +176,11 @@ if report is not None:
               f"{pointing.hit_rate - pointing.chance:+.1%} vs chance")
     m2.metric("Chance (random point)", f"{pointing.chance:.1%}")
     m3.metric("Held-out accuracy", f"{pointing.accuracy:.1%}")
-    st.plotly_chart(pointing_figure(pointing.summary()), key="gc_pointing")
+    st.plotly_chart(shared_figure(pointing_figure, pointing.summary()), key="gc_pointing")
     st.caption(f"{len(pointing.table)} held-out Shapes images, Grad-CAM at {pointing.layer}, tolerance "
                f"{pointing.tolerance} px.")
     st.image(report.examples, caption=report.example_labels, width=150)
-    st.plotly_chart(cascade_figure(report.cascade), key="gc_cascade")
+    st.plotly_chart(shared_figure(cascade_figure, report.cascade), key="gc_cascade")
     last_stage = report.cascade.iloc[2]
     st.caption(f"Measured here: rank correlation {last_stage['rank_correlation']:.2f} once fc and "
                f"{last_stage['step']} are randomised (1.00 = unchanged).")

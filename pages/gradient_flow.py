@@ -7,6 +7,7 @@ from dataclasses import replace
 import pandas as pd
 import streamlit as st
 from explorer_ui.budget import offer_fit
+from explorer_ui.figures import shared_figure, shared_result
 from explorer_ui.heavy_notice import queue_notice
 from explorer_ui.keys import choice_key
 from explorer_ui.sidebar import ModelChoice, current_choice, get_model
@@ -100,13 +101,13 @@ st.caption(f"Measured on {batch_text}; BatchNorm in train mode (batch statistics
                                                    f"Weights: {weights}."))
 
 st.subheader("Gradient norm at each block input")
-ratios = first_last_ratio(frame)
+ratios = shared_result(first_last_ratio, frame)
 growth = "; ".join(f"{net}: first/last = {ratio:.3g}" for net, ratio in ratios.items())
 st.markdown(
     "Read right to left, the way the gradient travels. A flat line means every block receives a gradient of "
     "the same size; a steep one means the early blocks get a much larger (or smaller) gradient than the late "
     f"ones. Measured here: {growth}.")
-st.plotly_chart(gradient_norm_figure(frame), key="gf_norms")
+st.plotly_chart(shared_figure(gradient_norm_figure, frame), key="gf_norms")
 
 st.subheader("Shortcut versus residual branch, block by block")
 residual_rows = frame[frame["residual"]]
@@ -114,7 +115,7 @@ if residual_rows.empty:
     st.info("The plain net has no shortcut, so there is nothing to split: all of its gradient goes through the "
             "branch. Switch off 'Plain twin' in the sidebar to see the split.")
 else:
-    summary = split_summary(residual_rows)
+    summary = shared_result(split_summary, residual_rows)
     st.markdown(
         "Each bar is one block's input gradient, split exactly into the part that came back through the shortcut "
         "and the part through the branch F (each part's component along the total; together 100%). Measured "
@@ -122,14 +123,14 @@ else:
         f"branch {summary['branch_share']:.0%} on average over {summary['blocks']} blocks (largest deviation of "
         f"shortcut + branch from the total: {summary['max_sum_error']:.1e}). Pre-activation blocks with a "
         "projection shortcut are split at their pre-activated input, where both paths start.")
-    st.plotly_chart(path_split_figure(residual_rows), key="gf_split")
+    st.plotly_chart(shared_figure(path_split_figure, residual_rows), key="gf_split")
 
 st.subheader("Depth sweep: why residuals")
 family = "imagenet" if is_imagenet else "cifar"
 settings = SWEEP_SETTINGS[family]
 with st.spinner("Measuring fresh nets of every depth (once per session of the app)..."), queue_notice():
     sweep = _sweep(family)
-deep = sweep_summary(sweep)
+deep = shared_result(sweep_summary, sweep)
 st.markdown(
     "The gradient norm at the first block input divided by the one at the last block input, for freshly "
     "initialised nets of growing depth. With BatchNorm, plain nets do not make the gradient vanish: they make "
@@ -137,7 +138,7 @@ st.markdown(
     "is worse; in residual nets it grows far more slowly with depth. Measured here at depth "
     f"{deep['depth']}: plain {deep['plain']:.3g}, residual {deep['residual']:.3g}, "
     f"{deep['factor']:.3g} times apart.")
-st.plotly_chart(depth_sweep_figure(sweep), key="gf_sweep")
+st.plotly_chart(shared_figure(depth_sweep_figure, sweep), key="gf_sweep")
 family_label = {"cifar": "CIFAR", "imagenet": "ImageNet"}[family]
 shortcut_option = "A" if family == "cifar" else "B"
 st.caption(f"Settings: {family_label} nets with their standard options (shortcut {shortcut_option}, "

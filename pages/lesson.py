@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import streamlit as st
+from explorer_ui.figures import shared_figure, shared_result
 from explorer_ui.heavy_notice import queue_notice
 from streamlit.errors import StreamlitAPIException
 
@@ -66,7 +67,7 @@ st.markdown(
     "not overfitting: the solver fails to find a solution the deeper net can represent (copy the 18 layers, "
     "make the rest identities). Adding shortcuts, with no extra parameters, turned that around: ResNet-34 is "
     f"{residual_gain:.2f} points *better* than ResNet-18.")
-st.plotly_chart(paper_table2_figure(lesson.PAPER_TABLE2_TOP1), key="lesson_paper")
+st.plotly_chart(shared_figure(paper_table2_figure, lesson.PAPER_TABLE2_TOP1), key="lesson_paper")
 st.caption(f"Quoted from {lesson.PAPER_CITATION}; not measured here.")
 _training_link()
 
@@ -83,7 +84,7 @@ st.markdown(
     f"{plain_zero['max_abs_diff']:.3g}, which is max |x| ({plain_zero['max_abs_input']:.3g}). To be the "
     "identity, a plain block must *learn* it through two convolutions and ReLUs; a residual block only has to "
     "push F towards zero.")
-st.plotly_chart(identity_figure(identity), key="lesson_identity")
+st.plotly_chart(shared_figure(identity_figure, identity), key="lesson_identity")
 
 st.header("3. The gradient of y = x + F(x) is 1 + dF/dx")
 st.markdown(
@@ -97,7 +98,7 @@ zero_init = st.toggle("Start every branch at zero (zero_init_residual)", key="le
 with st.spinner("Splitting the gradient..."), queue_notice():
     split = _split(zero_init)
 shares = split["shortcut_share"]
-st.plotly_chart(split_figure(split), key="lesson_split")
+st.plotly_chart(shared_figure(split_figure, split), key="lesson_split")
 st.markdown(
     f"Measured here: the shortcut's share of the gradient (its component along the total) runs from "
     f"{shares.min():.0%} to {shares.max():.0%} across the {len(split)} blocks; shortcut + branch equals the "
@@ -113,7 +114,7 @@ with st.spinner("Building and differentiating 6 nets..."), queue_notice():
 plain = ratios[~ratios["residual"]].set_index("depth")["ratio"]
 residual = ratios[ratios["residual"]].set_index("depth")["ratio"]
 deepest = max(DEPTHS)
-st.plotly_chart(depth_figure(ratios), key="lesson_depth")
+st.plotly_chart(shared_figure(depth_figure, ratios), key="lesson_depth")
 direction = ("grows toward the input (it explodes)" if plain[deepest] > 1 else "shrinks toward the input")
 st.markdown(
     f"Measured here at initialisation (train-mode batch norm, batch {SWEEP_BATCH}, width {SWEEP_WIDTH}, "
@@ -126,7 +127,7 @@ st.markdown(
        if plain[deepest] > 10 * residual[deepest] > 10 else ""))
 
 st.header("5. The unrolled view: many paths, mostly short")
-n_blocks = st.slider("Residual blocks", 1, 200, lesson.blocks_of("resnet110"), key="lesson_blocks",
+n_blocks = st.slider("Residual blocks", 1, 200, shared_result(lesson.blocks_of, "resnet110"), key="lesson_blocks",
                      help="ResNet-110 has 54 blocks; ResNet-1202 has 600.")
 summary = lesson.path_summary(n_blocks)
 st.markdown(
@@ -136,4 +137,4 @@ st.markdown(
     f"{summary['share_within_1std']:.0%} of paths within {summary['std_length']:.1f} of it. The one path "
     f"through every branch, the plain net's only path, is 1 of {summary['paths']:,} "
     f"({summary['longest_share']:.2g} of the total).")
-st.plotly_chart(paths_figure(lesson.unrolled_paths(n_blocks)), key="lesson_paths")
+st.plotly_chart(shared_figure(paths_figure, lesson.unrolled_paths(n_blocks)), key="lesson_paths")
