@@ -14,7 +14,9 @@ Weights ids (strings, also in the app's URL as ``weights=``):
 Checkpoints may be a bare state_dict, ``{"state_dict": ...}``, ``{"model": ...}`` (``module.`` prefixes from
 DataParallel/DDP stripped), or the project's own format (``{"format": "resnet-explorer/1", "arch", "options",
 "state_dict", "classes", "preprocessing", ...}``). Without a config the architecture is inferred from the
-tensors' names and shapes.
+tensors' names and shapes. Reading and writing checkpoints lives in :mod:`resnet_core.checkpoints`,
+directories and the network probe in :mod:`resnet_core.settings`, ``Preprocessing`` in
+:mod:`resnet_core.images`; their names stay importable from here.
 """
 
 from __future__ import annotations
@@ -88,7 +90,14 @@ from .errors import WeightsError
 from .errors import clip as _clip
 from .images import MAX_RESIZE, MAX_STATISTIC, MIN_STD, Preprocessing, _preprocessing_problem  # noqa: F401
 from .models import ARCHITECTURES, build, display_name, get_spec
-from .settings import UPLOAD_QUOTA_ENV, network_available, runs_dir, upload_quota_bytes, uploads_dir  # noqa: F401
+from .settings import (  # noqa: F401 - directories, the network probe and the upload quota: settings' now
+    DEFAULT_UPLOAD_QUOTA_MB,
+    UPLOAD_QUOTA_ENV,
+    network_available,
+    runs_dir,
+    upload_quota_bytes,
+    uploads_dir,
+)
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
