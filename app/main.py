@@ -8,6 +8,7 @@ import os
 # the default busy-waiting they starve each other on a 2-core laptop (measured here: 10x slower).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import explorer_ui.gc_freeze  # noqa: E402, F401  (once per process: see the module)
 import streamlit as st  # noqa: E402
 from explorer_ui.budget import budget_caption  # noqa: E402
 from explorer_ui.sidebar import model_picker  # noqa: E402
