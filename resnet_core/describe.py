@@ -829,6 +829,7 @@ def scale_to_budget(estimate: MemoryEstimate, knob: str, floor: int = 1, budget:
 def replace_estimate(estimate: MemoryEstimate, note: str) -> MemoryEstimate:
     return MemoryEstimate(estimate.task, estimate.what, dict(estimate.parts), dict(estimate.request), note)
 
+
 # ----------------------------------------------------------------------------------- the list of models
 @cache
 def _summary_row(name: str, residual: bool) -> dict[str, Any]:
