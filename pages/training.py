@@ -8,8 +8,8 @@ from dataclasses import replace
 import streamlit as st
 from explorer_ui.budget import offer_fit
 
+from resnet_core.costs import estimate_race, require_within_budget
 from resnet_core.data import DATASETS, DataError
-from resnet_core.describe import estimate_race, require_within_budget
 from resnet_core.models import display_name
 from resnet_core.plots.training import grad_norm_figure, race_figure
 from resnet_core.runs import Job, JobSnapshot, Registry, list_runs, load_run

@@ -246,6 +246,24 @@ class ResNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
+InputSize = int | Sequence[int]
+
+
+def input_shape(model: nn.Module, input_size: InputSize) -> tuple[int, ...]:
+    """The (N, C, H, W) shape a size means for ``model``: 224 -> (1, C, 224, 224), (H, W) -> (1, C, H, W),
+    (C, H, W) -> (1, C, H, W); a 4-tuple is taken as it is. C is the first convolution's input channels."""
+    if isinstance(input_size, int):
+        in_channels = next(m for m in model.modules() if isinstance(m, nn.Conv2d)).in_channels
+        return (1, in_channels, input_size, input_size)
+    shape = tuple(int(s) for s in input_size)
+    if len(shape) == 2:
+        in_channels = next(m for m in model.modules() if isinstance(m, nn.Conv2d)).in_channels
+        return (1, in_channels, *shape)
+    if len(shape) == 3:
+        return (1, *shape)
+    return shape
+
+
 def iter_blocks(model: nn.Module) -> list[tuple[str, ResidualBlock]]:
     """Every residual (or plain) block of ``model`` in forward order, with its qualified name."""
     return [(name, module) for name, module in model.named_modules() if isinstance(module, ResidualBlock)]

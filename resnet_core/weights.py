@@ -319,7 +319,7 @@ def load_model(arch: str, options: Mapping[str, Any] | None = None, weights: str
     options = dict(options or {})
     kind, value = parse_weights_id(weights)
     if kind in ("random", "tv"):  # costed on the meta device first: BudgetError before any weight exists
-        from .describe import estimate_memory, require_within_budget
+        from .costs import estimate_memory, require_within_budget
 
         require_within_budget(estimate_memory(arch, "build", options=options if kind == "random" else {}))
     if kind == "random":

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import streamlit as st
 
 # Streamlit records every element drawn inside a cached function to replay it on a cache hit; the queue notice
-# is drawn from inside one (the slot is taken on a cache miss only) into a placeholder made outside it, which
+# is drawn from inside one (the slot is taken on a cache miss only) into an st.empty() slot made outside it, which
 # the replay could not find. This flag is what Streamlit checks before recording, so the notice clears it.
 from streamlit.runtime.scriptrunner_utils.script_run_context import in_cached_function
 
@@ -18,14 +18,14 @@ from resnet_core.heavy import queue_message, reporting
 @contextlib.contextmanager
 def queue_notice() -> Iterator[None]:
     """Show "Queued: 3rd in line (1 job running)" while any heavy slot taken inside this block waits."""
-    placeholder = st.empty()
+    notice = st.empty()
     shown = False
 
     def on_wait(position: int, running: int) -> None:
         nonlocal shown
         token = in_cached_function.set(False)
         try:
-            placeholder.info(queue_message(position, running), icon="⏳")
+            notice.info(queue_message(position, running), icon="⏳")
             shown = True
         finally:
             in_cached_function.reset(token)
@@ -35,4 +35,4 @@ def queue_notice() -> Iterator[None]:
             yield
     finally:
         if shown:
-            placeholder.empty()
+            notice.empty()

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..describe import estimate_memory, require_within_budget, scale_to_budget
+from ..costs import estimate_memory, require_within_budget, scale_to_budget
 from ..hooks import model_lock, preserved_state, taps
 from ..targets import ClassTarget
 from .core import CamError, _check_image, _gradcam_raw, _normalise, _TargetModel, resolve_layer

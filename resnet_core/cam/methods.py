@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..describe import MemoryEstimate, estimate_memory, require_within_budget, scale_to_budget
+from ..costs import MemoryEstimate, estimate_memory, require_within_budget, scale_to_budget
 from ..hooks import preserved_state
 from ..targets import Target, as_target
 from .core import (

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..blocks import PadShortcut, ResidualBlock, Tap
-from ..describe import estimate_memory, require_within_budget
+from ..costs import estimate_memory, require_within_budget
 from ..hooks import preserved_state
 from ..models import display_name, iter_blocks
 from ..targets import Target, as_target, scalar_objective

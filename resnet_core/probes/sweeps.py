@@ -9,7 +9,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..describe import estimate_memory, scale_to_budget
+from ..costs import estimate_memory, scale_to_budget
 from ..models import build, display_name, get_spec
 from ..targets import LossTarget, Target, TopClassTarget
 from .gradients import block_input_grad_norms

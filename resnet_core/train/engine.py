@@ -17,8 +17,8 @@ from torch import nn
 from torch.utils.data import DistributedSampler
 
 from ..checkpoints.format import make_checkpoint  # the checkpoint format is defined once
+from ..costs import estimate_race, require_within_budget
 from ..data import ImageData, ShapesSet, load_splits
-from ..describe import estimate_race, require_within_budget
 from ..models import build, count_params
 from .config import (  # noqa: F401
     DEGRADATION_MARGIN,

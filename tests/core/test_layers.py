@@ -27,7 +27,7 @@ FLOORS: dict[str, int] = {
     # 1: the networks and the data
     "models": 1, "data": 1,
     # 2: what a model is (shapes, costs) and what an image becomes
-    "describe": 2, "images": 2,
+    "describe": 2, "costs": 2, "images": 2,
     # 3: checkpoints, read and written
     "checkpoints": 3,
     # 4: weights: torchvision, downloads, load_model
