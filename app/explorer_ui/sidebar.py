@@ -20,6 +20,7 @@ from explorer_ui.url_params import (
 )
 from explorer_ui.weights_picker import apply_pending_weights, effective_weights, seed_weights, weights_picker
 from resnet_core import fit
+from resnet_core.costs import estimate_memory, require_within_budget
 from resnet_core.models import ARCHITECTURES, display_name, get_spec
 
 
@@ -157,6 +158,8 @@ def _cached_model(name: str, options: tuple[tuple[str, Any], ...], device: str,
         from resnet_core.weights import load_model
 
         return load_model(name, dict(options), weights)
+    if device != "meta":  # costed before anything is allocated (a meta build holds no memory)
+        require_within_budget(estimate_memory(name, "build", options=dict(options)))
     with torch.device(device):
         model = resnet_core.build(name, seed=0, **dict(options))
     return model.eval()

@@ -66,3 +66,17 @@ def test_training_refuses_slider_extremes_before_start(small_budget_app: AppTest
     assert not [e for e in at.error if e.value.startswith("The race ")]
     assert not at.button(key="tr_start").disabled
     assert 2 <= at.number_input(key=f"tr_{preset}_batch").value < 1024
+
+
+def test_building_a_net_over_the_budget_is_refused_before_it_is_allocated(small_budget_app: AppTest,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sidebar's own build is costed too: Wide ResNet-101-2 (127 M parameters, 508 MB) under 300 MB."""
+    at = small_budget_app
+    monkeypatch.setenv(ENV_MEMORY_BUDGET, "300MB")
+    at.session_state["sb_arch"] = "wide_resnet101_2"
+    at.session_state["sb_shortcut"] = "B"
+    at.switch_page("../pages/gradient_flow.py").run()
+    assert not at.exception, at.exception
+    errors = [e.value for e in at.error]
+    assert errors and errors[0].startswith("Building Wide ResNet-101-2 needs about 508 MB of memory")
+    assert not at.get("plotly_chart")
