@@ -107,40 +107,34 @@ def model_picker() -> ModelChoice:
     names = list(ARCHITECTURES)
     with st.sidebar:
         st.subheader("Model")
-        # Values live in session state (a link or a checkpoint may have set them). Each widget's default is
-        # also its current value: a browser that re-creates the widget (seen under load on a page switch)
-        # then reports the student's choice, not option 0 (ResNet-18 at 224 px). The duplication warning
-        # this would log is switched off in app/.streamlit/config.toml.
-        for key, default in (("sb_arch", DEFAULT_ARCH), ("sb_width", "full"), ("sb_plain", False),
-                             ("sb_preact", False)):
+        # Defaults go through session state (a link may already have set them): giving a widget both a
+        # default and a session-state value makes the browser rerun a first view (measured: the link's notices
+        # vanished), besides Streamlit's warning.
+        for key, default in (("sb_arch", DEFAULT_ARCH), ("sb_width", "full")):
             if key not in st.session_state:
                 st.session_state[key] = default
         name = st.selectbox(
-            "Architecture", names, key="sb_arch", index=names.index(st.session_state["sb_arch"]),
+            "Architecture", names, key="sb_arch",
             format_func=lambda n: f"{display_name(n)}  ({get_spec(n).family}, {get_spec(n).stem} stem)",
             help="ImageNet nets (224x224 input) and the paper's CIFAR nets (32x32, 6n+2 layers).",
             on_change=_arch_changed,
         )
         spec = get_spec(name)
-        plain = st.toggle("Plain twin (no shortcuts)", key="sb_plain", value=bool(st.session_state["sb_plain"]),
+        plain = st.toggle("Plain twin (no shortcuts)", key="sb_plain",
                           help="The same layers with every shortcut removed: the paper's 'plain' network.")
         default_shortcut = spec.defaults.get("shortcut", "B")
         if "sb_shortcut" not in st.session_state:
             st.session_state["sb_shortcut"] = default_shortcut
         shortcut = st.radio("Shortcut option", list(SHORTCUT_HELP), key="sb_shortcut", horizontal=True,
-                            index=list(SHORTCUT_HELP).index(st.session_state["sb_shortcut"]),
                             disabled=plain, help="\n\n".join(SHORTCUT_HELP.values()))
         stride_on = "3x3"
         if spec.block == "bottleneck":
-            st.session_state.setdefault("sb_stride", "3x3")
             stride_on = st.radio("Stride of the first block of a stage", list(STRIDE_HELP), key="sb_stride",
-                                 index=list(STRIDE_HELP).index(st.session_state["sb_stride"]),
                                  horizontal=True, format_func=lambda s: f"{s} conv",
                                  help="\n\n".join(f"{k}: {v}" for k, v in STRIDE_HELP.items()))
-        preact = st.toggle("Pre-activation blocks", key="sb_preact", value=bool(st.session_state["sb_preact"]),
+        preact = st.toggle("Pre-activation blocks", key="sb_preact",
                            help="BN-ReLU before each conv (He et al. 2016, Identity Mappings).")
         width_factor = st.segmented_control("Width", list(WIDTH_FACTORS), key="sb_width",
-                                            default=st.session_state["sb_width"],
                                             help="Slimmer nets run faster on a laptop CPU.") or "full"
         weights = weights_picker(name)
         show_notices(notices)

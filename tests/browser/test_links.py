@@ -118,6 +118,10 @@ def test_crafted_link_puts_no_link_or_image_on_the_page(recorded, bare_server) -
     query = urllib.parse.urlencode({"arch": HOSTILE, "weights": "ckpt:/etc/passwd", "x" * 300: "1"})
     _open(tab, f"{url}/architecture?{query}", "Architecture")
     sidebar = tab.locator('[data-testid="stSidebar"]')
+    # The notices are the sidebar's last elements: wait for the last one (a warm server can show the page's
+    # title before the sidebar has finished drawing), then for the run to end.
+    sidebar.locator('[data-testid="stCode"]').filter(has_text="ckpt:/etc/passwd").first.wait_for()
+    wait_idle(tab)
     assert tab.locator('a[href*="evil"]').count() == 0
     assert tab.locator('img[src*="evil"]').count() == 0
     # The refused text is repeated verbatim, in a code box, and the default view is shown.
