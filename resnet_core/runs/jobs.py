@@ -13,35 +13,18 @@ import pandas as pd
 
 from ..checkpoints.format import load_resume_checkpoint
 from ..train import Race, RaceConfig, describe_device, summarize
-from .folders import (  # noqa: F401
+from .folders import (
     _EVAL_COLUMNS,
-    _REASONS,
-    JOB_STATUSES,
-    RUN_STATUSES,
     RunStorageError,
     RunWriter,
-    _json_safe,
-    _now,
-    _process_alive,
-    _process_start,
-    _reason,
     _runs_dir,
-    _slug,
     _storing,
     new_run_id,
 )
-from .records import (  # noqa: F401
+from .records import (
     JobSnapshot,
-    RunRecord,
-    _check_run_id,
-    _checkpoint_files_ok,
-    _last_step,
-    _read_json,
     _read_metrics,
-    _run_status,
     latest_checkpoints,
-    list_checkpoints,
-    list_runs,
     load_run,
 )
 

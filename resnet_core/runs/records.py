@@ -12,22 +12,12 @@ from typing import Any
 import pandas as pd
 
 from ..train import RaceConfig, summarize
-from .folders import (  # noqa: F401
+from .folders import (
     _EVAL_COLUMNS,
-    _REASONS,
-    JOB_STATUSES,
-    RUN_STATUSES,
-    RunStorageError,
-    RunWriter,
-    _json_safe,
-    _now,
     _process_alive,
-    _process_start,
     _reason,
     _runs_dir,
     _slug,
-    _storing,
-    new_run_id,
 )
 
 

@@ -20,24 +20,15 @@ from ..checkpoints.format import make_checkpoint  # the checkpoint format is def
 from ..costs import estimate_race, require_within_budget
 from ..data import ImageData, ShapesSet, load_splits
 from ..models import build, count_params
-from .config import (  # noqa: F401
-    DEGRADATION_MARGIN,
+from .config import (
     FINAL_WINDOW,
-    PRESET_NOTES,
-    PRESETS,
-    RACER_STATUSES,
-    SCHEDULES,
     RaceConfig,
     RacerSpec,
-    _pair,
-    degradation_note,
     lr_at,
 )
-from .devices import (  # noqa: F401
-    DistInfo,
+from .devices import (
     _init_distributed,
     amp_dtype,
-    describe_device,
     dist_info,
     pick_device,
 )
