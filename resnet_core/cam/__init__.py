@@ -50,7 +50,17 @@ from .core import (
     stage_last_blocks,
 )
 from .core import _TargetModel as _TargetModel  # the tests drive Captum with it directly
-from .methods import LAYER_METHODS, METHODS, REGISTRY, CamMethod, explain, explain_layers, register
+from .methods import (
+    LAYER_METHODS,
+    METHODS,
+    REGISTRY,
+    SCORECAM_BATCH,
+    CamMethod,
+    explain,
+    explain_layers,
+    register,
+    scorecam_passes,
+)
 from .overlays import COLORMAPS, colorize, colormap_lut, heatmap_npy, heatmap_png, image_png, overlay
 
 __all__ = [
@@ -59,6 +69,7 @@ __all__ = [
     "METHODS",
     "NO_EVIDENCE",
     "REGISTRY",
+    "SCORECAM_BATCH",
     "SHAPES_CHECK",
     "CamError",
     "CamMethod",
@@ -85,6 +96,7 @@ __all__ = [
     "randomization_cascade",
     "register",
     "resolve_layer",
+    "scorecam_passes",
     "shapes_examples",
     "stage_last_blocks",
     "train_shapes_model",

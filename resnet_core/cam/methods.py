@@ -2,23 +2,30 @@
 
 Adding a method is adding one class here (a subclass of ``CamMethod`` decorated with ``@register``, above the
 ``LAYER_METHODS`` line) and its test; ``explain``, ``METHODS`` and the Grad-CAM page pick it up from the registry.
-A method is costed by ``describe.estimate_memory`` under its ``cost_task`` (by default its own name), so a new
+A method is costed by ``costs.estimate_memory`` under its ``cost_task`` (by default its own name), so a new
 method either names the existing task whose cost it shares or gets a row there.
+
+The layer-activation methods (Grad-CAM++, XGrad-CAM, HiResCAM, LayerCAM, Score-CAM, Eigen-CAM) are written here
+on one pass through the model (``_layer_pass``): the layer's output A (N, C, h, w) and, for the gradient methods,
+dy/dA from ``torch.autograd.grad`` (no parameter ``.grad``). Each is checked against the ``grad-cam`` package
+(pytorch-grad-cam) in tests/core/test_cam_methods.py: Pearson correlation >= 0.99 of the maps, all-zero where its
+map is all-zero. As in that package, a map is ReLU(map at the layer), bilinearly upsampled to the input.
 """
 
 from __future__ import annotations
 
 import abc
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..costs import MemoryEstimate, estimate_memory, require_within_budget, scale_to_budget
-from ..hooks import preserved_state
+from ..hooks import preserved_state, taps
 from ..targets import Target, as_target
 from .core import (
     CamError,
@@ -31,6 +38,9 @@ from .core import (
     stage_last_blocks,
 )
 
+Progress = Callable[[int, int], None]  # (forward passes done, forward passes in all)
+SCORECAM_BATCH = 32  # masked images per forward pass (the grad-cam package's default is 16)
+
 # name -> label, in registration order (the page's method list)
 METHODS: dict[str, str] = {}
 REGISTRY: dict[str, CamMethod] = {}
@@ -42,7 +52,14 @@ class CamMethod(abc.ABC):
     name: ClassVar[str]
     label: ClassVar[str]
     uses_layer: ClassVar[bool] = True
+    needs_gradient: ClassVar[bool] = True  # False: ``explain`` runs it under torch.no_grad()
+    reports_progress: ClassVar[bool] = False  # True: ``attribute`` takes ``progress=`` (many forward passes)
     cost_task: ClassVar[str | None] = None  # the ``estimate_memory`` task that costs it; None: its own name
+
+    def estimate(self, model: nn.Module, image_size: tuple[int, ...], *, ig_steps: int = 16,
+                 batch_size: int = SCORECAM_BATCH) -> MemoryEstimate:
+        """The memory this method needs on ``model`` for one image of ``image_size`` (C, H, W)."""
+        return estimate_memory(model, self.cost_task or self.name, image_size=image_size, ig_steps=ig_steps)
 
     def fit_budget(self, estimate: MemoryEstimate) -> MemoryEstimate:
         """Over the memory budget: raise BudgetError (the default), or scale the request down and say so."""
@@ -119,34 +136,256 @@ class IntegratedGradients(CamMethod):
         return attr.detach().sum(dim=1).clamp(min=0), None
 
 
+
+# ------------------------------------------------------------------ methods on the layer's activations
+def _layer_pass(wrapped: _TargetModel, images: torch.Tensor, layer: nn.Module, *, gradients: bool
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One forward pass recording the layer's output A (N, C, h, w) and, with ``gradients``, dy/dA.
+
+    The recorded output is handed on as a fresh leaf (``detach().requires_grad_()``): the backward pass stops at
+    the layer, works when every parameter is frozen, and touches no parameter's ``.grad``. The caller holds the
+    model's lock and state (``explain`` or ``cam_batch``); the tap comes off in ``finally``.
+    """
+    kept: list[torch.Tensor] = []
+
+    def keep(_module: nn.Module, _args: object, output: object) -> torch.Tensor | None:
+        if kept or not isinstance(output, torch.Tensor):
+            return None  # only the first call (a module reused later in the forward keeps its output)
+        leaf = output.detach().requires_grad_(gradients)
+        kept.append(leaf)
+        return leaf
+
+    with taps(wrapped.model, hold=False) as tapped:
+        tapped.forward(layer, keep)
+        if gradients:
+            with torch.enable_grad():
+                scores = wrapped(images)
+                if not kept:
+                    raise CamError("The chosen layer did not run in the forward pass; choose a block or a tap point.")
+                (grads,) = torch.autograd.grad(scores.sum(), kept[0])  # samples are independent: one backward
+        else:
+            with torch.no_grad():
+                wrapped(images)
+            grads = None
+    if not kept:
+        raise CamError("The chosen layer did not run in the forward pass; choose a block or a tap point.")
+    activations = kept[0].detach()
+    if activations.dim() != 4:
+        raise CamError("This method needs a layer with a spatial (N, C, h, w) output; choose a block or a tap "
+                       "point.")
+    return activations, grads
+
+
+def _to_input(layer_maps: torch.Tensor, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ReLU of the layer-resolution maps (N, h, w), the same bilinearly upsampled to the input (N, H, W))."""
+    layer_maps = F.relu(torch.nan_to_num(layer_maps.float()))
+    upsampled = F.interpolate(layer_maps[:, None], size=tuple(images.shape[-2:]), mode="bilinear",
+                              align_corners=False)[:, 0]
+    return layer_maps, upsampled
+
+
+class _ActivationCam(CamMethod):
+    """A map built from the layer's activations A and gradients G: ``layer_map(A, G)`` -> (N, h, w)."""
+
+    cost_task = "gradcam"  # one forward and a backward that stops at the layer, like Grad-CAM
+
+    @abc.abstractmethod
+    def layer_map(self, activations: torch.Tensor, grads: torch.Tensor | None) -> torch.Tensor:
+        """The map at the layer's resolution (N, h, w), before the ReLU."""
+
+    def attribute(self, wrapped: _TargetModel, image: torch.Tensor, layer: nn.Module | None, *,
+                  cost: MemoryEstimate, ig_steps: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        activations, grads = _layer_pass(wrapped, image, layer, gradients=self.needs_gradient)
+        layer_maps, raw = _to_input(self.layer_map(activations, grads), image)
+        return raw, layer_maps
+
+
+@register
+class GradCamPlusPlus(_ActivationCam):
+    """Grad-CAM++ (Chattopadhyay et al. 2018, eq. 19 with the exponential's derivatives, as pytorch-grad-cam):
+    channel weight sum_hw(ReLU(G) * alpha), alpha = G^2 / (2 G^2 + sum_hw(A) G^3), zero where G is zero."""
+
+    name, label = "gradcampp", "Grad-CAM++"
+
+    def layer_map(self, activations: torch.Tensor, grads: torch.Tensor | None) -> torch.Tensor:
+        g2 = grads.pow(2)
+        alpha = g2 / (2 * g2 + activations.sum(dim=(2, 3), keepdim=True) * g2 * grads + 1e-6)
+        alpha = torch.where(grads != 0, alpha, torch.zeros_like(alpha))
+        weights = (F.relu(grads) * alpha).sum(dim=(2, 3), keepdim=True)
+        return (weights * activations).sum(dim=1)
+
+
+@register
+class XGradCam(_ActivationCam):
+    """XGrad-CAM (Fu et al. 2020): channel weight sum_hw(G * A) / sum_hw(A), the axiom-derived weighting."""
+
+    name, label = "xgradcam", "XGrad-CAM"
+
+    def layer_map(self, activations: torch.Tensor, grads: torch.Tensor | None) -> torch.Tensor:
+        weights = (grads * activations).sum(dim=(2, 3), keepdim=True) / (
+            activations.sum(dim=(2, 3), keepdim=True) + 1e-7)
+        return (weights * activations).sum(dim=1)
+
+
+@register
+class HiResCam(_ActivationCam):
+    """HiResCAM (Draelos & Carin 2020): sum_c(G * A), element-wise, without averaging the gradient over space
+    (provably the locations the score depends on, for a model whose head is global pooling + linear)."""
+
+    name, label = "hirescam", "HiResCAM"
+
+    def layer_map(self, activations: torch.Tensor, grads: torch.Tensor | None) -> torch.Tensor:
+        return (grads * activations).sum(dim=1)
+
+
+@register
+class LayerCam(_ActivationCam):
+    """LayerCAM (Jiang et al. 2021): sum_c(ReLU(G) * A), a per-location weight (works at shallow layers too)."""
+
+    name, label = "layercam", "LayerCAM"
+
+    def layer_map(self, activations: torch.Tensor, grads: torch.Tensor | None) -> torch.Tensor:
+        return (F.relu(grads) * activations).sum(dim=1)
+
+
+@register
+class EigenCam(_ActivationCam):
+    """Eigen-CAM (Muhammad & Yeasin 2020): the layer's activations projected on their first principal component
+    (positions x channels, centred over positions). Class-agnostic and gradient-free (no_grad).
+
+    Sign convention: an SVD's sign is arbitrary (numpy and torch return opposite signs for the same matrix), so
+    the component is oriented so that its channel weights sum to >= 0. Then the map correlates positively with
+    the layer's summed activation (projection . row sums = sigma^2 * sum(v)): high where the channels together
+    are more active than average. The grad-cam package keeps numpy's sign; its map equals ours or is the ReLU of
+    the opposite sign.
+    """
+
+    name, label = "eigencam", "Eigen-CAM"
+    needs_gradient = False
+    cost_task = "forward"
+
+    def layer_map(self, activations: torch.Tensor, grads: torch.Tensor | None) -> torch.Tensor:
+        n, c, h, w = activations.shape
+        flat = torch.nan_to_num(activations.float()).reshape(n, c, h * w).transpose(1, 2)  # (N, hw, C)
+        centred = flat - flat.mean(dim=1, keepdim=True)
+        _, _, vh = torch.linalg.svd(centred, full_matrices=False)
+        first = vh[:, 0, :]  # (N, C)
+        sign = torch.where(first.sum(dim=1) < 0, -1.0, 1.0)
+        projection = torch.einsum("npc,nc->np", centred, first * sign[:, None])
+        return projection.reshape(n, h, w)
+
+
+def _score_classes(wrapped: _TargetModel) -> torch.Tensor:
+    """The class each image is explained for, fixed from the plain input's logits (a masked copy's own top-1
+    would otherwise change the question)."""
+    target = wrapped.target
+    if not hasattr(target, "class_indices") or wrapped.first_logits is None:
+        raise CamError("Score-CAM explains a class: pass a class index (or None for the top-1 class).")
+    return target.class_indices(wrapped.first_logits).long()
+
+
+def scorecam_passes(channels: int, constant: int = 0) -> int:
+    """Forward passes Score-CAM runs for a layer with ``channels`` channels, ``constant`` of them constant maps
+    (those all mask the image to zero and are scored once): one for the activations, then one per mask."""
+    return 1 + (channels - constant) + (1 if constant else 0)
+
+
+@register
+class ScoreCam(CamMethod):
+    """Score-CAM (Wang et al. 2020), as pytorch-grad-cam computes it: each channel of A, upsampled (bilinear,
+    corners aligned) and min-max scaled to [0, 1], masks the input; the masked images' target logits, softmaxed
+    over channels, weight the channels. Gradient-free (no_grad); one forward pass per channel, ``batch`` masked
+    images at a time (``cost.request["batch"]``, scaled to the memory budget), with ``progress(done, total)``.
+    Channels whose mask is all zero (a constant map) give the same all-zero image: it is scored once.
+    """
+
+    name, label = "scorecam", "Score-CAM"
+    needs_gradient = False
+    reports_progress = True
+    cost_task = "forward"
+
+    def estimate(self, model: nn.Module, image_size: tuple[int, ...], *, ig_steps: int = 16,
+                 batch_size: int = SCORECAM_BATCH) -> MemoryEstimate:
+        # A no-grad forward of ``batch_size`` masked images (its input row covers the masked copies).
+        return estimate_memory(model, "forward", image_size=image_size, batch=batch_size)
+
+    def fit_budget(self, estimate: MemoryEstimate) -> MemoryEstimate:
+        return scale_to_budget(estimate, "batch")
+
+    def attribute(self, wrapped: _TargetModel, image: torch.Tensor, layer: nn.Module | None, *,
+                  cost: MemoryEstimate, ig_steps: int, progress: Progress | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        activations, _ = _layer_pass(wrapped, image, layer, gradients=False)
+        classes = _score_classes(wrapped)
+        batch = max(1, int(cost.request.get("batch") or SCORECAM_BATCH))
+        n, c = activations.shape[:2]
+        size = tuple(image.shape[-2:])
+        with torch.no_grad():
+            # Which channels give a non-zero mask: min-max scaling of a constant map gives zero everywhere.
+            flat = activations.flatten(2)
+            varies = (flat.amax(dim=2) - flat.amin(dim=2)) > 0
+            masks_needed = [int(varies[i].sum()) for i in range(n)]
+            constant = [c - m for m in masks_needed]
+            total = sum(scorecam_passes(c, k) - 1 for k in constant)
+            done = 0
+            weights = torch.empty(n, c, dtype=torch.float32, device=activations.device)
+            for i in range(n):
+                scores = torch.empty(c, dtype=torch.float32, device=activations.device)
+                channels = varies[i].nonzero()[:, 0]
+                for start in range(0, channels.numel(), batch):
+                    chunk = channels[start:start + batch]
+                    masks = F.interpolate(activations[i, chunk][:, None], size=size, mode="bilinear",
+                                          align_corners=True)
+                    low = masks.flatten(1).amin(1)[:, None, None, None]
+                    high = masks.flatten(1).amax(1)[:, None, None, None]
+                    masks = (masks - low) / (high - low + 1e-8)
+                    logits = wrapped.model(image[i:i + 1] * masks)
+                    scores[chunk] = logits[:, int(classes[i])].float()
+                    done += chunk.numel()
+                    if progress is not None:
+                        progress(done, total)
+                if constant[i]:
+                    scores[~varies[i]] = wrapped.model(torch.zeros_like(image[i:i + 1]))[0, int(classes[i])].float()
+                    done += 1
+                    if progress is not None:
+                        progress(done, total)
+                weights[i] = scores.softmax(dim=0)
+            layer_maps = (weights[:, :, None, None] * activations.float()).sum(dim=1)
+        layer_maps, raw = _to_input(layer_maps, image)
+        return raw, layer_maps
+
+
 LAYER_METHODS = tuple(name for name, method in REGISTRY.items() if method.uses_layer)
 
 
 def explain(model: nn.Module, image: torch.Tensor, target: int | Target | None = None, layer: str | None = None,
-            method: str = "gradcam", *, class_names: Sequence[str] | None = None, ig_steps: int = 16
-            ) -> Explanation:
+            method: str = "gradcam", *, class_names: Sequence[str] | None = None, ig_steps: int = 16,
+            batch_size: int = SCORECAM_BATCH, progress: Progress | None = None) -> Explanation:
     """Explain ``target`` (class index, Target, or None for the top-1 class) for one image (1, 3, H, W).
 
     ``method`` is a name from ``METHODS``; ``layer`` is any name from ``layer_choices(model)`` (default: the
-    last block). Returns an Explanation whose maps have the image's H x W. The model is used under its lock and
-    left exactly as it was.
+    last block). ``batch_size``: masked images per forward pass (Score-CAM); ``progress(done, total)`` is called
+    after each batch of forward passes by the methods that run many (Score-CAM). Gradient-free methods run under
+    ``torch.no_grad()``. Returns an Explanation whose maps have the image's H x W. The model is used under its
+    lock and left exactly as it was.
     """
     runner = REGISTRY.get(method)
     if runner is None:
         raise CamError(f"Unknown method '{method}'; choose one of {', '.join(METHODS)}.")
     _check_image(image)
     if image.shape[0] != 1:
-        raise CamError("explain() takes one image (1, C, H, W); use pointing_game for batches.")
+        raise CamError("explain() takes one image (1, C, H, W); use cam_batch or pointing_game for batches.")
     goal = as_target(target)
     layer_name, module = resolve_layer(model, layer) if runner.uses_layer else (None, None)
     # Costed before anything runs.
-    cost = runner.fit_budget(estimate_memory(model, runner.cost_task or method, image_size=tuple(image.shape[1:]),
-                                             ig_steps=ig_steps))
+    cost = runner.fit_budget(runner.estimate(model, tuple(image.shape[1:]), ig_steps=ig_steps,
+                                             batch_size=max(1, int(batch_size))))
     image = image.detach().clone()
     wrapped = _TargetModel(model, goal)
-    with preserved_state(model, train=False):
+    extra = {"progress": progress} if runner.reports_progress else {}
+    with preserved_state(model, train=False), torch.set_grad_enabled(runner.needs_gradient):
         try:
-            raw, layer_maps = runner.attribute(wrapped, image, module, cost=cost, ig_steps=ig_steps)
+            raw, layer_maps = runner.attribute(wrapped, image, module, cost=cost, ig_steps=ig_steps, **extra)
         except CamError:
             raise
         except ValueError as exc:  # e.g. a class index outside the model's classes, raised by the target

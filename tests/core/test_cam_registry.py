@@ -17,10 +17,14 @@ def _model_and_image():
 
 
 def test_registry_holds_the_page_methods_in_order():
-    assert list(cam.METHODS) == ["gradcam", "guided_gradcam", "integrated_gradients"]
+    assert list(cam.METHODS) == ["gradcam", "guided_gradcam", "integrated_gradients", "gradcampp", "xgradcam",
+                                 "hirescam", "layercam", "eigencam", "scorecam"]
     assert list(cam.REGISTRY) == list(cam.METHODS)
     assert all(isinstance(m, CamMethod) and cam.METHODS[n] == m.label for n, m in cam.REGISTRY.items())
-    assert cam.LAYER_METHODS == ("gradcam", "guided_gradcam")
+    assert cam.LAYER_METHODS == ("gradcam", "guided_gradcam", "gradcampp", "xgradcam", "hirescam", "layercam",
+                                 "eigencam", "scorecam")
+    # Gradient-free methods are run under no_grad by explain().
+    assert [n for n, m in cam.REGISTRY.items() if not m.needs_gradient] == ["eigencam", "scorecam"]
 
 
 @pytest.fixture
@@ -58,5 +62,5 @@ def test_a_new_method_is_one_class(gradient_x_input):
 
 def test_unknown_method_names_the_registered_ones():
     model, image = _model_and_image()
-    with pytest.raises(cam.CamError, match="gradcam, guided_gradcam, integrated_gradients"):
+    with pytest.raises(cam.CamError, match="gradcam, guided_gradcam, integrated_gradients, gradcampp"):
         cam.explain(model, image, 3, method="lime")
