@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .blocks import Tap
+from .card import card_of
 from .hooks import model_lock, preserved_state, taps
 from .models import ARCHITECTURES, InputSize, ResNet, build, display_name, get_spec, input_shape, iter_blocks
 from .settings import BudgetError, Suggestion, format_bytes, memory_budget
@@ -156,7 +157,7 @@ def layer_profile(model: nn.Module | str, input_size: InputSize = 224, options: 
             sides = tuple(int(v) for v in input_size)
             shape = (1, channels, *sides) if len(sides) == 2 else (1, *sides[-3:])
         return _named_profile(model, opts, shape)
-    name, arch_options = getattr(model, "arch_name", None), getattr(model, "arch_options", None)
+    name, arch_options = card_of(model).arch, card_of(model).arch_options
     shape = input_shape(model, input_size)
     if name is not None and arch_options is not None and isinstance(model, ResNet):
         try:
@@ -200,8 +201,8 @@ class MemoryEstimate:
 
 
 def _net_words(model: nn.Module | str, options: dict[str, Any] | None) -> str:
-    name = model if isinstance(model, str) else getattr(model, "arch_name", None)
-    opts = dict(options or {}) if isinstance(model, str) else dict(getattr(model, "arch_options", None) or {})
+    name = model if isinstance(model, str) else card_of(model).arch
+    opts = dict(options or {}) if isinstance(model, str) else dict(card_of(model).arch_options or {})
     if name is None:
         return "this net"
     try:
@@ -214,10 +215,10 @@ def _net_words(model: nn.Module | str, options: dict[str, Any] | None) -> str:
 def _default_size(model: nn.Module | str) -> int:
     if isinstance(model, str):
         return get_spec(model).input_size
-    prep = getattr(model, "preprocessing", None)
+    prep = card_of(model).preprocessing
     if prep is not None and getattr(prep, "crop", None):
         return int(prep.crop)
-    name = getattr(model, "arch_name", None)
+    name = card_of(model).arch
     return get_spec(name).input_size if name in ARCHITECTURES else 224
 
 
@@ -450,10 +451,10 @@ def suggestions_for(estimate: MemoryEstimate, budget: int | None = None) -> list
         axes.append([({"batch": b}, f"batch {b}", with_(batch=b)) for b in _halvings(req["batch"], 1)])
     if side is not None:
         axes.append([({"image_size": s}, f"{s} px", with_(image_size=s)) for s in _halvings(side, 16)])
-    name = model if isinstance(model, str) else getattr(model, "arch_name", None)
+    name = model if isinstance(model, str) else card_of(model).arch
     if name in ARCHITECTURES:
-        opts = dict(req["options"] or {}) if isinstance(model, str) else dict(getattr(model, "arch_options", {}))
-        base = 64 if get_spec(name).stem == "imagenet" else 16
+        opts = dict(req["options"] or {}) if isinstance(model, str) else dict(card_of(model).arch_options)
+        base = get_spec(name).base_width
         current = int(opts.get("width") or base)
         axes.append([({"width": w}, f"width {w}", with_(model=name, options={**opts, "width": w}))
                      for w in _halvings(current, max(1, base // 4))])

@@ -18,11 +18,13 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from .blocks import BasicBlock, Bottleneck, PadShortcut, ResidualBlock, Tap
+from .card import card_of
 from .hooks import preserved_state, taps
 from .models import (
     ARCHITECTURES,
     InputSize,
     ResNet,
+    block_position,
     build,
     count_params,
     display_name,
@@ -95,15 +97,6 @@ def _kind(module: nn.Module) -> str:
     return type(module).__name__
 
 
-def _position(name: str) -> tuple[str, int | None]:
-    parts = name.split(".")
-    if parts[0].startswith("layer") and len(parts) > 1 and parts[1].isdigit():
-        return parts[0], int(parts[1])
-    if parts[0] in ("fc", "avgpool", "bn_final", "relu_final"):
-        return "head", None
-    return "stem", None
-
-
 def describe(model: nn.Module, input_size: InputSize = 224) -> pd.DataFrame:
     """One row per layer that computes something: stage, block, module, kind, shapes, params, MACs.
 
@@ -151,7 +144,7 @@ def describe(model: nn.Module, input_size: InputSize = 224) -> pd.DataFrame:
     for name, module in leaves.items():
         if name not in shapes:
             continue  # not used in forward (e.g. an unused head)
-        stage, block = _position(name)
+        stage, block = block_position(name)
         in_shape, out_shape = shapes[name]
         rows.append(
             {
@@ -190,7 +183,7 @@ def block_table(model: nn.Module, input_size: InputSize = 224, layers: pd.DataFr
         if not isinstance(module, ResidualBlock):
             continue
         mine = layers[layers["module"].str.startswith(name + ".")]
-        stage, index = _position(name)
+        stage, index = block_position(name)
         rows.append(
             {
                 "block": name,
@@ -279,7 +272,7 @@ def twin_comparison(residual: nn.Module, plain: nn.Module, input_size: InputSize
     rows = []
     for model in (residual, plain):
         kinds = [shortcut_kind(blk) for _, blk in iter_blocks(model)]
-        name = getattr(model, "arch_name", None)
+        name = card_of(model).arch
         rows.append({
             "label": display_name(name, model.residual) if name else type(model).__name__,
             "residual": bool(model.residual),
@@ -337,7 +330,7 @@ def architecture_report(model: nn.Module, twin: nn.Module, input_size: int) -> A
     Pass meta-device models (``build(..., )`` under ``torch.device("meta")``): nothing is allocated.
     """
     layers = describe(model, input_size)
-    name = getattr(model, "arch_name", None)
+    name = card_of(model).arch
     label = display_name(name, model.residual) if name else type(model).__name__
     return ArchitectureReport(
         label=label,

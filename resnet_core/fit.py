@@ -26,7 +26,7 @@ WIDTH_FACTORS: dict[str, int] = {"full": 1, "half": 2, "quarter": 4}
 
 def base_width(arch: str) -> int:
     """Channels of ``arch``'s first stage at full width: 64 for ImageNet stems, 16 for CIFAR stems."""
-    return 64 if get_spec(arch).stem == "imagenet" else 16
+    return get_spec(arch).base_width
 
 
 def width_for(arch: str, factor: str) -> int | None:

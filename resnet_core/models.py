@@ -15,8 +15,12 @@ import torch
 from torch import nn
 
 from .blocks import BLOCK_TYPES, SHORTCUT_OPTIONS, STRIDE_PLACEMENTS, ResidualBlock, make_shortcut
+from .card import ModelCard
 
 STEMS = ("imagenet", "cifar")
+BASE_WIDTHS = {"imagenet": 64, "cifar": 16}  # the first stage's channels at full width, by stem
+# Top-level module names outside the stages (every other top-level name is in the head).
+STEM_MODULES = ("conv1", "bn1", "relu", "maxpool")
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,22 @@ class ArchSpec:
     @property
     def num_classes(self) -> int:
         return 1000 if self.stem == "imagenet" else 10
+
+    @property
+    def base_width(self) -> int:
+        """Channels of the first stage at full width: 64 for ImageNet stems, 16 for CIFAR stems."""
+        return BASE_WIDTHS[self.stem]
+
+    @property
+    def strides(self) -> tuple[int, ...]:
+        """Each stage's stride: 1 for the first, 2 for every later one."""
+        return tuple(1 if index == 0 else 2 for index in range(len(self.layers)))
+
+    def stage_widths(self, width: int | None = None) -> tuple[int, ...]:
+        """Each stage's output channels for a base ``width`` (default: the full base width)."""
+        base = self.base_width if width is None else int(width)
+        expansion = 1 if self.block == "basic" else 4
+        return tuple(base * 2**index * expansion for index in range(len(self.layers)))
 
 
 _HE2015 = "He et al. 2015, Deep Residual Learning for Image Recognition (arXiv:1512.03385)"
@@ -80,6 +100,18 @@ ARCHITECTURES: dict[str, ArchSpec] = {
         *(_cifar(n) for n in (3, 5, 7, 9, 18, 200)),
     ]
 }
+
+
+def _card_property(field_name: str) -> property:
+    """A ResNet attribute that reads and writes ``self.card.<field_name>``."""
+
+    def read(self: ResNet) -> Any:
+        return getattr(self.card, field_name)
+
+    def write(self: ResNet, value: Any) -> None:
+        setattr(self.card, field_name, value)
+
+    return property(read, write, doc=f"``self.card.{field_name}`` (see ``ModelCard``).")
 
 
 class ResNet(nn.Module):
@@ -120,6 +152,7 @@ class ResNet(nn.Module):
         zero_init_residual: bool = False,
     ) -> None:
         super().__init__()
+        self.card = ModelCard()
         if block not in BLOCK_TYPES:
             raise ValueError(f"block must be 'basic' or 'bottleneck', got {block!r}.")
         if stem not in STEMS:
@@ -134,7 +167,7 @@ class ResNet(nn.Module):
             raise ValueError(f"every stage needs at least one block, got {list(layers)}.")
         if num_classes < 1 or in_channels < 1:
             raise ValueError("num_classes and in_channels must be positive.")
-        width = width if width is not None else (64 if stem == "imagenet" else 16)
+        width = width if width is not None else BASE_WIDTHS[stem]
         if width < 1:
             raise ValueError(f"width must be a positive channel count, got {width}.")
 
@@ -216,8 +249,23 @@ class ResNet(nn.Module):
             self.inplanes = out_channels
         return nn.Sequential(*layers)
 
+    # The card's fields under the names they had as loose attributes (public since the first release).
+    arch_name = _card_property("arch")
+    arch_options = _card_property("arch_options")
+    arch_label = _card_property("label")
+    weights_id = _card_property("weights_id")
+    weights_label = _card_property("weights_label")
+    class_names = _card_property("class_names")
+    preprocessing = _card_property("preprocessing")
+    weights_notes = _card_property("notes")
+    checkpoint_meta = _card_property("checkpoint_meta")
+
     def stages(self) -> list[nn.Sequential]:
         return [getattr(self, f"layer{i + 1}") for i in range(self.num_stages)]
+
+    def stage_names(self) -> list[str]:
+        """``["stem", "layer1", ..., "layerN"]``, read from the feature info recorded while building."""
+        return [info["stage"] for info in self.feature_info]
 
     def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) image -> the first stage's input (N, width, H/4, W/4 ImageNet; H, W CIFAR)."""
@@ -269,6 +317,42 @@ def iter_blocks(model: nn.Module) -> list[tuple[str, ResidualBlock]]:
     return [(name, module) for name, module in model.named_modules() if isinstance(module, ResidualBlock)]
 
 
+# ----------------------------------------------------------------------------- the layout: one rule for all
+def _is_stage(top: str) -> bool:
+    return top.startswith("layer") and top[5:].isdigit() and int(top[5:]) >= 1
+
+
+def block_position(name: str) -> tuple[str, int | None]:
+    """(stage, block index) of a qualified module or parameter name: ``"layer2.3.conv1"`` -> ("layer2", 3),
+    ``"layer2"`` -> ("layer2", None), ``"conv1"``/``"bn1.weight"`` -> ("stem", None), ``"fc.bias"`` ->
+    ("head", None). The one rule every instrument uses to place a name in the network."""
+    parts = name.split(".")
+    if _is_stage(parts[0]):
+        index = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+        return parts[0], index
+    return ("stem" if parts[0] in STEM_MODULES else "head"), None
+
+
+def stage_of(name: str) -> str:
+    """The stage of a qualified name: ``"stem"``, ``"layer1"`` ... ``"layerN"`` or ``"head"``."""
+    return block_position(name)[0]
+
+
+def stage_names(model: nn.Module) -> list[str]:
+    """``["stem", "layer1", ..., "layerN"]``: the model's recorded feature info, or its blocks' stages."""
+    if isinstance(model, ResNet):
+        return model.stage_names()
+    return ["stem", *dict.fromkeys(stage_of(name) for name, _ in iter_blocks(model))]
+
+
+def stage_last_blocks(model: nn.Module) -> list[str]:
+    """The last block of each stage, e.g. ["layer1.1", "layer2.1", "layer3.1", "layer4.1"]."""
+    last: dict[str, str] = {}
+    for block_name, _ in iter_blocks(model):
+        last[stage_of(block_name)] = block_name
+    return list(last.values())
+
+
 def get_spec(name: str) -> ArchSpec:
     try:
         return ARCHITECTURES[name]
@@ -313,8 +397,8 @@ def build(name: str, *, seed: int | None = None, **options: Any) -> ResNet:
     kwargs: dict[str, Any] = {"num_classes": spec.num_classes, **spec.defaults, **options}
     model = instantiate(lambda: ResNet(spec.block, spec.layers, stem=spec.stem, groups=spec.groups,
                                        width_per_group=spec.width_per_group, **kwargs), seed)
-    model.arch_name = name
-    model.arch_options = dict(options)
+    model.card.arch, model.card.arch_options = name, dict(options)
+    model.card.label = display_name(name, options.get("residual", True))
     return model
 
 

@@ -34,6 +34,8 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
+from .card import ModelCard, card_of  # noqa: F401 - ModelCard: the type load_model fills
+
 # Checkpoints are read and written in ``checkpoints``; their names stay importable from here.
 from .checkpoints.architecture import (  # noqa: F401
     _BLOCK_KEY,
@@ -105,7 +107,7 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 # --------------------------------------------------------------------------------- what a model expects
 def preprocessing_for(model: nn.Module) -> Preprocessing:
     """``model.preprocessing`` when weights/checkpoint set it; else ImageNet 224 or CIFAR 32 by the stem."""
-    prep = getattr(model, "preprocessing", None)
+    prep = card_of(model).preprocessing
     if isinstance(prep, Preprocessing):
         return prep
     if isinstance(prep, Mapping):
@@ -120,7 +122,7 @@ def _num_classes(model: nn.Module) -> int:
 
 def class_names_for(model: nn.Module) -> list[str]:
     """Class names: from the weights/checkpoint if set, else ImageNet / CIFAR-10 names by class count."""
-    names = getattr(model, "class_names", None)
+    names = card_of(model).class_names
     count = _num_classes(model)
     if names is not None and (count == 0 or len(names) == count):
         return list(names)
@@ -309,8 +311,8 @@ TORCHVISION_OPTIONS = {"residual": True, "shortcut": "B", "stride_on": "3x3", "p
 
 def load_model(arch: str, options: Mapping[str, Any] | None = None, weights: str = "random", *,
                download: bool = True, progress: bool = True) -> nn.Module:
-    """The model for a sidebar choice, in eval mode, with ``class_names``, ``preprocessing``, ``weights_id``,
-    ``arch_label`` and ``weights_notes`` set.
+    """The model for a sidebar choice, in eval mode, its ``card`` (``ModelCard``) filled: label, weights id
+    and label, class names, preprocessing and notes.
 
     ``random``: ``build(arch, seed=0, **options)``. ``tv:<member>``: torchvision's architecture (the options
     that torchvision weights cannot have are overridden, and said so in ``weights_notes``). ``ckpt:<path>``:
@@ -324,7 +326,6 @@ def load_model(arch: str, options: Mapping[str, Any] | None = None, weights: str
         require_within_budget(estimate_memory(arch, "build", options=options if kind == "random" else {}))
     if kind == "random":
         model = build(arch, seed=0, **options)
-        model.arch_label, model.weights_notes = display_name(arch, options.get("residual", True)), []
     elif kind == "tv":
         member = _torchvision_member(arch, value)
         ignored = [f"{k}={options[k]!r}" for k, v in TORCHVISION_OPTIONS.items() if k in options and options[k] != v]
@@ -333,19 +334,17 @@ def load_model(arch: str, options: Mapping[str, Any] | None = None, weights: str
         model = build(arch, seed=0)
         load_state_dict_checked(model, load_torchvision_state_dict(arch, value, download=download,
                                                                    progress=progress), display_name(arch))
-        model.class_names = list(member.meta["categories"])
         transform = member.transforms()
-        model.preprocessing = Preprocessing(int(transform.resize_size[0]), int(transform.crop_size[0]),
-                                            tuple(transform.mean), tuple(transform.std))
-        model.arch_label = display_name(arch)
-        model.weights_notes = ([f"torchvision weights need the standard {display_name(arch)}: ignored "
-                                f"{', '.join(ignored)}"] if ignored else [])
+        model.card.class_names = list(member.meta["categories"])
+        model.card.preprocessing = Preprocessing(int(transform.resize_size[0]), int(transform.crop_size[0]),
+                                                 tuple(transform.mean), tuple(transform.std))
+        model.card.notes = ([f"torchvision weights need the standard {display_name(arch)}: ignored "
+                             f"{', '.join(ignored)}"] if ignored else [])
     else:
         # Only the runs and uploads folders: a weights id can come from a link (local callers that trust
         # their paths, like the CLI, use load_checkpoint_file).
         model = load_checkpoint_file(resolve_checkpoint_path(value))
-    model.weights_id = weights
-    model.weights_label = weights_label(weights)
+    model.card.weights_id, model.card.weights_label = weights, weights_label(weights)
     return model.eval()
 
 

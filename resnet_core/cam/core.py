@@ -12,7 +12,8 @@ from torch import nn
 
 from ..blocks import TAP_NAMES
 from ..hooks import preserved_state
-from ..models import iter_blocks
+from ..models import iter_blocks, stage_of
+from ..models import stage_last_blocks as models_stage_last_blocks
 from ..targets import Target
 
 NO_EVIDENCE = ("No positive evidence: the map is zero everywhere, so no region of the image raises this class's "
@@ -63,7 +64,7 @@ def layer_choices(model: nn.Module) -> list[str]:
     blocks = iter_blocks(model)
     stages: list[str] = []
     for block_name, block in blocks:
-        stage = block_name.split(".")[0]
+        stage = stage_of(block_name)
         if stage not in stages:
             stages.append(stage)
             choices.append(stage)
@@ -73,11 +74,9 @@ def layer_choices(model: nn.Module) -> list[str]:
 
 
 def stage_last_blocks(model: nn.Module) -> list[str]:
-    """The last block of each stage, e.g. ["layer1.1", "layer2.1", "layer3.1", "layer4.1"]."""
-    last: dict[str, str] = {}
-    for block_name, _ in iter_blocks(model):
-        last[block_name.split(".")[0]] = block_name
-    return list(last.values())
+    """The last block of each stage, e.g. ["layer1.1", "layer2.1", "layer3.1", "layer4.1"] (the models'
+    layout rule, re-exported here where the CAM code has always offered it)."""
+    return models_stage_last_blocks(model)
 
 
 def default_layer(model: nn.Module) -> str:

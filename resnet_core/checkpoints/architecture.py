@@ -75,7 +75,7 @@ class InferredArchitecture:
                                 "num_classes": self.num_classes}
         if self.in_channels != 3:
             opts["in_channels"] = self.in_channels
-        if spec is None or self.width != (64 if spec.stem == "imagenet" else 16):
+        if spec is None or self.width != spec.base_width:
             opts["width"] = self.width
         return opts
 
@@ -87,8 +87,7 @@ class InferredArchitecture:
                                            in_channels=self.in_channels, width=self.width, groups=self.groups,
                                            width_per_group=self.width_per_group, residual=self.residual,
                                            shortcut=self.shortcut, preact=self.preact), seed=0)
-        model.arch_name = "custom"
-        model.arch_options = {}
+        model.card.arch, model.card.arch_options, model.card.label = "custom", {}, self.label
         return model
 
     def build_meta(self) -> ResNet:
@@ -312,10 +311,8 @@ def _model_from_checkpoint(ckpt: Checkpoint) -> nn.Module:
     _fit_problems(skeleton.state_dict(), ckpt.state_dict, label)
     model = make(0)
     load_state_dict_checked(model, ckpt.state_dict, label)
-    model.class_names = ckpt.classes
+    card = model.card
+    card.class_names, card.label, card.notes, card.checkpoint_meta = ckpt.classes, label, notes, ckpt.meta
     if ckpt.preprocessing is not None:
-        model.preprocessing = ckpt.preprocessing
-    model.arch_label = label
-    model.weights_notes = notes
-    model.checkpoint_meta = ckpt.meta
+        card.preprocessing = ckpt.preprocessing
     return model.eval()

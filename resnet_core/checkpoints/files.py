@@ -26,8 +26,8 @@ def load_checkpoint_file(path: str | os.PathLike[str]) -> nn.Module:
     model = model_from_checkpoint(ckpt)
     require_rgb(model, ckpt.source)
     resolved = Path(path).resolve()
-    model.weights_id = f"ckpt:{resolved}"
-    model.weights_label = f"checkpoint {resolved.name}"  # weights.weights_label's words for a ckpt: id
+    model.card.weights_id = f"ckpt:{resolved}"
+    model.card.weights_label = f"checkpoint {resolved.name}"  # weights.weights_label's words for a ckpt: id
     return model.eval()
 
 

@@ -14,7 +14,7 @@ from torch import nn
 
 from ..describe import shortcut_kind
 from ..hooks import Taps, taps
-from ..models import iter_blocks
+from ..models import iter_blocks, stage_of
 from ..targets import Target
 from .layers import (
     LayerSpec,
@@ -166,7 +166,7 @@ def _path_row(index: int, name: str, block: nn.Module, paths: _PathTaps, grads: 
     branch = _or_zeros(g_branch.pop(name), paths.split_point[name])
     total_sq = torch.dot(total.reshape(-1), total.reshape(-1))
     row = {"block": name, "label": name, "block_index": index, "depth": index,
-           "stage": name.split(".")[0], "shortcut": shortcut_kind(block), "split_at": paths.split_at[name],
+           "stage": stage_of(name), "shortcut": shortcut_kind(block), "split_at": paths.split_at[name],
            "grad_norm": float(torch.linalg.vector_norm(_or_zeros(g_in.pop(name), paths.block_in[name]))),
            "total_norm": float(total_sq.sqrt()), "branch_norm": float(torch.linalg.vector_norm(branch))}
     if name in g_short:

@@ -12,9 +12,10 @@ import torch
 from torch import nn
 
 from ..blocks import PadShortcut, ResidualBlock, Tap
+from ..card import card_of
 from ..costs import estimate_memory, require_within_budget
 from ..hooks import preserved_state
-from ..models import display_name, iter_blocks
+from ..models import block_position, display_name, iter_blocks, stage_of
 from ..targets import Target, as_target, scalar_objective
 
 LayerSpec = str | Sequence[str]
@@ -41,7 +42,7 @@ def resolve_layers(model: nn.Module, layers: LayerSpec) -> list[str]:
         if layers == "blocks":
             names = [name for name, _ in iter_blocks(model)]
         elif layers == "stages":
-            names = [_stem_name(model)] + [n for n in modules if n.startswith("layer") and "." not in n]
+            names = [_stem_name(model)] + [n for n in modules if "." not in n and stage_of(n) not in ("stem", "head")]
         elif layers == "taps":
             names = [_stem_name(model)] + [n for n, m in modules.items() if isinstance(m, Tap)]
         elif any(ch in layers for ch in "*?["):
@@ -69,7 +70,7 @@ def _post_relu(model: nn.Module, name: str, module: nn.Module) -> bool:
         return True
     if isinstance(module, ResidualBlock):
         return not preact
-    if name.startswith("layer") and "." not in name:  # a stage ends with a block
+    if "." not in name and stage_of(name) not in ("stem", "head"):  # a stage ends with a block
         return not preact
     if name == "maxpool":
         return not preact
@@ -93,17 +94,12 @@ def _post_relu(model: nn.Module, name: str, module: nn.Module) -> bool:
 def _layer_info(model: nn.Module, name: str, module: nn.Module) -> dict[str, Any]:
     """Stage, block and tap of a qualified module name."""
     parts = name.split(".")
-    if parts[0].startswith("layer"):
-        stage = parts[0]
-    elif parts[0] in ("conv1", "bn1", "relu", "maxpool"):
-        stage = "stem"
-    else:
-        stage = "head"
-    block = ".".join(parts[:2]) if stage.startswith("layer") and len(parts) >= 2 else ""
+    stage, index = block_position(name)
+    block = f"{stage}.{index}" if index is not None else ""
     tap = parts[-1] if isinstance(module, Tap) else ""
     if isinstance(module, ResidualBlock):
         kind = "block"
-    elif stage.startswith("layer") and len(parts) == 1:
+    elif stage not in ("stem", "head") and len(parts) == 1:
         kind = "stage"
     elif isinstance(module, Tap):
         kind = "tap"
@@ -145,7 +141,7 @@ def _objective(model: nn.Module, inputs: torch.Tensor, target: int | Target | No
     return scalar_objective(as_target(target), model(inputs))
 
 def _net_label(model: nn.Module) -> str:
-    name = getattr(model, "arch_name", None)
+    name = card_of(model).arch
     residual = bool(getattr(model, "residual", True))
     if name is None:
         return "residual net" if residual else "plain net"

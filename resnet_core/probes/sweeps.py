@@ -9,6 +9,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ..card import card_of
 from ..costs import estimate_memory, scale_to_budget
 from ..models import build, display_name, get_spec
 from ..targets import LossTarget, Target, TopClassTarget
@@ -85,7 +86,7 @@ def depth_sweep(
             rows.append({"depth": int(depth), "arch": name, "residual": bool(res),
                          "label": display_name(name, bool(res)), "first_grad_norm": norms[0],
                          "last_grad_norm": norms[-1], "ratio": norms[0] / norms[-1] if norms[-1] else float("inf"),
-                         "batch": batch, "width": width if width is not None else (16 if family == "cifar" else 64),
+                         "batch": batch, "width": width if width is not None else get_spec(name).base_width,
                          "image_size": size})
     frame = pd.DataFrame(rows)
     frame.attrs["note"] = fitted.note
@@ -114,7 +115,7 @@ def shapes_batch(model: nn.Module, n: int = 16, seed: int = 0) -> tuple[torch.Te
     inputs = (shapes.images - mean) / std
     fc = getattr(model, "fc", None)
     classes = fc.out_features if isinstance(fc, nn.Linear) else 0
-    names = getattr(model, "class_names", None)
+    names = card_of(model).class_names
     target: Target = TopClassTarget()
     if names is not None and set(SHAPES_CLASSES) <= set(names) and len(names) == classes:
         index = {name: i for i, name in enumerate(names)}

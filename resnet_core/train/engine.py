@@ -19,7 +19,7 @@ from torch.utils.data import DistributedSampler
 from ..checkpoints.format import make_checkpoint  # the checkpoint format is defined once
 from ..costs import estimate_race, require_within_budget
 from ..data import ImageData, ShapesSet, load_splits
-from ..models import build, count_params
+from ..models import build, count_params, stage_of
 from .config import (
     FINAL_WINDOW,
     RaceConfig,
@@ -60,14 +60,7 @@ def stage_groups(model: nn.Module) -> dict[str, list[nn.Parameter]]:
     """Parameters by stage: "stem" (first conv/BN), "layer1".."layerN", "head" (final BN, fc)."""
     groups: dict[str, list[nn.Parameter]] = {}
     for name, param in model.named_parameters():
-        top = name.split(".", 1)[0]
-        if top.startswith("layer"):
-            key = top
-        elif top in ("conv1", "bn1"):
-            key = "stem"
-        else:
-            key = "head"
-        groups.setdefault(key, []).append(param)
+        groups.setdefault(stage_of(name), []).append(param)
     order = ["stem", *sorted(k for k in groups if k.startswith("layer")), "head"]
     return {k: groups[k] for k in order if k in groups}
 
@@ -148,7 +141,6 @@ class Race:
     def _make_racer(self, spec: RacerSpec) -> Racer:
         options = spec.build_options(self.config.width, len(self.classes))
         model = build(spec.arch, seed=self.config.seed, **options).to(self.device)
-        model.arch_name = spec.arch
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         train_model: nn.Module = model

@@ -23,7 +23,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "resnet_core"
 # weights fit which net) reads checkpoints and weights ids, so it stands with the instruments.
 FLOORS: dict[str, int] = {
     # 0: settings, errors and the primitives every other module stands on
-    "settings": 0, "errors": 0, "hooks": 0, "state": 0, "blocks": 0, "targets": 0, "heavy": 0,
+    "settings": 0, "errors": 0, "hooks": 0, "state": 0, "blocks": 0, "targets": 0, "heavy": 0, "card": 0,
     # 1: the networks and the data
     "models": 1, "data": 1,
     # 2: what a model is (shapes, costs) and what an image becomes
