@@ -1,16 +1,12 @@
-"""Grad-CAM and friends through Captum, overlays, and the checks that the maps are right.
+"""Grad-CAM and friends, faithfulness scores, overlays, and the checks that the maps are right.
 
-``explain(model, image, target, layer, method)`` is the one call shape for every method:
-
-``"gradcam"``
-    Captum's ``LayerGradCam`` at any named layer (block, stage or tap point): channel weights are the
-    spatially mean-pooled gradients of the target at that layer, the map is ReLU(sum of weight x
-    activation), bilinearly upsampled to the input (Selvaraju et al. 2017);
-``"guided_gradcam"``
-    Captum's ``GuidedGradCam``: guided backpropagation times the upsampled Grad-CAM map (pixel-sharp);
-``"integrated_gradients"``
-    Captum's ``IntegratedGradients`` on the input pixels from a black-mean baseline (Sundararajan et al.
-    2017); ``layer`` is ignored.
+``explain(model, image, target, layer, method)`` is the one call shape for every method (``METHODS``):
+Grad-CAM (Captum's ``LayerGradCam``), Guided Grad-CAM and integrated gradients (Captum), and, written on one
+tapped pass through the layer, Grad-CAM++, XGrad-CAM, HiResCAM, LayerCAM, Eigen-CAM and Score-CAM (each agrees
+with the ``grad-cam`` package to Pearson >= 0.99; see ``methods``). ``faithfulness(model, image, explanations)``
+scores maps on the user's image (deletion/insertion AUC, average drop, increase in confidence) and
+``trust_sentence`` says which to trust; ``method_checks`` runs the pointing game and the randomisation cascade
+for every method.
 
 Instrument rules (../shared/DESIGN.md): every call holds the model's lock through ``preserved_state``
 (train/eval flags, ``requires_grad`` and parameter ``.grad`` restored), Captum differentiates with
@@ -18,8 +14,9 @@ Instrument rules (../shared/DESIGN.md): every call holds the model's lock throug
 change weights (the randomisation cascade) work on a private deep copy, never on the shared model.
 
 The package: ``methods`` (the registry behind ``explain``: one class per method), ``core`` (the Explanation, layer
-choices, the target wrapper), ``overlays`` (colours, overlay, files) and ``checks`` (pointing game,
-randomisation cascade, the Shapes localisation check). Every name is importable from ``resnet_core.cam``.
+choices, the target wrapper), ``overlays`` (colours, overlay, files), ``faithfulness`` (scores on one image) and
+``checks`` (pointing game, randomisation cascade, the Shapes localisation check, both per method). Every name
+is importable from ``resnet_core.cam``.
 
 Localisation is proven two ways: the pointing game on held-out Shapes images with object masks, against
 the chance of hitting the mask at random, and the model-randomisation cascade of Adebayo et al. (2018).
@@ -29,10 +26,12 @@ from .checks import (
     SHAPES_CHECK,
     LocalisationReport,
     PointingResult,
+    cam_batch,
     cascade_steps,
     direct_gradcam,
     gradcam_batch,
     localisation_check,
+    method_checks,
     pointing_game,
     pointing_tolerance,
     randomization_cascade,
@@ -50,6 +49,7 @@ from .core import (
     stage_last_blocks,
 )
 from .core import _TargetModel as _TargetModel  # the tests drive Captum with it directly
+from .faithfulness import faithfulness, faithfulness_passes, trust_sentence
 from .methods import (
     LAYER_METHODS,
     METHODS,
@@ -65,17 +65,18 @@ from .overlays import COLORMAPS, colorize, colormap_lut, heatmap_npy, heatmap_pn
 
 __all__ = [
     "COLORMAPS",
-    "LAYER_METHODS",
-    "METHODS",
-    "NO_EVIDENCE",
-    "REGISTRY",
-    "SCORECAM_BATCH",
-    "SHAPES_CHECK",
     "CamError",
     "CamMethod",
     "Explanation",
+    "LAYER_METHODS",
     "LocalisationReport",
+    "METHODS",
+    "NO_EVIDENCE",
     "PointingResult",
+    "REGISTRY",
+    "SCORECAM_BATCH",
+    "SHAPES_CHECK",
+    "cam_batch",
     "cascade_steps",
     "colorize",
     "colormap_lut",
@@ -83,12 +84,15 @@ __all__ = [
     "direct_gradcam",
     "explain",
     "explain_layers",
+    "faithfulness",
+    "faithfulness_passes",
     "gradcam_batch",
     "heatmap_npy",
     "heatmap_png",
     "image_png",
     "layer_choices",
     "localisation_check",
+    "method_checks",
     "overlay",
     "pointing_game",
     "pointing_tolerance",
@@ -100,4 +104,5 @@ __all__ = [
     "shapes_examples",
     "stage_last_blocks",
     "train_shapes_model",
+    "trust_sentence",
 ]

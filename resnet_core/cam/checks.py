@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ from ..costs import estimate_memory, require_within_budget, scale_to_budget
 from ..hooks import model_lock, preserved_state, taps
 from ..targets import ClassTarget
 from .core import CamError, _check_image, _gradcam_raw, _normalise, _TargetModel, resolve_layer
+from .methods import METHODS, REGISTRY
 from .overlays import overlay
 
 
@@ -37,6 +39,41 @@ def gradcam_batch(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, 
             chunk_labels = labels[start:start + batch_size]
             target = _LabelTarget(chunk_labels) if chunk_labels.numel() > 1 else ClassTarget(int(chunk_labels[0]))
             maps.append(_gradcam_raw(_TargetModel(model, target), chunk, module)[1])
+    return torch.cat(maps)
+
+
+def cam_batch(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, layer: str | None = None,
+              method: str = "gradcam", batch_size: int = 64) -> torch.Tensor:
+    """Any registered method's maps (N, H, W), unnormalised, for a batch of images and their class labels.
+
+    ``"gradcam"`` is ``gradcam_batch``; every other method runs its ``attribute`` on chunks of ``batch_size``
+    images (scaled to the memory budget), under the model's lock with its state restored, without gradients
+    where the method needs none.
+    """
+    if method == "gradcam":
+        return gradcam_batch(model, images, labels, layer, batch_size)
+    runner = REGISTRY.get(method)
+    if runner is None:
+        raise CamError(f"Unknown method '{method}'; choose one of {', '.join(METHODS)}.")
+    _check_image(images)
+    _, module = resolve_layer(model, layer) if runner.uses_layer else (None, None)
+    size = tuple(images.shape[1:])
+    cost = runner.fit_budget(runner.estimate(model, size))
+    if runner.own_batching:  # integrated gradients and Score-CAM batch their own passes: one image at a time
+        batch_size = 1
+    else:
+        batch_size = scale_to_budget(estimate_memory(model, runner.cost_task or method, image_size=size,
+                                                     batch=max(1, min(batch_size, images.shape[0]))),
+                                     "batch").request["batch"]
+    maps = []
+    with preserved_state(model, train=False), torch.set_grad_enabled(runner.needs_gradient):
+        for start in range(0, images.shape[0], batch_size):
+            chunk = images[start:start + batch_size].detach().clone()
+            chunk_labels = labels[start:start + batch_size]
+            # One image: a class target, which also holds for the scaled copies integrated gradients stacks.
+            target = _LabelTarget(chunk_labels) if chunk_labels.numel() > 1 else ClassTarget(int(chunk_labels[0]))
+            wrapped = _TargetModel(model, target)
+            maps.append(runner.attribute(wrapped, chunk, module, cost=cost, ig_steps=16)[0].detach())
     return torch.cat(maps)
 
 
@@ -93,9 +130,11 @@ def pointing_tolerance(image_size: int) -> int:
 
 
 def pointing_game(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, masks: torch.Tensor,
-                  layer: str | None = None, tolerance: int | None = None) -> PointingResult:
-    """Does the Grad-CAM peak for the true class fall on the object? (the pointing game, Grad-CAM paper 6.1)
+                  layer: str | None = None, tolerance: int | None = None, method: str = "gradcam"
+                  ) -> PointingResult:
+    """Does the map's peak for the true class fall on the object? (the pointing game, Grad-CAM paper 6.1)
 
+    ``method``: any name from ``METHODS`` (default Grad-CAM).
     ``images`` normalised (N, 3, H, W); ``labels`` (N,); ``masks`` bool (N, H, W). A hit is a peak within
     ``tolerance`` pixels of the mask (default ``pointing_tolerance(H)``: the paper's 15 px at 224, scaled).
     A map with no positive evidence has no peak and counts as a miss. Chance is the share of the image
@@ -107,7 +146,7 @@ def pointing_game(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, 
     if tolerance < 0:
         raise CamError(f"The tolerance must be zero or more pixels, got {tolerance}.")
     layer_name, _ = resolve_layer(model, layer)
-    maps = gradcam_batch(model, images, labels, layer_name)
+    maps = cam_batch(model, images, labels, layer_name, method)
     with preserved_state(model, train=False), torch.no_grad():
         predicted = torch.cat([model(images[i:i + 256]).argmax(1) for i in range(0, images.shape[0], 256)])
     # "Within tolerance of the mask" = inside the mask dilated by a (2t+1)-square: a max-pool does it exactly.
@@ -173,8 +212,9 @@ def _spearman(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def randomization_cascade(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, layer: str | None = None,
-                          seed: int = 0, keep_maps: int = 0) -> pd.DataFrame:
-    """Adebayo et al. 2018: randomise weights from the top layer down and compare Grad-CAM with the trained map.
+                          seed: int = 0, keep_maps: int = 0, method: str = "gradcam") -> pd.DataFrame:
+    """Adebayo et al. 2018: randomise weights from the top layer down and compare the map (``method``, default
+    Grad-CAM) with the trained model's.
 
     Works on a private deep copy (the given, possibly shared, model is never changed). For each cumulative
     step ("trained", then fc, last stage, ..., stem) returns one row: step, randomised modules, the mean
@@ -186,7 +226,7 @@ def randomization_cascade(model: nn.Module, images: torch.Tensor, labels: torch.
     with model_lock(model):
         private = copy.deepcopy(model)
     private.eval()
-    maps = gradcam_batch(private, images, labels, layer_name)
+    maps = cam_batch(private, images, labels, layer_name, method)
     trained = maps
     rows: list[dict[str, Any]] = []
 
@@ -204,7 +244,37 @@ def randomization_cascade(model: nn.Module, images: torch.Tensor, labels: torch.
         for name in names:
             _randomise_(modules[name], seed + 1000 * (offset + 1))
         done += names
-        record(step, list(done), gradcam_batch(private, images, labels, layer_name))
+        record(step, list(done), cam_batch(private, images, labels, layer_name, method))
+    return pd.DataFrame(rows)
+
+
+def method_checks(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, masks: torch.Tensor,
+                  methods: list[str] | tuple[str, ...] | None = None, layer: str | None = None,
+                  cascade_images: int = 8, seed: int = 0,
+                  progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
+    """The pointing game and the randomisation cascade for every method (default: all registered), one row each.
+
+    Columns: method, label, pointing (hit rate), chance, pointing_vs_chance, then the mean rank correlation with
+    the trained map once the head and the last stage are randomised (``cascade_top``) and once everything is
+    (``cascade_all``). A trustworthy method scores well above chance and falls towards 0 in the cascade.
+    ``progress(done, total)`` after each method.
+    """
+    chosen = list(methods or METHODS)
+    unknown = [m for m in chosen if m not in REGISTRY]
+    if unknown:
+        raise CamError(f"Unknown method '{unknown[0]}'; choose one of {', '.join(METHODS)}.")
+    layer_name, _ = resolve_layer(model, layer)
+    rows = []
+    for index, method in enumerate(chosen):
+        pointing = pointing_game(model, images, labels, masks, layer_name, method=method)
+        cascade = randomization_cascade(model, images[:cascade_images], labels[:cascade_images], layer_name,
+                                        seed=seed, method=method)
+        rows.append({"method": method, "label": METHODS[method], "pointing": pointing.hit_rate,
+                     "chance": pointing.chance, "pointing_vs_chance": pointing.hit_rate - pointing.chance,
+                     "cascade_top": float(cascade.iloc[2]["rank_correlation"]),
+                     "cascade_all": float(cascade.iloc[-1]["rank_correlation"])})
+        if progress is not None:
+            progress(index + 1, len(chosen))
     return pd.DataFrame(rows)
 
 

@@ -54,6 +54,7 @@ class CamMethod(abc.ABC):
     uses_layer: ClassVar[bool] = True
     needs_gradient: ClassVar[bool] = True  # False: ``explain`` runs it under torch.no_grad()
     reports_progress: ClassVar[bool] = False  # True: ``attribute`` takes ``progress=`` (many forward passes)
+    own_batching: ClassVar[bool] = False  # True: it batches its own passes; batches of images go one at a time
     cost_task: ClassVar[str | None] = None  # the ``estimate_memory`` task that costs it; None: its own name
 
     def estimate(self, model: nn.Module, image_size: tuple[int, ...], *, ig_steps: int = 16,
@@ -119,6 +120,7 @@ class IntegratedGradients(CamMethod):
 
     name, label = "integrated_gradients", "Integrated gradients (input)"
     uses_layer = False
+    own_batching = True
 
     def fit_budget(self, estimate: MemoryEstimate) -> MemoryEstimate:
         return scale_to_budget(estimate, "ig_chunk")
@@ -302,6 +304,7 @@ class ScoreCam(CamMethod):
     name, label = "scorecam", "Score-CAM"
     needs_gradient = False
     reports_progress = True
+    own_batching = True
     cost_task = "forward"
 
     def estimate(self, model: nn.Module, image_size: tuple[int, ...], *, ig_steps: int = 16,
