@@ -1,0 +1,64 @@
+"""Cost of a loss-landscape surface against the bare forward passes it needs, timed in the same process.
+
+A ``steps`` x ``steps`` surface of ResNet-56 (width 16, 32 px, a fixed batch of 256 images, CPU, eval) against
+``steps``² bare no-grad forwards of the same batch on the same model. Target (issue 14): ratio <= 1.2, i.e. a
+surface costs one forward of the batch per grid point and nothing else (the perturbed weights are built on
+the fly and run through ``torch.func.functional_call`` on a private copy).
+
+Full size (the issue's figure): python benchmarks/bench_landscape.py           (21x21, batch 256: minutes)
+Reduced (a 2-core laptop shared with others): python benchmarks/bench_landscape.py --steps 7 --batch 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from resnet_core import build, landscape
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", default="resnet56")
+    parser.add_argument("--width", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=21)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--size", type=int, default=32)
+    args = parser.parse_args()
+
+    model = build(args.arch, seed=0, width=args.width).eval()
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(args.batch, 3, args.size, args.size, generator=gen)
+    y = torch.randint(0, 10, (args.batch,), generator=gen)
+    points = args.steps * args.steps
+    with torch.no_grad():
+        model(x)  # warm-up
+    # The memory costing profiles the architecture once per process (a meta-device pass, then cached):
+    # reported on its own, as it is not part of the per-pass cost.
+    start = time.perf_counter()
+    landscape.estimate(model, x.shape)
+    costing = time.perf_counter() - start
+
+    def bare(forwards: int) -> float:
+        start = time.perf_counter()
+        with torch.no_grad():
+            for _ in range(forwards):
+                model(x)
+        return time.perf_counter() - start
+
+    # The surface between two halves of the baseline, so a change in machine load hits both alike.
+    base = bare(points // 2)
+    start = time.perf_counter()
+    grid = landscape.surface(model, x, y, steps=args.steps, seed=0)
+    cand = time.perf_counter() - start
+    base += bare(points - points // 2)
+    ratio = cand / base
+    print(f"{args.steps}x{args.steps} surface of {args.arch} (width {args.width}, {args.size} px, batch "
+          f"{args.batch}, CPU, {torch.get_num_threads()} threads): {points} bare forwards {base:.1f} s, surface "
+          f"{cand:.1f} s, ratio {ratio:.3f} (target <= 1.2); first costing {costing:.2f} s; loss {grid['loss'].min():.3f} to {grid['loss'].max():.3f}")
+
+
+if __name__ == "__main__":
+    main()

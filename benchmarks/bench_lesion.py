@@ -1,0 +1,63 @@
+"""Cost of a lesion study against the forward passes it needs, timed in the same process.
+
+``lesion_study`` of ResNet-56 (width 16, 32 px, a fixed batch of 256 images, CPU, eval) needs one forward of
+the full model and one per removable block (27 + 1 = 28); the baseline is that many bare no-grad forwards of
+the same batch on the same model. Target (issue 14): ratio <= 1.2.
+
+Full size: python benchmarks/bench_lesion.py                 (about 30 s on a quiet 2-core laptop)
+Reduced:   python benchmarks/bench_lesion.py --batch 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from resnet_core import build, lesion
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", default="resnet56")
+    parser.add_argument("--width", type=int, default=16)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--plain", action="store_true", help="the plain twin (fewer removable blocks)")
+    args = parser.parse_args()
+
+    model = build(args.arch, seed=0, width=args.width, residual=not args.plain).eval()
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(args.batch, 3, args.size, args.size, generator=gen)
+    y = torch.randint(0, 10, (args.batch,), generator=gen)
+    passes = 1 + int(lesion.block_table(model)["removable"].sum())
+    with torch.no_grad():
+        model(x)  # warm-up
+    # The memory costing profiles the architecture once per process (a meta-device pass, then cached):
+    # reported on its own, as it is not part of the per-pass cost.
+    start = time.perf_counter()
+    lesion.estimate(model, x.shape)
+    costing = time.perf_counter() - start
+
+    def bare(forwards: int) -> float:
+        start = time.perf_counter()
+        with torch.no_grad():
+            for _ in range(forwards):
+                model(x)
+        return time.perf_counter() - start
+
+    # The study between two halves of the baseline, so a change in machine load hits both alike.
+    base = bare(passes // 2)
+    start = time.perf_counter()
+    study = lesion.lesion_study(model, x, y)
+    cand = time.perf_counter() - start
+    base += bare(passes - passes // 2)
+    ratio = cand / base
+    print(f"lesion study of {'plain ' if args.plain else ''}{args.arch} (width {args.width}, {args.size} px, batch "
+          f"{args.batch}, CPU, {torch.get_num_threads()} threads): {passes} bare forwards {base:.2f} s, study "
+          f"{cand:.2f} s, ratio {ratio:.3f} (target <= 1.2); first costing {costing:.2f} s; {len(study)} blocks")
+
+
+if __name__ == "__main__":
+    main()
