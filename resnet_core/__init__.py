@@ -9,6 +9,7 @@ from .cam import (
     pointing_game,
     randomization_cascade,
 )
+from .card import ModelCard
 from .describe import block_comparison, block_table, count_macs, describe, stage_table, twin_comparison
 from .errors import WeightsError
 from .images import ImageError, Preprocessing, decode_image, preprocess, sample_images
@@ -28,6 +29,7 @@ __all__ = [
     "BasicBlock",
     "Bottleneck",
     "ImageError",
+    "ModelCard",
     "PreActBasicBlock",
     "PreActBottleneck",
     "Preprocessing",
