@@ -26,24 +26,39 @@ def stage_figure(stages: pd.DataFrame) -> go.Figure:
 
 
 def layer_figure(layers: pd.DataFrame) -> go.Figure:
-    """Params and MACs of every layer that holds weights (from ``describe``), coloured by stage, in order."""
+    """Params and MACs of every layer that holds weights (from ``describe``), coloured by stage, in order.
+
+    Up to ``style.MANY_BARS`` layers: vertical bars in two rows. More: horizontal bars in two columns, one
+    labelled row per layer (first layer on top), instead of dozens of tiny rotated labels.
+    """
     rows = layers[layers["params"] > 0]
     stage_order = list(dict.fromkeys(rows["stage"]))
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
-                        subplot_titles=("Parameters per layer", "Multiply-accumulates per layer"))
+    horizontal = len(rows) > style.MANY_BARS
+    titles = ("Parameters per layer", "Multiply-accumulates per layer")
+    if horizontal:
+        fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.04, subplot_titles=titles)
+    else:
+        fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08, subplot_titles=titles)
     for stage in stage_order:
         mine = rows[rows["stage"] == stage]
         color = style.stage_color(stage)
         text = [f"{m} ({k}, {i} -> {o})" for m, k, i, o in
                 zip(mine["module"], mine["kind"], mine["input_shape"], mine["output_shape"], strict=True)]
-        fig.add_bar(x=list(mine["module"]), y=list(mine["params"]), name=stage, legendgroup=stage,
-                    marker_color=color, hovertext=text, hovertemplate="%{hovertext}<br>%{y:,} params<extra></extra>",
-                    row=1, col=1)
-        fig.add_bar(x=list(mine["module"]), y=list(mine["macs"]), name=stage, legendgroup=stage,
-                    showlegend=False, marker_color=color, hovertext=text,
-                    hovertemplate="%{hovertext}<br>%{y:,} MACs<extra></extra>", row=2, col=1)
-    fig.update_xaxes(showticklabels=len(rows) <= 80, tickangle=-60, row=2, col=1)
-    return style.layout(fig, 520, bargap=0.1)
+        for panel, (column, unit) in enumerate((("params", "params"), ("macs", "MACs")), start=1):
+            where = {"row": 1, "col": panel} if horizontal else {"row": panel, "col": 1}
+            names, values = list(mine["module"]), list(mine[column])
+            axes = {"y": names, "x": values, "orientation": "h"} if horizontal else {"x": names, "y": values}
+            value = "%{x:,}" if horizontal else "%{y:,}"
+            fig.add_bar(**axes, name=stage, legendgroup=stage, showlegend=panel == 1, marker_color=color,
+                        hovertext=text, hovertemplate=f"%{{hovertext}}<br>{value} {unit}<extra></extra>", **where)
+    if horizontal:
+        fig.update_yaxes(autorange="reversed", dtick=1, row=1, col=1)
+        style.layout(fig, style.ROW_HEIGHT * len(rows) + 140, bargap=0.15, legend=style.LEGEND_ABOVE)
+        # Layer names are the one place a smaller tick size keeps one name per row (set after the defaults).
+        fig.update_yaxes(tickfont={"size": 13}, row=1, col=1)
+        return fig
+    fig.update_xaxes(tickangle=-45, row=2, col=1)
+    return style.layout(fig, 560, bargap=0.1)
 
 
 def twin_figure(twin: pd.DataFrame) -> go.Figure:
@@ -118,14 +133,19 @@ def model_list_figure(models: pd.DataFrame, highlight: str | None = None) -> go.
     fig = go.Figure()
     for family in dict.fromkeys(models["family"]):
         mine = models[models["family"] == family]
-        fig.add_scatter(x=list(mine["macs"]), y=list(mine["params"]), mode="markers+text", name=family,
-                        text=list(mine["label"]), textposition="top center", marker={"size": 10},
+        # Unlabelled points (a dozen names side by side overlap on a projector): the name is in the hover and
+        # the table below; only the chosen net is written on the chart.
+        fig.add_scatter(x=list(mine["macs"]), y=list(mine["params"]), mode="markers", name=family,
+                        hovertext=list(mine["label"]), marker={"size": 12},
                         customdata=list(mine["name"]),
-                        hovertemplate="%{text}<br>%{y:,} params<br>%{x:,} MACs<extra></extra>")
+                        hovertemplate="%{hovertext}<br>%{y:,} params<br>%{x:,} MACs<extra></extra>")
     if highlight is not None and highlight in set(models["name"]):
         row = models[models["name"] == highlight].iloc[0]
-        fig.add_scatter(x=[row["macs"]], y=[row["params"]], mode="markers", name="chosen", customdata=[highlight],
-                        marker={"size": 22, "color": style.TRANSPARENT, "line": {"width": 3, "color": style.INK}},
+        fig.add_scatter(x=[row["macs"]], y=[row["params"]], mode="markers+text", name="chosen",
+                        customdata=[highlight], text=[str(row["label"])], textposition="middle right",
+                        textfont={"size": style.TITLE_SIZE, "color": style.INK},
+                        marker={"size": 24, "color": style.TRANSPARENT, "line": {"width": 3, "color": style.INK}},
                         hoverinfo="skip")
-    return style.layout(fig, 420, top=20, xaxis={"type": "log", "title": "multiply-accumulates (native input size)"},
-                        yaxis={"type": "log", "title": "parameters"})
+    return style.layout(fig, 440, top=20, xaxis={"type": "log", "title": "multiply-accumulates (native input size)",
+                                                  "exponentformat": "SI"},
+                        yaxis={"type": "log", "title": "parameters", "exponentformat": "SI"})

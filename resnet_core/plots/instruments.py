@@ -2,7 +2,8 @@
 ``resnet_core.probes`` (the pages and the notebook call the same builders).
 
 Frames that compare two nets carry a ``net`` column (the display label, e.g. "ResNet-56" / "Plain-56") and a
-``residual`` column; residual nets are drawn in blue, plain twins in red, everywhere (see ``style``).
+``residual`` column; residual nets are drawn in blue solid lines, plain twins in red dashed ones, everywhere
+(``style.net_line``).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def activation_depth_figure(stats: pd.DataFrame) -> go.Figure:
         for row, (column, title) in enumerate(panels, start=1):
             fig.add_scatter(
                 x=list(rows["depth"]), y=list(rows[column]), mode="lines+markers", name=label, legendgroup=label,
-                showlegend=row == 1, line={"color": _net_color(residual)}, marker={"size": 5},
+                showlegend=row == 1, line=style.net_line(residual), marker={"size": 5},
                 customdata=list(rows["label"]),
                 hovertemplate=f"{label} %{{customdata}}<br>{title}: %{{y:.4g}}<extra></extra>",
                 row=row, col=1)
@@ -78,7 +79,7 @@ def feature_map_figure(maps: FeatureMaps, sample: int = 0, columns: int = 8) -> 
     count = tiles.shape[0]
     cols = min(columns, count)
     rows = math.ceil(count / cols)
-    titles = [f"ch {c} (mean {m:.2f})" for c, m in zip(maps.channels, maps.channel_means, strict=True)]
+    titles = [f"ch {c} (mean {style.fmt_value(m)})" for c, m in zip(maps.channels, maps.channel_means, strict=True)]
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.01,
                         vertical_spacing=0.08 if rows > 1 else 0.0)
     for i in range(count):
@@ -90,8 +91,8 @@ def feature_map_figure(maps: FeatureMaps, sample: int = 0, columns: int = 8) -> 
     for i in range(count):  # square pixels in every tile
         suffix = "" if i == 0 else str(i + 1)
         fig.layout[f"yaxis{suffix}"].scaleanchor = f"x{suffix}"
-    fig.update_annotations(font_size=10)
-    return style.layout(fig, 150 * rows + 40)
+    fig.update_annotations(font_size=13)
+    return style.layout(fig, 160 * rows + 40)
 
 
 def depth_strip_figure(stats: pd.DataFrame, selected: str | None = None) -> go.Figure:
@@ -122,7 +123,7 @@ def gradient_norm_figure(grads: pd.DataFrame) -> go.Figure:
     fig = go.Figure()
     for label, residual, rows in _nets(grads):
         fig.add_scatter(x=list(rows["block_index"]), y=list(rows["grad_norm"]), mode="lines+markers", name=label,
-                        line={"color": _net_color(residual)}, customdata=list(rows["block"]),
+                        line=style.net_line(residual), customdata=list(rows["block"]),
                         hovertemplate=f"{label} %{{customdata}}<br>|grad| %{{y:.3g}}<extra></extra>")
     values = [v for v in grads["grad_norm"] if v > 0]
     decades = math.log10(max(values) / min(values)) if values else 0.0
@@ -133,25 +134,39 @@ def gradient_norm_figure(grads: pd.DataFrame) -> go.Figure:
         ticks = [m * 10.0**e for e in range(low, high + 1) for m in (1, 2, 5)
                  if min(values) / 2 <= m * 10.0**e <= max(values) * 2]
         fig.update_yaxes(tickmode="array", tickvals=ticks, ticktext=[f"{t:g}" for t in ticks])
-    else:
-        fig.update_yaxes(dtick=1)
+    else:  # whole decades, fewer of them on a very wide axis
+        fig.update_yaxes(dtick=style.log_dtick(values), exponentformat="power")
     fig.update_xaxes(title_text="block (input side left, output side right)")
     return style.layout(fig, 380, legend=style.LEGEND_ABOVE)
 
 
 def path_split_figure(split: pd.DataFrame) -> go.Figure:
     """Per block, the shortcut and branch parts of the input gradient as stacked bars. Each bar is the part's
-    component along the total gradient as a share of it (``shortcut_share`` + ``branch_share`` = 100%)."""
+    component along the total gradient as a share of it (``shortcut_share`` + ``branch_share`` = 100%).
+    More than ``style.MANY_BARS`` blocks: horizontal bars, one labelled row per block, first block on top."""
     rows = split[split["shortcut"] != "none"]
     fig = go.Figure()
-    fig.add_bar(x=list(rows["block"]), y=list(rows["shortcut_share"] * 100), name="through the shortcut",
-                marker_color=SHORTCUT_COLOR, customdata=np.stack([rows["shortcut_norm"], rows["shortcut"]], 1),
-                hovertemplate="%{x}: %{y:.1f}% (|g| %{customdata[0]:.3g}, %{customdata[1]})<extra></extra>")
-    fig.add_bar(x=list(rows["block"]), y=list(rows["branch_share"] * 100), name="through the residual branch",
-                marker_color=BRANCH_COLOR, customdata=np.stack([rows["branch_norm"]], 1),
-                hovertemplate="%{x}: %{y:.1f}% (|g| %{customdata[0]:.3g})<extra></extra>")
+    horizontal = len(rows) > style.MANY_BARS
+    blocks = list(rows["block"])
+    parts = (("shortcut_share", "through the shortcut", SHORTCUT_COLOR,
+              np.stack([rows["shortcut_norm"], rows["shortcut"]], 1), "(|g| %{customdata[0]:.3g}, %{customdata[1]})"),
+             ("branch_share", "through the residual branch", BRANCH_COLOR, np.stack([rows["branch_norm"]], 1),
+              "(|g| %{customdata[0]:.3g})"))
+    for column, name, color, custom, detail in parts:
+        share = list(rows[column] * 100)
+        if horizontal:
+            fig.add_bar(y=blocks, x=share, orientation="h", name=name, marker_color=color, customdata=custom,
+                        hovertemplate=f"%{{y}}: %{{x:.1f}}% {detail}<extra></extra>")
+        else:
+            fig.add_bar(x=blocks, y=share, name=name, marker_color=color, customdata=custom,
+                        hovertemplate=f"%{{x}}: %{{y:.1f}}% {detail}<extra></extra>")
+    value_title, block_title = "share of the block-input gradient (%)", "block"
+    if horizontal:
+        return style.layout(fig, max(380, style.ROW_HEIGHT * len(rows) + 120), barmode="relative",
+                            legend=style.LEGEND_ABOVE, xaxis_title=value_title,
+                            yaxis={"title": block_title, "autorange": "reversed", "dtick": 1})
     return style.layout(fig, 380, barmode="relative", legend=style.LEGEND_ABOVE,
-                        yaxis_title="share of the block-input gradient (%)", xaxis_title="block")
+                        yaxis_title=value_title, xaxis_title=block_title)
 
 
 def depth_sweep_figure(sweep: pd.DataFrame) -> go.Figure:
@@ -164,10 +179,11 @@ def depth_sweep_figure(sweep: pd.DataFrame) -> go.Figure:
             continue
         name = "residual (ResNet)" if residual else "plain (no shortcuts)"
         fig.add_scatter(x=list(rows["depth"]), y=list(rows["ratio"]), mode="lines+markers+text", name=name,
-                        line={"color": _net_color(residual)}, text=[f"{r:.3g}" for r in rows["ratio"]],
+                        line=style.net_line(residual), text=[style.fmt_value(r) for r in rows["ratio"]],
                         textposition="bottom center" if residual else "top center", customdata=list(rows["label"]),
                         hovertemplate="%{customdata}: first/last = %{y:.3g}<extra></extra>")
     fig.add_hline(y=1, line_dash="dot", line_color=style.GUIDE)
-    fig.update_yaxes(type="log", title_text="|grad| first block / |grad| last block")
+    fig.update_yaxes(type="log", title_text="|grad| first block / |grad| last block",
+                     dtick=style.log_dtick(list(sweep["ratio"]) + [1.0]), exponentformat="power")
     fig.update_xaxes(title_text="depth (weighted layers)", tickvals=sorted(set(sweep["depth"])))
     return style.layout(fig, 400, legend=style.LEGEND_ABOVE)

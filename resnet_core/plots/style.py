@@ -2,7 +2,8 @@
 
 Meaning decides colour, everywhere:
 
-- a residual net is blue and its plain twin red (deeper nets of a kind in darker shades of the same hue);
+- a residual net is blue and solid, its plain twin red and dashed (deeper nets of a kind in darker shades of the
+  same hue); ``net_line`` gives both, so a line reads the same on every page and in black-and-white print;
 - a stage has one colour wherever it appears, looked up by its module name (``stem``, ``layer1`` ...,
   ``head``), never by its position in a table, so a chart that starts at ``layer1`` agrees with one that
   starts at the stem;
@@ -60,10 +61,70 @@ CATEGORICAL = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#eeca3b",
 MARGIN = {"t": 40, "b": 10, "l": 10, "r": 10}
 LEGEND_ABOVE = {"orientation": "h", "y": 1.1}
 
+# Projector-readable text (a class reads these from the back of a room): sizes in px, one dark ink. Set on the
+# figure itself, so they win over the light-grey tick labels of Streamlit's chart theme.
+FONT_SIZE = 16
+TICK_SIZE = 15
+TITLE_SIZE = 18
+TEXT_COLOR = INK
+GRID_COLOR = "#d9d9d9"
+FONT: dict[str, Any] = {"size": FONT_SIZE, "color": TEXT_COLOR}
+TICK_FONT: dict[str, Any] = {"size": TICK_SIZE, "color": TEXT_COLOR}
+# Plotly's "decimal, thousands" characters: 214,546 and 0.5.
+SEPARATORS = ".,"
+# A chart with more blocks (or layers) than this draws its bars horizontally: one readable label per row
+# instead of dozens of tiny rotated ones.
+MANY_BARS = 20
+# Pixels per horizontal bar row, and the most ticks a log axis carries.
+ROW_HEIGHT = 18
+MAX_LOG_TICKS = 8
+
+PLAIN_DASH = "dash"
+RESIDUAL_DASH = "solid"
+
 
 def net_color(residual: bool) -> str:
     """Blue for a residual net, red for its plain twin."""
     return RESIDUAL if residual else PLAIN
+
+
+def net_line(residual: bool, **extra: Any) -> dict[str, Any]:
+    """A net's line: blue solid for a residual net, red dashed for its plain twin (plus ``extra``)."""
+    return {"color": net_color(residual), "dash": RESIDUAL_DASH if residual else PLAIN_DASH, **extra}
+
+
+def fmt_count(value: float) -> str:
+    """A count with thousands separators: 214546 -> "214,546"."""
+    return f"{round(value):,}"
+
+
+def fmt_value(value: float) -> str:
+    """A measured value for a label: 3 significant digits, thousands separators once it is 1,000 or more
+    (8327069.5 -> "8,327,070"; 0.01234 -> "0.0123"), scientific beyond 1e12 or below 1e-3."""
+    magnitude = abs(value)
+    if value != value or magnitude == float("inf"):
+        return str(value)
+    if magnitude >= 1e12 or 0 < magnitude < 1e-3:
+        return f"{value:.2e}"
+    if magnitude >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
+
+
+def fmt_points(points: float) -> str:
+    """A difference of two percentages, in percentage points: 0.497 (a share) -> "+49.7 pp"."""
+    return f"{points * 100:+.1f} pp"
+
+
+def log_dtick(values: Any) -> int:
+    """Decades per tick on a log axis spanning ``values``, so it carries at most ``MAX_LOG_TICKS`` ticks."""
+    import math
+
+    positive = [float(v) for v in values if v is not None and float(v) > 0 and math.isfinite(float(v))]
+    if not positive:
+        return 1
+    decades = math.log10(max(positive)) - math.log10(min(positive))
+    return max(1, math.ceil((decades + 1) / MAX_LOG_TICKS))
 
 
 def stage_color(stage: str) -> str:
@@ -79,7 +140,20 @@ def stage_color(stage: str) -> str:
 
 def layout(fig: go.Figure, height: int, *, top: int = MARGIN["t"], bottom: int = MARGIN["b"],
            **options: Any) -> go.Figure:
-    """Apply the shared defaults (margins, colour order for unstyled series) plus ``options``; returns ``fig``."""
+    """Apply the shared defaults plus ``options``; returns ``fig``.
+
+    Defaults: margins, colour order for unstyled series, projector-readable fonts in one dark ink (titles,
+    ticks, legend, hover, subplot titles that set no size of their own), thousands separators.
+    """
     margin = {**MARGIN, "t": top, "b": bottom}
-    fig.update_layout(height=height, margin=margin, colorway=list(CATEGORICAL), **options)
+    fig.update_layout(height=height, margin=margin, colorway=list(CATEGORICAL), font=FONT, separators=SEPARATORS,
+                      legend_font=FONT, hoverlabel_font_size=FONT_SIZE, title_font={"size": TITLE_SIZE,
+                                                                                     "color": TEXT_COLOR})
+    fig.update_layout(**options)
+    axis = {"tickfont": TICK_FONT, "title_font": FONT, "gridcolor": GRID_COLOR}
+    fig.update_xaxes(**axis)
+    fig.update_yaxes(**axis)
+    for note in fig.layout.annotations:
+        note.font.color = note.font.color or TEXT_COLOR
+        note.font.size = note.font.size or FONT_SIZE
     return fig

@@ -51,9 +51,15 @@ from .gradients import (
     split_summary,
 )
 from .layers import (
+    BN_MODE_SENTENCES,
+    BN_MODES,
     NAMED_SETS,
+    BatchStatsError,
     LayerSpec,
+    bn_train_flag,
+    default_bn_mode,
     instrumented,
+    require_batch_for_stats,
     resolve_layers,
 )
 from .sweeps import (
@@ -67,6 +73,12 @@ from .sweeps import (
 )
 
 __all__ = [
+    "BN_MODES",
+    "BN_MODE_SENTENCES",
+    "BatchStatsError",
+    "bn_train_flag",
+    "default_bn_mode",
+    "require_batch_for_stats",
     "CHANNEL_RULE",
     "CIFAR_DEPTHS",
     "DEFAULT_BINS",

@@ -24,6 +24,7 @@ from .layers import (
     _tag,
     _within_budget,
     instrumented,
+    require_batch_for_stats,
     resolve_layers,
 )
 
@@ -281,9 +282,11 @@ def activation_profile(
     """Run one forward pass of ``inputs`` (N, C, H, W) under ``record_activations`` and return the recording.
 
     ``train=False`` (default) uses batch-norm running statistics, as the model predicts; ``train=True`` uses
-    the batch's own statistics (running statistics are restored afterwards). Options go to
-    ``record_activations``. Costed first: BudgetError (nothing run) when over the memory budget.
+    the batch's own statistics (running statistics are restored afterwards); that needs at least two images
+    (BatchStatsError otherwise, nothing run). Options go to ``record_activations``. Costed first: BudgetError
+    (nothing run) when over the memory budget.
     """
+    require_batch_for_stats(model, inputs, train)
     _within_budget(model, "activations", inputs)
     with instrumented(model, train=train):
         with record_activations(model, layers, keep, **options) as rec, torch.no_grad():
@@ -312,7 +315,8 @@ def compare_activations(
     Returns (stats, histograms) as in ``ActivationRecording``, each with ``net`` (display label, or ``labels``)
     and ``residual`` columns in front, ``model``'s rows first.
     """
-    for net in (model, twin):  # both costed before either runs
+    for net in (model, twin):  # both checked and costed before either runs
+        require_batch_for_stats(net, inputs, train)
         _within_budget(net, "activations", inputs)
     stats, hists = [], []
     for index, net in enumerate((model, twin)):

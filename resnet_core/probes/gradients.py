@@ -26,6 +26,7 @@ from .layers import (
     _tag,
     _within_budget,
     instrumented,
+    require_batch_for_stats,
     resolve_layers,
 )
 
@@ -45,6 +46,7 @@ def gradient_norms(
     Columns: layer, label, depth, stage, block, block_index, tap, kind, activation_grad_norm,
     activation_grad_rms (norm / sqrt(numel)), param_count, param_norm, param_grad_norm (NaN without parameters).
     """
+    require_batch_for_stats(model, inputs, train)
     _within_budget(model, "gradient_norms", inputs)
     names = resolve_layers(model, layers)
     modules = dict(model.named_modules())
@@ -218,6 +220,7 @@ def path_gradients(
     blocks = iter_blocks(model)
     if not blocks:
         raise ValueError("This model has no residual blocks to split the gradient at.")
+    require_batch_for_stats(model, inputs, train)
     _within_budget(model, "path_gradients", inputs)
     paths = _PathTaps()
     with instrumented(model, train=train, grads=False), taps(model, hold=False) as tapped:
@@ -243,7 +246,8 @@ def compare_path_gradients(
     stacked, with ``net`` (display label, or ``labels``) and ``residual`` columns in front."""
     frames = []
     nets = [model] if twin is None else [model, twin]
-    for net in nets:  # both costed before either runs
+    for net in nets:  # both checked and costed before either runs
+        require_batch_for_stats(net, inputs, train)
         _within_budget(net, "path_gradients", inputs)
     for index, net in enumerate(nets):
         frames.append(_tag(path_gradients(net, inputs, target, train=train), net, labels[index] if labels else None))
@@ -279,6 +283,7 @@ def _or_zeros(grad: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
 def block_input_grad_norms(model: nn.Module, inputs: torch.Tensor, target: int | Target | None,
                            *, train: bool | None = True) -> list[float]:
     """The norm of the target's gradient at every block input (forward order), one backward, no weight grads."""
+    require_batch_for_stats(model, inputs, train)
     _within_budget(model, "block_gradients", inputs)
     blocks = iter_blocks(model)
 

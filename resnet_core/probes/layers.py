@@ -21,6 +21,48 @@ from ..targets import Target, as_target, scalar_objective
 LayerSpec = str | Sequence[str]
 NAMED_SETS = ("blocks", "stages", "taps")
 
+# How batch norm normalises during an instrument's forward pass. "batch": each channel by the batch's own mean
+# and variance, as in training (running statistics untouched: snapshotted and written back); "running": by the
+# stored running statistics, as the model predicts (at initialisation mean 0 and variance 1, so batch norm does
+# nothing and a deep random net's signal can grow without bound).
+BN_MODES = {"batch": "Batch statistics (as in training)", "running": "Running statistics (inference)"}
+BN_MODE_SENTENCES = {
+    "batch": "batch norm normalises each channel by this batch's own mean and variance, as in training (the "
+             "running statistics are left untouched)",
+    "running": "batch norm uses its stored running statistics, as the model predicts; at initialisation they are "
+               "mean 0 and variance 1, so it does nothing and a deep net's signal is not rescaled",
+}
+
+
+class BatchStatsError(ValueError):
+    """Batch statistics asked for on a batch of one image: batch norm's statistics would be meaningless."""
+
+
+def default_bn_mode(trained: bool) -> str:
+    """"running" for trained weights (they were trained to be used so), "batch" for a random initialisation,
+    whose running statistics (mean 0, variance 1) normalise nothing."""
+    return "running" if trained else "batch"
+
+
+def bn_train_flag(mode: str) -> bool:
+    """The ``train=`` flag an instrument takes for a batch-norm mode of ``BN_MODES``."""
+    if mode not in BN_MODES:
+        raise ValueError(f"The batch-norm mode must be one of {', '.join(BN_MODES)}, not {mode!r}.")
+    return mode == "batch"
+
+
+def require_batch_for_stats(model: nn.Module, inputs: torch.Tensor, train: bool | None) -> None:
+    """Raise BatchStatsError when batch norm would run on batch statistics (``train``, or the model's own flags
+    when None) over fewer than two images: torch answers a batch of one with "Expected more than 1 value per
+    channel" where a map is 1x1, and elsewhere the statistics of one image are meaningless."""
+    runs_training = train if train is not None else any(m.training for m in model.modules())
+    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    if runs_training and has_bn and isinstance(inputs, torch.Tensor) and inputs.dim() >= 1 and inputs.shape[0] < 2:
+        raise BatchStatsError(
+            "Batch statistics need a batch of at least two images: with one image, batch norm would normalise "
+            "each channel by that image's own mean and variance, which means nothing. Use a batch of two or "
+            "more, or running statistics.")
+
 # ------------------------------------------------------------------------------------------ layer addressing
 
 
