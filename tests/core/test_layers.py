@@ -30,8 +30,8 @@ FLOORS: dict[str, int] = {
     "describe": 2, "costs": 2, "images": 2,
     # 3: checkpoints, read and written
     "checkpoints": 3,
-    # 4: weights: torchvision, downloads, load_model
-    "weights": 4,
+    # 4: weights: torchvision, downloads, load_model; demo: the embedded Shapes checkpoints (each lazily uses the other)
+    "weights": 4, "demo": 4,
     # 5: the instruments, the engine, and which weights fit which net (fit)
     "probes": 5, "cam": 5, "train": 5, "lesson": 5, "landscape": 5, "lesion": 5, "fit": 5,
     # 6: jobs and run folders
@@ -206,3 +206,31 @@ def test_the_engine_and_the_weights_import_no_runs_and_no_cli(unit):
     assert not reached & {"cli", "runs"}, f"{unit} imports {sorted(reached & {'cli', 'runs'})}"
     if unit == "settings":
         assert reached <= {"settings"}, f"settings imports {sorted(reached - {'settings'})}"
+
+
+# ------------------------------------------------------------------------------------------- room sizes
+MAX_MODULE_LINES = 600
+MAX_FUNCTION_LINES = 90
+ROOT = PACKAGE.parent
+
+
+def _python_files() -> list[Path]:
+    folders = [ROOT / "resnet_core", ROOT / "app", ROOT / "pages"]
+    return sorted(p for folder in folders for p in folder.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def test_no_module_is_too_big_to_read() -> None:
+    too_big = {str(p.relative_to(ROOT)): n for p in _python_files()
+               if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES}
+    assert not too_big, f"modules over {MAX_MODULE_LINES} lines: {too_big}"
+
+
+def test_no_function_is_too_long_to_read() -> None:
+    too_long = []
+    for path in _python_files():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    too_long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({lines} lines)")
+    assert not too_long, f"functions over {MAX_FUNCTION_LINES} lines: {too_long}"
