@@ -1,0 +1,82 @@
+"""Plotly figures for the lesion study, built from the DataFrames of ``resnet_core.lesion``.
+
+Frames that hold several nets carry a ``net`` column (the display label) and a ``residual`` column, as in
+``plots.instruments``; residual nets are blue, plain twins red (see ``style``). Downsampling blocks are drawn
+hatched and named on the axis with a mark, as in Veit et al.'s Fig. 4.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from . import style
+
+DOWNSAMPLING_MARK = " ↓"  # appended to a downsampling block's name on the axis
+
+
+def _nets(frame: pd.DataFrame) -> list[tuple[str, bool, pd.DataFrame]]:
+    """(label, residual, rows) per net, residual first."""
+    out = [(str(net), bool(rows["residual"].iloc[0]), rows) for net, rows in frame.groupby("net", sort=False)]
+    return sorted(out, key=lambda item: not item[1])
+
+
+def study_figure(studies: pd.DataFrame, *, chance: float | None = None) -> go.Figure:
+    """Accuracy after removing each block, one bar per block and net (columns net, residual, block,
+    downsampling, removable, accuracy, full_accuracy); the full net's accuracy dashed in its colour, chance
+    dotted. A block that cannot be removed (a plain block that changes the shape) is labelled, with no bar."""
+    fig = go.Figure()
+    order: list[str] = []
+    for block in studies["block"]:
+        if block not in order:
+            order.append(block)
+    down = set(studies[studies["downsampling"].astype(bool)]["block"])
+    names = {b: b + (DOWNSAMPLING_MARK if b in down else "") for b in order}
+    for label, residual, rows in _nets(studies):
+        color = style.net_color(residual)
+        rows = rows.set_index("block").reindex(order)
+        removable = rows["removable"].fillna(False).astype(bool)
+        fig.add_bar(
+            x=[names[b] for b in order], y=[float(v) if ok else 0.0 for v, ok in zip(rows["accuracy"], removable,
+                                                                                       strict=True)],
+            name=f"{label}: one block removed", marker={"color": color,
+                                                         "pattern": {"shape": ["/" if b in down else "" for b in
+                                                                               order]}},
+            text=["" if ok else "not removable" for ok in removable], textposition="outside",
+            customdata=[[float(a) if ok else float("nan"), float(g) if ok else float("nan")]
+                        for a, g, ok in zip(rows["accuracy"], rows["agreement"], removable, strict=True)],
+            hovertemplate=f"{label} without %{{x}}<br>accuracy %{{customdata[0]:.1%}}<br>agrees with the full "
+                          f"net on %{{customdata[1]:.1%}}<extra></extra>")
+        full = float(rows["full_accuracy"].dropna().iloc[0])
+        fig.add_hline(y=full, line={"color": color, "dash": "dash"},
+                      annotation_text=f"{label}, all blocks: {full:.0%}", annotation_position="top left")
+    if chance is not None:
+        fig.add_hline(y=chance, line={"color": style.GUIDE, "dash": "dot"}, annotation_text=f"chance {chance:.0%}",
+                      annotation_position="bottom right")
+    return style.layout(fig, 380, top=30, barmode="group", legend=style.LEGEND_ABOVE,
+                        xaxis_title="block removed (↓ downsampling, hatched)",
+                        yaxis={"title": "accuracy", "range": [0, 1.05], "tickformat": ".0%"})
+
+
+def curve_figure(curves: pd.DataFrame, *, chance: float | None = None) -> go.Figure:
+    """Mean accuracy against the number of blocks removed together (columns net, residual, removed, accuracy,
+    full_accuracy), with the spread over the sampled sets as error bars (min to max); k = 0 is the full net."""
+    fig = go.Figure()
+    for label, residual, rows in _nets(curves):
+        stats = rows.groupby("removed")["accuracy"].agg(["mean", "min", "max"]).reset_index()
+        full = float(rows["full_accuracy"].iloc[0])
+        x = [0, *stats["removed"]]
+        mean = [full, *stats["mean"]]
+        fig.add_scatter(
+            x=x, y=mean, mode="lines+markers", name=label,
+            line={"color": style.net_color(residual), "dash": "solid" if residual else "dash"},
+            error_y={"type": "data", "symmetric": False, "array": [0.0, *(stats["max"] - stats["mean"])],
+                     "arrayminus": [0.0, *(stats["mean"] - stats["min"])], "color": style.net_color(residual)},
+            hovertemplate=f"{label}, %{{x}} blocks removed: mean accuracy %{{y:.1%}}<extra></extra>")
+    if chance is not None:
+        fig.add_hline(y=chance, line={"color": style.GUIDE, "dash": "dot"}, annotation_text=f"chance {chance:.0%}",
+                      annotation_position="bottom right")
+    return style.layout(fig, 340, top=30, legend=style.LEGEND_ABOVE, xaxis={"title": "blocks removed together",
+                                                                              "dtick": 1},
+                        yaxis={"title": "accuracy (mean over sampled sets)", "range": [0, 1.05],
+                               "tickformat": ".0%"})
