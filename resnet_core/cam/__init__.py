@@ -49,7 +49,7 @@ from .core import (
     stage_last_blocks,
 )
 from .core import _TargetModel as _TargetModel  # the tests drive Captum with it directly
-from .faithfulness import faithfulness, faithfulness_passes, trust_sentence
+from .faithfulness import MethodComparison, compare_methods, faithfulness, faithfulness_passes, trust_sentence
 from .methods import (
     LAYER_METHODS,
     METHODS,
@@ -58,6 +58,7 @@ from .methods import (
     CamMethod,
     explain,
     explain_layers,
+    layer_channels,
     register,
     scorecam_passes,
 )
@@ -70,6 +71,7 @@ __all__ = [
     "Explanation",
     "LAYER_METHODS",
     "LocalisationReport",
+    "MethodComparison",
     "METHODS",
     "NO_EVIDENCE",
     "PointingResult",
@@ -79,6 +81,7 @@ __all__ = [
     "cam_batch",
     "cascade_steps",
     "colorize",
+    "compare_methods",
     "colormap_lut",
     "default_layer",
     "direct_gradcam",
@@ -90,6 +93,7 @@ __all__ = [
     "heatmap_npy",
     "heatmap_png",
     "image_png",
+    "layer_channels",
     "layer_choices",
     "localisation_check",
     "method_checks",

@@ -23,8 +23,9 @@ lock with its state restored. Ties in a map are broken by pixel order (a stable 
 
 from __future__ import annotations
 
-import math
+import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -34,7 +35,7 @@ from torch import nn
 
 from ..costs import estimate_memory, scale_to_budget
 from ..hooks import preserved_state
-from .core import CamError, Explanation, _check_image
+from .core import CamError, Explanation, _check_image, resolve_layer
 
 Progress = Callable[[int, int], None]
 BASELINES = ("zero", "blur")
@@ -46,7 +47,7 @@ def blurred(image: torch.Tensor, size: int = 11, nsig: float = 5.0) -> torch.Ten
     """RISE's insertion start: its Gaussian kernel (``size`` taps covering +-``nsig`` standard deviations, the
     reference code's gkern(11, 5)), applied per channel, with replicated borders."""
     edges = torch.linspace(-nsig, nsig, size + 1, dtype=torch.float64)
-    cdf = 0.5 * (1 + torch.erf(edges / math.sqrt(2)))
+    cdf = 0.5 * (1 + torch.erf(edges / 2 ** 0.5))
     kernel = (cdf[1:] - cdf[:-1]).float().to(image.device)
     kernel = kernel / kernel.sum()
     channels = image.shape[1]
@@ -182,3 +183,64 @@ def trust_sentence(table: pd.DataFrame, labels: Mapping[str, str] | None = None)
             sentence += f", {name(runner_up['method'])} within 0.01 of it"
         sentence += f"; least faithful: {name(worst['method'])} at {worst['auc_difference']:+.2f}"
     return sentence + ")."
+
+
+@dataclass
+class MethodComparison:
+    """Every method on one image, class and layer: the maps, each method's time, the ranking and the verdict."""
+
+    explanations: dict[str, Explanation]
+    seconds: dict[str, float]
+    table: pd.DataFrame  # faithfulness's columns (without the curves), plus label and seconds, best first
+    sentence: str
+    layer: str | None
+    class_index: int
+    class_name: str = ""
+    notes: list[str] = field(default_factory=list)
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # method -> (deletion, insertion)
+
+
+def compare_methods(model: nn.Module, image: torch.Tensor, target: int | None = None, layer: str | None = None,
+                    methods: Sequence[str] | None = None, *, class_names: Sequence[str] | None = None,
+                    steps: int = 20, batch_size: int = 32, progress: Callable[[str, int, int], None] | None = None
+                    ) -> MethodComparison:
+    """Explain one image with every method (default: all of ``METHODS``) for the same class and layer, time
+    each, score every map with ``faithfulness`` and rank them.
+
+    ``target`` None explains the top-1 class (fixed once, so every method explains the same class).
+    ``progress(stage, done, total)``: stage is a method name while it runs (Score-CAM reports its passes), then
+    "faithfulness" while the maps are scored. Methods without a layer (integrated gradients) ignore ``layer``.
+    """
+    from .methods import METHODS, explain
+
+    chosen = list(methods or METHODS)
+    unknown = [m for m in chosen if m not in METHODS]
+    if unknown:
+        raise CamError(f"Unknown method '{unknown[0]}'; choose one of {', '.join(METHODS)}.")
+    if not chosen:
+        raise CamError("Choose at least one method to compare.")
+    _check_image(image)
+    layer, _ = resolve_layer(model, layer)
+    if target is None:
+        with preserved_state(model, train=False), torch.no_grad():
+            target = int(model(image.detach()).argmax(dim=1)[0])
+    explanations: dict[str, Explanation] = {}
+    seconds: dict[str, float] = {}
+    for index, method in enumerate(chosen):
+        if progress is not None:
+            progress(method, index, len(chosen))
+        report = (lambda done, total, m=method: progress(m, done, total)) if progress is not None else None
+        started = time.perf_counter()
+        explanations[method] = explain(model, image, target, layer, method, class_names=class_names,
+                                       batch_size=batch_size, progress=report)
+        seconds[method] = time.perf_counter() - started
+    scored = faithfulness(model, image, list(explanations.values()), target, steps=steps, batch_size=batch_size,
+                          progress=(lambda done, total: progress("faithfulness", done, total)) if progress else None)
+    curves = {row.method: (row.deletion_curve, row.insertion_curve) for row in scored.itertuples()}
+    scored = scored.drop(columns=["deletion_curve", "insertion_curve"])
+    scored.insert(1, "label", [METHODS[m] for m in scored["method"]])
+    scored.insert(2, "seconds", [seconds[m] for m in scored["method"]])
+    first = next(iter(explanations.values()))
+    notes = sorted({note for e in explanations.values() for note in e.notes})
+    return MethodComparison(explanations, seconds, scored, trust_sentence(scored, METHODS), layer=layer,
+                            class_index=target, class_name=first.class_name, notes=notes, curves=curves)

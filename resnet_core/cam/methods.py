@@ -414,3 +414,17 @@ def explain_layers(model: nn.Module, image: torch.Tensor, target: int | Target |
     """The same explanation at several layers (default: the last block of each stage), shallow to deep."""
     return [explain(model, image, target, name, method, class_names=class_names)
             for name in (layers or stage_last_blocks(model))]
+
+
+def layer_channels(model: nn.Module, layer: str | None = None, image_size: tuple[int, ...] = (3, 64, 64)) -> int:
+    """The channel count of ``layer``'s output (Score-CAM runs one forward pass per channel), found on meta
+    stand-ins for the weights: nothing of the model's size is allocated and its state is untouched."""
+    _, module = resolve_layer(model, layer)
+    stand_ins = {k: torch.empty_like(v, device="meta") for k, v in [*model.named_parameters(), *model.named_buffers()]}
+    with taps(model, train=False) as tapped, torch.no_grad():
+        kept = tapped.record(module)
+        torch.func.functional_call(model, stand_ins, (torch.zeros((1, *image_size), device="meta"),))
+    output = next(iter(kept.values()), None)
+    if output is None or output.dim() != 4:
+        raise CamError("This layer has no spatial (N, C, h, w) output; choose a block or a tap point.")
+    return int(output.shape[1])

@@ -151,3 +151,25 @@ def test_blur_baseline_is_rise_kernel():
     out = cam.faithfulness.__globals__["blurred"](image)
     assert out.sum().item() == pytest.approx(3.0, abs=1e-5)  # mass kept
     assert out[0, 0, 10, 10] == out[0, 0].max() and out[0, 0, 10, 5] > 0 and out[0, 0, 10, 4] == 0  # 11 taps
+
+
+def test_compare_methods_explains_one_class_with_every_method_and_ranks_them():
+    model = resnet_core.build("resnet20", seed=0, width=4).eval()
+    image = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    stages = []
+    result = cam.compare_methods(model, image, None, None, class_names=[f"c{i}" for i in range(10)], steps=4,
+                                 progress=lambda stage, done, total: stages.append(stage))
+    with torch.no_grad():
+        top = int(model(image).argmax())
+    assert result.class_index == top and result.class_name == f"c{top}" and result.layer == "layer3.2"
+    assert list(result.explanations) == list(cam.METHODS)
+    assert all(e.class_index == top for e in result.explanations.values())
+    assert set(result.table["method"]) == set(cam.METHODS) and result.table["rank"].tolist() == list(range(1, 10))
+    assert result.table["label"].tolist() == [cam.METHODS[m] for m in result.table["method"]]
+    assert (result.table["seconds"] > 0).all()
+    assert result.sentence == cam.trust_sentence(result.table, cam.METHODS)
+    assert stages[0] == "gradcam" and stages[-1] == "faithfulness" and "scorecam" in stages
+    # The maps are the single explanations', so the page's grid and its single view agree.
+    single = cam.explain(model, image, top, "layer3.2", "xgradcam")
+    assert np.array_equal(result.explanations["xgradcam"].heatmap, single.heatmap)
+    assert count_hooks(model) == 0 and all(p.grad is None for p in model.parameters())
