@@ -13,11 +13,13 @@ from explorer_ui.heavy_notice import queue_notice
 from explorer_ui.image_source import ImageSourceKeys, pick_image
 from explorer_ui.keys import choice_key
 from explorer_ui.sidebar import ModelChoice, current_choice, get_model
+from explorer_ui.url_params import ACT_BATCHES, ACT_SHAPES_COUNT, take_settings, write_settings
 from explorer_ui.weights_picker import effective_weights
+from PIL import Image
 
 from resnet_core.data import make_shapes
 from resnet_core.heavy import heavy_slot
-from resnet_core.images import preprocess
+from resnet_core.images import sample_images, to_pil
 from resnet_core.plots.instruments import (
     activation_depth_figure,
     depth_strip_figure,
@@ -25,12 +27,18 @@ from resnet_core.plots.instruments import (
     histogram_heatmap,
 )
 from resnet_core.probes import (
+    BN_MODE_SENTENCES,
+    BN_MODES,
     DEFAULT_BINS,
     DEFAULT_HIST_RANGE,
     MAX_HIST_VALUES,
+    BatchStatsError,
     FeatureMaps,
     activation_profile,
+    bn_train_flag,
     compare_activations,
+    default_bn_mode,
+    image_batch,
     spread_summary,
 )
 from resnet_core.settings import BudgetError
@@ -38,31 +46,40 @@ from resnet_core.weights import preprocessing_for
 
 MAX_CHANNELS = 16
 MAX_SIDE = 32
-SHAPES_COUNT = 24
 SOURCES = {"photo": "Sample photo", "shapes": "Shapes sample", "upload": "Upload"}
 IMAGE_KEYS = ImageSourceKeys(source="act_source", photo="act_photo", shape="act_shape", upload="act_upload")
+SETTINGS = ("act_source", "act_photo", "act_shape", "act_batch", "act_bn", "act_layer")
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _strip(key: tuple, image_key: str, _choice: ModelChoice, _x: torch.Tensor
+def _strip(key: tuple, image_key: str, batch: int, bn: str, _choice: ModelChoice, _x: torch.Tensor
            ) -> tuple[pd.DataFrame, dict[str, FeatureMaps]]:
     model = get_model(_choice)
     with heavy_slot("activations"):
-        rec = activation_profile(model, _x, "taps", keep="maps", max_channels=MAX_CHANNELS, max_side=MAX_SIDE)
+        rec = activation_profile(model, _x, "taps", keep="maps", max_channels=MAX_CHANNELS, max_side=MAX_SIDE,
+                                 train=bn_train_flag(bn))
     return rec.stats(), rec.maps
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _compare(key: tuple, image_key: str, labels: tuple[str, str], _choice: ModelChoice, _twin: ModelChoice,
-             _x: torch.Tensor) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _compare(key: tuple, image_key: str, batch: int, bn: str, labels: tuple[str, str], _choice: ModelChoice,
+             _twin: ModelChoice, _x: torch.Tensor) -> tuple[pd.DataFrame, pd.DataFrame]:
     model, twin = get_model(_choice), get_model(_twin)
     with heavy_slot("activations of the twin"):
-        return compare_activations(model, twin, _x, "blocks", labels=labels)
+        return compare_activations(model, twin, _x, "blocks", labels=labels, train=bn_train_flag(bn))
 
 
 @st.cache_data(show_spinner=False)
 def _shapes(size: int):
-    return make_shapes(SHAPES_COUNT, image_size=size, seed=0)
+    return make_shapes(ACT_SHAPES_COUNT, image_size=size, seed=0)
+
+
+@st.cache_resource(show_spinner=False)
+def _companions() -> list[tuple[str, Image.Image]]:
+    """The images that keep the chosen one company in a batch: the sample photos, then the Shapes images."""
+    pool = _shapes(64)
+    return ([(f"photo:{name}", image) for name, image in sample_images().items()]
+            + [(f"shapes:{i}", to_pil(pool.images, i)) for i in range(len(pool.labels))])
 
 
 def _step(offset: int, layers: list[str]) -> None:
@@ -79,27 +96,53 @@ def _strip_clicked() -> None:
 
 
 choice = current_choice()
+linked = take_settings(SETTINGS)  # a shared link's page settings, on the session's first run only
 st.title(f"Activations of {choice.label}")
-st.markdown("Every tap point of every block, on one image: the feature maps of a layer you pick, and how "
-            "mean, spread and the share of switched-off units evolve with depth in this net and its twin.")
+st.markdown("Every tap point of every block, on a batch led by the image you pick: the feature maps of a layer "
+            "you pick, and how mean, spread and the share of switched-off units evolve with depth in this net and "
+            "its twin.")
 
-picked = pick_image(IMAGE_KEYS, {kind: kind for kind in SOURCES}, label="Input", labels=SOURCES,
-                    photo_label="Photo (bundled with scikit-image)", shapes=lambda: _shapes(64),
-                    shapes_title="Shapes image", fallback_photo="chelsea")
-image, image_key, image_label = picked.image, picked.key, picked.label
 # A checkpoint holds one trained net; its twin is compared at initialisation (and labelled so).
 twin_choice = replace(choice.twin(), weights="random")
 trained = effective_weights(choice.weights, choice.name, choice.options()) != "random"
+# Batch norm's default follows the weights: a new kind of weights resets it, a link's choice wins.
+if st.session_state.get("_act_bn_trained") != trained:
+    st.session_state["_act_bn_trained"] = trained
+    if "act_bn" not in linked:
+        st.session_state["act_bn"] = default_bn_mode(trained)
+if st.session_state.get("act_bn") not in BN_MODES:
+    st.session_state["act_bn"] = default_bn_mode(trained)
+if st.session_state.get("act_batch") not in ACT_BATCHES:
+    st.session_state["act_batch"] = 4 if choice.spec.stem == "imagenet" else 8
+
+source_col, bn_col = st.columns([1, 1])
+with source_col:
+    picked = pick_image(IMAGE_KEYS, {kind: kind for kind in SOURCES}, label="Input", labels=SOURCES,
+                        photo_label="Photo (bundled with scikit-image)", shapes=lambda: _shapes(64),
+                        shapes_title="Shapes image", fallback_photo="chelsea")
+with bn_col:
+    bn = st.segmented_control("Batch norm", list(BN_MODES), key="act_bn", format_func=BN_MODES.get) or \
+        default_bn_mode(trained)
+    batch = st.select_slider("Batch size", list(ACT_BATCHES), key="act_batch",
+                             help="The chosen image first, then the sample photos and Shapes images. Statistics "
+                                  "are over the whole batch; the feature maps are the chosen image's.")
+    why = ("random weights: their running statistics (mean 0, variance 1) would normalise nothing" if not trained
+           else "trained weights: their running statistics are the ones they were trained to use")
+    st.caption(f"Here {BN_MODE_SENTENCES[bn]}. The default for {why}.")
+image, image_key, image_label = picked.image, picked.key, picked.label
 net_labels = (choice.label + (" (trained)" if trained else ""),
               twin_choice.label + (" (at initialisation)" if trained else ""))
 try:
     with st.spinner(f"Loading {choice.label}..."):
         model = get_model(choice)
     prep = preprocessing_for(model)
-    x = preprocess(image, prep)
+    x = image_batch(image, prep, batch, [img for key, img in _companions() if key != image_key])
     with st.spinner(f"Recording the activations of {choice.label}..."), queue_notice():
-        strip, maps = _strip(choice_key(choice), image_key, choice, x)
-        stats, hists = _compare(choice_key(choice), image_key, net_labels, choice, twin_choice, x)
+        strip, maps = _strip(choice_key(choice), image_key, batch, bn, choice, x)
+        stats, hists = _compare(choice_key(choice), image_key, batch, bn, net_labels, choice, twin_choice, x)
+except BatchStatsError as error:  # a batch of one with batch statistics: the seeds' caveat, in one sentence
+    st.error(str(error))
+    st.stop()
 except BudgetError as error:  # over the memory budget: the sentence and a button for the nearest fit
     offer_fit(error)
     st.stop()
@@ -108,13 +151,16 @@ except ValueError as error:
     st.stop()
 
 left, right = st.columns([1, 3])
-left.image(image, caption=f"{image_label}; the model sees {prep.crop}x{prep.crop} px ({prep.describe()})",
-           width="stretch")
-right.caption("BatchNorm runs in inference mode (running statistics; at initialisation mean 0 and variance 1).")
+batch_words = "alone" if batch == 1 else f"first of a batch of {batch}"
+left.image(image, caption=f"{image_label} ({batch_words}); the model sees {prep.crop}x{prep.crop} px "
+                          f"({prep.describe()})", width="stretch")
 
 layers = list(strip["layer"])
 labels = dict(zip(strip["layer"], strip["label"], strict=True))
 if st.session_state.get("act_layer") not in layers:
+    if "act_layer" in linked:
+        right.warning(f"The link's layer is not a layer of {choice.label}; the page's default layer is shown.")
+        right.code(str(linked["act_layer"]), language=None, wrap_lines=True)
     st.session_state["act_layer"] = next((n for n in layers if n.endswith("tap_out")), layers[0])
 
 with right:
@@ -152,7 +198,7 @@ st.markdown(
     "its input's signal and add to it; a plain net has to re-create its signal in every block. Whether the "
     "spread grows, shrinks or stays with depth depends on the weights and the image, so it is measured, not "
     "assumed. Dead units (exact zeros after the ReLU) show how much of each layer is switched off. Measured here "
-    f"on this image: {measured}.")
+    f"on this batch: {measured}.")
 st.plotly_chart(shared_figure(activation_depth_figure, stats), key="act_depth")
 
 st.subheader("Activation histograms over depth (the \"colorful dimension\")")
@@ -166,3 +212,11 @@ heat_cols = st.columns(len(nets))
 for col, net in zip(heat_cols, nets, strict=True):
     with col:
         st.plotly_chart(shared_figure(histogram_heatmap, hists[hists["net"] == net], title=net), key=f"act_heat_{nets.index(net)}")
+
+source = st.session_state.get("act_source") or "photo"
+shown = {"act_source": source, "act_batch": batch, "act_bn": bn, "act_layer": layer}
+if source == "photo":
+    shown["act_photo"] = st.session_state["act_photo"]
+elif source == "shapes":
+    shown["act_shape"] = int(st.session_state["act_shape"])
+write_settings(shown, drop=[name for name in ("act_photo", "act_shape") if name not in shown])

@@ -11,13 +11,20 @@ from explorer_ui.figures import shared_figure, shared_result
 from explorer_ui.heavy_notice import queue_notice
 from explorer_ui.keys import choice_key
 from explorer_ui.sidebar import ModelChoice, current_choice, get_model
+from explorer_ui.url_params import GF_BATCHES, GF_STATES, take_settings, write_settings
 from explorer_ui.weights_picker import effective_weights
 
 from resnet_core.heavy import heavy_slot
 from resnet_core.plots.instruments import depth_sweep_figure, gradient_norm_figure, path_split_figure
+from resnet_core.plots.style import fmt_value
 from resnet_core.probes import (
+    BN_MODE_SENTENCES,
+    BN_MODES,
     SWEEP_SETTINGS,
+    BatchStatsError,
+    bn_train_flag,
     compare_path_gradients,
+    default_bn_mode,
     depth_sweep,
     first_last_ratio,
     shapes_batch,
@@ -29,16 +36,17 @@ from resnet_core.targets import LossTarget
 from resnet_core.weights import preprocessing_for
 
 STATES = {"init": "At initialisation", "trained": "Trained weights (from the sidebar)"}
+SETTINGS = ("gf_state", "gf_batch", "gf_bn")
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _flow(key: tuple, twin_key: tuple | None, batch: int, labels: tuple[str, ...], _choice: ModelChoice,
+def _flow(key: tuple, twin_key: tuple | None, batch: int, bn: str, labels: tuple[str, ...], _choice: ModelChoice,
           _twin: ModelChoice | None) -> tuple[pd.DataFrame, str]:
     model = get_model(_choice)
     inputs, target = shapes_batch(model, n=batch)
     twin = get_model(_twin) if _twin is not None else None
     with heavy_slot("gradient flow"):
-        frame = compare_path_gradients(model, twin, inputs, target, labels=labels, train=True)
+        frame = compare_path_gradients(model, twin, inputs, target, labels=labels, train=bn_train_flag(bn))
     objective = ("the cross-entropy against their labels" if isinstance(target, LossTarget)
                  else "each image's top-1 logit")
     prep = preprocessing_for(model)
@@ -52,7 +60,10 @@ def _sweep(family: str) -> pd.DataFrame:
 
 
 choice = current_choice()
+linked = take_settings(SETTINGS)  # a shared link's page settings, on the session's first run only
 st.title("Gradient flow")
+st.markdown("The gradient arriving at every block's input, measured exactly, in this net and its plain twin: "
+            "through the shortcut and through the residual branch F.")
 if choice.preact:
     block_text = ("In these pre-activation blocks the output is the sum itself, y = x + F(x): the gradient at y "
                   "passes straight back to x through an identity shortcut **plus** what comes back through the "
@@ -63,22 +74,38 @@ else:
                   "straight back to x through an identity shortcut **plus** what comes back through the branch F. "
                   "Only pre-activation blocks pass the gradient at y back unchanged (He et al. 2016, *Identity "
                   "Mappings*, eq. 5).")
-st.markdown(
-    f"{block_text} Where the shape changes, the shortcut is a projection (1x1 convolution) or a zero-padded "
-    "identity, which transforms the gradient on its way back. A plain block has only the branch. Here both "
-    "paths are measured, block by block, with exact gradients.")
 
 weights = effective_weights(choice.weights, choice.name, choice.options())
 trained = weights != "random"
-state = st.segmented_control("State", list(STATES), format_func=STATES.get, key="gf_state", default="init",
-                             disabled=not trained) or "init"
-if not trained:
-    st.caption("Only the initial state is available: pick trained weights (a checkpoint from a training run) "
-               "in the sidebar to compare.")
-    state = "init"
 is_imagenet = choice.spec.stem == "imagenet"
-batch = st.select_slider("Batch size", [2, 4, 8, 16, 32], value=4 if is_imagenet else 16, key="gf_batch",
-                         help="Gradients are taken on one batch; BatchNorm uses the batch's statistics.")
+for key, default in (("gf_state", "init"), ("gf_batch", 4 if is_imagenet else 16)):
+    if st.session_state.get(key) not in (GF_STATES if key == "gf_state" else GF_BATCHES):
+        st.session_state[key] = default
+state_col, bn_col, batch_col = st.columns([1, 1, 1])
+with state_col:
+    state = st.segmented_control("State", list(STATES), format_func=STATES.get, key="gf_state",
+                                 disabled=not trained) or "init"
+    if not trained:
+        st.caption("Only the initial state is available: pick trained weights (a checkpoint from a training run) "
+                   "in the sidebar to compare.")
+        state = "init"
+# Batch norm's default follows the measured net: batch statistics at initialisation, running ones when trained.
+if st.session_state.get("_gf_bn_state") != state:
+    st.session_state["_gf_bn_state"] = state
+    if "gf_bn" not in linked:
+        st.session_state["gf_bn"] = default_bn_mode(state == "trained")
+if st.session_state.get("gf_bn") not in BN_MODES:
+    st.session_state["gf_bn"] = default_bn_mode(state == "trained")
+with bn_col:
+    bn = st.segmented_control("Batch norm", list(BN_MODES), key="gf_bn", format_func=BN_MODES.get) or \
+        default_bn_mode(state == "trained")
+with batch_col:
+    batch = st.select_slider("Batch size", list(GF_BATCHES), key="gf_batch",
+                             help="Gradients are taken on one batch of Shapes images.")
+why = ("a net at initialisation: its running statistics (mean 0, variance 1) would normalise nothing"
+       if state == "init" else "trained weights: their running statistics are the ones they were trained to use")
+st.caption(f"Here {BN_MODE_SENTENCES[bn]}. The default for {why}.")
+write_settings({"gf_state": state, "gf_batch": batch, "gf_bn": bn})
 
 net_choice = replace(choice, weights="random") if state == "init" else choice
 # A checkpoint holds one trained net: its twin has no trained weights, so it is shown only at initialisation.
@@ -87,8 +114,11 @@ labels = (choice.label, twin_choice.label) if twin_choice else (f"{choice.label}
 try:
     with st.spinner(f"Differentiating {net_choice.label}" + (" and its twin..." if twin_choice else "...")), \
             queue_notice():
-        frame, batch_text = _flow(choice_key(net_choice), choice_key(twin_choice) if twin_choice else None, batch, labels,
-                                  net_choice, twin_choice)
+        frame, batch_text = _flow(choice_key(net_choice), choice_key(twin_choice) if twin_choice else None, batch,
+                                  bn, labels, net_choice, twin_choice)
+except BatchStatsError as error:
+    st.error(str(error))
+    st.stop()
 except BudgetError as error:  # over the memory budget: the sentence and a button for the nearest fit
     offer_fit(error)
     st.stop()
@@ -96,18 +126,27 @@ except ValueError as error:
     st.error(f"{error} Pick another model or weights in the sidebar.")
     st.stop()
 
-st.caption(f"Measured on {batch_text}; BatchNorm in train mode (batch statistics, as in training; running "
-           "statistics restored afterwards). " + ("Random initialisation (seed 0)." if state == "init" else
-                                                   f"Weights: {weights}."))
-
 st.subheader("Gradient norm at each block input")
+st.plotly_chart(shared_figure(gradient_norm_figure, frame), key="gf_norms")
 ratios = shared_result(first_last_ratio, frame)
-growth = "; ".join(f"{net}: first/last = {ratio:.3g}" for net, ratio in ratios.items())
+growth = "; ".join(f"{net}: first/last = {fmt_value(ratio)}" for net, ratio in ratios.items())
 st.markdown(
     "Read right to left, the way the gradient travels. A flat line means every block receives a gradient of "
     "the same size; a steep one means the early blocks get a much larger (or smaller) gradient than the late "
     f"ones. Measured here: {growth}.")
-st.plotly_chart(shared_figure(gradient_norm_figure, frame), key="gf_norms")
+bn_words = ("batch norm on the batch's statistics (running statistics restored afterwards)" if bn == "batch"
+            else "batch norm on its running statistics")
+st.caption(f"Measured on {batch_text}; {bn_words}. "
+           + ("Random initialisation (seed 0)." if state == "init" else f"Weights: {weights}.")
+           + " What is measured: the gradient of the loss with respect to each block's *input* (an activation), "
+             "at one moment. The Training race charts something else, the gradients of each stage's *weights* "
+             "during training; a plain net's weight gradients can be smallest at the stem while the input "
+             "gradients here grow toward it.")
+with st.expander("How the gradient splits at a block"):
+    st.markdown(
+        f"{block_text} Where the shape changes, the shortcut is a projection (1x1 convolution) or a zero-padded "
+        "identity, which transforms the gradient on its way back. A plain block has only the branch. Here both "
+        "paths are measured, block by block, with exact gradients.")
 
 st.subheader("Shortcut versus residual branch, block by block")
 residual_rows = frame[frame["residual"]]
@@ -136,8 +175,8 @@ st.markdown(
     "initialised nets of growing depth. With BatchNorm, plain nets do not make the gradient vanish: they make "
     "it *explode* toward the input (Yang et al. 2019, *A Mean Field Theory of Batch Normalization*), and deeper "
     "is worse; in residual nets it grows far more slowly with depth. Measured here at depth "
-    f"{deep['depth']}: plain {deep['plain']:.3g}, residual {deep['residual']:.3g}, "
-    f"{deep['factor']:.3g} times apart.")
+    f"{deep['depth']}: plain {fmt_value(deep['plain'])}, residual {fmt_value(deep['residual'])}, "
+    f"{fmt_value(deep['factor'])} times apart.")
 st.plotly_chart(shared_figure(depth_sweep_figure, sweep), key="gf_sweep")
 family_label = {"cifar": "CIFAR", "imagenet": "ImageNet"}[family]
 shortcut_option = "A" if family == "cifar" else "B"

@@ -75,14 +75,20 @@ def pick_image(keys: ImageSourceKeys, sources: Mapping[str, str], *, label: str 
     usable upload is there, the page shows ``fallback_photo``, or stops when that is None.
     """
     values = list(sources)
-    chosen = st.segmented_control(label, values, key=keys.source, default=values[0],
+    # Defaults go through session state (a link may already have set them, see url_params.take_settings): a
+    # widget given both a default and a session-state value warns and reruns a browser's first view.
+    if st.session_state.get(keys.source) not in values:
+        st.session_state[keys.source] = values[0]
+    chosen = st.segmented_control(label, values, key=keys.source,
                                   format_func=labels.get if labels else str) or values[0]
     kind = sources[chosen]
     photos = sample_images()
     if kind == "shapes":
         pool = shapes()
         count = len(pool.labels)
-        index = int(st.number_input(f"{shapes_title} (0-{count - 1})", 0, count - 1, 0, key=keys.shape))
+        if not 0 <= int(st.session_state.get(keys.shape, 0)) < count:
+            st.session_state[keys.shape] = 0
+        index = int(st.number_input(f"{shapes_title} (0-{count - 1})", 0, count - 1, key=keys.shape))
         name = SHAPES_CLASSES[int(pool.labels[index])]
         return PickedImage(to_pil(pool.images, index), f"{shapes_key}:{index}", f"Shapes image {index} (a {name})",
                            name)
@@ -93,5 +99,7 @@ def pick_image(keys: ImageSourceKeys, sources: Mapping[str, str], *, label: str 
         if fallback_photo is None:
             st.stop()
         return PickedImage(photos[fallback_photo], f"photo:{fallback_photo}", f"sample photo '{fallback_photo}'")
+    if st.session_state.get(keys.photo) not in photos:
+        st.session_state[keys.photo] = next(iter(photos))
     name = st.selectbox(photo_label, list(photos), key=keys.photo)
     return PickedImage(photos[name], f"photo:{name}", f"sample photo '{name}'")

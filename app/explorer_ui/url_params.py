@@ -15,7 +15,9 @@ from typing import Any
 import streamlit as st
 
 from resnet_core import fit
+from resnet_core.images import SAMPLE_NAMES
 from resnet_core.models import ARCHITECTURES, display_name
+from resnet_core.probes import BN_MODES
 from resnet_core.weights import WeightsError, parse_weights_id, resolve_checkpoint_path, weights_choices
 
 DEFAULT_ARCH = "resnet20"
@@ -100,6 +102,55 @@ def _weights(raw: str, values: Mapping[str, Any]) -> str:
     return raw
 
 
+def _choice_of(allowed: Sequence[int], what: str) -> Callable[[str, Mapping[str, Any]], int]:
+    def parse(raw: str, _: Mapping[str, Any]) -> int:
+        if raw not in {str(v) for v in allowed}:
+            raise _Refused(f"is not {what} ({', '.join(str(v) for v in allowed)}); it was ignored")
+        return int(raw)
+
+    return parse
+
+
+def _index_below(count: int, what: str) -> Callable[[str, Mapping[str, Any]], int]:
+    def parse(raw: str, _: Mapping[str, Any]) -> int:
+        if not (raw.isascii() and raw.isdigit()) or int(raw) >= count:
+            raise _Refused(f"is not {what} (a whole number from 0 to {count - 1}); it was ignored")
+        return int(raw)
+
+    return parse
+
+
+def _layer(raw: str, _: Mapping[str, Any]) -> str:
+    """A qualified module name's shape only (``layer2.0.tap_out``, ``stem``): whether the chosen net has that layer
+    is known once the page has built it, and the page says so when it has not."""
+    parts = raw.split(".")
+    if not raw or len(raw) > 80 or not all(part and (part.isascii() and (part.replace("_", "").isalnum()))
+                                           for part in parts):
+        raise _Refused("is not a layer name such as 'layer2.0.tap_out'; the page's default layer is shown instead")
+    return raw
+
+
+# Page settings (Activations, Gradient flow): the URL name is the widget's session-state key, so a link sets
+# exactly the widget it names. Their choices live here, beside their validation, and the pages import them.
+ACT_SOURCES = ("photo", "shapes", "upload")
+ACT_SHAPES_COUNT = 24
+ACT_BATCHES = (1, 2, 4, 8, 16)
+GF_STATES = ("init", "trained")
+GF_BATCHES = (2, 4, 8, 16, 32)
+PAGE_PARAMS: dict[str, Callable[[str, Mapping[str, Any]], Any]] = {
+    "act_source": _one_of(ACT_SOURCES, "an image source"),
+    "act_photo": _one_of(SAMPLE_NAMES, "a sample photo"),
+    "act_shape": _index_below(ACT_SHAPES_COUNT, "a Shapes image"),
+    "act_batch": _choice_of(ACT_BATCHES, "a batch size the page offers"),
+    "act_bn": _one_of(tuple(BN_MODES), "a batch-norm mode"),
+    "act_layer": _layer,
+    "gf_state": _one_of(GF_STATES, "a state the page offers"),
+    "gf_batch": _choice_of(GF_BATCHES, "a batch size the page offers"),
+    "gf_bn": _one_of(tuple(BN_MODES), "a batch-norm mode"),
+}
+# Where ``current_link`` leaves the page settings of a session's first run until the page takes them.
+PENDING_KEY = "_url_page_settings"
+
 # Parameter name -> parser. Order matters: weights are checked against the link's architecture.
 PARAMS: dict[str, Callable[[str, Mapping[str, Any]], Any]] = {
     "arch": _arch,
@@ -109,6 +160,7 @@ PARAMS: dict[str, Callable[[str, Mapping[str, Any]], Any]] = {
     "preact": _flag,
     "width": _one_of(tuple(WIDTH_FACTORS), "a width"),
     "weights": _weights,
+    **PAGE_PARAMS,
 }
 
 
@@ -153,13 +205,39 @@ def read_link(params: Mapping[str, Sequence[str]]) -> Link:
 
 
 def current_link() -> Link:
-    """Validate ``st.query_params`` and drop the names the app does not read from the browser's URL."""
+    """Validate ``st.query_params`` and drop the names the app does not read from the browser's URL.
+
+    The page settings among the values wait in session state until their page takes them (``take_settings``).
+    """
     params = {name: st.query_params.get_all(name) for name in st.query_params}
     link = read_link(params)
     for name in params:
-        if name not in PARAMS:
+        if name not in PARAMS or (name in PAGE_PARAMS and name not in link.values):
             del st.query_params[name]
+    st.session_state[PENDING_KEY] = {name: value for name, value in link.values.items() if name in PAGE_PARAMS}
     return link
+
+
+def take_settings(keys: Sequence[str]) -> dict[str, Any]:
+    """Before a page draws its widgets: set each widget key in ``keys`` from the link that opened the session
+    (once: a taken setting is gone, so the widgets are the student's from then on). Returns what was taken."""
+    pending = st.session_state.get(PENDING_KEY) or {}
+    taken = {key: pending.pop(key) for key in keys if key in pending}
+    for key, value in taken.items():
+        st.session_state[key] = value
+    return taken
+
+
+def write_settings(values: Mapping[str, Any], drop: Sequence[str] = ()) -> None:
+    """Mirror a page's current settings in the URL (``values``: name -> value) and remove the names in ``drop``
+    (settings that do not apply to the current view), so a shared link reopens the same view."""
+    for name, value in values.items():
+        text = str(value)
+        if st.query_params.get(name) != text:
+            st.query_params[name] = text
+    for name in drop:
+        if name in st.query_params:
+            del st.query_params[name]
 
 
 def show_notices(notices: Sequence[Notice]) -> None:

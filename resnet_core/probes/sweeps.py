@@ -131,3 +131,25 @@ def sweep_summary(sweep: pd.DataFrame) -> dict[str, float]:
     rows = sweep[sweep["depth"] == deepest].set_index("residual")["ratio"]
     plain, residual = float(rows.get(False, float("nan"))), float(rows.get(True, float("nan")))
     return {"depth": deepest, "plain": plain, "residual": residual, "factor": plain / residual}
+
+
+def image_batch(first: Any, prep: Any, n: int, companions: Sequence[Any] = ()) -> torch.Tensor:
+    """A batch of ``n`` images for an instrument: ``first`` (a PIL image, the one whose maps are shown) at index
+    0, then the ``companions`` in order, each preprocessed with ``prep`` (``images.preprocess``), then Shapes
+    images (seed 0) when the companions run out. Returns (n, 3, crop, crop).
+
+    Batch statistics need company: with one image batch norm would normalise it by its own statistics. With a
+    batch of one this is ``first`` alone (``require_batch_for_stats`` then says what batch statistics need).
+    """
+    from ..data import make_shapes
+    from ..images import preprocess, to_pil
+
+    if n < 1:
+        raise ValueError(f"A batch holds at least one image, not {n}.")
+    tensors = [preprocess(first, prep)]
+    tensors += [preprocess(image, prep) for image in list(companions)[: n - 1]]
+    missing = n - len(tensors)
+    if missing > 0:
+        shapes = make_shapes(missing, image_size=prep.crop, seed=0)
+        tensors += [preprocess(to_pil(shapes.images, i), prep) for i in range(missing)]
+    return torch.cat(tensors)

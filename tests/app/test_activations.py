@@ -57,7 +57,7 @@ def test_default_view_shows_maps_depth_stats_and_heatmaps(page):
     assert all(v > 0 for t in stds for v in t["y"])
     # The text quotes the numbers the chart shows.
     resnet_std = next(t for t in stds if t["name"] == "ResNet-20")["y"]
-    text = next(m.value for m in page.markdown if "Measured here on this image" in m.value)
+    text = next(m.value for m in page.markdown if "Measured here on this batch" in m.value)
     ratio = resnet_std[-1] / resnet_std[0]
     trend = "grows" if ratio > 1.1 else "shrinks" if ratio < 1 / 1.1 else "stays about the same"
     assert (f"ResNet-20: the std {trend}, {resnet_std[0]:.3g} after the first block and {resnet_std[-1]:.3g} "

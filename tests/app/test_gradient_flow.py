@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from resnet_core.plots.style import fmt_value
 from resnet_core.weights import uploads_dir
 from tests.app.conftest import open_page
 
@@ -51,7 +52,7 @@ def test_default_view_measures_both_nets_the_split_and_the_sweep(page):
     assert all(len(t["y"]) == 9 and min(t["y"]) > 0 for t in norms.values())
     text = _markdown(page, "Read right to left")
     for name, trace in norms.items():
-        assert f"{name}: first/last = {trace['y'][0] / trace['y'][-1]:.3g}" in text
+        assert f"{name}: first/last = {fmt_value(trace['y'][0] / trace['y'][-1])}" in text
 
     shortcut, branch = figs["split"]["data"]
     assert len(shortcut["y"]) == 9 and shortcut["x"][0] == "layer1.0"
@@ -67,9 +68,9 @@ def test_default_view_measures_both_nets_the_split_and_the_sweep(page):
     assert plain["y"][at56] >= 100 * residual["y"][at56]  # the direction the page describes
     assert all(p > r for p, r in zip(plain["y"], residual["y"], strict=True))
     sweep_text = _markdown(page, "explode")
-    match = re.search(r"at depth 110: plain ([\d.e+]+), residual ([\d.e+]+)", sweep_text)
-    assert match and float(match.group(1)) == pytest.approx(plain["y"][-1], rel=1e-2)
-    assert float(match.group(2)) == pytest.approx(residual["y"][-1], rel=1e-2)
+    match = re.search(r"at depth 110: plain ([\d.,e+-]+), residual ([\d.,e+-]+)", sweep_text)
+    assert match and float(match.group(1).replace(",", "")) == pytest.approx(plain["y"][-1], rel=1e-2)
+    assert float(match.group(2).replace(",", "")) == pytest.approx(residual["y"][-1], rel=1e-2)
     # ResNet-20 has post-activation blocks: the page says the ReLU after the add gates the gradient.
     intro = _markdown(page, "plain block has only the branch")
     assert "post-activation blocks a ReLU follows the add" in intro
