@@ -8,9 +8,13 @@ import streamlit as st
 from explorer_ui.figures import shared_figure, shared_result
 from explorer_ui.heavy_notice import queue_notice
 from streamlit.errors import StreamlitAPIException
+from streamlit.runtime.scriptrunner_utils.script_run_context import in_cached_function
 
 from resnet_core import lesson
 from resnet_core.heavy import heavy_slot
+from resnet_core.plots.cam import pointing_figure
+from resnet_core.plots.landscape import line_figure, surface_figure
+from resnet_core.plots.lesion import curve_figure, study_figure
 from resnet_core.plots.lesson import (
     depth_figure,
     identity_figure,
@@ -18,9 +22,16 @@ from resnet_core.plots.lesson import (
     paths_figure,
     split_figure,
 )
+from resnet_core.plots.training import race_figure
+from resnet_core.runs import load_run
+from resnet_core.train import degradation_note
 
 ARCH, BLOCK, WIDTH = "resnet20", "layer2.1", 16
 DEPTHS, SWEEP_WIDTH, SWEEP_BATCH = (20, 32, 56), 8, 16
+# Steps 6-8: fixed batches, seed and span, so a rerun gives the same pictures (said on the page).
+LANDSCAPE_BATCH, LANDSCAPE_SPAN, LANDSCAPE_SEED, GRIDS = 128, 1.0, 0, (11, 21, 31)
+LESION_BATCH, MAX_REMOVED, SAMPLES = 256, 4, 6
+CAM_IMAGES, CAM_SHOWN = 64, 6
 
 
 @st.cache_data(show_spinner=False)
@@ -41,6 +52,87 @@ def _depth():
         return lesson.depth_ratios(DEPTHS, width=SWEEP_WIDTH, batch=SWEEP_BATCH)
 
 
+def _duration(seconds: float) -> str:
+    seconds = max(1, int(round(seconds)))
+    return f"{seconds} s" if seconds < 90 else f"{seconds // 60} min {seconds % 60:02d} s"
+
+
+@st.cache_data(show_spinner=False, ttl=600)
+def _race_seconds(which: str) -> float:
+    with heavy_slot("lesson: timing a training step"):
+        return lesson.estimate_race_seconds(lesson.curves_race() if which == "curves" else lesson.pair_race())
+
+
+def _train(config, label: str) -> None:
+    """Train ``config`` as an ordinary run, with a progress bar and the live curves."""
+    bar, chart = st.progress(0.0, text="Starting..."), st.empty()
+
+    def show(snap) -> None:
+        eta = f", about {_duration(snap.eta_s)} left" if snap.eta_s is not None else ""
+        bar.progress(snap.progress, text=f"{snap.name}: step {snap.step} of {snap.steps}{eta}")
+        if not snap.history.empty and snap.step % 50 < 10:
+            chart.plotly_chart(race_figure(snap.history, snap.evals, total_steps=snap.steps))
+
+    try:
+        with queue_notice(), heavy_slot(label):
+            lesson.train_race(config, on_progress=show)
+    except ValueError as error:
+        st.error(str(error))
+        st.stop()
+
+
+def _progress(text: str):
+    """A progress bar that a cached computation can move (drawn outside the cache's replay record)."""
+    bar = st.progress(0.0, text=text)
+
+    def update(done: int, total: int) -> None:
+        token = in_cached_function.set(False)
+        try:
+            bar.progress(min(1.0, done / max(1, total)), text=f"{text} {done} of {total}")
+        finally:
+            in_cached_function.reset(token)
+
+    return bar, update
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _pair(run_id: str) -> lesson.TrainedPair:
+    return lesson.load_pair(run_id)
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _forward_ms(run_id: str, batch: int) -> float:
+    pair = _pair(run_id)
+    x = lesson.shapes_batch("train", batch, pair.image_size)[0]
+    with heavy_slot("lesson: timing a forward pass"):
+        return 1000 * max(lesson.forward_seconds(m, x) for m in pair.models.values())
+
+
+@st.cache_data(show_spinner=False, max_entries=6)
+def _landscape(run_id: str, steps: int, _on_progress=None):
+    pair = _pair(run_id)
+    x, y = lesson.shapes_batch("train", LANDSCAPE_BATCH, pair.image_size)[:2]
+    with heavy_slot("lesson: loss landscapes"):
+        return lesson.landscape_pair(pair, x, y, steps=steps, span=LANDSCAPE_SPAN, seed=LANDSCAPE_SEED,
+                                     on_progress=_on_progress)
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _lesion(run_id: str):
+    pair = _pair(run_id)
+    x, y = lesson.shapes_batch("test", LESION_BATCH, pair.image_size)[:2]
+    with heavy_slot("lesson: lesion study"):
+        return lesson.lesion_pair(pair, x, y, max_removed=MAX_REMOVED, samples=SAMPLES)
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _gradcam(run_id: str):
+    pair = _pair(run_id)
+    with heavy_slot("lesson: Grad-CAM"):
+        return lesson.gradcam_shapes(pair.models["ResNet-20"], n=CAM_IMAGES, count=CAM_SHOWN,
+                                     image_size=pair.image_size)
+
+
 def _training_link() -> None:
     """Link to the Training page where it exists (another engineer's page); plain text otherwise."""
     if (Path(__file__).resolve().parent / "training.py").exists():
@@ -54,21 +146,46 @@ def _training_link() -> None:
 
 
 st.title("Why residuals work")
-st.caption(f"A lesson in five steps. It uses its own small CIFAR nets ({lesson.label(ARCH)} and friends, "
-           "seeded), whatever the sidebar says; every number below is measured when the page loads.")
+st.caption(f"A lesson in eight steps. Steps 2-5 use their own small CIFAR nets ({lesson.label(ARCH)} and friends, "
+           "seeded), whatever the sidebar says; steps 1 and 6-8 use nets trained here on Shapes (ordinary runs, "
+           "trained from this page when missing). Every number below is measured.")
 
-st.header("1. The degradation problem")
+st.header("1. The degradation problem, measured")
+curves_id = lesson.find_curves_run()
+if curves_id is None:
+    st.markdown(
+        "He et al. trained plain nets (stacks of conv-BN-ReLU) of 18 and 34 layers and found the deeper one "
+        "*worse*, in training error too: the solver fails to find a solution the deeper net can represent. "
+        "Measure it here: the preset race *The degradation quartet* trains Plain-20, Plain-56, ResNet-20 and "
+        "ResNet-56 on Shapes in lockstep.")
+    quartet = lesson.curves_race()
+    seconds = _race_seconds("curves")
+    if st.button(f"Train the quartet here (about {_duration(seconds)} on this machine, {quartet.steps} steps)",
+                 key="lesson_train_curves", type="primary"):
+        _train(quartet, "lesson: the degradation quartet")
+        st.rerun()
+    st.caption("The estimate times training steps of each net on this device. The run is an ordinary run: it "
+               "appears on the Training page, and the lesson uses it whenever it is opened again.")
+else:
+    record = load_run(curves_id)
+    st.markdown(
+        f"Training curves of the finished run **{record.config.name}** (`{curves_id}`, {record.config.steps} steps "
+        "on Shapes, the same batches for every net). A plain net whose training loss stays high while its "
+        "residual twin learns is the degradation problem; a deeper plain net ending above a shallower one is "
+        "the paper's Fig. 6.")
+    st.plotly_chart(race_figure(record.history, record.evals, total_steps=record.config.steps),
+                    key="lesson_race")
+    note = degradation_note(record.config, record.summary)
+    st.info(note if note else "This run does not show degradation between two plain depths (the quartet can).")
 table2 = lesson.PAPER_TABLE2_TOP1.set_index("depth")
 plain_gap = table2.loc[34, "plain"] - table2.loc[18, "plain"]
 residual_gain = table2.loc[18, "resnet"] - table2.loc[34, "resnet"]
-st.markdown(
-    "He et al. trained plain nets (stacks of conv-BN-ReLU) of 18 and 34 layers on ImageNet. The deeper one was "
-    f"**worse**: {plain_gap:.2f} points more top-1 error, and its *training* error was higher too, so this is "
-    "not overfitting: the solver fails to find a solution the deeper net can represent (copy the 18 layers, "
-    "make the rest identities). Adding shortcuts, with no extra parameters, turned that around: ResNet-34 is "
-    f"{residual_gain:.2f} points *better* than ResNet-18.")
-st.plotly_chart(shared_figure(paper_table2_figure, lesson.PAPER_TABLE2_TOP1), key="lesson_paper")
-st.caption(f"Quoted from {lesson.PAPER_CITATION}; not measured here.")
+with st.expander("The paper's reference: ImageNet, Table 2"):
+    st.markdown(
+        f"Plain-34 had {plain_gap:.2f} points more top-1 error than Plain-18; with shortcuts (no extra parameters) "
+        f"ResNet-34 was {residual_gain:.2f} points *better* than ResNet-18.")
+    st.plotly_chart(shared_figure(paper_table2_figure, lesson.PAPER_TABLE2_TOP1), key="lesson_paper")
+    st.caption(f"Quoted from {lesson.PAPER_CITATION}; not measured here.")
 _training_link()
 
 st.header("2. A residual block can be the identity")
@@ -138,3 +255,82 @@ st.markdown(
     f"through every branch, the plain net's only path, is 1 of {summary['paths']:,} "
     f"({summary['longest_share']:.2g} of the total).")
 st.plotly_chart(shared_figure(paths_figure, lesson.unrolled_paths(n_blocks)), key="lesson_paths")
+
+st.header("6. The loss landscape of two trained nets")
+pair_id = lesson.find_pair_run()
+if pair_id is None:
+    pair_config = lesson.pair_race()
+    st.markdown(
+        "Steps 6-8 need a plain net and its residual twin that have both *learned*: a net still at chance sits at "
+        "an untrained point, its landscape says nothing about trained nets and it cannot lose accuracy in a "
+        f"lesion. The lesson trains Plain-20 and ResNet-20 on Shapes ({pair_config.steps} steps, peak learning "
+        f"rate {pair_config.lr} after {pair_config.warmup_steps} warm-up steps, cosine decay, width "
+        f"{pair_config.width}, {pair_config.image_size} px): the presets' constant 0.01 leaves Plain-20 at chance "
+        "for hundreds of steps.")
+    if st.button(f"Train Plain-20 and ResNet-20 (about {_duration(_race_seconds('pair'))} on this machine)",
+                 key="lesson_train_pair", type="primary"):
+        _train(pair_config, "lesson: Plain-20 vs ResNet-20")
+        st.rerun()
+    st.info("Steps 6, 7 and 8 are computed once the two nets are trained.")
+    st.stop()
+
+pair = _pair(pair_id)
+cols = st.columns(len(pair.models))
+for col, (label, acc) in zip(cols, pair.accuracy.items(), strict=True):
+    col.metric(f"{label}: held-out accuracy", f"{acc:.1%}" if acc == acc else "not evaluated",
+               help=f"Run {pair_id}; chance is {pair.chance:.0%}.")
+not_learned = [label for label in pair.models if not pair.learned(label)]
+if not_learned:
+    st.warning(f"{', '.join(not_learned)} is not clearly above chance ({pair.chance:.0%}): what follows describes "
+               "an untrained point, not a trained net. Train the pair again with more steps on the Training page.")
+grid = st.select_slider("Grid (points per side)", GRIDS, value=GRIDS[0], key="lesson_grid",
+                        help="21 x 21 is the interactive version of the paper's 51 x 51.")
+forward_ms = _forward_ms(pair_id, LANDSCAPE_BATCH)
+passes = lesson.landscape_passes(grid) * len(pair.models)
+st.caption(f"Costs {passes} forward passes of {LANDSCAPE_BATCH} images ({forward_ms:.0f} ms each, measured): about "
+           f"{_duration(passes * forward_ms / 1000)}. Fixed: the batch (the first {LANDSCAPE_BATCH} training "
+           f"images), the seed of the two directions ({LANDSCAPE_SEED}) and the span (±{LANDSCAPE_SPAN}), so the "
+           "same run always gives the same picture.")
+bar, tick = _progress("Evaluating the loss at grid points:")
+with queue_notice():
+    surfaces, lines = _landscape(pair_id, grid, tick)
+bar.empty()
+st.plotly_chart(surface_figure(surfaces), key="lesson_surface")
+st.plotly_chart(line_figure(lines), key="lesson_line")
+rough = {net: float(rows["loss"].max() / rows["loss"].min()) for net, rows in lines.groupby("net")}
+st.markdown(
+    "The weights are moved along two random directions, each filter rescaled to the norm of the filter it "
+    "perturbs (Li et al. 2018; batch-norm parameters stay put, running statistics fixed). Along the same "
+    "normalised distance the loss of "
+    + " and ".join(f"{net} grows {value:.3g}x" for net, value in rough.items())
+    + ". What it shows: how the loss changes around these trained weights along two random directions. What it "
+    "does not prove: a 2-D slice of a space with tens of thousands of dimensions can miss any direction that "
+    "matters, and smoothness here is not by itself why training succeeds.")
+
+st.header("7. An ensemble of shallow paths: the lesion study")
+with st.spinner(f"Removing blocks (about "
+                f"{_duration(lesson.lesion_passes(pair, MAX_REMOVED, SAMPLES) * forward_ms * LESION_BATCH / LANDSCAPE_BATCH / 1000)})..."), \
+        queue_notice():
+    studies, curves = _lesion(pair_id)
+summary = studies.groupby("net").agg(full=("full_accuracy", "first"), after=("accuracy", "mean"))
+st.markdown(
+    "Veit et al. 2016 deleted single blocks from a trained ResNet at test time: the error barely moved, except "
+    "at downsampling blocks; deleting a layer of a plain net gave chance. Here, on "
+    f"{LESION_BATCH} held-out Shapes images, each block is removed in turn (a residual block keeps its shortcut; "
+    "a plain block becomes the identity, and is not removable where it changes the shape): "
+    + "; ".join(f"{net} {row.full:.0%} with every block, {row.after:.0%} on average with one removed"
+                for net, row in summary.iterrows()) + ".")
+st.plotly_chart(study_figure(studies, chance=pair.chance), key="lesson_lesion")
+st.plotly_chart(curve_figure(curves, chance=pair.chance), key="lesson_lesion_curve")
+st.caption(f"The curve removes k random removable blocks together ({SAMPLES} sets per k, seeded), k = 1 to "
+           f"{MAX_REMOVED}; bars show the range over the sets.")
+
+st.header("8. What the net looks at")
+with st.spinner(f"Grad-CAM on {CAM_IMAGES} held-out images..."), queue_notice():
+    overlays, pointing, captions = _gradcam(pair_id)
+st.markdown(
+    "Grad-CAM of the trained ResNet-20 for each image's true class, on held-out Shapes images (never trained on); "
+    "the white outline is the object's mask. The pointing game counts how often the map's peak falls on the "
+    "object.")
+st.image(overlays, caption=captions, width=140)
+st.plotly_chart(pointing_figure(pointing), key="lesson_pointing")

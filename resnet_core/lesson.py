@@ -7,6 +7,9 @@ built privately here (never a shared cached model), and hooks come off in ``fina
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -138,3 +141,284 @@ def blocks_of(arch: str) -> int:
 
 def label(arch: str, residual: bool = True) -> str:
     return display_name(arch, residual)
+
+
+# ----------------------------------------------------------------------------------- steps 1, 6, 7 and 8
+# The lesson's trained nets come from ordinary runs (listed on the Training page, loadable on every page).
+# Step 1 draws the newest finished preset race (the quartet first: its two plain depths can show degradation).
+# Steps 6-8 need a Plain-20 and a ResNet-20 that have both learned: the presets' constant lr 0.01 leaves
+# Plain-20 at chance for hundreds of steps on Shapes (measured: loss 2.307 at step 200 of 1000), so the lesson
+# trains its own pair with a higher peak learning rate, a warm-up and a cosine decay (PAIR_RECIPE).
+PAIR_LABELS = ("Plain-20", "ResNet-20")
+CURVES_RACE_NAME = "The degradation quartet"
+PAIR_RACE_NAME = "Lesson: Plain-20 vs ResNet-20"
+PAIR_RECIPE: dict[str, Any] = {"steps": 1500, "lr": 0.05, "warmup_steps": 50, "schedule": "cosine", "batch_size": 64,
+                               "width": 8, "image_size": 16}
+CURVE_RUN_NAMES = ("The degradation quartet", "Plain-56 vs ResNet-56", "Plain-20 vs ResNet-20")
+LEARNED_OVER_CHANCE = 2.0  # a net "has learned" when its held-out accuracy is at least twice chance
+
+
+@dataclass
+class TrainedPair:
+    """The lesson's trained plain net and its residual twin, read from a finished run."""
+
+    run_id: str
+    models: dict[str, nn.Module]  # label -> model in eval mode, plain first
+    accuracy: dict[str, float]  # label -> held-out accuracy from the run's summary (NaN: not evaluated)
+    image_size: int
+    classes: int
+
+    @property
+    def chance(self) -> float:
+        return 1.0 / self.classes
+
+    def learned(self, label: str) -> bool:
+        """Held-out accuracy at least LEARNED_OVER_CHANCE times chance (a net at chance has nothing to lose)."""
+        value = self.accuracy.get(label, float("nan"))
+        return math.isfinite(value) and value >= LEARNED_OVER_CHANCE * self.chance
+
+
+def _finished_runs(runs_dir: str | Path | None) -> pd.DataFrame:
+    from .runs import list_runs
+
+    runs = list_runs(runs_dir)
+    if runs.empty:
+        return runs
+    return runs[(runs["status"] == "finished") & (runs["dataset"] == "shapes")]
+
+
+def find_pair_run(runs_dir: str | Path | None = None) -> str | None:
+    """The finished Shapes run with final checkpoints of Plain-20 and ResNet-20 to use: the newest in which both
+    learned (held-out accuracy at least twice chance), else the newest; None when there is none."""
+    from .runs import load_run
+
+    runs = _finished_runs(runs_dir)
+    fallback = None
+    for run_id, racers in zip(runs.get("run_id", []), runs.get("racers", []), strict=True):
+        if not set(PAIR_LABELS) <= set(str(racers).split(", ")):
+            continue
+        try:
+            record = load_run(run_id, runs_dir)
+        except ValueError:
+            continue  # a damaged run never hides the others
+        if not set(PAIR_LABELS) <= {c.get("label") for c in record.checkpoints}:
+            continue
+        fallback = fallback or run_id
+        summary = record.summary.drop_duplicates("racer").set_index("racer")
+        if "test_acc" in summary and all(
+                float(summary["test_acc"].get(label, float("nan"))) >= LEARNED_OVER_CHANCE / 10 for label in PAIR_LABELS):
+            return run_id
+    return fallback
+
+
+def find_curves_run(runs_dir: str | Path | None = None) -> str | None:
+    """The newest finished run of a preset race (the quartet first, then the 56 pair, then the 20 pair)."""
+    runs = _finished_runs(runs_dir)
+    for name in CURVE_RUN_NAMES:
+        mine = runs[runs["name"] == name] if not runs.empty else runs
+        if not mine.empty:
+            return str(mine["run_id"].iloc[0])
+    return None
+
+
+def load_pair(run_id: str, runs_dir: str | Path | None = None) -> TrainedPair:
+    """The Plain-20 and ResNet-20 of run ``run_id`` (see :func:`find_pair_run`), with their held-out accuracy."""
+    from .checkpoints import load_checkpoint_file
+    from .runs import load_run
+
+    record = load_run(run_id, runs_dir)
+    paths = {c.get("label"): c["path"] for c in record.checkpoints}
+    missing = [label for label in PAIR_LABELS if label not in paths]
+    if missing:
+        raise ValueError(f"The run '{run_id}' has no final checkpoint of {', '.join(missing)}; train the "
+                         "lesson's race again.")
+    summary = record.summary.drop_duplicates("racer").set_index("racer") if not record.summary.empty else None
+    accuracy = {}
+    for label in PAIR_LABELS:
+        value = summary["test_acc"].get(label) if summary is not None and "test_acc" in summary else None
+        accuracy[label] = float(value) if value is not None and value == value else float("nan")
+    models = {label: load_checkpoint_file(paths[label]) for label in PAIR_LABELS}
+    classes = int(models[PAIR_LABELS[1]].fc.out_features)
+    return TrainedPair(run_id, models, accuracy, record.config.image_size, classes)
+
+
+def curves_race() -> Any:
+    """The race step 1 trains from a cold start: the preset quartet (Plain/ResNet x 20/56)."""
+    from .train import PRESETS
+
+    return PRESETS[CURVES_RACE_NAME]
+
+
+def pair_race(**overrides: Any) -> Any:
+    """The race steps 6-8 train from a cold start: Plain-20 vs ResNet-20 with PAIR_RECIPE (``overrides`` win)."""
+    from .train import RaceConfig, RacerSpec
+
+    settings = {**PAIR_RECIPE, "name": PAIR_RACE_NAME, **overrides}
+    return RaceConfig(racers=(RacerSpec("resnet20", residual=False), RacerSpec("resnet20")), **settings)
+
+
+def estimate_race_seconds(config: Any, *, probe_steps: int = 2) -> float:
+    """Seconds ``config`` will take to train here, from measured training steps of each racer (forward, backward,
+    SGD step on a batch of random images, after one warm-up step), times the steps, plus the evaluations."""
+    import time
+
+    from .train import pick_device
+
+    device = pick_device(config.device)
+    total = 0.0
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(config.batch_size, 3, config.image_size, config.image_size, generator=generator).to(device)
+    y = torch.randint(0, 10, (config.batch_size,), generator=generator).to(device)
+    for spec in config.racers:
+        model = build(spec.arch, seed=0, **spec.build_options(config.width, 10)).to(device).train()
+        optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+        times = []
+        for _ in range(probe_steps + 1):
+            start = time.perf_counter()
+            optimizer.zero_grad(set_to_none=True)
+            nn.functional.cross_entropy(model(x), y).backward()
+            optimizer.step()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            times.append(time.perf_counter() - start)
+        step = min(times[1:])
+        evals = config.steps // config.eval_every
+        # An evaluation is a no-grad pass over eval_samples images: about a third of a training step per batch.
+        total += step * config.steps + evals * step / 3 * max(1, config.eval_samples // config.batch_size)
+    return total
+
+
+def train_race(config: Any, runs_dir: str | Path | None = None,
+               on_progress: Callable[[Any], None] | None = None) -> str:
+    """Train ``config`` to the end as an ordinary run (a run folder, listed on the Training page); returns its id.
+
+    ``on_progress(snapshot)`` about once a second with the job's snapshot (step, steps, elapsed, ETA)."""
+    from .runs import Job
+
+    job = Job(config, runs_dir, source="lesson")
+    job.start()
+    while not job.wait(timeout=1.0):
+        if on_progress is not None:
+            on_progress(job.snapshot())
+    if job.status != "finished":
+        why = "; ".join(job.snapshot().messages) or "no message"
+        raise ValueError(f"The lesson's race ended as '{job.status}' ({why}); start it again.")
+    return job.run_id
+
+
+def shapes_batch(split: str, n: int, image_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``n`` Shapes images of a split: (normalised images, labels, raw images in [0, 1], object masks)."""
+    from .data import shapes_split
+
+    data = shapes_split(split, n, image_size)
+    return data.normalized(), data.labels, data.images, data.masks
+
+
+def forward_seconds(model: nn.Module, inputs: torch.Tensor) -> float:
+    """Measured seconds of one no-grad eval forward of ``inputs`` (the faster of two, after a warm-up) on a
+    private copy; what the page multiplies by the passes a computation needs to say how long it will take."""
+    import copy
+    import time
+
+    from .hooks import model_lock
+
+    with model_lock(model):
+        private = copy.deepcopy(model)
+    private.eval()
+    times = []
+    with torch.no_grad():
+        for _ in range(3):
+            start = time.perf_counter()
+            private(inputs)
+            times.append(time.perf_counter() - start)
+    return min(times[1:])
+
+
+def landscape_passes(steps: int) -> int:
+    """Forward passes the landscape step needs per net: the surface and its 1-D slice."""
+    return steps * steps + steps
+
+
+def landscape_pair(pair: TrainedPair, inputs: torch.Tensor, targets: torch.Tensor, *, steps: int = 11,
+                   span: float = 1.0, seed: int = 0, on_progress: Callable[[int, int], None] | None = None
+                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Step 6: the 2-D surface and the 1-D slice of each net of ``pair`` on the same batch and seed.
+
+    Returns (surfaces, lines), each with ``net`` and ``residual`` columns (``plots.landscape`` draws them)."""
+    from .landscape import line, surface
+
+    surfaces, lines = [], []
+    total = len(pair.models) * landscape_passes(steps)
+    done = [0]
+
+    def tick(_done: int, _total: int) -> None:
+        done[0] += 1
+        if on_progress is not None:
+            on_progress(done[0], total)
+
+    for label, model in pair.models.items():
+        residual = label.startswith("ResNet")
+        grid = surface(model, inputs, targets, steps=steps, span=span, seed=seed, on_progress=tick)
+        cut = line(model, inputs, targets, steps=steps, span=span, seed=seed, on_progress=tick)
+        surfaces.append(grid.assign(net=label, residual=residual))
+        lines.append(cut.assign(net=label, residual=residual))
+    return pd.concat(surfaces, ignore_index=True), pd.concat(lines, ignore_index=True)
+
+
+def lesion_passes(pair: TrainedPair, max_removed: int, samples: int) -> int:
+    """Forward passes the lesion step needs for both nets (studies and curves, each with a full-model pass)."""
+    from .lesion import block_table
+
+    total = 0
+    for model in pair.models.values():
+        removable = int(block_table(model)["removable"].sum())
+        curve = sum(min(samples, math.comb(removable, k)) for k in range(1, min(max_removed, removable) + 1))
+        total += 2 + removable + curve
+    return total
+
+
+def lesion_pair(pair: TrainedPair, inputs: torch.Tensor, targets: torch.Tensor, *, max_removed: int = 4,
+                samples: int = 6, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Step 7: the lesion study and the k-blocks-removed curve of each net of ``pair`` on the same batch.
+
+    Returns (studies, curves), each with ``net`` and ``residual`` columns (``plots.lesion`` draws them)."""
+    from .lesion import lesion_curve, lesion_study
+
+    studies, curves = [], []
+    for label, model in pair.models.items():
+        residual = label.startswith("ResNet")
+        studies.append(lesion_study(model, inputs, targets).assign(net=label, residual=residual))
+        curves.append(lesion_curve(model, inputs, targets, max_removed=max_removed, samples=samples, seed=seed)
+                      .assign(net=label, residual=residual))
+    return pd.concat(studies, ignore_index=True), pd.concat(curves, ignore_index=True)
+
+
+def gradcam_shapes(model: nn.Module, *, n: int = 64, count: int = 6, image_size: int = 16
+                   ) -> tuple[list[Any], pd.DataFrame, list[str]]:
+    """Step 8: Grad-CAM of ``model`` on held-out Shapes images: overlays of the first ``count`` (with the object's
+    outline), the pointing-game summary on ``n`` images, and a caption per overlay (true and predicted class)."""
+    import numpy as np
+
+    from .cam import pointing_game, shapes_examples
+    from .data import SHAPES_CLASSES
+
+    images, labels, raw, masks = shapes_batch("test", n, image_size)
+    overlays = shapes_examples(model, images, raw, labels, count=count)
+    pointing = pointing_game(model, images, labels, masks)
+    outlined = []
+    for i, picture in enumerate(overlays):
+        mask = masks[i].numpy()
+        # The outline: mask pixels with a non-mask neighbour, drawn white over the map.
+        padded = np.pad(mask, 1)
+        inner = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+        edge = mask & ~inner
+        picture = np.array(picture, copy=True)
+        scale_y, scale_x = picture.shape[0] // mask.shape[0], picture.shape[1] // mask.shape[1]
+        if scale_y >= 1 and scale_x >= 1:
+            big = np.kron(edge, np.ones((scale_y, scale_x), dtype=bool))
+            picture[: big.shape[0], : big.shape[1]][big] = 255
+        outlined.append(picture)
+    table = pointing.table
+    captions = [f"{SHAPES_CLASSES[int(table['label'].iloc[i])]} (predicted "
+                f"{SHAPES_CLASSES[int(table['predicted'].iloc[i])]})" for i in range(len(outlined))]
+    return outlined, pointing.summary(), captions

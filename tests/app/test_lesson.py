@@ -65,10 +65,16 @@ def lesson_page(app: AppTest) -> AppTest:
     return app
 
 
-def test_lesson_page_shows_five_measured_steps(lesson_page: AppTest) -> None:
+def test_lesson_page_cold_start_measures_steps_2_to_5_and_offers_the_training(lesson_page: AppTest) -> None:
     at = lesson_page
     assert at.title[0].value == "Why residuals work"
-    assert [h.value.split(".")[0] for h in at.header] == ["1", "2", "3", "4", "5"]
+    # No run in this (isolated) runs folder: steps 1 and 6 offer to train, with a time estimate for this machine,
+    # and the page stops at step 6 until the trained nets exist.
+    assert [h.value.split(".")[0] for h in at.header] == ["1", "2", "3", "4", "5", "6"]
+    quartet = at.button(key="lesson_train_curves").proto.label
+    assert quartet.startswith("Train the quartet here (about ") and "1000 steps" in quartet
+    assert "on this machine" in at.button(key="lesson_train_pair").proto.label
+    assert any("Steps 6, 7 and 8 are computed once" in i.value for i in at.info)
     paper, identity, split, depth, paths = _figures(at)
     assert paper["data"][0]["y"] == list(lesson.PAPER_TABLE2_TOP1["plain"])
     # Step 2: the residual block with a zeroed branch is the identity; the plain one is not.
