@@ -33,10 +33,11 @@ from .records import (
 class Job:
     """A race in a background thread. Controls take effect between steps (so within one step):
 
-    ``start()`` runs to the end; ``pause()`` holds after the current step; ``resume()`` continues;
-    ``step_once()`` (when ready or paused) trains exactly one more step and stays paused; ``stop()`` ends the
-    run after the current step and saves checkpoints. The thread never raises: a failure becomes status
-    "failed" with a one-sentence message.
+    ``start()`` runs to the end; ``pause()`` holds after the current step and returns once that step is
+    published (so the step a snapshot shows then is the one the race holds at); ``resume()`` continues;
+    ``step_once()`` (when ready or paused) trains exactly one more step and stays paused, returning the step
+    it will hold at; ``stop()`` ends the run after the current step and saves checkpoints. The thread never
+    raises: a failure becomes status "failed" with a one-sentence message.
 
     When the runs folder cannot be written (at the start or later: read-only, full), the race goes on in
     memory: ``storage_error`` holds the sentence (also in the snapshot's messages), the curves stay in the
@@ -71,6 +72,7 @@ class Job:
         self._checkpoints: list[str] = []
         self._thread: threading.Thread | None = None
         self._parked = False  # the thread waits for a control (paused, no step in flight)
+        self._in_flight = False  # a step (or its evaluation and writes) runs outside the lock
         # What snapshots read: the race's results as of the last published step (see _publish).
         self._rows: list[dict[str, Any]] = []
         self._eval_rows: list[dict[str, Any]] = []
@@ -111,16 +113,25 @@ class Job:
                 self._status = "running"
                 self._cond.notify_all()
 
-    def pause(self) -> None:
+    def pause(self, timeout: float = 60.0) -> int:
+        """Hold after the step in flight; returns the step the race holds at.
+
+        Waits (up to ``timeout``) for that step to be published: returning earlier, a page would draw the
+        step before it, and the next Step would seem to train two (the one in flight, then its own)."""
         with self._cond:
             if self._status == "running":
                 self._paused = True
                 self._status = "paused"
+        self.wait_paused(timeout)
+        with self._cond:
+            return self._step
 
     def resume(self) -> None:
         self.start()
 
-    def step_once(self) -> None:
+    def step_once(self) -> int:
+        """Train exactly one more step (when ready or paused), then stay paused; returns the step the race
+        will hold at, for :meth:`wait_for_step` (the current step when it is neither ready nor paused)."""
         with self._cond:
             if self._status == "ready":
                 self._launch(paused=True, budget=1)
@@ -128,6 +139,10 @@ class Job:
                 self._budget += 1
                 self._parked = False
                 self._cond.notify_all()
+            else:
+                return self._step
+            # Steps already asked for count too: the one in flight and any single steps still pending.
+            return self._step + int(self._in_flight) + self._budget
 
     def stop(self) -> None:
         with self._cond:
@@ -233,6 +248,7 @@ class Job:
                         break
                     if self._paused:
                         self._budget -= 1
+                    self._in_flight = True
                 t = time.perf_counter()
                 rows = race.step()  # outside the lock: controls and snapshots don't wait for a step
                 evals = race.evaluate() if race.eval_due() else []
@@ -246,6 +262,7 @@ class Job:
                 self._store(write)
                 with self._cond:  # the step becomes visible to snapshots all at once: rows, evals, statuses
                     self._publish(rows, evals)
+                    self._in_flight = False
                     self._active_s += time.perf_counter() - t
                     self._cond.notify_all()
                     if race.done:
@@ -273,7 +290,7 @@ class Job:
             with self._cond:
                 self._error = message
                 self._status = "failed"
-                self._parked = False
+                self._parked = self._in_flight = False
                 self._cond.notify_all()
 
     # -- reading
