@@ -106,7 +106,7 @@ def fmt_value(value: float) -> str:
         return str(value)
     if magnitude >= 1e12 or 0 < magnitude < 1e-3:
         return f"{value:.2e}"
-    if magnitude >= 1000:
+    if magnitude >= 999.5:  # what 3 significant digits would round up to 1e+03
         return f"{value:,.0f}"
     return f"{value:.3g}"
 
