@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 # Before torch loads: a training thread and a page computing at the same time each get an OpenMP team; with
 # the default busy-waiting they starve each other on a 2-core laptop (measured here: 10x slower).
@@ -13,10 +14,11 @@ import streamlit as st  # noqa: E402
 from explorer_ui.budget import budget_caption  # noqa: E402
 from explorer_ui.sidebar import model_picker  # noqa: E402
 
-# The favicon is an emoji (drawn as an inline data: SVG): a ":material/...:" page_icon makes the browser fetch an
-# SVG from fonts.gstatic.com. The ":material/...:" icons inside the page are fine: Streamlit serves that font
-# itself (tests/browser/test_links.py records every request).
-st.set_page_config(page_title="ResNet Explorer", page_icon="🧠", layout="wide")
+# The favicon is a bundled PNG, served by this server: a ":material/...:" page_icon makes the browser fetch an SVG
+# from fonts.gstatic.com, and an emoji depends on the browser's fonts. The ":material/...:" icons inside the page
+# are fine: Streamlit serves that font itself (tests/browser/test_offline_requests.py records every request).
+st.set_page_config(page_title="ResNet Explorer", page_icon=str(Path(__file__).parent / "assets" / "favicon.png"),
+                   layout="wide")
 
 PAGES = [
     st.Page("../pages/architecture.py", title="Architecture", icon=":material/account_tree:", url_path="architecture"),
