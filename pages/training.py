@@ -19,6 +19,14 @@ from resnet_core.train import PRESET_NOTES, PRESETS, RaceConfig, RacerSpec, degr
 CUSTOM = "Custom race"
 CUSTOM_NOTE = ("Pick 2 to 4 nets. To look for degradation (a deeper plain net ending with a higher training loss "
                "than a shallower plain one), race two plain depths.")
+# Two pages chart gradients, measured differently: each says what it measures and how the other relates.
+GRAD_NOTE = ("This chart measures the gradients of each stage's weights while the nets train (mean of the last 20 "
+             "steps); Gradient flow and the lesson measure the gradient reaching each block's input in a freshly "
+             "initialised net, so the two can disagree about where a plain net's gradients are largest.")
+# While a race trains the live view redraws every LIVE_EVERY_S seconds. Each redraw builds two figures and a
+# table in the server (Python holding the GIL the training thread needs between its torch calls) and makes the
+# browser draw them again on the same cores; once a second cost the race more than it showed.
+LIVE_EVERY_S = 2.0
 RACE_ARCHS = ["resnet20", "resnet32", "resnet44", "resnet56", "resnet110"]
 RACER_CHOICES = {display_name(a, r): RacerSpec(a, r) for a in RACE_ARCHS for r in (False, True)}
 
@@ -87,18 +95,14 @@ def _controls(job: Job | None) -> None:
             st.session_state.pop("tr_error", None)
         st.rerun()
     if cols[1].button("Pause", key="tr_pause", disabled=status != "running", icon=":material/pause:"):
-        job.pause()
+        job.pause(timeout=30)  # returns once the step in flight is published: the page shows where it holds
         st.rerun()
     if cols[2].button("Resume", key="tr_resume", disabled=status != "paused", icon=":material/resume:"):
         job.resume()
         st.rerun()
     if cols[3].button("Step", key="tr_step", disabled=status != "paused", icon=":material/skip_next:",
                       help="Train exactly one more step, then stay paused."):
-        # The target is read before asking: read after, a fast step would already be in it and the wait would
-        # hang for a step that never comes (the job stays paused).
-        target = job.snapshot().step + 1
-        job.step_once()
-        job.wait_for_step(target, timeout=30)
+        job.wait_for_step(job.step_once(), timeout=30)  # the job says which step it will hold at
         st.rerun()
     if cols[4].button("Stop", key="tr_stop", disabled=status not in ("running", "paused"), icon=":material/stop:"):
         job.stop()
@@ -118,6 +122,7 @@ def _draw(snap: JobSnapshot, key: str, config: RaceConfig) -> None:
         return
     st.plotly_chart(race_figure(snap.history, snap.evals, total_steps=snap.steps), key=f"{key}_curves")
     st.plotly_chart(grad_norm_figure(snap.history), key=f"{key}_grads")
+    st.caption(GRAD_NOTE)
     table = snap.summary.rename(columns={"racer": "Racer", "status": "Status", "steps": "Steps",
                                          "final_loss": "Final loss", "final_acc": "Training accuracy",
                                          "test_acc": "Held-out accuracy", "seconds": "Compute (s)",
@@ -182,7 +187,14 @@ if "tr_run" not in st.session_state and current is not None:
     st.session_state["tr_run"] = current.run_id  # a refreshed tab finds the race that is still going
 job = registry.get(st.session_state.get("tr_run"))
 
-with st.container(border=True):
+if job is not None and job.status == "running" and st.session_state.get("tr_folded_for") != job.run_id:
+    # A race just started: fold the settings once, so the live curves are on the first screen (1280x720);
+    # the user can open them again (written before the expander is drawn, as Streamlit requires).
+    st.session_state["tr_settings_open"] = False
+    st.session_state["tr_folded_for"] = job.run_id
+
+with st.expander("Race settings", expanded=True, key="tr_settings_open", on_change="rerun",
+                 icon=":material/tune:"):
     preset = st.selectbox("Race", [*PRESETS, CUSTOM], key="tr_preset")
     st.caption(PRESET_NOTES.get(preset, CUSTOM_NOTE))
     try:
@@ -197,14 +209,14 @@ with st.container(border=True):
     except ValueError as error:
         st.session_state["tr_config"] = None
         st.warning(str(error))
-    _controls(job)
+_controls(job)  # outside the settings: Pause, Step and Stop stay on screen while they are folded
 if st.session_state.get("tr_error"):
     st.error(st.session_state["tr_error"])
 
 if job is not None:
     st.session_state.setdefault("tr_seen_status", job.status)
-    # Poll once a second only while the race trains; the background thread never calls st.* itself.
-    st.fragment(_live, run_every=1.0 if job.status == "running" else None)()
+    # Poll only while the race trains; the background thread never calls st.* itself.
+    st.fragment(_live, run_every=LIVE_EVERY_S if job.status == "running" else None)()
 
 with st.expander("Past runs (this app and `resnet-train`)"):
     past = list_runs()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -90,6 +91,10 @@ def test_start_live_update_then_stop(page):
         page.run()
         assert not page.exception, page.exception
         assert _button(page, "tr_start").disabled and not _button(page, "tr_stop").disabled
+        # The settings fold away once the race runs (the live curves on the first screen); the controls stay.
+        (settings,) = [e for e in page.expander if e.label == "Race settings"]
+        assert settings.proto.expanded is False
+        assert page.selectbox(key="tr_preset").value == "Custom race"  # folded, not gone
         curves = _figures(page)[0]
         names = {trace["name"] for trace in curves["data"] if trace.get("showlegend", True)}
         assert names == {"Plain-20", "ResNet-20"}
@@ -101,6 +106,14 @@ def test_start_live_update_then_stop(page):
         grads = _figures(page)[1]
         assert [t["name"] for t in grads["data"]] == ["Plain-20", "ResNet-20"]
         assert grads["data"][0]["x"] == ["stem", "layer1", "layer2", "layer3", "head"]
+        assert any("weights while the nets train" in c.value and "Gradient flow" in c.value for c in page.caption)
+        # Pause shows the step the race holds at; one Step then shows exactly the next one.
+        _button(page, "tr_pause").click().run()
+        assert not page.exception, page.exception
+        held = _shown_step(page)
+        assert "paused" in _progress(page)
+        _button(page, "tr_step").click().run()
+        assert _shown_step(page) == held + 1 and "paused" in _progress(page)
     finally:
         _button(page, "tr_stop").click().run()
     assert not page.exception, page.exception
@@ -180,6 +193,10 @@ def _small_custom_race(page, steps: int) -> None:
 
 def _progress(page) -> str:
     return page.get("progress")[0].proto.text if page.get("progress") else ""
+
+
+def _shown_step(page) -> int:
+    return int(re.search(r"step (\d+) of", _progress(page)).group(1))
 
 
 def test_an_unwritable_runs_folder_is_one_sentence_and_the_run_is_saved_later(page, monkeypatch, tmp_path):
