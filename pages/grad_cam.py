@@ -17,12 +17,26 @@ from resnet_core.data import SHAPES_CLASSES, shapes_split
 from resnet_core.heavy import heavy_slot
 from resnet_core.images import model_view, preprocess
 from resnet_core.plots.cam import cam_figure, cascade_figure, layers_figure, pointing_figure, topk_figure
+from resnet_core.plots.cam_methods import checks_figure, methods_grid_figure
 from resnet_core.settings import BudgetError
 from resnet_core.weights import WeightsError, class_names_for, preprocessing_for
 
 SOURCES = {"Sample photo": "photo", "Upload": "upload", "Shapes image": "shapes"}  # widget value -> kind
 IMAGE_KEYS = ImageSourceKeys(source="gc_source", photo="gc_sample", shape="gc_shape", upload="gc_upload")
 SHAPES_POOL = 64  # held-out Shapes images to pick from
+FAITHFULNESS_STEPS = 20  # deletion / insertion steps per map
+METHOD_CHECK_IMAGES, METHOD_CASCADE_IMAGES = 48, 6  # the per-method checks: a smaller sample than Grad-CAM's
+RANKING_COLUMNS = ["rank", "label", "seconds", "insertion_auc", "deletion_auc", "auc_difference", "average_drop",
+                   "increase_in_confidence"]
+RANKING_CONFIG = {
+    "label": st.column_config.TextColumn("method"),
+    "seconds": st.column_config.NumberColumn("time (s)", format="%.3f"),
+    "insertion_auc": st.column_config.NumberColumn("insertion AUC", format="%.3f"),
+    "deletion_auc": st.column_config.NumberColumn("deletion AUC", format="%.3f"),
+    "auc_difference": st.column_config.NumberColumn("insertion - deletion", format="%+.3f"),
+    "average_drop": st.column_config.NumberColumn("average drop (%)", format="%.1f"),
+    "increase_in_confidence": st.column_config.NumberColumn("increase in confidence", format="%.0f"),
+}
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)
@@ -88,6 +102,11 @@ with left:
     st.dataframe(table[["rank", "class", "probability"]], hide_index=True,
                  column_config={"probability": st.column_config.NumberColumn(format="percent")})
     options = [int(i) for i in table["index"]]
+    # A new image: explain its own top-1 class, unless a class was pinned in "...or any class".
+    if st.session_state.get("gc_image_seen") != image_key:
+        st.session_state["gc_image_seen"] = image_key
+        if isinstance(st.session_state.get("gc_other", "(one of the top 5)"), str):
+            st.session_state["gc_class"] = options[0]
     target = st.radio("Explain class", options, key="gc_class", format_func=lambda i: f"{names[i]} ({i})",
                       help="The top-5 classes; pick any other class below.")
     other = st.selectbox("...or any class", ["(one of the top 5)"] + list(range(len(names))), key="gc_other",
@@ -130,6 +149,52 @@ with right:
     d3.download_button("Overlay (PNG)", cam.image_png(cam.overlay(view, explanation.heatmap, colormap, opacity)),
                        f"{stem}-overlay.png", "image/png", key="gc_dl_overlay")
 
+# ------------------------------------------------------------------------------------------ every method
+st.subheader("Every method side by side")
+chosen = st.multiselect("Methods", list(cam.METHODS), default=list(cam.METHODS), key="gc_methods",
+                        format_func=cam.METHODS.get)
+try:
+    channels = cam.layer_channels(model, layer, tuple(x.shape[1:]))
+except cam.CamError:
+    channels = 0
+passes = cam.faithfulness_passes(len(chosen), FAITHFULNESS_STEPS)
+cost_words = f"The faithfulness scores take {passes} forward passes ({FAITHFULNESS_STEPS} deletion and insertion steps)"
+if "scorecam" in chosen and channels:
+    cost_words += (f"; Score-CAM runs up to {cam.scorecam_passes(channels)} more (one per channel of {layer}, "
+                   f"{cam.SCORECAM_BATCH} at a time)")
+st.caption(f"For '{names[target]}' at {layer}, the class and layer chosen above. {cost_words}.")
+request = (choice_key(choice), image_key, target, layer, tuple(chosen))
+if st.button("Compare the methods", key="gc_compare_methods", disabled=not chosen):
+    bar = st.progress(0.0, text="Starting...")
+
+    def report(stage: str, done: int, total: int) -> None:
+        words = "Scoring faithfulness" if stage == "faithfulness" else f"Computing {cam.METHODS[stage]}"
+        bar.progress(min(1.0, done / max(total, 1)), text=f"{words} ({done}/{total})")
+
+    try:
+        with queue_notice(), heavy_slot("Grad-CAM every method"):
+            st.session_state["gc_comparison"] = (request, cam.compare_methods(
+                model, x, target, layer, chosen, class_names=names, steps=FAITHFULNESS_STEPS, progress=report))
+    except BudgetError as error:
+        offer_fit(error)
+    except (cam.CamError, WeightsError) as error:
+        st.error(str(error))
+    bar.empty()
+stored = st.session_state.get("gc_comparison")
+if stored is not None and stored[0] == request:
+    comparison = stored[1]
+    for note in comparison.notes:
+        st.info(note)
+    st.plotly_chart(shared_figure(methods_grid_figure, comparison, view, colormap, opacity), key="gc_grid")
+    st.markdown(f"**Which to trust:** {comparison.sentence}")
+    st.dataframe(comparison.table[RANKING_COLUMNS], hide_index=True, column_config=RANKING_CONFIG)
+    st.caption("Ranked by insertion minus deletion AUC (Petsiuk et al. 2018): put the most salient pixels back "
+               "first (insertion, higher is better) or take them away first (deletion, lower is better) and "
+               "follow the class probability. Average drop and increase in confidence (Chattopadhyay et al. "
+               "2018) multiply the image by the map. Times are this server's, for this image.")
+elif stored is not None:
+    st.caption("The class, layer, image or methods changed: press the button to compare again.")
+
 # --------------------------------------------------------------------------------------------- side by side
 st.subheader("Layer by layer")
 if st.toggle("Compare the last block of each stage", key="gc_compare"):
@@ -152,14 +217,17 @@ use_own = st.toggle("Use the sidebar's model (a Shapes checkpoint)", key="gc_che
                     disabled=not shapes_model,
                     help="Otherwise a ResNet-20 is trained on Shapes by the training engine (about a minute on a "
                          "laptop CPU), once per server.")
-if st.button("Run the localisation check", key="gc_check", icon=":material/target:"):
+def _checked_model() -> torch.nn.Module:
+    if use_own:
+        return model
+    with st.spinner(f"Training ResNet-20 on Shapes for {cam.SHAPES_CHECK['steps']} steps..."):
+        return _check_model(cam.SHAPES_CHECK["steps"], cam.SHAPES_CHECK["image_size"], cam.SHAPES_CHECK["width"])
+
+
+check_one, check_all = st.columns(2)
+if check_one.button("Run the localisation check", key="gc_check", icon=":material/target:"):
     try:
-        if use_own:
-            checked = model
-        else:
-            with st.spinner(f"Training ResNet-20 on Shapes for {cam.SHAPES_CHECK['steps']} steps..."):
-                checked = _check_model(cam.SHAPES_CHECK["steps"], cam.SHAPES_CHECK["image_size"],
-                                       cam.SHAPES_CHECK["width"])
+        checked = _checked_model()
         with st.spinner("Pointing game and randomisation cascade..."), queue_notice(), \
                 heavy_slot("localisation check"):
             st.session_state["gc_report"] = cam.localisation_check(checked, colormap=colormap, opacity=opacity)
@@ -184,3 +252,36 @@ if report is not None:
     last_stage = report.cascade.iloc[2]
     st.caption(f"Measured here: rank correlation {last_stage['rank_correlation']:.2f} once fc and "
                f"{last_stage['step']} are randomised (1.00 = unchanged).")
+
+if check_all.button("Run both checks for every method", key="gc_check_methods", icon=":material/table:",
+                    help=f"{METHOD_CHECK_IMAGES} held-out Shapes images for the pointing game, "
+                         f"{METHOD_CASCADE_IMAGES} for the cascade, at the model's default layer."):
+    try:
+        checked = _checked_model()
+        test = shapes_split("test", METHOD_CHECK_IMAGES, image_size=preprocessing_for(checked).crop)
+        check_prep = preprocessing_for(checked)
+        mean = torch.tensor(check_prep.mean).view(1, -1, 1, 1)
+        std = torch.tensor(check_prep.std).view(1, -1, 1, 1)
+        bar = st.progress(0.0, text="Checking every method...")
+        with queue_notice(), heavy_slot("localisation check, every method"):
+            st.session_state["gc_method_checks"] = cam.method_checks(
+                checked, (test.images - mean) / std, test.labels, test.masks, cascade_images=METHOD_CASCADE_IMAGES,
+                progress=lambda done, total: bar.progress(done / total, text=f"{done}/{total} methods checked"))
+        bar.empty()
+    except (cam.CamError, ValueError) as error:
+        st.error(str(error))
+    except ImportError:
+        st.error("The training engine (resnet_core.train) is not in this installation, so no Shapes model can be "
+                 "trained here; load a Shapes checkpoint in the sidebar and use it instead.")
+method_table = st.session_state.get("gc_method_checks")
+if method_table is not None:
+    st.plotly_chart(shared_figure(checks_figure, method_table), key="gc_checks_methods")
+    st.dataframe(method_table[["label", "pointing", "chance", "cascade_top", "cascade_all"]], hide_index=True,
+                 column_config={
+                     "label": st.column_config.TextColumn("method"),
+                     "pointing": st.column_config.NumberColumn("pointing game", format="percent"),
+                     "chance": st.column_config.NumberColumn("chance", format="percent"),
+                     "cascade_top": st.column_config.NumberColumn("cascade: head + last stage random", format="%.2f"),
+                     "cascade_all": st.column_config.NumberColumn("cascade: all random", format="%.2f")})
+    st.caption("A method to trust points at the object far above chance and its map changes (rank correlation "
+               "towards 0) once the weights are random.")
