@@ -1,5 +1,5 @@
-"""Every console entry point: ``resnet-train`` (``python -m resnet_core.train``) and
-``python -m resnet_core.weights FILE``.
+"""Every console entry point: ``resnet-train`` (``python -m resnet_core.train``) and ``resnet-weights``
+(``inspect FILE``, ``fetch ARCH [MEMBER]``; ``python -m resnet_core.weights`` is the same).
 
 The top floor of the package: the engine (``train``) races and reports through callbacks, ``runs`` writes
 run folders, and this module wires the two together for a terminal (flags, progress bar, signals, exit
@@ -14,15 +14,23 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import torch
 
 from .checkpoints import CheckpointMismatch, WeightsError, load_checkpoint_file
 from .data import DATASETS, DataError
+from .models import ARCHITECTURES, display_name
 from .runs import RunStorageError, RunWriter, resume_race
-from .settings import set_memory_budget
+from .settings import BudgetError, network_available, set_memory_budget
 from .train import PRESETS, SCHEDULES, Race, RaceConfig, RacerSpec, describe_device, dist_info
-from .weights import class_names_for, preprocessing_for
+from .weights import (
+    class_names_for,
+    download_torchvision_weights,
+    hub_checkpoint_path,
+    preprocessing_for,
+    torchvision_weights_enum,
+)
 
 
 # --------------------------------------------------------------------------------------------- resnet-train
@@ -271,25 +279,95 @@ def _storage_sentence(exc: Any, writer: Any, args: argparse.Namespace) -> str:
     return f"{text}; nothing of this run was saved."
 
 
-# ---------------------------------------------------------------------------------- python -m resnet_core.weights
+# ------------------------------------------------------------------------- resnet-weights (python -m resnet_core.weights)
+_WEIGHTS_COMMANDS = ("inspect", "fetch")
+
+
+def _weights_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="resnet-weights",
+        description="Checkpoints and torchvision weights: what a file holds, and fetching weights into the cache.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{inspect,fetch}")
+    inspect = sub.add_parser("inspect", help="read a checkpoint safely and say what loads, what was renamed and "
+                                             "what was inferred")
+    inspect.add_argument("checkpoint", help="a checkpoint file (.pt .pth .th .tar .ckpt .bin .safetensors, or any "
+                                            "suffix: read by its content, torch.load with weights_only=True)")
+    fetch = sub.add_parser("fetch", help="download torchvision's ImageNet weights into torch.hub's cache")
+    fetch.add_argument("arch", help="a torchvision architecture, e.g. resnet50")
+    fetch.add_argument("member", nargs="?", help="the weights, e.g. IMAGENET1K_V2 (default: torchvision's DEFAULT)")
+    return p
+
+
 def weights_main(argv: Sequence[str] | None = None) -> int:
-    """``python -m resnet_core.weights FILE``: read a checkpoint safely and say what architecture it holds."""
-    parser = argparse.ArgumentParser(prog="python -m resnet_core.weights", description=weights_main.__doc__)
-    parser.add_argument("checkpoint", help="a .pt/.pth file (read with weights_only=True)")
-    args = parser.parse_args(argv)
+    """``resnet-weights inspect FILE`` / ``resnet-weights fetch ARCH [MEMBER]`` (``python -m
+    resnet_core.weights`` is the same; a bare ``FILE`` means ``inspect FILE``). Exit codes: 0 done, 1 the file
+    or the download failed (one sentence), 2 bad arguments."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list and args_list[0] not in (*_WEIGHTS_COMMANDS, "-h", "--help"):
+        args_list = ["inspect", *args_list]  # the old form: python -m resnet_core.weights FILE
+    args = _weights_parser().parse_args(args_list)
+    if args.command == "fetch":
+        return _fetch(args.arch, args.member)
+    return _inspect(Path(args.checkpoint))
+
+
+def _inspect(path: Path) -> int:
+    """Print the architecture, size, classes and preprocessing of a checkpoint, then one line per note."""
     try:
-        model = load_checkpoint_file(Path(args.checkpoint))
+        model = load_checkpoint_file(path)
     except CheckpointMismatch as exc:
         print(exc)
         print(exc.table().to_string(index=False))
         return 1
-    except WeightsError as exc:
+    except (WeightsError, BudgetError) as exc:
         print(exc)
         return 1
     print(f"{model.arch_label}: {sum(p.numel() for p in model.parameters()):,} parameters, "
           f"{len(class_names_for(model))} classes, preprocessing {preprocessing_for(model).describe()}")
+    arch = model.card.arch
+    if arch and arch != "custom":
+        print(f"architecture: {arch}{''.join(f' {k}={v}' for k, v in model.card.arch_options.items())}")
     for note in model.weights_notes:
         print(f"note: {note}")
+    return 0
+
+
+def _fetch(arch: str, member: str | None) -> int:
+    """Download torchvision's weights for ``arch`` into torch.hub's cache with a progress bar on stderr."""
+    enum = torchvision_weights_enum(arch)
+    if enum is None:
+        names = ", ".join(n for n in ARCHITECTURES if torchvision_weights_enum(n) is not None)
+        print(f"resnet-weights: torchvision has no weights for '{arch}'; choose one of {names}.", file=sys.stderr)
+        return 2
+    try:
+        member = member or enum.DEFAULT.name
+        path = hub_checkpoint_path(arch, member)
+    except WeightsError as exc:
+        print(f"resnet-weights: {exc}", file=sys.stderr)
+        return 2
+    if path.exists():
+        print(f"{display_name(arch)} {member}: already in the cache, {path}")
+        return 0
+    url = enum[member].url
+    if not network_available(urlparse(url).hostname or ""):
+        print(f"resnet-weights: cannot download the {display_name(arch)} {member} weights (no network): download "
+              f"{url} and save it as {path.name} in {path.parent}.", file=sys.stderr)
+        return 1
+    from tqdm import tqdm
+
+    with tqdm(desc=f"{display_name(arch)} {member}", unit="B", unit_scale=True, file=sys.stderr) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total or None
+            bar.update(done - bar.n)
+
+        try:
+            download_torchvision_weights(arch, member, on_progress=progress)
+        except (WeightsError, OSError) as exc:
+            bar.close()
+            print(f"resnet-weights: downloading the {display_name(arch)} {member} weights failed ({exc}); try "
+                  f"again, or download {url} and save it as {path.name} in {path.parent}.", file=sys.stderr)
+            return 1
+    print(f"{display_name(arch)} {member}: saved to {path}")
     return 0
 
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .checkpoints import infer_architecture, read_checkpoint
+from .checkpoints import infer_checkpoint, read_checkpoint
 from .models import ARCHITECTURES, display_name, get_spec
 from .weights import TORCHVISION_OPTIONS, parse_weights_id, weights_choices
 
@@ -49,7 +49,7 @@ def width_factor(arch: str, width: int | None) -> str | None:
 @dataclass(frozen=True)
 class CheckpointConfig:
     """What a checkpoint holds: ``arch`` (a registered name, or None when unknown), build options, a display
-    label and the inference notes (empty for our own format, which says what it is)."""
+    label and the notes on what was renamed or inferred while reading it."""
 
     arch: str | None
     options: dict[str, Any] = field(default_factory=dict)
@@ -69,10 +69,11 @@ def checkpoint_config(path: str | os.PathLike[str]) -> CheckpointConfig:
     ckpt = read_checkpoint(os.fspath(path))
     if ckpt.arch in ARCHITECTURES:
         options = dict(ckpt.options)
-        return CheckpointConfig(ckpt.arch, options, display_name(ckpt.arch, options.get("residual", True)))
-    inferred = infer_architecture(ckpt.state_dict)
+        return CheckpointConfig(ckpt.arch, options, display_name(ckpt.arch, options.get("residual", True)),
+                                tuple(ckpt.notes))
+    inferred = infer_checkpoint(ckpt)  # what was renamed (ckpt.notes), then what was inferred
     options = inferred.build_options() if inferred.name else {}
-    return CheckpointConfig(inferred.name, options, inferred.label, tuple(inferred.notes))
+    return CheckpointConfig(inferred.name, options, inferred.label, (*ckpt.notes, *inferred.notes))
 
 
 def _as_config(config: CheckpointConfig | Mapping[str, Any]) -> CheckpointConfig:

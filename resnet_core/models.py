@@ -53,8 +53,9 @@ class ArchSpec:
 
     @property
     def base_width(self) -> int:
-        """Channels of the first stage at full width: 64 for ImageNet stems, 16 for CIFAR stems."""
-        return BASE_WIDTHS[self.stem]
+        """Channels of the first stage at full width: 64 for ImageNet stems, 16 for CIFAR stems (64 for the
+        ImageNet depths with a CIFAR stem, whose ``defaults`` say so)."""
+        return int(self.defaults.get("width", BASE_WIDTHS[self.stem]))
 
     @property
     def strides(self) -> tuple[int, ...]:
@@ -84,6 +85,16 @@ def _cifar(n: int) -> ArchSpec:
                     defaults={"shortcut": "A", "num_classes": 10})
 
 
+CIFAR_STEM_FAMILY = "ResNet, CIFAR stem"
+
+
+def _cifar_stem(depth: int, block: str, layers: Sequence[int]) -> ArchSpec:
+    """ImageNet depths with a CIFAR stem (3x3 conv, no max-pool, 32 px): ResNet18 ... ResNet152 as the most
+    popular CIFAR training repositories define them (64 base channels, projection shortcuts, 10 classes)."""
+    return ArchSpec(f"resnet{depth}_cifar", CIFAR_STEM_FAMILY, block, tuple(layers), "cifar", paper=_HE2015,
+                    defaults={"shortcut": "B", "width": 64, "num_classes": 10})
+
+
 ARCHITECTURES: dict[str, ArchSpec] = {
     spec.name: spec
     for spec in [
@@ -98,6 +109,11 @@ ARCHITECTURES: dict[str, ArchSpec] = {
         _imagenet("wide_resnet50_2", "bottleneck", (3, 4, 6, 3), "Wide ResNet", _ZAG2016, 1, 128),
         _imagenet("wide_resnet101_2", "bottleneck", (3, 4, 23, 3), "Wide ResNet", _ZAG2016, 1, 128),
         *(_cifar(n) for n in (3, 5, 7, 9, 18, 200)),
+        _cifar_stem(18, "basic", (2, 2, 2, 2)),
+        _cifar_stem(34, "basic", (3, 4, 6, 3)),
+        _cifar_stem(50, "bottleneck", (3, 4, 6, 3)),
+        _cifar_stem(101, "bottleneck", (3, 4, 23, 3)),
+        _cifar_stem(152, "bottleneck", (3, 8, 36, 3)),
     ]
 }
 
@@ -395,6 +411,8 @@ def build(name: str, *, seed: int | None = None, **options: Any) -> ResNet:
     if unknown:
         raise ValueError(f"Unknown option(s) {sorted(unknown)} for build(); allowed: {sorted(allowed)}.")
     kwargs: dict[str, Any] = {"num_classes": spec.num_classes, **spec.defaults, **options}
+    if kwargs.get("width") is None:  # width=None means full width: the spec's own (64 for CIFAR-stem ImageNet depths)
+        kwargs["width"] = spec.base_width
     model = instantiate(lambda: ResNet(spec.block, spec.layers, stem=spec.stem, groups=spec.groups,
                                        width_per_group=spec.width_per_group, **kwargs), seed)
     model.card.arch, model.card.arch_options = name, dict(options)
@@ -409,6 +427,8 @@ def display_name(name: str, residual: bool = True) -> str:
         label = f"ResNeXt-{spec.depth} {name.split('_')[1]}"
     elif spec.family == "Wide ResNet":
         label = f"Wide ResNet-{spec.depth}-2"
+    elif spec.family == CIFAR_STEM_FAMILY:
+        return f"{'ResNet' if residual else 'Plain'}-{spec.depth} (CIFAR stem)"
     else:
         return f"ResNet-{spec.depth}" if residual else f"Plain-{spec.depth}"
     return label if residual else f"Plain {label}"

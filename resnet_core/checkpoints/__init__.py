@@ -1,4 +1,5 @@
-"""Reading and writing every checkpoint: our format and foreign key conventions (``format``), the
+"""Reading and writing every checkpoint: our format (``format``), the key conventions of foreign files as a
+table (``conventions``: detect -> rename -> note, and the variants that cannot be built), the
 architecture a file holds and the model built from it (``architecture``), and checkpoint files on disk
 (``files``: the runs and uploads folders, the upload quota).
 
@@ -10,11 +11,15 @@ from ..errors import WeightsError
 from .architecture import (
     CheckpointMismatch,
     InferredArchitecture,
+    NotAResNet,
+    UnbuildableVariant,
     infer_architecture,
+    infer_checkpoint,
     load_state_dict_checked,
     model_from_checkpoint,
     require_rgb,
 )
+from .conventions import UNBUILDABLE, Unbuildable, apply_conventions, conventions_tried
 from .files import (
     OUTSIDE_FOLDERS,
     load_checkpoint_file,
@@ -40,6 +45,7 @@ from .format import (
     MAX_STAGES,
     MAX_TENSORS,
     MAX_WIDTH,
+    PICKLED_MODEL,
     Checkpoint,
     KeyConvention,
     atomic_write,
@@ -54,8 +60,9 @@ __all__ = [
     "CHECKPOINT_SUFFIXES", "FORMAT", "KEY_CONVENTIONS", "MAX_BLOCKS_PER_STAGE", "MAX_CHECKPOINT_BYTES",
     "MAX_CLASSES", "MAX_CLASS_NAME_CHARS", "MAX_ELEMENTS", "MAX_GROUPS", "MAX_IN_CHANNELS", "MAX_KEY_CHARS",
     "MAX_PARAMETERS", "MAX_PATH_CHARS", "MAX_PICKLE_BYTES", "MAX_STAGES", "MAX_TENSORS", "MAX_WIDTH",
-    "OUTSIDE_FOLDERS", "Checkpoint", "CheckpointMismatch", "InferredArchitecture", "KeyConvention", "WeightsError",
-    "atomic_write", "extract_state_dict", "infer_architecture", "load_checkpoint_file", "load_resume_checkpoint",
+    "OUTSIDE_FOLDERS", "PICKLED_MODEL", "UNBUILDABLE", "Checkpoint", "CheckpointMismatch", "InferredArchitecture",
+    "KeyConvention", "NotAResNet", "Unbuildable", "UnbuildableVariant", "WeightsError", "apply_conventions",
+    "atomic_write", "conventions_tried", "extract_state_dict", "infer_architecture", "infer_checkpoint", "load_checkpoint_file", "load_resume_checkpoint",
     "load_state_dict_checked", "make_checkpoint", "model_from_checkpoint", "read_checkpoint", "require_rgb",
     "resolve_checkpoint_path", "save_checkpoint", "save_uploaded_checkpoint", "store_upload",
 ]

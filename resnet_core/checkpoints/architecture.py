@@ -12,8 +12,11 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ..costs import estimate_memory, require_within_budget
 from ..errors import WeightsError, clip, some
-from ..models import ARCHITECTURES, ResNet, build, display_name, get_spec, instantiate
+from ..models import ARCHITECTURES, BASE_WIDTHS, ResNet, build, display_name, get_spec, instantiate
+from ..settings import BudgetError
+from .conventions import conventions_tried, unbuildable_variants
 from .format import (
     MAX_BLOCKS_PER_STAGE,
     MAX_CLASSES,
@@ -48,6 +51,30 @@ class CheckpointMismatch(WeightsError):
             rows = [*rows[: self.MAX_ROWS], {"key": f"... and {len(rows) - self.MAX_ROWS} more", "problem": "",
                                              "checkpoint shape": "", "model shape": ""}]
         return pd.DataFrame(rows, columns=["key", "problem", "checkpoint shape", "model shape"])
+
+
+class NotAResNet(WeightsError):
+    """The tensors are not laid out like any ResNet this project reads (no stem, classifier or stages);
+    ``reason`` is the phrase that says what is missing."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class UnbuildableVariant(WeightsError):
+    """The tensors are a ResNet variant this project cannot build (a timm deep stem, avg-pool shortcuts ...);
+    ``variants`` names what was recognised (``conventions.UNBUILDABLE``)."""
+
+    def __init__(self, message: str, variants: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.variants = list(variants or [])
+
+    @staticmethod
+    def sentence(subject: str, variants: list[str]) -> str:
+        return (f"{subject} a ResNet variant with {' and '.join(variants)}, which ResNet Explorer cannot build "
+                "(it builds torchvision's layout: one-convolution stem, projection shortcuts as downsample.0/1); "
+                "choose a plain ResNet checkpoint such as timm's resnet50.a1_in1k or torchvision's.")
 
 
 @dataclass(frozen=True)
@@ -107,7 +134,8 @@ class InferredArchitecture:
         else:
             depth = (2 if self.block == "basic" else 3) * sum(self.layers) + 2
             base = f"{'ResNet' if self.residual else 'Plain'}-{depth} ({'-'.join(map(str, self.layers))})"
-        extras = [f"width {self.width}"] if self.stem == "cifar" and self.width != 16 else []
+        base_width = get_spec(self.name).base_width if self.name is not None else BASE_WIDTHS[self.stem]
+        extras = [f"width {self.width}"] if self.stem == "cifar" and self.width != base_width else []
         extras += ["pre-activation"] if self.preact else []
         extras += [f"shortcut {self.shortcut}"] if self.residual else []
         extras += [f"{self.num_classes} classes"]
@@ -133,10 +161,74 @@ def infer_architecture(state_dict: Mapping[str, torch.Tensor]) -> InferredArchit
                            "choose a ResNet checkpoint.") from None
 
 
+def _tensor_summary(state_dict: Mapping[str, torch.Tensor], shown: int = 3) -> str:
+    """"'a.weight' (64, 3, 7, 7), 'b' (10,) ... (120 tensors)": the first tensors, named with their shapes."""
+    items = list(state_dict.items())
+    listed = ", ".join(f"'{clip(k, 60)}' {tuple(v.shape)}" for k, v in items[:shown])
+    return listed + (f" ... ({len(items)} tensors)" if len(items) > shown else "")
+
+
+def infer_checkpoint(ckpt: Checkpoint) -> InferredArchitecture:
+    """:func:`infer_architecture` on a checkpoint's tensors (after its key conventions were applied). When no
+    ResNet layout fits, the one-sentence message says what the file holds (its top-level keys, the first
+    tensors with their shapes) and which key conventions were tried."""
+    try:
+        return infer_architecture(ckpt.state_dict)
+    except UnbuildableVariant as exc:
+        raise UnbuildableVariant(UnbuildableVariant.sentence(f"The {ckpt.source} holds", exc.variants),
+                                 exc.variants) from None
+    except NotAResNet as exc:
+        reason = exc.reason or "not a ResNet's tensors"
+        wrapper = f"under the top-level keys {some(list(ckpt.wrapper_keys), 6)}, " if ckpt.wrapper_keys else ""
+        renamed = f" (after: {'; '.join(ckpt.notes)})" if ckpt.notes else ""
+        raise NotAResNet(
+            f"The {ckpt.source} does not look like a ResNet ResNet Explorer reads ({clip(reason, 120)}): it holds, "
+            f"{wrapper}the tensors {_tensor_summary(ckpt.state_dict)}{renamed}, and none of the key conventions "
+            f"tried fits ({conventions_tried()}); save a torchvision-layout ResNet's state_dict (conv1, bn1, "
+            "layer1 ..., fc).") from None
+
+
+def _shortcuts(blocks_with_projection: set[tuple[int, int]], layers: tuple[int, ...], width: int, block: str,
+               stem: str, notes: list[str]) -> tuple[bool, str]:
+    """(residual, shortcut option) from the blocks that carry projection weights; what was assumed is noted."""
+    expansion = 4 if block == "bottleneck" else 1
+    shape_changes: set[tuple[int, int]] = set()
+    inplanes = width
+    for stage in range(len(layers)):
+        out = width * 2**stage * expansion
+        if stage > 0 or inplanes != out:
+            shape_changes.add((stage, 0))
+        inplanes = out
+    every_block = {(s, i) for s, n in enumerate(layers) for i in range(n)}
+    residual = True
+    if blocks_with_projection == every_block:
+        shortcut = "C"
+    elif blocks_with_projection == shape_changes:
+        shortcut = "B"
+    elif not blocks_with_projection:
+        # Option-A shortcuts and no shortcuts both leave no tensors: the tensors cannot tell them apart.
+        if stem == "cifar":
+            shortcut = "A"
+            notes.append("no projection weights: assumed option-A (zero-padded identity) shortcuts, "
+                         "which hold no weights; a plain twin would look the same")
+        else:
+            residual, shortcut = False, "B"
+            notes.append("no projection weights: assumed the plain twin (no shortcuts); option-A shortcuts "
+                         "would look the same")
+    else:
+        shortcut = "B"
+        notes.append("projection weights in an irregular set of blocks; assumed option B")
+    return residual, shortcut
+
+
 def _infer_architecture(state_dict: Mapping[str, torch.Tensor]) -> InferredArchitecture:
+    variants = unbuildable_variants(list(state_dict))
+    if variants:
+        raise UnbuildableVariant(UnbuildableVariant.sentence("These weights are", variants), variants)
     if "conv1.weight" not in state_dict or "fc.weight" not in state_dict:
-        raise WeightsError(f"These weights do not look like a ResNet (no conv1.weight / fc.weight; first keys: "
-                           f"{some(list(state_dict), 4)}); choose a ResNet checkpoint.")
+        missing = " / ".join(k for k in ("conv1.weight", "fc.weight") if k not in state_dict)
+        raise NotAResNet(f"These weights do not look like a ResNet (no {missing}; first keys: "
+                         f"{some(list(state_dict), 4)}); choose a ResNet checkpoint.", f"no {missing}")
     conv1 = state_dict["conv1.weight"]
     if conv1.dim() != 4 or state_dict["fc.weight"].dim() != 2:
         raise WeightsError(f"conv1.weight has {conv1.dim()} dimensions and fc.weight "
@@ -157,8 +249,8 @@ def _infer_architecture(state_dict: Mapping[str, torch.Tensor]) -> InferredArchi
             if key.startswith(f"layer{stage}.{index}.downsample."):
                 blocks_with_projection.add((stage - 1, index))
     if not counts or sorted(counts) != list(range(1, len(counts) + 1)):
-        raise WeightsError("The weights have no consecutive layer1, layer2, ... stages, so they are not a "
-                           "ResNet's; choose a ResNet checkpoint.")
+        raise NotAResNet("The weights have no consecutive layer1, layer2, ... stages, so they are not a "
+                         "ResNet's; choose a ResNet checkpoint.", "no consecutive layer1, layer2, ... stages")
     layers = tuple(counts[s] for s in sorted(counts))
     # Bounds before anything is built: a few-MB file must not be able to ask for a huge network.
     if len(layers) > MAX_STAGES or max(layers) > MAX_BLOCKS_PER_STAGE:
@@ -179,38 +271,14 @@ def _infer_architecture(state_dict: Mapping[str, torch.Tensor]) -> InferredArchi
         if groups > MAX_GROUPS or not 1 <= width_per_group <= 64 * MAX_WIDTH // width:
             raise WeightsError(f"The first bottleneck has {mid} channels in {groups} groups, beyond what any "
                                "ResNet or ResNeXt here has; choose a ResNet checkpoint.")
-    expansion = 4 if block == "bottleneck" else 1
-    shape_changes: set[tuple[int, int]] = set()
-    inplanes = width
-    for stage in range(len(layers)):
-        out = width * 2**stage * expansion
-        if stage > 0 or inplanes != out:
-            shape_changes.add((stage, 0))
-        inplanes = out
-    every_block = {(s, i) for s, n in enumerate(layers) for i in range(n)}
     notes: list[str] = []
-    residual = True
-    if blocks_with_projection == every_block:
-        shortcut = "C"
-    elif blocks_with_projection == shape_changes:
-        shortcut = "B"
-    elif not blocks_with_projection:
-        # Option-A shortcuts and no shortcuts both leave no tensors: the tensors cannot tell them apart.
-        if stem == "cifar":
-            shortcut = "A"
-            notes.append("no projection weights: assumed option-A (zero-padded identity) shortcuts, "
-                         "which hold no weights; a plain twin would look the same")
-        else:
-            residual, shortcut = False, "B"
-            notes.append("no projection weights: assumed the plain twin (no shortcuts); option-A shortcuts "
-                         "would look the same")
-    else:
-        shortcut = "B"
-        notes.append("projection weights in an irregular set of blocks; assumed option B")
+    residual, shortcut = _shortcuts(blocks_with_projection, layers, width, block, stem, notes)
     num_classes = int(state_dict["fc.weight"].shape[0])
     if not 1 <= num_classes <= MAX_CLASSES:
         raise WeightsError(f"The classifier (fc.weight) has {num_classes:,} outputs; a checkpoint may have 1 to "
                            f"{MAX_CLASSES:,} classes, so choose a classification ResNet checkpoint.")
+    if stem == "cifar" and len(layers) == 4:
+        notes.append("CIFAR stem (3x3 convolution, no max-pool): 32 px input")
     name = None
     for spec in ARCHITECTURES.values():
         if (spec.block, spec.layers, spec.stem, spec.groups, spec.width_per_group) == (
@@ -259,7 +327,7 @@ def model_from_checkpoint(ckpt: Checkpoint) -> nn.Module:
     """
     try:
         return _model_from_checkpoint(ckpt)
-    except WeightsError:
+    except (WeightsError, BudgetError):
         raise
     except Exception as exc:  # noqa: BLE001 - a malformed checkpoint must not escape as a traceback
         raise WeightsError(f"The {ckpt.source} cannot be turned into a model ({type(exc).__name__}: {clip(exc)}); "
@@ -289,7 +357,7 @@ def _model_from_checkpoint(ckpt: Checkpoint) -> nn.Module:
         label = display_name(ckpt.arch, ckpt.options.get("residual", True))
         notes = list(ckpt.notes)
     else:
-        inferred = infer_architecture(ckpt.state_dict)
+        inferred = infer_checkpoint(ckpt)
 
         def make(seed: int | None) -> nn.Module:
             return inferred.build() if seed is not None else inferred.build_meta()
@@ -309,6 +377,8 @@ def _model_from_checkpoint(ckpt: Checkpoint) -> nn.Module:
                            f"above the {MAX_PARAMETERS / 1e6:.0f} M limit; choose a smaller network's checkpoint.")
     require_rgb(skeleton, ckpt.source)
     _fit_problems(skeleton.state_dict(), ckpt.state_dict, label)
+    # The model's parameters and buffers under the memory budget (BudgetError, a sentence), costed on meta.
+    require_within_budget(estimate_memory(skeleton, "build", builds=True, image_size=32))
     model = make(0)
     load_state_dict_checked(model, ckpt.state_dict, label)
     card = model.card

@@ -76,7 +76,7 @@ def store_upload(data: bytes, filename: str, folder: Path | None = None, quota: 
         raise WeightsError(f"The file is {len(data) / 2**20:,.1f} MB, larger than the {quota / 2**20:,.0f} MB quota "
                            f"for uploads; upload a smaller file or raise {UPLOAD_QUOTA_ENV}.")
     suffix = Path(filename).suffix.lower()
-    suffix = suffix if re.fullmatch(r"\.[a-z0-9]{1,8}", suffix) else ""
+    suffix = suffix if re.fullmatch(r"\.[a-z0-9]{1,12}", suffix) else ""  # .safetensors has 11
     with _upload_lock:
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"{hashlib.sha256(data).hexdigest()}{suffix}"

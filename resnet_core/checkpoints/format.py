@@ -28,9 +28,12 @@ from ..blocks import SHORTCUT_OPTIONS, STRIDE_PLACEMENTS
 from ..errors import WeightsError, clip, some
 from ..images import Preprocessing, _preprocessing_problem
 from ..models import ARCHITECTURES
+from .conventions import KEY_CONVENTIONS, KeyConvention, _prefixed, apply_conventions  # noqa: F401 - old home
 
 FORMAT = "resnet-explorer/1"
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".tar")
+# The suffixes checkpoints come with (the app's uploader and ``ckpt:`` ids); any other suffix is read by its
+# content all the same (a torch.save zip, a legacy pickle or a safetensors file).
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".th", ".tar", ".ckpt", ".bin", ".safetensors")
 
 
 # ------------------------------------------------------------------------------------------------- limits
@@ -66,36 +69,13 @@ class Checkpoint:
     preprocessing: Preprocessing | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    wrapper_keys: tuple[str, ...] = ()  # a foreign file's top-level keys (for a message when nothing fits)
 
 
 # ------------------------------------------------------------------------------ foreign key conventions
-# Where a foreign file keeps its tensors: the first of these keys that holds a mapping of tensors.
-_WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "net", "weights")
-
-
-@dataclass(frozen=True)
-class KeyConvention:
-    """One way another library writes a state_dict's keys: ``detect`` (does every key show it?), ``rename``
-    (one key in our names) and the ``note`` the user reads. A new convention is one row of
-    ``KEY_CONVENTIONS``, not a new branch."""
-
-    writer: str
-    detect: Callable[[Sequence[str]], bool]
-    rename: Callable[[str], str]
-    note: str
-
-
-def _prefixed(prefix: str, writer: str) -> KeyConvention:
-    """The commonest convention: a wrapper's prefix on every key, removed."""
-    return KeyConvention(writer, lambda keys: bool(keys) and all(k.startswith(prefix) for k in keys),
-                         lambda key: key[len(prefix):], f"removed the '{prefix}' prefix from every key")
-
-
-KEY_CONVENTIONS: tuple[KeyConvention, ...] = (
-    _prefixed("module.", "DataParallel / DistributedDataParallel"),
-    _prefixed("_orig_mod.", "torch.compile"),
-    _prefixed("model.", "PyTorch Lightning"),
-)
+# Where a foreign file keeps its tensors: the first of these keys that holds a mapping of tensors (Lightning's
+# ``state_dict`` beside ``hyper_parameters``, the CIFAR repositories' ``net`` beside ``acc``/``epoch`` ...).
+_WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "net", "weights", "state_dict_ema", "model_ema")
 _PREFIXES = ("module.", "_orig_mod.", "model.")  # the prefixes the table removes (kept for old callers)
 
 
@@ -105,17 +85,10 @@ def _tensor_dict(obj: Mapping[str, Any]) -> dict[str, torch.Tensor] | None:
 
 
 def _strip_prefixes(state_dict: dict[str, torch.Tensor], notes: list[str]) -> dict[str, torch.Tensor]:
-    """Apply every matching row of ``KEY_CONVENTIONS`` (DataParallel/DDP ``module.``, torch.compile
-    ``_orig_mod.``, Lightning ``model.``) until none matches, noting each; wrappers may nest."""
-    changed = True
-    while changed:
-        changed = False
-        for convention in KEY_CONVENTIONS:
-            if convention.detect(list(state_dict)):
-                state_dict = {convention.rename(k): v for k, v in state_dict.items()}
-                notes.append(convention.note)
-                changed = True
-    return state_dict
+    """Apply every matching row of the key conventions (``conventions.KEY_CONVENTIONS``: DataParallel/DDP
+    ``module.``, torch.compile ``_orig_mod.``, Lightning ``model.``, Hugging Face, ``shortcut.N``, ``linear``)
+    until none matches, noting each; wrappers may nest."""
+    return apply_conventions(state_dict, notes)
 
 
 _OPTION_CHOICES: dict[str, tuple[Any, ...]] = {
@@ -260,6 +233,22 @@ def extract_state_dict(obj: Any, source: str = "checkpoint") -> Checkpoint:
                            f"{clip(exc)}); save a state_dict with torch.save(model.state_dict(), path).") from None
 
 
+def _unwrap(obj: Mapping[str, Any], notes: list[str], depth: int = 0) -> dict[str, torch.Tensor] | None:
+    """The tensors under the first wrapper key that holds them (one level of nesting more allowed:
+    ``{"model": {"state_dict": ...}}``), else the mapping's own tensors; None when there are none."""
+    for key in _WRAPPER_KEYS:
+        inner = obj.get(key)
+        if isinstance(inner, Mapping):
+            deeper: list[str] = []
+            found = _tensor_dict(inner)
+            if found is None and depth == 0:
+                found = _unwrap(inner, deeper, depth + 1)
+            if found is not None:
+                notes += [f"read the tensors under '{key}'", *deeper]
+                return found
+    return _tensor_dict(obj) if depth == 0 else None
+
+
 def _extract_state_dict(obj: Any, source: str) -> Checkpoint:
     if not isinstance(obj, Mapping):
         raise WeightsError(f"The {source} holds a {type(obj).__name__}, not a state_dict; save it with "
@@ -267,20 +256,14 @@ def _extract_state_dict(obj: Any, source: str) -> Checkpoint:
     notes: list[str] = []
     if obj.get("format") == FORMAT:
         return _own_format(obj, source, notes)
-    state_dict = None
-    for key in _WRAPPER_KEYS:
-        if isinstance(obj.get(key), Mapping):
-            state_dict = _tensor_dict(obj[key])
-            if state_dict is not None:
-                notes.append(f"read the tensors under '{key}'")
-                break
-    if state_dict is None:
-        state_dict = _tensor_dict(obj)
+    state_dict = _unwrap(obj, notes)
     if state_dict is None:
         raise WeightsError(f"The {source} holds no tensors ResNet Explorer recognises (top-level keys: "
                            f"{some(list(obj), 6)}); save a state_dict with torch.save(model.state_dict(), path).")
     _check_tensors(state_dict, source)
-    return Checkpoint(state_dict=_strip_prefixes(state_dict, notes), source=source, notes=notes)
+    wrapper = tuple(clip(k, 60) for k in list(obj)[:8]) if notes else ()
+    return Checkpoint(state_dict=_strip_prefixes(state_dict, notes), source=source, notes=notes,
+                      wrapper_keys=wrapper)
 
 
 def _container_problem(handle: Any) -> str | None:
@@ -318,12 +301,67 @@ def _container_problem(handle: Any) -> str | None:
     return None
 
 
-def read_checkpoint(source: str | os.PathLike[str] | bytes, name: str | None = None) -> Checkpoint:
-    """Read a checkpoint file or uploaded bytes with ``torch.load(weights_only=True)`` -- never anything else.
+def _safetensors_header(head: bytes, size: int) -> bool:
+    """True when the first bytes are a safetensors file's: an 8-byte little-endian header length that fits
+    the file, then the JSON header's ``{``. Read by content, whatever the file's suffix."""
+    if len(head) < 9 or head[8:9] != b"{":
+        return False
+    length = int.from_bytes(head[:8], "little")
+    return 2 <= length <= min(MAX_PICKLE_BYTES, size - 8)
 
-    A pickle that would import or call Python code is refused with a WeightsError (the code does not run).
-    Files over ``MAX_CHECKPOINT_BYTES`` are refused from their size before a byte is read, and the container
-    is checked (``_container_problem``) before torch.load sees it.
+
+def _read_safetensors(source: str | os.PathLike[str] | bytes, label: str) -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors (the ``safetensors`` library: no pickle, no code), on the CPU."""
+    try:
+        from safetensors.torch import load, load_file
+    except ImportError:
+        raise WeightsError(f"The {label} is a safetensors file, but the safetensors package is not installed; "
+                           "install it with pip install safetensors.") from None
+    try:
+        return load(source) if isinstance(source, bytes) else load_file(os.fspath(source), device="cpu")
+    except Exception as exc:  # noqa: BLE001 - the library's parser errors all mean "damaged file"
+        raise WeightsError(f"The {label} is a safetensors file that cannot be read ({clip(exc)}); download it "
+                           "again or save the weights with safetensors.torch.save_file.") from None
+
+
+def _pickled_module(handle: Any) -> bool:
+    """True when the pickle torch.load refused holds a whole ``nn.Module`` (``torch.save(model)``): its
+    opcodes name ``torch.nn.modules`` or a module's ``_modules``/``_parameters`` state. Reads opcodes only,
+    never unpickles; the container was checked first (``_container_problem``), so data.pkl is small."""
+    handle.seek(0)
+    streams: list[Any] = []
+    if zipfile.is_zipfile(handle):
+        handle.seek(0)
+        with zipfile.ZipFile(handle) as archive:
+            streams = [io.BytesIO(archive.read(e)) for e in archive.infolist() if e.filename.endswith("data.pkl")]
+    else:
+        handle.seek(0)
+        streams = [handle] * 4  # the legacy format: magic number, protocol, system info, then the object
+    for stream in streams[:4]:
+        try:
+            for opcode, arg, _position in pickletools.genops(stream):
+                if isinstance(arg, str) and (arg in ("_modules", "_parameters")
+                                             or arg.startswith("torch.nn.modules")):
+                    return True
+                if opcode.name == "STOP":
+                    break
+        except Exception:  # noqa: BLE001 - unreadable opcodes: not a module we can name
+            return False
+    return False
+
+
+PICKLED_MODEL = ("holds a pickled model object (torch.save(model)), which is refused for safety because loading "
+                 "it would run code; load it where it was made and save model.state_dict() instead.")
+
+
+def read_checkpoint(source: str | os.PathLike[str] | bytes, name: str | None = None) -> Checkpoint:
+    """Read a checkpoint file or uploaded bytes with ``torch.load(weights_only=True)`` or, for a safetensors
+    file (recognised by its content, any suffix), the ``safetensors`` library -- never anything else.
+
+    A pickle that would import or call Python code is refused with a WeightsError (the code does not run);
+    a whole pickled model (``torch.save(model)``) gets its own sentence. Files over ``MAX_CHECKPOINT_BYTES``
+    are refused from their size before a byte is read, and the container is checked (``_container_problem``)
+    before torch.load sees it.
     """
     given = name or (None if isinstance(source, bytes) else Path(source).name)
     label = f"file '{clip(given, 60)}'" if given else "uploaded file"  # reads "The {label} ..."
@@ -338,14 +376,27 @@ def read_checkpoint(source: str | os.PathLike[str] | bytes, name: str | None = N
     if size > MAX_CHECKPOINT_BYTES:
         raise WeightsError(f"The {label} is {size / 2**20:,.0f} MB, above the {MAX_CHECKPOINT_BYTES // 2**20} MB "
                            "limit for checkpoints; save only the model's state_dict, or a smaller network.")
+    pickled_module = False
     try:
         with io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb") as handle:
+            if _safetensors_header(handle.read(9), size):
+                ckpt = extract_state_dict(_read_safetensors(source, label), label)
+                ckpt.notes.insert(0, "read with safetensors")
+                return ckpt
             problem = _container_problem(handle)
             if problem is None:
                 handle.seek(0)
-                obj = torch.load(handle, map_location="cpu", weights_only=True)
+                try:
+                    obj = torch.load(handle, map_location="cpu", weights_only=True)
+                except pickle.UnpicklingError:
+                    pickled_module = _pickled_module(handle)
+                    raise
+    except WeightsError:
+        raise
     except pickle.UnpicklingError as exc:
         # The safe unpickler refuses imports ("GLOBAL ...", classes) and calls; anything else is garbage bytes.
+        if pickled_module:
+            raise WeightsError(f"The {label} {PICKLED_MODEL}") from None
         text = str(exc).lower()
         if not any(word in text for word in ("global", "class", "reduce", "build", "blocked")):
             raise WeightsError(f"The {label} is not a PyTorch checkpoint (torch.load cannot read it, or it is "
@@ -355,7 +406,8 @@ def read_checkpoint(source: str | os.PathLike[str] | bytes, name: str | None = N
             "(loaded with weights_only=True); re-save it with torch.save(model.state_dict(), path).") from None
     except Exception:  # noqa: BLE001 - torch.load's parsers raise many types on bad bytes; all mean "unreadable"
         raise WeightsError(f"The {label} is not a PyTorch checkpoint (torch.load cannot read it, or it is "
-                           "truncated); upload a .pt/.pth file written by torch.save.") from None
+                           "truncated, and it is no safetensors file); upload a file written by torch.save or "
+                           "safetensors.") from None
     if problem is not None:
         raise WeightsError(f"The {label} was refused before loading because {problem}; save it with "
                            "torch.save(model.state_dict(), path).")

@@ -14,7 +14,7 @@ from resnet_core.checkpoints import (
     read_checkpoint,
     save_checkpoint,
 )
-from resnet_core.checkpoints import format as checkpoint_format
+from resnet_core.checkpoints import conventions
 from resnet_core.images import Preprocessing
 
 
@@ -56,8 +56,8 @@ def test_a_new_convention_is_one_row(tmp_path, monkeypatch):
     torch.save(state, path)
     with pytest.raises(resnet_core.WeightsError):  # unknown today: the keys fit no ResNet
         model_from_checkpoint(read_checkpoint(path))
-    row = checkpoint_format._prefixed("backbone.", "a detection library")
-    monkeypatch.setattr(checkpoint_format, "KEY_CONVENTIONS", (*KEY_CONVENTIONS, row))
+    row = conventions._prefixed("backbone.", "a detection library")
+    monkeypatch.setattr(conventions, "KEY_CONVENTIONS", (*KEY_CONVENTIONS, row))
     read = read_checkpoint(path)
     assert "removed the 'backbone.' prefix from every key" in read.notes
     assert model_from_checkpoint(read).fc.out_features == 3
