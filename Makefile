@@ -51,6 +51,12 @@ bench: $(VENV)/.installed-test
 mutants: $(VENV)/.installed-test
 	$(BIN)/python tools/mutants.py $(MUTANTS_ARGS)
 
+# The embedded demo models (resnet_core/demo_models/): ResNet-20 and Plain-20 trained on Shapes by the project's
+# own trainer with a fixed seed, on the CPU with 2 threads (about 11 minutes on a 2-core laptop). Commit what it writes.
+.PHONY: demo-models
+demo-models: $(VENV)/.installed-app
+	$(BIN)/python tools/make_demo_models.py $(DEMO_ARGS)
+
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check resnet_core app pages tests benchmarks notebooks
 

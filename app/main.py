@@ -42,6 +42,6 @@ page = st.navigation([HOME, *PAGES])
 if page is HOME:
     # The link's settings travel along as given: the sidebar validates them there (explorer_ui.url_params).
     st.switch_page(PAGES[0], query_params={k: st.query_params.get_all(k) for k in st.query_params})
-st.session_state["model_choice"] = model_picker()
+st.session_state["model_choice"] = model_picker(page.url_path)  # the page decides the default weights
 budget_caption()
 page.run()

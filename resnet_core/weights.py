@@ -9,7 +9,10 @@ Weights ids (strings, also in the app's URL as ``weights=``):
     torch.hub's cache (``torch.hub.get_dir()/checkpoints``): used from the cache, downloaded when the
     network allows, otherwise a sentence naming the file and the folder where it can be placed;
 ``"ckpt:<absolute path>"``
-    a checkpoint file, always read with ``torch.load(weights_only=True)`` so a pickle cannot run code.
+    a checkpoint file, always read with ``torch.load(weights_only=True)`` so a pickle cannot run code;
+``"demo:<key>"``
+    an embedded demo model trained on the Shapes set (``demo:resnet20``, ``demo:plain20``), read from the
+    package by the same checkpoint code (:mod:`resnet_core.demo`).
 
 Checkpoints may be a bare state_dict, ``{"state_dict": ...}``, ``{"model": ...}`` (``module.`` prefixes from
 DataParallel/DDP stripped), or the project's own format (``{"format": "resnet-explorer/1", "arch", "options",
@@ -146,14 +149,19 @@ class OfflineWeightsError(WeightsError):
 
 # ------------------------------------------------------------------------------------------ weights ids
 def parse_weights_id(weights: str) -> tuple[str, str]:
-    """``"random"`` -> ("random", ""), ``"tv:IMAGENET1K_V2"`` -> ("tv", "IMAGENET1K_V2"), ``"ckpt:/p"`` -> ("ckpt", "/p")."""
+    """``"random"`` -> ("random", ""), ``"tv:IMAGENET1K_V2"`` -> ("tv", "IMAGENET1K_V2"), ``"ckpt:/p"`` -> ("ckpt", "/p"),
+    ``"demo:resnet20"`` -> ("demo", "resnet20") (an unknown demo key is a WeightsError naming the choices)."""
     if weights == "random":
         return "random", ""
     kind, sep, value = weights.partition(":")
     if sep and kind in ("tv", "ckpt") and value:
         return kind, value
-    raise WeightsError(f"'{_clip(weights)}' is not a weights choice; use 'random', 'tv:<torchvision weights name>' "
-                       "or 'ckpt:<path to a checkpoint file>'.")
+    if sep and kind == "demo" and value:
+        from .demo import demo_model  # demo shares this floor (it reads checkpoints): imported when used
+
+        return kind, demo_model(value).key
+    raise WeightsError(f"'{_clip(weights)}' is not a weights choice; use 'random', 'tv:<torchvision weights name>', "
+                       "'demo:resnet20' or 'ckpt:<path to a checkpoint file>'.")
 
 
 def torchvision_weights_enum(arch: str) -> Any | None:
@@ -168,10 +176,15 @@ def torchvision_weights_enum(arch: str) -> Any | None:
         return None
 
 
-def weights_choices(arch: str) -> list[str]:
-    """Weights ids offered for ``arch``: "random", then every torchvision enum member (V1, V2 ...)."""
+def weights_choices(arch: str, options: Mapping[str, Any] | None = None) -> list[str]:
+    """Weights ids offered for ``arch``: "random", every torchvision enum member (V1, V2 ...), then the
+    embedded Shapes demos trained as ``arch`` (only those matching ``options``' residual/plain choice and
+    width when ``options`` is given)."""
+    from .demo import demo_ids
+
     enum = torchvision_weights_enum(arch)
-    return ["random"] + ([f"tv:{member.name}" for member in enum] if enum is not None else [])
+    tv = [f"tv:{member.name}" for member in enum] if enum is not None else []
+    return ["random", *tv, *demo_ids(arch, None if options is None else dict(options))]
 
 
 def weights_label(weights: str) -> str:
@@ -181,6 +194,10 @@ def weights_label(weights: str) -> str:
         return "random init (seed 0)"
     if kind == "tv":
         return f"torchvision {value}"
+    if kind == "demo":
+        from .demo import demo_model
+
+        return demo_model(value).weights_label
     return f"checkpoint {Path(value).name}"
 
 
@@ -316,7 +333,8 @@ def load_model(arch: str, options: Mapping[str, Any] | None = None, weights: str
 
     ``random``: ``build(arch, seed=0, **options)``. ``tv:<member>``: torchvision's architecture (the options
     that torchvision weights cannot have are overridden, and said so in ``weights_notes``). ``ckpt:<path>``:
-    the checkpoint's own architecture, which overrides ``arch`` and ``options``.
+    the checkpoint's own architecture, which overrides ``arch`` and ``options``. ``demo:<key>``: the embedded
+    Shapes model's checkpoint, read from the package by the same code (its architecture overrides too).
     """
     options = dict(options or {})
     kind, value = parse_weights_id(weights)
@@ -340,6 +358,10 @@ def load_model(arch: str, options: Mapping[str, Any] | None = None, weights: str
                                                  tuple(transform.mean), tuple(transform.std))
         model.card.notes = ([f"torchvision weights need the standard {display_name(arch)}: ignored "
                              f"{', '.join(ignored)}"] if ignored else [])
+    elif kind == "demo":
+        from .demo import load_demo_model
+
+        model = load_demo_model(value)
     else:
         # Only the runs and uploads folders: a weights id can come from a link (local callers that trust
         # their paths, like the CLI, use load_checkpoint_file).

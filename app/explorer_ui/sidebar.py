@@ -18,7 +18,14 @@ from explorer_ui.url_params import (
     current_link,
     show_notices,
 )
-from explorer_ui.weights_picker import apply_pending_weights, effective_weights, seed_weights, weights_picker
+from explorer_ui.weights_picker import (
+    MODEL_CHOSEN,
+    apply_page_default,
+    apply_pending_weights,
+    effective_weights,
+    seed_weights,
+    weights_picker,
+)
 from resnet_core import fit
 from resnet_core.costs import estimate_memory, require_within_budget
 from resnet_core.models import ARCHITECTURES, display_name, get_spec
@@ -65,6 +72,12 @@ class ModelChoice:
                            self.width_factor, self.weights, self.extra)
 
 
+# What each page wants from the sidebar's model while the user has chosen none (resnet_core.demo.PURPOSES):
+# Grad-CAM explains, so it gets the best trained weights on disk; Activations and Gradient flow study the net at
+# initialisation, and Architecture shows shapes only, so random init is right there. Pages not listed (the
+# lesson, the training race) build their own nets and leave the sidebar as it is.
+PAGE_PURPOSES = {"grad-cam": "explain", "activations": "init", "gradient-flow": "init", "architecture": "init"}
+
 # Query parameter -> the widget's session-state key it seeds.
 _URL_KEYS = {"arch": "sb_arch", "plain": "sb_plain", "shortcut": "sb_shortcut", "stride": "sb_stride",
              "preact": "sb_preact", "width": "sb_width"}
@@ -79,6 +92,7 @@ def _read_url_once() -> list[Notice]:
     for name, state_key in _URL_KEYS.items():
         if name in link.values:
             st.session_state[state_key] = link.values[name]
+            st.session_state[MODEL_CHOSEN] = True  # a link's model is a choice: page defaults leave it alone
     seed_weights(link.values.get("weights"))
     return link.notices
 
@@ -95,15 +109,23 @@ def _write_url(choice: ModelChoice) -> None:
         del st.query_params["stride"]
 
 
+def _model_changed() -> None:
+    """The user touched a model widget: from now on page defaults change only the weights, not the net."""
+    st.session_state[MODEL_CHOSEN] = True
+
+
 def _arch_changed() -> None:
     """A new architecture starts from its own default shortcut (A for the paper's CIFAR nets, B for ImageNet)."""
+    _model_changed()
     st.session_state["sb_shortcut"] = get_spec(st.session_state["sb_arch"]).defaults.get("shortcut", "B")
 
 
-def model_picker() -> ModelChoice:
-    """Render the shared sidebar and return the chosen model. Called once per run by app/main.py."""
+def model_picker(page: str | None = None) -> ModelChoice:
+    """Render the shared sidebar and return the chosen model. Called once per run by app/main.py with the
+    current page's url_path, which decides the default weights (``PAGE_PURPOSES``) until the user chooses."""
     notices = _read_url_once()
     problems = apply_pending_weights()  # a checkpoint's architecture overrides the widgets below
+    apply_page_default(PAGE_PURPOSES.get(page or ""), DEFAULT_ARCH)
     names = list(ARCHITECTURES)
     with st.sidebar:
         st.subheader("Model")
@@ -120,21 +142,21 @@ def model_picker() -> ModelChoice:
             on_change=_arch_changed,
         )
         spec = get_spec(name)
-        plain = st.toggle("Plain twin (no shortcuts)", key="sb_plain",
+        plain = st.toggle("Plain twin (no shortcuts)", key="sb_plain", on_change=_model_changed,
                           help="The same layers with every shortcut removed: the paper's 'plain' network.")
         default_shortcut = spec.defaults.get("shortcut", "B")
         if "sb_shortcut" not in st.session_state:
             st.session_state["sb_shortcut"] = default_shortcut
         shortcut = st.radio("Shortcut option", list(SHORTCUT_HELP), key="sb_shortcut", horizontal=True,
-                            disabled=plain, help="\n\n".join(SHORTCUT_HELP.values()))
+                            disabled=plain, on_change=_model_changed, help="\n\n".join(SHORTCUT_HELP.values()))
         stride_on = "3x3"
         if spec.block == "bottleneck":
             stride_on = st.radio("Stride of the first block of a stage", list(STRIDE_HELP), key="sb_stride",
-                                 horizontal=True, format_func=lambda s: f"{s} conv",
+                                 horizontal=True, format_func=lambda s: f"{s} conv", on_change=_model_changed,
                                  help="\n\n".join(f"{k}: {v}" for k, v in STRIDE_HELP.items()))
-        preact = st.toggle("Pre-activation blocks", key="sb_preact",
+        preact = st.toggle("Pre-activation blocks", key="sb_preact", on_change=_model_changed,
                            help="BN-ReLU before each conv (He et al. 2016, Identity Mappings).")
-        width_factor = st.segmented_control("Width", list(WIDTH_FACTORS), key="sb_width",
+        width_factor = st.segmented_control("Width", list(WIDTH_FACTORS), key="sb_width", on_change=_model_changed,
                                             help="Slimmer nets run faster on a laptop CPU.") or "full"
         weights = weights_picker(name)
         show_notices(notices)

@@ -1,8 +1,12 @@
-"""The sidebar's weights choice: random init, torchvision ImageNet weights, run checkpoints, an uploaded file.
+"""The sidebar's weights choice: random init, torchvision ImageNet weights, the embedded Shapes demos, run
+checkpoints, an uploaded file.
 
-The choice lives in ``st.session_state["sb_weights"]`` and the URL (``weights=``). A checkpoint's architecture
-overrides the sidebar's: choosing one sets the architecture widgets to the checkpoint's before they render
-(``apply_pending_weights`` runs first in ``model_picker``), and the sidebar says so.
+The choice lives in ``st.session_state["sb_weights"]`` and the URL (``weights=``). A checkpoint's (or a demo's)
+architecture overrides the sidebar's: choosing one sets the architecture widgets to the checkpoint's before they
+render (``apply_pending_weights`` runs first in ``model_picker``), and the sidebar says so.
+
+Until the user (or a link) chooses weights, each page starts with the best it can have
+(``apply_page_default``, deciding with ``resnet_core.demo.best_model``/``best_weights``, from files on disk).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import Any
 
 import streamlit as st
 
-from resnet_core import fit
+from resnet_core import demo, fit
 from resnet_core.fit import WIDTH_FACTORS
 from resnet_core.models import get_spec
 from resnet_core.weights import (
@@ -33,6 +37,8 @@ KEY = "sb_weights"
 _PENDING = "_sbw_pending"
 _ERROR = "_sbw_error"
 _UPLOAD = "sb_weights_upload"
+CHOSEN = "_sbw_chosen"  # the user or a link picked these weights: no page default replaces them
+MODEL_CHOSEN = "_sb_model_chosen"  # the same for the architecture widgets (set by the sidebar)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -43,6 +49,8 @@ def checkpoint_config(path: str, mtime: float) -> dict[str, Any]:
 
 def _config_for(weights: str) -> dict[str, Any] | None:
     kind, value = parse_weights_id(weights)
+    if kind == "demo":
+        return demo.demo_config(value)
     if kind != "ckpt":
         return None
     return checkpoint_config(value, os.path.getmtime(value))
@@ -87,10 +95,15 @@ def _select(weights: str) -> list[str]:
 def use_checkpoint(path: str) -> None:
     """Make the checkpoint at ``path`` the current weights (the next run applies it; then switch pages)."""
     st.session_state[_PENDING] = f"ckpt:{Path(path).resolve()}"
+    st.session_state[CHOSEN] = True
 
 
 def seed_weights(weights: str | None) -> None:
-    """Take the URL's ``weights=`` (already validated by ``url_params.read_link``) on a session's first run."""
+    """Take the URL's ``weights=`` (already validated by ``url_params.read_link``) on a session's first run.
+
+    A link's weights, ``random`` included, are a choice: no page default replaces them."""
+    if weights is not None:
+        st.session_state[CHOSEN] = True
     if weights is not None and weights != "random":
         st.session_state[_PENDING] = weights
 
@@ -113,7 +126,30 @@ def fits(weights: str, name: str, options: Mapping[str, Any]) -> str | None:
         config = _config_for(weights)
     except (WeightsError, OSError) as error:
         return str(error)
+    kind, value = parse_weights_id(weights)
+    if kind == "demo":
+        return demo.demo_fit(value, name, dict(options))
     return fit.weights_fit(weights, name, options, config)
+
+
+def apply_page_default(purpose: str | None, default_arch: str) -> None:
+    """Give the page the best weights it can have while nothing is chosen (before the widgets render).
+
+    ``purpose`` is the page's (``resnet_core.demo.PURPOSES``; None: the page ignores the sidebar's model, and
+    nothing changes). With no architecture chosen either, the page's whole starting model applies
+    (``demo.best_model``: for Grad-CAM cached ImageNet weights, else the embedded Shapes ResNet-20); otherwise the
+    best weights for the chosen net (``demo.best_weights``). Files on disk only: instant offline.
+    """
+    if purpose is None or st.session_state.get(CHOSEN):
+        return
+    if st.session_state.get(MODEL_CHOSEN):
+        name = st.session_state.get("sb_arch", default_arch)
+        st.session_state[KEY] = demo.best_weights(name, _sidebar_options(name), purpose)
+        return
+    best = demo.best_model(purpose, default_arch)
+    state, _ = _sidebar_state_for(best.arch, best.options)
+    st.session_state.update(state)
+    st.session_state[KEY] = best.weights
 
 
 def effective_weights(weights: str, name: str, options: Mapping[str, Any]) -> str:
@@ -122,6 +158,7 @@ def effective_weights(weights: str, name: str, options: Mapping[str, Any]) -> st
 
 
 def _on_upload() -> None:
+    st.session_state[CHOSEN] = True
     upload = st.session_state.get(_UPLOAD)
     st.session_state.pop(_ERROR, None)
     st.session_state.pop("_sbw_mismatch", None)
@@ -141,6 +178,7 @@ def _on_upload() -> None:
 
 def _on_select() -> None:
     # The box can be cleared (its "x"): that means back to the seeded random init.
+    st.session_state[CHOSEN] = True
     _select(st.session_state.get("_sbw_select") or "random")
 
 
@@ -166,8 +204,9 @@ def weights_picker(name: str) -> str:
     st.session_state["_sbw_select"] = current
     st.selectbox("Weights", list(labels), index=None, key="_sbw_select", format_func=lambda w: labels[w],
                  on_change=_on_select,
-                 help="Random init (seed 0), torchvision's ImageNet weights (hub cache or download), a checkpoint "
-                      "from a training run, or your own file below.")
+                 help="Random init (seed 0), torchvision's ImageNet weights (hub cache or download), a net trained "
+                      "on Shapes that ships with the app (embedded demo), a checkpoint from a training run, or your "
+                      "own file below.")
     with st.expander("Upload a checkpoint", expanded=bool(st.session_state.get(_ERROR))):
         st.file_uploader("Checkpoint (.pt/.pth)", type=["pt", "pth", "ckpt", "bin", "tar"], key=_UPLOAD,
                          on_change=_on_upload,
@@ -180,7 +219,9 @@ def weights_picker(name: str) -> str:
         table = st.session_state.get("_sbw_mismatch")
         if table is not None:
             st.dataframe(table, hide_index=True, height=200)
-    kind, _ = parse_weights_id(current)
+    kind, value = parse_weights_id(current)
+    if kind == "demo":
+        _demo_caption(value)
     if kind == "ckpt":
         try:
             config = _config_for(current)
@@ -208,6 +249,15 @@ def weights_picker(name: str) -> str:
     elif st.query_params.get("weights") != current:
         st.query_params["weights"] = current
     return current
+
+
+def _demo_caption(key: str) -> None:
+    """What the embedded demo is: its recorded held-out accuracy, and how to get weights that know photos."""
+    try:
+        accuracy = f"{demo.demo_test_accuracy(key):.1%} accuracy on held-out Shapes images"
+    except (WeightsError, KeyError, ValueError):
+        accuracy = "trained on the Shapes set"
+    st.caption(f"Ships with the app, trained by `make demo-models`: {accuracy}. {demo.PHOTO_WEIGHTS_HINT}")
 
 
 def _download_with_progress(name: str, member: str) -> None:

@@ -30,8 +30,9 @@ FLOORS: dict[str, int] = {
     "describe": 2, "costs": 2, "images": 2,
     # 3: checkpoints, read and written
     "checkpoints": 3,
-    # 4: weights: torchvision, downloads, load_model; demo: the embedded Shapes checkpoints (each lazily uses the other)
-    "weights": 4, "demo": 4,
+    # 4: weights: torchvision, downloads, load_model; demo: the embedded Shapes checkpoints (each lazily uses the
+    # other), read from the data package demo_models
+    "weights": 4, "demo": 4, "demo_models": 4,
     # 5: the instruments, the engine, and which weights fit which net (fit)
     "probes": 5, "cam": 5, "train": 5, "lesson": 5, "landscape": 5, "lesion": 5, "fit": 5,
     # 6: jobs and run folders

@@ -1,0 +1,241 @@
+"""Embedded demo models: ResNet-20 and its plain twin, trained on the built-in Shapes set, shipped in the package.
+
+Every page that shows a model can then show a *trained* one from the first click, offline. The files are made
+by ``make demo-models`` (``tools/make_demo_models.py``): the project's own trainer (``resnet_core.train``) with
+a fixed seed, on the CPU. They are ordinary checkpoints in our format (``checkpoints.make_checkpoint``, without
+the optimizer's resume state, which only a continued race needs), so loading one is the ordinary checkpoint
+code: ``read_checkpoint`` (``torch.load(weights_only=True)``) then ``model_from_checkpoint``. They are read
+from the package with ``importlib.resources``, never through a path a link could name: ``ckpt:`` ids stay
+confined to the runs and uploads folders.
+
+Weights ids: ``demo:resnet20`` and ``demo:plain20``. ``metrics.json`` beside the checkpoints records the
+recipe, each net's held-out accuracy and the training time; ``history.csv`` the training curves.
+
+Which weights a page starts with is decided here too (:func:`best_weights`, :func:`best_model`), from files on
+disk only: no network is touched, so choosing a default is instant offline.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+from torch import nn
+
+from .card import card_of
+from .checkpoints import Checkpoint, model_from_checkpoint, read_checkpoint, require_rgb
+from .data import SHAPES_CLASSES
+from .errors import WeightsError
+from .errors import clip as _clip
+from .models import ARCHITECTURES, display_name, get_spec
+
+DEMO_PACKAGE = "resnet_core.demo_models"
+METRICS_FILE = "metrics.json"
+HISTORY_FILE = "history.csv"
+# What each page wants from its model: "explain" (Grad-CAM: the most capable trained weights there are) or
+# "init" (Activations, Gradient flow, Architecture: they study the net at initialisation, so random weights).
+PURPOSES = ("explain", "init")
+# The sentence shown beside the Shapes demo where a photo would need ImageNet weights (README: "Preparing an
+# offline classroom").
+PHOTO_WEIGHTS_HINT = ("This demo knows the ten Shapes, not photos: for photos, run `resnet-weights fetch resnet18` "
+                      "once while online (README, \"Preparing an offline classroom\") and reload.")
+
+
+@dataclass(frozen=True)
+class DemoModel:
+    """One embedded model: its id's key (``demo:<key>``), the architecture it was trained as, and its file."""
+
+    key: str
+    arch: str
+    residual: bool
+    file: str
+
+    @property
+    def weights_id(self) -> str:
+        return f"demo:{self.key}"
+
+    @property
+    def label(self) -> str:
+        """The net's name, e.g. ``"Plain-20"``."""
+        return display_name(self.arch, self.residual)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The ``build`` options it was trained with (full width, the architecture's default shortcut)."""
+        return {"residual": self.residual, "num_classes": len(SHAPES_CLASSES)}
+
+    @property
+    def weights_label(self) -> str:
+        return f"{self.label} trained on Shapes (embedded demo)"
+
+
+# The pair the lesson and the race compare: one depth with and without shortcuts.
+DEMO_MODELS: dict[str, DemoModel] = {
+    "resnet20": DemoModel("resnet20", "resnet20", True, "resnet20.pt"),
+    "plain20": DemoModel("plain20", "resnet20", False, "plain20.pt"),
+}
+
+
+def demo_model(key: str) -> DemoModel:
+    """The embedded model ``key`` (``"resnet20"``, ``"plain20"``); WeightsError naming the choices otherwise."""
+    try:
+        return DEMO_MODELS[key]
+    except KeyError:
+        choices = ", ".join(d.weights_id for d in DEMO_MODELS.values())
+        raise WeightsError(f"'demo:{_clip(key, 60)}' is not an embedded demo model; choose one of {choices}.") from None
+
+
+def demo_ids(arch: str | None = None, options: dict[str, Any] | None = None) -> list[str]:
+    """The demo weights ids for ``arch`` (all of them when None), and for ``options`` when given: the same
+    residual/plain choice and full width (the demo nets were trained at the architecture's base width)."""
+    found = []
+    for demo in DEMO_MODELS.values():
+        if arch is not None and demo.arch != arch:
+            continue
+        if options is not None and (bool(options.get("residual", True)) != demo.residual
+                                    or options.get("width") not in (None, get_spec(demo.arch).base_width)):
+            continue
+        found.append(demo.weights_id)
+    return found
+
+
+def demo_config(key: str) -> dict[str, Any]:
+    """What the demo ``key`` holds, as ``fit.checkpoint_config`` says it for a file: arch, options, label, notes."""
+    demo = demo_model(key)
+    return {"arch": demo.arch, "options": demo.options, "label": demo.label, "notes": []}
+
+
+def demo_fit(key: str, arch: str, options: dict[str, Any] | None = None) -> str | None:
+    """None when the demo ``key`` is the net ``arch``/``options`` describe (same architecture, same residual or
+    plain choice); else why not, as a sentence (the sidebar then shows random weights, as for a checkpoint)."""
+    demo = demo_model(key)
+    residual = bool((options or {}).get("residual", True))
+    if demo.arch == arch and demo.residual == residual:
+        return None
+    return (f"The embedded demo holds {demo.label}, not {display_name(arch, residual)}; "
+            "showing random weights for this net.")
+
+
+def _resource(name: str) -> bytes:
+    try:
+        return (resources.files(DEMO_PACKAGE) / name).read_bytes()
+    except (FileNotFoundError, ModuleNotFoundError, OSError):
+        raise WeightsError(f"The embedded demo file {name} is missing from this installation of resnet_core; "
+                           "reinstall the package, or run `make demo-models` in a source checkout.") from None
+
+
+def read_demo_checkpoint(key: str) -> Checkpoint:
+    """The demo ``key``'s checkpoint, read from the package by the ordinary, safe checkpoint reader."""
+    demo = demo_model(key)
+    return read_checkpoint(_resource(demo.file), name=demo.file)
+
+
+def load_demo_model(key: str) -> nn.Module:
+    """The embedded model ``key`` in eval mode, its card filled from the checkpoint (Shapes class names, the
+    preprocessing it was trained with, the run's metrics) and named ``demo:<key>``."""
+    demo = demo_model(key)
+    ckpt = read_demo_checkpoint(key)
+    model = model_from_checkpoint(ckpt)
+    require_rgb(model, ckpt.source)
+    card = card_of(model)
+    card.weights_id, card.weights_label = demo.weights_id, demo.weights_label
+    return model.eval()
+
+
+@lru_cache(maxsize=1)
+def _metrics_text() -> str:
+    return _resource(METRICS_FILE).decode("utf-8")
+
+
+def demo_metrics() -> dict[str, Any]:
+    """``metrics.json``: the recipe (race config, seed, threads, torch version), per model its held-out
+    accuracy, final training loss/accuracy, steps, file size, and the training time. A fresh copy each call."""
+    return json.loads(_metrics_text())
+
+
+def demo_history() -> list[dict[str, Any]]:
+    """``history.csv`` as rows: step, racer, loss, acc, lr (the training curves of both nets)."""
+    rows = []
+    for row in csv.DictReader(io.StringIO(_resource(HISTORY_FILE).decode("utf-8"))):
+        rows.append({"step": int(row["step"]), "racer": row["racer"], "loss": float(row["loss"]),
+                     "acc": float(row["acc"]), "lr": float(row["lr"])})
+    return rows
+
+
+def demo_test_accuracy(key: str) -> float:
+    """The held-out accuracy ``metrics.json`` recorded for the demo ``key`` (a fraction, e.g. 0.93)."""
+    return float(demo_metrics()["models"][demo_model(key).key]["test_acc"])
+
+
+# ------------------------------------------------------------------------------ the best weights available
+def cached_torchvision_weights(arch: str, options: dict[str, Any] | None = None) -> str | None:
+    """``tv:<member>`` for the first of ``arch``'s torchvision weights already in torch.hub's cache, when the
+    options are torchvision's standard net; else None. Looks at files only: no download, no network probe."""
+    from .weights import TORCHVISION_OPTIONS, hub_checkpoint_path, torchvision_weights_enum
+
+    options = dict(options or {})
+    if any(options.get(k, v) != v for k, v in TORCHVISION_OPTIONS.items()) or options.get("width"):
+        return None
+    if options.get("num_classes") not in (None, 1000):
+        return None
+    enum = torchvision_weights_enum(arch)
+    for member in enum or ():
+        if hub_checkpoint_path(arch, member.name).is_file():
+            return f"tv:{member.name}"
+    return None
+
+
+def best_weights(arch: str, options: dict[str, Any] | None = None, purpose: str = "explain") -> str:
+    """The best weights id this net can have right now, offline, for ``purpose`` (see ``PURPOSES``).
+
+    ``"init"``: ``"random"`` (the page studies initialisation). ``"explain"``: torchvision's ImageNet weights
+    when they are cached on disk and fit the net, else the embedded Shapes demo of the same net, else
+    ``"random"``. Never downloads and never probes the network.
+    """
+    if purpose not in PURPOSES:
+        raise ValueError(f"purpose must be one of {', '.join(PURPOSES)}, not {_clip(repr(purpose), 40)}.")
+    if purpose == "init":
+        return "random"
+    return cached_torchvision_weights(arch, options) or next(iter(demo_ids(arch, options or {})), "random")
+
+
+@dataclass(frozen=True)
+class BestModel:
+    """A page's starting model when the user has chosen nothing: architecture, build options, weights id, and
+    ``note``: a sentence to show beside it (empty when there is nothing to add)."""
+
+    arch: str
+    options: dict[str, Any] = field(default_factory=dict)
+    weights: str = "random"
+    note: str = ""
+
+
+def best_model(purpose: str = "explain", default_arch: str = "resnet20") -> BestModel:
+    """The model a page should open with when nothing is chosen yet (no link, no click), offline and instant.
+
+    ``"explain"``: the first architecture (in the registry's order, smallest ImageNet net first) whose
+    torchvision weights are cached on disk; otherwise the embedded ResNet-20 trained on Shapes, with
+    ``PHOTO_WEIGHTS_HINT``. ``"init"``: ``default_arch`` with random weights.
+    """
+    if purpose not in PURPOSES:
+        raise ValueError(f"purpose must be one of {', '.join(PURPOSES)}, not {_clip(repr(purpose), 40)}.")
+    if purpose == "init":
+        return BestModel(default_arch, {"residual": True}, "random")
+    for arch in ARCHITECTURES:
+        weights = cached_torchvision_weights(arch)
+        if weights is not None:
+            return BestModel(arch, {"residual": True}, weights)
+    demo = DEMO_MODELS["resnet20"]
+    return BestModel(demo.arch, demo.options, demo.weights_id, PHOTO_WEIGHTS_HINT)
+
+
+def default_image_for(model: nn.Module) -> str:
+    """Which image a page should preselect for ``model``: ``"shapes"`` when its classes are the Shapes classes
+    (a Shapes-trained net, such as the embedded demo), else ``"photo"``."""
+    names = card_of(model).class_names
+    return "shapes" if names is not None and tuple(names) == SHAPES_CLASSES else "photo"
