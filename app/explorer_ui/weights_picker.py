@@ -208,11 +208,13 @@ def weights_picker(name: str) -> str:
                       "on Shapes that ships with the app (embedded demo), a checkpoint from a training run, or your "
                       "own file below.")
     with st.expander("Upload a checkpoint", expanded=bool(st.session_state.get(_ERROR))):
-        st.file_uploader("Checkpoint (.pt/.pth)", type=["pt", "pth", "ckpt", "bin", "tar"], key=_UPLOAD,
+        # Any suffix: the file is read by its content (torch.save zip or pickle, or safetensors).
+        st.file_uploader("Checkpoint (.pt .pth .th .tar .ckpt .bin .safetensors)", type=None, key=_UPLOAD,
                          on_change=_on_upload,
-                         help="Read with torch.load(weights_only=True): files that contain code are refused. Up to "
-                              f"{st.get_option('server.maxUploadSize')} MB per file (the server's upload limit, "
-                              "server.maxUploadSize: ResNet-18 fits, ResNet-50 needs about 100).")
+                         help="Read with torch.load(weights_only=True) or safetensors: files that contain code are "
+                              "refused. torchvision, timm, Lightning, Hugging Face and the CIFAR repositories' layouts "
+                              f"load. Up to {st.get_option('server.maxUploadSize')} MB per file (the server's upload "
+                              "limit, server.maxUploadSize: ResNet-101 and ResNet-152 fit).")
     error = st.session_state.get(_ERROR)
     if error:
         st.error(error)

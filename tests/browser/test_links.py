@@ -131,8 +131,8 @@ def test_crafted_link_puts_no_link_or_image_on_the_page(recorded, bare_server) -
     assert "is not a checkpoint in the runs or uploads folders" in sidebar.inner_text()
     assert tab.locator('[data-testid="stMain"] h1').first.inner_text() == "Architecture of ResNet-20"
     # app/.streamlit/config.toml applied although the server started elsewhere: Streamlit's dropzone states its
-    # 50 MB upload limit (200 MB without it).
+    # 256 MB upload limit (200 MB without it).
     sidebar.get_by_text("Upload a checkpoint", exact=True).click()
-    assert "50MB per file" in sidebar.locator('[data-testid="stFileUploaderDropzoneInstructions"]').inner_text()
+    assert "256MB per file" in sidebar.locator('[data-testid="stFileUploaderDropzoneInstructions"]').inner_text()
     assert not _foreign_hosts(requests), _foreign_hosts(requests)
     screenshot(tab, "hostile-link")
