@@ -239,3 +239,68 @@ def line(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, steps
         if on_progress is not None:
             on_progress(len(rows), steps)
     return pd.DataFrame(rows, columns=["alpha", "loss", "accuracy"])
+
+
+# ---------------------------------------------------------------------------------------------- the CLI
+def cli_batch(model: nn.Module, dataset: str, split: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` images of ``dataset``'s ``split`` at the model's input size, normalised as the model expects (its
+    preprocessing when it has one, else the training split's statistics); used by the CLIs here and in lesion."""
+    from .data import load_splits
+
+    prep = getattr(getattr(model, "card", None), "preprocessing", None)
+    size = int(getattr(prep, "crop", 0) or 32)
+    train, test = load_splits(dataset, size, n_train=n, n_test=n)
+    data = train if split == "train" else test
+    mean = torch.tensor(getattr(prep, "mean", None) or data.mean, dtype=torch.float32).view(1, -1, 1, 1)
+    std = torch.tensor(getattr(prep, "std", None) or data.std, dtype=torch.float32).view(1, -1, 1, 1)
+    images = data.images[:n]
+    images = images.float().div(255) if images.dtype == torch.uint8 else images.float()
+    return (images - mean) / std, data.labels[:n]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m resnet_core.landscape CHECKPOINT [--to OTHER] [--line] --out grid.csv``."""
+    import argparse
+    import sys
+
+    from .checkpoints import load_checkpoint_file
+
+    parser = argparse.ArgumentParser(prog="python -m resnet_core.landscape",
+                                     description="The loss landscape of a trained checkpoint (Li et al. 2018).")
+    parser.add_argument("checkpoint", help="a checkpoint file (a run's <racer>.pt, or any loadable checkpoint)")
+    parser.add_argument("--to", help="a second checkpoint of the same net: the straight line between the two")
+    parser.add_argument("--line", action="store_true", help="the 1-D slice instead of the 2-D surface")
+    parser.add_argument("--dataset", default="shapes")
+    parser.add_argument("--split", choices=("train", "test"), default="train")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=21)
+    parser.add_argument("--span", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", help="write the table as CSV here (default: print it)")
+    args = parser.parse_args(argv)
+    try:
+        model = load_checkpoint_file(args.checkpoint)
+        x, y = cli_batch(model, args.dataset, args.split, args.batch)
+
+        def report(done: int, total: int) -> None:
+            print(f"\r{done}/{total} points", end="", file=sys.stderr, flush=True)
+
+        if args.to or args.line:
+            other = load_checkpoint_file(args.to) if args.to else None
+            table = line(model, x, y, steps=args.steps, span=args.span, seed=args.seed, to=other, on_progress=report)
+        else:
+            table = surface(model, x, y, steps=args.steps, span=args.span, seed=args.seed, on_progress=report)
+    except ValueError as error:  # every library error is one sentence
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(file=sys.stderr)
+    if args.out:
+        table.to_csv(args.out, index=False)
+        print(f"wrote {len(table)} rows to {args.out}")
+    else:
+        print(table.to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

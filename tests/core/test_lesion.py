@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import copy
 import math
+from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from resnet_core import lesion
+from resnet_core import landscape, lesion
 from resnet_core.blocks import PadShortcut
+from resnet_core.checkpoints import load_checkpoint_file, save_checkpoint
 from resnet_core.data import shapes_split
 from resnet_core.hooks import count_hooks
 from resnet_core.models import build
@@ -129,17 +132,21 @@ def test_bad_requests_say_what_to_do() -> None:
 # at chance, so the lesions are measured on the images the nets have learned (measured while writing this:
 # plain 0.88 -> 0.16 on average after one removal, residual 1.00 -> 0.87).
 @pytest.fixture(scope="module")
-def trained_pair() -> tuple[dict[str, nn.Module], torch.Tensor, torch.Tensor]:
+def trained_pair(tmp_path_factory: pytest.TempPathFactory
+                 ) -> tuple[dict[str, nn.Module], torch.Tensor, torch.Tensor, Path]:
     train = shapes_split("train", 128, 16)
     config = RaceConfig(racers=(RacerSpec("resnet20", residual=False), RacerSpec("resnet20")), image_size=16,
                         steps=150, batch_size=32, lr=0.05, width=8, warmup_steps=10, schedule="cosine",
                         eval_every=10**9, seed=0, device="cpu", checkpoint_every=0, name="lesion test pair")
     race = Race(config, train, shapes_split("test", 32, 16)).train()
-    return {r.label: r.model for r in race.racers}, train.normalized(), train.labels
+    folder = tmp_path_factory.mktemp("lesion-pair")
+    for racer in race.racers:  # as a run folder holds them, for the command lines
+        save_checkpoint(folder / f"{racer.label}.pt", race.checkpoint(racer))
+    return {r.label: r.model for r in race.racers}, train.normalized(), train.labels, folder
 
 
 def test_one_removal_hurts_the_trained_plain_net_more_than_its_residual_twin(trained_pair) -> None:
-    models, x, y = trained_pair
+    models, x, y, _ = trained_pair
     plain = lesion.lesion_study(models["Plain-20"], x, y)
     residual = lesion.lesion_study(models["ResNet-20"], x, y)
     # Both nets have learned the batch (chance is 0.1), so both have something to lose.
@@ -150,3 +157,21 @@ def test_one_removal_hurts_the_trained_plain_net_more_than_its_residual_twin(tra
     curve = lesion.lesion_curve(models["ResNet-20"], x, y, max_removed=3, samples=3, seed=0)
     mean_by_k = curve.groupby("removed")["accuracy"].mean()
     assert mean_by_k[1] >= mean_by_k[3]  # the more blocks go, the more accuracy goes
+
+
+def test_command_lines_read_a_checkpoint_and_write_the_tables(trained_pair, tmp_path: Path, capsys) -> None:
+    _, _, _, folder = trained_pair
+    checkpoint = str(folder / "ResNet-20.pt")
+    model = load_checkpoint_file(checkpoint)
+    x, y = landscape.cli_batch(model, "shapes", "test", 48)
+    assert x.shape == (48, 3, 16, 16)
+    assert lesion.main([checkpoint, "--batch", "48", "--out", str(tmp_path / "study.csv")]) == 0
+    written = pd.read_csv(tmp_path / "study.csv")
+    expected = lesion.lesion_study(model, x, y)
+    assert list(written["block"]) == list(expected["block"])
+    assert list(written["accuracy"]) == pytest.approx(list(expected["accuracy"]))
+    assert landscape.main([checkpoint, "--steps", "3", "--batch", "16", "--out", str(tmp_path / "grid.csv")]) == 0
+    grid = pd.read_csv(tmp_path / "grid.csv")
+    assert len(grid) == 9 and set(grid.columns) == {"alpha", "beta", "loss", "accuracy"}
+    assert lesion.main([str(tmp_path / "missing.pt")]) == 2
+    assert "does not exist" in capsys.readouterr().err
