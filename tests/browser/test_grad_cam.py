@@ -67,3 +67,25 @@ def test_broken_upload_shows_one_sentence(page, server_url: str, tmp_path) -> No
     wait_idle(tab)
     _no_exception(tab)
     screenshot(tab, "grad-cam-broken-upload")
+
+
+def test_every_method_side_by_side(page, server_url: str) -> None:
+    """The grid of every method's map on the sample photo, ranked, with the verdict and the ranking table."""
+    tab = page
+    tab.goto(f"{server_url}/grad-cam?arch=resnet18&width=quarter")
+    main = tab.locator('[data-testid="stMain"]')
+    main.get_by_text("Every method side by side").wait_for()
+    wait_idle(tab)
+    assert main.get_by_text("Score-CAM runs up to 129 more").count() == 1  # 128 layer4 channels at quarter width
+    main.get_by_role("button", name="Compare the methods", exact=True).click()
+    main.get_by_text("Which to trust:").wait_for(timeout=240_000)
+    wait_idle(tab, timeout=240_000)
+    _no_exception(tab)
+    grid = main.locator('[data-testid="stPlotlyChart"]').filter(has_text="#1 ")
+    grid.locator(".main-svg").first.wait_for()
+    assert grid.locator("g.hm image").count() == 9 and grid.locator("g.im image").count() == 9
+    for rank in range(1, 10):
+        assert grid.get_by_text(f"#{rank} ").count() == 1
+    assert main.get_by_text("On this image, trust").count() == 1
+    grid.scroll_into_view_if_needed()
+    screenshot(tab, "grad-cam-methods")
