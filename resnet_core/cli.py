@@ -22,7 +22,7 @@ from .checkpoints import CheckpointMismatch, WeightsError, load_checkpoint_file
 from .data import DATASETS, DataError
 from .models import ARCHITECTURES, display_name
 from .runs import RunStorageError, RunWriter, resume_race
-from .settings import BudgetError, network_available, set_memory_budget
+from .settings import network_available, set_memory_budget
 from .train import PRESETS, SCHEDULES, Race, RaceConfig, RacerSpec, describe_device, dist_info
 from .weights import (
     class_names_for,
@@ -319,7 +319,7 @@ def _inspect(path: Path) -> int:
         print(exc)
         print(exc.table().to_string(index=False))
         return 1
-    except (WeightsError, BudgetError) as exc:
+    except WeightsError as exc:
         print(exc)
         return 1
     print(f"{model.arch_label}: {sum(p.numel() for p in model.parameters()):,} parameters, "

@@ -15,7 +15,7 @@ from torch import nn
 from ..costs import estimate_memory, require_within_budget
 from ..errors import WeightsError, clip, some
 from ..models import ARCHITECTURES, BASE_WIDTHS, ResNet, build, display_name, get_spec, instantiate
-from ..settings import BudgetError
+from ..settings import ENV_MEMORY_BUDGET, BudgetError, format_bytes
 from .conventions import conventions_tried, unbuildable_variants
 from .format import (
     MAX_BLOCKS_PER_STAGE,
@@ -327,7 +327,7 @@ def model_from_checkpoint(ckpt: Checkpoint) -> nn.Module:
     """
     try:
         return _model_from_checkpoint(ckpt)
-    except (WeightsError, BudgetError):
+    except WeightsError:
         raise
     except Exception as exc:  # noqa: BLE001 - a malformed checkpoint must not escape as a traceback
         raise WeightsError(f"The {ckpt.source} cannot be turned into a model ({type(exc).__name__}: {clip(exc)}); "
@@ -377,8 +377,14 @@ def _model_from_checkpoint(ckpt: Checkpoint) -> nn.Module:
                            f"above the {MAX_PARAMETERS / 1e6:.0f} M limit; choose a smaller network's checkpoint.")
     require_rgb(skeleton, ckpt.source)
     _fit_problems(skeleton.state_dict(), ckpt.state_dict, label)
-    # The model's parameters and buffers under the memory budget (BudgetError, a sentence), costed on meta.
-    require_within_budget(estimate_memory(skeleton, "build", builds=True, image_size=32))
+    # The model's parameters and buffers under the memory budget, costed on meta; a WeightsError like every
+    # other refusal of a checkpoint (the upload and picker paths catch those).
+    try:
+        require_within_budget(estimate_memory(skeleton, "build", builds=True, image_size=32), suggestions=[])
+    except BudgetError as exc:
+        raise WeightsError(f"The {ckpt.source} holds {clip(label)}, whose weights need about "
+                           f"{format_bytes(exc.cost)} of memory, above the budget of {format_bytes(exc.budget)} "
+                           f"per request; raise ${ENV_MEMORY_BUDGET} or choose a smaller network's checkpoint.") from None
     model = make(0)
     load_state_dict_checked(model, ckpt.state_dict, label)
     card = model.card

@@ -9,12 +9,12 @@ import resnet_core
 from resnet_core.checkpoints import (
     FORMAT,
     KEY_CONVENTIONS,
+    conventions,
     make_checkpoint,
     model_from_checkpoint,
     read_checkpoint,
     save_checkpoint,
 )
-from resnet_core.checkpoints import conventions
 from resnet_core.images import Preprocessing
 
 

@@ -573,3 +573,16 @@ def test_conventions_are_a_table_applied_in_order():
                      "projection shortcuts 'shortcut.0/1' read as 'downsample.0/1'", "classifier 'linear' read as 'fc'"]
     untouched = {"fc.weight": torch.zeros(1), "linear.weight": torch.zeros(1)}
     assert list(apply_conventions(dict(untouched), notes := [])) == list(untouched) and notes == []
+
+
+def test_a_checkpoint_over_the_memory_budget_is_refused_before_it_is_built(tmp_path, monkeypatch):
+    path = tmp_path / "r18.pth"
+    torch.save({"net": KuangliuResNet(KuangliuBasic, [2, 2, 2, 2]).state_dict(), "acc": 90.0, "epoch": 1}, path)
+    monkeypatch.setenv("RESNET_EXPLORER_MEMORY_BUDGET", "20MB")  # ResNet-18 (CIFAR stem) needs about 45 MB
+    with pytest.raises(WeightsError) as info:
+        load_checkpoint_file(path)
+    message = str(info.value)
+    assert "holds ResNet-18 (CIFAR stem), shortcut B, 10 classes, whose weights need about" in message
+    assert "above the budget of" in message and "RESNET_EXPLORER_MEMORY_BUDGET" in message and one_sentence(message)
+    with pytest.raises(WeightsError, match="above the budget"):
+        save_uploaded_checkpoint(path.read_bytes(), "r18.pth")
