@@ -1,0 +1,79 @@
+"""Offline and projector check in a real browser: a class clicks through every page (through the sidebar, as a
+teacher would), every request the browser makes is recorded and must go to the local server (no font server, no
+icon CDN, no metrics), the favicon is the bundled one, and each page's first screen is saved at 1280x720, the
+projector's size, in artifacts/screenshots/offline-<page>.png for a person to look at."""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+
+import pytest
+
+from tests.browser.conftest import screenshot, wait_idle
+from tests.conftest import APP_MAIN
+
+pytestmark = pytest.mark.browser
+
+LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
+PROJECTOR = {"width": 1280, "height": 720}
+
+
+def _pages() -> list[tuple[str, str]]:
+    """(title, url_path) of every page in app/main.py's navigation, read from its source."""
+    pages = re.findall(r'st\.Page\(\s*"\.\./pages/[\w/]+\.py",\s*title="([^"]+)",[^)]*?url_path="([\w-]+)"',
+                       APP_MAIN.read_text())
+    assert len(pages) >= 6, pages
+    return pages
+
+
+def _foreign(requests: list[str]) -> list[str]:
+    out = []
+    for url in requests:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme in ("data", "blob", "about", "chrome-extension"):
+            continue
+        if parts.hostname not in LOCAL_HOSTS:
+            out.append(url)
+    return out
+
+
+def _settle(tab) -> None:
+    """The run finished and, where the page has charts, the first one is drawn (Plotly's bundle loads lazily)."""
+    wait_idle(tab, timeout=240_000)
+    if tab.locator('[data-testid="stPlotlyChart"]').count():
+        tab.locator('[data-testid="stPlotlyChart"] .main-svg').first.wait_for(state="attached", timeout=120_000)
+    wait_idle(tab, timeout=240_000)
+
+
+def test_every_page_loads_only_from_localhost_and_is_screenshot_at_projector_size(browser, server_url) -> None:
+    context = browser.new_context(viewport=PROJECTOR)
+    requests: list[str] = []
+    context.on("request", lambda request: requests.append(request.url))
+    tab = context.new_page()
+    tab.set_default_timeout(120_000)
+    try:
+        pages = _pages()
+        tab.goto(f"{server_url}/{pages[0][1]}")
+        shots = []
+        for title, path in pages:
+            if path != pages[0][1]:
+                tab.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=title, exact=True).click()
+            tab.locator('[data-testid="stMain"] h1').filter(has_text=re.compile(r"\w")).first.wait_for()
+            _settle(tab)
+            assert urllib.parse.urlsplit(tab.url).path == f"/{path}", (title, tab.url)
+            assert tab.locator('[data-testid="stException"]').count() == 0, title
+            shots.append(screenshot(tab, f"offline-{path}"))
+        # The favicon is ours, served by this server (no emoji font, no icon CDN).
+        icons = tab.eval_on_selector_all('link[rel~="icon"]', "links => links.map(l => l.href)")
+        assert icons, "the page declares no favicon"
+        for href in icons:
+            parts = urllib.parse.urlsplit(href)
+            assert parts.scheme == "data" or parts.hostname in LOCAL_HOSTS, href
+        assert any(".png" in href or href.startswith("data:image/png") for href in icons), icons
+        assert all(path.stat().st_size > 10_000 for path in shots)  # a real first screen, not a blank page
+    finally:
+        context.close()
+    local = [u for u in requests if urllib.parse.urlsplit(u).hostname in LOCAL_HOSTS]
+    assert len(local) > 20, "the browser recorded too few requests to mean anything"
+    assert not _foreign(requests), _foreign(requests)
