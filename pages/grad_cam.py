@@ -36,6 +36,9 @@ RANKING_CONFIG = {
     "auc_difference": st.column_config.NumberColumn("insertion - deletion", format="%+.3f"),
     "average_drop": st.column_config.NumberColumn("average drop (%)", format="%.1f"),
     "increase_in_confidence": st.column_config.NumberColumn("increase in confidence", format="%.0f"),
+    "road_morf": st.column_config.NumberColumn("ROAD most relevant first", format="%.3f"),
+    "road_lerf": st.column_config.NumberColumn("ROAD least relevant first", format="%.3f"),
+    "road_combined": st.column_config.NumberColumn("ROAD combined", format="%+.3f"),
 }
 
 
@@ -157,13 +160,17 @@ try:
     channels = cam.layer_channels(model, layer, tuple(x.shape[1:]))
 except cam.CamError:
     channels = 0
-passes = cam.faithfulness_passes(len(chosen), FAITHFULNESS_STEPS)
+road = st.toggle("Also ROAD (Rong et al. 2022)", key="gc_road",
+                 help="Removes the most / least relevant pixels and fills them from their neighbours, so the shape "
+                      "of the removal tells the model nothing. One sparse linear solve per method, percentile and "
+                      "order: seconds per method at 224 px.")
+passes = cam.faithfulness_passes(len(chosen), FAITHFULNESS_STEPS, road=road)
 cost_words = f"The faithfulness scores take {passes} forward passes ({FAITHFULNESS_STEPS} deletion and insertion steps)"
 if "scorecam" in chosen and channels:
     cost_words += (f"; Score-CAM runs up to {cam.scorecam_passes(channels)} more (one per channel of {layer}, "
                    f"{cam.SCORECAM_BATCH} at a time)")
 st.caption(f"For '{names[target]}' at {layer}, the class and layer chosen above. {cost_words}.")
-request = (choice_key(choice), image_key, target, layer, tuple(chosen))
+request = (choice_key(choice), image_key, target, layer, tuple(chosen), road)
 if st.button("Compare the methods", key="gc_compare_methods", disabled=not chosen):
     bar = st.progress(0.0, text="Starting...")
 
@@ -174,7 +181,8 @@ if st.button("Compare the methods", key="gc_compare_methods", disabled=not chose
     try:
         with queue_notice(), heavy_slot("Grad-CAM every method"):
             st.session_state["gc_comparison"] = (request, cam.compare_methods(
-                model, x, target, layer, chosen, class_names=names, steps=FAITHFULNESS_STEPS, progress=report))
+                model, x, target, layer, chosen, class_names=names, steps=FAITHFULNESS_STEPS, road=road,
+                progress=report))
     except BudgetError as error:
         offer_fit(error)
     except (cam.CamError, WeightsError) as error:
@@ -187,11 +195,14 @@ if stored is not None and stored[0] == request:
         st.info(note)
     st.plotly_chart(shared_figure(methods_grid_figure, comparison, view, colormap, opacity), key="gc_grid")
     st.markdown(f"**Which to trust:** {comparison.sentence}")
-    st.dataframe(comparison.table[RANKING_COLUMNS], hide_index=True, column_config=RANKING_CONFIG)
+    columns = RANKING_COLUMNS + [c for c in ("road_morf", "road_lerf", "road_combined") if c in comparison.table]
+    st.dataframe(comparison.table[columns], hide_index=True, column_config=RANKING_CONFIG)
     st.caption("Ranked by insertion minus deletion AUC (Petsiuk et al. 2018): put the most salient pixels back "
                "first (insertion, higher is better) or take them away first (deletion, lower is better) and "
                "follow the class probability. Average drop and increase in confidence (Chattopadhyay et al. "
-               "2018) multiply the image by the map. Times are this server's, for this image.")
+               "2018) multiply the image by the map. ROAD (Rong et al. 2022) removes pixels and fills them from "
+               "their neighbours (lower after removing the most relevant, higher after the least). Times are this "
+               "server's, for this image.")
 elif stored is not None:
     st.caption("The class, layer, image or methods changed: press the button to compare again.")
 

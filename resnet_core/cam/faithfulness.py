@@ -15,6 +15,10 @@
     max(0, p - p_masked) / p in percent; increase = 1 when p_masked > p, else 0.
 ``auc_difference``
     insertion_auc - deletion_auc, the summary used to rank the maps (``rank`` 1 is the most faithful).
+``road_morf``, ``road_lerf``, ``road_combined`` (with ``road=True``; Rong et al. 2022, ROAD)
+    Remove the most (MoRF, lower is better) or least (LeRF, higher is better) relevant ``p`` % of the pixels
+    and fill them by noisy linear imputation from their neighbours (so the removal's shape leaks no class
+    information), averaged over ``road_percentiles``; combined = (LeRF - MoRF) / 2, as pytorch-grad-cam.
 
 Every perturbed image is built and scored in batches (``batch_size``, scaled to the memory budget) with
 ``progress(done, total)`` after each batch, on the image's device, under ``torch.no_grad()`` and the model's
@@ -39,6 +43,8 @@ from .core import CamError, Explanation, _check_image, resolve_layer
 
 Progress = Callable[[int, int], None]
 BASELINES = ("zero", "blur")
+ROAD_PERCENTILES = (10, 30, 50, 70, 90)
+ROAD_COLUMNS = ["road_morf", "road_lerf", "road_combined"]
 COLUMNS = ["method", "deletion_auc", "insertion_auc", "auc_difference", "average_drop", "increase_in_confidence",
            "probability", "rank"]
 
@@ -83,15 +89,67 @@ def _as_maps(maps: Mapping[str, np.ndarray] | Sequence[Explanation], target: int
     return {e.method: e.heatmap for e in explanations}, int(target if target is not None else classes.pop())
 
 
+# ROAD's neighbour weights (Rong et al. 2022; the reference code's and pytorch-grad-cam's): edges 1/6, corners 1/12.
+_NEIGHBOURS = (((1, 1), 1 / 12), ((0, 1), 1 / 6), ((-1, 1), 1 / 12), ((1, -1), 1 / 12), ((0, -1), 1 / 6),
+               ((-1, -1), 1 / 12), ((1, 0), 1 / 6), ((-1, 0), 1 / 6))
+
+
+def impute(image: torch.Tensor, removed: torch.Tensor, noise: float = 0.01,
+           generator: torch.Generator | None = None) -> torch.Tensor:
+    """ROAD's noisy linear imputation: every removed pixel of ``image`` (C, H, W) (``removed`` bool (H, W))
+    becomes the weighted mean of its 8 neighbours (removed ones solved jointly, one sparse linear system for all
+    channels), plus Gaussian noise of ``noise`` (from ``generator``: never the global random state)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.linalg import spsolve
+
+    channels, height, width = image.shape
+    flat_removed = removed.flatten().cpu().numpy()
+    values = image.reshape(channels, -1).double().cpu().numpy()
+    unknown = np.flatnonzero(flat_removed)
+    if unknown.size == 0:
+        return image.clone()
+    index_of = np.full(flat_removed.size, -1, dtype=np.int64)
+    index_of[unknown] = np.arange(unknown.size)
+    rows_, cols_ = unknown // width, unknown % width
+    diagonal = np.zeros(unknown.size)
+    rhs = np.zeros((unknown.size, channels))
+    entries_r, entries_c, entries_v = [], [], []
+    for (dr, dc), weight in _NEIGHBOURS:
+        r, c = rows_ + dr, cols_ + dc
+        inside = (r >= 0) & (r < height) & (c >= 0) & (c < width)
+        diagonal[inside] += weight
+        neighbour = np.where(inside, r * width + c, 0)
+        is_unknown = inside & flat_removed[neighbour]
+        is_known = inside & ~flat_removed[neighbour]
+        entries_r.append(np.flatnonzero(is_unknown))
+        entries_c.append(index_of[neighbour[is_unknown]])
+        entries_v.append(np.full(int(is_unknown.sum()), -weight))
+        rhs[is_known] += weight * values[:, neighbour[is_known]].T
+    entries_r.append(np.arange(unknown.size))
+    entries_c.append(np.arange(unknown.size))
+    entries_v.append(diagonal)
+    system = coo_matrix((np.concatenate(entries_v), (np.concatenate(entries_r), np.concatenate(entries_c))),
+                        shape=(unknown.size, unknown.size)).tocsc()
+    solved = np.asarray(spsolve(system, rhs)).reshape(unknown.size, channels)
+    out = image.reshape(channels, -1).clone()
+    filled = torch.from_numpy(solved.T).to(out)
+    if noise:
+        filled = filled + noise * torch.randn(filled.shape, generator=generator).to(out)
+    out[:, torch.from_numpy(unknown).to(out.device)] = filled
+    return out.reshape(channels, height, width)
+
+
 def faithfulness(model: nn.Module, image: torch.Tensor, maps: Mapping[str, np.ndarray] | Sequence[Explanation],
                  target: int | None = None, *, steps: int = 20, batch_size: int = 32,
                  deletion_baseline: str = "zero", insertion_baseline: str = "blur",
-                 progress: Progress | None = None) -> pd.DataFrame:
+                 road: bool = False, road_percentiles: Sequence[int] = ROAD_PERCENTILES, road_noise: float = 0.01,
+                 seed: int = 0, progress: Progress | None = None) -> pd.DataFrame:
     """Deletion/insertion AUC, average drop and increase in confidence for each map of one image (1, C, H, W).
 
     ``maps``: explanations (their ``heatmap`` and ``class_index``) or name -> (H, W) array with ``target``.
-    Runs ``len(maps) * (2 * steps + 1) + 1`` forward passes, ``batch_size`` images at a time. Returns a
-    DataFrame with the columns of ``COLUMNS``, best-ranked first.
+    Runs ``faithfulness_passes(len(maps), steps, road, len(road_percentiles))`` forward passes, ``batch_size``
+    images at a time. ``road``: also ROAD (one sparse linear solve per map, percentile and order; ``seed``
+    seeds its noise). Returns a DataFrame with the columns of ``COLUMNS`` (and ``ROAD_COLUMNS``), best first.
     """
     _check_image(image)
     if image.shape[0] != 1:
@@ -118,6 +176,9 @@ def faithfulness(model: nn.Module, image: torch.Tensor, maps: Mapping[str, np.nd
     for name in named:
         jobs.append((name, "multiplied", 0))
         jobs += [(name, kind, k) for kind in ("deletion", "insertion") for k in range(steps + 1)]
+        if road:
+            jobs += [(name, kind, int(q)) for kind in ("morf", "lerf") for q in road_percentiles]
+    generator = torch.Generator().manual_seed(seed)
 
     def build(job: tuple[str, str, int]) -> torch.Tensor:
         name, kind, k = job
@@ -127,6 +188,10 @@ def faithfulness(model: nn.Module, image: torch.Tensor, maps: Mapping[str, np.nd
             heat = torch.from_numpy(np.clip(np.nan_to_num(named[name]), 0, 1)).to(image)
             return image[0] * heat
         chosen = torch.zeros(pixels, dtype=torch.bool, device=image.device)
+        if kind in ("morf", "lerf"):  # ROAD: remove k% of the pixels, most or least relevant first, and impute
+            share = round(k * pixels / 100)
+            chosen[orders[name][:share] if kind == "morf" else orders[name][pixels - share:]] = True
+            return impute(image[0], chosen.view(height, width), road_noise, generator)
         chosen[orders[name][:counts[k]]] = True
         chosen = chosen.view(1, height, width)
         if kind == "deletion":
@@ -151,21 +216,29 @@ def faithfulness(model: nn.Module, image: torch.Tensor, maps: Mapping[str, np.nd
         deletion = np.array([found[(name, "deletion", k)] for k in range(steps + 1)])
         insertion = np.array([found[(name, "insertion", k)] for k in range(steps + 1)])
         multiplied = float(found[(name, "multiplied", 0)])
-        rows.append({"method": name, "deletion_auc": _auc(deletion), "insertion_auc": _auc(insertion),
-                     "average_drop": 100.0 * max(0.0, plain - multiplied) / plain if plain > 0 else 0.0,
-                     "increase_in_confidence": float(multiplied > plain), "probability": plain,
-                     "deletion_curve": deletion, "insertion_curve": insertion})
+        row = {"method": name, "deletion_auc": _auc(deletion), "insertion_auc": _auc(insertion),
+               "average_drop": 100.0 * max(0.0, plain - multiplied) / plain if plain > 0 else 0.0,
+               "increase_in_confidence": float(multiplied > plain), "probability": plain,
+               "deletion_curve": deletion, "insertion_curve": insertion}
+        if road:
+            row["road_morf"] = float(np.mean([found[(name, "morf", int(q))] for q in road_percentiles]))
+            row["road_lerf"] = float(np.mean([found[(name, "lerf", int(q))] for q in road_percentiles]))
+            row["road_combined"] = (row["road_lerf"] - row["road_morf"]) / 2
+        rows.append(row)
     table = pd.DataFrame(rows)
     table["auc_difference"] = table["insertion_auc"] - table["deletion_auc"]
     table = table.sort_values(["auc_difference", "average_drop"], ascending=[False, True], kind="stable")
     table["rank"] = range(1, len(table) + 1)
-    return table[COLUMNS + ["deletion_curve", "insertion_curve"]].reset_index(drop=True)
+    extra = ROAD_COLUMNS if road else []
+    return table[COLUMNS + extra + ["deletion_curve", "insertion_curve"]].reset_index(drop=True)
 
 
-def faithfulness_passes(methods: int, steps: int = 20) -> int:
+def faithfulness_passes(methods: int, steps: int = 20, road: bool = False,
+                        road_percentiles: int = len(ROAD_PERCENTILES)) -> int:
     """How many images ``faithfulness`` scores for ``methods`` maps: the plain image, then per map the
-    multiplied image and ``steps + 1`` deleted and inserted images each."""
-    return 1 + methods * (2 * (steps + 1) + 1)
+    multiplied image, ``steps + 1`` deleted and inserted images each, and with ``road`` one imputed image per
+    percentile and order."""
+    return 1 + methods * (2 * (steps + 1) + 1 + (2 * road_percentiles if road else 0))
 
 
 def trust_sentence(table: pd.DataFrame, labels: Mapping[str, str] | None = None) -> str:
@@ -202,10 +275,10 @@ class MethodComparison:
 
 def compare_methods(model: nn.Module, image: torch.Tensor, target: int | None = None, layer: str | None = None,
                     methods: Sequence[str] | None = None, *, class_names: Sequence[str] | None = None,
-                    steps: int = 20, batch_size: int = 32, progress: Callable[[str, int, int], None] | None = None
-                    ) -> MethodComparison:
+                    steps: int = 20, batch_size: int = 32, road: bool = False,
+                    progress: Callable[[str, int, int], None] | None = None) -> MethodComparison:
     """Explain one image with every method (default: all of ``METHODS``) for the same class and layer, time
-    each, score every map with ``faithfulness`` and rank them.
+    each, score every map with ``faithfulness`` (``road``: ROAD too) and rank them.
 
     ``target`` None explains the top-1 class (fixed once, so every method explains the same class).
     ``progress(stage, done, total)``: stage is a method name while it runs (Score-CAM reports its passes), then
@@ -235,7 +308,7 @@ def compare_methods(model: nn.Module, image: torch.Tensor, target: int | None = 
                                        batch_size=batch_size, progress=report)
         seconds[method] = time.perf_counter() - started
     scored = faithfulness(model, image, list(explanations.values()), target, steps=steps, batch_size=batch_size,
-                          progress=(lambda done, total: progress("faithfulness", done, total)) if progress else None)
+                          road=road, progress=(lambda done, total: progress("faithfulness", done, total)) if progress else None)
     curves = {row.method: (row.deletion_curve, row.insertion_curve) for row in scored.itertuples()}
     scored = scored.drop(columns=["deletion_curve", "insertion_curve"])
     scored.insert(1, "label", [METHODS[m] for m in scored["method"]])

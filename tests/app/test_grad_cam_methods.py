@@ -12,7 +12,6 @@ from PIL import Image
 
 from resnet_core import cam
 from resnet_core.data import SHAPES_CLASSES
-from tests.app.conftest import open_page
 from tests.app.test_grad_cam import _figures, _fresh, _heatmaps, _shapes_checkpoint, _upload
 
 PAGE = "../pages/grad_cam.py"
@@ -38,8 +37,10 @@ def _table(app, column: str):
 
 
 @pytest.fixture
-def page(app):
-    return open_page(app, PAGE)
+def page():
+    # A link pins the seeded random init these tests recompute (the page's own default is the best trained
+    # model on disk: tests/app/test_demo_defaults.py).
+    return _fresh({"weights": "random"})
 
 
 def test_every_method_in_a_grid_with_a_ranking_table_and_a_verdict(page):
@@ -82,13 +83,18 @@ def test_every_method_in_a_grid_with_a_ranking_table_and_a_verdict(page):
     assert any("press the button to compare again" in c.value for c in page.caption)
 
 
-def test_a_subset_of_methods(page):
+def test_a_subset_of_methods_with_road(page):
     page.multiselect(key="gc_methods").set_value(["gradcam", "eigencam"]).run()
+    page.toggle(key="gc_road").set_value(True).run()
+    assert any(f"take {cam.faithfulness_passes(2, 20, road=True)} forward passes" in c.value for c in page.caption)
+    assert not any("Score-CAM runs" in c.value for c in page.caption)
     page.button(key="gc_compare_methods").click().run()
     assert not page.exception, page.exception
     table = _table(page, "auc_difference")
     assert sorted(table["label"]) == ["Eigen-CAM", "Grad-CAM"]
-    assert not any("Score-CAM runs" in c.value for c in page.caption)
+    comparison = page.session_state["gc_comparison"][1]
+    assert np.allclose(table["road_combined"], comparison.table["road_combined"])
+    assert np.allclose(table["road_combined"], (table["road_lerf"] - table["road_morf"]) / 2)
 
 
 def test_the_class_follows_a_new_image_unless_pinned(page):

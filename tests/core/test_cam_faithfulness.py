@@ -173,3 +173,35 @@ def test_compare_methods_explains_one_class_with_every_method_and_ranks_them():
     single = cam.explain(model, image, top, "layer3.2", "xgradcam")
     assert np.array_equal(result.explanations["xgradcam"].heatmap, single.heatmap)
     assert count_hooks(model) == 0 and all(p.grad is None for p in model.parameters())
+
+
+def test_road_on_the_one_quadrant_model():
+    """Image: ones in the top-left quadrant, zeros elsewhere. Removing the top-left quadrant (25 %, the right map
+    first) imputes it from zero neighbours: zeros, logit 0, p = 0.5. Removing the bottom-right quadrant imputes
+    zeros where zeros were: nothing changes."""
+    model = TopLeftModel().eval()
+    image = torch.zeros(1, 3, SIDE, SIDE)
+    image[:, :, : SIDE // 2, : SIDE // 2] = 1.0
+    table = cam.faithfulness(model, image, {"right": quadrant(True), "wrong": quadrant(False)}, target=0, steps=2,
+                             road=True, road_percentiles=(25,), road_noise=0.0).set_index("method")
+    p = sigmoid(A)
+    assert table.loc["right", "road_morf"] == pytest.approx(0.5, abs=1e-5)
+    assert table.loc["wrong", "road_morf"] == pytest.approx(p, abs=1e-5)
+    # LeRF removes the last 25 % in the map's order: for the right map the bottom-right rows (zeros, no change).
+    assert table.loc["right", "road_lerf"] == pytest.approx(p, abs=1e-5)
+    assert table.loc["right", "road_combined"] > table.loc["wrong", "road_combined"]
+    assert cam.faithfulness_passes(2, 2, road=True, road_percentiles=1) == 1 + 2 * (2 * 3 + 1 + 2)
+
+
+def test_imputation_is_the_neighbour_mean_and_seeded():
+    from resnet_core.cam.faithfulness import impute
+
+    ramp = torch.arange(8, dtype=torch.float32).repeat(3, 8, 1)  # (3, 8, 8): each row 0..7, linear in x
+    removed = torch.zeros(8, 8, dtype=torch.bool)
+    removed[2:5, 3:6] = True
+    filled = impute(ramp, removed, noise=0.0)
+    assert torch.allclose(filled, ramp, atol=1e-5)  # a linear image is its own neighbour mean inside
+    a = impute(ramp, removed, noise=0.01, generator=torch.Generator().manual_seed(1))
+    b = impute(ramp, removed, noise=0.01, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and torch.equal(a[:, ~removed], ramp[:, ~removed])
+    assert 0 < (a - ramp).abs().max() < 0.1
