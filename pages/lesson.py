@@ -334,3 +334,29 @@ st.markdown(
     "object.")
 st.image(overlays, caption=captions, width=140)
 st.plotly_chart(pointing_figure(pointing), key="lesson_pointing")
+
+st.divider()
+st.subheader("The same instruments on any trained net")
+choices = {c["path"]: f"{c['label']} ({c['run_id']})" for c in lesson.trained_checkpoints()}
+path = st.selectbox("Trained model (a checkpoint of a finished run)", list(choices), format_func=choices.get,
+                    key="lesson_any_model")
+any_cols = st.columns(2)
+any_grid = any_cols[0].select_slider("Grid", GRIDS, value=GRIDS[0], key="lesson_any_grid")
+st.caption(f"A landscape costs {lesson.landscape_passes(any_grid)} forward passes of {LANDSCAPE_BATCH} images, a "
+           f"lesion study one per block and one per sampled set ({MAX_REMOVED} x {SAMPLES}) of {LESION_BATCH}; "
+           f"for a net like the lesson's about {forward_ms:.0f} ms each.")
+if any_cols[1].button("Measure its landscape and lesions", key="lesson_any_run", disabled=path is None):
+    try:
+        bar, tick = _progress("Evaluating the loss at grid points:")
+        with queue_notice(), heavy_slot("lesson: landscape of a checkpoint"):
+            any_surface, any_line = lesson.landscape_of(path, steps=any_grid, batch=LANDSCAPE_BATCH,
+                                                        on_progress=tick)
+            any_study, any_curve = lesson.lesion_of(path, batch=LESION_BATCH, max_removed=MAX_REMOVED,
+                                                    samples=SAMPLES)
+        bar.empty()
+    except ValueError as error:
+        st.error(str(error))
+    else:
+        st.plotly_chart(surface_figure(any_surface), key="lesson_any_surface")
+        st.plotly_chart(study_figure(any_study, chance=pair.chance), key="lesson_any_lesion")
+        st.plotly_chart(curve_figure(any_curve, chance=pair.chance), key="lesson_any_curve")

@@ -205,10 +205,18 @@ def find_pair_run(runs_dir: str | Path | None = None) -> str | None:
             continue
         fallback = fallback or run_id
         summary = record.summary.drop_duplicates("racer").set_index("racer")
+        chance = 1.0 / len(_shapes_classes())
         if "test_acc" in summary and all(
-                float(summary["test_acc"].get(label, float("nan"))) >= LEARNED_OVER_CHANCE / 10 for label in PAIR_LABELS):
+                float(summary["test_acc"].get(label, float("nan"))) >= LEARNED_OVER_CHANCE * chance
+                for label in PAIR_LABELS):
             return run_id
     return fallback
+
+
+def _shapes_classes() -> tuple[str, ...]:
+    from .data import SHAPES_CLASSES
+
+    return SHAPES_CLASSES
 
 
 def find_curves_run(runs_dir: str | Path | None = None) -> str | None:
@@ -422,3 +430,68 @@ def gradcam_shapes(model: nn.Module, *, n: int = 64, count: int = 6, image_size:
     captions = [f"{SHAPES_CLASSES[int(table['label'].iloc[i])]} (predicted "
                 f"{SHAPES_CLASSES[int(table['predicted'].iloc[i])]})" for i in range(len(outlined))]
     return outlined, pointing.summary(), captions
+
+
+# ------------------------------------------------------------------------- the instruments on any trained net
+def trained_checkpoints(runs_dir: str | Path | None = None) -> list[dict[str, Any]]:
+    """Every checkpoint of every finished or stopped run, newest first (``runs.list_checkpoints``): path, run_id,
+    label, arch, options, created."""
+    from .runs import list_checkpoints
+
+    return list_checkpoints(runs_dir)
+
+
+def _checkpoint_batch(path: str, split: str, n: int, dataset: str | None
+                      ) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """The checkpoint's model and ``n`` images of ``split`` from ``dataset`` (default: the one it was trained on,
+    as its checkpoint records, else Shapes)."""
+    from .checkpoints import load_checkpoint_file
+    from .landscape import cli_batch
+
+    model = load_checkpoint_file(path)
+    if dataset is None:
+        meta = getattr(getattr(model, "card", None), "checkpoint_meta", None) or {}
+        dataset = str(meta.get("dataset") or "shapes")
+    x, y = cli_batch(model, dataset, split, n)
+    return model, x, y
+
+
+def landscape_of(path: str, *, steps: int = 11, batch: int = 128, dataset: str | None = None, seed: int = 0,
+                 on_progress: Callable[[int, int], None] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Step 6 on the checkpoint at ``path`` (training images of ``dataset``): (surface, line), each with ``net``
+    and ``residual`` columns for ``plots.landscape``."""
+    from .landscape import line, surface
+
+    model, x, y = _checkpoint_batch(path, "train", batch, dataset)
+    label = _checkpoint_label(model, path)
+    residual = bool(getattr(model, "residual", True))
+    total = landscape_passes(steps)
+    done = [0]
+
+    def tick(_done: int, _total: int) -> None:
+        done[0] += 1
+        if on_progress is not None:
+            on_progress(done[0], total)
+
+    grid = surface(model, x, y, steps=steps, seed=seed, on_progress=tick)
+    cut = line(model, x, y, steps=steps, seed=seed, on_progress=tick)
+    return grid.assign(net=label, residual=residual), cut.assign(net=label, residual=residual)
+
+
+def lesion_of(path: str, *, batch: int = 256, dataset: str | None = None, max_removed: int = 4, samples: int = 6,
+              seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Step 7 on the checkpoint at ``path`` (held-out images of ``dataset``): (study, curve), each with ``net`` and
+    ``residual`` columns for ``plots.lesion``."""
+    from .lesion import lesion_curve, lesion_study
+
+    model, x, y = _checkpoint_batch(path, "test", batch, dataset)
+    label = _checkpoint_label(model, path)
+    residual = bool(getattr(model, "residual", True))
+    study = lesion_study(model, x, y).assign(net=label, residual=residual)
+    curve = lesion_curve(model, x, y, max_removed=max_removed, samples=samples, seed=seed)
+    return study, curve.assign(net=label, residual=residual)
+
+
+def _checkpoint_label(model: nn.Module, path: str) -> str:
+    card = getattr(model, "card", None)
+    return str(getattr(card, "label", None) or Path(path).stem)

@@ -19,7 +19,7 @@ PAGE = "../pages/lesson.py"
 
 @pytest.fixture(scope="module")
 def quick_run() -> str:
-    config = lesson.pair_race(steps=80, batch_size=32, n_train=256, n_test=64, eval_every=40, eval_samples=64,
+    config = lesson.pair_race(steps=50, batch_size=32, n_train=256, n_test=64, eval_every=25, eval_samples=64,
                               warmup_steps=10, name="Plain-20 vs ResNet-20", checkpoint_every=0)
     seen = []
     run_id = lesson.train_race(config, on_progress=lambda snap: seen.append(snap.step))
@@ -78,3 +78,14 @@ def test_every_step_is_drawn_from_the_trained_nets(app: AppTest, quick_run: str)
     assert len(at.image) == 1 and len(captions) == 6
     assert all("(predicted " in caption for caption in captions)
     assert any("pointing-game hit rate" in str(c["data"][0].get("y")) for c in charts)
+
+    # The same instruments on any trained net: pick a run's checkpoint, measure, same figures.
+    assert all(quick_run in option for option in at.selectbox(key="lesson_any_model").options)
+    paths = {c["label"]: c["path"] for c in lesson.trained_checkpoints()}
+    at.selectbox(key="lesson_any_model").set_value(paths["ResNet-20"]).run(timeout=240)
+    at.button(key="lesson_any_run").click().run(timeout=240)
+    assert not at.exception, at.exception
+    any_charts = [json.loads(e.proto.spec) for e in at.get("plotly_chart")][len(charts):]
+    assert len(any_charts) == 3
+    assert [t["name"] for t in any_charts[0]["data"] if t["type"] == "contour"] == ["ResNet-20"]
+    assert any(t.get("name") == "ResNet-20: one block removed" for t in any_charts[1]["data"])
