@@ -15,6 +15,7 @@ import numbers
 import os
 import pickle
 import pickletools
+import re
 import threading
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
@@ -401,8 +402,10 @@ def read_checkpoint(source: str | os.PathLike[str] | bytes, name: str | None = N
         if not any(word in text for word in ("global", "class", "reduce", "build", "blocked")):
             raise WeightsError(f"The {label} is not a PyTorch checkpoint (torch.load cannot read it, or it is "
                                "truncated); upload a .pt/.pth file written by torch.save.") from None
+        found = re.search(r"GLOBAL ([\w.]{1,100})", str(exc))  # the first object torch.load would have imported
+        what = f" ({found.group(1)})" if found else ""
         raise WeightsError(
-            f"The {label} contains Python objects or code besides tensors, so it was refused for safety "
+            f"The {label} contains Python objects or code besides tensors{what}, so it was refused for safety "
             "(loaded with weights_only=True); re-save it with torch.save(model.state_dict(), path).") from None
     except Exception:  # noqa: BLE001 - torch.load's parsers raise many types on bad bytes; all mean "unreadable"
         raise WeightsError(f"The {label} is not a PyTorch checkpoint (torch.load cannot read it, or it is "

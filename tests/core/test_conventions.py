@@ -508,11 +508,14 @@ def test_a_pickled_model_gets_its_own_message(tmp_path, wrap):
         save_uploaded_checkpoint(path.read_bytes(), "whole.pth")
 
 
-def test_code_that_is_not_a_model_keeps_the_safety_message(tmp_path):
-    path = tmp_path / "odd.pt"
-    torch.save({"state_dict": {"a": torch.zeros(2)}, "when": __import__("datetime").date(2024, 1, 1)}, path)
+def test_objects_that_are_not_a_model_keep_the_safety_message_and_are_named(tmp_path):
+    import argparse
+
+    path = tmp_path / "odd.pt"  # training scripts often save their argparse arguments beside the weights
+    torch.save({"state_dict": {"a": torch.zeros(2)}, "args": argparse.Namespace(lr=0.1)}, path)
     with pytest.raises(WeightsError, match="refused for safety") as info:
         read_checkpoint(path)
+    assert "besides tensors (argparse.Namespace)" in str(info.value) and one_sentence(str(info.value))
     assert "pickled model" not in str(info.value)
 
 
