@@ -35,7 +35,7 @@ from resnet_core.settings import BudgetError
 from resnet_core.targets import LossTarget
 from resnet_core.weights import preprocessing_for
 
-STATES = {"init": "At initialisation", "trained": "Trained weights (from the sidebar)"}
+STATES = {"init": "At initialisation", "trained": "Trained weights"}
 SETTINGS = ("gf_state", "gf_batch", "gf_bn")
 
 
@@ -81,7 +81,7 @@ is_imagenet = choice.spec.stem == "imagenet"
 for key, default in (("gf_state", "init"), ("gf_batch", 4 if is_imagenet else 16)):
     if st.session_state.get(key) not in (GF_STATES if key == "gf_state" else GF_BATCHES):
         st.session_state[key] = default
-state_col, bn_col, batch_col = st.columns([1, 1, 1])
+state_col, bn_col, batch_col = st.columns([1.1, 1.1, 1])
 with state_col:
     state = st.segmented_control("State", list(STATES), format_func=STATES.get, key="gf_state",
                                  disabled=not trained) or "init"

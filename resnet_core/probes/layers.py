@@ -25,12 +25,13 @@ NAMED_SETS = ("blocks", "stages", "taps")
 # and variance, as in training (running statistics untouched: snapshotted and written back); "running": by the
 # stored running statistics, as the model predicts (at initialisation mean 0 and variance 1, so batch norm does
 # nothing and a deep random net's signal can grow without bound).
-BN_MODES = {"batch": "Batch statistics (as in training)", "running": "Running statistics (inference)"}
+BN_MODES = {"batch": "Batch statistics", "running": "Running statistics"}
 BN_MODE_SENTENCES = {
     "batch": "batch norm normalises each channel by this batch's own mean and variance, as in training (the "
              "running statistics are left untouched)",
-    "running": "batch norm uses its stored running statistics, as the model predicts; at initialisation they are "
-               "mean 0 and variance 1, so it does nothing and a deep net's signal is not rescaled",
+    "running": "batch norm uses its stored running statistics, as the model predicts (inference); at "
+               "initialisation they are mean 0 and variance 1, so it does nothing and a deep net's signal is not "
+               "rescaled",
 }
 
 

@@ -31,8 +31,12 @@ def test_charts_carry_the_tables(app: AppTest) -> None:
     assert stage["data"][0]["x"] == ["conv1", "conv2_x", "conv3_x", "conv4_x", "fc"]
     assert sum(stage["data"][0]["y"]) == 269_722 and sum(stage["data"][1]["y"]) == 40_551_040
     # Per layer: every layer with weights appears once in the params panel, grouped by stage.
-    layer_params = [v for trace in layer["data"] if trace["xaxis"] == "x" for v in trace["y"]]
+    # ResNet-20 has 39 such layers (convolutions, batch norms, fc), more than a projector shows as upright labels:
+    # horizontal bars, one row each.
+    assert {trace.get("orientation") for trace in layer["data"]} == {"h"}
+    layer_params = [v for trace in layer["data"] if trace["xaxis"] == "x" for v in trace["x"]]
     assert sum(layer_params) == 269_722
+    assert len([n for trace in layer["data"] if trace["xaxis"] == "x" for n in trace["y"]]) == 39
     # ResNet-20, option A: 7 identity shortcuts (solid) and 2 zero-padded ones (dotted), one arc per block.
     by_name = {trace["name"]: trace for trace in diagram["data"]}
     assert by_name["identity shortcut (solid)"]["customdata"] == [
