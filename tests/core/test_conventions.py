@@ -135,12 +135,13 @@ class AkamasterResNet(nn.Module):
         return self.linear(out.view(out.size(0), -1))
 
 
-@pytest.mark.parametrize("depth", [20, 56])
-def test_akamaster_option_a_dataparallel_th(tmp_path, depth):
+@pytest.mark.parametrize("depth, zipped", [(20, False), (56, True)])
+def test_akamaster_option_a_dataparallel_th(tmp_path, depth, zipped):
     net = randomized(AkamasterResNet((depth - 2) // 6), seed=depth)
     wrapped = nn.DataParallel(net)  # the repository trains under DataParallel: every key gets 'module.'
     path = tmp_path / f"resnet{depth}-12fca82f.th"
-    torch.save({"state_dict": wrapped.state_dict(), "best_prec1": 92.1}, path)
+    # Its released files predate torch.save's zip format: the legacy format is read too.
+    torch.save({"state_dict": wrapped.state_dict(), "best_prec1": 92.1}, path, _use_new_zipfile_serialization=zipped)
     check_layout(f"akamaster ResNet-{depth} (option A, .th, DataParallel)", path, net, 32, f"resnet{depth}",
                  ["read the tensors under 'state_dict'", "removed the 'module.' prefix from every key",
                   "classifier 'linear' read as 'fc'"])
@@ -498,7 +499,7 @@ def one_sentence(message: str) -> bool:
 def test_a_pickled_model_gets_its_own_message(tmp_path, wrap):
     net = _tv_small()
     path = tmp_path / "whole.pth"
-    torch.save({"model": net, "epoch": 3} if wrap else net, path)
+    torch.save({"model": net, "epoch": 3} if wrap else net, path, _use_new_zipfile_serialization=not wrap)
     with pytest.raises(WeightsError) as info:
         read_checkpoint(path)
     message = str(info.value)
