@@ -32,9 +32,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import PadShortcut, PreActBasicBlock, PreActBottleneck, ResidualBlock
-from .costs import MemoryEstimate, estimate_memory, require_within_budget, scale_to_budget
+from .costs import MemoryEstimate, estimate_memory, layer_profile, require_within_budget, scale_to_budget
 from .hooks import model_lock, taps
-from .models import iter_blocks
+from .models import ResNet, iter_blocks
 
 Progress = Callable[[int, int], None]
 MAX_SAMPLES = 1000
@@ -116,6 +116,11 @@ def estimate(model: nn.Module, inputs_shape: tuple[int, ...] | torch.Size) -> Me
     parts["private copy of the model"] = sum(t.numel() * t.element_size()
                                              for t in itertools.chain(model.parameters(), model.buffers()))
     parts["predictions"] = 8 * n
+    # The input of every stage is kept from the full pass (a lesion in stage s starts there).
+    profile = layer_profile(model, tuple(image))
+    stage_starts = [i for i, (name, _) in enumerate(iter_blocks(model)) if name.endswith(".0")]
+    parts["stage inputs kept"] = 4 * n * sum(profile.block_inputs[i] for i in stage_starts
+                                             if i < len(profile.block_inputs))
     what = forward.what.replace("A forward pass of", "A lesion study of", 1)
     return require_within_budget(MemoryEstimate("forward", what, parts, dict(forward.request), forward.note),
                                  None, [])
@@ -150,16 +155,46 @@ class _Lesioner:
                               "labels of the data the net was trained on.")
         self.blocks = dict(iter_blocks(self.copy))
         self.info = [_info(name, block) for name, block in self.blocks.items()]
+        # Stage-by-stage forwards only where the net is ours and its forward is the standard one.
+        self.staged = isinstance(self.copy, ResNet) and type(self.copy).forward is ResNet.forward
+        stage_index = {id(stage): i for i, stage in enumerate(self.copy.stages())} if self.staged else {}
+        self.stage_of = {name: self._stage(name, stage_index) for name in self.blocks}
+        self.stage_inputs: list[list[torch.Tensor]] = []
         self.full_loss, self.full_accuracy, self.full_pred = self._run(())
+
+    def _stage(self, name: str, stage_index: dict[int, int]) -> int:
+        parent = self.copy.get_submodule(name.rsplit(".", 1)[0]) if "." in name else None
+        return stage_index.get(id(parent), 0)
+
+    def _forward(self, index: int, x: torch.Tensor, first_stage: int) -> torch.Tensor:
+        """Logits of chunk ``index``. On a ResNet the input of every stage is kept from the full pass, so a pass
+        with blocks removed from stage s onwards starts at stage s (the stages before it are unchanged)."""
+        if not self.staged:
+            return self.copy(x)
+        if first_stage == 0 or index >= len(self.stage_inputs):
+            kept = []
+            h = self.copy.forward_stem(x)
+            for stage in self.copy.stages():
+                kept.append(h)
+                h = stage(h)
+            if index >= len(self.stage_inputs):
+                self.stage_inputs.append(kept)
+        else:
+            h = self.stage_inputs[index][first_stage]
+            for stage in self.copy.stages()[first_stage:]:
+                h = stage(h)
+        return self.copy.forward_head(self.copy.forward_final(h))
 
     def _run(self, removed: Sequence[str]) -> tuple[float, float, torch.Tensor]:
         loss_sum, correct, preds = 0.0, 0, []
+        stages = [self.stage_of[name] for name in removed]
+        first_stage = min(stages) if stages else 0
         with taps(self.copy, train=False) as tapped, torch.no_grad():
             for name in removed:
                 tapped.forward(name, _without_branch(self.blocks[name]))
-            for start in range(0, self.inputs.shape[0], self.chunk):
+            for index, start in enumerate(range(0, self.inputs.shape[0], self.chunk)):
                 y = self.targets[start:start + self.chunk]
-                logits = self.copy(self.inputs[start:start + self.chunk]).float()
+                logits = self._forward(index, self.inputs[start:start + self.chunk], first_stage).float()
                 loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
                 pred = logits.argmax(1)
                 correct += int((pred == y).sum())
