@@ -94,7 +94,7 @@ def test_numbers_have_thousands_separators_and_points_are_pp():
     maps = FeatureMaps(layer="layer3.17.tap_out", maps=torch.zeros(1, 2, 4, 4), channels=[5, 9],
                        channel_means=[8327069.5, 0.5], shape=(1, 64, 8, 8), rule="test")
     titles = [a.text for a in instruments.feature_map_figure(maps).layout.annotations]
-    assert titles == ["ch 5 (mean 8,327,070)", "ch 9 (mean 0.5)"]
+    assert titles == ["ch 5<br>mean 8,327,070", "ch 9<br>mean 0.5"]
 
 
 def test_twin_bars_write_counts_with_separators():
