@@ -180,7 +180,8 @@ def infer_checkpoint(ckpt: Checkpoint) -> InferredArchitecture:
     except NotAResNet as exc:
         reason = exc.reason or "not a ResNet's tensors"
         wrapper = f"under the top-level keys {some(list(ckpt.wrapper_keys), 6)}, " if ckpt.wrapper_keys else ""
-        renamed = f" (after: {'; '.join(ckpt.notes)})" if ckpt.notes else ""
+        renames = [note for note in ckpt.notes if not note.startswith("read the tensors under")]
+        renamed = f" (after: {'; '.join(renames)})" if renames else ""
         raise NotAResNet(
             f"The {ckpt.source} does not look like a ResNet ResNet Explorer reads ({clip(reason, 120)}): it holds, "
             f"{wrapper}the tensors {_tensor_summary(ckpt.state_dict)}{renamed}, and none of the key conventions "

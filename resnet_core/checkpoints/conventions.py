@@ -80,6 +80,7 @@ KEY_CONVENTIONS: tuple[KeyConvention, ...] = (
     _prefixed("module.", "DataParallel / DistributedDataParallel"),
     _prefixed("_orig_mod.", "torch.compile"),
     _prefixed("model.", "PyTorch Lightning"),
+    _prefixed("net.", "PyTorch Lightning (self.net, lightning-hydra-template)"),
     KeyConvention("Hugging Face transformers",
                   lambda keys: any(k.startswith("resnet.embedder.embedder.") for k in keys), _hugging_face,
                   "read the Hugging Face transformers layout (resnet.embedder, resnet.encoder.stages.N.layers.M, "

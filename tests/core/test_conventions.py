@@ -314,18 +314,24 @@ def _tv_small(block: type[nn.Module] = TvBasic, num_classes: int = 7) -> nn.Modu
 
 
 class LitClassifier(nn.Module):
-    """What a LightningModule's state_dict looks like: the network under ``self.model``."""
+    """What a LightningModule's state_dict looks like: the network under ``self.model`` (or ``self.net``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, attribute: str) -> None:
         super().__init__()
-        self.model = _tv_small()
+        self.attribute = attribute
+        setattr(self, attribute, _tv_small())
+
+    @property
+    def network(self) -> nn.Module:
+        return getattr(self, self.attribute)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+        return self.network(x)
 
 
-def test_lightning_checkpoint(tmp_path):
-    lit = LitClassifier()
+@pytest.mark.parametrize("attribute", ["model", "net"])
+def test_lightning_checkpoint(tmp_path, attribute):
+    lit = LitClassifier(attribute)
     randomized(lit, seed=11)
     optimizer = torch.optim.SGD(lit.parameters(), lr=1e-4, momentum=0.9)
     lit(torch.zeros(2, 3, 32, 32)).sum().backward()
@@ -337,8 +343,8 @@ def test_lightning_checkpoint(tmp_path):
                 "optimizer_states": [optimizer.state_dict()], "lr_schedulers": [],
                 "callbacks": {"ModelCheckpoint": {"best_model_score": torch.tensor(0.91)}},
                 "loops": {"fit_loop": {"epoch_progress": {"current": {"completed": 3}}}}}, path)
-    check_layout("PyTorch Lightning (.ckpt, 'model.' beside hyper_parameters)", path, lit.model, 64, None,
-                 ["read the tensors under 'state_dict'", "removed the 'model.' prefix from every key"])
+    check_layout(f"PyTorch Lightning (.ckpt, '{attribute}.' beside hyper_parameters)", path, lit.network, 64, None,
+                 ["read the tensors under 'state_dict'", f"removed the '{attribute}.' prefix from every key"])
     assert "architecture inferred from the tensors" in load_checkpoint_file(path).card.notes
 
 
