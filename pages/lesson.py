@@ -257,7 +257,7 @@ st.markdown(
 st.plotly_chart(shared_figure(paths_figure, lesson.unrolled_paths(n_blocks)), key="lesson_paths")
 
 st.header("6. The loss landscape of two trained nets")
-pair_id = lesson.find_pair_run()
+pair_id = lesson.choose_pair()
 if pair_id is None:
     pair_config = lesson.pair_race()
     st.markdown(
@@ -275,10 +275,13 @@ if pair_id is None:
     st.stop()
 
 pair = _pair(pair_id)
+st.caption("The trained nets: " + ("the embedded demo models (trained on Shapes by `make demo-models`)."
+                                   if pair_id == lesson.DEMO_PAIR else f"Plain-20 and ResNet-20 of run `{pair_id}`."))
 cols = st.columns(len(pair.models))
 for col, (label, acc) in zip(cols, pair.accuracy.items(), strict=True):
     col.metric(f"{label}: held-out accuracy", f"{acc:.1%}" if acc == acc else "not evaluated",
-               help=f"Run {pair_id}; chance is {pair.chance:.0%}.")
+               help=("The embedded demo models" if pair_id == lesson.DEMO_PAIR else f"Run {pair_id}")
+               + f"; chance is {pair.chance:.0%}.")
 not_learned = [label for label in pair.models if not pair.learned(label)]
 if not_learned:
     st.warning(f"{', '.join(not_learned)} is not clearly above chance ({pair.chance:.0%}): what follows describes "

@@ -187,9 +187,10 @@ def _finished_runs(runs_dir: str | Path | None) -> pd.DataFrame:
     return runs[(runs["status"] == "finished") & (runs["dataset"] == "shapes")]
 
 
-def find_pair_run(runs_dir: str | Path | None = None) -> str | None:
+def find_pair_run(runs_dir: str | Path | None = None, *, learned_only: bool = False) -> str | None:
     """The finished Shapes run with final checkpoints of Plain-20 and ResNet-20 to use: the newest in which both
-    learned (held-out accuracy at least twice chance), else the newest; None when there is none."""
+    learned (held-out accuracy at least twice chance), else (unless ``learned_only``) the newest; None when
+    there is none."""
     from .runs import load_run
 
     runs = _finished_runs(runs_dir)
@@ -210,7 +211,30 @@ def find_pair_run(runs_dir: str | Path | None = None) -> str | None:
                 float(summary["test_acc"].get(label, float("nan"))) >= LEARNED_OVER_CHANCE * chance
                 for label in PAIR_LABELS):
             return run_id
-    return fallback
+    return None if learned_only else fallback
+
+
+DEMO_PAIR = "demo"  # the pair id of the embedded demo models (resnet_core.demo: demo:plain20, demo:resnet20)
+_DEMO_KEYS = {"Plain-20": "plain20", "ResNet-20": "resnet20"}
+
+
+def demo_pair_ready() -> bool:
+    """True when the embedded demo models are installed and both learned (held-out accuracy at least twice
+    chance, from their metrics file)."""
+    try:
+        from .demo import demo_test_accuracy
+
+        return all(demo_test_accuracy(key) >= LEARNED_OVER_CHANCE / len(_shapes_classes())
+                   for key in _DEMO_KEYS.values())
+    except (ImportError, OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def choose_pair(runs_dir: str | Path | None = None) -> str | None:
+    """Which trained pair steps 6-8 use: a run trained here in which both nets learned, else the embedded demo
+    models when they learned, else the newest pair run (the page then warns), else None (train one)."""
+    return (find_pair_run(runs_dir, learned_only=True) or (DEMO_PAIR if demo_pair_ready() else None)
+            or find_pair_run(runs_dir))
 
 
 def _shapes_classes() -> tuple[str, ...]:
@@ -230,10 +254,18 @@ def find_curves_run(runs_dir: str | Path | None = None) -> str | None:
 
 
 def load_pair(run_id: str, runs_dir: str | Path | None = None) -> TrainedPair:
-    """The Plain-20 and ResNet-20 of run ``run_id`` (see :func:`find_pair_run`), with their held-out accuracy."""
+    """The Plain-20 and ResNet-20 of run ``run_id`` (see :func:`find_pair_run`), or of the embedded demo models
+    (``DEMO_PAIR``), with their held-out accuracy."""
     from .checkpoints import load_checkpoint_file
     from .runs import load_run
 
+    if run_id == DEMO_PAIR:
+        from .demo import demo_metrics, demo_test_accuracy, load_demo_model
+
+        models = {label: load_demo_model(key) for label, key in _DEMO_KEYS.items()}
+        size = int(demo_metrics().get("recipe", {}).get("image_size", 32))
+        return TrainedPair(DEMO_PAIR, models, {label: demo_test_accuracy(key) for label, key in _DEMO_KEYS.items()},
+                           size, int(models["ResNet-20"].fc.out_features))
     record = load_run(run_id, runs_dir)
     paths = {c.get("label"): c["path"] for c in record.checkpoints}
     missing = [label for label in PAIR_LABELS if label not in paths]

@@ -54,6 +54,19 @@ def test_unrolled_paths_match_enumeration() -> None:
         lesson.unrolled_paths(-1)
 
 
+def test_the_demo_pair_serves_only_when_both_nets_learned() -> None:
+    from resnet_core.demo import demo_test_accuracy
+
+    accuracy = {"Plain-20": demo_test_accuracy("plain20"), "ResNet-20": demo_test_accuracy("resnet20")}
+    assert lesson.demo_pair_ready() == all(a >= 0.2 for a in accuracy.values())  # twice chance, ten classes
+    pair = lesson.load_pair(lesson.DEMO_PAIR)
+    assert list(pair.models) == ["Plain-20", "ResNet-20"] and pair.accuracy == accuracy
+    assert [m.residual for m in pair.models.values()] == [False, True] and pair.classes == 10
+    # This session's runs folder holds no pair yet: the demo when it learned, else nothing (the page trains).
+    if lesson.find_pair_run() is None:
+        assert lesson.choose_pair() == (lesson.DEMO_PAIR if lesson.demo_pair_ready() else None)
+
+
 def _figures(at: AppTest) -> list[dict]:
     return [json.loads(e.proto.spec) for e in at.get("plotly_chart")]
 
@@ -68,13 +81,18 @@ def lesson_page(app: AppTest) -> AppTest:
 def test_lesson_page_cold_start_measures_steps_2_to_5_and_offers_the_training(lesson_page: AppTest) -> None:
     at = lesson_page
     assert at.title[0].value == "Why residuals work"
-    # No run in this (isolated) runs folder: steps 1 and 6 offer to train, with a time estimate for this machine,
-    # and the page stops at step 6 until the trained nets exist.
-    assert [h.value.split(".")[0] for h in at.header] == ["1", "2", "3", "4", "5", "6"]
+    # No run in this (isolated) runs folder: step 1 offers to train the quartet, with a time estimate for this
+    # machine. Steps 6-8 use the embedded demo models when both learned; otherwise step 6 offers to train the
+    # pair (with its estimate) and the page stops there until the trained nets exist.
     quartet = at.button(key="lesson_train_curves").proto.label
     assert quartet.startswith("Train the quartet here (about ") and "1000 steps" in quartet
-    assert "on this machine" in at.button(key="lesson_train_pair").proto.label
-    assert any("Steps 6, 7 and 8 are computed once" in i.value for i in at.info)
+    if lesson.demo_pair_ready():
+        assert [h.value.split(".")[0] for h in at.header] == [str(i) for i in range(1, 9)]
+        assert any("embedded demo models" in c.value for c in at.caption)
+    else:
+        assert [h.value.split(".")[0] for h in at.header] == ["1", "2", "3", "4", "5", "6"]
+        assert "on this machine" in at.button(key="lesson_train_pair").proto.label
+        assert any("Steps 6, 7 and 8 are computed once" in i.value for i in at.info)
     paper, identity, split, depth, paths = _figures(at)
     assert paper["data"][0]["y"] == list(lesson.PAPER_TABLE2_TOP1["plain"])
     # Step 2: the residual block with a zeroed branch is the identity; the plain one is not.
