@@ -104,5 +104,9 @@ def test_the_layout_comes_from_the_recorded_feature_info(arch: str) -> None:
 
 def test_base_width_matches_the_built_network() -> None:
     for name, spec in ARCHITECTURES.items():
-        assert spec.base_width == (64 if spec.stem == "imagenet" else 16), name
+        with torch.device("meta"):
+            model = build(name)
+        assert model.feature_info[0]["channels"] == spec.base_width, name
+        assert [info["channels"] for info in model.feature_info[1:]] == list(spec.stage_widths()), name
         assert len(spec.stage_widths(8)) == len(spec.layers)
+    assert get_spec("resnet56").base_width == 16 and get_spec("resnet50").base_width == 64
