@@ -52,7 +52,7 @@ mutants: $(VENV)/.installed-test
 	$(BIN)/python tools/mutants.py $(MUTANTS_ARGS)
 
 # The embedded demo models (resnet_core/demo_models/): ResNet-20 and Plain-20 trained on Shapes by the project's
-# own trainer with a fixed seed, on the CPU with 2 threads (about 11 minutes on a 2-core laptop). Commit what it writes.
+# own trainer with a fixed seed, on the CPU with 2 threads (15-20 minutes on a busy 2-core machine). Commit what it writes.
 .PHONY: demo-models
 demo-models: $(VENV)/.installed-app
 	$(BIN)/python tools/make_demo_models.py $(DEMO_ARGS)
