@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,6 +138,7 @@ class Race:
         self.started = time.perf_counter()
         self.wall = 0.0
         self.last_batch_indices: torch.Tensor | None = None
+        self._pool: ThreadPoolExecutor | None = None  # racers stepped side by side on the CPU (_racer_pool)
 
     # -- setup
     def _make_racer(self, spec: RacerSpec) -> Racer:
@@ -220,6 +223,55 @@ class Race:
                 norms.append(torch.zeros((), device=self.device))
         return torch.stack([loss.detach().float(), correct, *(n.float() for n in norms)])
 
+    def _timed_train(self, racer: Racer, x: torch.Tensor, y: torch.Tensor, lr: float) -> tuple[torch.Tensor, float]:
+        t = time.perf_counter()
+        stat = self._train_one(racer, x, y, lr)
+        return stat, time.perf_counter() - t
+
+    @staticmethod
+    def _update(racer: Racer) -> float:
+        """The optimizer step of one racer; returns its seconds."""
+        t = time.perf_counter()
+        if racer.scaler is not None:
+            racer.scaler.step(racer.optimizer)  # skips the update itself when a gradient is inf/nan
+            racer.scaler.update()  # and lowers the loss scale
+        else:
+            racer.optimizer.step()
+        return time.perf_counter() - t
+
+    def _racer_pool(self, racers: int) -> ThreadPoolExecutor | None:
+        """On a CPU with several threads, worker threads that train the racers side by side, each on one thread.
+
+        The nets of a race are small: split over threads op by op, every convolution waits on a team of
+        threads (woken again for each of thousands of ops a step, and put to sleep between them where the
+        app sets OMP_WAIT_POLICY=PASSIVE); one racer per thread needs no team. None (racers one after the
+        other, on every thread) on CUDA/MPS, under torchrun, with one racer or one thread."""
+        if racers < 2:
+            return None  # the last racer still training: every thread on it
+        if self._pool is not None:
+            return self._pool
+        threads = torch.get_num_threads()
+        if self.device.type != "cpu" or self.dist.enabled or threads < 2:
+            return None
+        workers = min(racers, threads)
+        started = threading.Barrier(workers)
+
+        def one_thread() -> None:
+            torch.set_num_threads(1)  # this worker's OpenMP team: itself
+            started.wait()
+
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="racer", initializer=one_thread)
+        list(self._pool.map(lambda _: None, range(workers)))  # every worker started (the barrier), so ...
+        # ... set_num_threads also set torch's default for threads yet to start: put it back for the process.
+        torch.set_num_threads(threads)
+        return self._pool
+
+    def close(self) -> None:
+        """End the racer worker threads (a later step starts them again)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
     def step(self) -> list[dict[str, Any]]:
         """One lockstep step for every running racer; returns one metrics row per racer (this step only).
 
@@ -236,17 +288,23 @@ class Race:
         active = [r for r in self.racers if r.status == "running"]
         stats, times = [], []
         timing_cuda = self.device.type == "cuda"
-        for racer in active:
-            if timing_cuda:
+        pool = self._racer_pool(len(active))
+        if pool is not None:  # side by side: each racer timed in its own worker
+            for stat, seconds in pool.map(lambda racer: self._timed_train(racer, x, y, lr), active):
+                stats.append(stat)
+                times.append(seconds)
+        elif timing_cuda:
+            for racer in active:
                 start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
                 start.record()
-            t = time.perf_counter()
-            stats.append(self._train_one(racer, x, y, lr))
-            if timing_cuda:
+                stats.append(self._train_one(racer, x, y, lr))
                 end.record()
                 times.append((start, end))
-            else:
-                times.append(time.perf_counter() - t)
+        else:
+            for racer in active:
+                stat, seconds = self._timed_train(racer, x, y, lr)
+                stats.append(stat)
+                times.append(seconds)
         metrics = torch.stack(stats)  # (racers, 2 + stages)
         if self.dist.enabled:
             import torch.distributed as dist
@@ -255,22 +313,16 @@ class Race:
             metrics[:, 0] /= self.dist.world_size
             metrics[:, 2:] /= self.dist.world_size
         host = metrics.cpu().tolist()  # the one device->host copy of the step (it also synchronises CUDA)
-        rows = []
         global_batch = self.local_batch * self.dist.world_size
-        for racer, values, timing in zip(active, host, times, strict=True):
+        seconds = [timing[0].elapsed_time(timing[1]) / 1000 if timing_cuda else timing for timing in times]
+        updates = []
+        for racer, values in zip(active, host, strict=True):
             loss, correct, *norms = values
-            seconds = timing[0].elapsed_time(timing[1]) / 1000 if timing_cuda else timing
             loss_finite = math.isfinite(loss)
             action, racer.skipped = step_action(loss_finite, all(math.isfinite(v) for v in norms),
                                                 racer.scaler is not None, racer.skipped)
             if action == "step":
-                t = time.perf_counter()
-                if racer.scaler is not None:
-                    racer.scaler.step(racer.optimizer)  # skips the update itself when a gradient is inf/nan
-                    racer.scaler.update()  # and lowers the loss scale
-                else:
-                    racer.optimizer.step()
-                seconds += time.perf_counter() - t if not timing_cuda else 0.0
+                updates.append(racer)
             else:
                 racer.status = "diverged"
                 if not loss_finite:
@@ -282,16 +334,25 @@ class Race:
                     what = "its gradient became non-finite"
                 racer.message = (f"{racer.label} diverged at step {step + 1}: {what}; it was stopped, the others go "
                                  f"on (try a lower learning rate or a longer warm-up).")
-            racer.seconds += seconds
+        # The optimizer steps where the racers trained (their workers): the same threads as a racer alone.
+        update_s = dict(zip(map(id, updates), pool.map(self._update, updates) if pool is not None
+                            else map(self._update, updates), strict=True))
+        rows = []
+        for racer, values, racer_s in zip(active, host, seconds, strict=True):
+            loss, correct, *norms = values
+            racer_s += 0.0 if timing_cuda else update_s.get(id(racer), 0.0)
+            racer.seconds += racer_s
             if racer.status == "running" and step + 1 >= self.config.steps:
                 racer.status = "finished"
             row = {"step": step + 1, "racer": racer.label, "loss": loss, "acc": correct / global_batch, "lr": lr,
-                   "images_per_s": global_batch / max(seconds, 1e-9), "status": racer.status}
+                   "images_per_s": global_batch / max(racer_s, 1e-9), "status": racer.status}
             row.update({f"grad_{name}": v for name, v in zip(racer.groups, norms, strict=True)})
             rows.append(row)
         self.step_index += 1
         self.wall += time.perf_counter() - t0
         self.rows.extend(rows)
+        if self.done:
+            self.close()
         return rows
 
     def eval_due(self) -> bool:
@@ -354,6 +415,7 @@ class Race:
         for racer in self.racers:
             if racer.status == "running":
                 racer.status = "stopped"
+        self.close()
 
     def summary(self) -> pd.DataFrame:
         return summarize(self.history(), self.evals(), {r.label: r.params for r in self.racers},
