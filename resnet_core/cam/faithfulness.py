@@ -139,6 +139,31 @@ def impute(image: torch.Tensor, removed: torch.Tensor, noise: float = 0.01,
     return out.reshape(channels, height, width)
 
 
+def _summary(names: list[str], found: dict[tuple[str, str, int], float], plain: float, steps: int,
+             road_percentiles: Sequence[int]) -> pd.DataFrame:
+    """The table from every perturbed image's probability (``found``, keyed by job), best-ranked first."""
+    rows = []
+    for name in names:
+        deletion = np.array([found[(name, "deletion", k)] for k in range(steps + 1)])
+        insertion = np.array([found[(name, "insertion", k)] for k in range(steps + 1)])
+        multiplied = found[(name, "multiplied", 0)]
+        row = {"method": name, "deletion_auc": _auc(deletion), "insertion_auc": _auc(insertion),
+               "average_drop": 100.0 * max(0.0, plain - multiplied) / plain if plain > 0 else 0.0,
+               "increase_in_confidence": float(multiplied > plain), "probability": plain,
+               "deletion_curve": deletion, "insertion_curve": insertion}
+        if road_percentiles:
+            row["road_morf"] = float(np.mean([found[(name, "morf", int(q))] for q in road_percentiles]))
+            row["road_lerf"] = float(np.mean([found[(name, "lerf", int(q))] for q in road_percentiles]))
+            row["road_combined"] = (row["road_lerf"] - row["road_morf"]) / 2
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    table["auc_difference"] = table["insertion_auc"] - table["deletion_auc"]
+    table = table.sort_values(["auc_difference", "average_drop"], ascending=[False, True], kind="stable")
+    table["rank"] = range(1, len(table) + 1)
+    extra = ROAD_COLUMNS if road_percentiles else []
+    return table[COLUMNS + extra + ["deletion_curve", "insertion_curve"]].reset_index(drop=True)
+
+
 def faithfulness(model: nn.Module, image: torch.Tensor, maps: Mapping[str, np.ndarray] | Sequence[Explanation],
                  target: int | None = None, *, steps: int = 20, batch_size: int = 32,
                  deletion_baseline: str = "zero", insertion_baseline: str = "blur",
@@ -199,38 +224,20 @@ def faithfulness(model: nn.Module, image: torch.Tensor, maps: Mapping[str, np.nd
         return torch.where(chosen, image[0], start_insertion[0])
 
     probabilities = np.empty(len(jobs), dtype=np.float64)
-    with preserved_state(model, train=False), torch.no_grad():
+    with torch.no_grad():
         for first in range(0, len(jobs), batch):
             chunk = torch.stack([build(job) for job in jobs[first:first + batch]])
-            logits = model(chunk).float()
+            # The lock only for the forward: ROAD's linear solves need no model (other sessions may use it).
+            with preserved_state(model, train=False):
+                logits = model(chunk).float()
             if not 0 <= target < logits.shape[1]:
                 raise CamError(f"Class index {target} is outside this model's {logits.shape[1]} classes.")
             probabilities[first:first + chunk.shape[0]] = logits.softmax(dim=1)[:, target].cpu().numpy()
             if progress is not None:
                 progress(min(first + batch, len(jobs)), len(jobs))
 
-    plain = float(probabilities[0])
-    found = {job: probabilities[i] for i, job in enumerate(jobs)}
-    rows = []
-    for name in named:
-        deletion = np.array([found[(name, "deletion", k)] for k in range(steps + 1)])
-        insertion = np.array([found[(name, "insertion", k)] for k in range(steps + 1)])
-        multiplied = float(found[(name, "multiplied", 0)])
-        row = {"method": name, "deletion_auc": _auc(deletion), "insertion_auc": _auc(insertion),
-               "average_drop": 100.0 * max(0.0, plain - multiplied) / plain if plain > 0 else 0.0,
-               "increase_in_confidence": float(multiplied > plain), "probability": plain,
-               "deletion_curve": deletion, "insertion_curve": insertion}
-        if road:
-            row["road_morf"] = float(np.mean([found[(name, "morf", int(q))] for q in road_percentiles]))
-            row["road_lerf"] = float(np.mean([found[(name, "lerf", int(q))] for q in road_percentiles]))
-            row["road_combined"] = (row["road_lerf"] - row["road_morf"]) / 2
-        rows.append(row)
-    table = pd.DataFrame(rows)
-    table["auc_difference"] = table["insertion_auc"] - table["deletion_auc"]
-    table = table.sort_values(["auc_difference", "average_drop"], ascending=[False, True], kind="stable")
-    table["rank"] = range(1, len(table) + 1)
-    extra = ROAD_COLUMNS if road else []
-    return table[COLUMNS + extra + ["deletion_curve", "insertion_curve"]].reset_index(drop=True)
+    found = {job: float(probabilities[i]) for i, job in enumerate(jobs)}
+    return _summary(list(named), found, float(probabilities[0]), steps, road_percentiles if road else ())
 
 
 def faithfulness_passes(methods: int, steps: int = 20, road: bool = False,
