@@ -26,6 +26,7 @@ from resnet_core.plots.instruments import (
     feature_map_figure,
     histogram_heatmap,
 )
+from resnet_core.plots.style import fmt_value
 from resnet_core.probes import (
     BN_MODE_SENTENCES,
     BN_MODES,
@@ -191,8 +192,8 @@ else:
 st.subheader("Statistics across depth: this net and its twin")
 nets = list(dict.fromkeys(stats["net"]))
 TRENDS = {"grows": "grows", "shrinks": "shrinks", "stays": "stays about the same"}
-measured = "; ".join(f"{row.net}: the std {TRENDS[row.trend]}, {row.first_std:.3g} after the first block and "
-                     f"{row.last_std:.3g} after the last" for row in shared_result(spread_summary, stats).itertuples())
+measured = "; ".join(f"{row.net}: the std {TRENDS[row.trend]}, {fmt_value(row.first_std)} after the first block and "
+                     f"{fmt_value(row.last_std)} after the last" for row in shared_result(spread_summary, stats).itertuples())
 st.markdown(
     "One point per block output. In a residual net each block *adds* F(x) to its input, so a block can keep "
     "its input's signal and add to it; a plain net has to re-create its signal in every block. Whether the "

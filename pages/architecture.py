@@ -87,7 +87,8 @@ else:
         "identities (dotted, option A).")
 st.plotly_chart(shared_figure(block_diagram_figure, report.blocks), key="arch_block_diagram")
 with st.expander("Every block"):
-    st.dataframe(report.blocks, hide_index=True, width="stretch")
+    st.dataframe(report.blocks, hide_index=True, width="stretch",
+                 column_config={"params": st.column_config.NumberColumn(format="localized")})
 
 st.subheader("Residual net and its plain twin")
 twin = report.twin

@@ -8,6 +8,7 @@ import json
 import pytest
 from PIL import Image
 
+from resnet_core.plots.style import fmt_value
 from tests.app.conftest import open_page
 
 PAGE = "../pages/activations.py"
@@ -60,7 +61,7 @@ def test_default_view_shows_maps_depth_stats_and_heatmaps(page):
     text = next(m.value for m in page.markdown if "Measured here on this batch" in m.value)
     ratio = resnet_std[-1] / resnet_std[0]
     trend = "grows" if ratio > 1.1 else "shrinks" if ratio < 1 / 1.1 else "stays about the same"
-    assert (f"ResNet-20: the std {trend}, {resnet_std[0]:.3g} after the first block and {resnet_std[-1]:.3g} "
+    assert (f"ResNet-20: the std {trend}, {fmt_value(resnet_std[0])} after the first block and {fmt_value(resnet_std[-1])} "
             "after the last") in text
     assert "accumulates with depth" not in text  # stated from the measurement, not assumed
     # Colorful dimension: one heatmap per net, 9 block columns, 48 fixed bins.

@@ -132,6 +132,7 @@ def test_trained_checkpoint_state(app, tmp_path):
     uploads_dir().mkdir(parents=True, exist_ok=True)
     path = _checkpoint(uploads_dir() / f"{tmp_path.name}-resnet20-shapes.pt")
     app.session_state["_sbw_pending"] = f"ckpt:{path}"  # what use_checkpoint() does for the training page
+    app.session_state["_sbw_chosen"] = True  # ... and it marks the weights as the user's choice
     app.run()
     app.switch_page(PAGE).run()
     assert not app.exception, app.exception
@@ -143,6 +144,8 @@ def test_trained_checkpoint_state(app, tmp_path):
     assert not app.exception
     figs = _figures(app)
     assert [t["name"] for t in figs["norms"]["data"]] == ["ResNet-20 (trained)"]
+    # Trained weights keep the running statistics they were trained to use; at initialisation batch statistics.
+    assert app.button_group(key="gf_bn").value == "running"
     assert figs["norms"]["data"][0]["y"] != init_norms[0]["y"]
     assert any(f"Weights: ckpt:{path}" in c.value for c in app.caption)
     assert any("differentiating the cross-entropy against their labels" in c.value for c in app.caption)
@@ -154,3 +157,4 @@ def test_trained_checkpoint_state(app, tmp_path):
     for chart in app.get("plotly_chart"):
         names += [d.get("name") for d in json.loads(chart.proto.spec)["data"]]
     assert "ResNet-20 (trained)" in names and "Plain-20 (at initialisation)" in names
+    assert app.button_group(key="act_bn").value == "running"

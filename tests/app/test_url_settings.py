@@ -46,8 +46,12 @@ def _activations_widgets(at: AppTest) -> dict[str, object]:
     return values
 
 
+# Random weights chosen by the link: the defaults asserted below are those of a random initialisation.
+RANDOM = {"weights": "random"}
+
+
 def test_activations_settings_round_trip_through_the_url():
-    at = _open(ACTIVATIONS)
+    at = _open(ACTIVATIONS, RANDOM)
     # Random weights: batch statistics by default, a batch of 8 led by the chosen image.
     assert at.button_group(key="act_bn").value == "batch" and at.select_slider(key="act_batch").value == 8
     assert any("batch's own mean and variance" in c.value for c in at.caption)
@@ -74,7 +78,7 @@ def test_activations_settings_round_trip_through_the_url():
 
 
 def test_a_photo_choice_round_trips_too():
-    at = _open(ACTIVATIONS)
+    at = _open(ACTIVATIONS, RANDOM)
     at.selectbox(key="act_photo").set_value("astronaut").run()
     url = _url(at)
     assert url["act_source"] == "photo" and url["act_photo"] == "astronaut" and "act_shape" not in url
@@ -83,7 +87,7 @@ def test_a_photo_choice_round_trips_too():
 
 
 def test_batch_of_one_with_batch_statistics_says_why_in_one_sentence():
-    at = _open(ACTIVATIONS, {"act_batch": "1", "act_bn": "batch"})
+    at = _open(ACTIVATIONS, {**RANDOM, "act_batch": "1", "act_bn": "batch"})
     assert [e.value for e in at.error] == [
         "Batch statistics need a batch of at least two images: with one image, batch norm would normalise each "
         "channel by that image's own mean and variance, which means nothing. Use a batch of two or more, or running "
@@ -94,7 +98,7 @@ def test_batch_of_one_with_batch_statistics_says_why_in_one_sentence():
 
 
 def test_hand_edited_page_settings_are_refused_with_a_sentence():
-    at = _open(ACTIVATIONS, {"act_batch": "3", "act_bn": "eval", "act_layer": "layer9.9.tap_out",
+    at = _open(ACTIVATIONS, {**RANDOM, "act_batch": "3", "act_bn": "eval", "act_layer": "layer9.9.tap_out",
                              "act_shape": "-2"})
     warnings = at.link_notices
     assert "The link's 'act_batch' is not a batch size the page offers (1, 2, 4, 8, 16); it was ignored." in warnings
@@ -110,7 +114,7 @@ def test_hand_edited_page_settings_are_refused_with_a_sentence():
 
 
 def test_gradient_flow_settings_round_trip_through_the_url():
-    at = _open(GRADIENT_FLOW)
+    at = _open(GRADIENT_FLOW, RANDOM)
     assert at.button_group(key="gf_bn").value == "batch"  # random weights at initialisation
     at.select_slider(key="gf_batch").set_value(8).run()
     at.button_group(key="gf_bn").set_value("running").run()
