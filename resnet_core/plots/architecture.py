@@ -146,6 +146,7 @@ def model_list_figure(models: pd.DataFrame, highlight: str | None = None) -> go.
                         textfont={"size": style.TITLE_SIZE, "color": style.INK},
                         marker={"size": 24, "color": style.TRANSPARENT, "line": {"width": 3, "color": style.INK}},
                         hoverinfo="skip")
+    # Whole decades only: Plotly's default labels the 2s and 5s between them too, in small type.
     return style.layout(fig, 440, top=20, xaxis={"type": "log", "title": "multiply-accumulates (native input size)",
-                                                  "exponentformat": "SI"},
-                        yaxis={"type": "log", "title": "parameters", "exponentformat": "SI"})
+                                                  "exponentformat": "SI", "dtick": 1},
+                        yaxis={"type": "log", "title": "parameters", "exponentformat": "SI", "dtick": 1})

@@ -37,7 +37,8 @@ BADGE: dict[str, Any] = {"font": {"size": 18, "color": "white"}, "bgcolor": "rgb
 STEM_COLOR = "#8c8c8c"
 HEAD_COLOR = "#b279a2"
 # layer1, layer2, ... in order (ResNets have at most four stages; more would cycle).
-STAGE_CYCLE = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2")
+# No red among them: red means a plain net, everywhere.
+STAGE_CYCLE = ("#4c78a8", "#f58518", "#54a24b", "#9d755d", "#72b7b2")
 OTHER_STAGE = "#bab0ac"
 
 # Basic block vs bottleneck in the block-comparison chart.
@@ -55,8 +56,8 @@ SEQUENTIAL = "Viridis"  # magnitudes: histograms over depth, feature maps
 DIVERGING = "RdBu_r"  # signed values centred on zero
 CAM_COLORMAP = "Jet"  # explanation maps over a photo (the convention of the Grad-CAM literature)
 # Series without a meaning of their own (one bar chart, several model families) take these in order.
-CATEGORICAL = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#eeca3b", "#b279a2", "#ff9da6",
-               "#9d755d", "#bab0ac")
+CATEGORICAL = ("#4c78a8", "#f58518", "#54a24b", "#72b7b2", "#eeca3b", "#b279a2", "#9d755d", "#bab0ac",
+               "#17becf")  # no red: red means a plain net
 
 MARGIN = {"t": 40, "b": 10, "l": 10, "r": 10}
 LEGEND_ABOVE = {"orientation": "h", "y": 1.1}

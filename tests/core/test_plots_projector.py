@@ -66,6 +66,10 @@ def test_every_architecture_scatter_writes_only_the_chosen_name():
     fig = architecture.model_list_figure(models, highlight="resnet50")
     written = [(t.name, list(t.text)) for t in fig.data if t.text is not None and "text" in (t.mode or "")]
     assert written == [("chosen", ["ResNet-50"])]
+    assert fig.layout.xaxis.dtick == 1 and fig.layout.yaxis.dtick == 1  # decades only, no 2s and 5s between
+    # Families take categorical colours, none of them the plain net's red.
+    assert not {t.marker.color for t in fig.data} & set(style.PLAIN_SHADES)
+    assert not set(style.CATEGORICAL) & set(style.PLAIN_SHADES) and style.PLAIN not in style.STAGE_CYCLE
     assert all(t.hovertext is not None or t.name == "chosen" for t in fig.data)
     _assert_readable(fig)
 
