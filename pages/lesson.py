@@ -29,8 +29,8 @@ from resnet_core.train import degradation_note
 ARCH, BLOCK, WIDTH = "resnet20", "layer2.1", 16
 DEPTHS, SWEEP_WIDTH, SWEEP_BATCH = (20, 32, 56), 8, 16
 # Steps 6-8: fixed batches, seed and span, so a rerun gives the same pictures (said on the page).
-LANDSCAPE_BATCH, LANDSCAPE_SPAN, LANDSCAPE_SEED, GRIDS = 128, 1.0, 0, (11, 21, 31)
-LESION_BATCH, MAX_REMOVED, SAMPLES = 256, 4, 6
+LANDSCAPE_BATCH, LANDSCAPE_SPAN, LANDSCAPE_SEED, GRIDS = 64, 1.0, 0, (11, 21, 31)
+LESION_BATCH, MAX_REMOVED, SAMPLES = 128, 4, 6
 CAM_IMAGES, CAM_SHOWN = 64, 6
 
 
@@ -60,7 +60,8 @@ def _duration(seconds: float) -> str:
 @st.cache_data(show_spinner=False, ttl=600)
 def _race_seconds(which: str) -> float:
     with heavy_slot("lesson: timing a training step"):
-        return lesson.estimate_race_seconds(lesson.curves_race() if which == "curves" else lesson.pair_race())
+        return lesson.estimate_race_seconds(lesson.curves_race() if which == "curves" else lesson.pair_race(),
+                                            probe_steps=1)
 
 
 def _train(config, label: str) -> None:

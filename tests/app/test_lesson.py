@@ -78,7 +78,7 @@ def lesson_page(app: AppTest) -> AppTest:
     return app
 
 
-def test_lesson_page_cold_start_measures_steps_2_to_5_and_offers_the_training(lesson_page: AppTest) -> None:
+def test_lesson_page_cold_start_and_controls(lesson_page: AppTest) -> None:
     at = lesson_page
     assert at.title[0].value == "Why residuals work"
     # No run in this (isolated) runs folder: step 1 offers to train the quartet, with a time estimate for this
@@ -93,7 +93,7 @@ def test_lesson_page_cold_start_measures_steps_2_to_5_and_offers_the_training(le
         assert [h.value.split(".")[0] for h in at.header] == ["1", "2", "3", "4", "5", "6"]
         assert "on this machine" in at.button(key="lesson_train_pair").proto.label
         assert any("Steps 6, 7 and 8 are computed once" in i.value for i in at.info)
-    paper, identity, split, depth, paths = _figures(at)
+    paper, identity, split, depth, paths = _figures(at)[:5]
     assert paper["data"][0]["y"] == list(lesson.PAPER_TABLE2_TOP1["plain"])
     # Step 2: the residual block with a zeroed branch is the identity; the plain one is not.
     relative = dict(zip(identity["data"][0]["y"], identity["data"][0]["x"], strict=True))
@@ -119,9 +119,7 @@ def test_lesson_page_cold_start_measures_steps_2_to_5_and_offers_the_training(le
         links = at.get("page_link")
         assert len(links) == 1 and "Training page" in links[0].proto.label
 
-
-def test_lesson_page_controls(lesson_page: AppTest) -> None:
-    at = lesson_page
+    # The controls, on the same page (one cold walk per file: steps 6-8 are computed on every cold page).
     at.toggle(key="lesson_zero_init").set_value(True).run()
     split = _figures(at)[2]
     assert split["data"][1]["y"] == [0.0] * 9  # no gradient through a zeroed branch
