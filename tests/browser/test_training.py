@@ -46,6 +46,19 @@ def test_start_live_curves_then_stop(page, server_url: str) -> None:
     assert main.get_by_role("button", name="Start", exact=True).is_disabled()
     assert tab.locator('[data-testid="stException"]').count() == 0
     screenshot(tab, "training-live")
+    # A projector's first screen: the settings folded, the live loss curves in view without scrolling.
+    tab.set_viewport_size({"width": 1280, "height": 720})
+    tab.evaluate("() => document.querySelectorAll('[data-testid=\"stMain\"], [data-testid=\"stAppViewContainer\"]')"
+                 ".forEach(el => el.scrollTo(0, 0))")
+    tab.wait_for_timeout(500)
+    assert not main.get_by_role("spinbutton", name="Steps", exact=True).is_visible()
+    curves = tab.locator('[data-testid="stPlotlyChart"] .main-svg').first
+    curves.wait_for(state="visible")  # drawn again at the new size (and by the live view's redraws)
+    chart = curves.bounding_box()
+    assert chart is not None and chart["y"] + 200 < 720, chart  # the loss panel's top 200 px on screen
+    assert main.get_by_role("button", name="Stop", exact=True).bounding_box()["y"] < 720
+    screenshot(tab, "training-live-1280x720")
+    tab.set_viewport_size({"width": 1400, "height": 2400})
 
     main.get_by_role("button", name="Stop", exact=True).click()
     main.get_by_text(re.compile(r"· stopped ·")).wait_for(timeout=60_000)
