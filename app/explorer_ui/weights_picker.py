@@ -39,6 +39,7 @@ _ERROR = "_sbw_error"
 _UPLOAD = "sb_weights_upload"
 CHOSEN = "_sbw_chosen"  # the user or a link picked these weights: no page default replaces them
 MODEL_CHOSEN = "_sb_model_chosen"  # the same for the architecture widgets (set by the sidebar)
+_APPLIED = "_sbw_default"  # (widget values, weights id) the last page default set
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -139,17 +140,28 @@ def apply_page_default(purpose: str | None, default_arch: str) -> None:
     nothing changes). With no architecture chosen either, the page's whole starting model applies
     (``demo.best_model``: for Grad-CAM cached ImageNet weights, else the embedded Shapes ResNet-20); otherwise the
     best weights for the chosen net (``demo.best_weights``). Files on disk only: instant offline.
+
+    A value that differs from what the last default set was chosen since (a widget, a link, a page's button such
+    as the budget's "Use ResNet-110"): from then on it stays.
     """
+    applied = st.session_state.get(_APPLIED)
+    if applied is not None:
+        state, weights = applied
+        if any(st.session_state.get(key) != value for key, value in state.items()):
+            st.session_state[MODEL_CHOSEN] = True
+        if st.session_state.get(KEY, "random") != weights:
+            st.session_state[CHOSEN] = True
     if purpose is None or st.session_state.get(CHOSEN):
         return
     if st.session_state.get(MODEL_CHOSEN):
         name = st.session_state.get("sb_arch", default_arch)
-        st.session_state[KEY] = demo.best_weights(name, _sidebar_options(name), purpose)
-        return
-    best = demo.best_model(purpose, default_arch)
-    state, _ = _sidebar_state_for(best.arch, best.options)
-    st.session_state.update(state)
-    st.session_state[KEY] = best.weights
+        state, weights = {}, demo.best_weights(name, _sidebar_options(name), purpose)
+    else:
+        best = demo.best_model(purpose, default_arch)
+        (state, _), weights = _sidebar_state_for(best.arch, best.options), best.weights
+        st.session_state.update(state)
+    st.session_state[KEY] = weights
+    st.session_state[_APPLIED] = (state, weights)
 
 
 def effective_weights(weights: str, name: str, options: Mapping[str, Any]) -> str:

@@ -79,3 +79,14 @@ def test_a_links_weights_are_kept(no_imagenet):
     assert _weights(at) == "random" and _random_banner(at)
     at = _open(_app({"arch": "resnet20", "plain": "1", "weights": "demo:plain20"}), ARCHITECTURE)
     assert _weights(at) == "demo:plain20"  # a link's trained weights stay on every page
+
+
+def test_a_net_set_by_a_button_is_kept(no_imagenet):
+    """A page's button may set the sidebar's net (the budget's "Use ResNet-110"): no default undoes it."""
+    at = _app()
+    at.session_state["sb_arch"] = "resnet56"  # as a button's callback does, without touching the widget
+    _open(at, GRAD_CAM)
+    assert at.sidebar.selectbox(key="sb_arch").value == "resnet56"
+    assert _weights(at) == "random" and _random_banner(at)  # no trained ResNet-56 on disk
+    at.sidebar.selectbox(key="sb_arch").set_value("resnet20").run()
+    assert _weights(at) == "demo:resnet20" and not _random_banner(at)
