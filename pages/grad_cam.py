@@ -169,6 +169,10 @@ cost_words = f"The faithfulness scores take {passes} forward passes ({FAITHFULNE
 if "scorecam" in chosen and channels:
     cost_words += (f"; Score-CAM runs up to {cam.scorecam_passes(channels)} more (one per channel of {layer}, "
                    f"{cam.SCORECAM_BATCH} at a time)")
+if "occlusion" in chosen:
+    side = max(2, x.shape[-1] // 8)
+    cost_words += (f"; occlusion runs {cam.occlusion_passes(x.shape[-2], x.shape[-1])} (one per {side}x{side} "
+                   f"window, stride {max(1, side // 2)})")
 st.caption(f"For '{names[target]}' at {layer}, the class and layer chosen above. {cost_words}.")
 request = (choice_key(choice), image_key, target, layer, tuple(chosen), road)
 if st.button("Compare the methods", key="gc_compare_methods", disabled=not chosen):

@@ -59,6 +59,7 @@ from .methods import (
     explain,
     explain_layers,
     layer_channels,
+    occlusion_passes,
     register,
     scorecam_passes,
 )
@@ -97,6 +98,7 @@ __all__ = [
     "layer_choices",
     "localisation_check",
     "method_checks",
+    "occlusion_passes",
     "overlay",
     "pointing_game",
     "pointing_tolerance",

@@ -26,7 +26,7 @@ from torch import nn
 
 from ..costs import MemoryEstimate, estimate_memory, require_within_budget, scale_to_budget
 from ..hooks import preserved_state, taps
-from ..targets import Target, as_target
+from ..targets import ClassTarget, Target, TopClassTarget, as_target
 from .core import (
     CamError,
     Explanation,
@@ -131,12 +131,20 @@ class IntegratedGradients(CamMethod):
 
         with torch.no_grad():
             wrapped(image)  # IG only sees scaled inputs: record the plain input's logits first
+        _fix_top_class(wrapped)
         attr = CaptumIntegratedGradients(wrapped).attribute(
             image.requires_grad_(True), baselines=torch.zeros_like(image), n_steps=ig_steps,
             internal_batch_size=cost.request["ig_chunk"])
         # Positive evidence only, summed over channels: the pixels that raise the target's score.
         return attr.detach().sum(dim=1).clamp(min=0), None
 
+
+def _fix_top_class(wrapped: _TargetModel) -> None:
+    """For methods that run the model on altered copies of one image: "the top-1 class" means the plain image's
+    (each copy's own top-1 would change the question), so it is fixed from the logits already recorded."""
+    if isinstance(wrapped.target, TopClassTarget) and wrapped.first_logits is not None \
+            and wrapped.first_logits.shape[0] == 1:
+        wrapped.target = ClassTarget(int(wrapped.first_logits[0].argmax()))
 
 
 # ------------------------------------------------------------------ methods on the layer's activations
@@ -356,6 +364,55 @@ class ScoreCam(CamMethod):
             layer_maps = (weights[:, :, None, None] * activations.float()).sum(dim=1)
         layer_maps, raw = _to_input(layer_maps, image)
         return raw, layer_maps
+
+
+@register
+class Occlusion(CamMethod):
+    """Captum's ``Occlusion`` (Zeiler & Fergus 2014): a square of zeros (the data set's mean colour in the
+    normalised image) slides over the image; a pixel's attribution is the mean fall of the target's score over
+    the windows that cover it (positive part: where hiding the pixels lowers the score). Gradient-free, no layer;
+    the window is an eighth of each side (at least 2 px), the stride half the window, ``batch`` windows per
+    forward pass (scaled to the memory budget)."""
+
+    name, label = "occlusion", "Occlusion"
+    uses_layer = False
+    needs_gradient = False
+    own_batching = True
+    cost_task = "forward"
+
+    def estimate(self, model: nn.Module, image_size: tuple[int, ...], *, ig_steps: int = 16,
+                 batch_size: int = SCORECAM_BATCH) -> MemoryEstimate:
+        return estimate_memory(model, "forward", image_size=image_size, batch=batch_size)
+
+    def fit_budget(self, estimate: MemoryEstimate) -> MemoryEstimate:
+        return scale_to_budget(estimate, "batch")
+
+    def attribute(self, wrapped: _TargetModel, image: torch.Tensor, layer: nn.Module | None, *,
+                  cost: MemoryEstimate, ig_steps: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        from captum.attr import Occlusion as CaptumOcclusion
+
+        with torch.no_grad():
+            wrapped(image)  # the plain image's logits: its class and score
+        _fix_top_class(wrapped)
+        channels, height, width = image.shape[1:]
+        window = (channels, max(2, height // 8), max(2, width // 8))
+        strides = (channels, max(1, window[1] // 2), max(1, window[2] // 2))
+        with torch.no_grad():
+            attr = CaptumOcclusion(wrapped).attribute(image, sliding_window_shapes=window, strides=strides,
+                                                      baselines=0.0,
+                                                      perturbations_per_eval=int(cost.request.get("batch") or 1))
+        return attr.detach().sum(dim=1).clamp(min=0), None
+
+
+def occlusion_passes(height: int, width: int) -> int:
+    """Forward passes ``Occlusion`` runs on an image of ``height`` x ``width``: one per window, plus the plain
+    image twice (once for its class, once inside Captum)."""
+    count = 1
+    for side in (height, width):
+        window = max(2, side // 8)
+        stride = max(1, window // 2)
+        count *= (side - window) // stride + 1
+    return count + 2
 
 
 LAYER_METHODS = tuple(name for name, method in REGISTRY.items() if method.uses_layer)

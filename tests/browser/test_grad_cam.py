@@ -70,7 +70,7 @@ def test_broken_upload_shows_one_sentence(page, server_url: str, tmp_path) -> No
 
 
 def test_every_method_side_by_side(page, server_url: str) -> None:
-    """The grid of every method's map on the sample photo, ranked, with the verdict and the ranking table."""
+    """The grid of every method's map (ten) on the sample photo, ranked, with the verdict and the ranking table."""
     tab = page
     tab.goto(f"{server_url}/grad-cam?arch=resnet18&width=quarter")
     main = tab.locator('[data-testid="stMain"]')
@@ -83,8 +83,8 @@ def test_every_method_side_by_side(page, server_url: str) -> None:
     _no_exception(tab)
     grid = main.locator('[data-testid="stPlotlyChart"]').filter(has_text="#1 ")
     grid.locator(".main-svg").first.wait_for()
-    assert grid.locator("g.hm image").count() == 9 and grid.locator("g.im image").count() == 9
-    for rank in range(1, 10):
+    assert grid.locator("g.hm image").count() == 10 and grid.locator("g.im image").count() == 10
+    for rank in range(1, 11):
         assert grid.get_by_text(f"#{rank} ").count() == 1
     assert main.get_by_text("On this image, trust").count() == 1
     grid.scroll_into_view_if_needed()

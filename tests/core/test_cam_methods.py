@@ -264,3 +264,41 @@ def test_scorecam_is_costed_and_scaled_to_the_budget(monkeypatch):
     scaled = cam.explain(model, image, 1, "layer4.1", "scorecam", batch_size=64)
     assert scaled.notes and "images per batch (from 64)" in scaled.notes[0]
     assert np.abs(scaled.heatmap - unscaled.heatmap).max() < 1e-5  # the batch changes the time, not the map
+
+
+def test_occlusion_is_captums_and_counts_its_passes(trained):
+    from captum.attr import Occlusion
+
+    model, images = trained
+    image = images[:1]
+    calls: list[int] = []
+
+    class Spy(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            if x.device.type != "meta":
+                calls.append(x.shape[0])
+                assert not torch.is_grad_enabled()
+            return self.inner(x)
+
+    explanation = cam.explain(Spy(model).eval(), image, 3, method="occlusion")
+    assert sum(calls) == cam.occlusion_passes(32, 32) == 227  # 15 x 15 windows of 4 px, stride 2, and the image
+    reference = Occlusion(lambda x: model(x)[:, 3]).attribute(image, sliding_window_shapes=(3, 4, 4),
+                                                             strides=(3, 2, 2), baselines=0.0)
+    expected = reference.sum(1).clamp(min=0)[0].detach().numpy()
+    assert np.abs(explanation.raw - expected).max() < 1e-5 and explanation.layer is None
+
+
+@pytest.mark.parametrize("method", ["occlusion", "integrated_gradients"])
+def test_the_top_class_is_the_plain_images_for_methods_that_alter_it(trained, method):
+    """target=None means the image's top-1 class, also for the copies these methods run (not each copy's own)."""
+    model, images = trained
+    image = images[1:2]
+    with torch.no_grad():
+        top = int(model(image).argmax())
+    default = cam.explain(model, image, None, method=method)
+    assert default.class_index == top
+    assert np.abs(default.raw - cam.explain(model, image, top, method=method).raw).max() < 1e-6

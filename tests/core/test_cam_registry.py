@@ -18,13 +18,13 @@ def _model_and_image():
 
 def test_registry_holds_the_page_methods_in_order():
     assert list(cam.METHODS) == ["gradcam", "guided_gradcam", "integrated_gradients", "gradcampp", "xgradcam",
-                                 "hirescam", "layercam", "eigencam", "scorecam"]
+                                 "hirescam", "layercam", "eigencam", "scorecam", "occlusion"]
     assert list(cam.REGISTRY) == list(cam.METHODS)
     assert all(isinstance(m, CamMethod) and cam.METHODS[n] == m.label for n, m in cam.REGISTRY.items())
     assert cam.LAYER_METHODS == ("gradcam", "guided_gradcam", "gradcampp", "xgradcam", "hirescam", "layercam",
                                  "eigencam", "scorecam")
     # Gradient-free methods are run under no_grad by explain().
-    assert [n for n, m in cam.REGISTRY.items() if not m.needs_gradient] == ["eigencam", "scorecam"]
+    assert [n for n, m in cam.REGISTRY.items() if not m.needs_gradient] == ["eigencam", "scorecam", "occlusion"]
 
 
 @pytest.fixture
