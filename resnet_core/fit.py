@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .checkpoints import infer_checkpoint, read_checkpoint
+from .demo import demo_fit
 from .models import ARCHITECTURES, display_name, get_spec
 from .weights import TORCHVISION_OPTIONS, parse_weights_id, weights_choices
 
@@ -108,6 +109,8 @@ def weights_fit(weights: str, arch: str, options: Mapping[str, Any],
         if config.arch is not None and not same:
             return (f"The checkpoint holds {config.label}, not {display_name(arch, residual)}; "
                     "showing random weights for this net.")
+    if kind == "demo":
+        return demo_fit(value, arch, dict(options))
     return None
 
 

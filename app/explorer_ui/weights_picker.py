@@ -127,9 +127,6 @@ def fits(weights: str, name: str, options: Mapping[str, Any]) -> str | None:
         config = _config_for(weights)
     except (WeightsError, OSError) as error:
         return str(error)
-    kind, value = parse_weights_id(weights)
-    if kind == "demo":
-        return demo.demo_fit(value, name, dict(options))
     return fit.weights_fit(weights, name, options, config)
 
 

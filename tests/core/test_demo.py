@@ -179,3 +179,12 @@ def test_wheel_and_sdist_carry_the_demo_models(tmp_path):
     with tarfile.open(sdist) as archive:
         members = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
     assert {f"resnet_core/demo_models/{name}" for name in PACKAGE_FILES} <= members
+
+
+def test_fit_decides_for_demo_ids_too():
+    from resnet_core import fit
+
+    assert fit.weights_fit("demo:plain20", "resnet20", {"residual": False}) is None
+    assert fit.effective_weights("demo:plain20", "resnet20", {"residual": True}) == "random"
+    assert fit.weights_fit("demo:resnet20", "resnet32", {}) == (
+        "The embedded demo holds ResNet-20, not ResNet-32; showing random weights for this net.")
