@@ -69,7 +69,8 @@ class GradCamSession:
 
     @property
     def query(self) -> str:
-        return f"arch={self.arch}&width={self.width}&plain={int(self.plain)}"
+        # weights=random pins the seeded init build() recomputes (Grad-CAM would otherwise open a trained demo)
+        return f"arch={self.arch}&width={self.width}&plain={int(self.plain)}&weights=random"
 
     def build(self) -> torch.nn.Module:
         """The sidebar's model for this link: seed 0, the architecture's default shortcut (as ModelChoice)."""
