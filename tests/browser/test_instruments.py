@@ -27,7 +27,7 @@ def test_activations_page_walks_the_depth_strip(page, server_url: str) -> None:
     assert tab.locator('[data-testid="stPlotlyChart"]').count() == 5
     main.get_by_text("Feature maps at layer1.0 out").wait_for()
     main.get_by_text(re.compile(r"Showing 16 of 16 channels: the 16 channels with the highest mean")).wait_for()
-    main.get_by_text(re.compile(r"Measured here on this image: ResNet-20: the std (grows|shrinks|stays about the same), [\d.]+ after the first block")).wait_for()
+    main.get_by_text(re.compile(r"Measured here on this batch: ResNet-20: the std (grows|shrinks|stays about the same), [\d.,]+ after the first block")).wait_for()
     screenshot(tab, "activations-resnet20")
 
     main.get_by_role("button", name="Next layer", exact=True).click()
@@ -56,9 +56,9 @@ def test_gradient_flow_page_shows_the_measured_story(page, server_url: str) -> N
     wait_idle(tab, timeout=180_000)
     _no_exception(tab)
     assert tab.locator('[data-testid="stPlotlyChart"]').count() == 3
-    main.get_by_text(re.compile(r"Measured here: ResNet-20: first/last = [\d.]+; Plain-20: first/last")).wait_for()
+    main.get_by_text(re.compile(r"Measured here: ResNet-20: first/last = [\d.,]+; Plain-20: first/last")).wait_for()
     main.get_by_text(re.compile(r"the shortcut carries \d+% and the branch \d+%")).wait_for()
-    main.get_by_text(re.compile(r"Measured here at depth 110: plain [\d.e+]+, residual [\d.e+]+")).wait_for()
+    main.get_by_text(re.compile(r"Measured here at depth 110: plain [\d.,e+]+, residual [\d.,e+]+")).wait_for()
     screenshot(tab, "gradient-flow-resnet20")
 
     tab.goto(f"{server_url}/gradient-flow?arch=resnet56&plain=1")
