@@ -10,6 +10,12 @@ Every instrument is a context manager (or a function built on one) that
 * puts train/eval flags, ``requires_grad`` and ``.grad`` back as they were, and, when it ran batch-norm in
   train mode, the running statistics too.
 
+Batch norm during an instrument runs on the batch's statistics (``train=True``) or on the running statistics
+(``train=False``); ``BN_MODES`` names the two, ``default_bn_mode`` picks batch statistics for a random
+initialisation (whose running statistics, mean 0 and variance 1, normalise nothing) and running statistics for
+trained weights. Batch statistics need at least two images: a batch of one raises ``BatchStatsError`` (a
+ValueError) with one sentence, before anything runs.
+
 Layers are addressed by qualified module name (``"layer2.0.tap_sum"``), by a glob pattern
 (``"layer3.*.tap_out"``), by a list of names, or by a named set:
 
