@@ -25,7 +25,7 @@ SOURCES = {"Sample photo": "photo", "Upload": "upload", "Shapes image": "shapes"
 IMAGE_KEYS = ImageSourceKeys(source="gc_source", photo="gc_sample", shape="gc_shape", upload="gc_upload")
 SHAPES_POOL = 64  # held-out Shapes images to pick from
 FAITHFULNESS_STEPS = 20  # deletion / insertion steps per map
-METHOD_CHECK_IMAGES, METHOD_CASCADE_IMAGES = 48, 6  # the per-method checks: a smaller sample than Grad-CAM's
+METHOD_CHECK_IMAGES, METHOD_CASCADE_IMAGES = 32, 4  # the per-method checks: a smaller sample than Grad-CAM's
 RANKING_COLUMNS = ["rank", "label", "seconds", "insertion_auc", "deletion_auc", "auc_difference", "average_drop",
                    "increase_in_confidence"]
 RANKING_CONFIG = {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from resnet_core.images import sample_images
@@ -85,7 +87,7 @@ def test_every_method_side_by_side(page, server_url: str) -> None:
     grid.locator(".main-svg").first.wait_for()
     assert grid.locator("g.hm image").count() == 10 and grid.locator("g.im image").count() == 10
     for rank in range(1, 11):
-        assert grid.get_by_text(f"#{rank} ").count() == 1
+        assert grid.get_by_text(re.compile(rf"^#{rank} ")).count() == 1
     assert main.get_by_text("On this image, trust").count() == 1
     grid.scroll_into_view_if_needed()
     screenshot(tab, "grad-cam-methods")
