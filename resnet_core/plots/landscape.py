@@ -67,7 +67,7 @@ def line_figure(lines: pd.DataFrame, *, x_title: str = "alpha (filter-normalised
     for label, residual, rows in _nets(lines):
         rows = rows.sort_values("alpha")
         fig.add_scatter(x=list(rows["alpha"]), y=list(rows["loss"]), mode="lines+markers", name=label,
-                        line={"color": style.net_color(residual), "dash": "solid" if residual else "dash"},
+                        line=style.net_line(residual),
                         customdata=list(rows["accuracy"]) if "accuracy" in rows else None,
                         hovertemplate=f"{label}<br>alpha %{{x:.2f}}: loss %{{y:.4g}}, accuracy "
                                       f"%{{customdata:.1%}}<extra></extra>")

@@ -69,7 +69,7 @@ def curve_figure(curves: pd.DataFrame, *, chance: float | None = None) -> go.Fig
         mean = [full, *stats["mean"]]
         fig.add_scatter(
             x=x, y=mean, mode="lines+markers", name=label,
-            line={"color": style.net_color(residual), "dash": "solid" if residual else "dash"},
+            line=style.net_line(residual),
             error_y={"type": "data", "symmetric": False, "array": [0.0, *(stats["max"] - stats["mean"])],
                      "arrayminus": [0.0, *(stats["mean"] - stats["min"])], "color": style.net_color(residual)},
             hovertemplate=f"{label}, %{{x}} blocks removed: mean accuracy %{{y:.1%}}<extra></extra>")
