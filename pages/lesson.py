@@ -153,6 +153,7 @@ st.caption(f"A lesson in eight steps. Steps 2-5 use their own small CIFAR nets (
 
 st.header("1. The degradation problem, measured")
 curves_id = lesson.find_curves_run()
+record = None
 if curves_id is None:
     st.markdown(
         "He et al. trained plain nets (stacks of conv-BN-ReLU) of 18 and 34 layers and found the deeper one "
@@ -168,7 +169,12 @@ if curves_id is None:
     st.caption("The estimate times training steps of each net on this device. The run is an ordinary run: it "
                "appears on the Training page, and the lesson uses it whenever it is opened again.")
 else:
-    record = load_run(curves_id)
+    try:
+        record = load_run(curves_id)
+    except ValueError as error:  # a damaged run: one sentence, and the rest of the lesson goes on
+        st.error(str(error))
+        record = None
+if record is not None:
     st.markdown(
         f"Training curves of the finished run **{record.config.name}** (`{curves_id}`, {record.config.steps} steps "
         "on Shapes, the same batches for every net). A plain net whose training loss stays high while its "
