@@ -77,3 +77,29 @@ def test_every_page_loads_only_from_localhost_and_is_screenshot_at_projector_siz
     local = [u for u in requests if urllib.parse.urlsplit(u).hostname in LOCAL_HOSTS]
     assert len(local) > 20, "the browser recorded too few requests to mean anything"
     assert not _foreign(requests), _foreign(requests)
+
+
+def test_a_shared_activations_link_reopens_the_same_view(browser, server_url) -> None:
+    """The page's settings (image, batch, batch-norm mode, layer) travel in the browser's URL and come back."""
+    context = browser.new_context(viewport={"width": 1400, "height": 2400})
+    tab = context.new_page()
+    tab.set_default_timeout(120_000)
+    try:
+        link = (f"{server_url}/activations?weights=random&act_source=shapes&act_shape=5&act_batch=4&act_bn=running"
+                "&act_layer=layer2.1.tap_sum")
+        tab.goto(link)
+        main = tab.locator('[data-testid="stMain"]')
+        main.get_by_text("Feature maps at layer2.1 sum").wait_for()
+        main.get_by_text(re.compile(r"^Shapes image 5 \(a \w+\) \(first of a batch of 4\)")).wait_for()
+        _settle(tab)
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(tab.url).query)
+        assert {k: query[k] for k in ("act_source", "act_shape", "act_batch", "act_bn", "act_layer")} == {
+            "act_source": ["shapes"], "act_shape": ["5"], "act_batch": ["4"], "act_bn": ["running"],
+            "act_layer": ["layer2.1.tap_sum"]}
+        # A click changes the URL: the next shared link carries it.
+        main.get_by_role("button", name="Next layer", exact=True).click()
+        main.get_by_text("Feature maps at layer2.1 out").wait_for()
+        _settle(tab)
+        assert "act_layer=layer2.1.tap_out" in tab.url
+    finally:
+        context.close()
