@@ -14,6 +14,14 @@ both sides at the same batch size (``--scorecam-batch``, ``--scorecam-rounds``).
 correlation of the two maps, and the ratios with their targets (ours / package <= 1.0 each; gradient methods
 <= 1.2 x the bare pass), and exits non-zero when a target is missed. ``--quick`` shrinks everything for a smoke
 run (ResNet-18 at 112 px).
+
+Measured here (2 cores shared with other jobs, load average 7-14, so medians are noisy; default arguments):
+ResNet-50 at 224, layer4.2, ours / package: Grad-CAM 0.28, Grad-CAM++ 0.25, XGrad-CAM 0.35, HiResCAM 0.43,
+LayerCAM 0.31, Eigen-CAM 0.38; ours / bare forward+backward 0.25-0.41 (our backward stops at the layer and
+computes no parameter gradients; the bare pass does both). Score-CAM (ResNet-18, layer4.1, batch 32): 1.05 at
+112 px in that run, 0.87 at 96 px (5 rounds) and 0.96 at 64 px (quarter width, 12 rounds) in quieter ones: at
+parity, since both run the same 512 masked forward passes. Pearson correlation with the package: 1.0000 for
+every method (Eigen-CAM's sign happened to agree on this input; see cam.methods.EigenCam).
 """
 
 from __future__ import annotations
