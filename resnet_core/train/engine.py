@@ -92,7 +92,8 @@ class Racer:
 class Race:
     """Several nets trained in lockstep on identical batches.
 
-    ``step()`` trains every running racer on the next batch and returns one metrics row per racer;
+    ``step()`` trains every running racer on the next batch (on a CPU with several threads, side by side: one
+    worker thread per racer, see :meth:`_racer_pool`; :meth:`close` ends them) and returns one metrics row per racer;
     ``evaluate()`` measures held-out accuracy; ``train()`` runs to the end. Rows accumulate in
     ``rows``/``eval_rows`` (see :meth:`history`, :meth:`evals`, :meth:`summary`).
     """
@@ -351,8 +352,6 @@ class Race:
         self.step_index += 1
         self.wall += time.perf_counter() - t0
         self.rows.extend(rows)
-        if self.done:
-            self.close()
         return rows
 
     def eval_due(self) -> bool:
@@ -367,29 +366,35 @@ class Race:
 
     @torch.no_grad()
     def evaluate(self) -> list[dict[str, Any]]:
-        """Held-out loss and accuracy of every racer (not diverged) on up to ``eval_samples`` test images."""
+        """Held-out loss and accuracy of every racer (not diverged) on up to ``eval_samples`` test images
+        (side by side like :meth:`step`; the evaluation after the last step ends the racers' workers)."""
         n = min(self.config.eval_samples, len(self.test_data))
-        rows = []
-        for racer in self.racers:
-            if racer.status == "diverged":
-                continue
-            model = racer.model
-            was_training = model.training
-            model.eval()
-            loss_sum = torch.zeros((), device=self.device)
-            correct = torch.zeros((), device=self.device)
-            for start in range(0, n, 256):
-                x = self._to_input(self.test_data.images[start:min(n, start + 256)])
-                y = self.test_data.labels[start:min(n, start + 256)].to(self.device)
-                with self._autocast():
-                    logits = model(x).float()
-                loss_sum += F.cross_entropy(logits, y, reduction="sum")
-                correct += (logits.argmax(1) == y).sum()
-            model.train(was_training)
-            loss, acc = (torch.stack([loss_sum, correct]) / n).cpu().tolist()
-            rows.append({"step": self.step_index, "racer": racer.label, "test_loss": loss, "test_acc": acc})
+        scored = [r for r in self.racers if r.status != "diverged"]
+        pool = self._racer_pool(len(scored))
+        rows = (list(pool.map(lambda racer: self._evaluate_one(racer, n), scored)) if pool is not None
+                else [self._evaluate_one(racer, n) for racer in scored])
         self.eval_rows.extend(rows)
+        if self.done:
+            self.close()
         return rows
+
+    @torch.no_grad()  # here too: grad mode is per thread, and a worker may run this
+    def _evaluate_one(self, racer: Racer, n: int) -> dict[str, Any]:
+        model = racer.model
+        was_training = model.training
+        model.eval()
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device)
+        for start in range(0, n, 256):
+            x = self._to_input(self.test_data.images[start:min(n, start + 256)])
+            y = self.test_data.labels[start:min(n, start + 256)].to(self.device)
+            with self._autocast():
+                logits = model(x).float()
+            loss_sum += F.cross_entropy(logits, y, reduction="sum")
+            correct += (logits.argmax(1) == y).sum()
+        model.train(was_training)
+        loss, acc = (torch.stack([loss_sum, correct]) / n).cpu().tolist()
+        return {"step": self.step_index, "racer": racer.label, "test_loss": loss, "test_acc": acc}
 
     def train(self, on_step: Callable[[Race, list[dict[str, Any]]], None] | None = None) -> Race:
         """Run to the end (or until every racer diverged), evaluating every ``eval_every`` steps."""

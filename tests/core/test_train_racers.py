@@ -29,14 +29,18 @@ def test_side_by_side_racers_match_each_racer_trained_alone_and_leave_nothing_be
         assert len(_racer_threads()) == 2  # one worker per racer
         assert torch.get_num_threads() == 2  # the workers' single thread did not leak to this one
         race.train()
-        together = race.history()
+        together, scores = race.history(), race.evals()
         assert _racer_threads() == []  # a finished race ends its workers
         again = Race(_config(*pair)).train().history()  # no race between the workers: run to run, bit for bit
         assert again[["loss", "grad_stem"]].equals(together[["loss", "grad_stem"]])
         torch.set_num_threads(1)  # alone, on one thread: what each worker ran
         for spec in pair:
-            alone = Race(_config(spec)).train().history()
-            mine = together[together["racer"] == spec.label]
+            solo = Race(_config(spec)).train()
+            alone, mine = solo.history(), together[together["racer"] == spec.label]
+            # Held-out scores computed in the workers too (without autograd: grad mode is per thread).
+            assert scores[scores["racer"] == spec.label]["step"].tolist() == solo.evals()["step"].tolist() == [3, 6]
+            assert scores[scores["racer"] == spec.label]["test_loss"].iloc[0] == pytest.approx(
+                solo.evals()["test_loss"].iloc[0], rel=1e-4)
             assert mine["step"].tolist() == alone["step"].tolist() == [1, 2, 3, 4, 5, 6]
             # Same batches, same thread count: equal to float rounding (the first loss bit for bit), which a
             # plain net's stem gradient amplifies within a few steps, so its norms are compared early only.
@@ -58,6 +62,8 @@ def test_a_stopped_race_ends_its_workers_and_a_step_after_restarts_them():
         assert _racer_threads() == []
         race.step()  # a paused job that resumes: the workers come back
         assert len(_racer_threads()) == 2 and race.step_index == 2
+        (row, _) = race.evaluate()
+        assert row["step"] == 2 and 0 <= row["test_acc"] <= 1
         race.stop()
         assert _racer_threads() == []
     finally:
