@@ -16,11 +16,13 @@ ACTIVATIONS = "../pages/activations.py"
 GRADIENT_FLOW = "../pages/gradient_flow.py"
 
 
-def _open(page: str, query: dict[str, str] | None = None) -> AppTest:
+def _open(page: str, query: dict[str, str] | None = None, *, fresh: bool = True) -> AppTest:
     """A new session from a link: its first run validates the link (the sidebar shows the notices, kept in
-    ``at.link_notices``), then the page."""
-    st.cache_resource.clear()
-    st.cache_data.clear()
+    ``at.link_notices``), then the page. ``fresh=False`` keeps the server's caches (a second session of the same
+    server, as when a shared link is opened), which also keeps the suite quick."""
+    if fresh:
+        st.cache_resource.clear()
+        st.cache_data.clear()
     at = AppTest.from_file(str(APP_MAIN), default_timeout=120)
     for name, value in (query or {}).items():
         at.query_params[name] = value
@@ -70,7 +72,7 @@ def test_activations_settings_round_trip_through_the_url():
         "act_layer": "layer2.1.tap_sum"}
     assert "act_photo" not in url  # a setting that does not apply to the view is not in the link
 
-    again = _open(ACTIVATIONS, url)
+    again = _open(ACTIVATIONS, url, fresh=False)
     assert _activations_widgets(again) == shown
     assert any(s.value.startswith("Feature maps at layer2.1 sum") for s in again.subheader)
     captions = [caption for element in again.get("image") for caption in element.captions]
@@ -82,7 +84,7 @@ def test_a_photo_choice_round_trips_too():
     at.selectbox(key="act_photo").set_value("astronaut").run()
     url = _url(at)
     assert url["act_source"] == "photo" and url["act_photo"] == "astronaut" and "act_shape" not in url
-    again = _open(ACTIVATIONS, url)
+    again = _open(ACTIVATIONS, url, fresh=False)
     assert again.selectbox(key="act_photo").value == "astronaut"
 
 
@@ -123,6 +125,6 @@ def test_gradient_flow_settings_round_trip_through_the_url():
                for c in at.caption)
     url = _url(at)
     assert (url["gf_state"], url["gf_batch"], url["gf_bn"]) == ("init", "8", "running")
-    again = _open(GRADIENT_FLOW, url)
+    again = _open(GRADIENT_FLOW, url, fresh=False)
     assert again.select_slider(key="gf_batch").value == 8 and again.button_group(key="gf_bn").value == "running"
     assert again.button_group(key="gf_state").value == "init"
