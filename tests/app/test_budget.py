@@ -33,7 +33,7 @@ def test_activations_refuses_resnet1202_and_offers_the_nearest_net(small_budget_
     assert not at.exception, at.exception
     errors = [e.value for e in at.error]
     assert len(errors) == 1
-    assert errors[0].startswith("Recording the activations of ResNet-1202 at 32 px (batch 1) needs about ")
+    assert errors[0].startswith("Recording the activations of ResNet-1202 at 32 px (batch 8) needs about ")
     assert "(budget 100 MB per request): try " in errors[0] and "ResNet-110" in errors[0]
     assert not at.get("plotly_chart")  # nothing was computed
     button = next(b for b in at.button if b.label.startswith("Use ResNet-110"))
