@@ -7,6 +7,10 @@ the fly and run through ``torch.func.functional_call`` on a private copy).
 
 Full size (the issue's figure): python benchmarks/bench_landscape.py           (21x21, batch 256: minutes)
 Reduced (a 2-core laptop shared with others): python benchmarks/bench_landscape.py --steps 7 --batch 64
+
+Measured here (2 cores shared with other sessions, load 5-16; the full 21x21 size was not run): 7x7 at batch 64,
+ratio 0.983 (CPU-time ratio 0.938); 11x11 at batch 256, ratio 1.254 (CPU-time ratio 1.075; another job started
+on the machine during the surface).
 """
 
 from __future__ import annotations
