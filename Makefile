@@ -36,9 +36,9 @@ chromium:
 	else echo "chromium not found and not root: browser tests will be skipped (sudo apt-get install chromium)"; fi
 
 # Random order (pytest-randomly): the seed is printed as "Using --randomly-seed=N"; rerun a failing order with
-# `make test PYTEST_ARGS="-p randomly --randomly-seed=N"`.
+# `make test PYTEST_ARGS="-p randomly --randomly-seed=N"`. The 15 slowest tests are listed at the end (suite time).
 test: $(VENV)/.installed-test chromium
-	$(BIN)/python -m pytest -q -p randomly $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -p randomly --durations=15 $(PYTEST_ARGS)
 
 test-fast: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q -m "not browser and not slow" $(PYTEST_ARGS)
