@@ -18,7 +18,7 @@ Needs Debian's chromium (``apt-get install chromium``) and Playwright's Python p
 Measured on the shared 2-core machine (other engineers' tests running, so the load average was 5-9):
 before (racers one after the other, each op split over 2 threads): app 1.31 steps/s from its summary at
 load 8.7, while the CLI (OpenMP's default spin-waiting) fell to 0.075 steps/s at the same load; at load 0.7
-the CLI had run 6.9 steps/s (200 steps in 29 s) and 2.8 steps/s with the app's OMP_WAIT_POLICY=PASSIVE.
+the CLI had run 6.9 steps/s (200 steps in 29 s), and 2.8 steps/s with the app's OMP_WAIT_POLICY=PASSIVE (load 0.8-2.1).
 After (racers side by side, one thread each; live view every 2 s): --steps 100 --rounds 2, load 5.5-7.5:
 CLI 2.29, app 1.94 steps/s, ratio 0.85 (rounds 0.79, 0.90); --steps 200 --rounds 2, load 1.3-8.6: CLI 2.05,
 app 1.80 steps/s, ratio 0.88 (rounds 0.85, 0.91). Not measured on an idle machine.
