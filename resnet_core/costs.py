@@ -340,14 +340,15 @@ def estimate_race(config: Any, *, classes: int = 10) -> MemoryEstimate:
     """Bytes a training race needs (``config``: a ``train.RaceConfig``): the data held in memory, and for each
     racer its parameters, gradients and optimizer state (SGD momentum: 1x the parameters); on top the largest
     racer's training activations (batch x image size, all kept for backward) or evaluation pass (256 images,
-    no grad), whichever is larger. Racers train one after the other, so only one racer's activations live.
-    AMP (on CUDA) halves the activation bytes.
+    no grad), whichever is larger. On a GPU racers train one after the other, so one racer's activations live;
+    on a CPU with several threads they train side by side (one worker thread each, ``train.engine``), so the
+    activations of as many racers as there are threads live at once. AMP (on CUDA) halves the activation bytes.
     """
     size, batch = int(config.image_size), int(config.batch_size)
     amp = str(getattr(config, "device", "cpu")).startswith("cuda")
     act_bytes = 2 if amp else FLOAT_BYTES
     state = 0
-    activations = 0
+    per_racer: list[int] = []
     for racer in config.racers:
         opts = racer.build_options(config.width, classes)
         prof = layer_profile(racer.arch, size, opts)
@@ -355,13 +356,17 @@ def estimate_race(config: Any, *, classes: int = 10) -> MemoryEstimate:
         state += prof.param_bytes * (2 + momentum) + prof.buffer_bytes
         train = (prof.kept + LIVE_BACKWARD * prof.largest + prof.input_numel) * batch * act_bytes
         evaluate = (LIVE_FORWARD * prof.largest + prof.input_numel) * min(256, int(config.eval_samples)) * act_bytes
-        activations = max(activations, train, evaluate)
+        per_racer.append(max(train, evaluate))
+    device = str(getattr(config, "device", "cpu"))
+    side_by_side = not device.startswith(("cuda", "mps")) and torch.get_num_threads() >= 2
+    live = min(len(per_racer), torch.get_num_threads()) if side_by_side else 1
+    activations = sum(sorted(per_racer, reverse=True)[:live])
     n_train = config.n_train if config.n_train is not None else 10_000
     n_test = config.n_test if config.n_test is not None else 2_000
     per_image = 3 * size * size * FLOAT_BYTES + size * size  # Shapes: float32 RGB and a bool mask
     parts = {"data in memory": int((n_train + n_test) * per_image),
              "parameters, gradients and momentum": int(state),
-             "activations of one racer": int(activations)}
+             "activations of the racers training at once": int(activations)}
     if config.dataset == "shapes":
         # Shapes are drawn in chunks of up to 4,096 images (at least the 2,048 its statistics are measured on),
         # about 20 float planes per image while drawing (measured): transient, before any net is built, so

@@ -72,7 +72,9 @@ def _figures(at: AppTest) -> list[dict]:
 
 
 @pytest.fixture
-def lesson_page(app: AppTest) -> AppTest:
+def lesson_page(app: AppTest, tmp_path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    # A runs folder of its own: a race another test finished in the session's folder would fill step 1.
+    monkeypatch.setenv("RESNET_EXPLORER_RUNS", str(tmp_path / "runs"))
     app.switch_page(PAGE).run()
     assert not app.exception, app.exception
     return app

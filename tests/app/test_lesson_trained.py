@@ -1,12 +1,13 @@
 """The lesson with trained nets present: every step from 1 to 8 is drawn from a run trained here.
 
 One short race (Plain-20 vs ResNet-20, named like the preset so step 1 finds it too) is trained by the lesson's
-own ``train_race`` into this session's isolated runs folder; the page then walks every step on it.
+own ``train_race`` into this module's own runs folder; the page then walks every step on it.
 """
 
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -15,6 +16,15 @@ from resnet_core import lesson
 from resnet_core.runs import list_runs
 
 PAGE = "../pages/lesson.py"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _own_runs_folder(tmp_path_factory: pytest.TempPathFactory):
+    """This module's own runs folder: runs other tests left in the session's folder are not this lesson's."""
+    old = os.environ["RESNET_EXPLORER_RUNS"]
+    os.environ["RESNET_EXPLORER_RUNS"] = str(tmp_path_factory.mktemp("lesson-runs"))
+    yield
+    os.environ["RESNET_EXPLORER_RUNS"] = old
 
 
 @pytest.fixture(scope="module")

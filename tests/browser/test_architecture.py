@@ -88,6 +88,9 @@ def test_every_sidebar_page(page, server_url: str) -> None:
             wait_idle(tab)
             assert main.get_by_text(re.compile(r"max \|y - x\| = 0$")).count() >= 1
             assert main.get_by_text(re.compile(r"explode toward the input")).count() >= 1
-            assert tab.locator('[data-testid="stPlotlyChart"]').count() == 5
+            headers = main.locator("h2").all_inner_texts()
+            assert [h.split(".")[0].strip() for h in headers if h[:1].isdigit()] == [str(i) for i in range(1, 9)]
+            # steps 1-5 draw one figure each; the landscape, lesion and Grad-CAM steps at least one more each
+            assert tab.locator('[data-testid="stPlotlyChart"]').count() >= 8
         _no_exception(tab)
         screenshot(tab, "page-" + re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-"))

@@ -185,15 +185,17 @@ def test_race_estimate_counts_optimizer_state_and_refuses_slider_extremes() -> N
     config = RaceConfig(racers=(RacerSpec("resnet110", False), RacerSpec("resnet110")), image_size=64,
                         batch_size=1024, width=64)
     estimate = estimate_race(config)
-    assert estimate.parts["activations of one racer"] > 10e9
+    assert estimate.parts["activations of the racers training at once"] > 10e9
+    # Two racers side by side on a CPU with several threads: both evaluation passes live at once, so the
+    # smallest batch needs about 4.6 GB here (one racer at a time needed under 3 GB).
     with pytest.raises(BudgetError) as info:
-        require_within_budget(estimate, budget=3 * 10**9)
+        require_within_budget(estimate, budget=6 * 10**9)
     assert str(info.value).startswith("The race Plain-110 vs ResNet-110 (batch 1024, 64 px, width 64) needs about")
     fix = info.value.suggestion
     assert fix is not None and set(fix.changes) == {"batch_size"}
     from dataclasses import replace
 
-    assert estimate_race(replace(config, **fix.changes)).total <= 3 * 10**9
+    assert estimate_race(replace(config, **fix.changes)).total <= 6 * 10**9
 
 
 def test_integrated_gradients_scale_to_the_budget_and_say_so(monkeypatch: pytest.MonkeyPatch) -> None:
