@@ -12,8 +12,8 @@ the steps only) and the load average before and after (other work on the machine
 
     python benchmarks/bench_race_app.py [--steps 200] [--rounds 1] [--skip 10]
 
-Needs Debian's chromium (``apt-get install chromium``) and Playwright's Python package; never
-``playwright install``.
+Needs Debian's chromium (``apt-get install chromium``) and Playwright's Python package (driving that
+chromium; Playwright's own browser downloads are not used).
 
 Measured on the shared 2-core machine (other engineers' tests running, so the load average was 5-9):
 before (racers one after the other, each op split over 2 threads): app 1.31 steps/s from its summary at
