@@ -24,7 +24,7 @@ from nbformat import NotebookNode
 from nbformat.v4 import new_notebook
 
 from ..errors import clip
-from ._cells import PARAMETERS_TAG, SMALL_LINE, head, parameters_cell
+from ._cells import PARAMETERS_TAG, SMALL_LINE, check_choice, head, parameters_cell
 
 # URL path -> module name, the app's pages in its navigation order.
 PAGES: dict[str, str] = {
@@ -100,6 +100,22 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
                         f"its default {default!r}; give it as the app's link does.")
 
 
+def _check_sidebar(settings: dict[str, Any]) -> None:
+    from ..fit import WIDTH_FACTORS
+    from ..models import ARCHITECTURES
+    from ..weights import WeightsError, parse_weights_id
+
+    for name, allowed in (("arch", tuple(ARCHITECTURES)), ("shortcut", ("A", "B", "C")), ("stride", ("3x3", "1x1")),
+                          ("width", tuple(WIDTH_FACTORS))):
+        if name in settings:
+            check_choice(settings, name, allowed)
+    if "weights" in settings:
+        try:
+            parse_weights_id(settings["weights"])
+        except WeightsError as error:
+            raise NotebookError(f"The setting 'weights': {error}") from None
+
+
 def resolve_settings(page: str, settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The page's ``DEFAULTS`` overridden by ``settings`` (coerced to the defaults' types), checked by the
     module's ``check`` when it has one. Sidebar settings a page does not use are dropped; any other name the
@@ -114,6 +130,7 @@ def resolve_settings(page: str, settings: Mapping[str, Any] | None = None) -> di
             known = ", ".join(defaults) or "none"
             raise NotebookError(f"'{clip(str(name), 60)}' is not a setting of the {module.TITLE} notebook "
                                 f"(its settings: {known}).")
+    _check_sidebar(resolved)
     check = getattr(module, "check", None)
     if check is not None:
         check(resolved)

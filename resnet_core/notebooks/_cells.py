@@ -8,11 +8,13 @@ in the same cell shrinks batches, steps and grids (the tests set it; the app's n
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from nbformat import NotebookNode
 from nbformat.v4 import new_code_cell, new_markdown_cell
+
+from ..errors import clip
 
 PARAMETERS_TAG = "parameters"
 SMALL_LINE = "SMALL = False"
@@ -56,6 +58,15 @@ if "google.colab" not in sys.modules:
 
 DEVICE = pick_device("auto")
 print(f"Running on {describe_device(DEVICE)}")'''
+
+
+def check_choice(settings: Mapping[str, Any], name: str, allowed: Collection[Any]) -> None:
+    """NotebookError unless ``settings[name]`` is one of ``allowed`` (a setting's choices, as the page offers them)."""
+    from . import NotebookError
+
+    if settings[name] not in allowed:
+        shown = f"{min(allowed)}-{max(allowed)}" if isinstance(allowed, range) else ", ".join(map(str, allowed))
+        raise NotebookError(f"The setting '{name}' is {clip(repr(settings[name]), 60)}, not one the page offers ({shown}).")
 
 
 def md(source: str) -> NotebookNode:
