@@ -22,7 +22,7 @@ _BASE = PRESETS[DEFAULT_PRESET]
 # The page's widgets, named as in its link; the numbers are its preset's, which the widgets start from.
 DEFAULTS: dict[str, Any] = {
     "tr_preset": DEFAULT_PRESET,
-    "tr_racers": "Plain-20,ResNet-20",
+    "tr_racers": ["Plain-20", "ResNet-20"],  # the multiselect's labels (used by the custom race only)
     "tr_data": _BASE.dataset,
     "tr_steps": _BASE.steps,
     "tr_batch": _BASE.batch_size,

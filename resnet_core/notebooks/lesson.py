@@ -1,0 +1,232 @@
+"""The "Why residuals work" lesson as a notebook: its eight steps with the same ``resnet_core.lesson`` calls, the
+same fixed batches, seeds and sizes, and the same figures.
+
+Steps 2, 3 and 5 are cheap and always run at the page's size (their numbers equal the page's with ``SMALL``
+too); ``SMALL`` shrinks the depth sweep, the landscape grid, the lesion study and the Grad-CAM batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nbformat import NotebookNode
+
+from ._cells import code, md, summary_cell
+
+TITLE = "Why residuals work"
+# The lesson's own settings (step 3's toggle, step 5's slider, step 6's grid and the any-net grid), as its link
+# names them; 54 blocks is ResNet-110, the slider's start.
+DEFAULTS: dict[str, Any] = {"lesson_zero_init": False, "lesson_blocks": 54, "lesson_grid": 11,
+                            "lesson_any_grid": 11}
+NOTES = {
+    "lesson_zero_init": "step 3: start every residual branch at zero (zero_init_residual)",
+    "lesson_blocks": "step 5: residual blocks to unroll (1 to 200)",
+    "lesson_grid": "step 6: points per side of the loss landscape (11, 21 or 31)",
+    "lesson_any_grid": "the grid of the page's any-net section (not part of this notebook)",
+}
+GRIDS = (11, 21, 31)
+
+# The page's constants (pages/lesson.py; a test checks they agree): nets, batches, seeds and spans of each step.
+CONSTANTS = '''\
+# The lesson's fixed choices (the page's constants): the same nets, batches, seeds and spans give the same numbers.
+import numpy as np
+import pandas as pd
+from IPython.display import display
+from PIL import Image
+
+from resnet_core import lesson
+
+ARCH, BLOCK, WIDTH = "resnet20", "layer2.1", 16
+DEPTHS, SWEEP_WIDTH, SWEEP_BATCH = (20, 32, 56), 8, 16
+LANDSCAPE_BATCH, LANDSCAPE_SPAN, LANDSCAPE_SEED = 64, 1.0, 0
+LESION_BATCH, MAX_REMOVED, SAMPLES = 128, 4, 6
+CAM_IMAGES, CAM_SHOWN = 64, 6
+GRID = SETTINGS["lesson_grid"]
+if SMALL:  # the heavy steps (4, 6, 7, 8) on less: seconds instead of a minute
+    DEPTHS, SWEEP_BATCH = (20, 32), 8
+    LANDSCAPE_BATCH, GRID = 16, 5
+    LESION_BATCH, MAX_REMOVED, SAMPLES = 32, 2, 2
+    CAM_IMAGES = 16'''
+
+STEP1 = '''\
+# Step 1: the newest finished preset race in the runs folder (the quartet first), as on the page; without one,
+# the training curves of the embedded demo models (Plain-20 and ResNet-20 on Shapes, one depth).
+from resnet_core.demo import demo_history, demo_metrics
+from resnet_core.plots.lesson import paper_table2_figure
+from resnet_core.plots.training import race_figure
+from resnet_core.runs import load_run
+from resnet_core.train import degradation_note
+
+curves_id = lesson.find_curves_run()
+if curves_id is not None:
+    record = load_run(curves_id)
+    curves_name, curves_steps = record.config.name, record.config.steps
+    print(f"Run {curves_id}: {curves_name}, {curves_steps} steps on Shapes, the same batches for every net.")
+    print(degradation_note(record.config, record.summary)
+          or "This run does not show degradation between two plain depths (the quartet can).")
+    figure = race_figure(record.history, record.evals, total_steps=curves_steps)
+else:
+    recipe = demo_metrics()["recipe"]
+    curves_name, curves_steps = "embedded demo models", int(recipe["steps"])
+    print("No finished preset race in the runs folder: the curves of the embedded demo models (Plain-20 and "
+          f"ResNet-20, {curves_steps} steps on Shapes). One depth cannot show degradation: race the quartet (the "
+          "Training race notebook, tr_preset = 'The degradation quartet').")
+    figure = race_figure(pd.DataFrame(demo_history()), None, total_steps=curves_steps)
+figure'''
+
+TABLE2 = '''\
+# The paper's reference (quoted, not measured): ImageNet top-1 error, He et al. 2015, Table 2.
+table2 = lesson.PAPER_TABLE2_TOP1.set_index("depth")
+print(f"Plain-34 had {table2.loc[34, 'plain'] - table2.loc[18, 'plain']:.2f} points more top-1 error than Plain-18; "
+      f"ResNet-34 was {table2.loc[18, 'resnet'] - table2.loc[34, 'resnet']:.2f} points better than ResNet-18.")
+paper_table2_figure(lesson.PAPER_TABLE2_TOP1)'''
+
+STEP2 = '''\
+# Step 2: four versions of one block fed the input x it really receives in the net.
+from resnet_core.plots.lesson import identity_figure
+
+identity = lesson.identity_check(ARCH, BLOCK, width=WIDTH)
+rows = identity.set_index(["residual", "zero_init"])
+res_zero, plain_zero = rows.loc[(True, True)], rows.loc[(False, True)]
+print(f"Residual block, last BN at zero: max |y - x| = {res_zero['max_abs_diff']:.3g}; plain block: "
+      f"{plain_zero['max_abs_diff']:.3g} (max |x| = {plain_zero['max_abs_input']:.3g})")
+identity_figure(identity)'''
+
+STEP3 = '''\
+# Step 3: the gradient at each block input of a fresh net, split exactly into shortcut and branch.
+from resnet_core.plots.lesson import split_figure
+
+split = lesson.gradient_split(ARCH, width=WIDTH, zero_init_residual=SETTINGS["lesson_zero_init"])
+shares = split["shortcut_share"]
+print(f"The shortcut's share runs from {shares.min():.0%} to {shares.max():.0%} across the {len(split)} blocks; "
+      f"shortcut + branch = total (largest relative difference {split['sum_error'].max():.1e}).")
+split_figure(split)'''
+
+STEP4 = '''\
+# Step 4: first-block / last-block gradient norm at initialisation, plain against residual, per depth.
+from resnet_core.plots.lesson import depth_figure
+
+ratios = lesson.depth_ratios(DEPTHS, width=SWEEP_WIDTH, batch=SWEEP_BATCH)
+plain = ratios[~ratios["residual"]].set_index("depth")["ratio"]
+residual = ratios[ratios["residual"]].set_index("depth")["ratio"]
+deepest = max(DEPTHS)
+print(f"Plain: {plain[min(DEPTHS)]:.3g}x at {min(DEPTHS)} layers, {plain[deepest]:.3g}x at {deepest}. "
+      f"Residual: {residual[min(DEPTHS)]:.3g}x and {residual[deepest]:.3g}x.")
+depth_figure(ratios)'''
+
+STEP5 = '''\
+# Step 5: n blocks unroll into 2^n paths; a path's length is Binomial(n, 1/2).
+from resnet_core.plots.lesson import paths_figure
+
+n_blocks = SETTINGS["lesson_blocks"]
+paths = lesson.path_summary(n_blocks)
+print(f"{n_blocks} blocks: {paths['paths']:,} paths, mean length {paths['mean_length']:.1f}, "
+      f"{paths['share_within_1std']:.0%} within {paths['std_length']:.1f} of it; the plain net's one path is "
+      f"{paths['longest_share']:.2g} of them.")
+paths_figure(lesson.unrolled_paths(n_blocks))'''
+
+PAIR = '''\
+# Steps 6-8 use a trained Plain-20 and ResNet-20: a run of this machine in which both learned, else the embedded
+# demo models, as on the page (trained here, with the lesson's recipe, only when there is neither).
+pair_id = lesson.choose_pair()
+if pair_id is None:
+    pair_id = lesson.train_race(lesson.pair_race(**({"steps": 30} if SMALL else {})))
+pair = lesson.load_pair(pair_id)
+for label, accuracy in pair.accuracy.items():
+    print(f"{label}: held-out accuracy {accuracy:.1%} (chance {pair.chance:.0%})")
+print("The embedded demo models." if pair_id == lesson.DEMO_PAIR else f"Run {pair_id}.")'''
+
+STEP6 = '''\
+# Step 6: the loss around the trained weights along two random filter-normalised directions (Li et al. 2018).
+from resnet_core.plots.landscape import line_figure, surface_figure
+
+x, y = lesson.shapes_batch("train", LANDSCAPE_BATCH, pair.image_size)[:2]
+surfaces, lines = lesson.landscape_pair(pair, x, y, steps=GRID, span=LANDSCAPE_SPAN, seed=LANDSCAPE_SEED)
+rough = {net: float(rows["loss"].max() / rows["loss"].min()) for net, rows in lines.groupby("net")}
+print("Along the same normalised distance the loss of " + " and ".join(f"{net} grows {value:.3g}x"
+                                                                     for net, value in rough.items()))
+display(surface_figure(surfaces))
+line_figure(lines)'''
+
+STEP7 = '''\
+# Step 7: each block removed in turn at test time (Veit et al. 2016), then k random blocks together.
+from resnet_core.plots.lesion import curve_figure, study_figure
+
+x, y = lesson.shapes_batch("test", LESION_BATCH, pair.image_size)[:2]
+studies, lesion_curves = lesson.lesion_pair(pair, x, y, max_removed=MAX_REMOVED, samples=SAMPLES)
+lesions = studies.groupby("net").agg(full=("full_accuracy", "first"), after=("accuracy", "mean"))
+for net, row in lesions.iterrows():
+    print(f"{net}: {row.full:.0%} with every block, {row.after:.0%} on average with one removed")
+display(study_figure(studies, chance=pair.chance))
+curve_figure(lesion_curves, chance=pair.chance)'''
+
+STEP8 = '''\
+# Step 8: Grad-CAM of the trained ResNet-20 for each image's true class on held-out Shapes (white: the object).
+from resnet_core.plots.cam import pointing_figure
+
+overlays, pointing, captions = lesson.gradcam_shapes(pair.models["ResNet-20"], n=CAM_IMAGES, count=CAM_SHOWN,
+                                                     image_size=pair.image_size)
+print(" | ".join(captions))
+display(Image.fromarray(np.concatenate([np.asarray(o) for o in overlays], axis=1)))
+pointing_figure(pointing)'''
+
+SUMMARY = (
+    '{"curves": curves_name, "identity_residual_zero": float(res_zero["max_abs_diff"]), '
+    '"identity_plain_zero": float(plain_zero["max_abs_diff"]), '
+    '"split_share": [float(shares.min()), float(shares.max())], "split_error": float(split["sum_error"].max()), '
+    '"depth_plain": {int(d): float(v) for d, v in plain.items()}, '
+    '"depth_residual": {int(d): float(v) for d, v in residual.items()}, '
+    '"paths": str(paths["paths"]), "mean_length": paths["mean_length"], '
+    '"pair": pair_id, "pair_accuracy": pair.accuracy, "grid": GRID, "rough": rough, '
+    '"lesion_full": lesions["full"].to_dict(), "lesion_after": lesions["after"].to_dict(), '
+    '"pointing": dict(zip(pointing["measure"], pointing["value"].astype(float)))}')
+
+
+def check(settings: dict[str, Any]) -> None:
+    """The grid must be one the page offers and the blocks within its slider."""
+    from . import NotebookError
+
+    for name in ("lesson_grid", "lesson_any_grid"):
+        if settings[name] not in GRIDS:
+            raise NotebookError(f"The grid {settings[name]} is not one the lesson offers; use 11, 21 or 31.")
+    if not 1 <= settings["lesson_blocks"] <= 200:
+        raise NotebookError(f"{settings['lesson_blocks']} blocks is outside the lesson's slider; use 1 to 200.")
+
+
+def cells(settings: dict[str, Any]) -> list[NotebookNode]:
+    """The lesson's eight steps."""
+    return [
+        code(CONSTANTS),
+        md("## 1. The degradation problem, measured\n\nHe et al. trained plain nets of 18 and 34 layers and found "
+           "the deeper one *worse*, in training error too. A plain net whose training loss stays high while its "
+           "residual twin learns is the degradation problem; a deeper plain net ending above a shallower one is "
+           "the paper's Fig. 6."),
+        code(STEP1),
+        code(TABLE2),
+        md("## 2. A residual block can be the identity\n\nA residual block computes y = ReLU(x + F(x)). With the "
+           "last batch-norm scale of F at zero, F(x) = 0 and y = x; the plain block with the same zeroed layer "
+           "outputs zeros. A plain block must *learn* the identity; a residual block only pushes F towards zero."),
+        code(STEP2),
+        md("## 3. The gradient of y = x + F(x) is 1 + dF/dx\n\nThe **1** is the shortcut: whatever gradient reaches "
+           "the sum reaches the block input unchanged, plus what the branch adds. `probes.path_gradients` splits it "
+           "exactly (one backward pass, train-mode BN, cross-entropy on random labels)."),
+        code(STEP3),
+        md("## 4. Depth: what happens to the gradient on its way down\n\nThe norm of the gradient at the first block "
+           "divided by the norm at the last block, at initialisation (train-mode batch norm, random labels)."),
+        code(STEP4),
+        md("## 5. The unrolled view: many paths, mostly short\n\nEach block offers two ways through: the shortcut "
+           "or the branch (Veit et al. 2016)."),
+        code(STEP5),
+        md("## 6. The loss landscape of two trained nets\n\nSteps 6-8 need a plain net and its residual twin that "
+           "have both learned: a net at chance sits at an untrained point. What the landscape shows: how the loss "
+           "changes around these weights along two random directions; what it does not prove: a 2-D slice of a "
+           "space with tens of thousands of dimensions can miss any direction that matters."),
+        code(PAIR),
+        code(STEP6),
+        md("## 7. An ensemble of shallow paths: the lesion study\n\nA residual block removed keeps its shortcut; a "
+           "plain block becomes the identity, and is not removable where it changes the shape."),
+        code(STEP7),
+        md("## 8. What the net looks at\n\nThe pointing game counts how often the map's peak falls on the object."),
+        code(STEP8),
+        summary_cell(SUMMARY),
+    ]
