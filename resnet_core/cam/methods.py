@@ -300,8 +300,24 @@ def scorecam_passes(channels: int, constant: int = 0) -> int:
     return 1 + (channels - constant) + (1 if constant else 0)
 
 
+class _MaskedForwards(CamMethod):
+    """Gradient-free methods that score many masked copies of the image: no-grad forwards of ``batch_size``
+    copies at a time (the estimate's input row covers the copies), the batch scaled to the memory budget."""
+
+    needs_gradient = False
+    own_batching = True
+    cost_task = "forward"
+
+    def estimate(self, model: nn.Module, image_size: tuple[int, ...], *, ig_steps: int = 16,
+                 batch_size: int = SCORECAM_BATCH) -> MemoryEstimate:
+        return estimate_memory(model, "forward", image_size=image_size, batch=batch_size)
+
+    def fit_budget(self, estimate: MemoryEstimate) -> MemoryEstimate:
+        return scale_to_budget(estimate, "batch")
+
+
 @register
-class ScoreCam(CamMethod):
+class ScoreCam(_MaskedForwards):
     """Score-CAM (Wang et al. 2020), as pytorch-grad-cam computes it: each channel of A, upsampled (bilinear,
     corners aligned) and min-max scaled to [0, 1], masks the input; the masked images' target logits, softmaxed
     over channels, weight the channels. Gradient-free (no_grad); one forward pass per channel, ``batch`` masked
@@ -310,18 +326,7 @@ class ScoreCam(CamMethod):
     """
 
     name, label = "scorecam", "Score-CAM"
-    needs_gradient = False
     reports_progress = True
-    own_batching = True
-    cost_task = "forward"
-
-    def estimate(self, model: nn.Module, image_size: tuple[int, ...], *, ig_steps: int = 16,
-                 batch_size: int = SCORECAM_BATCH) -> MemoryEstimate:
-        # A no-grad forward of ``batch_size`` masked images (its input row covers the masked copies).
-        return estimate_memory(model, "forward", image_size=image_size, batch=batch_size)
-
-    def fit_budget(self, estimate: MemoryEstimate) -> MemoryEstimate:
-        return scale_to_budget(estimate, "batch")
 
     def attribute(self, wrapped: _TargetModel, image: torch.Tensor, layer: nn.Module | None, *,
                   cost: MemoryEstimate, ig_steps: int, progress: Progress | None = None
@@ -367,7 +372,7 @@ class ScoreCam(CamMethod):
 
 
 @register
-class Occlusion(CamMethod):
+class Occlusion(_MaskedForwards):
     """Captum's ``Occlusion`` (Zeiler & Fergus 2014): a square of zeros (the data set's mean colour in the
     normalised image) slides over the image; a pixel's attribution is the mean fall of the target's score over
     the windows that cover it (positive part: where hiding the pixels lowers the score). Gradient-free, no layer;
@@ -376,16 +381,6 @@ class Occlusion(CamMethod):
 
     name, label = "occlusion", "Occlusion"
     uses_layer = False
-    needs_gradient = False
-    own_batching = True
-    cost_task = "forward"
-
-    def estimate(self, model: nn.Module, image_size: tuple[int, ...], *, ig_steps: int = 16,
-                 batch_size: int = SCORECAM_BATCH) -> MemoryEstimate:
-        return estimate_memory(model, "forward", image_size=image_size, batch=batch_size)
-
-    def fit_budget(self, estimate: MemoryEstimate) -> MemoryEstimate:
-        return scale_to_budget(estimate, "batch")
 
     def attribute(self, wrapped: _TargetModel, image: torch.Tensor, layer: nn.Module | None, *,
                   cost: MemoryEstimate, ig_steps: int) -> tuple[torch.Tensor, torch.Tensor | None]:
