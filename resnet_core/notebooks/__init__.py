@@ -78,7 +78,10 @@ def url_path(page: str) -> str | None:
 
 
 def _coerce(name: str, value: Any, default: Any) -> Any:
-    """``value`` as the type of the default (a link's ``"1"`` -> True, ``"8"`` -> 8)."""
+    """``value`` as the type of the default (a link's ``"1"`` -> True, ``"8"`` -> 8, ``"a,b"`` -> [a, b]); a
+    default of None takes an int (a link's digits), None, or the value as it is."""
+    if default is None and isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
     if isinstance(default, bool):
         if isinstance(value, bool):
             return value
@@ -89,6 +92,11 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
             return value
         if isinstance(value, str) and value.isascii() and value.isdigit():
             return int(value)
+    elif isinstance(default, list):  # a multiselect's list, or a link's comma-separated text
+        if isinstance(value, list | tuple):
+            return list(value)
+        if isinstance(value, str):
+            return value.split(",") if value else []
     elif isinstance(default, float):
         try:
             return float(value)

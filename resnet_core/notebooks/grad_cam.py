@@ -1,0 +1,169 @@
+"""The Grad-CAM page as a notebook: the top classes of one image, where the net looks for a class at a layer,
+every method side by side with faithfulness scores, layer by layer, and the localisation checks on Shapes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nbformat import NotebookNode
+
+from .. import cam
+from ..images import SAMPLE_NAMES
+from ._cells import check_choice, code, md, model_cell, options_cell, summary_cell
+
+TITLE = "Grad-CAM"
+# The page's choices (app/explorer_ui/url_params.py GC_*; the app reads its links with the same lists).
+SOURCES = ("photo", "upload", "shapes")
+SHAPES_COUNT = 64
+FAITHFULNESS_STEPS = 20  # the page's deletion / insertion steps per map
+DEFAULTS: dict[str, Any] = {
+    "arch": "resnet20", "plain": False, "shortcut": "A", "stride": "3x3", "preact": False, "width": "full",
+    "weights": "demo:resnet20", "gc_source": "shapes", "gc_sample": "chelsea", "gc_shape": 0, "gc_class": None,
+    "gc_other": None, "gc_method": "gradcam", "gc_layer": "", "gc_opacity": 0.5, "gc_cmap": cam.COLORMAPS[0],
+    "gc_methods": list(cam.METHODS), "gc_road": False, "gc_compare": False, "gc_check_own": True, "gc_upload": "",
+}
+NOTES = {"weights": "random, demo:resnet20, demo:plain20, tv:<torchvision weights> or ckpt:<path>",
+         "gc_source": "photo, shapes or upload", "gc_sample": ", ".join(SAMPLE_NAMES),
+         "gc_shape": f"a held-out Shapes image, 0-{SHAPES_COUNT - 1}",
+         "gc_class": "a class of the image's top 5; None: its top class",
+         "gc_other": "any class number (overrides gc_class); None: none", "gc_method": ", ".join(cam.METHODS),
+         "gc_layer": "a layer such as 'layer3.2'; empty: the last block", "gc_opacity": "0 to 1",
+         "gc_cmap": ", ".join(cam.COLORMAPS), "gc_methods": "the methods compared side by side",
+         "gc_road": "also score ROAD (Rong et al. 2022)", "gc_compare": "also explain the last block of each stage",
+         "gc_check_own": "check this model (a Shapes model) rather than a ResNet-20 trained here on Shapes",
+         "gc_upload": "the image file for gc_source 'upload' (a path beside this notebook)"}
+
+
+def check(settings: dict[str, Any]) -> None:
+    from . import NotebookError
+
+    check_choice(settings, "gc_source", SOURCES)
+    check_choice(settings, "gc_sample", SAMPLE_NAMES)
+    check_choice(settings, "gc_shape", range(SHAPES_COUNT))
+    check_choice(settings, "gc_method", tuple(cam.METHODS))
+    check_choice(settings, "gc_cmap", cam.COLORMAPS)
+    for name in ("gc_class", "gc_other"):
+        if settings[name] is not None and not (isinstance(settings[name], int) and 0 <= settings[name] < 1000):
+            raise NotebookError(f"The setting '{name}' is {settings[name]!r}, not a class number (0-999) or None.")
+    unknown = [m for m in settings["gc_methods"] if m not in cam.METHODS]
+    if unknown:
+        raise NotebookError(f"The setting 'gc_methods' names {', '.join(map(str, unknown))[:80]}, not methods of "
+                            f"the page ({', '.join(cam.METHODS)}).")
+    if not 0.0 <= settings["gc_opacity"] <= 1.0:
+        raise NotebookError(f"The setting 'gc_opacity' is {settings['gc_opacity']!r}, not between 0 and 1.")
+
+
+def cells(settings: dict[str, Any]) -> list[NotebookNode]:
+    return [
+        md("""\
+## What this view shows
+Where the net looks when it decides on a class: Grad-CAM weighs a layer's feature maps by the gradient of the
+class's score and keeps the positive evidence; the map is normalised by its maximum and drawn over the image as
+the model sees it. Other methods (Grad-CAM++, Score-CAM, integrated gradients, occlusion...) are compared side by
+side and scored for faithfulness: put the most salient pixels back first (insertion AUC, higher is better) or take
+them away first (deletion AUC, lower is better). Two checks on the built-in Shapes set, whose images come with
+object masks: the pointing game (does the map's peak fall on the object?) and the randomisation cascade (a map
+that explains the model must change when its weights are randomised). `SMALL` compares two methods with fewer
+steps and checks on fewer images."""),
+        options_cell(),
+        model_cell(),
+        code('''\
+from resnet_core import cam
+from resnet_core.data import SHAPES_CLASSES, shapes_split
+from resnet_core.images import decode_image, model_view, preprocess, sample_images, to_pil
+from resnet_core.weights import class_names_for, preprocessing_for
+
+names = class_names_for(model)
+prep = preprocessing_for(model)
+# The image, as the page picks it: a sample photo, a held-out Shapes image (64 of them) or an uploaded file.
+source = SETTINGS["gc_source"]
+if source == "shapes":
+    pool = shapes_split("test", 64, image_size=prep.crop if prep.crop <= 64 else 32)
+    image = to_pil(pool.images, SETTINGS["gc_shape"])
+    print(f"Held-out Shapes image {SETTINGS['gc_shape']}: a {SHAPES_CLASSES[int(pool.labels[SETTINGS['gc_shape']])]}")
+elif source == "upload":
+    image = decode_image(open(SETTINGS["gc_upload"], "rb").read())
+else:
+    image = sample_images()[SETTINGS["gc_sample"]]
+x = preprocess(image, prep).to(DEVICE)
+view = model_view(image, prep)  # the image as the model sees it (resized, centre-cropped)
+print(f"Input: {prep.describe()}")'''),
+        md("## Top 5, and the class to explain"),
+        code('''\
+from resnet_core.plots.cam import topk_figure
+
+table = cam.predict(model, x, names, k=5)
+topk_figure(table).show()
+top5 = [int(i) for i in table["index"]]
+# "...or any class" wins; else the chosen top-5 class; else the image's top class.
+target = SETTINGS["gc_other"] if SETTINGS["gc_other"] is not None else (
+    SETTINGS["gc_class"] if SETTINGS["gc_class"] in top5 else top5[0])
+table[["rank", "class", "probability"]]'''),
+        md("## Where the net looks"),
+        code('''\
+from resnet_core.plots.cam import cam_figure
+
+method = SETTINGS["gc_method"]
+layer = SETTINGS["gc_layer"] if SETTINGS["gc_layer"] in cam.layer_choices(model) else cam.default_layer(model)
+explanation = cam.explain(model, x, target, layer, method, class_names=names)
+for note in explanation.notes:
+    print(note)
+cam_figure(explanation, view, SETTINGS["gc_cmap"], SETTINGS["gc_opacity"]).show()
+if explanation.no_positive_evidence:
+    print(explanation.message)
+print(f"{cam.METHODS[method]} at {explanation.layer or 'the input'}: score of '{explanation.class_name}': "
+      f"logit {explanation.score:.3f}")'''),
+        md("## Every method side by side\nRanked by insertion minus deletion AUC (Petsiuk et al. 2018)."),
+        code(f'''\
+from resnet_core.plots.cam_methods import methods_grid_figure
+
+methods = SETTINGS["gc_methods"][:2] if SMALL else SETTINGS["gc_methods"]
+comparison = None
+if methods:
+    comparison = cam.compare_methods(model, x, target, layer, methods, class_names=names,
+                                     steps=5 if SMALL else {FAITHFULNESS_STEPS}, road=SETTINGS["gc_road"])
+    for note in comparison.notes:
+        print(note)
+    methods_grid_figure(comparison, view, SETTINGS["gc_cmap"], SETTINGS["gc_opacity"]).show()
+    print(f"Which to trust: {{comparison.sentence}}")
+    display(comparison.table)'''),
+        md("## Layer by layer\nGrad-CAM at the end of each stage, shallow to deep, for the same class "
+           "(with `gc_compare`)."),
+        code('''\
+from resnet_core.plots.cam import layers_figure
+
+if SETTINGS["gc_compare"]:
+    stack = cam.explain_layers(model, x, target, method="gradcam", class_names=names)
+    layers_figure(stack, view, SETTINGS["gc_cmap"], SETTINGS["gc_opacity"]).show()'''),
+        md("""\
+## Is the map right?
+The pointing game (Grad-CAM paper, section 6.1) and the randomisation cascade (Adebayo et al. 2018), on this model
+when it is a Shapes model (`gc_check_own`), else on a ResNet-20 trained here on Shapes (about a minute on a
+laptop CPU; `SMALL` trains it for 30 steps). `cam.method_checks` runs both checks for every method."""),
+        code('''\
+from resnet_core.plots.cam import cascade_figure, pointing_figure
+
+if SETTINGS["gc_check_own"] and names == list(SHAPES_CLASSES):
+    checked = model
+else:
+    checked = cam.train_shapes_model(**{**cam.SHAPES_CHECK, "steps": 30 if SMALL else cam.SHAPES_CHECK["steps"]})
+report = cam.localisation_check(checked.cpu(), **({"n": 20, "cascade_images": 4} if SMALL else {}),
+                                colormap=SETTINGS["gc_cmap"], opacity=SETTINGS["gc_opacity"])
+pointing = report.pointing
+print(f"Pointing game {pointing.hit_rate:.1%} (chance {pointing.chance:.1%}) on {len(pointing.table)} held-out "
+      f"images, held-out accuracy {pointing.accuracy:.1%}")
+pointing_figure(pointing.summary()).show()
+cascade_figure(report.cascade).show()'''),
+        summary_cell('''{
+    "top5": [str(c) for c in table["class"]],
+    "probabilities": [float(p) for p in table["probability"]],
+    "target": int(target),
+    "class_name": explanation.class_name,
+    "layer": explanation.layer,
+    "score": float(explanation.score),
+    "heatmap_shape": list(explanation.heatmap.shape),
+    "ranking": None if comparison is None else [str(m) for m in comparison.table["label"]],
+    "pointing": {"hit_rate": float(pointing.hit_rate), "chance": float(pointing.chance),
+                 "accuracy": float(pointing.accuracy)},
+}'''),
+    ]
