@@ -7,6 +7,7 @@ from typing import Any
 import streamlit as st
 from explorer_ui.figures import shared_figure
 from explorer_ui.heavy_notice import queue_notice
+from explorer_ui.notebook_button import notebook_button
 from explorer_ui.sidebar import ModelChoice, current_choice, get_model
 
 import resnet_core
@@ -45,6 +46,7 @@ def _models():
 
 choice = current_choice()
 st.title(f"Architecture of {choice.label}")
+notebook_button("architecture", {})  # the page has no settings of its own: the sidebar's model
 try:
     with st.spinner(f"Counting the layers of {choice.label}..."), queue_notice():
         report = _report(choice.name, tuple(sorted(choice.options().items())), choice)

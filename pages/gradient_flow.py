@@ -10,6 +10,7 @@ from explorer_ui.budget import offer_fit
 from explorer_ui.figures import shared_figure, shared_result
 from explorer_ui.heavy_notice import queue_notice
 from explorer_ui.keys import choice_key
+from explorer_ui.notebook_button import notebook_button
 from explorer_ui.sidebar import ModelChoice, current_choice, get_model
 from explorer_ui.url_params import GF_BATCHES, GF_STATES, take_settings, write_settings
 from explorer_ui.weights_picker import effective_weights
@@ -106,6 +107,7 @@ why = ("a net at initialisation: its running statistics (mean 0, variance 1) wou
        if state == "init" else "trained weights: their running statistics are the ones they were trained to use")
 st.caption(f"Here {BN_MODE_SENTENCES[bn]}. The default for {why}.")
 write_settings({"gf_state": state, "gf_batch": batch, "gf_bn": bn})
+notebook_button("gradient-flow", {"gf_state": state, "gf_batch": batch, "gf_bn": bn})
 
 net_choice = replace(choice, weights="random") if state == "init" else choice
 # A checkpoint holds one trained net: its twin has no trained weights, so it is shown only at initialisation.
