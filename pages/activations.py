@@ -12,6 +12,7 @@ from explorer_ui.figures import shared_figure, shared_result
 from explorer_ui.heavy_notice import queue_notice
 from explorer_ui.image_source import ImageSourceKeys, pick_image
 from explorer_ui.keys import choice_key
+from explorer_ui.notebook_button import notebook_button
 from explorer_ui.sidebar import ModelChoice, current_choice, get_model
 from explorer_ui.url_params import ACT_BATCHES, ACT_SHAPES_COUNT, take_settings, write_settings
 from explorer_ui.weights_picker import effective_weights
@@ -221,3 +222,4 @@ if source == "photo":
 elif source == "shapes":
     shown["act_shape"] = int(st.session_state["act_shape"])
 write_settings(shown, drop=[name for name in ("act_photo", "act_shape") if name not in shown])
+notebook_button("activations", shown)
