@@ -347,26 +347,56 @@ st.plotly_chart(pointing_figure(pointing), key="lesson_pointing")
 
 st.divider()
 st.subheader("The same instruments on any trained net")
-choices = {c["path"]: f"{c['label']} ({c['run_id']})" for c in lesson.trained_checkpoints()}
-path = st.selectbox("Trained model (a checkpoint of a finished run)", list(choices), format_func=choices.get,
-                    key="lesson_any_model")
-any_cols = st.columns(2)
+ANY_DATA = ("recorded", "shapes", "cifar10", "mnist", "fashion_mnist")
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _any_plan(weights: str, dataset: str, steps: int) -> lesson.AnyNetPlan:
+    with heavy_slot("lesson: costing a trained model"):
+        return lesson.plan_any(lesson.open_trained(weights), dataset=None if dataset == "recorded" else dataset,
+                               steps=steps, landscape_batch=LANDSCAPE_BATCH, lesion_batch=LESION_BATCH,
+                               max_removed=MAX_REMOVED, samples=SAMPLES, seed=LANDSCAPE_SEED)
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _any_measure(weights: str, dataset: str, steps: int, _on_progress=None) -> lesson.AnyNetResult:
+    plan = _any_plan(weights, dataset, steps)
+    with heavy_slot("lesson: landscape and lesions of a trained model"):
+        return lesson.measure_any(plan, on_progress=_on_progress)
+
+
+labels = {m.weights: m.label for m in lesson.trained_models()}
+weights = st.selectbox("Trained model: a run's checkpoint, an uploaded checkpoint or an embedded demo", list(labels),
+                       format_func=labels.get, key="lesson_any_model")
+any_cols = st.columns(3)
 any_grid = any_cols[0].select_slider("Grid", GRIDS, value=GRIDS[0], key="lesson_any_grid")
-st.caption(f"A landscape costs {lesson.landscape_passes(any_grid)} forward passes of {LANDSCAPE_BATCH} images, a "
-           f"lesion study one per block and one per sampled set ({MAX_REMOVED} x {SAMPLES}) of {LESION_BATCH}; "
-           f"for a net like the lesson's about {forward_ms:.0f} ms each.")
-if any_cols[1].button("Measure its landscape and lesions", key="lesson_any_run", disabled=path is None):
+any_data = any_cols[1].selectbox("Images", ANY_DATA, key="lesson_any_data",
+                                 format_func=lambda d: "the data set it was trained on" if d == "recorded" else d)
+plan = None
+if weights is None:
+    st.info("No trained model yet: train a race on the Training page, or upload a checkpoint in the sidebar.")
+else:
     try:
-        bar, tick = _progress("Evaluating the loss at grid points:")
-        with queue_notice(), heavy_slot("lesson: landscape of a checkpoint"):
-            any_surface, any_line = lesson.landscape_of(path, steps=any_grid, batch=LANDSCAPE_BATCH,
-                                                        on_progress=tick)
-            any_study, any_curve = lesson.lesion_of(path, batch=LESION_BATCH, max_removed=MAX_REMOVED,
-                                                    samples=SAMPLES)
-        bar.empty()
-    except ValueError as error:
+        plan = _any_plan(weights, any_data, any_grid)
+    except ValueError as error:  # an unreadable checkpoint, an unknown data set, over the memory budget
         st.error(str(error))
     else:
-        st.plotly_chart(surface_figure(any_surface), key="lesson_any_surface")
-        st.plotly_chart(study_figure(any_study, chance=pair.chance), key="lesson_any_lesion")
-        st.plotly_chart(curve_figure(any_curve, chance=pair.chance), key="lesson_any_curve")
+        st.caption(plan.sentence())
+request = (weights, any_data, any_grid)
+if any_cols[2].button("Measure its landscape and lesions", key="lesson_any_run", disabled=plan is None):
+    st.session_state["lesson_any_request"] = request
+if plan is not None and st.session_state.get("lesson_any_request") == request:
+    try:
+        bar, tick = _progress("Forward passes:")
+        with queue_notice():
+            result = _any_measure(weights, any_data, any_grid, tick)
+        bar.empty()
+    except ValueError as error:  # the data set is not on this machine, or its classes are not the model's
+        st.error(str(error))
+    else:
+        st.markdown(f"**{result.label}** on {LESION_BATCH} held-out {result.dataset} images: accuracy "
+                    f"{result.accuracy:.1%} with every block (chance is {result.chance:.0%}).")
+        st.plotly_chart(surface_figure(result.surface), key="lesson_any_surface")
+        st.plotly_chart(line_figure(result.line), key="lesson_any_line")
+        st.plotly_chart(study_figure(result.study, chance=result.chance), key="lesson_any_lesion")
+        st.plotly_chart(curve_figure(result.curve, chance=result.chance), key="lesson_any_curve")

@@ -259,47 +259,11 @@ def cli_batch(model: nn.Module, dataset: str, split: str, n: int) -> tuple[torch
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m resnet_core.landscape CHECKPOINT [--to OTHER] [--line] --out grid.csv``."""
-    import argparse
-    import sys
+    """``python -m resnet_core.landscape CHECKPOINT ...``: the same as ``resnet-probe landscape``
+    (:func:`resnet_core.cli.landscape_main`; the command line is the package's top floor, imported when used)."""
+    from .cli import landscape_main
 
-    from .checkpoints import load_checkpoint_file
-
-    parser = argparse.ArgumentParser(prog="python -m resnet_core.landscape",
-                                     description="The loss landscape of a trained checkpoint (Li et al. 2018).")
-    parser.add_argument("checkpoint", help="a checkpoint file (a run's <racer>.pt, or any loadable checkpoint)")
-    parser.add_argument("--to", help="a second checkpoint of the same net: the straight line between the two")
-    parser.add_argument("--line", action="store_true", help="the 1-D slice instead of the 2-D surface")
-    parser.add_argument("--dataset", default="shapes")
-    parser.add_argument("--split", choices=("train", "test"), default="train")
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=21)
-    parser.add_argument("--span", type=float, default=1.0)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", help="write the table as CSV here (default: print it)")
-    args = parser.parse_args(argv)
-    try:
-        model = load_checkpoint_file(args.checkpoint)
-        x, y = cli_batch(model, args.dataset, args.split, args.batch)
-
-        def report(done: int, total: int) -> None:
-            print(f"\r{done}/{total} points", end="", file=sys.stderr, flush=True)
-
-        if args.to or args.line:
-            other = load_checkpoint_file(args.to) if args.to else None
-            table = line(model, x, y, steps=args.steps, span=args.span, seed=args.seed, to=other, on_progress=report)
-        else:
-            table = surface(model, x, y, steps=args.steps, span=args.span, seed=args.seed, on_progress=report)
-    except ValueError as error:  # every library error is one sentence
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(file=sys.stderr)
-    if args.out:
-        table.to_csv(args.out, index=False)
-        print(f"wrote {len(table)} rows to {args.out}")
-    else:
-        print(table.to_string(index=False))
-    return 0
+    return landscape_main(argv)
 
 
 if __name__ == "__main__":

@@ -278,41 +278,11 @@ def lesion_curve(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m resnet_core.lesion CHECKPOINT [--curve] --out study.csv``."""
-    import argparse
-    import sys
+    """``python -m resnet_core.lesion CHECKPOINT ...``: the same as ``resnet-probe lesion``
+    (:func:`resnet_core.cli.lesion_main`; the command line is the package's top floor, imported when used)."""
+    from .cli import lesion_main
 
-    from .checkpoints import load_checkpoint_file
-    from .landscape import cli_batch
-
-    parser = argparse.ArgumentParser(prog="python -m resnet_core.lesion",
-                                     description="The lesion study of a trained checkpoint (Veit et al. 2016).")
-    parser.add_argument("checkpoint", help="a checkpoint file (a run's <racer>.pt, or any loadable checkpoint)")
-    parser.add_argument("--curve", action="store_true", help="k random blocks removed together, k = 1..max")
-    parser.add_argument("--max-removed", type=int, default=5)
-    parser.add_argument("--samples", type=int, default=8)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--dataset", default="shapes")
-    parser.add_argument("--split", choices=("train", "test"), default="test")
-    parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--out", help="write the table as CSV here (default: print it)")
-    args = parser.parse_args(argv)
-    try:
-        model = load_checkpoint_file(args.checkpoint)
-        x, y = cli_batch(model, args.dataset, args.split, args.batch)
-        if args.curve:
-            table = lesion_curve(model, x, y, max_removed=args.max_removed, samples=args.samples, seed=args.seed)
-        else:
-            table = lesion_study(model, x, y)
-    except ValueError as error:  # every library error is one sentence
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    if args.out:
-        table.to_csv(args.out, index=False)
-        print(f"wrote {len(table)} rows to {args.out}")
-    else:
-        print(table.to_string(index=False))
-    return 0
+    return lesion_main(argv)
 
 
 if __name__ == "__main__":

@@ -550,10 +550,9 @@ def data_for(model: nn.Module, dataset: str | None = None) -> str:
         return recorded
     if card.class_names is not None and tuple(card.class_names) == SHAPES_CLASSES:
         return "shapes"
-    name = card.label or "This model"
-    raise AnyNetError(f"{name} does not record the data set it was trained on ({_classes(model)} classes), so "
-                      "there are no images to measure it on; choose the data set it was trained on (shapes, "
-                      "cifar10, mnist, fashion_mnist).")
+    raise AnyNetError(f"The checkpoint ({card.label or f'{_classes(model)} classes'}) does not record the data "
+                      "set it was trained on, so there are no images to measure it on; choose the data set it was "
+                      "trained on (shapes, cifar10, mnist, fashion_mnist).")
 
 
 def model_batch(model: nn.Module, dataset: str, split: str, n: int, *, download: bool | None = False

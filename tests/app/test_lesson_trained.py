@@ -89,13 +89,16 @@ def test_every_step_is_drawn_from_the_trained_nets(app: AppTest, quick_run: str)
     assert all("(predicted " in caption for caption in captions)
     assert any("pointing-game hit rate" in str(c["data"][0].get("y")) for c in charts)
 
-    # The same instruments on any trained net: pick a run's checkpoint, measure, same figures.
-    assert all(quick_run in option for option in at.selectbox(key="lesson_any_model").options)
+    # The same instruments on any trained net: the run's checkpoints first, then the embedded demos.
+    options = at.selectbox(key="lesson_any_model").options
+    assert sorted(o for o in options if quick_run in o) == [f"{label} (run {quick_run})"
+                                                            for label in ("Plain-20", "ResNet-20")]
+    assert options.index(f"Plain-20 (run {quick_run})") < options.index("Plain-20 trained on Shapes (embedded demo)")
     paths = {c["label"]: c["path"] for c in lesson.trained_checkpoints()}
-    at.selectbox(key="lesson_any_model").set_value(paths["ResNet-20"]).run(timeout=240)
+    at.selectbox(key="lesson_any_model").set_value(f"ckpt:{paths['ResNet-20']}").run(timeout=240)
     at.button(key="lesson_any_run").click().run(timeout=240)
     assert not at.exception, at.exception
     any_charts = [json.loads(e.proto.spec) for e in at.get("plotly_chart")][len(charts):]
-    assert len(any_charts) == 3
+    assert len(any_charts) == 4  # surface, slice, lesion study, curve: the lesson's figures
     assert [t["name"] for t in any_charts[0]["data"] if t["type"] == "contour"] == ["ResNet-20"]
-    assert any(t.get("name") == "ResNet-20: one block removed" for t in any_charts[1]["data"])
+    assert any(t.get("name") == "ResNet-20: one block removed" for t in any_charts[2]["data"])
