@@ -15,51 +15,27 @@ on the machine during the surface).
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
+from instrument_bench import against_bare, model_and_batch, parser
 
-from resnet_core import build, landscape
+from resnet_core import landscape
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--arch", default="resnet56")
-    parser.add_argument("--width", type=int, default=16)
-    parser.add_argument("--steps", type=int, default=21)
-    parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--size", type=int, default=32)
-    args = parser.parse_args()
-
-    model = build(args.arch, seed=0, width=args.width).eval()
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(args.batch, 3, args.size, args.size, generator=gen)
-    y = torch.randint(0, 10, (args.batch,), generator=gen)
+    p = parser(__doc__)
+    p.add_argument("--steps", type=int, default=21)
+    args = p.parse_args()
+    model, x, y = model_and_batch(args)
     points = args.steps * args.steps
-    with torch.no_grad():
-        model(x)  # warm-up
     # The memory costing profiles the architecture once per process (a meta-device pass, then cached):
     # reported on its own, as it is not part of the per-pass cost.
     start = time.perf_counter()
     landscape.estimate(model, x.shape)
     costing = time.perf_counter() - start
-
-    def bare(forwards: int) -> tuple[float, float]:
-        start, cpu = time.perf_counter(), time.process_time()
-        with torch.no_grad():
-            for _ in range(forwards):
-                model(x)
-        return time.perf_counter() - start, time.process_time() - cpu
-
-    # The surface between two halves of the baseline, so a change in machine load hits both alike; the CPU time of this process is
-    # reported beside the wall time, as it is far less disturbed by other work on a shared machine.
-    first = bare(points // 2)
-    start, cpu = time.perf_counter(), time.process_time()
-    grid = landscape.surface(model, x, y, steps=args.steps, seed=0)
-    cand, cand_cpu = time.perf_counter() - start, time.process_time() - cpu
-    second = bare(points - points // 2)
-    base, base_cpu = first[0] + second[0], first[1] + second[1]
+    grid, cand, cand_cpu, base, base_cpu = against_bare(
+        model, x, points, lambda: landscape.surface(model, x, y, steps=args.steps, seed=0))
     ratio, cpu_ratio = cand / base, cand_cpu / base_cpu
     print(f"{args.steps}x{args.steps} surface of {args.arch} (width {args.width}, {args.size} px, batch "
           f"{args.batch}, CPU, {torch.get_num_threads()} threads): {points} bare forwards {base:.1f} s, surface "
