@@ -9,7 +9,7 @@ PORT ?= 8501
 # test beside a server) otherwise slows down many times over on 2 cores.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: run test test-fast bench lint chromium clean mutants
+.PHONY: run test test-fast bench lint chromium clean mutants notebooks
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,11 @@ mutants: $(VENV)/.installed-test
 .PHONY: demo-models
 demo-models: $(VENV)/.installed-app
 	$(BIN)/python tools/make_demo_models.py $(DEMO_ARGS)
+
+# Every page's notebook and the tour (notebooks/*.ipynb), regenerated from resnet_core.notebooks and executed at
+# full size so that they are committed with their outputs; prints each one's execution time. Commit what it writes.
+notebooks: $(VENV)/.installed-test
+	$(BIN)/python notebooks/make_notebooks.py $(NOTEBOOKS)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check resnet_core app pages tests benchmarks notebooks

@@ -47,7 +47,6 @@ import json
 import sys
 
 import plotly.io as pio
-import torch
 
 from resnet_core.train.devices import describe_device, pick_device
 
@@ -126,7 +125,8 @@ options = {"residual": not SETTINGS["plain"], "shortcut": SETTINGS["shortcut"], 
 if get_spec(arch).block == "bottleneck":
     options["stride_on"] = SETTINGS["stride"]
 if fit.width_for(arch, SETTINGS["width"]) is not None:
-    options["width"] = fit.width_for(arch, SETTINGS["width"])'''
+    options["width"] = fit.width_for(arch, SETTINGS["width"])
+print(f"{display_name(arch, options['residual'])}, built with {options}")'''
 
 
 def options_cell() -> NotebookNode:

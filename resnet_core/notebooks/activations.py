@@ -95,8 +95,6 @@ One point per block output. Dead units (exact zeros after the ReLU) show how muc
 The histograms (the "colorful dimension"): each column one block output, each row a fixed bin, colour the log10
 share of values in the bin."""),
         code('''\
-from dataclasses import replace
-
 from resnet_core.plots.instruments import activation_depth_figure, histogram_heatmap
 from resnet_core.probes import compare_activations, spread_summary
 

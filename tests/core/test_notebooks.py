@@ -1,0 +1,122 @@
+"""Every notebook in notebooks/ is what resnet_core.notebooks generates, is committed executed (outputs, Plotly
+figures, no stored error, a small file), and runs again on a fresh kernel at reduced size; for_page refuses an
+unknown page or setting with one sentence."""
+
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+
+import resnet_core
+from resnet_core import notebooks
+from resnet_core.notebooks import NotebookError, filename_for, for_page, set_small, to_bytes
+from tests.notebook_kernel import NOTEBOOKS, errors, execute, key_numbers
+
+PLOTLY = "application/vnd.plotly.v1+json"
+MAX_BYTES = 1_000_000
+COMMITTED = sorted(NOTEBOOKS.glob("*.ipynb"))
+
+
+def _read(name: str) -> nbformat.NotebookNode:
+    return nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+
+
+def test_every_notebook_module_has_its_committed_notebook_and_nothing_else_is_there():
+    assert {path.stem for path in COMMITTED} == set(notebooks.available())
+    assert {"architecture", "activations", "gradient_flow", "grad_cam", "tour"} <= set(notebooks.available())
+
+
+@pytest.mark.parametrize("name", notebooks.available())
+def test_committed_notebook_is_generated_and_executed(name):
+    on_disk = _read(name)
+    nbformat.validate(on_disk)
+    assert [(c.cell_type, c.source) for c in on_disk.cells] == [
+        (c.cell_type, c.source) for c in for_page(name).cells], "run `make notebooks` and commit what it writes"
+    code = [c for c in on_disk.cells if c.cell_type == "code"]
+    assert all(c.execution_count for c in code), "committed without running every cell"
+    assert not errors(on_disk)
+    assert (NOTEBOOKS / f"{name}.ipynb").stat().st_size < MAX_BYTES
+    figures = [o for c in code for o in c.outputs if PLOTLY in o.get("data", {})]
+    if name != "tour":  # each page's notebook draws the page's Plotly figures, stored as their JSON (offline)
+        assert figures and all(json.dumps(o["data"][PLOTLY]).startswith('{"data"') for o in figures)
+    assert not [o for c in code for o in c.outputs if "text/html" in o.get("data", {})
+                and "plotly.js" in o["data"]["text/html"][:2000]], "the Plotly bundle must not be embedded"
+    numbers = key_numbers(on_disk)
+    assert numbers and set_small(on_disk).cells  # the key numbers parse; the parameters cell holds SMALL
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", notebooks.available())
+def test_notebook_executes_on_a_fresh_kernel_at_reduced_size(name):
+    notebook = for_page(name)
+    numbers = execute(notebook, small=True)
+    assert numbers == key_numbers(notebook)
+    if name == "tour":  # the tour's figures are the library's own numbers (what tests/core/test_notebook checked)
+        assert numbers["resnet18_params"] == resnet_core.count_params(resnet_core.build("resnet18"))
+        assert numbers["resnet50_stage_macs"] == resnet_core.count_macs(resnet_core.build("resnet50", seed=0), 224)
+        assert numbers["max_split_error"] < 1e-5
+        assert numbers["plain_over_resnet"] > 3  # plain-32 over ResNet-32 at reduced size (about 11)
+        assert numbers["race_labels"] == ["Plain-20", "ResNet-20"] and numbers["race_steps"] == [5, 5]
+        assert numbers["heatmap_shape"] == [16, 16]
+        low, high = numbers["heatmap_range"]
+        assert 0.0 <= low <= high <= 1.0
+
+
+def test_committed_tour_reports_the_full_size_numbers():
+    numbers = key_numbers(_read("tour"))
+    assert numbers["deep"] == 56 and numbers["plain_over_resnet"] > 10
+    assert numbers["race_steps"] == [30, 30]
+
+
+def test_page_names_url_paths_and_defaults():
+    assert notebooks.PAGES["gradient-flow"] == "gradient_flow" and notebooks.PAGES["why-residuals"] == "lesson"
+    by_path, by_module = for_page("gradient-flow"), for_page("gradient_flow")
+    assert [c.source for c in by_path.cells] == [c.source for c in by_module.cells]
+    assert for_page("grad-cam", {}).cells[3].source == for_page("grad-cam").cells[3].source
+    first = for_page("activations").cells[0]
+    assert first.cell_type == "code" and "pip" in first.source and 'find_spec("resnet_core")' in first.source
+    params = [c for c in for_page("activations").cells if "parameters" in c.metadata.get("tags", ())]
+    assert len(params) == 1 and "SMALL = False" in params[0].source and '"act_batch": 8,' in params[0].source
+
+
+def test_settings_are_taken_as_a_link_or_the_widgets_hold_them():
+    cell = [c for c in for_page("gradient-flow", {"plain": "1", "gf_batch": "4", "arch": "resnet56"}).cells
+            if "parameters" in c.metadata.get("tags", ())][0].source
+    assert '"plain": True,' in cell and '"gf_batch": 4,' in cell and '"arch": "resnet56",' in cell
+    cell = [c for c in for_page("grad_cam", {"gc_methods": "gradcam,occlusion", "gc_opacity": "0.25",
+                                             "gc_other": "3"}).cells
+            if "parameters" in c.metadata.get("tags", ())][0].source
+    assert '"gc_methods": [\'gradcam\', \'occlusion\'],' in cell and '"gc_opacity": 0.25,' in cell
+    assert '"gc_other": 3,' in cell
+    # The sidebar's settings are accepted on every page (the button merges them in) and dropped where unused.
+    assert "weights" not in [c for c in for_page("architecture", {"weights": "demo:resnet20"}).cells
+                             if "parameters" in c.metadata.get("tags", ())][0].source
+    assert filename_for("gradient-flow", {"plain": True}) == "resnet-explorer-gradient-flow-resnet20-plain.ipynb"
+    assert filename_for("tour") == "resnet-explorer-tour.ipynb"
+
+
+def test_to_bytes_is_the_notebook_file():
+    notebook = for_page("architecture", {"arch": "resnet50"})
+    data = to_bytes(notebook)
+    back = nbformat.reads(data.decode("utf-8"), as_version=4)
+    nbformat.validate(back)
+    assert [c.source for c in back.cells] == [c.source for c in notebook.cells]
+
+
+@pytest.mark.parametrize(("page", "settings", "words"), [
+    ("nonsense", {}, "'nonsense' is not a page of ResNet Explorer; use one of architecture"),
+    ("activations", {"act_colour": "red"}, "'act_colour' is not a setting of the Activations notebook"),
+    ("gradient-flow", {"gf_batch": 3}, "The setting 'gf_batch' is 3, not one the page offers (2, 4, 8, 16, 32)."),
+    ("gradient-flow", {"plain": "maybe"}, "The setting 'plain' is 'maybe', not a bool"),
+    ("architecture", {"arch": "resnet9"}, "The setting 'arch' is 'resnet9', not one the page offers"),
+    ("grad-cam", {"weights": "http://x"}, "The setting 'weights': "),
+    ("grad-cam", {"gc_methods": ["gradcam", "magic"]}, "The setting 'gc_methods' names magic"),
+    ("grad-cam", {"gc_opacity": "2"}, "The setting 'gc_opacity' is 2.0, not between 0 and 1."),
+])
+def test_unknown_page_or_setting_is_one_sentence(page, settings, words):
+    with pytest.raises(NotebookError) as caught:
+        for_page(page, settings)
+    assert str(caught.value).startswith(words) and str(caught.value).count("\n") == 0
+    assert isinstance(caught.value, ValueError)
