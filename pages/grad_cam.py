@@ -10,20 +10,28 @@ from explorer_ui.figures import shared_figure
 from explorer_ui.heavy_notice import queue_notice
 from explorer_ui.image_source import ImageSourceKeys, pick_image
 from explorer_ui.keys import choice_key
+from explorer_ui.notebook_button import notebook_button
 from explorer_ui.sidebar import current_choice, get_model
+from explorer_ui.url_params import GC_SHAPES_COUNT, take_settings, write_settings
 
 from resnet_core import cam
 from resnet_core.data import SHAPES_CLASSES, shapes_split
+from resnet_core.demo import default_image_for
 from resnet_core.heavy import heavy_slot
 from resnet_core.images import model_view, preprocess
 from resnet_core.plots.cam import cam_figure, cascade_figure, layers_figure, pointing_figure, topk_figure
 from resnet_core.plots.cam_methods import checks_figure, methods_grid_figure
+from resnet_core.plots.style import fmt_points
 from resnet_core.settings import BudgetError
 from resnet_core.weights import WeightsError, class_names_for, preprocessing_for
 
-SOURCES = {"Sample photo": "photo", "Upload": "upload", "Shapes image": "shapes"}  # widget value -> kind
+SOURCES = {"photo": "Sample photo", "upload": "Upload", "shapes": "Shapes image"}  # widget value (= kind) -> label
 IMAGE_KEYS = ImageSourceKeys(source="gc_source", photo="gc_sample", shape="gc_shape", upload="gc_upload")
-SHAPES_POOL = 64  # held-out Shapes images to pick from
+SHAPES_POOL = GC_SHAPES_COUNT  # held-out Shapes images to pick from
+ANY_CLASS = "(one of the top 5)"
+# Every setting a link carries (explorer_ui.url_params); an upload cannot travel in a link, so it is never written.
+SETTINGS = ("gc_source", "gc_sample", "gc_shape", "gc_class", "gc_other", "gc_method", "gc_layer", "gc_opacity",
+            "gc_cmap", "gc_methods", "gc_road", "gc_compare", "gc_check_own")
 FAITHFULNESS_STEPS = 20  # deletion / insertion steps per map
 METHOD_CHECK_IMAGES, METHOD_CASCADE_IMAGES = 32, 4  # the per-method checks: a smaller sample than Grad-CAM's
 RANKING_COLUMNS = ["rank", "label", "seconds", "insertion_auc", "deletion_auc", "auc_difference", "average_drop",
@@ -63,6 +71,12 @@ def _predict(key: tuple, image_key: str, _model: torch.nn.Module, _x: torch.Tens
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
+def _refuse_linked(name: str, sentence: str) -> None:
+    """A link's well-formed value that this model or image cannot take: our sentence, the value verbatim."""
+    st.warning(sentence)
+    st.code(str(linked[name]), language=None, wrap_lines=True)
+
+
 def _explain(key: tuple, image_key: str, target: int, layer: str, method: str, _model: torch.nn.Module,
              _x: torch.Tensor, _names: list[str]) -> cam.Explanation:
     with heavy_slot(f"Grad-CAM ({method})"):
@@ -71,6 +85,7 @@ def _explain(key: tuple, image_key: str, target: int, layer: str, method: str, _
 
 st.title("Grad-CAM: where does the net look?")
 choice = current_choice()
+linked = take_settings(SETTINGS)  # a shared link's page settings, on the session's first run only
 try:
     model = get_model(choice)
 except ValueError as error:  # WeightsError (offline, wrong checkpoint) and impossible options are ValueErrors
@@ -86,8 +101,11 @@ if getattr(model, "weights_id", "random") == "random":
 
 # ------------------------------------------------------------------------------------------------ the image
 shapes_size = prep.crop if prep.crop <= 64 else 32
-picked = pick_image(IMAGE_KEYS, SOURCES, shapes=lambda: _shapes_pool(shapes_size),
-                    shapes_title="Held-out Shapes image", shapes_key=f"shapes:{prep.crop}", fallback_photo=None)
+# A net trained on Shapes (the embedded demo) starts on a Shapes image it knows, a photo net on a photo.
+picked = pick_image(IMAGE_KEYS, {kind: kind for kind in SOURCES}, labels=SOURCES,
+                    shapes=lambda: _shapes_pool(shapes_size), shapes_title="Held-out Shapes image",
+                    shapes_key=f"shapes:{prep.crop}", fallback_photo=None, default=default_image_for(model),
+                    chosen="gc_source" in linked)
 image, image_key = picked.image, picked.key
 if picked.shape_class is not None:
     st.caption(f"This image shows a {picked.shape_class}.")
@@ -105,26 +123,53 @@ with left:
     st.dataframe(table[["rank", "class", "probability"]], hide_index=True,
                  column_config={"probability": st.column_config.NumberColumn(format="percent")})
     options = [int(i) for i in table["index"]]
-    # A new image: explain its own top-1 class, unless a class was pinned in "...or any class".
+    if st.session_state.get("gc_other", ANY_CLASS) not in (ANY_CLASS, *range(len(names))):
+        _refuse_linked("gc_other", f"The link's class is not one of this model's {len(names):,} classes; none is "
+                                   "pinned.")
+        st.session_state["gc_other"] = ANY_CLASS
+    # A new image: explain its own top-1 class, unless a class was pinned in "...or any class" (or a link chose).
     if st.session_state.get("gc_image_seen") != image_key:
         st.session_state["gc_image_seen"] = image_key
-        if isinstance(st.session_state.get("gc_other", "(one of the top 5)"), str):
+        if isinstance(st.session_state.get("gc_other", ANY_CLASS), str) and "gc_class" not in linked:
             st.session_state["gc_class"] = options[0]
+    if st.session_state.get("gc_class") not in options:
+        if "gc_class" in linked:
+            _refuse_linked("gc_class", "The link's class is not among this image's top 5; its top class is "
+                                       "explained.")
+        st.session_state["gc_class"] = options[0]
     target = st.radio("Explain class", options, key="gc_class", format_func=lambda i: f"{names[i]} ({i})",
                       help="The top-5 classes; pick any other class below.")
-    other = st.selectbox("...or any class", ["(one of the top 5)"] + list(range(len(names))), key="gc_other",
+    other = st.selectbox("...or any class", [ANY_CLASS] + list(range(len(names))), key="gc_other",
                          format_func=lambda i: i if isinstance(i, str) else f"{names[i]} ({i})")
     if not isinstance(other, str):
         target = int(other)
     method = st.selectbox("Method", list(cam.METHODS), key="gc_method", format_func=cam.METHODS.get)
     layers = cam.layer_choices(model)
-    default = cam.default_layer(model)
-    layer = st.selectbox("Layer", layers, index=layers.index(default), key="gc_layer",
-                         disabled=method not in cam.LAYER_METHODS,
+    if st.session_state.get("gc_layer") not in layers:  # the default (the last block), or a layer of another net
+        if "gc_layer" in linked:
+            _refuse_linked("gc_layer", f"The link's layer is not a layer of {choice.label}; the last block is "
+                                       "explained.")
+        st.session_state["gc_layer"] = cam.default_layer(model)
+    layer = st.selectbox("Layer", layers, key="gc_layer", disabled=method not in cam.LAYER_METHODS,
                          help="Every block and tap point; the default is the last block. Integrated gradients "
                               "works on the input pixels, so it has no layer.")
-    opacity = st.slider("Opacity", 0.0, 1.0, 0.5, 0.05, key="gc_opacity")
+    # Defaults through session state (a link may have set them): a widget given both warns and reruns.
+    st.session_state.setdefault("gc_opacity", 0.5)
+    opacity = st.slider("Opacity", 0.0, 1.0, step=0.05, key="gc_opacity")
     colormap = st.selectbox("Colormap", list(cam.COLORMAPS), key="gc_cmap")
+
+source = picked.source
+shown = {"gc_method": method, "gc_layer": layer, "gc_opacity": opacity, "gc_cmap": colormap}
+if source != "upload":  # an upload cannot travel in a link: the link opens on the default image instead
+    shown["gc_source"] = source
+    shown["gc_sample" if source == "photo" else "gc_shape"] = st.session_state[IMAGE_KEYS.photo if source == "photo"
+                                                                                else IMAGE_KEYS.shape]
+if not isinstance(other, str):
+    shown["gc_other"] = int(other)
+elif source != "upload":  # a top-5 choice belongs to its image
+    shown["gc_class"] = target
+write_settings(shown, drop=[n for n in ("gc_source", "gc_sample", "gc_shape", "gc_class", "gc_other")
+                            if n not in shown])
 
 try:
     with st.spinner(f"Computing {cam.METHODS[method]}..."), queue_notice():
@@ -154,8 +199,8 @@ with right:
 
 # ------------------------------------------------------------------------------------------ every method
 st.subheader("Every method side by side")
-chosen = st.multiselect("Methods", list(cam.METHODS), default=list(cam.METHODS), key="gc_methods",
-                        format_func=cam.METHODS.get)
+st.session_state.setdefault("gc_methods", list(cam.METHODS))
+chosen = st.multiselect("Methods", list(cam.METHODS), key="gc_methods", format_func=cam.METHODS.get)
 try:
     channels = cam.layer_channels(model, layer, tuple(x.shape[1:]))
 except cam.CamError:
@@ -212,7 +257,8 @@ elif stored is not None:
 
 # --------------------------------------------------------------------------------------------- side by side
 st.subheader("Layer by layer")
-if st.toggle("Compare the last block of each stage", key="gc_compare"):
+compare_layers = st.toggle("Compare the last block of each stage", key="gc_compare")
+if compare_layers:
     with st.spinner("Explaining every stage..."), queue_notice(), heavy_slot("Grad-CAM layer by layer"):
         stack = cam.explain_layers(model, x, target, method="gradcam", class_names=names)
     st.plotly_chart(shared_figure(layers_figure, stack, view, colormap, opacity), key="gc_layers")
@@ -228,10 +274,19 @@ st.markdown(
     "cascade** (Adebayo et al. 2018): randomise the weights from the top layer down; a map that explains the "
     "model must change (its rank correlation with the trained map must fall).")
 shapes_model = names == list(SHAPES_CLASSES)
-use_own = st.toggle("Use the sidebar's model (a Shapes checkpoint)", key="gc_check_own", value=shapes_model,
-                    disabled=not shapes_model,
+# On by default for a Shapes model, impossible otherwise; a new kind of model resets it, a link's choice wins.
+if st.session_state.get("_gc_check_for") != shapes_model:
+    st.session_state["_gc_check_for"] = shapes_model
+    if "gc_check_own" not in linked or not shapes_model:
+        st.session_state["gc_check_own"] = shapes_model
+use_own = st.toggle("Use the sidebar's model (a Shapes checkpoint)", key="gc_check_own", disabled=not shapes_model,
                     help="Otherwise a ResNet-20 is trained on Shapes by the training engine (about a minute on a "
                          "laptop CPU), once per server.")
+write_settings({"gc_methods": chosen, "gc_road": road, "gc_compare": compare_layers, "gc_check_own": use_own})
+notebook_button("grad-cam", {**shown, "gc_source": source, "gc_methods": chosen, "gc_road": road,  # the upload too
+                             "gc_compare": compare_layers, "gc_check_own": use_own})
+
+
 def _checked_model() -> torch.nn.Module:
     if use_own:
         return model
@@ -256,7 +311,8 @@ if report is not None:
     pointing = report.pointing
     m1, m2, m3 = st.columns(3)
     m1.metric("Pointing game (measured here)", f"{pointing.hit_rate:.1%}",
-              f"{pointing.hit_rate - pointing.chance:+.1%} vs chance")
+              f"{fmt_points(pointing.hit_rate - pointing.chance)} vs chance",
+              help="Percentage points: the hit rate minus the chance rate.")
     m2.metric("Chance (random point)", f"{pointing.chance:.1%}")
     m3.metric("Held-out accuracy", f"{pointing.accuracy:.1%}")
     st.plotly_chart(shared_figure(pointing_figure, pointing.summary()), key="gc_pointing")

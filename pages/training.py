@@ -7,6 +7,15 @@ from dataclasses import replace
 
 import streamlit as st
 from explorer_ui.budget import offer_fit
+from explorer_ui.notebook_button import notebook_button
+from explorer_ui.url_params import (
+    TR_CUSTOM,
+    TR_MAX_RACERS,
+    TR_RACE_ARCHS,
+    TR_SCHEDULES,
+    take_settings,
+    write_settings,
+)
 
 from resnet_core.costs import estimate_race, require_within_budget
 from resnet_core.data import DATASETS, DataError
@@ -16,7 +25,7 @@ from resnet_core.runs import Job, JobSnapshot, Registry, list_runs, load_run
 from resnet_core.settings import BudgetError
 from resnet_core.train import PRESET_NOTES, PRESETS, RaceConfig, RacerSpec, degradation_note
 
-CUSTOM = "Custom race"
+CUSTOM = TR_CUSTOM
 CUSTOM_NOTE = ("Pick 2 to 4 nets. To look for degradation (a deeper plain net ending with a higher training loss "
                "than a shallower plain one), race two plain depths.")
 # Two pages chart gradients, measured differently: each says what it measures and how the other relates.
@@ -27,8 +36,11 @@ GRAD_NOTE = ("This chart measures the gradients of each stage's weights while th
 # table in the server (Python holding the GIL the training thread needs between its torch calls) and makes the
 # browser draw them again on the same cores; once a second cost the race more than it showed.
 LIVE_EVERY_S = 2.0
-RACE_ARCHS = ["resnet20", "resnet32", "resnet44", "resnet56", "resnet110"]
+RACE_ARCHS = list(TR_RACE_ARCHS)
 RACER_CHOICES = {display_name(a, r): RacerSpec(a, r) for a in RACE_ARCHS for r in (False, True)}
+# URL name -> the widget's name within its preset (the widget key is f"tr_{preset}_{field}").
+FIELDS = {"tr_racers": "racers", "tr_data": "data", "tr_steps": "steps", "tr_batch": "batch", "tr_lr": "lr",
+          "tr_warmup": "warmup", "tr_width": "width", "tr_size": "size", "tr_schedule": "schedule"}
 
 
 @st.cache_resource
@@ -48,27 +60,40 @@ def _settings(preset: str) -> RaceConfig:
     """The race settings widgets, their defaults from the preset (keys per preset, so switching resets them)."""
     base = PRESETS.get(preset, PRESETS["Plain-20 vs ResNet-20"])
     k = f"tr_{preset}"
+    # Defaults go through session state (a link, or the budget's "fit" button, may have set them): a widget given
+    # both a default and a session-state value warns and reruns a browser's first view.
+    defaults = {"racers": ["Plain-20", "ResNet-20"], "data": base.dataset, "steps": base.steps,
+                "batch": base.batch_size, "lr": base.lr, "warmup": base.warmup_steps, "width": base.width or 16,
+                "size": base.image_size, "schedule": base.schedule}
+    for field, value in defaults.items():
+        st.session_state.setdefault(f"{k}_{field}", value)
     if preset == CUSTOM:
-        labels = st.multiselect("Racers (2 to 4)", list(RACER_CHOICES), default=["Plain-20", "ResNet-20"],
-                                key=f"{k}_racers", max_selections=4)
+        labels = st.multiselect(f"Racers (2 to {TR_MAX_RACERS})", list(RACER_CHOICES), key=f"{k}_racers",
+                                max_selections=TR_MAX_RACERS)
         racers = tuple(RACER_CHOICES[label] for label in labels)
     else:
         racers = base.racers
         st.caption("Racers: " + ", ".join(r.label for r in racers))
     cols = st.columns(4)
     dataset = cols[0].selectbox("Data set", list(DATASETS), format_func=DATASETS.get, key=f"{k}_data")
-    steps = cols[1].number_input("Steps", 10, 20_000, base.steps, step=50, key=f"{k}_steps")
-    batch = cols[2].number_input("Batch size", 2, 1024, base.batch_size, step=16, key=f"{k}_batch")
-    lr = cols[3].number_input("Learning rate", 0.0001, 2.0, base.lr, step=0.01, format="%.4f", key=f"{k}_lr")
+    steps = cols[1].number_input("Steps", 10, 20_000, step=50, key=f"{k}_steps")
+    batch = cols[2].number_input("Batch size", 2, 1024, step=16, key=f"{k}_batch")
+    lr = cols[3].number_input("Learning rate", 0.0001, 2.0, step=0.01, format="%.4f", key=f"{k}_lr")
     cols = st.columns(4)
-    warmup = cols[0].number_input("Warm-up steps", 0, 5000, base.warmup_steps, step=10, key=f"{k}_warmup",
+    warmup = cols[0].number_input("Warm-up steps", 0, 5000, step=10, key=f"{k}_warmup",
                                   help="Linear warm-up of the learning rate: without it ResNet-56 starts unstably.")
-    width = cols[1].number_input("Width (channels of the first stage)", 2, 64, base.width or 16, key=f"{k}_width",
+    width = cols[1].number_input("Width (channels of the first stage)", 2, 64, key=f"{k}_width",
                                  help="The paper uses 16; fewer channels train much faster on a CPU.")
-    size = cols[2].number_input("Image size (px)", 8, 64, base.image_size, step=4, key=f"{k}_size")
-    schedule = cols[3].selectbox("Schedule after warm-up", ["step", "cosine", "constant"],
-                                 index=["step", "cosine", "constant"].index(base.schedule), key=f"{k}_schedule",
+    size = cols[2].number_input("Image size (px)", 8, 64, step=4, key=f"{k}_size")
+    schedule = cols[3].selectbox("Schedule after warm-up", list(TR_SCHEDULES), key=f"{k}_schedule",
                                  help="step: x0.1 at 50% and 75% of the steps, as in the paper.")
+    shown = {"tr_preset": preset, "tr_data": dataset, "tr_steps": int(steps), "tr_batch": int(batch),
+             "tr_lr": float(lr), "tr_warmup": int(warmup), "tr_width": int(width), "tr_size": int(size),
+             "tr_schedule": schedule}
+    if preset == CUSTOM:
+        shown["tr_racers"] = labels
+    write_settings(shown, drop=[] if preset == CUSTOM else ["tr_racers"])
+    notebook_button("training", shown)
     if len(racers) < 2:
         raise ValueError("Pick at least two racers for a race.")
     name = base.name if preset != CUSTOM else " vs ".join(r.label for r in racers)
@@ -177,6 +202,7 @@ def _live() -> None:
 
 
 st.title("Training race")
+take_settings(["tr_preset"])  # a shared link's race, on the session's first run only (its settings below)
 st.caption("Nets trained in lockstep on identical batches (same seed, same order), so their curves compare step "
            "by step, live. Degradation (He et al. 2015, Fig. 6) is a deeper plain net training worse than a "
            "shallower one; the page says so when a race measures it.")
@@ -196,6 +222,8 @@ if job is not None and job.status == "running" and st.session_state.get("tr_fold
 with st.expander("Race settings", expanded=True, key="tr_settings_open", on_change="rerun",
                  icon=":material/tune:"):
     preset = st.selectbox("Race", [*PRESETS, CUSTOM], key="tr_preset")
+    # The rest of a link's race settings go to this preset's widgets (its keys), on the first run only.
+    take_settings({name: f"tr_{preset}_{field}" for name, field in FIELDS.items()})
     st.caption(PRESET_NOTES.get(preset, CUSTOM_NOTE))
     try:
         st.session_state["tr_config"] = _settings(preset)

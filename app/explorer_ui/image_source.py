@@ -40,6 +40,7 @@ class PickedImage:
     key: str
     label: str
     shape_class: str | None = None  # the Shapes class drawn, for a Shapes image
+    source: str = ""  # the picker's value in effect (a value of the page's ``sources``)
 
 
 def _upload(keys: ImageSourceKeys, fallback_photo: str | None) -> tuple[Image.Image, str, str] | None:
@@ -62,10 +63,15 @@ def _upload(keys: ImageSourceKeys, fallback_photo: str | None) -> tuple[Image.Im
         return None
 
 
+def _picked(picked_key: str) -> None:
+    st.session_state[picked_key] = True
+
+
 def pick_image(keys: ImageSourceKeys, sources: Mapping[str, str], *, label: str = "Image",
                labels: Mapping[str, str] | None = None, photo_label: str = "Photo",
                shapes: Callable[[], Any], shapes_title: str, shapes_key: str = "shapes",
-               fallback_photo: str | None = "chelsea") -> PickedImage:
+               fallback_photo: str | None = "chelsea", default: str | None = None,
+               chosen: bool = False) -> PickedImage:
     """Render the picker and return the chosen image.
 
     ``sources`` maps each option value of the segmented control to its kind ("photo", "upload" or "shapes"),
@@ -73,15 +79,26 @@ def pick_image(keys: ImageSourceKeys, sources: Mapping[str, str], *, label: str 
     ``shapes()`` returns the Shapes images to choose from (``.images``, ``.labels``; cached by the page);
     ``shapes_title`` labels the index box and ``shapes_key`` prefixes the Shapes image's cache key. While no
     usable upload is there, the page shows ``fallback_photo``, or stops when that is None.
+
+    ``default`` (a value of ``sources``; the first when None) is the source shown until the user picks one: when
+    the page's default changes (another model), an unpicked source follows it. ``chosen``: the source was chosen
+    already (a link's), so no default replaces it.
     """
     values = list(sources)
+    default = default if default in values else values[0]
+    picked_key, default_key = f"_{keys.source}_picked", f"_{keys.source}_default"
+    if chosen:
+        st.session_state[picked_key] = True
     # Defaults go through session state (a link may already have set them, see url_params.take_settings): a
     # widget given both a default and a session-state value warns and reruns a browser's first view.
-    if st.session_state.get(keys.source) not in values:
-        st.session_state[keys.source] = values[0]
-    chosen = st.segmented_control(label, values, key=keys.source,
-                                  format_func=labels.get if labels else str) or values[0]
-    kind = sources[chosen]
+    current, previous = st.session_state.get(keys.source), st.session_state.get(default_key)
+    # A source still showing the previous default (nobody picked one) follows the new default.
+    if current not in values or (not st.session_state.get(picked_key) and current == previous != default):
+        st.session_state[keys.source] = default
+    st.session_state[default_key] = default
+    value = st.segmented_control(label, values, key=keys.source, format_func=labels.get if labels else str,
+                                 on_change=_picked, args=(picked_key,)) or default
+    kind = sources[value]
     photos = sample_images()
     if kind == "shapes":
         pool = shapes()
@@ -91,15 +108,16 @@ def pick_image(keys: ImageSourceKeys, sources: Mapping[str, str], *, label: str 
         index = int(st.number_input(f"{shapes_title} (0-{count - 1})", 0, count - 1, key=keys.shape))
         name = SHAPES_CLASSES[int(pool.labels[index])]
         return PickedImage(to_pil(pool.images, index), f"{shapes_key}:{index}", f"Shapes image {index} (a {name})",
-                           name)
+                           name, value)
     if kind == "upload":
         picked = _upload(keys, fallback_photo)
         if picked is not None:
-            return PickedImage(*picked)
+            return PickedImage(*picked, source=value)
         if fallback_photo is None:
             st.stop()
-        return PickedImage(photos[fallback_photo], f"photo:{fallback_photo}", f"sample photo '{fallback_photo}'")
+        return PickedImage(photos[fallback_photo], f"photo:{fallback_photo}", f"sample photo '{fallback_photo}'",
+                           source=value)
     if st.session_state.get(keys.photo) not in photos:
         st.session_state[keys.photo] = next(iter(photos))
     name = st.selectbox(photo_label, list(photos), key=keys.photo)
-    return PickedImage(photos[name], f"photo:{name}", f"sample photo '{name}'")
+    return PickedImage(photos[name], f"photo:{name}", f"sample photo '{name}'", source=value)

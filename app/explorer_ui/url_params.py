@@ -8,16 +8,20 @@ rendered as Markdown or HTML, so a crafted link cannot put a link or an image on
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import streamlit as st
 
-from resnet_core import fit
+from resnet_core import cam, fit
+from resnet_core.data import DATASETS
+from resnet_core.demo import DEMO_MODELS
 from resnet_core.images import SAMPLE_NAMES
 from resnet_core.models import ARCHITECTURES, display_name
 from resnet_core.probes import BN_MODES
+from resnet_core.train import PRESETS
 from resnet_core.weights import WeightsError, parse_weights_id, resolve_checkpoint_path, weights_choices
 
 DEFAULT_ARCH = "resnet20"
@@ -77,13 +81,16 @@ def _flag(raw: str, _: Mapping[str, Any]) -> bool:
     return FLAGS[raw]
 
 
+_DEMO_WORDS = ", ".join(f"'{d.weights_id}'" for d in DEMO_MODELS.values())  # the embedded demos' ids
+
+
 def _weights(raw: str, values: Mapping[str, Any]) -> str:
-    """'random', a torchvision weights name the link's architecture has, or a checkpoint in the runs or uploads
+    """'random', a torchvision weights name the link's architecture has, an embedded demo, or a checkpoint in the runs or uploads
     folders (``resolve_checkpoint_path``: any other path is refused without saying whether it exists)."""
     try:
         kind, value = parse_weights_id(raw)
     except WeightsError:
-        raise _Refused("is not 'random', 'tv:<torchvision weights>' or 'ckpt:<checkpoint>'; "
+        raise _Refused(f"is not 'random', 'tv:<torchvision weights>', {_DEMO_WORDS} or 'ckpt:<checkpoint>'; "
                        "showing random weights instead") from None
     if kind == "tv":
         arch = values.get("arch", DEFAULT_ARCH)
@@ -130,13 +137,69 @@ def _layer(raw: str, _: Mapping[str, Any]) -> str:
     return raw
 
 
-# Page settings (Activations, Gradient flow): the URL name is the widget's session-state key, so a link sets
-# exactly the widget it names. Their choices live here, beside their validation, and the pages import them.
+def _whole_between(low: int, high: int, what: str) -> Callable[[str, Mapping[str, Any]], int]:
+    def parse(raw: str, _: Mapping[str, Any]) -> int:
+        if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
+            raise _Refused(f"is not {what} (a whole number from {low:,} to {high:,}); it was ignored")
+        return int(raw)
+
+    return parse
+
+
+_DECIMAL = re.compile(r"\d{1,6}(\.\d{1,8})?")  # plain decimals only: no signs, exponents, nan or inf
+
+
+def _decimal_between(low: float, high: float, what: str, step: float | None = None
+                     ) -> Callable[[str, Mapping[str, Any]], float]:
+    """A decimal number from ``low`` to ``high``; with ``step``, a multiple of it (as the widget's slider has)."""
+    def parse(raw: str, _: Mapping[str, Any]) -> float:
+        value = float(raw) if _DECIMAL.fullmatch(raw) else None
+        if value is None or not low <= value <= high or (step and abs(value / step - round(value / step)) > 1e-6):
+            every = f" in steps of {step:g}" if step else ""
+            raise _Refused(f"is not {what} (a number from {low:g} to {high:g}{every}); it was ignored")
+        return round(round(value / step) * step, 6) if step else value
+
+    return parse
+
+
+def _list_of(allowed: Sequence[str], what: str, most: int | None = None) -> Callable[[str, Mapping[str, Any]], list]:
+    """Comma-separated choices (each at most once; empty: none), as a multiselect holds them."""
+    def parse(raw: str, _: Mapping[str, Any]) -> list[str]:
+        items = raw.split(",") if raw else []
+        if any(item not in allowed for item in items) or len(set(items)) != len(items) \
+                or (most is not None and len(items) > most):
+            limit = f", at most {most}" if most is not None else ""
+            raise _Refused(f"is not a comma-separated list of {what} ({', '.join(allowed)}; each once{limit}); "
+                           "it was ignored")
+        return items
+
+    return parse
+
+
+# Page settings (Activations, Gradient flow, Grad-CAM, Training race, the lesson): the URL name is the widget's
+# session-state key (the race maps it to its preset's widget), so a link sets exactly the widget it names. Their choices live here, beside their validation, and the pages import them.
 ACT_SOURCES = ("photo", "shapes", "upload")
 ACT_SHAPES_COUNT = 24
 ACT_BATCHES = (1, 2, 4, 8, 16)
 GF_STATES = ("init", "trained")
 GF_BATCHES = (2, 4, 8, 16, 32)
+# Grad-CAM: which image (an upload never travels in a link), the class, method, layer and how the map is drawn.
+GC_SOURCES = ("photo", "upload", "shapes")
+GC_SHAPES_COUNT = 64  # held-out Shapes images to pick from
+GC_MAX_CLASSES = 1000  # the largest head ResNet Explorer loads (ImageNet); the page checks the model's own
+# Training race: the preset, and its settings (the page's widgets hold them per preset).
+TR_CUSTOM = "Custom race"
+TR_PRESETS = (*PRESETS, TR_CUSTOM)
+TR_RACE_ARCHS = ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110")
+TR_RACERS = tuple(display_name(a, r) for a in TR_RACE_ARCHS for r in (False, True))
+TR_MAX_RACERS = 4
+TR_SCHEDULES = ("step", "cosine", "constant")
+# name -> (lowest, highest) of each number box on the Training page
+TR_LIMITS = {"tr_steps": (10, 20_000), "tr_batch": (2, 1024), "tr_lr": (0.0001, 2.0), "tr_warmup": (0, 5000),
+             "tr_width": (2, 64), "tr_size": (8, 64)}
+# The lesson: the zero-init toggle (step 3), the number of blocks (step 5), the landscape grid (step 6).
+LESSON_GRIDS = (11, 21, 31)
+LESSON_MAX_BLOCKS = 200
 PAGE_PARAMS: dict[str, Callable[[str, Mapping[str, Any]], Any]] = {
     "act_source": _one_of(ACT_SOURCES, "an image source"),
     "act_photo": _one_of(SAMPLE_NAMES, "a sample photo"),
@@ -147,6 +210,32 @@ PAGE_PARAMS: dict[str, Callable[[str, Mapping[str, Any]], Any]] = {
     "gf_state": _one_of(GF_STATES, "a state the page offers"),
     "gf_batch": _choice_of(GF_BATCHES, "a batch size the page offers"),
     "gf_bn": _one_of(tuple(BN_MODES), "a batch-norm mode"),
+    "gc_source": _one_of(GC_SOURCES, "an image source"),
+    "gc_sample": _one_of(SAMPLE_NAMES, "a sample photo"),
+    "gc_shape": _index_below(GC_SHAPES_COUNT, "a Shapes image"),
+    "gc_class": _index_below(GC_MAX_CLASSES, "a class number"),
+    "gc_other": _index_below(GC_MAX_CLASSES, "a class number"),
+    "gc_method": _one_of(tuple(cam.METHODS), "an explanation method"),
+    "gc_layer": _layer,
+    "gc_opacity": _decimal_between(0.0, 1.0, "an opacity", step=0.05),
+    "gc_cmap": _one_of(tuple(cam.COLORMAPS), "a colormap"),
+    "gc_methods": _list_of(tuple(cam.METHODS), "explanation methods"),
+    "gc_road": _flag,
+    "gc_compare": _flag,
+    "gc_check_own": _flag,
+    "tr_preset": _one_of(TR_PRESETS, "a race the page offers"),
+    "tr_racers": _list_of(TR_RACERS, "racers", most=TR_MAX_RACERS),
+    "tr_data": _one_of(tuple(DATASETS), "a data set"),
+    "tr_steps": _whole_between(*TR_LIMITS["tr_steps"], "a number of steps"),
+    "tr_batch": _whole_between(*TR_LIMITS["tr_batch"], "a batch size"),
+    "tr_lr": _decimal_between(*TR_LIMITS["tr_lr"], "a learning rate"),
+    "tr_warmup": _whole_between(*TR_LIMITS["tr_warmup"], "a number of warm-up steps"),
+    "tr_width": _whole_between(*TR_LIMITS["tr_width"], "a width"),
+    "tr_size": _whole_between(*TR_LIMITS["tr_size"], "an image size"),
+    "tr_schedule": _one_of(TR_SCHEDULES, "a schedule"),
+    "lesson_zero_init": _flag,
+    "lesson_blocks": _whole_between(1, LESSON_MAX_BLOCKS, "a number of blocks"),
+    "lesson_grid": _choice_of(LESSON_GRIDS, "a grid the lesson offers"),
 }
 # Where ``current_link`` leaves the page settings of a session's first run until the page takes them.
 PENDING_KEY = "_url_page_settings"
@@ -218,21 +307,35 @@ def current_link() -> Link:
     return link
 
 
-def take_settings(keys: Sequence[str]) -> dict[str, Any]:
+def take_settings(keys: Sequence[str] | Mapping[str, str]) -> dict[str, Any]:
     """Before a page draws its widgets: set each widget key in ``keys`` from the link that opened the session
-    (once: a taken setting is gone, so the widgets are the student's from then on). Returns what was taken."""
+    (once: a taken setting is gone, so the widgets are the student's from then on). Returns what was taken, by
+    URL name. ``keys`` maps URL name -> widget key where they differ (the race's widgets are per preset)."""
+    widget_keys = dict(keys) if isinstance(keys, Mapping) else {key: key for key in keys}
     pending = st.session_state.get(PENDING_KEY) or {}
-    taken = {key: pending.pop(key) for key in keys if key in pending}
-    for key, value in taken.items():
-        st.session_state[key] = value
+    taken = {name: pending.pop(name) for name in widget_keys if name in pending}
+    for name, value in taken.items():
+        st.session_state[widget_keys[name]] = value
     return taken
+
+
+def url_text(value: Any) -> str:
+    """A setting as the URL holds it: flags as 1/0, a multiselect's list comma-separated, numbers as Python writes
+    them (what ``PAGE_PARAMS`` reads back)."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, list | tuple):
+        return ",".join(str(item) for item in value)
+    if isinstance(value, float):  # 0.060000000000000005 from a number box's step is 0.06 in the link
+        return f"{value:.10g}"
+    return str(value)
 
 
 def write_settings(values: Mapping[str, Any], drop: Sequence[str] = ()) -> None:
     """Mirror a page's current settings in the URL (``values``: name -> value) and remove the names in ``drop``
     (settings that do not apply to the current view), so a shared link reopens the same view."""
     for name, value in values.items():
-        text = str(value)
+        text = url_text(value)
         if st.query_params.get(name) != text:
             st.query_params[name] = text
     for name in drop:

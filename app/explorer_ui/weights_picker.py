@@ -254,7 +254,9 @@ def weights_picker(name: str) -> str:
         st.warning(problem)
     elif kind == "tv":
         _download_with_progress(name, current[3:])
-    if current == "random":
+    if current == "random" and not st.session_state.get(CHOSEN):
+        # Random as the page's default stays out of the link (a recipient's page picks its own best default);
+        # random as a choice (the user's, a link's) travels, or Grad-CAM would reopen on a trained demo.
         if "weights" in st.query_params:
             del st.query_params["weights"]
     elif st.query_params.get("weights") != current:

@@ -59,7 +59,7 @@ def _png(size=(48, 40)) -> bytes:
 
 
 def _upload(app: AppTest, name: str, data: bytes, mime: str = "image/png") -> AppTest:
-    app.session_state["gc_source"] = "Upload"
+    app.session_state["gc_source"] = "upload"
     app.run()
     app.file_uploader(key="gc_upload").set_value((name, data, mime)).run()
     assert not app.exception, app.exception

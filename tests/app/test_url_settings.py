@@ -7,9 +7,15 @@ round-trips."""
 
 from __future__ import annotations
 
+import io
+import json
+
 import streamlit as st
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from resnet_core import cam
+from resnet_core.train import PRESETS
 from tests.conftest import APP_MAIN
 
 ACTIVATIONS = "../pages/activations.py"
@@ -128,3 +134,168 @@ def test_gradient_flow_settings_round_trip_through_the_url():
     again = _open(GRADIENT_FLOW, url, fresh=False)
     assert again.select_slider(key="gf_batch").value == 8 and again.button_group(key="gf_bn").value == "running"
     assert again.button_group(key="gf_state").value == "init"
+
+
+# ------------------------------------------------------------------------------------------------ Grad-CAM
+GRAD_CAM = "../pages/grad_cam.py"
+
+
+def _grad_cam_widgets(at: AppTest) -> dict[str, object]:
+    values = {"gc_source": at.button_group(key="gc_source").value, "gc_class": at.radio(key="gc_class").value,
+              "gc_other": at.selectbox(key="gc_other").value, "gc_method": at.selectbox(key="gc_method").value,
+              "gc_layer": at.selectbox(key="gc_layer").value, "gc_opacity": at.slider(key="gc_opacity").value,
+              "gc_cmap": at.selectbox(key="gc_cmap").value, "gc_methods": at.multiselect(key="gc_methods").value,
+              "gc_road": at.toggle(key="gc_road").value, "gc_compare": at.toggle(key="gc_compare").value,
+              "gc_check_own": at.toggle(key="gc_check_own").value}
+    if not isinstance(values["gc_other"], str):  # a pinned class is explained: the top-5 choice is idle
+        del values["gc_class"]
+    if values["gc_source"] == "photo":
+        values["gc_sample"] = at.selectbox(key="gc_sample").value
+    if values["gc_source"] == "shapes":
+        values["gc_shape"] = at.number_input(key="gc_shape").value
+    return values
+
+
+def _map_title(at: AppTest) -> str:
+    (figure,) = [json.loads(c.proto.spec) for c in at.get("plotly_chart") if c.key == "gc_map"] or [
+        json.loads(at.get("plotly_chart")[1].proto.spec)]
+    return figure["layout"]["title"]["text"]
+
+
+def test_grad_cam_settings_round_trip_through_the_url():
+    at = _open(GRAD_CAM, RANDOM)
+    assert at.button_group(key="gc_source").value == "photo"  # random init knows CIFAR-10's classes: a photo
+    at.selectbox(key="gc_sample").set_value("astronaut").run()
+    at.selectbox(key="gc_other").set_value(7).run()  # pinned: "horse", whatever the image's top 5
+    at.selectbox(key="gc_method").set_value("gradcampp").run()
+    at.selectbox(key="gc_layer").set_value("layer2.1.tap_branch").run()
+    at.slider(key="gc_opacity").set_value(0.8).run()
+    at.selectbox(key="gc_cmap").set_value("Viridis").run()
+    at.multiselect(key="gc_methods").set_value(["gradcam", "eigencam"]).run()
+    at.toggle(key="gc_road").set_value(True).run()
+    at.toggle(key="gc_compare").set_value(True).run()
+    assert not at.exception, at.exception
+    shown = _grad_cam_widgets(at)
+    assert _map_title(at) == "Grad-CAM++ for 'horse' at layer2.1.tap_branch"
+    url = _url(at)
+    assert {k: v for k, v in url.items() if k.startswith("gc_")} == {
+        "gc_source": "photo", "gc_sample": "astronaut", "gc_other": "7", "gc_method": "gradcampp",
+        "gc_layer": "layer2.1.tap_branch", "gc_opacity": "0.8", "gc_cmap": "Viridis", "gc_methods": "gradcam,eigencam",
+        "gc_road": "1", "gc_compare": "1", "gc_check_own": "0"}  # no gc_class: the pinned class wins
+
+    again = _open(GRAD_CAM, url, fresh=False)
+    assert _grad_cam_widgets(again) == shown
+    assert _map_title(again) == "Grad-CAM++ for 'horse' at layer2.1.tap_branch"
+    assert not again.link_notices and not again.main.warning
+
+
+def test_a_grad_cam_top5_class_and_shapes_image_round_trip():
+    at = _open(GRAD_CAM, RANDOM)
+    at.button_group(key="gc_source").set_value("shapes").run()
+    at.number_input(key="gc_shape").set_value(5).run()
+    second = at.radio(key="gc_class").options[1]  # the image's second class
+    at.radio(key="gc_class").set_value(int(second.rsplit("(", 1)[1].rstrip(")"))).run()
+    assert not at.exception, at.exception
+    shown = _grad_cam_widgets(at)
+    url = _url(at)
+    assert (url["gc_source"], url["gc_shape"], url["gc_class"]) == ("shapes", "5", str(shown["gc_class"]))
+    assert "gc_sample" not in url and "gc_other" not in url
+    again = _open(GRAD_CAM, url, fresh=False)
+    assert _grad_cam_widgets(again) == shown and _map_title(again) == _map_title(at)
+
+
+def test_an_upload_is_not_written_to_the_link():
+    at = _open(GRAD_CAM, RANDOM)
+    at.button_group(key="gc_source").set_value("upload").run()
+    image = io.BytesIO()
+    Image.new("RGB", (40, 30), (200, 30, 30)).save(image, format="PNG")
+    at.file_uploader(key="gc_upload").set_value(("red.png", image.getvalue(), "image/png")).run()
+    assert not at.exception, at.exception
+    url = _url(at)
+    assert not {"gc_source", "gc_sample", "gc_shape", "gc_class"} & set(url)
+    assert url["gc_method"] == "gradcam" and url["gc_opacity"] == "0.5"  # the rest of the view still travels
+
+
+def test_hand_edited_grad_cam_settings_are_refused_with_a_sentence():
+    at = _open(GRAD_CAM, {**RANDOM, "gc_opacity": "2", "gc_method": "magic", "gc_methods": "gradcam,gradcam",
+                          "gc_layer": "layer9.9.tap_out", "gc_other": "500", "gc_road": "yes"})
+    assert at.link_notices == [
+        "The link's 'gc_method' is not an explanation method (" + ", ".join(cam.METHODS) + "); it was ignored.",
+        "The link's 'gc_opacity' is not an opacity (a number from 0 to 1 in steps of 0.05); it was ignored.",
+        "The link's 'gc_methods' is not a comma-separated list of explanation methods (" + ", ".join(cam.METHODS)
+        + "; each once); it was ignored.",
+        "The link's 'gc_road' is not 0 or 1; it was ignored."]
+    # Well-formed values this model cannot take: the page says so in one sentence and shows its default.
+    assert [w.value for w in at.main.warning] == [
+        "The link's class is not one of this model's 10 classes; none is pinned.",
+        "The link's layer is not a layer of ResNet-20; the last block is explained."]
+    assert at.selectbox(key="gc_other").value == "(one of the top 5)"
+    assert (at.selectbox(key="gc_method").value, at.selectbox(key="gc_layer").value) == ("gradcam", "layer3.2")
+    assert at.slider(key="gc_opacity").value == 0.5 and at.multiselect(key="gc_methods").value == list(cam.METHODS)
+    url = _url(at)
+    assert (url["gc_layer"], url["gc_opacity"], url["gc_road"]) == ("layer3.2", "0.5", "0") and "gc_other" not in url
+
+
+# -------------------------------------------------------------------------------------------- Training race
+TRAINING = "../pages/training.py"
+
+
+def _race_widgets(at: AppTest) -> dict[str, object]:
+    preset = at.selectbox(key="tr_preset").value
+    k = f"tr_{preset}"
+    values = {"tr_preset": preset, "tr_data": at.selectbox(key=f"{k}_data").value,
+              "tr_schedule": at.selectbox(key=f"{k}_schedule").value}
+    for name in ("steps", "batch", "lr", "warmup", "width", "size"):
+        values[f"tr_{name}"] = at.number_input(key=f"{k}_{name}").value
+    if preset == "Custom race":
+        values["tr_racers"] = at.multiselect(key=f"{k}_racers").value
+    return values
+
+
+def test_race_settings_round_trip_through_the_url():
+    at = _open(TRAINING)
+    at.selectbox(key="tr_preset").set_value("Plain-56 vs ResNet-56").run()
+    k = "tr_Plain-56 vs ResNet-56"
+    at.number_input(key=f"{k}_steps").set_value(300).run()
+    at.number_input(key=f"{k}_lr").set_value(0.05).run()
+    at.number_input(key=f"{k}_width").set_value(4).run()
+    at.selectbox(key=f"{k}_schedule").set_value("cosine").run()
+    assert not at.exception, at.exception
+    shown = _race_widgets(at)
+    url = _url(at)
+    assert {k: v for k, v in url.items() if k.startswith("tr_")} == {
+        "tr_preset": "Plain-56 vs ResNet-56", "tr_data": "shapes", "tr_steps": "300", "tr_batch": str(shown["tr_batch"]),
+        "tr_lr": "0.05", "tr_warmup": str(shown["tr_warmup"]), "tr_width": "4", "tr_size": str(shown["tr_size"]),
+        "tr_schedule": "cosine"}
+    again = _open(TRAINING, url, fresh=False)
+    assert _race_widgets(again) == shown and not again.link_notices
+
+    # A custom race: its racers travel too.
+    at.selectbox(key="tr_preset").set_value("Custom race").run()
+    at.multiselect(key="tr_Custom race_racers").set_value(["Plain-56", "Plain-20", "ResNet-56"]).run()
+    at.number_input(key="tr_Custom race_batch").set_value(32).run()
+    shown = _race_widgets(at)
+    url = _url(at)
+    assert url["tr_racers"] == "Plain-56,Plain-20,ResNet-56" and url["tr_batch"] == "32"
+    again = _open(TRAINING, url, fresh=False)
+    assert _race_widgets(again) == shown
+    assert [c.value for c in again.caption if c.value.startswith("Racers")] == []  # custom: a multiselect
+
+
+def test_hand_edited_race_settings_are_refused_with_a_sentence():
+    at = _open(TRAINING, {"tr_preset": "Plain-1000", "tr_steps": "5", "tr_lr": "1e-3", "tr_racers": "Plain-20,Plain-20",
+                          "tr_schedule": "linear"})
+    assert at.link_notices == [
+        "The link's 'tr_preset' is not a race the page offers (" + ", ".join(PRESETS) + ", Custom race); it was "
+        "ignored.",
+        "The link's 'tr_racers' is not a comma-separated list of racers (Plain-20, ResNet-20, Plain-32, ResNet-32, "
+        "Plain-44, ResNet-44, Plain-56, ResNet-56, Plain-110, ResNet-110; each once, at most 4); it was ignored.",
+        "The link's 'tr_steps' is not a number of steps (a whole number from 10 to 20,000); it was ignored.",
+        "The link's 'tr_lr' is not a learning rate (a number from 0.0001 to 2); it was ignored.",
+        "The link's 'tr_schedule' is not a schedule (step, cosine, constant); it was ignored."]
+    base = PRESETS["Plain-20 vs ResNet-20"]
+    shown = _race_widgets(at)
+    assert (shown["tr_preset"], shown["tr_steps"], shown["tr_lr"], shown["tr_schedule"]) == (
+        base.name, base.steps, base.lr, base.schedule)
+    assert not at.main.warning and not at.error
+    assert _url(at)["tr_steps"] == str(base.steps)
