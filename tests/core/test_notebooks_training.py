@@ -1,0 +1,187 @@
+"""The Training race and lesson notebooks run on a fresh kernel at reduced size (SMALL) and print the numbers the
+library computes for the same settings; the race's live figure and its controls work in the kernel."""
+
+from __future__ import annotations
+
+import ast
+import base64
+import json
+from dataclasses import replace
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+from nbclient import NotebookClient
+from nbformat.v4 import new_code_cell
+
+from resnet_core import lesson
+from resnet_core.notebooks import for_page, set_small
+from resnet_core.notebooks import lesson as lesson_notebook
+from resnet_core.notebooks import training as training_notebook
+from resnet_core.train import PRESETS, Race, RacerSpec
+from tests.conftest import REPO
+
+
+def _errors(notebook: nbformat.NotebookNode) -> list[str]:
+    return [f"{o.ename}: {o.evalue}" for cell in notebook.cells if cell.cell_type == "code"
+            for o in cell.get("outputs", []) if o.output_type == "error"]
+
+
+def _summary(notebook: nbformat.NotebookNode) -> dict:
+    """The JSON line the last cell prints."""
+    text = "".join(o.get("text", "") for o in notebook.cells[-1].outputs if o.output_type == "stream")
+    return json.loads(text.strip().splitlines()[-1])
+
+
+def _execute(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    NotebookClient(notebook, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(REPO)}}).execute()
+    return notebook
+
+
+def _values(array) -> list[float]:
+    """A trace's values as the figure's JSON holds them: a list, or plotly's typed array (dtype + base64)."""
+    if isinstance(array, dict):
+        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=array["dtype"]).tolist()
+    return list(array)
+
+
+def _cell_index(notebook: nbformat.NotebookNode, start: str) -> int:
+    return next(i for i, cell in enumerate(notebook.cells) if cell.cell_type == "code" and cell.source.startswith(start))
+
+
+# ------------------------------------------------------------------------------------------- training race
+CUSTOM = {"tr_preset": "Custom race", "tr_racers": ["Plain-32", "ResNet-20"], "tr_lr": 0.02, "tr_width": 4,
+          "tr_schedule": "cosine"}
+
+
+def _small(config):
+    """What SMALL does to the page's race (the notebook's config cell)."""
+    return replace(config, steps=min(config.steps, training_notebook.SMALL_STEPS),
+                   batch_size=min(config.batch_size, 32), eval_every=10, eval_samples=128, n_train=512, n_test=128,
+                   checkpoint_every=0)
+
+
+def test_training_notebook_races_the_pages_custom_race_live_and_reports_the_librarys_numbers():
+    notebook = _execute(set_small(for_page("training", CUSTOM)))
+    assert not _errors(notebook)
+    summary = _summary(notebook)
+
+    # The race the page would start with these settings (the page's rule: the preset, the widgets over it).
+    page_config = replace(PRESETS["Plain-20 vs ResNet-20"], racers=(RacerSpec("resnet32", False), RacerSpec("resnet20")),
+                          lr=0.02, width=4, schedule="cosine", name="Plain-32 vs ResNet-20")
+    assert summary["page_config"] == json.loads(json.dumps(page_config.to_dict()))
+    assert summary["labels"] == ["Plain-32", "ResNet-20"] and summary["name"] == "Plain-32 vs ResNet-20"
+    assert summary["status"] == "finished" and summary["steps"] == [20, 20] and summary["step"] == 20
+
+    # The same race trained here by the library: the same losses and held-out scores (same seed, same batches).
+    direct = Race(_small(page_config)).train().summary()
+    assert summary["final_loss"] == pytest.approx(list(direct["final_loss"]), rel=1e-5)
+    assert summary["test_acc"] == pytest.approx(list(direct["test_acc"]), abs=1e-9)
+
+    # The live view: the display handles of the start cell were updated to the final state.
+    start = notebook.cells[_cell_index(notebook, "# Start:")]
+    progress = start.outputs[0]["data"]["text/markdown"]
+    assert "step 20 of 20" in progress and "finished" in progress
+    figure = start.outputs[1]["data"]["application/vnd.plotly.v1+json"]
+    curves = [trace for trace in figure["data"] if trace.get("mode") == "lines"]
+    assert {trace["name"] for trace in curves} == {"Plain-32", "ResNet-20"}
+    assert max(max(_values(trace["x"])) for trace in curves) == 20
+
+
+def test_training_notebook_controls_pause_step_and_stop_the_race_in_the_kernel():
+    notebook = set_small(for_page("training", {}))
+    start = _cell_index(notebook, "# Start:")
+    probe = "print(json.dumps({'status': job.status, 'step': job.snapshot().step}))"
+    plan = [*notebook.cells[:start],
+            new_code_cell("config = replace(config, steps=5000)"),  # long enough to be caught while training
+            notebook.cells[start],
+            notebook.cells[_cell_index(notebook, "job.pause()")],
+            new_code_cell(f"import time\nfirst = job.snapshot().step\ntime.sleep(1.0)\n{probe}\nprint(first)"),
+            notebook.cells[_cell_index(notebook, "job.wait_for_step(job.step_once())")],
+            new_code_cell(probe),
+            notebook.cells[_cell_index(notebook, "job.stop()")],
+            new_code_cell(probe)]
+    run = nbformat.v4.new_notebook(cells=[nbformat.from_dict(cell) for cell in plan], metadata=notebook.metadata)
+    _execute(run)
+    assert not _errors(run)
+
+    def printed(cell) -> list[str]:
+        return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream").split("\n")
+
+    held, first = printed(run.cells[-5])[:2]
+    held = json.loads(held)
+    assert held["status"] == "paused" and 0 < held["step"] < 5000
+    assert held["step"] == int(first)  # nothing trained while paused
+    stepped = json.loads(printed(run.cells[-3])[0])
+    assert stepped == {"status": "paused", "step": held["step"] + 1}
+    stopped = json.loads(printed(run.cells[-1])[0])
+    assert stopped == {"status": "stopped", "step": held["step"] + 1}
+
+
+# ------------------------------------------------------------------------------------------------- lesson
+def _page_constants() -> dict:
+    """The lesson page's module-level constants (pages/lesson.py), read without running the page."""
+    tree = ast.parse((REPO / "pages" / "lesson.py").read_text())
+    values = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and all(isinstance(t, ast.Name | ast.Tuple) for t in node.targets):
+            target = node.targets[0]
+            names = [target.id] if isinstance(target, ast.Name) else [e.id for e in target.elts]
+            try:
+                value = ast.literal_eval(node.value)
+            except ValueError:
+                continue
+            values.update(zip(names, value, strict=True) if len(names) > 1 else {names[0]: value}.items())
+    return values
+
+
+def _notebook_constants(small: bool) -> dict:
+    """The notebook's constants cell run here (SETTINGS at their defaults)."""
+    scope = {"SETTINGS": dict(lesson_notebook.DEFAULTS), "SMALL": small}
+    exec(lesson_notebook.CONSTANTS, scope)  # noqa: S102 - our own cell's source
+    return scope
+
+
+def test_lesson_notebook_uses_the_pages_constants():
+    page, mine = _page_constants(), _notebook_constants(small=False)
+    names = ["ARCH", "BLOCK", "WIDTH", "DEPTHS", "SWEEP_WIDTH", "SWEEP_BATCH", "LANDSCAPE_BATCH", "LANDSCAPE_SPAN",
+             "LANDSCAPE_SEED", "LESION_BATCH", "MAX_REMOVED", "SAMPLES", "CAM_IMAGES", "CAM_SHOWN"]
+    assert {n: mine[n] for n in names} == {n: page[n] for n in names}
+    assert lesson_notebook.GRIDS == page["GRIDS"]
+    assert lesson_notebook.DEFAULTS["lesson_blocks"] == lesson.blocks_of("resnet110")
+
+
+def test_lesson_notebook_reproduces_the_lessons_numbers():
+    settings = {"lesson_zero_init": True, "lesson_blocks": 12, "lesson_grid": 21}
+    notebook = _execute(set_small(for_page("why-residuals", settings)))
+    assert not _errors(notebook)
+    summary = _summary(notebook)
+    c = _notebook_constants(small=True)
+
+    # Steps 2, 3 and 5 run at the page's size even when SMALL: the page's numbers exactly.
+    identity = lesson.identity_check(c["ARCH"], c["BLOCK"], width=c["WIDTH"]).set_index(["residual", "zero_init"])
+    assert summary["identity_residual_zero"] == identity.loc[(True, True), "max_abs_diff"] == 0.0
+    assert summary["identity_plain_zero"] == pytest.approx(identity.loc[(False, True), "max_abs_diff"])
+    split = lesson.gradient_split(c["ARCH"], width=c["WIDTH"], zero_init_residual=True)
+    assert summary["split_share"] == pytest.approx([split["shortcut_share"].min(), split["shortcut_share"].max()])
+    paths = lesson.path_summary(12)
+    assert summary["paths"] == "4096" and summary["mean_length"] == pytest.approx(paths["mean_length"]) == 6.0
+
+    # Step 4 at the reduced depths; steps 6-8 on the pair the page would use (the demo models here).
+    ratios = lesson.depth_ratios(c["DEPTHS"], width=c["SWEEP_WIDTH"], batch=c["SWEEP_BATCH"])
+    plain = ratios[~ratios["residual"]].set_index("depth")["ratio"]
+    assert {int(k): v for k, v in summary["depth_plain"].items()} == pytest.approx(plain.to_dict())
+    assert summary["pair"] == lesson.choose_pair() == lesson.DEMO_PAIR
+    pair = lesson.load_pair(summary["pair"])
+    assert summary["pair_accuracy"] == pytest.approx(pair.accuracy)
+    x, y = lesson.shapes_batch("test", c["LESION_BATCH"], pair.image_size)[:2]
+    studies, _ = lesson.lesion_pair(pair, x, y, max_removed=c["MAX_REMOVED"], samples=c["SAMPLES"])
+    full = studies.groupby("net")["full_accuracy"].first()
+    assert summary["lesion_full"] == pytest.approx(full.to_dict())
+    assert summary["grid"] == 5 and summary["pointing"]["images"] == c["CAM_IMAGES"]
+    rates = pd.Series(summary["pointing"])
+    assert 0.0 <= rates.filter(like="hit rate").iloc[0] <= 1.0
+    # The link's grid is in the notebook's settings cell, for a run at full size (SMALL = False).
+    assert '"lesson_grid": 21' in notebook.cells[3].source
