@@ -228,7 +228,8 @@ def test_inspect_a_trained_racer_from_the_training_page(app, tmp_path, monkeypat
 
 
 @pytest.mark.parametrize("value, phrase", [
-    ("imagenet", "is not 'random', 'tv:<torchvision weights>' or 'ckpt:<checkpoint>'"),
+    ("imagenet", "is not 'random', 'tv:<torchvision weights>', 'demo:resnet20', 'demo:plain20' or "
+                 "'ckpt:<checkpoint>'"),
     ("ckpt:/no/such/file.pt", "is not a checkpoint in the runs or uploads folders"),  # tests/app/test_urls.py
 ])
 def test_hand_edited_weights_link_falls_back_with_a_sentence(value, phrase):

@@ -99,8 +99,12 @@ def test_many_junk_parameters_get_a_handful_of_notices() -> None:
     assert not any(re.fullmatch(r"p\d+", name) for name in at.query_params)
 
 
+WEIGHTS_IDS = "is not 'random', 'tv:<torchvision weights>', 'demo:resnet20', 'demo:plain20' or 'ckpt:<checkpoint>'"
+
+
 @pytest.mark.parametrize("value, reason", [
-    ("imagenet", "is not 'random', 'tv:<torchvision weights>' or 'ckpt:<checkpoint>'"),
+    ("demo:resnet56", WEIGHTS_IDS),  # the embedded demos are named, so a mistyped one is easy to fix
+    ("imagenet", WEIGHTS_IDS),
     ("tv:IMAGENET1K_V1", "is not torchvision weights ResNet-20 has"),  # the CIFAR nets have none
     ("tv:[x](http://evil.example)", "is not torchvision weights ResNet-20 has"),
 ])
