@@ -1,0 +1,55 @@
+"""What the app's "Download as notebook" button serves: a page's notebook for the settings it exports, with a
+note naming the files that cannot travel inside it (an uploaded image, a checkpoint), referenced by name or path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import PurePath
+from typing import Any
+
+from nbformat import NotebookNode
+
+from . import for_page, page_module
+from ._cells import PARAMETERS_TAG, md
+
+FILES_HEADING = "**Files this notebook needs.**"
+
+
+def export_settings(page: str, sidebar: Mapping[str, Any], page_settings: Mapping[str, Any],
+                    uploads: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The settings a page's button exports: the sidebar's model (URL names), then the page's own settings, then
+    uploaded files' names for the settings the page's notebook reads them from (``<prefix>_upload``). Sidebar
+    names the page's notebook does not use are dropped later, by ``for_page``."""
+    defaults = page_module(page).DEFAULTS
+    settings = {**sidebar, **page_settings}
+    settings.update({name: PurePath(value).name for name, value in (uploads or {}).items() if name in defaults})
+    return settings
+
+
+def files_note(settings: Mapping[str, Any], defaults: Mapping[str, Any]) -> str | None:
+    """One markdown paragraph naming the files the notebook needs (beside it, or at a path), or None."""
+    lines = []
+    weights = str(settings.get("weights", ""))
+    if "weights" in defaults and weights.startswith("ckpt:"):
+        path = weights[len("ckpt:"):]
+        lines.append(f"The weights are the checkpoint `{path}` on the machine that ran the app. On another machine, "
+                     f"copy that file next to this notebook and set `SETTINGS[\"weights\"]` to "
+                     f"`\"ckpt:{PurePath(path).name}\"`.")
+    for name, value in settings.items():
+        if name.endswith("_upload") and name in defaults and value:
+            lines.append(f"The image is the file you uploaded, `{value}`: put it in the same folder as this "
+                         f"notebook (or set `SETTINGS[\"{name}\"]` to its path) before running the cells.")
+    return " ".join(lines) or None
+
+
+def notebook_for(page: str, settings: Mapping[str, Any]) -> NotebookNode:
+    """``for_page(page, settings)`` with a markdown cell after the settings cell naming the files it reads, if
+    any: what the download button serves."""
+    notebook = for_page(page, settings)
+    note = files_note(settings, page_module(page).DEFAULTS)
+    if note:
+        at = next((i for i, cell in enumerate(notebook.cells) if PARAMETERS_TAG in cell.metadata.get("tags", ())),
+                  len(notebook.cells) - 1)
+        notebook.cells.insert(at + 1, md(f"{FILES_HEADING} {note}"))
+    return notebook
