@@ -7,6 +7,7 @@ from pathlib import Path
 import streamlit as st
 from explorer_ui.figures import shared_figure, shared_result
 from explorer_ui.heavy_notice import queue_notice
+from explorer_ui.url_params import LESSON_ANY_DATA, LESSON_GRIDS, take_settings, write_settings
 from streamlit.errors import StreamlitAPIException
 from streamlit.runtime.scriptrunner_utils.script_run_context import in_cached_function
 
@@ -29,7 +30,7 @@ from resnet_core.train import degradation_note
 ARCH, BLOCK, WIDTH = "resnet20", "layer2.1", 16
 DEPTHS, SWEEP_WIDTH, SWEEP_BATCH = (20, 32, 56), 8, 16
 # Steps 6-8: fixed batches, seed and span, so a rerun gives the same pictures (said on the page).
-LANDSCAPE_BATCH, LANDSCAPE_SPAN, LANDSCAPE_SEED, GRIDS = 64, 1.0, 0, (11, 21, 31)
+LANDSCAPE_BATCH, LANDSCAPE_SPAN, LANDSCAPE_SEED, GRIDS = 64, 1.0, 0, LESSON_GRIDS
 LESION_BATCH, MAX_REMOVED, SAMPLES = 128, 4, 6
 CAM_IMAGES, CAM_SHOWN = 64, 6
 
@@ -147,6 +148,11 @@ def _training_link() -> None:
 
 
 st.title("Why residuals work")
+# A shared link's settings (explorer_ui.url_params), on the session's first run only; defaults via session state.
+linked = take_settings(("lesson_zero_init", "lesson_blocks", "lesson_grid", "lesson_any_model", "lesson_any_grid",
+                        "lesson_any_data"))
+for key, default in (("lesson_grid", GRIDS[0]), ("lesson_any_grid", GRIDS[0])):
+    st.session_state.setdefault(key, default)
 st.caption(f"A lesson in eight steps. Steps 2-5 use their own small CIFAR nets ({lesson.label(ARCH)} and friends, "
            "seeded), whatever the sidebar says; steps 1 and 6-8 use nets trained here on Shapes (ordinary runs, "
            "trained from this page when missing). Every number below is measured.")
@@ -219,13 +225,16 @@ st.markdown(
     "arriving at each block input of a freshly built net is split exactly into the two paths "
     "(`resnet_core.probes.path_gradients`, one backward pass, train-mode BN, cross-entropy on random labels).")
 zero_init = st.toggle("Start every branch at zero (zero_init_residual)", key="lesson_zero_init")
+write_settings({"lesson_zero_init": zero_init})
 with st.spinner("Splitting the gradient..."), queue_notice():
     split = _split(zero_init)
 shares = split["shortcut_share"]
 st.plotly_chart(shared_figure(split_figure, split), key="lesson_split")
 st.markdown(
-    f"Measured here: the shortcut's share of the gradient (its component along the total) runs from "
-    f"{shares.min():.0%} to {shares.max():.0%} across the {len(split)} blocks; shortcut + branch equals the "
+    "Measured here: the shortcut's share of the gradient (its component along the total) "
+    + (f"runs from {shares.min():.0%} to {shares.max():.0%} across the {len(split)} blocks"
+       if f"{shares.min():.0%}" != f"{shares.max():.0%}" else f"is {shares.min():.0%} in all {len(split)} blocks")
+    + "; shortcut + branch equals the "
     f"total (largest relative difference {split['sum_error'].max():.1e})."
     + (" With every branch at zero, dF/dx = 0: the branch part is exactly "
        f"{split['branch_norm'].abs().max():.3g} and the gradient crosses every block untouched "
@@ -251,8 +260,10 @@ st.markdown(
        if plain[deepest] > 10 * residual[deepest] > 10 else ""))
 
 st.header("5. The unrolled view: many paths, mostly short")
-n_blocks = st.slider("Residual blocks", 1, 200, shared_result(lesson.blocks_of, "resnet110"), key="lesson_blocks",
+st.session_state.setdefault("lesson_blocks", shared_result(lesson.blocks_of, "resnet110"))
+n_blocks = st.slider("Residual blocks", 1, 200, key="lesson_blocks",
                      help="ResNet-110 has 54 blocks; ResNet-1202 has 600.")
+write_settings({"lesson_blocks": n_blocks})
 summary = lesson.path_summary(n_blocks)
 st.markdown(
     f"Each block offers two ways through: the shortcut or the branch. Unrolled (Veit et al. 2016), "
@@ -293,8 +304,9 @@ not_learned = [label for label in pair.models if not pair.learned(label)]
 if not_learned:
     st.warning(f"{', '.join(not_learned)} is not clearly above chance ({pair.chance:.0%}): what follows describes "
                "an untrained point, not a trained net. Train the pair again with more steps on the Training page.")
-grid = st.select_slider("Grid (points per side)", GRIDS, value=GRIDS[0], key="lesson_grid",
+grid = st.select_slider("Grid (points per side)", GRIDS, key="lesson_grid",
                         help="21 x 21 is the interactive version of the paper's 51 x 51.")
+write_settings({"lesson_grid": grid})
 forward_ms = _forward_ms(pair_id, LANDSCAPE_BATCH)
 passes = lesson.landscape_passes(grid) * len(pair.models)
 st.caption(f"Costs {passes} forward passes of {LANDSCAPE_BATCH} images ({forward_ms:.0f} ms each, measured): about "
@@ -347,7 +359,7 @@ st.plotly_chart(pointing_figure(pointing), key="lesson_pointing")
 
 st.divider()
 st.subheader("The same instruments on any trained net")
-ANY_DATA = ("recorded", "shapes", "cifar10", "mnist", "fashion_mnist")
+ANY_DATA = LESSON_ANY_DATA  # "recorded": the data set the model was trained on
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -366,12 +378,18 @@ def _any_measure(weights: str, dataset: str, steps: int, _on_progress=None) -> l
 
 
 labels = {m.weights: m.label for m in lesson.trained_models()}
+if "lesson_any_model" in linked and st.session_state.get("lesson_any_model") not in labels:
+    st.warning("The link's trained model is not among this server's trained models; the first one is offered.")
+    st.code(str(linked["lesson_any_model"]), language=None, wrap_lines=True)
+    del st.session_state["lesson_any_model"]
 weights = st.selectbox("Trained model: a run's checkpoint, an uploaded checkpoint or an embedded demo", list(labels),
                        format_func=labels.get, key="lesson_any_model")
 any_cols = st.columns(3)
-any_grid = any_cols[0].select_slider("Grid", GRIDS, value=GRIDS[0], key="lesson_any_grid")
+any_grid = any_cols[0].select_slider("Grid", GRIDS, key="lesson_any_grid")
 any_data = any_cols[1].selectbox("Images", ANY_DATA, key="lesson_any_data",
                                  format_func=lambda d: "the data set it was trained on" if d == "recorded" else d)
+write_settings({"lesson_any_grid": any_grid, "lesson_any_data": any_data,
+                **({"lesson_any_model": weights} if weights else {})}, drop=[] if weights else ["lesson_any_model"])
 plan = None
 if weights is None:
     st.info("No trained model yet: train a race on the Training page, or upload a checkpoint in the sidebar.")

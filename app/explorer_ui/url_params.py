@@ -109,6 +109,18 @@ def _weights(raw: str, values: Mapping[str, Any]) -> str:
     return raw
 
 
+def _trained_weights(raw: str, values: Mapping[str, Any]) -> str:
+    """An embedded demo or a checkpoint in the runs or uploads folders (as ``_weights`` checks it): a trained
+    model; whether this server lists it is the page's to say."""
+    if not raw.startswith(("demo:", "ckpt:")):
+        raise _Refused(f"is not a trained model ({_DEMO_WORDS} or 'ckpt:<checkpoint>'); it was ignored")
+    try:
+        return _weights(raw, values)
+    except _Refused:
+        raise _Refused(f"is not a trained model ({_DEMO_WORDS} or a checkpoint in the runs or uploads folders); "
+                       "it was ignored") from None
+
+
 def _choice_of(allowed: Sequence[int], what: str) -> Callable[[str, Mapping[str, Any]], int]:
     def parse(raw: str, _: Mapping[str, Any]) -> int:
         if raw not in {str(v) for v in allowed}:
@@ -197,8 +209,10 @@ TR_SCHEDULES = ("step", "cosine", "constant")
 # name -> (lowest, highest) of each number box on the Training page
 TR_LIMITS = {"tr_steps": (10, 20_000), "tr_batch": (2, 1024), "tr_lr": (0.0001, 2.0), "tr_warmup": (0, 5000),
              "tr_width": (2, 64), "tr_size": (8, 64)}
-# The lesson: the zero-init toggle (step 3), the number of blocks (step 5), the landscape grid (step 6).
+# The lesson: the zero-init toggle (step 3), the number of blocks (step 5), the landscape grid (step 6), and the
+# last section's trained model, grid and images ("recorded": the data set the model was trained on).
 LESSON_GRIDS = (11, 21, 31)
+LESSON_ANY_DATA = ("recorded", *DATASETS)
 LESSON_MAX_BLOCKS = 200
 PAGE_PARAMS: dict[str, Callable[[str, Mapping[str, Any]], Any]] = {
     "act_source": _one_of(ACT_SOURCES, "an image source"),
@@ -236,6 +250,9 @@ PAGE_PARAMS: dict[str, Callable[[str, Mapping[str, Any]], Any]] = {
     "lesson_zero_init": _flag,
     "lesson_blocks": _whole_between(1, LESSON_MAX_BLOCKS, "a number of blocks"),
     "lesson_grid": _choice_of(LESSON_GRIDS, "a grid the lesson offers"),
+    "lesson_any_model": _trained_weights,
+    "lesson_any_grid": _choice_of(LESSON_GRIDS, "a grid the lesson offers"),
+    "lesson_any_data": _one_of(LESSON_ANY_DATA, "a data set the lesson offers"),
 }
 # Where ``current_link`` leaves the page settings of a session's first run until the page takes them.
 PENDING_KEY = "_url_page_settings"

@@ -299,3 +299,54 @@ def test_hand_edited_race_settings_are_refused_with_a_sentence():
         base.name, base.steps, base.lr, base.schedule)
     assert not at.main.warning and not at.error
     assert _url(at)["tr_steps"] == str(base.steps)
+
+
+# ----------------------------------------------------------------------------------------------- the lesson
+LESSON = "../pages/lesson.py"
+LESSON_SETTINGS = ("lesson_zero_init", "lesson_blocks", "lesson_grid", "lesson_any_model", "lesson_any_grid",
+                   "lesson_any_data")
+
+
+def _lesson_widgets(at: AppTest) -> dict[str, object]:
+    return {"lesson_zero_init": at.toggle(key="lesson_zero_init").value,
+            "lesson_blocks": at.slider(key="lesson_blocks").value,
+            "lesson_grid": at.select_slider(key="lesson_grid").value,
+            "lesson_any_model": at.selectbox(key="lesson_any_model").value,
+            "lesson_any_grid": at.select_slider(key="lesson_any_grid").value,
+            "lesson_any_data": at.selectbox(key="lesson_any_data").value}
+
+
+def test_lesson_settings_are_refused_or_round_trip_through_the_url(tmp_path, monkeypatch):
+    # A runs folder of its own: the lesson then uses the embedded demo pair and lists only the demos.
+    monkeypatch.setenv("RESNET_EXPLORER_RUNS", str(tmp_path / "runs"))
+    at = _open(LESSON, {"lesson_blocks": "0", "lesson_grid": "15", "lesson_zero_init": "maybe",
+                        "lesson_any_model": "ckpt:/etc/passwd", "lesson_any_data": "imagenet"})
+    assert at.link_notices == [
+        "The link's 'lesson_zero_init' is not 0 or 1; it was ignored.",
+        "The link's 'lesson_blocks' is not a number of blocks (a whole number from 1 to 200); it was ignored.",
+        "The link's 'lesson_grid' is not a grid the lesson offers (11, 21, 31); it was ignored.",
+        "The link's 'lesson_any_model' is not a trained model ('demo:resnet20', 'demo:plain20' or a checkpoint in "
+        "the runs or uploads folders); it was ignored.",
+        "The link's 'lesson_any_data' is not a data set the lesson offers (recorded, shapes, cifar10, mnist, "
+        "fashion_mnist); it was ignored."]
+    defaults = _lesson_widgets(at)
+    assert (defaults["lesson_zero_init"], defaults["lesson_blocks"], defaults["lesson_grid"]) == (False, 54, 11)
+    assert {k: v for k, v in _url(at).items() if k.startswith("lesson_")} == {
+        name: ("0" if value is False else str(value)) for name, value in defaults.items()}
+
+    at.toggle(key="lesson_zero_init").set_value(True).run()
+    at.slider(key="lesson_blocks").set_value(12).run()
+    at.select_slider(key="lesson_any_grid").set_value(21).run()
+    at.selectbox(key="lesson_any_data").set_value("shapes").run()
+    models = at.selectbox(key="lesson_any_model").options
+    assert not at.exception, at.exception
+    shown = _lesson_widgets(at)
+    # With every branch at zero the shortcut carries all of it: one number, not a range "from 100% to 100%".
+    text = "\n".join(m.value for m in at.markdown)
+    assert "is 100% in all 9 blocks" in text and "from 100% to 100%" not in text
+    url = _url(at)
+    assert (url["lesson_zero_init"], url["lesson_blocks"], url["lesson_any_grid"], url["lesson_any_data"]) == (
+        "1", "12", "21", "shapes")
+    again = _open(LESSON, url, fresh=False)
+    assert _lesson_widgets(again) == shown and not again.link_notices and len(models) >= 2
+    assert "2^12 = 4,096 paths" in "\n".join(m.value for m in again.markdown)
