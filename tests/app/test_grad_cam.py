@@ -243,3 +243,27 @@ def test_hand_edited_weights_link_falls_back_with_a_sentence(value, phrase):
     assert at.sidebar.selectbox(key="_sbw_select").value == "random"
     at.switch_page(PAGE).run()
     assert not at.exception and not at.error and len(at.dataframe[0].value) == 5
+
+
+def test_the_shapes_demo_opens_on_a_shapes_image_it_classifies(tmp_path, monkeypatch):
+    """No ImageNet weights cached, offline: the page's default is the embedded Shapes ResNet-20, and with it a
+    held-out Shapes image (not a photo it cannot know), whose true class is the top-1 and the explained class."""
+    from resnet_core.data import shapes_split
+    from resnet_core.settings import OFFLINE_ENV
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv(OFFLINE_ENV, "1")
+    app = _fresh({})
+    assert app.sidebar.selectbox(key="_sbw_select").value == "demo:resnet20"
+    assert app.button_group(key="gc_source").value == "shapes" and app.number_input(key="gc_shape").value == 0
+    truth = SHAPES_CLASSES[int(shapes_split("test", 64, image_size=32).labels[0])]
+    assert any(c.value == f"This image shows a {truth}." for c in app.caption)
+    table = app.dataframe[0].value
+    assert table["class"].iloc[0] == truth and table["probability"].iloc[0] > 0.5
+    assert app.radio(key="gc_class").value == SHAPES_CLASSES.index(truth)
+    assert _figures(app)[1]["layout"]["title"]["text"] == f"Grad-CAM for '{truth}' at layer3.2"
+    assert app.query_params["gc_source"] in ("shapes", ["shapes"])
+    # Random weights know CIFAR-10's names, not the Shapes: an unpicked source follows them to a photo.
+    app.sidebar.selectbox(key="_sbw_select").set_value("random").run()
+    assert not app.exception, app.exception
+    assert app.button_group(key="gc_source").value == "photo"
