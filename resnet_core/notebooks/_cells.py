@@ -109,7 +109,7 @@ def head(title: str, url_path: str | None) -> list[NotebookNode]:
     """The first cells of every notebook: the install cell, the title, the device."""
     where = (f"the app's **{title}** page (`/{url_path}`) for the settings below" if url_path
              else "the library's main calls")
-    intro = md(f"# {title}\n\nA notebook from [ResNet Explorer](../README.md): it reproduces {where} with the "
+    intro = md(f"# {title}\n\nA notebook from ResNet Explorer: it reproduces {where} with the "
                "same `resnet_core` calls and figures. Run all cells; change the settings in the cell tagged "
                "`parameters` and run them again.")
     return [code(INSTALL), intro, code(DEVICE)]
