@@ -18,6 +18,7 @@ from explorer_ui.url_params import (
     current_link,
     show_notices,
 )
+from explorer_ui.weights_picker import KEY as WEIGHTS_KEY
 from explorer_ui.weights_picker import (
     MODEL_CHOSEN,
     apply_page_default,
@@ -78,6 +79,10 @@ class ModelChoice:
 # lesson, the training race) build their own nets and leave the sidebar as it is.
 PAGE_PURPOSES = {"grad-cam": "explain", "activations": "init", "gradient-flow": "init", "architecture": "init"}
 
+# Pages that build their own nets and ignore the sidebar's model: the picker is hidden there, with this line.
+OWN_NETS = {"why-residuals": "The lesson builds and trains its own nets; the model chosen here applies to the other "
+                             "pages and is kept for them."}
+
 # Query parameter -> the widget's session-state key it seeds.
 _URL_KEYS = {"arch": "sb_arch", "plain": "sb_plain", "shortcut": "sb_shortcut", "stride": "sb_stride",
              "preact": "sb_preact", "width": "sb_width"}
@@ -120,11 +125,33 @@ def _arch_changed() -> None:
     st.session_state["sb_shortcut"] = get_spec(st.session_state["sb_arch"]).defaults.get("shortcut", "B")
 
 
+def _kept_choice() -> ModelChoice:
+    """The sidebar's choice without drawing it (a page in ``OWN_NETS``). Streamlit forgets the state of a widget
+    that a run does not draw: writing each value back as a plain session-state value keeps it for the next page."""
+    for key in (*_URL_KEYS.values(), "_sbw_select"):
+        if key in st.session_state:
+            st.session_state[key] = st.session_state[key]
+    state = st.session_state
+    return ModelChoice(state.get("sb_arch", DEFAULT_ARCH), not state.get("sb_plain", False),
+                       state.get("sb_shortcut", get_spec(state.get("sb_arch", DEFAULT_ARCH)).defaults.get("shortcut", "B")),
+                       state.get("sb_stride", "3x3"), bool(state.get("sb_preact", False)), state.get("sb_width") or "full",
+                       state.get(WEIGHTS_KEY, "random"))
+
+
 def model_picker(page: str | None = None) -> ModelChoice:
     """Render the shared sidebar and return the chosen model. Called once per run by app/main.py with the
-    current page's url_path, which decides the default weights (``PAGE_PURPOSES``) until the user chooses."""
+    current page's url_path, which decides the default weights (``PAGE_PURPOSES``) until the user chooses.
+    On a page in ``OWN_NETS`` the picker is not drawn: a line says why, a link's notices still show."""
     notices = _read_url_once()
     problems = apply_pending_weights()  # a checkpoint's architecture overrides the widgets below
+    if page in OWN_NETS:
+        with st.sidebar:
+            st.subheader("Model")
+            st.caption(OWN_NETS[page])
+            show_notices(notices)
+            for problem in problems:
+                st.warning(problem)
+        return _kept_choice()
     apply_page_default(PAGE_PURPOSES.get(page or ""), DEFAULT_ARCH)
     names = list(ARCHITECTURES)
     with st.sidebar:

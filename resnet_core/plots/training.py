@@ -7,6 +7,8 @@ reds (``style``, as on the other pages), deeper nets darker; a plain net's line 
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -111,7 +113,24 @@ def grad_norm_figure(history: pd.DataFrame, last: int = 20) -> go.Figure:
         fig.add_trace(go.Bar(x=rows["stage"], y=rows["grad_norm"], name=str(label),
                              marker={"color": styles[str(label)]["color"]},
                              hovertemplate=f"{label}<br>%{{x}}: %{{y:.3g}}<extra></extra>"))
-    return style.layout(fig, 320, top=50, barmode="group",
-                        title=f"Gradient norm per stage (mean of the last {last} steps)",
-                        yaxis={"type": "log", "title": "‖∇‖ of the stage's parameters"},
-                        legend={**style.LEGEND_ABOVE, "y": -0.2})
+    fig = style.layout(fig, 320, top=50, barmode="group",
+                       title=f"Gradient norm per stage (mean of the last {last} steps)",
+                       yaxis={"type": "log", "title": "‖∇‖ of the stage's parameters"},
+                       legend={**style.LEGEND_ABOVE, "y": -0.2})
+    fig.update_yaxes(**log_ticks(list(frame["grad_norm"])))
+    return fig
+
+
+def log_ticks(values: list[float]) -> dict[str, object]:
+    """Tick settings for a log axis over ``values`` whose labels never overlap: labelled 1-2-5 ticks when the
+    values span at most two decades, else whole decades (fewer on a very wide axis, ``style.log_dtick``) written
+    as powers of ten. Plotly's own log ticks add unlabelled-looking 2s and 5s that crowd a 320-px chart."""
+    positive = [float(v) for v in values if v is not None and math.isfinite(float(v)) and float(v) > 0]
+    if not positive:
+        return {"dtick": 1, "exponentformat": "power"}
+    low, high = min(positive), max(positive)
+    if math.log10(high / low) <= 2:
+        ticks = [m * 10.0**e for e in range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
+                 for m in (1, 2, 5) if low / 2 <= m * 10.0**e <= high * 2]
+        return {"tickmode": "array", "tickvals": ticks, "ticktext": [f"{t:g}" for t in ticks]}
+    return {"dtick": style.log_dtick(positive), "exponentformat": "power"}

@@ -176,6 +176,12 @@ def test_checkpoint_from_the_url_overrides_the_sidebar_and_runs_the_check(tmp_pa
     assert not at.exception, at.exception
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Pointing game (measured here)"].endswith("%")
+    # The difference of two rates is in percentage points, written as such (not "+49.7%").
+    (pointing,) = [m for m in at.metric if m.label == "Pointing game (measured here)"]
+    hit, chance = (float(metrics[label].rstrip("%")) for label in ("Pointing game (measured here)",
+                                                                  "Chance (random point)"))
+    assert pointing.delta.endswith(" pp vs chance") and pointing.delta[0] in "+-"
+    assert float(pointing.delta.split(" ")[0]) == pytest.approx(hit - chance, abs=0.11)  # each shown rounded
     cascade = _figures(at)[-1]
     steps = [trace for trace in cascade["data"] if trace.get("name") == "mean Spearman rank correlation"][0]["x"]
     assert steps == ["trained", "fc", "layer3", "layer2", "layer1", "stem"]

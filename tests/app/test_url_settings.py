@@ -350,3 +350,18 @@ def test_lesson_settings_are_refused_or_round_trip_through_the_url(tmp_path, mon
     again = _open(LESSON, url, fresh=False)
     assert _lesson_widgets(again) == shown and not again.link_notices and len(models) >= 2
     assert "2^12 = 4,096 paths" in "\n".join(m.value for m in again.markdown)
+
+
+def test_the_lesson_hides_the_model_picker_and_keeps_the_choice_for_the_other_pages(tmp_path, monkeypatch):
+    monkeypatch.setenv("RESNET_EXPLORER_RUNS", str(tmp_path / "runs"))
+    at = _open(ACTIVATIONS, {"arch": "resnet32", "plain": "1", "weights": "random"})
+    assert at.sidebar.selectbox(key="sb_arch").value == "resnet32" and at.sidebar.toggle(key="sb_plain").value
+    at.switch_page(LESSON).run()
+    assert not at.exception, at.exception
+    # The lesson ignores the sidebar's model: no picker there, one line saying so.
+    assert not at.sidebar.selectbox and not at.sidebar.toggle and not at.sidebar.radio
+    assert [c.value for c in at.sidebar.caption][0].startswith("The lesson builds and trains its own nets")
+    at.switch_page(ACTIVATIONS).run()
+    assert not at.exception, at.exception
+    assert at.sidebar.selectbox(key="sb_arch").value == "resnet32" and at.sidebar.toggle(key="sb_plain").value
+    assert at.title[0].value == "Activations of Plain-32"

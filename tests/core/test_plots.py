@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from resnet_core.plots.instruments import gradient_norm_figure
 
@@ -171,3 +172,48 @@ def test_figure_modules_take_colours_only_from_style():
     pattern = re.compile(r"#[0-9a-fA-F]{6}\b|rgba?\(|\"(?:grey|gray|black|white|red|blue)\"")
     offenders = {path.name: pattern.findall(path.read_text()) for path in folder.glob("*.py") if path.name != "style.py"}
     assert {name: found for name, found in offenders.items() if found} == {}
+
+
+# --- classroom fixes: honest axes, labels that fit, words that say what is drawn ---
+
+def test_paper_table2_axis_starts_at_zero_so_a_small_gap_looks_small():
+    from resnet_core.lesson import PAPER_TABLE2_TOP1
+    from resnet_core.plots.lesson import paper_table2_figure
+
+    fig = paper_table2_figure(PAPER_TABLE2_TOP1)
+    axis = fig.layout.yaxis
+    assert axis.rangemode == "tozero" and axis.range is None  # no axis starting at 20 magnifying 0.6 points
+    plain = next(t for t in fig.data if t.name == "plain")
+    assert list(plain.y) == [27.94, 28.54] and list(plain.text) == ["27.94", "28.54"]
+
+
+def test_split_legend_calls_the_total_a_vector_sum():
+    from resnet_core.plots.lesson import split_figure
+
+    split = pd.DataFrame({"block": ["layer1.0", "layer1.1"], "shortcut_norm": [1.0, 1.0], "branch_norm": [1.0, 0.5],
+                          "total_norm": [1.2, 1.3]})  # below 1 + 1: the two paths point in different directions
+    names = [t.name for t in split_figure(split).data]
+    assert names[2] == "total (vector sum: at most the two bars added)" and "their sum" not in names[2]
+
+
+def _race_history(norms: dict[str, float], plain_factor: float) -> pd.DataFrame:
+    rows = [{"step": s, "racer": racer, "loss": 1.0, "acc": 0.5, "lr": 0.1,
+             **{f"grad_{stage}": value * (1 if racer == "ResNet-56" else plain_factor) for stage, value in norms.items()}}
+            for s in range(1, 4) for racer in ("Plain-56", "ResNet-56")]
+    return pd.DataFrame(rows)
+
+
+def test_race_gradient_axis_has_few_labelled_ticks():
+    from resnet_core.plots.training import grad_norm_figure
+
+    # Within two decades: labelled 1-2-5 ticks only, each written in full, none outside the bars' range.
+    narrow = grad_norm_figure(_race_history({"stem": 0.02, "layer1": 0.05, "layer2": 0.1, "head": 0.3}, 3)).layout.yaxis
+    assert narrow.type == "log" and narrow.tickmode == "array"
+    assert list(narrow.ticktext) == ["0.01", "0.02", "0.05", "0.1", "0.2", "0.5", "1"]
+    assert list(narrow.tickvals) == pytest.approx([0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0])
+    # A wide range: whole decades as powers of ten, at most style.MAX_LOG_TICKS of them.
+    from resnet_core.plots import style
+
+    wide = grad_norm_figure(_race_history({"stem": 1e-9, "layer1": 1e-3, "head": 1.0}, 30)).layout.yaxis
+    assert wide.exponentformat == "power" and wide.tickvals is None
+    assert (11 + 1) / wide.dtick <= style.MAX_LOG_TICKS
