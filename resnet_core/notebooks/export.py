@@ -30,12 +30,12 @@ def export_settings(page: str, sidebar: Mapping[str, Any], page_settings: Mappin
 def files_note(settings: Mapping[str, Any], defaults: Mapping[str, Any]) -> str | None:
     """One markdown paragraph naming the files the notebook needs (beside it, or at a path), or None."""
     lines = []
-    weights = str(settings.get("weights", ""))
-    if "weights" in defaults and weights.startswith("ckpt:"):
-        path = weights[len("ckpt:"):]
-        lines.append(f"The weights are the checkpoint `{path}` on the machine that ran the app. On another machine, "
-                     f"copy that file next to this notebook and set `SETTINGS[\"weights\"]` to "
-                     f"`\"ckpt:{PurePath(path).name}\"`.")
+    for name, value in settings.items():  # the sidebar's weights, the lesson's trained net
+        if name in defaults and str(value).startswith("ckpt:"):
+            path = str(value)[len("ckpt:"):]
+            lines.append(f"`{name}` is the checkpoint `{path}` on the machine that ran the app. On another "
+                         f"machine, copy that file next to this notebook and set `SETTINGS[\"{name}\"]` to "
+                         f"`\"ckpt:{PurePath(path).name}\"`.")
     for name, value in settings.items():
         if name.endswith("_upload") and name in defaults and value:
             lines.append(f"The image is the file you uploaded, `{value}`: put it in the same folder as this "

@@ -17,12 +17,14 @@ TITLE = "Why residuals work"
 # The lesson's own settings (step 3's toggle, step 5's slider, step 6's grid and the any-net grid), as its link
 # names them; 54 blocks is ResNet-110, the slider's start.
 DEFAULTS: dict[str, Any] = {"lesson_zero_init": False, "lesson_blocks": 54, "lesson_grid": 11,
-                            "lesson_any_grid": 11}
+                            "lesson_any_model": "", "lesson_any_grid": 11, "lesson_any_data": "recorded"}
 NOTES = {
     "lesson_zero_init": "step 3: start every residual branch at zero (zero_init_residual)",
     "lesson_blocks": "step 5: residual blocks to unroll (1 to 200)",
     "lesson_grid": "step 6: points per side of the loss landscape (11, 21 or 31)",
-    "lesson_any_grid": "the grid of the page's any-net section (not part of this notebook)",
+    "lesson_any_model": "any trained net: demo:resnet20, demo:plain20 or ckpt:<path>; empty: skip that section",
+    "lesson_any_grid": "its landscape grid (11, 21 or 31)",
+    "lesson_any_data": "its images: recorded (the data set it was trained on), shapes, cifar10, mnist, ...",
 }
 GRIDS = (11, 21, 31)
 
@@ -170,6 +172,28 @@ print(" | ".join(captions))
 display(Image.fromarray(np.concatenate([np.asarray(o) for o in overlays], axis=1)))
 pointing_figure(pointing)'''
 
+ANY = '''\
+# The same instruments on any trained net (the page's last section): costed first, then measured.
+any_model = SETTINGS["lesson_any_model"]
+any_numbers = None
+if any_model:
+    any_data = SETTINGS["lesson_any_data"]
+    plan = lesson.plan_any(lesson.open_trained(any_model), dataset=None if any_data == "recorded" else any_data,
+                           steps=5 if SMALL else SETTINGS["lesson_any_grid"], landscape_batch=LANDSCAPE_BATCH,
+                           lesion_batch=LESION_BATCH, max_removed=MAX_REMOVED, samples=SAMPLES, seed=LANDSCAPE_SEED)
+    print(plan.sentence())
+    result = lesson.measure_any(plan)
+    print(f"{result.label} on {LESION_BATCH} held-out {result.dataset} images: accuracy {result.accuracy:.1%} with "
+          f"every block (chance is {result.chance:.0%}).")
+    any_numbers = {"label": result.label, "dataset": result.dataset, "accuracy": result.accuracy}
+    display(surface_figure(result.surface))
+    display(line_figure(result.line))
+    display(study_figure(result.study, chance=result.chance))
+    display(curve_figure(result.curve, chance=result.chance))
+else:
+    print("No trained net chosen: set SETTINGS['lesson_any_model'] (demo:resnet20, or ckpt:<path> of a "
+          "checkpoint) and run this cell again.")'''
+
 SUMMARY = (
     '{"curves": curves_name, "identity_residual_zero": float(res_zero["max_abs_diff"]), '
     '"identity_plain_zero": float(plain_zero["max_abs_diff"]), '
@@ -179,7 +203,7 @@ SUMMARY = (
     '"paths": str(paths["paths"]), "mean_length": paths["mean_length"], '
     '"pair": pair_id, "pair_accuracy": pair.accuracy, "grid": GRID, "rough": rough, '
     '"lesion_full": lesions["full"].to_dict(), "lesion_after": lesions["after"].to_dict(), '
-    '"pointing": dict(zip(pointing["measure"], pointing["value"].astype(float)))}')
+    '"pointing": dict(zip(pointing["measure"], pointing["value"].astype(float))), "any": any_numbers}')
 
 
 def check(settings: dict[str, Any]) -> None:
@@ -228,5 +252,8 @@ def cells(settings: dict[str, Any]) -> list[NotebookNode]:
         code(STEP7),
         md("## 8. What the net looks at\n\nThe pointing game counts how often the map's peak falls on the object."),
         code(STEP8),
+        md("## The same instruments on any trained net\n\nSteps 6 and 7 on a checkpoint of a run, an uploaded "
+           "checkpoint or an embedded demo, on the data set it was trained on."),
+        code(ANY),
         summary_cell(SUMMARY),
     ]

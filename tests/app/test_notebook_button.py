@@ -41,24 +41,30 @@ def _parameters(notebook) -> str:
     return next(cell.source for cell in notebook.cells if PARAMETERS_TAG in cell.metadata.get("tags", ()))
 
 
-@pytest.mark.parametrize(("page", "url_path"), [("architecture", "architecture"), ("activations", "activations"),
-                                                ("gradient_flow", "gradient-flow"), ("training", "training"),
-                                                ("grad_cam", "grad-cam")])
-def test_the_page_shows_the_button_for_its_own_view(app, page, url_path):
-    at = open_page(app, f"../pages/{page}.py")
-    assert _button_labels(at).count(LABEL) == 1
-    exported_page, settings = _exported(at)
-    assert exported_page == url_path
-    # The sidebar's model travels with every page's settings: it is what the link says.
-    link = _link(at)
-    assert settings["arch"] == link["arch"] and settings["plain"] == (link["plain"] == "1")
-    assert filename_for(url_path, settings).startswith(f"resnet-explorer-{url_path}")
+PAGES = {"architecture": "architecture", "activations": "activations", "gradient_flow": "gradient-flow",
+         "training": "training", "grad_cam": "grad-cam"}
 
 
+def test_every_page_shows_the_button_for_its_own_view(app):
+    for page, url_path in PAGES.items():  # one session visits them all (as a student does)
+        at = open_page(app, f"../pages/{page}.py")
+        assert _button_labels(at).count(LABEL) == 1, page
+        exported_page, settings = _exported(at)
+        assert exported_page == url_path
+        # The sidebar's model travels with every page's settings: it is what the link says.
+        link = _link(at)
+        assert settings["arch"] == link["arch"] and settings["plain"] == (link["plain"] == "1")
+        assert filename_for(url_path, settings).startswith(f"resnet-explorer-{url_path}")
+
+
+@pytest.mark.slow  # the lesson computes its eight steps (about a minute on 2 cores)
 def test_the_lesson_shows_the_button(app):
     at = open_page(app, "../pages/lesson.py")
     assert _button_labels(at).count(LABEL) == 1
-    assert _exported(at)[0] == "why-residuals"
+    page, settings = _exported(at)
+    assert page == "why-residuals"
+    assert settings["lesson_blocks"] == 54 and settings["lesson_grid"] == 11
+    assert '"lesson_blocks": 54,' in _parameters(notebook_for(page, settings))
 
 
 def test_gradient_flow_exports_the_settings_its_link_has(app):

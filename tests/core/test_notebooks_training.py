@@ -121,20 +121,34 @@ def test_training_notebook_controls_pause_step_and_stop_the_race_in_the_kernel()
 
 
 # ------------------------------------------------------------------------------------------------- lesson
-def _page_constants() -> dict:
-    """The lesson page's module-level constants (pages/lesson.py), read without running the page."""
-    tree = ast.parse((REPO / "pages" / "lesson.py").read_text())
-    values = {}
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and all(isinstance(t, ast.Name | ast.Tuple) for t in node.targets):
-            target = node.targets[0]
-            names = [target.id] if isinstance(target, ast.Name) else [e.id for e in target.elts]
-            try:
-                value = ast.literal_eval(node.value)
-            except ValueError:
-                continue
-            values.update(zip(names, value, strict=True) if len(names) > 1 else {names[0]: value}.items())
+def _constants(path, known: dict | None = None) -> dict:
+    """A module's top-level constants (literals, and names of constants read before them or ``known``), without
+    running it."""
+    values: dict = dict(known or {})
+
+    def value_of(node):
+        if isinstance(node, ast.Name) and node.id in values:
+            return values[node.id]
+        return ast.literal_eval(node)
+
+    for node in ast.parse(path.read_text()).body:
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1):
+            continue
+        target, value = node.targets[0], node.value
+        pairs = (list(zip(target.elts, value.elts, strict=True))
+                 if isinstance(target, ast.Tuple) and isinstance(value, ast.Tuple) else [(target, value)])
+        for name, item in pairs:
+            if isinstance(name, ast.Name):
+                try:
+                    values[name.id] = value_of(item)
+                except ValueError:
+                    continue
     return values
+
+
+def _page_constants() -> dict:
+    """The lesson page's constants (pages/lesson.py), its grids from the link's choices (url_params)."""
+    return _constants(REPO / "pages" / "lesson.py", _constants(REPO / "app" / "explorer_ui" / "url_params.py"))
 
 
 def _notebook_constants(small: bool) -> dict:
@@ -154,7 +168,7 @@ def test_lesson_notebook_uses_the_pages_constants():
 
 
 def test_lesson_notebook_reproduces_the_lessons_numbers():
-    settings = {"lesson_zero_init": True, "lesson_blocks": 12, "lesson_grid": 21}
+    settings = {"lesson_zero_init": True, "lesson_blocks": 12, "lesson_grid": 21, "lesson_any_model": "demo:plain20"}
     notebook = _execute(set_small(for_page("why-residuals", settings)))
     assert not _errors(notebook)
     summary = _summary(notebook)
@@ -181,6 +195,9 @@ def test_lesson_notebook_reproduces_the_lessons_numbers():
     full = studies.groupby("net")["full_accuracy"].first()
     assert summary["lesion_full"] == pytest.approx(full.to_dict())
     assert summary["grid"] == 5 and summary["pointing"]["images"] == c["CAM_IMAGES"]
+    # The any-net section on the demo Plain-20: the same held-out images as step 7, so the same accuracy.
+    assert summary["any"]["label"] == "Plain-20" and summary["any"]["dataset"] == "shapes"
+    assert summary["any"]["accuracy"] == pytest.approx(summary["lesion_full"]["Plain-20"])
     rates = pd.Series(summary["pointing"])
     assert 0.0 <= rates.filter(like="hit rate").iloc[0] <= 1.0
     # The link's grid is in the notebook's settings cell, for a run at full size (SMALL = False).
