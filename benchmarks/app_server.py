@@ -1,0 +1,90 @@
+"""What bench_cold_start.py and bench_lesson_cold.py share: a real ``streamlit run app/main.py`` on a free port
+with a fresh runs folder and TORCH_HOME, offline, and Debian's Chromium through Playwright (never Playwright's
+own browser downloads). Not a benchmark itself (``make bench`` runs ``bench_*.py``)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+
+
+def page_paths() -> list[str]:
+    """The url path of every page, in the navigation's order, read from app/main.py (the hidden home stub left out)."""
+    text = (REPO / "app" / "main.py").read_text()
+    return [p for p in re.findall(r'url_path="([^"]+)"', text) if p != "home"]
+
+
+def fresh_env(folder: Path) -> dict[str, str]:
+    """The server's environment: a new, empty runs folder and torch home under ``folder``, offline."""
+    (folder / "runs").mkdir(parents=True, exist_ok=True)
+    (folder / "torch").mkdir(parents=True, exist_ok=True)
+    return {**os.environ, "RESNET_EXPLORER_RUNS": str(folder / "runs"), "TORCH_HOME": str(folder / "torch"),
+            "RESNET_EXPLORER_OFFLINE": "1", "OMP_WAIT_POLICY": "PASSIVE"}
+
+
+@contextlib.contextmanager
+def server(env: dict[str, str], log: Path) -> Iterator[tuple[str, float]]:
+    """A fresh ``streamlit run app/main.py``; yields (url, seconds until /_stcore/health answered); stopped after."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    start = time.perf_counter()
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).with_name("streamlit")), "run", str(REPO / "app" / "main.py"),
+             "--server.headless", "true", "--server.port", str(port), "--server.address", "localhost",
+             "--server.fileWatcherType", "none"], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+        url = f"http://localhost:{port}"
+        try:
+            while True:
+                try:
+                    if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                        break
+                except OSError:
+                    pass
+                if proc.poll() is not None or time.perf_counter() - start > 120:
+                    raise RuntimeError(f"streamlit did not start; see {log}")
+                time.sleep(0.2)
+            yield url, time.perf_counter() - start
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@contextlib.contextmanager
+def chromium() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                     args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                                           "--disable-component-update", "--disable-sync", "--no-first-run"])
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def idle(tab, timeout: float = 600_000) -> None:
+    """Wait until the page's script run finished (Streamlit's running indicator is gone)."""
+    tab.wait_for_timeout(300)
+    tab.locator('[data-testid="stStatusWidget"]').wait_for(state="detached", timeout=timeout)
+
+
+def load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.1f} / {five:.1f} / {fifteen:.1f}"
