@@ -82,6 +82,8 @@ if source == "shapes":
     image = to_pil(pool.images, SETTINGS["gc_shape"])
     print(f"Held-out Shapes image {SETTINGS['gc_shape']}: a {SHAPES_CLASSES[int(pool.labels[SETTINGS['gc_shape']])]}")
 elif source == "upload":
+    if not SETTINGS["gc_upload"]:
+        raise FileNotFoundError("gc_source is 'upload': set SETTINGS['gc_upload'] to the image file's path.")
     image = decode_image(open(SETTINGS["gc_upload"], "rb").read())
 else:
     image = sample_images()[SETTINGS["gc_sample"]]

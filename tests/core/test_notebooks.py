@@ -120,3 +120,19 @@ def test_unknown_page_or_setting_is_one_sentence(page, settings, words):
         for_page(page, settings)
     assert str(caught.value).startswith(words) and str(caught.value).count("\n") == 0
     assert isinstance(caught.value, ValueError)
+
+
+@pytest.mark.slow
+def test_an_uploaded_image_is_read_from_the_file_the_settings_name(tmp_path):
+    """The upload of a Shapes image's pixels, alone in its batch, gives that Shapes image's numbers."""
+    from resnet_core.data import make_shapes
+    from resnet_core.images import to_pil
+
+    path = tmp_path / "my image.png"
+    to_pil(make_shapes(24, image_size=64, seed=0).images, 3).save(path)
+    alone = {"act_batch": 1, "act_bn": "running"}
+    uploaded = execute(for_page("activations", {**alone, "act_source": "upload", "act_upload": str(path)}))
+    shapes = execute(for_page("activations", {**alone, "act_source": "shapes", "act_shape": 3}))
+    assert uploaded == shapes and uploaded["batch"] == 1
+    with pytest.raises(Exception, match="set SETTINGS\\['gc_upload'\\]"):
+        execute(for_page("grad-cam", {"gc_source": "upload"}))
