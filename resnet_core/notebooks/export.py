@@ -33,9 +33,10 @@ def files_note(settings: Mapping[str, Any], defaults: Mapping[str, Any]) -> str 
     for name, value in settings.items():  # the sidebar's weights, the lesson's trained net
         if name in defaults and str(value).startswith("ckpt:"):
             path = str(value)[len("ckpt:"):]
-            lines.append(f"`{name}` is the checkpoint `{path}` on the machine that ran the app. On another "
-                         f"machine, copy that file next to this notebook and set `SETTINGS[\"{name}\"]` to "
-                         f"`\"ckpt:{PurePath(path).name}\"`.")
+            lines.append(f"`{name}` is the checkpoint `{path}` on the machine that ran the app. Checkpoints open "
+                         "only from the runs folder (`runs/` of the checkout, or `$RESNET_EXPLORER_RUNS`) and its "
+                         f"`uploads/` folder: on another machine, copy `{PurePath(path).name}` into one of them and "
+                         f"set `SETTINGS[\"{name}\"]` to `\"ckpt:<its absolute path>\"`.")
     for name, value in settings.items():
         if name.endswith("_upload") and name in defaults and value:
             lines.append(f"The image is the file you uploaded, `{value}`: put it in the same folder as this "

@@ -117,6 +117,6 @@ def test_an_uploaded_image_is_named_where_the_notebook_reads_it(app):
 
 def test_a_checkpoint_is_referenced_by_its_path():
     note = files_note({"weights": "ckpt:/srv/runs/uploads/mine.pt"}, {"weights": "random"})
-    assert "`/srv/runs/uploads/mine.pt`" in note and '"ckpt:mine.pt"' in note
+    assert "`/srv/runs/uploads/mine.pt`" in note and "copy `mine.pt` into" in note and "`uploads/`" in note
     assert files_note({"weights": "demo:resnet20"}, {"weights": "random"}) is None
     assert files_note({"weights": "ckpt:/x.pt"}, {"tr_steps": 10}) is None  # a page without the sidebar's model
