@@ -7,7 +7,7 @@ from typing import Any
 
 from nbformat import NotebookNode
 
-from .. import cam
+from ..cam import COLORMAPS, METHODS
 from ..images import SAMPLE_NAMES
 from ._cells import check_choice, code, md, model_cell, options_cell, summary_cell
 
@@ -19,16 +19,16 @@ FAITHFULNESS_STEPS = 20  # the page's deletion / insertion steps per map
 DEFAULTS: dict[str, Any] = {
     "arch": "resnet20", "plain": False, "shortcut": "A", "stride": "3x3", "preact": False, "width": "full",
     "weights": "demo:resnet20", "gc_source": "shapes", "gc_sample": "chelsea", "gc_shape": 0, "gc_class": None,
-    "gc_other": None, "gc_method": "gradcam", "gc_layer": "", "gc_opacity": 0.5, "gc_cmap": cam.COLORMAPS[0],
-    "gc_methods": list(cam.METHODS), "gc_road": False, "gc_compare": False, "gc_check_own": True, "gc_upload": "",
+    "gc_other": None, "gc_method": "gradcam", "gc_layer": "", "gc_opacity": 0.5, "gc_cmap": COLORMAPS[0],
+    "gc_methods": list(METHODS), "gc_road": False, "gc_compare": False, "gc_check_own": True, "gc_upload": "",
 }
 NOTES = {"weights": "random, demo:resnet20, demo:plain20, tv:<torchvision weights> or ckpt:<path>",
          "gc_source": "photo, shapes or upload", "gc_sample": ", ".join(SAMPLE_NAMES),
          "gc_shape": f"a held-out Shapes image, 0-{SHAPES_COUNT - 1}",
          "gc_class": "a class of the image's top 5; None: its top class",
-         "gc_other": "any class number (overrides gc_class); None: none", "gc_method": ", ".join(cam.METHODS),
+         "gc_other": "any class number (overrides gc_class); None: none", "gc_method": ", ".join(METHODS),
          "gc_layer": "a layer such as 'layer3.2'; empty: the last block", "gc_opacity": "0 to 1",
-         "gc_cmap": ", ".join(cam.COLORMAPS), "gc_methods": "the methods compared side by side",
+         "gc_cmap": ", ".join(COLORMAPS), "gc_methods": "the methods compared side by side",
          "gc_road": "also score ROAD (Rong et al. 2022)", "gc_compare": "also explain the last block of each stage",
          "gc_check_own": "check this model (a Shapes model) rather than a ResNet-20 trained here on Shapes",
          "gc_upload": "the image file for gc_source 'upload' (a path beside this notebook)"}
@@ -40,20 +40,25 @@ def check(settings: dict[str, Any]) -> None:
     check_choice(settings, "gc_source", SOURCES)
     check_choice(settings, "gc_sample", SAMPLE_NAMES)
     check_choice(settings, "gc_shape", range(SHAPES_COUNT))
-    check_choice(settings, "gc_method", tuple(cam.METHODS))
-    check_choice(settings, "gc_cmap", cam.COLORMAPS)
+    check_choice(settings, "gc_method", tuple(METHODS))
+    check_choice(settings, "gc_cmap", COLORMAPS)
     for name in ("gc_class", "gc_other"):
         if settings[name] is not None and not (isinstance(settings[name], int) and 0 <= settings[name] < 1000):
             raise NotebookError(f"The setting '{name}' is {settings[name]!r}, not a class number (0-999) or None.")
-    unknown = [m for m in settings["gc_methods"] if m not in cam.METHODS]
+    unknown = [m for m in settings["gc_methods"] if m not in METHODS]
     if unknown:
         raise NotebookError(f"The setting 'gc_methods' names {', '.join(map(str, unknown))[:80]}, not methods of "
-                            f"the page ({', '.join(cam.METHODS)}).")
+                            f"the page ({', '.join(METHODS)}).")
     if not 0.0 <= settings["gc_opacity"] <= 1.0:
         raise NotebookError(f"The setting 'gc_opacity' is {settings['gc_opacity']!r}, not between 0 and 1.")
 
 
 def cells(settings: dict[str, Any]) -> list[NotebookNode]:
+    return [*_map_cells(), *_check_cells()]
+
+
+def _map_cells() -> list[NotebookNode]:
+    """The intro, the model and image, the top 5 and the map of the chosen class."""
     return [
         md("""\
 ## What this view shows
@@ -115,6 +120,12 @@ if explanation.no_positive_evidence:
     print(explanation.message)
 print(f"{cam.METHODS[method]} at {explanation.layer or 'the input'}: score of '{explanation.class_name}': "
       f"logit {explanation.score:.3f}")'''),
+    ]
+
+
+def _check_cells() -> list[NotebookNode]:
+    """Every method side by side, layer by layer, the localisation checks and the key numbers."""
+    return [
         md("## Every method side by side\nRanked by insertion minus deletion AUC (Petsiuk et al. 2018)."),
         code(f'''\
 from resnet_core.plots.cam_methods import methods_grid_figure
