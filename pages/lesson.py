@@ -68,12 +68,17 @@ def _race_seconds(which: str) -> float:
 def _train(config, label: str) -> None:
     """Train ``config`` as an ordinary run, with a progress bar and the live curves."""
     bar, chart = st.progress(0.0, text="Starting..."), st.empty()
+    drawn = [-1]
 
     def show(snap) -> None:
         eta = f", about {_duration(snap.eta_s)} left" if snap.eta_s is not None else ""
         bar.progress(snap.progress, text=f"{snap.name}: step {snap.step} of {snap.steps}{eta}")
-        if not snap.history.empty and snap.step % 50 < 10:
-            chart.plotly_chart(race_figure(snap.history, snap.evals, total_steps=snap.steps))
+        # One draw per step, keyed by it: drawing the same figure twice in one run (a step slower than the
+        # once-a-second snapshot) would repeat its element id and end the run with StreamlitDuplicateElementId.
+        if not snap.history.empty and snap.step % 50 < 10 and snap.step != drawn[0]:
+            drawn[0] = snap.step
+            chart.plotly_chart(race_figure(snap.history, snap.evals, total_steps=snap.steps),
+                               key=f"lesson_live_{snap.step}")
 
     try:
         with queue_notice(), heavy_slot(label):
