@@ -124,8 +124,9 @@ with left:
                  column_config={"probability": st.column_config.NumberColumn(format="percent")})
     options = [int(i) for i in table["index"]]
     if st.session_state.get("gc_other", ANY_CLASS) not in (ANY_CLASS, *range(len(names))):
-        _refuse_linked("gc_other", f"The link's class is not one of this model's {len(names):,} classes; none is "
-                                   "pinned.")
+        if "gc_other" in linked:  # else a class pinned on a model with more classes: unpinned quietly
+            _refuse_linked("gc_other", f"The link's class is not one of this model's {len(names):,} classes; none "
+                                       "is pinned.")
         st.session_state["gc_other"] = ANY_CLASS
     # A new image: explain its own top-1 class, unless a class was pinned in "...or any class" (or a link chose).
     if st.session_state.get("gc_image_seen") != image_key:
