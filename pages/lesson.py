@@ -7,6 +7,7 @@ from pathlib import Path
 import streamlit as st
 from explorer_ui.figures import shared_figure, shared_result
 from explorer_ui.heavy_notice import queue_notice
+from explorer_ui.notebook_button import notebook_button
 from explorer_ui.url_params import LESSON_ANY_DATA, LESSON_GRIDS, take_settings, write_settings
 from streamlit.errors import StreamlitAPIException
 from streamlit.runtime.scriptrunner_utils.script_run_context import in_cached_function
@@ -395,6 +396,9 @@ any_data = any_cols[1].selectbox("Images", ANY_DATA, key="lesson_any_data",
                                  format_func=lambda d: "the data set it was trained on" if d == "recorded" else d)
 write_settings({"lesson_any_grid": any_grid, "lesson_any_data": any_data,
                 **({"lesson_any_model": weights} if weights else {})}, drop=[] if weights else ["lesson_any_model"])
+notebook_button("why-residuals", {"lesson_zero_init": zero_init, "lesson_blocks": n_blocks, "lesson_grid": grid,
+                                  "lesson_any_grid": any_grid, "lesson_any_data": any_data,
+                                  **({"lesson_any_model": weights} if weights else {})})
 plan = None
 if weights is None:
     st.info("No trained model yet: train a race on the Training page, or upload a checkpoint in the sidebar.")
