@@ -58,8 +58,9 @@ demo-models: $(VENV)/.installed-app
 	$(BIN)/python tools/make_demo_models.py $(DEMO_ARGS)
 
 # Every page's notebook and the tour (notebooks/*.ipynb), regenerated from resnet_core.notebooks and executed at
-# full size so that they are committed with their outputs; prints each one's execution time. Commit what it writes.
-notebooks: $(VENV)/.installed-test
+# full size so that they are committed with their outputs (Plotly JSON, and a PNG of each figure drawn offline by
+# kaleido with Chromium for viewers that run no JavaScript); prints each one's execution time. Commit what it writes.
+notebooks: $(VENV)/.installed-test chromium
 	$(BIN)/python notebooks/make_notebooks.py $(NOTEBOOKS)
 
 lint: $(VENV)/.installed-test

@@ -10,14 +10,20 @@ Prints each notebook's execution time and file size.
 
 from __future__ import annotations
 
+import base64
+import io
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import nbformat
 import numpy as np
+import plotly.graph_objects as go
+import plotly.io as pio
 from _plotly_utils.utils import to_typed_array_spec
 from nbclient import NotebookClient
+from PIL import Image
 
 from resnet_core import notebooks
 
@@ -43,15 +49,51 @@ def _packed(value: object) -> object:
     return to_typed_array_spec(array)
 
 
-def compact(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
+def _static(figure: dict) -> str:
+    """The figure as a PNG (base64), drawn offline by kaleido with the system's Chromium: what a viewer that runs
+    no JavaScript (GitHub, nbviewer) shows; Jupyter draws the interactive figure instead."""
+    layout = figure.get("layout") or {}
+    drawn = go.Figure(data=figure.get("data", []), layout=layout)
+    png = pio.to_image(drawn, format="png", width=layout.get("width") or 800, height=layout.get("height") or 450)
+    # 256 colours are plenty for a chart and take a third of the bytes.
+    small = io.BytesIO()
+    Image.open(io.BytesIO(png)).convert("RGB").quantize(256).save(small, format="PNG", optimize=True)
+    return base64.b64encode(small.getvalue()).decode("ascii")
+
+
+@contextmanager
+def static_images():
+    """Keep one kaleido renderer for every figure (a second of start-up instead of seconds per figure); yields
+    False, with a note, where kaleido (the test extra) or a Chromium for it is missing."""
+    try:
+        import kaleido
+    except ImportError:
+        print("kaleido is not installed: the notebooks get no static images (pip install -e '.[test]').")
+        yield False
+        return
+    try:
+        kaleido.start_sync_server(silence_warnings=True)
+    except Exception as error:  # kaleido's own errors, e.g. no Chrome or Chromium found (make chromium)
+        print(f"kaleido cannot draw here ({error}): the notebooks get no static images.")
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        kaleido.stop_sync_server(silence_warnings=True)
+
+
+def compact(notebook: nbformat.NotebookNode, static: bool = False) -> nbformat.NotebookNode:
     """Store the Plotly figures' number arrays packed (plotly.js reads either form): a notebook writes one
     number per line, so a page of feature maps would otherwise take most of a megabyte. Each figure gets a
-    one-line text/plain. In place; returned."""
+    one-line text/plain and, with ``static``, a PNG. In place; returned."""
     for cell in notebook.cells:
         for output in cell.get("outputs", []):
             figure = output.get("data", {}).get(PLOTLY)
             if figure is None:
                 continue
+            if static:
+                output["data"].setdefault("image/png", _static(figure))
             for trace in figure.get("data", []):
                 for key, value in trace.items():
                     trace[key] = _packed(value)
@@ -84,7 +126,8 @@ def main(names: list[str]) -> None:
         start = time.perf_counter()
         execute(notebook)
         seconds = time.perf_counter() - start
-        nbformat.write(compact(notebook), path_for(name))
+        with static_images() as static:
+            nbformat.write(compact(notebook, static), path_for(name))
         size = path_for(name).stat().st_size
         print(f"{name}: executed in {seconds:.1f} s, {size / 1024:.0f} KiB", flush=True)
 

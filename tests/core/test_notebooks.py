@@ -4,6 +4,7 @@ unknown page or setting with one sentence."""
 
 from __future__ import annotations
 
+import base64
 import json
 
 import nbformat
@@ -17,6 +18,8 @@ from tests.notebook_kernel import NOTEBOOKS, errors, execute, key_numbers
 PLOTLY = "application/vnd.plotly.v1+json"
 MAX_BYTES = 1_000_000
 COMMITTED = sorted(NOTEBOOKS.glob("*.ipynb"))
+# Notebooks whose figures carry a static PNG (make notebooks draws one where kaleido and Chromium are installed).
+STATIC = ("architecture", "activations", "gradient_flow", "grad_cam")
 
 
 def _read(name: str) -> nbformat.NotebookNode:
@@ -41,6 +44,9 @@ def test_committed_notebook_is_generated_and_executed(name):
     figures = [o for c in code for o in c.outputs if PLOTLY in o.get("data", {})]
     if name != "tour":  # each page's notebook draws the page's Plotly figures, stored as their JSON (offline)
         assert figures and all(json.dumps(o["data"][PLOTLY]).startswith('{"data"') for o in figures)
+    if name in STATIC:  # and a PNG of each for viewers that run no JavaScript (GitHub, nbviewer)
+        pngs = [base64.b64decode(o["data"]["image/png"]) for o in figures]
+        assert len(pngs) == len(figures) and all(png.startswith(b"\x89PNG") for png in pngs)
     assert not [o for c in code for o in c.outputs if "text/html" in o.get("data", {})
                 and "plotly.js" in o["data"]["text/html"][:2000]], "the Plotly bundle must not be embedded"
     numbers = key_numbers(on_disk)
