@@ -28,9 +28,9 @@ def _errors(notebook: nbformat.NotebookNode) -> list[str]:
             for o in cell.get("outputs", []) if o.output_type == "error"]
 
 
-def _summary(notebook: nbformat.NotebookNode) -> dict:
-    """The JSON line the last cell prints."""
-    text = "".join(o.get("text", "") for o in notebook.cells[-1].outputs if o.output_type == "stream")
+def _summary(cell: nbformat.NotebookNode) -> dict:
+    """The JSON line the summary cell (a notebook's last) prints."""
+    text = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
     return json.loads(text.strip().splitlines()[-1])
 
 
@@ -63,10 +63,33 @@ def _small(config):
                    checkpoint_every=0)
 
 
-def test_training_notebook_races_the_pages_custom_race_live_and_reports_the_librarys_numbers():
-    notebook = _execute(set_small(for_page("training", CUSTOM)))
+def _controls(notebook: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
+    """Cells run after the notebook, as a student would: a long race started again, then the control cells
+    (pause, one step, stop), each followed by a probe of the job's state."""
+    probe = "print(json.dumps({'status': job.status, 'step': job.snapshot().step}))"
+    plan = [new_code_cell("config = replace(config, steps=5000)"),  # long enough to be caught while training
+            notebook.cells[_cell_index(notebook, "# Start:")],
+            notebook.cells[_cell_index(notebook, "job.pause()")],
+            new_code_cell(f"import time\nfirst = job.snapshot().step\ntime.sleep(1.0)\n{probe}\nprint(first)"),
+            notebook.cells[_cell_index(notebook, "job.wait_for_step(job.step_once())")],
+            new_code_cell(probe),
+            notebook.cells[_cell_index(notebook, "job.stop()")],
+            new_code_cell(probe)]
+    return [nbformat.from_dict(cell) for cell in plan]
+
+
+def _printed(cell) -> list[str]:
+    return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream").split("\n")
+
+
+@pytest.mark.slow
+def test_training_notebook_races_the_pages_custom_race_live_and_its_controls_work():
+    notebook = set_small(for_page("training", CUSTOM))
+    size = len(notebook.cells)
+    notebook.cells += _controls(notebook)  # one kernel for both: a kernel's start is most of a small run
+    _execute(notebook)
     assert not _errors(notebook)
-    summary = _summary(notebook)
+    summary = _summary(notebook.cells[size - 1])
 
     # The race the page would start with these settings (the page's rule: the preset, the widgets over it).
     page_config = replace(PRESETS["Plain-20 vs ResNet-20"], racers=(RacerSpec("resnet32", False), RacerSpec("resnet20")),
@@ -89,35 +112,13 @@ def test_training_notebook_races_the_pages_custom_race_live_and_reports_the_libr
     assert {trace["name"] for trace in curves} == {"Plain-32", "ResNet-20"}
     assert max(max(_values(trace["x"])) for trace in curves) == 20
 
-
-def test_training_notebook_controls_pause_step_and_stop_the_race_in_the_kernel():
-    notebook = set_small(for_page("training", {}))
-    start = _cell_index(notebook, "# Start:")
-    probe = "print(json.dumps({'status': job.status, 'step': job.snapshot().step}))"
-    plan = [*notebook.cells[:start],
-            new_code_cell("config = replace(config, steps=5000)"),  # long enough to be caught while training
-            notebook.cells[start],
-            notebook.cells[_cell_index(notebook, "job.pause()")],
-            new_code_cell(f"import time\nfirst = job.snapshot().step\ntime.sleep(1.0)\n{probe}\nprint(first)"),
-            notebook.cells[_cell_index(notebook, "job.wait_for_step(job.step_once())")],
-            new_code_cell(probe),
-            notebook.cells[_cell_index(notebook, "job.stop()")],
-            new_code_cell(probe)]
-    run = nbformat.v4.new_notebook(cells=[nbformat.from_dict(cell) for cell in plan], metadata=notebook.metadata)
-    _execute(run)
-    assert not _errors(run)
-
-    def printed(cell) -> list[str]:
-        return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream").split("\n")
-
-    held, first = printed(run.cells[-5])[:2]
+    # The controls on a long race: pause holds it, one step trains exactly one, stop ends it there.
+    held, first = _printed(notebook.cells[-5])[:2]
     held = json.loads(held)
     assert held["status"] == "paused" and 0 < held["step"] < 5000
     assert held["step"] == int(first)  # nothing trained while paused
-    stepped = json.loads(printed(run.cells[-3])[0])
-    assert stepped == {"status": "paused", "step": held["step"] + 1}
-    stopped = json.loads(printed(run.cells[-1])[0])
-    assert stopped == {"status": "stopped", "step": held["step"] + 1}
+    assert json.loads(_printed(notebook.cells[-3])[0]) == {"status": "paused", "step": held["step"] + 1}
+    assert json.loads(_printed(notebook.cells[-1])[0]) == {"status": "stopped", "step": held["step"] + 1}
 
 
 # ------------------------------------------------------------------------------------------------- lesson
@@ -167,11 +168,12 @@ def test_lesson_notebook_uses_the_pages_constants():
     assert lesson_notebook.DEFAULTS["lesson_blocks"] == lesson.blocks_of("resnet110")
 
 
+@pytest.mark.slow
 def test_lesson_notebook_reproduces_the_lessons_numbers():
     settings = {"lesson_zero_init": True, "lesson_blocks": 12, "lesson_grid": 21, "lesson_any_model": "demo:plain20"}
     notebook = _execute(set_small(for_page("why-residuals", settings)))
     assert not _errors(notebook)
-    summary = _summary(notebook)
+    summary = _summary(notebook.cells[-1])
     c = _notebook_constants(small=True)
 
     # Steps 2, 3 and 5 run at the page's size even when SMALL: the page's numbers exactly.
