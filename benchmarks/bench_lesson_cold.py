@@ -17,7 +17,7 @@ Measured on the shared 2-core machine, 2026-11-30, other sessions' tests running
 before, 8.8 / 8.6 / 7.7 after, about 8-10 during), embedded demo models installed:
 
     page up to the button lesson_train_curves        15.9 s
-    training (lesson_train_curves)                  718.4 s  the page estimated 13 min 12 s
+    training (lesson_train_curves) and its rerun    718.4 s  the page estimated 13 min 12 s
     steps computed after the last training            0.3 s
     server up 2.4 s; the whole lesson from navigation to step 8 done: 734.6 s (12.2 min; target < 10 min on 2 cores)
     steps 6-8 used: Plain-20 and ResNet-20 of the quartet run just trained (both learned in its 1000 steps)
