@@ -164,7 +164,12 @@ curve_figure(lesion_curves, chance=pair.chance)'''
 
 STEP8 = '''\
 # Step 8: Grad-CAM of the trained ResNet-20 for each image's true class on held-out Shapes (white: the object).
+import warnings
+
 from resnet_core.plots.cam import pointing_figure
+
+# captum (behind resnet_core.cam) imports tqdm's notebook progress bars, which warn without ipywidgets; none is drawn.
+warnings.filterwarnings("ignore", message="IProgress not found")
 
 overlays, pointing, captions = lesson.gradcam_shapes(pair.models["ResNet-20"], n=CAM_IMAGES, count=CAM_SHOWN,
                                                      image_size=pair.image_size)
