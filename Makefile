@@ -64,7 +64,7 @@ notebooks: $(VENV)/.installed-test chromium
 	$(BIN)/python notebooks/make_notebooks.py $(NOTEBOOKS)
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check resnet_core app pages tests benchmarks notebooks
+	$(BIN)/ruff check resnet_core app pages tests benchmarks notebooks tools
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache artifacts

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -124,7 +126,11 @@ def main(names: list[str]) -> None:
     for name in chosen:
         notebook = notebooks.for_page(name)
         start = time.perf_counter()
-        execute(notebook)
+        # An empty runs folder of its own: the training notebook's race must not land in the repository's
+        # runs/, and the lesson must draw what a fresh install has (the embedded demo curves), not a past race.
+        with tempfile.TemporaryDirectory(prefix="notebook-runs-") as runs:
+            os.environ["RESNET_EXPLORER_RUNS"] = runs
+            execute(notebook)
         seconds = time.perf_counter() - start
         with static_images() as static:
             nbformat.write(compact(notebook, static), path_for(name))

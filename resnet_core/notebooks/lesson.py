@@ -208,7 +208,7 @@ SUMMARY = (
     '"paths": str(paths["paths"]), "mean_length": paths["mean_length"], '
     '"pair": pair_id, "pair_accuracy": pair.accuracy, "grid": GRID, "rough": rough, '
     '"lesion_full": lesions["full"].to_dict(), "lesion_after": lesions["after"].to_dict(), '
-    '"pointing": dict(zip(pointing["measure"], pointing["value"].astype(float))), "any": any_numbers}')
+    '"pointing": dict(zip(pointing["measure"], pointing["value"].astype(float), strict=True)), "any": any_numbers}')
 
 
 def check(settings: dict[str, Any]) -> None:
