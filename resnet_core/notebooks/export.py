@@ -27,19 +27,25 @@ def export_settings(page: str, sidebar: Mapping[str, Any], page_settings: Mappin
     return settings
 
 
+def _span(text: Any) -> str:
+    """``text`` for a markdown code span: a visitor's file name may hold backticks or line breaks that would end
+    the span and let the rest render as markdown (a link, an image) in the downloaded notebook."""
+    return "".join(ch for ch in str(text) if ch.isprintable() and ch != "`")[:200]
+
+
 def files_note(settings: Mapping[str, Any], defaults: Mapping[str, Any]) -> str | None:
     """One markdown paragraph naming the files the notebook needs (beside it, or at a path), or None."""
     lines = []
     for name, value in settings.items():  # the sidebar's weights, the lesson's trained net
         if name in defaults and str(value).startswith("ckpt:"):
             path = str(value)[len("ckpt:"):]
-            lines.append(f"`{name}` is the checkpoint `{path}` on the machine that ran the app. Checkpoints open "
+            lines.append(f"`{name}` is the checkpoint `{_span(path)}` on the machine that ran the app. Checkpoints open "
                          "only from the runs folder (`runs/` of the checkout, or `$RESNET_EXPLORER_RUNS`) and its "
-                         f"`uploads/` folder: on another machine, copy `{PurePath(path).name}` into one of them and "
+                         f"`uploads/` folder: on another machine, copy `{_span(PurePath(path).name)}` into one of them and "
                          f"set `SETTINGS[\"{name}\"]` to `\"ckpt:<its absolute path>\"`.")
     for name, value in settings.items():
         if name.endswith("_upload") and name in defaults and value:
-            lines.append(f"The image is the file you uploaded, `{value}`: put it in the same folder as this "
+            lines.append(f"The image is the file you uploaded, `{_span(value)}`: put it in the same folder as this "
                          f"notebook (or set `SETTINGS[\"{name}\"]` to its path) before running the cells.")
     return " ".join(lines) or None
 

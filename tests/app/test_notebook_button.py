@@ -120,3 +120,10 @@ def test_a_checkpoint_is_referenced_by_its_path():
     assert "`/srv/runs/uploads/mine.pt`" in note and "copy `mine.pt` into" in note and "`uploads/`" in note
     assert files_note({"weights": "demo:resnet20"}, {"weights": "random"}) is None
     assert files_note({"weights": "ckpt:/x.pt"}, {"tr_steps": 10}) is None  # a page without the sidebar's model
+
+
+def test_a_crafted_file_name_stays_inside_its_code_span():
+    # A visitor names the upload; a backtick or a line break would end the span and render the rest as markdown.
+    note = files_note({"gc_upload": "x`![a](http://evil.example/p.png)\n# title`.png"}, {"gc_upload": ""})
+    assert note.count("`") == 4  # two spans: the name and SETTINGS["gc_upload"]
+    assert "\n" not in note and "`x![a](http://evil.example/p.png)# title.png`" in note
