@@ -35,8 +35,8 @@ FLOORS: dict[str, int] = {
     "weights": 4, "demo": 4, "demo_models": 4,
     # 5: the instruments, the engine, and which weights fit which net (fit)
     "probes": 5, "cam": 5, "train": 5, "lesson": 5, "landscape": 5, "lesion": 5, "fit": 5,
-    # 6: jobs and run folders
-    "runs": 6,
+    # 6: jobs and run folders; the lesson's instruments on any trained net (runs, uploads, demos)
+    "runs": 6, "any_net": 6,
     # 7: figures and notebooks
     "plots": 7, "notebooks": 7,
     # 8: every console entry point
