@@ -32,10 +32,14 @@ CUSTOM_NOTE = ("Pick 2 to 4 nets. To look for degradation (a deeper plain net en
 GRAD_NOTE = ("This chart measures the gradients of each stage's weights while the nets train (mean of the last 20 "
              "steps); Gradient flow and the lesson measure the gradient reaching each block's input in a freshly "
              "initialised net, so the two can disagree about where a plain net's gradients are largest.")
-# While a race trains the live view redraws every LIVE_EVERY_S seconds. Each redraw builds two figures and a
-# table in the server (Python holding the GIL the training thread needs between its torch calls) and makes the
-# browser draw them again on the same cores; once a second cost the race more than it showed.
-LIVE_EVERY_S = 2.0
+# While a race trains the live view polls in three parts: the progress bar every PROGRESS_EVERY_S, the curves
+# every CURVES_EVERY_S, the gradient chart and summary table (means of the last 20 steps) every DETAILS_EVERY_S.
+# Each Plotly redraw costs the browser about 0.25 CPU s whatever the data (Streamlit mounts a changed figure
+# anew), on the cores the racers fill: one 2-s view of everything took 20% of a core in Chromium and held the
+# app at 0.85 of the CLI's steps/s; these take 11.5% (benchmarks/bench_race_app.py).
+PROGRESS_EVERY_S = 2.0
+CURVES_EVERY_S = 4.0
+DETAILS_EVERY_S = 12.0
 RACE_ARCHS = list(TR_RACE_ARCHS)
 RACER_CHOICES = {display_name(a, r): RacerSpec(a, r) for a in RACE_ARCHS for r in (False, True)}
 # URL name -> the widget's name within its preset (the widget key is f"tr_{preset}_{field}").
@@ -135,8 +139,8 @@ def _controls(job: Job | None) -> None:
         st.rerun()
 
 
-def _draw(snap: JobSnapshot, key: str, config: RaceConfig) -> None:
-    """Progress, curves, gradient norms and the summary of one snapshot (live or read back)."""
+def _draw_progress(snap: JobSnapshot) -> None:
+    """The progress bar (step, status, time, device) and the race's messages."""
     eta = f" · about {_fmt_seconds(snap.eta_s)} left" if snap.eta_s is not None else ""
     st.progress(snap.progress, text=f"{snap.name}: step {snap.step} of {snap.steps} · {snap.status} · "
                                     f"{_fmt_seconds(snap.elapsed_s)} elapsed{eta} · {snap.device}")
@@ -144,8 +148,17 @@ def _draw(snap: JobSnapshot, key: str, config: RaceConfig) -> None:
         st.warning(message)
     if snap.history.empty:
         st.info("No step trained yet: press Start (or Step to train one step at a time).")
+
+
+def _draw_curves(snap: JobSnapshot, key: str) -> None:
+    if not snap.history.empty:
+        st.plotly_chart(race_figure(snap.history, snap.evals, total_steps=snap.steps), key=f"{key}_curves")
+
+
+def _draw_details(snap: JobSnapshot, key: str, config: RaceConfig) -> None:
+    """Gradient norms per stage, the summary table and the degradation note of one snapshot."""
+    if snap.history.empty:
         return
-    st.plotly_chart(race_figure(snap.history, snap.evals, total_steps=snap.steps), key=f"{key}_curves")
     st.plotly_chart(grad_norm_figure(snap.history), key=f"{key}_grads")
     st.caption(GRAD_NOTE)
     table = snap.summary.rename(columns={"racer": "Racer", "status": "Status", "steps": "Steps",
@@ -158,10 +171,19 @@ def _draw(snap: JobSnapshot, key: str, config: RaceConfig) -> None:
                                 "Final loss": st.column_config.NumberColumn(format="%.3f"),
                                 "Compute (s)": st.column_config.NumberColumn(format="%.1f")})
     st.caption("Final loss and training accuracy: mean of the last 20 steps. Held-out: the latest evaluation "
-               "on test images the nets never trained on.")
+               "on test images the nets never trained on."
+               + (f" While the race trains these update every {DETAILS_EVERY_S:.0f} s." if snap.status == "running"
+                  else ""))
     note = degradation_note(config, snap.summary)  # claimed only when this race's numbers show it
     if note:
         st.info(note, icon=":material/trending_down:")
+
+
+def _draw(snap: JobSnapshot, key: str, config: RaceConfig) -> None:
+    """Everything of one snapshot at once (a past run, read back)."""
+    _draw_progress(snap)
+    _draw_curves(snap, key)
+    _draw_details(snap, key, config)
 
 
 def _inspect(checkpoints: list[tuple[str, str]], key: str) -> None:
@@ -181,16 +203,35 @@ def _inspect(checkpoints: list[tuple[str, str]], key: str) -> None:
         st.switch_page("../pages/architecture.py")
 
 
-def _live() -> None:
+def _live_progress() -> None:
+    """Progress of the page's race; reruns the whole page when the race changes state."""
     job = _registry().get(st.session_state.get("tr_run"))
     if job is None:
         return
     snap = job.snapshot()
-    _draw(snap, "live", job.config)
+    _draw_progress(snap)
     if snap.status != st.session_state.get("tr_seen_status"):
         # The job changed state (finished, stopped, failed): rerun the page so buttons and polling follow.
         st.session_state["tr_seen_status"] = snap.status
         st.rerun()
+
+
+def _live_curves() -> None:
+    job = _registry().get(st.session_state.get("tr_run"))
+    if job is not None:
+        _draw_curves(job.snapshot(), "live")
+
+
+def _live_details() -> None:
+    job = _registry().get(st.session_state.get("tr_run"))
+    if job is not None:
+        _draw_details(job.snapshot(), "live", job.config)
+
+
+def _after_live(job: Job) -> None:
+    """Save (a run kept in memory) and one click to inspect a trained racer; drawn by whole-page runs only,
+    which every change of the race's state triggers."""
+    snap = job.snapshot()
     if job.storage_error and st.button("Save run", key="tr_save", icon=":material/save:", disabled=snap.status == "running",
                                       help="Write this run (kept in memory) to the runs folder; pause it first."):
         try:
@@ -244,7 +285,11 @@ if st.session_state.get("tr_error"):
 if job is not None:
     st.session_state.setdefault("tr_seen_status", job.status)
     # Poll only while the race trains; the background thread never calls st.* itself.
-    st.fragment(_live, run_every=LIVE_EVERY_S if job.status == "running" else None)()
+    running = job.status == "running"
+    st.fragment(_live_progress, run_every=PROGRESS_EVERY_S if running else None)()
+    st.fragment(_live_curves, run_every=CURVES_EVERY_S if running else None)()
+    st.fragment(_live_details, run_every=DETAILS_EVERY_S if running else None)()
+    _after_live(job)
 
 with st.expander("Past runs (this app and `resnet-train`)"):
     past = list_runs()

@@ -107,6 +107,8 @@ def test_start_live_update_then_stop(page):
         assert [t["name"] for t in grads["data"]] == ["Plain-20", "ResNet-20"]
         assert grads["data"][0]["x"] == ["stem", "layer1", "layer2", "layer3", "head"]
         assert any("weights while the nets train" in c.value and "Gradient flow" in c.value for c in page.caption)
+        # The slow-moving part of the live view says how often it follows the race.
+        assert any("While the race trains these update every 12 s." in c.value for c in page.caption)
         # Pause shows the step the race holds at; one Step then shows exactly the next one.
         _button(page, "tr_pause").click().run()
         assert not page.exception, page.exception
@@ -125,6 +127,7 @@ def test_start_live_update_then_stop(page):
     assert list(table["Racer"]) == ["Plain-20", "ResNet-20"] and list(table["Status"]) == ["stopped", "stopped"]
     assert list(table["Steps"]) == [summary["steps"]] * 2
     assert not _button(page, "tr_start").disabled and _button(page, "tr_stop").disabled
+    assert not any("update every" in c.value for c in page.caption)  # a stopped race does not update
     assert page.selectbox(key="live_inspect_pick").options == ["Plain-20", "ResNet-20"]
 
 

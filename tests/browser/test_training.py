@@ -35,7 +35,7 @@ def test_start_live_curves_then_stop(page, server_url: str) -> None:
     tab.locator('[data-testid="stPlotlyChart"] .main-svg').first.wait_for(timeout=180_000)
     first = _step_shown(tab)
     assert first >= 1
-    # Live: the fragment redraws once a second while the thread trains; the step count climbs by itself.
+    # Live: the progress bar redraws every 2 s while the thread trains; the step count climbs by itself.
     tab.wait_for_function(
         f"""() => {{
             const el = document.querySelector('{PROGRESS}');
