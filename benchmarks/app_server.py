@@ -1,4 +1,4 @@
-"""What bench_cold_start.py and bench_lesson_cold.py share: a real ``streamlit run app/main.py`` on a free port
+"""What the app benchmarks (cold start, lesson, classroom, race) share: a real ``streamlit run app/main.py`` on a free port
 with a fresh runs folder and TORCH_HOME, offline, and Debian's Chromium through Playwright (never Playwright's
 own browser downloads). Not a benchmark itself (``make bench`` runs ``bench_*.py``)."""
 
@@ -14,6 +14,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -33,14 +34,20 @@ def fresh_env(folder: Path) -> dict[str, str]:
             "RESNET_EXPLORER_OFFLINE": "1", "OMP_WAIT_POLICY": "PASSIVE"}
 
 
+class Served(NamedTuple):
+    url: str
+    up_s: float  # seconds until /_stcore/health answered
+    process: subprocess.Popen  # for its pid (CPU and memory from /proc) and whether it still runs
+
+
 @contextlib.contextmanager
-def server(env: dict[str, str], log: Path) -> Iterator[tuple[str, float]]:
-    """A fresh ``streamlit run app/main.py``; yields (url, seconds until /_stcore/health answered); stopped after."""
+def server(env: dict[str, str], log: Path | None = None) -> Iterator[Served]:
+    """A fresh ``streamlit run app/main.py`` with ``env`` (its output to ``log``, else discarded); stopped after."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     start = time.perf_counter()
-    with open(log, "w") as out:
+    with open(log if log is not None else os.devnull, "w") as out:
         proc = subprocess.Popen(
             [str(Path(sys.executable).with_name("streamlit")), "run", str(REPO / "app" / "main.py"),
              "--server.headless", "true", "--server.port", str(port), "--server.address", "localhost",
@@ -54,13 +61,13 @@ def server(env: dict[str, str], log: Path) -> Iterator[tuple[str, float]]:
                 except OSError:
                     pass
                 if proc.poll() is not None or time.perf_counter() - start > 120:
-                    raise RuntimeError(f"streamlit did not start; see {log}")
+                    raise RuntimeError(f"streamlit did not start; see {log or 'its output (pass a log)'}")
                 time.sleep(0.2)
-            yield url, time.perf_counter() - start
+            yield Served(url, time.perf_counter() - start, proc)
         finally:
             proc.terminate()
             try:
-                proc.wait(timeout=15)
+                proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
 

@@ -32,21 +32,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
+from app_server import CHROMIUM, server
 
-REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
 TARGET_CPU_S = 0.3
 # (sidebar link name, URL path, text on the page once its default view has been computed)
 PAGES = [
@@ -71,30 +66,6 @@ def peak_memory_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError("no VmHWM in /proc status")
-
-
-def start_server(runs: Path) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    streamlit = Path(sys.executable).with_name("streamlit")
-    env = {**os.environ, "RESNET_EXPLORER_RUNS": str(runs), "OMP_WAIT_POLICY": "PASSIVE"}
-    proc = subprocess.Popen(
-        [str(streamlit), "run", str(REPO / "app" / "main.py"), "--server.headless", "true", "--server.port",
-         str(port), "--server.address", "localhost", "--server.fileWatcherType", "none"],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://localhost:{port}"
-    deadline = time.time() + 90
-    while True:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                return proc, url
-        except OSError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            raise RuntimeError("streamlit did not start")
-        time.sleep(0.3)
 
 
 async def wait_view(page, done_text: str) -> None:
@@ -179,19 +150,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{CHROMIUM} is not installed (apt-get install chromium); nothing measured.")
         return 1
     with tempfile.TemporaryDirectory(prefix="bench-classroom-") as runs:
-        proc, url = start_server(Path(runs))
-        try:
+        env = {**os.environ, "RESNET_EXPLORER_RUNS": runs, "OMP_WAIT_POLICY": "PASSIVE"}
+        with server(env) as (url, _, proc):
             started = time.monotonic()
             result = asyncio.run(classroom(url, proc.pid, args.sessions, args.wave))
             elapsed = time.monotonic() - started
             peak = peak_memory_mb(proc.pid)
             total_cpu = cpu_seconds(proc.pid)
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
 
     print(f"\n{args.sessions} students in waves of {args.wave}, {len(PAGES)} default views each "
           f"({args.sessions * len(PAGES)} views) in {elapsed:.0f} s; server CPU {total_cpu:.1f} s in all.")

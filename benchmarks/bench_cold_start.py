@@ -76,7 +76,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-cold-") as tmp, chromium() as browser:
         for path in paths:
             folder = Path(tmp) / path
-            with server(fresh_env(folder), folder.with_suffix(".log")) as (url, started):
+            with server(fresh_env(folder), folder.with_suffix(".log")) as (url, started, _):
                 cold = visit(browser, url, path)
                 warm = visit(browser, url, path)
             rows.append((path, started, *cold, *warm))

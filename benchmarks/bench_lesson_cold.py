@@ -44,7 +44,7 @@ def main() -> None:
     phases: list[tuple[str, float, str]] = []
     with tempfile.TemporaryDirectory(prefix="bench-lesson-") as tmp, chromium() as browser:
         folder = Path(tmp)
-        with server(fresh_env(folder), folder / "server.log") as (url, started):
+        with server(fresh_env(folder), folder / "server.log") as (url, started, _):
             context = browser.new_context(viewport={"width": 1280, "height": 720})
             tab = context.new_page()
             tab.set_default_timeout(1_800_000)
