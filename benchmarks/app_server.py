@@ -1,6 +1,6 @@
-"""What the app benchmarks (cold start, lesson, classroom, race) share: a real ``streamlit run app/main.py`` on a free port
-with a fresh runs folder and TORCH_HOME, offline, and Debian's Chromium through Playwright (never Playwright's
-own browser downloads). Not a benchmark itself (``make bench`` runs ``bench_*.py``)."""
+"""What the app benchmarks (cold start, lesson, classroom, race) share: a real ``streamlit run app/main.py`` on a
+free port (``fresh_env``: a fresh runs folder and TORCH_HOME, offline) and Debian's Chromium through Playwright
+(never Playwright's own browser downloads). Not a benchmark itself (``make bench`` runs ``bench_*.py``)."""
 
 from __future__ import annotations
 
