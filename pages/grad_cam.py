@@ -70,13 +70,13 @@ def _predict(key: tuple, image_key: str, _model: torch.nn.Module, _x: torch.Tens
         return cam.predict(_model, _x, _names, k=5)
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
 def _refuse_linked(name: str, sentence: str) -> None:
     """A link's well-formed value that this model or image cannot take: our sentence, the value verbatim."""
     st.warning(sentence)
     st.code(str(linked[name]), language=None, wrap_lines=True)
 
 
+@st.cache_data(show_spinner=False, max_entries=32)
 def _explain(key: tuple, image_key: str, target: int, layer: str, method: str, _model: torch.nn.Module,
              _x: torch.Tensor, _names: list[str]) -> cam.Explanation:
     with heavy_slot(f"Grad-CAM ({method})"):
