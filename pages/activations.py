@@ -13,14 +13,16 @@ from explorer_ui.heavy_notice import queue_notice
 from explorer_ui.image_source import ImageSourceKeys, pick_image
 from explorer_ui.keys import choice_key
 from explorer_ui.notebook_button import notebook_button
+from explorer_ui.page_state import setting_widget
 from explorer_ui.sidebar import ModelChoice, current_choice, get_model
-from explorer_ui.url_params import ACT_BATCHES, ACT_SHAPES_COUNT, take_settings, write_settings
+from explorer_ui.url_params import take_settings, write_settings
 from explorer_ui.weights_picker import effective_weights
 from PIL import Image
 
 from resnet_core.data import make_shapes
 from resnet_core.heavy import heavy_slot
 from resnet_core.images import sample_images, to_pil
+from resnet_core.page_specs import ACT_SHAPES_COUNT, ACTIVATIONS
 from resnet_core.plots.instruments import (
     activation_depth_figure,
     depth_strip_figure,
@@ -50,7 +52,6 @@ MAX_CHANNELS = 16
 MAX_SIDE = 32
 SOURCES = {"photo": "Sample photo", "shapes": "Shapes sample", "upload": "Upload"}
 IMAGE_KEYS = ImageSourceKeys(source="act_source", photo="act_photo", shape="act_shape", upload="act_upload")
-SETTINGS = ("act_source", "act_photo", "act_shape", "act_batch", "act_bn", "act_layer")
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -98,7 +99,7 @@ def _strip_clicked() -> None:
 
 
 choice = current_choice()
-linked = take_settings(SETTINGS)  # a shared link's page settings, on the session's first run only
+linked = take_settings(ACTIVATIONS)  # a shared link's page settings, on the session's first run only
 st.title(f"Activations of {choice.label}")
 st.markdown("Every tap point of every block, on a batch led by the image you pick: the feature maps of a layer "
             "you pick, and how mean, spread and the share of switched-off units evolve with depth in this net and "
@@ -114,7 +115,7 @@ if st.session_state.get("_act_bn_trained") != trained:
         st.session_state["act_bn"] = default_bn_mode(trained)
 if st.session_state.get("act_bn") not in BN_MODES:
     st.session_state["act_bn"] = default_bn_mode(trained)
-if st.session_state.get("act_batch") not in ACT_BATCHES:
+if st.session_state.get("act_batch") not in ACTIVATIONS["act_batch"].choices:
     st.session_state["act_batch"] = 4 if choice.spec.stem == "imagenet" else 8
 
 source_col, bn_col = st.columns([1, 1])
@@ -123,9 +124,9 @@ with source_col:
                         photo_label="Photo (bundled with scikit-image)", shapes=lambda: _shapes(64),
                         shapes_title="Shapes image", fallback_photo="chelsea")
 with bn_col:
-    bn = st.segmented_control("Batch norm", list(BN_MODES), key="act_bn", format_func=BN_MODES.get) or \
+    bn = setting_widget(ACTIVATIONS["act_bn"], "Batch norm", format_func=BN_MODES.get) or \
         default_bn_mode(trained)
-    batch = st.select_slider("Batch size", list(ACT_BATCHES), key="act_batch",
+    batch = setting_widget(ACTIVATIONS["act_batch"], "Batch size",
                              help="The chosen image first, then the sample photos and Shapes images. Statistics "
                                   "are over the whole batch; the feature maps are the chosen image's.")
     why = ("random weights: their running statistics (mean 0, variance 1) would normalise nothing" if not trained
@@ -172,8 +173,8 @@ with right:
                     disabled=st.session_state["act_layer"] == layers[0])
     next_col.button("Next layer", key="act_next", on_click=_step, args=(1, layers), width="stretch",
                     disabled=st.session_state["act_layer"] == layers[-1])
-    layer = st.select_slider("Depth strip: stem, then every tap point of every block", layers, key="act_layer",
-                             format_func=labels.get)
+    layer = setting_widget(ACTIVATIONS["act_layer"], "Depth strip: stem, then every tap point of every block",
+                           options=layers, format_func=labels.get)
     st.plotly_chart(shared_figure(depth_strip_figure, strip, layer), key="act_strip", on_select=_strip_clicked,
                     selection_mode="points")
 

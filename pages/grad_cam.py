@@ -11,14 +11,16 @@ from explorer_ui.heavy_notice import queue_notice
 from explorer_ui.image_source import ImageSourceKeys, pick_image
 from explorer_ui.keys import choice_key
 from explorer_ui.notebook_button import notebook_button
+from explorer_ui.page_state import setting_widget
 from explorer_ui.sidebar import current_choice, get_model
-from explorer_ui.url_params import GC_SHAPES_COUNT, take_settings, write_settings
+from explorer_ui.url_params import take_settings, write_settings
 
 from resnet_core import cam
 from resnet_core.data import SHAPES_CLASSES, shapes_split
 from resnet_core.demo import default_image_for
 from resnet_core.heavy import heavy_slot
 from resnet_core.images import model_view, preprocess
+from resnet_core.page_specs import GC_SHAPES_COUNT, GRAD_CAM
 from resnet_core.plots.cam import cam_figure, cascade_figure, layers_figure, pointing_figure, topk_figure
 from resnet_core.plots.cam_methods import checks_figure, methods_grid_figure
 from resnet_core.plots.style import fmt_points
@@ -29,9 +31,6 @@ SOURCES = {"photo": "Sample photo", "upload": "Upload", "shapes": "Shapes image"
 IMAGE_KEYS = ImageSourceKeys(source="gc_source", photo="gc_sample", shape="gc_shape", upload="gc_upload")
 SHAPES_POOL = GC_SHAPES_COUNT  # held-out Shapes images to pick from
 ANY_CLASS = "(one of the top 5)"
-# Every setting a link carries (explorer_ui.url_params); an upload cannot travel in a link, so it is never written.
-SETTINGS = ("gc_source", "gc_sample", "gc_shape", "gc_class", "gc_other", "gc_method", "gc_layer", "gc_opacity",
-            "gc_cmap", "gc_methods", "gc_road", "gc_compare", "gc_check_own")
 FAITHFULNESS_STEPS = 20  # deletion / insertion steps per map
 METHOD_CHECK_IMAGES, METHOD_CASCADE_IMAGES = 32, 4  # the per-method checks: a smaller sample than Grad-CAM's
 RANKING_COLUMNS = ["rank", "label", "seconds", "insertion_auc", "deletion_auc", "auc_difference", "average_drop",
@@ -85,7 +84,7 @@ def _explain(key: tuple, image_key: str, target: int, layer: str, method: str, _
 
 st.title("Grad-CAM: where does the net look?")
 choice = current_choice()
-linked = take_settings(SETTINGS)  # a shared link's page settings, on the session's first run only
+linked = take_settings(GRAD_CAM)  # a shared link's page settings, on the session's first run only
 try:
     model = get_model(choice)
 except ValueError as error:  # WeightsError (offline, wrong checkpoint) and impossible options are ValueErrors
@@ -138,26 +137,24 @@ with left:
             _refuse_linked("gc_class", "The link's class is not among this image's top 5; its top class is "
                                        "explained.")
         st.session_state["gc_class"] = options[0]
-    target = st.radio("Explain class", options, key="gc_class", format_func=lambda i: f"{names[i]} ({i})",
-                      help="The top-5 classes; pick any other class below.")
-    other = st.selectbox("...or any class", [ANY_CLASS] + list(range(len(names))), key="gc_other",
-                         format_func=lambda i: i if isinstance(i, str) else f"{names[i]} ({i})")
+    target = setting_widget(GRAD_CAM["gc_class"], "Explain class", options=options,
+                            format_func=lambda i: f"{names[i]} ({i})", help="The top-5 classes; pick any other class below.")
+    other = setting_widget(GRAD_CAM["gc_other"], "...or any class", options=[ANY_CLASS] + list(range(len(names))),
+                           format_func=lambda i: i if isinstance(i, str) else f"{names[i]} ({i})")
     if not isinstance(other, str):
         target = int(other)
-    method = st.selectbox("Method", list(cam.METHODS), key="gc_method", format_func=cam.METHODS.get)
+    method = setting_widget(GRAD_CAM["gc_method"], "Method", format_func=cam.METHODS.get)
     layers = cam.layer_choices(model)
     if st.session_state.get("gc_layer") not in layers:  # the default (the last block), or a layer of another net
         if "gc_layer" in linked:
             _refuse_linked("gc_layer", f"The link's layer is not a layer of {choice.label}; the last block is "
                                        "explained.")
         st.session_state["gc_layer"] = cam.default_layer(model)
-    layer = st.selectbox("Layer", layers, key="gc_layer", disabled=method not in cam.LAYER_METHODS,
-                         help="Every block and tap point; the default is the last block. Integrated gradients "
+    layer = setting_widget(GRAD_CAM["gc_layer"], "Layer", options=layers, disabled=method not in cam.LAYER_METHODS,
+                           help="Every block and tap point; the default is the last block. Integrated gradients "
                               "works on the input pixels, so it has no layer.")
-    # Defaults through session state (a link may have set them): a widget given both warns and reruns.
-    st.session_state.setdefault("gc_opacity", 0.5)
-    opacity = st.slider("Opacity", 0.0, 1.0, step=0.05, key="gc_opacity")
-    colormap = st.selectbox("Colormap", list(cam.COLORMAPS), key="gc_cmap")
+    opacity = setting_widget(GRAD_CAM["gc_opacity"], "Opacity")
+    colormap = setting_widget(GRAD_CAM["gc_cmap"], "Colormap")
 
 source = picked.source
 shown = {"gc_method": method, "gc_layer": layer, "gc_opacity": opacity, "gc_cmap": colormap}
@@ -200,13 +197,12 @@ with right:
 
 # ------------------------------------------------------------------------------------------ every method
 st.subheader("Every method side by side")
-st.session_state.setdefault("gc_methods", list(cam.METHODS))
-chosen = st.multiselect("Methods", list(cam.METHODS), key="gc_methods", format_func=cam.METHODS.get)
+chosen = setting_widget(GRAD_CAM["gc_methods"], "Methods", format_func=cam.METHODS.get)
 try:
     channels = cam.layer_channels(model, layer, tuple(x.shape[1:]))
 except cam.CamError:
     channels = 0
-road = st.toggle("Also ROAD (Rong et al. 2022)", key="gc_road",
+road = setting_widget(GRAD_CAM["gc_road"], "Also ROAD (Rong et al. 2022)",
                  help="Removes the most / least relevant pixels and fills them from their neighbours, so the shape "
                       "of the removal tells the model nothing. One sparse linear solve per method, percentile and "
                       "order: seconds per method at 224 px.")
@@ -258,7 +254,7 @@ elif stored is not None:
 
 # --------------------------------------------------------------------------------------------- side by side
 st.subheader("Layer by layer")
-compare_layers = st.toggle("Compare the last block of each stage", key="gc_compare")
+compare_layers = setting_widget(GRAD_CAM["gc_compare"], "Compare the last block of each stage")
 if compare_layers:
     with st.spinner("Explaining every stage..."), queue_notice(), heavy_slot("Grad-CAM layer by layer"):
         stack = cam.explain_layers(model, x, target, method="gradcam", class_names=names)
@@ -280,7 +276,8 @@ if st.session_state.get("_gc_check_for") != shapes_model:
     st.session_state["_gc_check_for"] = shapes_model
     if "gc_check_own" not in linked or not shapes_model:
         st.session_state["gc_check_own"] = shapes_model
-use_own = st.toggle("Use the sidebar's model (a Shapes checkpoint)", key="gc_check_own", disabled=not shapes_model,
+use_own = setting_widget(GRAD_CAM["gc_check_own"], "Use the sidebar's model (a Shapes checkpoint)",
+                         disabled=not shapes_model,
                     help="Otherwise a ResNet-20 is trained on Shapes by the training engine (about a minute on a "
                          "laptop CPU), once per server.")
 write_settings({"gc_methods": chosen, "gc_road": road, "gc_compare": compare_layers, "gc_check_own": use_own})

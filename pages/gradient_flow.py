@@ -11,11 +11,13 @@ from explorer_ui.figures import shared_figure, shared_result
 from explorer_ui.heavy_notice import queue_notice
 from explorer_ui.keys import choice_key
 from explorer_ui.notebook_button import notebook_button
+from explorer_ui.page_state import setting_widget
 from explorer_ui.sidebar import ModelChoice, current_choice, get_model
-from explorer_ui.url_params import GF_BATCHES, GF_STATES, take_settings, write_settings
+from explorer_ui.url_params import take_settings, write_settings
 from explorer_ui.weights_picker import effective_weights
 
 from resnet_core.heavy import heavy_slot
+from resnet_core.page_specs import GRADIENT_FLOW
 from resnet_core.plots.instruments import depth_sweep_figure, gradient_norm_figure, path_split_figure
 from resnet_core.plots.style import fmt_value
 from resnet_core.probes import (
@@ -37,7 +39,6 @@ from resnet_core.targets import LossTarget
 from resnet_core.weights import preprocessing_for
 
 STATES = {"init": "At initialisation", "trained": "Trained weights"}
-SETTINGS = ("gf_state", "gf_batch", "gf_bn")
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -61,7 +62,7 @@ def _sweep(family: str) -> pd.DataFrame:
 
 
 choice = current_choice()
-linked = take_settings(SETTINGS)  # a shared link's page settings, on the session's first run only
+linked = take_settings(GRADIENT_FLOW)  # a shared link's page settings, on the session's first run only
 st.title("Gradient flow")
 st.markdown("The gradient arriving at every block's input, measured exactly, in this net and its plain twin: "
             "through the shortcut and through the residual branch F.")
@@ -80,12 +81,11 @@ weights = effective_weights(choice.weights, choice.name, choice.options())
 trained = weights != "random"
 is_imagenet = choice.spec.stem == "imagenet"
 for key, default in (("gf_state", "init"), ("gf_batch", 4 if is_imagenet else 16)):
-    if st.session_state.get(key) not in (GF_STATES if key == "gf_state" else GF_BATCHES):
+    if st.session_state.get(key) not in GRADIENT_FLOW[key].choices:
         st.session_state[key] = default
 state_col, bn_col, batch_col = st.columns([1.1, 1.1, 1])
 with state_col:
-    state = st.segmented_control("State", list(STATES), format_func=STATES.get, key="gf_state",
-                                 disabled=not trained) or "init"
+    state = setting_widget(GRADIENT_FLOW["gf_state"], "State", format_func=STATES.get, disabled=not trained) or "init"
     if not trained:
         st.caption("Only the initial state is available: pick trained weights (a checkpoint from a training run) "
                    "in the sidebar to compare.")
@@ -98,10 +98,10 @@ if st.session_state.get("_gf_bn_state") != state:
 if st.session_state.get("gf_bn") not in BN_MODES:
     st.session_state["gf_bn"] = default_bn_mode(state == "trained")
 with bn_col:
-    bn = st.segmented_control("Batch norm", list(BN_MODES), key="gf_bn", format_func=BN_MODES.get) or \
+    bn = setting_widget(GRADIENT_FLOW["gf_bn"], "Batch norm", format_func=BN_MODES.get) or \
         default_bn_mode(state == "trained")
 with batch_col:
-    batch = st.select_slider("Batch size", list(GF_BATCHES), key="gf_batch",
+    batch = setting_widget(GRADIENT_FLOW["gf_batch"], "Batch size",
                              help="Gradients are taken on one batch of Shapes images.")
 why = ("a net at initialisation: its running statistics (mean 0, variance 1) would normalise nothing"
        if state == "init" else "trained weights: their running statistics are the ones they were trained to use")

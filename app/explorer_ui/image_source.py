@@ -14,6 +14,7 @@ from typing import Any
 import streamlit as st
 from PIL import Image
 
+from explorer_ui.page_state import PERSIST
 from resnet_core.data import SHAPES_CLASSES
 from resnet_core.images import FORMATS, ImageError, decode_image, sample_images, to_pil
 
@@ -97,7 +98,7 @@ def pick_image(keys: ImageSourceKeys, sources: Mapping[str, str], *, label: str 
         st.session_state[keys.source] = default
     st.session_state[default_key] = default
     value = st.segmented_control(label, values, key=keys.source, format_func=labels.get if labels else str,
-                                 on_change=_picked, args=(picked_key,)) or default
+                                 on_change=_picked, args=(picked_key,), persist_state=PERSIST) or default
     kind = sources[value]
     photos = sample_images()
     if kind == "shapes":
@@ -105,7 +106,8 @@ def pick_image(keys: ImageSourceKeys, sources: Mapping[str, str], *, label: str 
         count = len(pool.labels)
         if not 0 <= int(st.session_state.get(keys.shape, 0)) < count:
             st.session_state[keys.shape] = 0
-        index = int(st.number_input(f"{shapes_title} (0-{count - 1})", 0, count - 1, key=keys.shape))
+        index = int(st.number_input(f"{shapes_title} (0-{count - 1})", 0, count - 1, key=keys.shape,
+                                    persist_state=PERSIST))
         name = SHAPES_CLASSES[int(pool.labels[index])]
         return PickedImage(to_pil(pool.images, index), f"{shapes_key}:{index}", f"Shapes image {index} (a {name})",
                            name, value)
@@ -119,5 +121,5 @@ def pick_image(keys: ImageSourceKeys, sources: Mapping[str, str], *, label: str 
                            source=value)
     if st.session_state.get(keys.photo) not in photos:
         st.session_state[keys.photo] = next(iter(photos))
-    name = st.selectbox(photo_label, list(photos), key=keys.photo)
+    name = st.selectbox(photo_label, list(photos), key=keys.photo, persist_state=PERSIST)
     return PickedImage(photos[name], f"photo:{name}", f"sample photo '{name}'", source=value)

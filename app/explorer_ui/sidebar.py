@@ -9,15 +9,8 @@ import streamlit as st
 import torch
 
 import resnet_core
-from explorer_ui.url_params import (
-    DEFAULT_ARCH,
-    SHORTCUT_HELP,
-    STRIDE_HELP,
-    WIDTH_FACTORS,
-    Notice,
-    current_link,
-    show_notices,
-)
+from explorer_ui.page_state import PERSIST
+from explorer_ui.url_params import current_link, show_notices, write_settings
 from explorer_ui.weights_picker import KEY as WEIGHTS_KEY
 from explorer_ui.weights_picker import (
     MODEL_CHOSEN,
@@ -29,7 +22,9 @@ from explorer_ui.weights_picker import (
 )
 from resnet_core import fit
 from resnet_core.costs import estimate_memory, require_within_budget
+from resnet_core.links import Notice
 from resnet_core.models import ARCHITECTURES, display_name, get_spec
+from resnet_core.page_specs import DEFAULT_ARCH, SHORTCUT_HELP, SIDEBAR, STRIDE_HELP
 
 
 @dataclass(frozen=True)
@@ -83,9 +78,8 @@ PAGE_PURPOSES = {"grad-cam": "explain", "activations": "init", "gradient-flow": 
 OWN_NETS = {"why-residuals": "The lesson builds and trains its own nets; the model chosen here applies to the other "
                              "pages and is kept for them."}
 
-# Query parameter -> the widget's session-state key it seeds.
-_URL_KEYS = {"arch": "sb_arch", "plain": "sb_plain", "shortcut": "sb_shortcut", "stride": "sb_stride",
-             "preact": "sb_preact", "width": "sb_width"}
+# Link name -> the widget's session-state key it seeds (the weights go through the weights picker).
+_URL_KEYS = {s.link: s.name for s in SIDEBAR if s.kind != "weights"}
 
 
 def _read_url_once() -> list[Notice]:
@@ -103,15 +97,12 @@ def _read_url_once() -> list[Notice]:
 
 
 def _write_url(choice: ModelChoice) -> None:
-    wanted = {"arch": choice.name, "plain": "0" if choice.residual else "1", "shortcut": choice.shortcut,
-              "preact": "1" if choice.preact else "0", "width": choice.width_factor}
-    if choice.spec.block == "bottleneck":
+    wanted: dict[str, Any] = {"arch": choice.name, "plain": not choice.residual, "shortcut": choice.shortcut,
+                              "preact": choice.preact, "width": choice.width_factor}
+    bottleneck = choice.spec.block == "bottleneck"
+    if bottleneck:
         wanted["stride"] = choice.stride_on
-    for key, value in wanted.items():
-        if st.query_params.get(key) != value:
-            st.query_params[key] = value
-    if choice.spec.block != "bottleneck" and "stride" in st.query_params:
-        del st.query_params["stride"]
+    write_settings(wanted, drop=[] if bottleneck else ["stride"])
 
 
 def _model_changed() -> None:
@@ -126,11 +117,8 @@ def _arch_changed() -> None:
 
 
 def _kept_choice() -> ModelChoice:
-    """The sidebar's choice without drawing it (a page in ``OWN_NETS``). Streamlit forgets the state of a widget
-    that a run does not draw: writing each value back as a plain session-state value keeps it for the next page."""
-    for key in (*_URL_KEYS.values(), "_sbw_select"):
-        if key in st.session_state:
-            st.session_state[key] = st.session_state[key]
+    """The sidebar's choice without drawing it (a page in ``OWN_NETS``); ``page_state.keep_settings`` holds the
+    undrawn widgets' values for the next page."""
     state = st.session_state
     return ModelChoice(state.get("sb_arch", DEFAULT_ARCH), not state.get("sb_plain", False),
                        state.get("sb_shortcut", get_spec(state.get("sb_arch", DEFAULT_ARCH)).defaults.get("shortcut", "B")),
@@ -166,24 +154,24 @@ def model_picker(page: str | None = None) -> ModelChoice:
             "Architecture", names, key="sb_arch",
             format_func=lambda n: f"{display_name(n)}  ({get_spec(n).family}, {get_spec(n).stem} stem)",
             help="ImageNet nets (224x224 input) and the paper's CIFAR nets (32x32, 6n+2 layers).",
-            on_change=_arch_changed,
+            on_change=_arch_changed, persist_state=PERSIST,
         )
         spec = get_spec(name)
-        plain = st.toggle("Plain twin (no shortcuts)", key="sb_plain", on_change=_model_changed,
+        plain = st.toggle("Plain twin (no shortcuts)", key="sb_plain", on_change=_model_changed, persist_state=PERSIST,
                           help="The same layers with every shortcut removed: the paper's 'plain' network.")
         default_shortcut = spec.defaults.get("shortcut", "B")
         if "sb_shortcut" not in st.session_state:
             st.session_state["sb_shortcut"] = default_shortcut
         shortcut = st.radio("Shortcut option", list(SHORTCUT_HELP), key="sb_shortcut", horizontal=True,
-                            disabled=plain, on_change=_model_changed, help="\n\n".join(SHORTCUT_HELP.values()))
+                            disabled=plain, on_change=_model_changed, persist_state=PERSIST, help="\n\n".join(SHORTCUT_HELP.values()))
         stride_on = "3x3"
         if spec.block == "bottleneck":
             stride_on = st.radio("Stride of the first block of a stage", list(STRIDE_HELP), key="sb_stride",
-                                 horizontal=True, format_func=lambda s: f"{s} conv", on_change=_model_changed,
+                                 horizontal=True, format_func=lambda s: f"{s} conv", on_change=_model_changed, persist_state=PERSIST,
                                  help="\n\n".join(f"{k}: {v}" for k, v in STRIDE_HELP.items()))
-        preact = st.toggle("Pre-activation blocks", key="sb_preact", on_change=_model_changed,
+        preact = st.toggle("Pre-activation blocks", key="sb_preact", on_change=_model_changed, persist_state=PERSIST,
                            help="BN-ReLU before each conv (He et al. 2016, Identity Mappings).")
-        width_factor = st.segmented_control("Width", list(WIDTH_FACTORS), key="sb_width", on_change=_model_changed,
+        width_factor = st.segmented_control("Width", list(fit.WIDTH_FACTORS), key="sb_width", on_change=_model_changed, persist_state=PERSIST,
                                             help="Slimmer nets run faster on a laptop CPU.") or "full"
         weights = weights_picker(name)
         show_notices(notices)

@@ -5,8 +5,9 @@ settings keyed by URL parameter names (the sidebar's ``arch``, ``plain``, ``shor
 ``width``, ``weights`` and the page's own ``act_``/``gf_``/``gc_``/``tr_``/``lesson_`` names), values as the
 app's widgets hold them or as a link spells them (``"1"`` for True). Missing settings take the page's defaults.
 
-Each page has a module here with ``TITLE``, ``DEFAULTS`` (its settings' defaults) and ``cells(settings)`` (its own
-cells); the shared cells come from ``_cells``. The notebook's last cell prints the view's key numbers as one
+Each page has a module here with ``TITLE``, ``SPEC`` (the page's :class:`~resnet_core.page_specs.PageSpec`: its
+settings' names, defaults, notes and allowed values) and ``cells(settings)`` (its own cells); the shared cells come
+from ``_cells``. The notebook's last cell prints the view's key numbers as one
 JSON line.
 """
 
@@ -24,6 +25,7 @@ from nbformat import NotebookNode
 from nbformat.v4 import new_notebook
 
 from ..errors import clip
+from ..page_specs import SIDEBAR_NAMES, PageSpec, Setting
 from ._cells import PARAMETERS_TAG, SMALL_LINE, check_choice, head, parameters_cell
 
 # URL path -> module name, the app's pages in its navigation order.
@@ -37,9 +39,6 @@ PAGES: dict[str, str] = {
 }
 # Notebooks that are no page of the app (generated and tested like the pages').
 EXTRAS: dict[str, str] = {"tour": "tour"}
-# The sidebar's settings: accepted for every page (the button merges them in), used where the page uses them.
-SIDEBAR_SETTINGS = ("arch", "plain", "shortcut", "stride", "preact", "width", "weights")
-
 _FLAGS = {"0": False, "1": True, "false": False, "true": True}
 
 
@@ -108,40 +107,67 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
                         f"its default {default!r}; give it as the app's link does.")
 
 
-def _check_sidebar(settings: dict[str, Any]) -> None:
-    from ..fit import WIDTH_FACTORS
+def _check(setting: Setting, settings: dict[str, Any]) -> None:
+    """NotebookError unless the value is one the page's widget could hold (``setting``'s choices or bounds)."""
     from ..models import ARCHITECTURES
     from ..weights import WeightsError, parse_weights_id
 
-    for name, allowed in (("arch", tuple(ARCHITECTURES)), ("shortcut", ("A", "B", "C")), ("stride", ("3x3", "1x1")),
-                          ("width", tuple(WIDTH_FACTORS))):
-        if name in settings:
-            check_choice(settings, name, allowed)
-    if "weights" in settings:
+    name, value = setting.notebook, settings[setting.notebook]
+    if setting.kind == "choice":
+        check_choice(settings, name, setting.choices)
+    elif setting.kind == "arch":
+        check_choice(settings, name, tuple(ARCHITECTURES))
+    elif setting.kind in ("whole", "decimal"):
+        if value is None and setting.default is None:
+            return
+        number_type = int if setting.kind == "whole" else (int, float)
+        if isinstance(value, bool) or not isinstance(value, number_type) \
+                or not setting.low <= value <= setting.high:
+            raise NotebookError(f"The setting '{name}' is {clip(repr(value), 60)}, not a number from {setting.low:g} "
+                                f"to {setting.high:g}" + (" or None." if setting.default is None else "."))
+    elif setting.kind == "choices":
+        unknown = [item for item in value if item not in setting.choices]
+        if unknown or (setting.most is not None and len(value) > setting.most):
+            most = f", at most {setting.most}" if setting.most is not None else ""
+            raise NotebookError(f"The setting '{name}' names {clip(', '.join(map(str, unknown or value)), 80)}; "
+                                f"use {setting.what} of the page ({', '.join(map(str, setting.choices))}{most}).")
+    elif setting.kind in ("weights", "trained_weights") and value:
         try:
-            parse_weights_id(settings["weights"])
+            kind, _ = parse_weights_id(value)
         except WeightsError as error:
-            raise NotebookError(f"The setting 'weights': {error}") from None
+            raise NotebookError(f"The setting '{name}': {error}") from None
+        if setting.kind == "trained_weights" and kind not in ("demo", "ckpt"):
+            raise NotebookError(f"The setting '{name}' is {clip(repr(value), 60)}, not a trained model (demo: or "
+                                "ckpt:).")
+
+
+def spec_for(page: str) -> PageSpec:
+    """The settings ``page``'s notebook takes (NotebookError for an unknown page)."""
+    return page_module(page).SPEC
+
+
+def defaults_for(page: str) -> dict[str, Any]:
+    """``page``'s notebook parameters and their defaults."""
+    return spec_for(page).notebook_defaults()
 
 
 def resolve_settings(page: str, settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The page's ``DEFAULTS`` overridden by ``settings`` (coerced to the defaults' types), checked by the
-    module's ``check`` when it has one. Sidebar settings a page does not use are dropped; any other name the
-    page does not know is a NotebookError."""
+    """The page's notebook defaults (its ``SPEC``) overridden by ``settings`` (coerced to the defaults' types) and
+    checked against the spec's choices and bounds. Sidebar settings a page does not use are dropped; any other
+    name the page does not know is a NotebookError."""
     module = page_module(page)
-    defaults: dict[str, Any] = dict(module.DEFAULTS)
+    spec: PageSpec = module.SPEC
+    defaults = spec.notebook_defaults()
     resolved = dict(defaults)
     for name, value in (settings or {}).items():
         if name in defaults:
             resolved[name] = _coerce(name, value, defaults[name])
-        elif name not in SIDEBAR_SETTINGS:
+        elif name not in SIDEBAR_NAMES:
             known = ", ".join(defaults) or "none"
             raise NotebookError(f"'{clip(str(name), 60)}' is not a setting of the {module.TITLE} notebook "
                                 f"(its settings: {known}).")
-    _check_sidebar(resolved)
-    check = getattr(module, "check", None)
-    if check is not None:
-        check(resolved)
+    for setting in spec.notebook_settings():
+        _check(setting, resolved)
     return resolved
 
 
@@ -152,7 +178,7 @@ def for_page(page: str, settings: Mapping[str, Any] | None = None) -> NotebookNo
     """
     module = page_module(page)
     resolved = resolve_settings(page, settings)
-    cells = [*head(module.TITLE, url_path(page)), parameters_cell(resolved, getattr(module, "NOTES", None)),
+    cells = [*head(module.TITLE, url_path(page)), parameters_cell(resolved, module.SPEC.notebook_notes()),
              *module.cells(resolved)]
     notebook = new_notebook(cells=cells)
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -189,5 +215,5 @@ def set_small(notebook: NotebookNode, small: bool = True) -> NotebookNode:
     raise NotebookError(f"The notebook has no parameters cell with a '{SMALL_LINE}' line to set.")
 
 
-__all__ = ["EXTRAS", "PAGES", "SIDEBAR_SETTINGS", "NotebookError", "available", "filename_for", "for_page",
-           "page_module", "resolve_settings", "set_small", "to_bytes", "url_path"]
+__all__ = ["EXTRAS", "PAGES", "NotebookError", "available", "defaults_for", "filename_for", "for_page", "page_module",
+           "resolve_settings", "set_small", "spec_for", "to_bytes", "url_path"]

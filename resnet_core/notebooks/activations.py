@@ -7,32 +7,11 @@ from typing import Any
 
 from nbformat import NotebookNode
 
-from ..images import SAMPLE_NAMES
-from ..probes import BN_MODES
-from ._cells import check_choice, code, md, model_cell, options_cell, summary_cell
+from ..page_specs import ACTIVATIONS
+from ._cells import code, md, model_cell, options_cell, summary_cell
 
 TITLE = "Activations"
-# The page's choices (app/explorer_ui/url_params.py ACT_*; the app reads its links with the same lists).
-SOURCES = ("photo", "shapes", "upload")
-SHAPES_COUNT = 24
-BATCHES = (1, 2, 4, 8, 16)
-DEFAULTS: dict[str, Any] = {"arch": "resnet20", "plain": False, "shortcut": "A", "stride": "3x3", "preact": False,
-                            "width": "full", "weights": "random", "act_source": "photo", "act_photo": "chelsea",
-                            "act_shape": 0, "act_batch": 8, "act_bn": "batch", "act_layer": "", "act_upload": ""}
-NOTES = {"weights": "random, demo:resnet20, demo:plain20, tv:<torchvision weights> or ckpt:<path>",
-         "act_source": "photo, shapes or upload", "act_photo": ", ".join(SAMPLE_NAMES),
-         "act_shape": f"a Shapes image, 0-{SHAPES_COUNT - 1}", "act_batch": ", ".join(map(str, BATCHES)),
-         "act_bn": "batch (the batch's statistics) or running (the stored ones)",
-         "act_layer": "a layer name such as 'layer2.0.tap_out'; empty: the page's default",
-         "act_upload": "the image file for act_source 'upload' (a path beside this notebook)"}
-
-
-def check(settings: dict[str, Any]) -> None:
-    check_choice(settings, "act_source", SOURCES)
-    check_choice(settings, "act_photo", SAMPLE_NAMES)
-    check_choice(settings, "act_shape", range(SHAPES_COUNT))
-    check_choice(settings, "act_batch", BATCHES)
-    check_choice(settings, "act_bn", tuple(BN_MODES))
+SPEC = ACTIVATIONS
 
 
 def cells(settings: dict[str, Any]) -> list[NotebookNode]:

@@ -7,14 +7,11 @@ from typing import Any
 
 from nbformat import NotebookNode
 
+from ..page_specs import ARCHITECTURE
 from ._cells import code, md, options_cell, summary_cell
 
 TITLE = "Architecture"
-DEFAULTS: dict[str, Any] = {"arch": "resnet20", "plain": False, "shortcut": "A", "stride": "3x3", "preact": False,
-                            "width": "full"}
-NOTES = {"arch": "resnet18 ... resnet152, resnext50_32x4d, wide_resnet50_2, resnet20 ... resnet110",
-         "plain": "True: the plain twin (no shortcuts)", "shortcut": "A, B or C",
-         "stride": "bottleneck nets: '3x3' (torchvision) or '1x1' (the paper)", "width": "full, half or quarter"}
+SPEC = ARCHITECTURE
 # The page's BasicBlock/Bottleneck comparison width (pages/architecture.py COMPARISON_CHANNELS).
 COMPARISON_CHANNELS = 256
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from nbformat import NotebookNode
 
-from . import for_page, page_module
+from . import defaults_for, for_page
 from ._cells import PARAMETERS_TAG, md
 
 FILES_HEADING = "**Files this notebook needs.**"
@@ -21,7 +21,7 @@ def export_settings(page: str, sidebar: Mapping[str, Any], page_settings: Mappin
     """The settings a page's button exports: the sidebar's model (URL names), then the page's own settings, then
     uploaded files' names for the settings the page's notebook reads them from (``<prefix>_upload``). Sidebar
     names the page's notebook does not use are dropped later, by ``for_page``."""
-    defaults = page_module(page).DEFAULTS
+    defaults = defaults_for(page)
     settings = {**sidebar, **page_settings}
     settings.update({name: PurePath(value).name for name, value in (uploads or {}).items() if name in defaults})
     return settings
@@ -54,7 +54,7 @@ def notebook_for(page: str, settings: Mapping[str, Any]) -> NotebookNode:
     """``for_page(page, settings)`` with a markdown cell after the settings cell naming the files it reads, if
     any: what the download button serves."""
     notebook = for_page(page, settings)
-    note = files_note(settings, page_module(page).DEFAULTS)
+    note = files_note(settings, defaults_for(page))
     if note:
         at = next((i for i, cell in enumerate(notebook.cells) if PARAMETERS_TAG in cell.metadata.get("tags", ())),
                   len(notebook.cells) - 1)

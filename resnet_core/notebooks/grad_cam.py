@@ -7,50 +7,12 @@ from typing import Any
 
 from nbformat import NotebookNode
 
-from ..cam import COLORMAPS, METHODS
-from ..images import SAMPLE_NAMES
-from ._cells import check_choice, code, md, model_cell, options_cell, summary_cell
+from ..page_specs import GRAD_CAM
+from ._cells import code, md, model_cell, options_cell, summary_cell
 
 TITLE = "Grad-CAM"
-# The page's choices (app/explorer_ui/url_params.py GC_*; the app reads its links with the same lists).
-SOURCES = ("photo", "upload", "shapes")
-SHAPES_COUNT = 64
+SPEC = GRAD_CAM
 FAITHFULNESS_STEPS = 20  # the page's deletion / insertion steps per map
-DEFAULTS: dict[str, Any] = {
-    "arch": "resnet20", "plain": False, "shortcut": "A", "stride": "3x3", "preact": False, "width": "full",
-    "weights": "demo:resnet20", "gc_source": "shapes", "gc_sample": "chelsea", "gc_shape": 0, "gc_class": None,
-    "gc_other": None, "gc_method": "gradcam", "gc_layer": "", "gc_opacity": 0.5, "gc_cmap": COLORMAPS[0],
-    "gc_methods": list(METHODS), "gc_road": False, "gc_compare": False, "gc_check_own": True, "gc_upload": "",
-}
-NOTES = {"weights": "random, demo:resnet20, demo:plain20, tv:<torchvision weights> or ckpt:<path>",
-         "gc_source": "photo, shapes or upload", "gc_sample": ", ".join(SAMPLE_NAMES),
-         "gc_shape": f"a held-out Shapes image, 0-{SHAPES_COUNT - 1}",
-         "gc_class": "a class of the image's top 5; None: its top class",
-         "gc_other": "any class number (overrides gc_class); None: none", "gc_method": ", ".join(METHODS),
-         "gc_layer": "a layer such as 'layer3.2'; empty: the last block", "gc_opacity": "0 to 1",
-         "gc_cmap": ", ".join(COLORMAPS), "gc_methods": "the methods compared side by side",
-         "gc_road": "also score ROAD (Rong et al. 2022)", "gc_compare": "also explain the last block of each stage",
-         "gc_check_own": "check this model (a Shapes model) rather than a ResNet-20 trained here on Shapes",
-         "gc_upload": "the image file for gc_source 'upload' (a path beside this notebook)"}
-
-
-def check(settings: dict[str, Any]) -> None:
-    from . import NotebookError
-
-    check_choice(settings, "gc_source", SOURCES)
-    check_choice(settings, "gc_sample", SAMPLE_NAMES)
-    check_choice(settings, "gc_shape", range(SHAPES_COUNT))
-    check_choice(settings, "gc_method", tuple(METHODS))
-    check_choice(settings, "gc_cmap", COLORMAPS)
-    for name in ("gc_class", "gc_other"):
-        if settings[name] is not None and not (isinstance(settings[name], int) and 0 <= settings[name] < 1000):
-            raise NotebookError(f"The setting '{name}' is {settings[name]!r}, not a class number (0-999) or None.")
-    unknown = [m for m in settings["gc_methods"] if m not in METHODS]
-    if unknown:
-        raise NotebookError(f"The setting 'gc_methods' names {', '.join(map(str, unknown))[:80]}, not methods of "
-                            f"the page ({', '.join(METHODS)}).")
-    if not 0.0 <= settings["gc_opacity"] <= 1.0:
-        raise NotebookError(f"The setting 'gc_opacity' is {settings['gc_opacity']!r}, not between 0 and 1.")
 
 
 def cells(settings: dict[str, Any]) -> list[NotebookNode]:

@@ -7,25 +7,11 @@ from typing import Any
 
 from nbformat import NotebookNode
 
-from ..probes import BN_MODES
-from ._cells import check_choice, code, md, model_cell, options_cell, summary_cell
+from ..page_specs import GRADIENT_FLOW
+from ._cells import code, md, model_cell, options_cell, summary_cell
 
 TITLE = "Gradient flow"
-# The page's choices (app/explorer_ui/url_params.py GF_*; the app reads its links with the same lists).
-STATES = ("init", "trained")
-BATCHES = (2, 4, 8, 16, 32)
-DEFAULTS: dict[str, Any] = {"arch": "resnet20", "plain": False, "shortcut": "A", "stride": "3x3", "preact": False,
-                            "width": "full", "weights": "random", "gf_state": "init", "gf_batch": 16,
-                            "gf_bn": "batch"}
-NOTES = {"weights": "random, demo:resnet20, demo:plain20, tv:<torchvision weights> or ckpt:<path>",
-         "gf_state": "init, or trained (with trained weights)", "gf_batch": ", ".join(map(str, BATCHES)),
-         "gf_bn": "batch (the batch's statistics) or running (the stored ones)"}
-
-
-def check(settings: dict[str, Any]) -> None:
-    check_choice(settings, "gf_state", STATES)
-    check_choice(settings, "gf_batch", BATCHES)
-    check_choice(settings, "gf_bn", tuple(BN_MODES))
+SPEC = GRADIENT_FLOW
 
 
 def cells(settings: dict[str, Any]) -> list[NotebookNode]:

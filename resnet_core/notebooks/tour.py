@@ -6,10 +6,11 @@ from typing import Any
 
 from nbformat import NotebookNode
 
+from ..page_specs import PageSpec
 from ._cells import code, md, summary_cell
 
 TITLE = "A tour of resnet_core"
-DEFAULTS: dict[str, Any] = {}
+SPEC = PageSpec("tour", ())  # a notebook without settings
 
 
 def cells(settings: dict[str, Any]) -> list[NotebookNode]:

@@ -37,6 +37,10 @@ FLOORS: dict[str, int] = {
     "probes": 5, "cam": 5, "train": 5, "lesson": 5, "landscape": 5, "lesion": 5, "fit": 5,
     # 6: jobs and run folders; the lesson's instruments on any trained net (runs, uploads, demos)
     "runs": 6, "any_net": 6,
+    # every page's declared settings (their choices come from the instruments, presets and weights below)
+    "page_specs": 6,
+    # links: reading a link against the declared settings (checkpoint paths, weights ids, architectures)
+    "links": 7,
     # 7: figures and notebooks
     "plots": 7, "notebooks": 7,
     # 8: every console entry point

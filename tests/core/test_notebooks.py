@@ -119,7 +119,13 @@ def test_to_bytes_is_the_notebook_file():
     ("architecture", {"arch": "resnet9"}, "The setting 'arch' is 'resnet9', not one the page offers"),
     ("grad-cam", {"weights": "http://x"}, "The setting 'weights': "),
     ("grad-cam", {"gc_methods": ["gradcam", "magic"]}, "The setting 'gc_methods' names magic"),
-    ("grad-cam", {"gc_opacity": "2"}, "The setting 'gc_opacity' is 2.0, not between 0 and 1."),
+    ("grad-cam", {"gc_opacity": "2"}, "The setting 'gc_opacity' is 2.0, not a number from 0 to 1."),
+    # Bounds and limits come from the page's declared settings (resnet_core.page_specs), as its widgets do.
+    ("training", {"tr_steps": 5}, "The setting 'tr_steps' is 5, not a number from 10 to 20000."),
+    ("why-residuals", {"lesson_blocks": 201}, "The setting 'lesson_blocks' is 201, not a number from 1 to 200."),
+    ("training", {"tr_racers": "Plain-20,ResNet-20,Plain-32,ResNet-32,Plain-44"},
+     "The setting 'tr_racers' names Plain-20, ResNet-20, Plain-32, ResNet-32, Plain-44; use racers of the page"),
+    ("why-residuals", {"lesson_any_model": "random"}, "The setting 'lesson_any_model' is 'random', not a trained"),
 ])
 def test_unknown_page_or_setting_is_one_sentence(page, settings, words):
     with pytest.raises(NotebookError) as caught:

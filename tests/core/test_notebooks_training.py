@@ -19,6 +19,7 @@ from resnet_core import lesson
 from resnet_core.notebooks import for_page, set_small
 from resnet_core.notebooks import lesson as lesson_notebook
 from resnet_core.notebooks import training as training_notebook
+from resnet_core.page_specs import LESSON
 from resnet_core.train import PRESETS, Race, RacerSpec
 from tests.conftest import REPO
 
@@ -148,13 +149,13 @@ def _constants(path, known: dict | None = None) -> dict:
 
 
 def _page_constants() -> dict:
-    """The lesson page's constants (pages/lesson.py), its grids from the link's choices (url_params)."""
-    return _constants(REPO / "pages" / "lesson.py", _constants(REPO / "app" / "explorer_ui" / "url_params.py"))
+    """The lesson page's constants (pages/lesson.py), its grids from the lesson's declared settings."""
+    return _constants(REPO / "pages" / "lesson.py", _constants(REPO / "resnet_core" / "page_specs.py"))
 
 
 def _notebook_constants(small: bool) -> dict:
     """The notebook's constants cell run here (SETTINGS at their defaults)."""
-    scope = {"SETTINGS": dict(lesson_notebook.DEFAULTS), "SMALL": small}
+    scope = {"SETTINGS": LESSON.notebook_defaults(), "SMALL": small}
     exec(lesson_notebook.CONSTANTS, scope)  # noqa: S102 - our own cell's source
     return scope
 
@@ -165,7 +166,8 @@ def test_lesson_notebook_uses_the_pages_constants():
              "LANDSCAPE_SEED", "LESION_BATCH", "MAX_REMOVED", "SAMPLES", "CAM_IMAGES", "CAM_SHOWN"]
     assert {n: mine[n] for n in names} == {n: page[n] for n in names}
     assert lesson_notebook.GRIDS == page["GRIDS"]
-    assert lesson_notebook.DEFAULTS["lesson_blocks"] == lesson.blocks_of("resnet110")
+    # The slider starts at ResNet-110's blocks, in the app and in the notebook.
+    assert LESSON["lesson_blocks"].default == lesson.blocks_of("resnet110") == LESSON.notebook_defaults()["lesson_blocks"]
 
 
 @pytest.mark.slow
