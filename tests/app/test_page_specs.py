@@ -64,6 +64,13 @@ def _values(at: AppTest, specs: tuple[PageSpec, ...]) -> dict[str, Any]:
     return {key: at.session_state[key] for key in keys if key in at.session_state}
 
 
+def _held(before: dict[str, Any], at: AppTest, specs: tuple[PageSpec, ...]) -> dict[str, Any]:
+    """What the session holds now for each setting it held before (a widget drawn for the first time since
+    adds its default, which changes nothing that was set)."""
+    now = _values(at, specs)
+    return {key: now.get(key, "<dropped>") for key in before}
+
+
 def _drawn(at: AppTest) -> dict[str, tuple[str, Any]]:
     """Widget key -> (element type, widget) for every input widget on the page and in the sidebar."""
     drawn = {}
@@ -197,12 +204,12 @@ def test_grad_cam_image_source_model_and_method_switched_and_back_keep_every_oth
         assert not at.exception, at.exception
         at.button_group(key="gc_source").set_value(source).run()
         assert not at.exception, at.exception
-        assert _values(at, (SIDEBAR, GRAD_CAM)) == before, f"{source} -> {other} -> {source}"
+        assert _held(before, at, (SIDEBAR, GRAD_CAM)) == before, f"{source} -> {other} -> {source}"
     assert at.button(key="gc_compare_methods").disabled is False  # methods still chosen
     method = at.selectbox(key="gc_method").value
     at.selectbox(key="gc_method").set_value("eigencam").run()
     at.selectbox(key="gc_method").set_value(method).run()
-    assert _values(at, (SIDEBAR, GRAD_CAM)) == before
+    assert _held(before, at, (SIDEBAR, GRAD_CAM)) == before
     arch = at.sidebar.selectbox(key="sb_arch").value
     at.sidebar.selectbox(key="sb_arch").set_value("resnet32").run()
     at.sidebar.selectbox(key="sb_arch").set_value(arch).run()
@@ -224,7 +231,7 @@ def test_activations_source_and_model_switched_and_back_keep_every_other_setting
         at.button_group(key="act_source").set_value(other).run()
         at.button_group(key="act_source").set_value("photo").run()
         assert not at.exception, at.exception
-        assert _values(at, (SIDEBAR, PAGE_SPECS["activations"])) == before, other
+        assert _held(before, at, (SIDEBAR, PAGE_SPECS["activations"])) == before, other
     assert at.selectbox(key="act_photo").value == "astronaut" and at.select_slider(key="act_batch").value == 2
 
 
@@ -254,6 +261,23 @@ def test_a_visit_to_another_page_and_back_keeps_the_pages_settings():
     _page(at, "training")
     _page(at, "architecture")
     _page(at, "grad-cam")
-    assert _values(at, (SIDEBAR, GRAD_CAM)) == before
+    assert _held(before, at, (SIDEBAR, GRAD_CAM)) == before
     assert at.selectbox(key="gc_method").value == "gradcampp" and at.slider(key="gc_opacity").value == 0.8
     assert at.multiselect(key="gc_methods").value == ["gradcam", "eigencam"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("weights", ["default", "random"])
+@pytest.mark.parametrize("page", [p for p in PAGE_SPECS if p not in ("why-residuals", "grad-cam")])
+def test_the_model_switched_and_back_keeps_every_page_setting(page: str, weights: str):
+    """The sidebar's architecture to another net and back (Grad-CAM's is in its own test above)."""
+    at = _page(_session({} if weights == "default" else {"weights": "random"}), page)
+    spec = PAGE_SPECS[page]
+    before = _values(at, (spec,))
+    arch = at.sidebar.selectbox(key="sb_arch").value
+    at.sidebar.selectbox(key="sb_arch").set_value("resnet32" if arch != "resnet32" else "resnet20").run()
+    assert not at.exception, at.exception
+    at.sidebar.selectbox(key="sb_arch").set_value(arch).run()
+    assert not at.exception, at.exception
+    assert _held(before, at, (spec,)) == before
+    assert at.sidebar.selectbox(key="sb_arch").value == arch
