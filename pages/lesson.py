@@ -25,7 +25,7 @@ from resnet_core.plots.lesson import (
     split_figure,
 )
 from resnet_core.plots.training import race_figure
-from resnet_core.runs import load_run
+from resnet_core.runs import LIVE_STATUSES, load_run, registry_for
 from resnet_core.train import degradation_note
 
 ARCH, BLOCK, WIDTH = "resnet20", "layer2.1", 16
@@ -34,6 +34,8 @@ DEPTHS, SWEEP_WIDTH, SWEEP_BATCH = (20, 32, 56), 8, 16
 LANDSCAPE_BATCH, LANDSCAPE_SPAN, LANDSCAPE_SEED, GRIDS = 64, 1.0, 0, LESSON_GRIDS
 LESION_BATCH, MAX_REMOVED, SAMPLES = 128, 4, 6
 CAM_IMAGES, CAM_SHOWN = 64, 6
+# A race the lesson trains is drawn live as the Training page draws it: progress every 2 s, curves every 4 s.
+PROGRESS_EVERY_S, CURVES_EVERY_S = 2.0, 4.0
 
 
 @st.cache_data(show_spinner=False)
@@ -66,27 +68,55 @@ def _race_seconds(which: str) -> float:
                                             probe_steps=1)
 
 
-def _train(config, label: str) -> None:
-    """Train ``config`` as an ordinary run, with a progress bar and the live curves."""
-    bar, chart = st.progress(0.0, text="Starting..."), st.empty()
-    drawn = [-1]
-
-    def show(snap) -> None:
-        eta = f", about {_duration(snap.eta_s)} left" if snap.eta_s is not None else ""
-        bar.progress(snap.progress, text=f"{snap.name}: step {snap.step} of {snap.steps}{eta}")
-        # One draw per step, keyed by it: drawing the same figure twice in one run (a step slower than the
-        # once-a-second snapshot) would repeat its element id and end the run with StreamlitDuplicateElementId.
-        if not snap.history.empty and snap.step % 50 < 10 and snap.step != drawn[0]:
-            drawn[0] = snap.step
-            chart.plotly_chart(race_figure(snap.history, snap.evals, total_steps=snap.steps),
-                               key=f"lesson_live_{snap.step}")
-
+def _start_race(config) -> None:
+    """Start ``config`` as an ordinary run through the runs folder's race registry; the page then draws it live."""
     try:
-        with queue_notice(), heavy_slot(label):
-            lesson.train_race(config, on_progress=show)
-    except ValueError as error:
-        st.error(str(error))
-        st.stop()
+        with st.spinner("Preparing the data and the nets..."):
+            job = lesson.train_race(config)
+    except ValueError as error:  # RaceBusy included: which race trains, who started it, its step
+        st.session_state["lesson_race_error"] = str(error)
+    else:
+        st.session_state["lesson_race"] = job.run_id
+        st.session_state.pop("lesson_race_error", None)
+    st.rerun()
+
+
+def _live_progress(run_id: str) -> None:
+    race = registry_for().get(run_id)
+    if race is None:
+        return
+    snap = race.snapshot()
+    if not snap.active:
+        st.rerun()  # it ended: the whole page draws what it trained, or says why it stopped
+    eta = f", about {_duration(snap.eta_s)} left" if snap.eta_s is not None else ""
+    st.progress(snap.progress, text=f"{snap.name}: step {snap.step} of {snap.steps} · {snap.status}{eta}")
+
+
+def _live_curves(run_id: str) -> None:
+    race = registry_for().get(run_id)
+    snap = race.snapshot() if race is not None else None
+    if snap is not None and not snap.history.empty:
+        st.plotly_chart(race_figure(snap.history, snap.evals, total_steps=snap.steps), key="lesson_live_curves")
+
+
+def _race(config, button: str, key: str) -> None:
+    """The race ``config`` live while it trains (started here, in another tab or on the Training page), else a
+    button that starts it, and why the last one did not finish."""
+    race = registry_for().current()
+    if race is not None and race.config.name == config.name and race.status in LIVE_STATUSES:
+        running = race.status == "running"  # polled while it trains; a paused race waits for the Training page
+        st.fragment(_live_progress, run_every=PROGRESS_EVERY_S if running else None)(race.run_id)
+        st.fragment(_live_curves, run_every=CURVES_EVERY_S if running else None)(race.run_id)
+        st.caption("It trains in the background, in this app's one race slot: the Training page shows it too, "
+                   "with Pause and Stop; the lesson goes on here once it finished.")
+        return
+    if st.button(button, key=key, type="primary"):
+        _start_race(config)
+    ended = registry_for().get(st.session_state.get("lesson_race"))
+    problem = lesson.race_problem(ended) if ended is not None and ended.config.name == config.name else None
+    for sentence in (st.session_state.get("lesson_race_error"), problem):
+        if sentence:
+            st.error(sentence)
 
 
 def _progress(text: str):
@@ -174,10 +204,8 @@ if curves_id is None:
         "ResNet-56 on Shapes in lockstep.")
     quartet = lesson.curves_race()
     seconds = _race_seconds("curves")
-    if st.button(f"Train the quartet here (about {_duration(seconds)} on this machine, {quartet.steps} steps)",
-                 key="lesson_train_curves", type="primary"):
-        _train(quartet, "lesson: the degradation quartet")
-        st.rerun()
+    _race(quartet, f"Train the quartet here (about {_duration(seconds)} on this machine, {quartet.steps} steps)",
+          "lesson_train_curves")
     st.caption("The estimate times training steps of each net on this device. The run is an ordinary run: it "
                "appears on the Training page, and the lesson uses it whenever it is opened again.")
 else:
@@ -291,10 +319,8 @@ if pair_id is None:
         f"rate {pair_config.lr} after {pair_config.warmup_steps} warm-up steps, cosine decay, width "
         f"{pair_config.width}, {pair_config.image_size} px): the presets' constant 0.01 leaves Plain-20 at chance "
         "for hundreds of steps.")
-    if st.button(f"Train Plain-20 and ResNet-20 (about {_duration(_race_seconds('pair'))} on this machine)",
-                 key="lesson_train_pair", type="primary"):
-        _train(pair_config, "lesson: Plain-20 vs ResNet-20")
-        st.rerun()
+    _race(pair_config, f"Train Plain-20 and ResNet-20 (about {_duration(_race_seconds('pair'))} on this machine)",
+          "lesson_train_pair")
     st.info("Steps 6, 7 and 8 are computed once the two nets are trained.")
     st.stop()
 

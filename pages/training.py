@@ -21,7 +21,7 @@ from resnet_core.costs import estimate_race, require_within_budget
 from resnet_core.data import DATASETS, DataError
 from resnet_core.models import display_name
 from resnet_core.plots.training import grad_norm_figure, race_figure
-from resnet_core.runs import Job, JobSnapshot, Registry, list_runs, load_run
+from resnet_core.runs import FolderRace, Job, JobSnapshot, RaceBusy, list_runs, load_run, registry_for
 from resnet_core.settings import BudgetError
 from resnet_core.train import PRESET_NOTES, PRESETS, RaceConfig, RacerSpec, degradation_note
 
@@ -45,12 +45,6 @@ RACER_CHOICES = {display_name(a, r): RacerSpec(a, r) for a in RACE_ARCHS for r i
 # URL name -> the widget's name within its preset (the widget key is f"tr_{preset}_{field}").
 FIELDS = {"tr_racers": "racers", "tr_data": "data", "tr_steps": "steps", "tr_batch": "batch", "tr_lr": "lr",
           "tr_warmup": "warmup", "tr_width": "width", "tr_size": "size", "tr_schedule": "schedule"}
-
-
-@st.cache_resource
-def _registry() -> Registry:
-    # One registry for the whole server: a race survives page switches and refreshes, and every tab sees it.
-    return Registry()
 
 
 def _fmt_seconds(seconds: float | None) -> str:
@@ -108,20 +102,31 @@ def _settings(preset: str) -> RaceConfig:
     return config
 
 
-def _controls(job: Job | None) -> None:
+def _watch(run_id: str | None) -> None:
+    """Show race ``run_id`` live on this page (the session's watched race)."""
+    st.session_state["tr_run"] = run_id
+    st.session_state.pop("tr_seen_status", None)
+    st.session_state.pop("tr_error", None)
+
+
+def _controls(job: Job | FolderRace | None, busy: RaceBusy | None) -> None:
+    """Start (refused while any race of the runs folder trains), then Pause, Resume, Step, Stop of the watched
+    race: a job of this process, or another process's race through its run folder."""
     status = job.status if job else None
     cols = st.columns(5)
     invalid = st.session_state.get("tr_config") is None
-    if cols[0].button("Start", type="primary", key="tr_start", disabled=invalid or status in ("running", "paused"),
-                      icon=":material/play_arrow:"):
+    if cols[0].button("Start", type="primary", key="tr_start", disabled=invalid or busy is not None,
+                      icon=":material/play_arrow:", help=str(busy) if busy is not None else None):
         try:
             with st.spinner("Preparing the data and the nets..."):
-                new = _registry().start(st.session_state["tr_config"])
+                new = registry_for().start(st.session_state["tr_config"])
+        except RaceBusy:
+            pass  # another tab or process took the slot meanwhile: the rerun names its race and offers to watch it
         except (ValueError, DataError) as error:
             st.session_state["tr_error"] = str(error)
         else:
-            st.session_state["tr_run"] = new.run_id
-            st.session_state.pop("tr_error", None)
+            _watch(new.run_id)
+            st.session_state.setdefault("tr_started", []).append(new.run_id)
         st.rerun()
     if cols[1].button("Pause", key="tr_pause", disabled=status != "running", icon=":material/pause:"):
         job.pause(timeout=30)  # returns once the step in flight is published: the page shows where it holds
@@ -137,6 +142,13 @@ def _controls(job: Job | None) -> None:
         job.stop()
         job.wait(timeout=30)
         st.rerun()
+    if busy is not None and busy.run_id not in st.session_state.get("tr_started", []):
+        # Not this session's own race: say whose race holds the slot (Start is refused meanwhile).
+        st.info(str(busy), icon=":material/sprint:")
+        if busy.run_id is not None and busy.run_id != st.session_state.get("tr_run") and st.button(
+                "Watch it", key="tr_watch", icon=":material/visibility:"):
+            _watch(busy.run_id)
+            st.rerun()
 
 
 def _draw_progress(snap: JobSnapshot) -> None:
@@ -205,7 +217,7 @@ def _inspect(checkpoints: list[tuple[str, str]], key: str) -> None:
 
 def _live_progress() -> None:
     """Progress of the page's race; reruns the whole page when the race changes state."""
-    job = _registry().get(st.session_state.get("tr_run"))
+    job = registry_for().get(st.session_state.get("tr_run"))
     if job is None:
         return
     snap = job.snapshot()
@@ -217,25 +229,25 @@ def _live_progress() -> None:
 
 
 def _live_curves() -> None:
-    job = _registry().get(st.session_state.get("tr_run"))
+    job = registry_for().get(st.session_state.get("tr_run"))
     if job is not None:
         _draw_curves(job.snapshot(), "live")
 
 
 def _live_details() -> None:
-    job = _registry().get(st.session_state.get("tr_run"))
+    job = registry_for().get(st.session_state.get("tr_run"))
     if job is not None:
         _draw_details(job.snapshot(), "live", job.config)
 
 
-def _after_live(job: Job) -> None:
+def _after_live(job: Job | FolderRace) -> None:
     """Save (a run kept in memory) and one click to inspect a trained racer; drawn by whole-page runs only,
     which every change of the race's state triggers."""
     snap = job.snapshot()
-    if job.storage_error and st.button("Save run", key="tr_save", icon=":material/save:", disabled=snap.status == "running",
+    if isinstance(job, Job) and job.storage_error and st.button("Save run", key="tr_save", icon=":material/save:", disabled=snap.status == "running",
                                       help="Write this run (kept in memory) to the runs folder; pause it first."):
         try:
-            st.success(f"Saved in {job.export()}.")
+            st.success(f"Saved in {job.export(registry_for().runs_dir)}.")  # where the runs folder is now
         except ValueError as error:  # RunStorageError included: one sentence
             st.error(str(error))
     if snap.status in ("finished", "stopped") and snap.checkpoints:
@@ -248,11 +260,12 @@ st.caption("Nets trained in lockstep on identical batches (same seed, same order
            "by step, live. Degradation (He et al. 2015, Fig. 6) is a deeper plain net training worse than a "
            "shallower one; the page says so when a race measures it.")
 
-registry = _registry()
+registry = registry_for()  # the runs folder's races: this process's jobs, and the one slot every process shares
 current = registry.current()
 if "tr_run" not in st.session_state and current is not None:
     st.session_state["tr_run"] = current.run_id  # a refreshed tab finds the race that is still going
 job = registry.get(st.session_state.get("tr_run"))
+busy = registry.busy()
 
 if job is not None and job.status == "running" and st.session_state.get("tr_folded_for") != job.run_id:
     # A race just started: fold the settings once, so the live curves are on the first screen (1280x720);
@@ -278,7 +291,7 @@ with st.expander("Race settings", expanded=True, key="tr_settings_open", on_chan
     except ValueError as error:
         st.session_state["tr_config"] = None
         st.warning(str(error))
-_controls(job)  # outside the settings: Pause, Step and Stop stay on screen while they are folded
+_controls(job, busy)  # outside the settings: Pause, Step and Stop stay on screen while they are folded
 if st.session_state.get("tr_error"):
     st.error(st.session_state["tr_error"])
 
@@ -310,8 +323,10 @@ with st.expander("Past runs (this app and `resnet-train`)"):
                 if record.resumable and st.button(f"Resume from step {record.checkpoint_step}", key="tr_past_resume",
                                                   icon=":material/resume:"):
                     try:
-                        st.session_state["tr_run"] = _registry().resume(run_id).run_id
-                    except ValueError as error:
+                        resumed = registry_for().resume(run_id)
+                    except ValueError as error:  # RaceBusy included: which race trains, in one sentence
                         st.error(str(error))
                     else:
+                        _watch(resumed.run_id)
+                        st.session_state.setdefault("tr_started", []).append(resumed.run_id)
                         st.rerun()

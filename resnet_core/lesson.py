@@ -328,22 +328,41 @@ def estimate_race_seconds(config: Any, *, probe_steps: int = 2) -> float:
     return total
 
 
-def train_race(config: Any, runs_dir: str | Path | None = None,
-               on_progress: Callable[[Any], None] | None = None) -> str:
-    """Train ``config`` to the end as an ordinary run (a run folder, listed on the Training page); returns its id.
+def train_race(config: Any, runs_dir: str | Path | None = None) -> Any:
+    """Start ``config`` as an ordinary run (a run folder, listed on the Training page) through the runs folder's
+    race registry, and return its :class:`~resnet_core.runs.Job` at once: the race trains on the job's thread, the
+    Training page shows it (started by "the lesson") and can pause or stop it.
 
-    ``on_progress(snapshot)`` about once a second with the job's snapshot (step, steps, elapsed, ETA)."""
-    from .runs import Job
+    Raises :class:`~resnet_core.runs.RaceBusy` (a ValueError, one sentence) while another race trains."""
+    from .runs import registry_for
 
-    job = Job(config, runs_dir, source="lesson")
-    job.start()
+    return registry_for(runs_dir).start(config, source="lesson")
+
+
+def wait_for_race(job: Any, on_progress: Callable[[Any], None] | None = None) -> str:
+    """Block until the race of ``job`` (from :func:`train_race`) ends; returns its run id when it finished.
+
+    ``on_progress(snapshot)`` about once a second with the job's snapshot (step, steps, elapsed, ETA). Raises
+    ValueError (one sentence) when it ended otherwise (stopped, failed)."""
     while not job.wait(timeout=1.0):
         if on_progress is not None:
             on_progress(job.snapshot())
-    if job.status != "finished":
-        why = "; ".join(job.snapshot().messages) or "no message"
-        raise ValueError(f"The lesson's race ended as '{job.status}' ({why}); start it again.")
-    return job.run_id
+    problem = race_problem(job)
+    if problem:
+        raise ValueError(problem)
+    return str(job.run_id)
+
+
+def race_problem(race: Any) -> str | None:
+    """The sentence for a lesson race (a job, or a run's ``FolderRace``) that ended without finishing (stopped,
+    failed, interrupted); None while it trains or once it finished."""
+    from .runs import LIVE_STATUSES
+
+    status = race.status
+    if status in LIVE_STATUSES or status == "finished":
+        return None
+    why = "; ".join(race.snapshot().messages) or "no message"
+    return f"The lesson's race ended as '{status}' ({why}); start it again."
 
 
 def shapes_batch(split: str, n: int, image_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -132,7 +132,7 @@ PAIR = '''\
 # demo models, as on the page (trained here, with the lesson's recipe, only when there is neither).
 pair_id = lesson.choose_pair()
 if pair_id is None:
-    pair_id = lesson.train_race(lesson.pair_race(**({"steps": 30} if SMALL else {})))
+    pair_id = lesson.wait_for_race(lesson.train_race(lesson.pair_race(**({"steps": 30} if SMALL else {}))))
 pair = lesson.load_pair(pair_id)
 for label, accuracy in pair.accuracy.items():
     print(f"{label}: held-out accuracy {accuracy:.1%} (chance {pair.chance:.0%})")

@@ -100,7 +100,7 @@ import threading
 from IPython.display import Markdown, display
 
 from resnet_core.plots.training import grad_norm_figure, race_figure
-from resnet_core.runs import Job
+from resnet_core.runs import registry_for
 
 EVERY_S = 2.0
 
@@ -129,7 +129,8 @@ def watch(job, stop_watching):
             break
 
 
-job = Job(config, source="notebook")  # a run folder like the app's: the Training page lists it too
+# The runs folder's one race slot, as the page's Start takes it: the Training page shows and controls it too.
+job = registry_for().start(config, paused=True, source="notebook")
 progress = display(progress_line(job.snapshot()), display_id=True)
 curves = display(Markdown("No step trained yet."), display_id=True)
 stop_watching = threading.Event()

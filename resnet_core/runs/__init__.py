@@ -5,8 +5,12 @@ Every run (from the app or the CLI) is a folder ``<runs dir>/<run id>/`` holding
 ``config.json``
     the race configuration, where it ran and when it started;
 ``status.json``
-    "running" and the process (pid and its start time) that writes the folder: a run without a summary whose
-    process is gone was interrupted (killed, power cut) and is listed as "interrupted";
+    the run's state, rewritten at every change (ready, running, paused, stopped, finished, failed) with the
+    process (pid and its start time) that writes the folder: a live state whose process is gone was interrupted
+    (killed, power cut) and is listed as "interrupted";
+``control.json``
+    the latest Pause/Resume/Step/Stop request from any process (:func:`write_control`), applied by the race's
+    thread between steps;
 ``metrics.jsonl``
     one JSON object per line, appended and flushed per step (a kill loses at most the line being written):
     ``{"kind": "step", "step", "racer", "loss", "acc", "lr", "images_per_s", "status", "grad_<stage>"...}``
@@ -29,8 +33,11 @@ and :meth:`Job.export` saves it once space returns.
 The runs directory is ``$RESNET_EXPLORER_RUNS`` or ``runs/`` at the repository root. A :class:`Job` owns a
 :class:`~resnet_core.train.Race` and a thread; the thread never touches Streamlit: it trains a step (and its
 evaluation) outside the lock, then publishes the results to the job's own copies under the lock, and the page
-draws :meth:`Job.snapshot`, built from those copies only (so a snapshot's step, history and summary agree). A :class:`Registry` (kept by the app in
-``st.cache_resource``) holds the jobs, so a run survives page switches and browser refreshes.
+draws :meth:`Job.snapshot`, built from those copies only (so a snapshot's step, history and summary agree).
+One race trains per runs folder, whichever process starts it: :func:`registry_for` gives the folder's
+:class:`RaceRegistry`, whose slot is the lock file ``race.lock`` (see :mod:`.registry`); its ``current()`` race
+is a job of this process or a :class:`FolderRace` (another process's race, read from and controlled through its
+folder), so a race survives page switches and refreshes and every tab, replica and notebook sees it.
 """
 
 from __future__ import annotations
@@ -38,7 +45,10 @@ from __future__ import annotations
 from .folders import (  # noqa: F401
     _EVAL_COLUMNS,
     _REASONS,
+    CONTROL_FILE,
+    CONTROL_REQUESTS,
     JOB_STATUSES,
+    LIVE_STATUSES,
     RUN_STATUSES,
     RunStorageError,
     RunWriter,
@@ -53,10 +63,11 @@ from .folders import (  # noqa: F401
     atomic_write,
     new_run_id,
     runs_dir,
+    write_control,
 )
 from .jobs import (  # noqa: F401
+    CONTROL_POLL_S,
     Job,
-    Registry,
     resume_race,
     resume_run,
 )
@@ -73,4 +84,13 @@ from .records import (  # noqa: F401
     list_checkpoints,
     list_runs,
     load_run,
+)
+from .registry import (  # noqa: F401
+    LOCK_FILE,
+    STARTED_BY,
+    FolderRace,
+    RaceBusy,
+    RaceLock,
+    RaceRegistry,
+    registry_for,
 )

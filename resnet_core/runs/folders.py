@@ -11,6 +11,7 @@ import math
 import os
 import re
 import shutil
+import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,13 @@ from ..train import Race, RaceConfig
 _EVAL_COLUMNS = ["step", "racer", "test_loss", "test_acc"]
 
 JOB_STATUSES = ("ready", "running", "paused", "stopped", "finished", "failed")
+# A job status while its process lives: one that status.json says after the process died reads "interrupted".
+LIVE_STATUSES = ("ready", "running", "paused")
 # A run folder's status as listed: a job status, or "interrupted" (no summary and its process is gone).
-RUN_STATUSES = ("running", "stopped", "finished", "failed", "interrupted")
+RUN_STATUSES = (*JOB_STATUSES, "interrupted")
+# Requests any process may write to a run folder's control.json; the job's thread reads them between steps.
+CONTROL_FILE = "control.json"
+CONTROL_REQUESTS = ("pause", "resume", "step", "stop")
 
 
 _runs_dir = runs_dir  # functions below take a ``runs_dir`` argument, which hides the function's name
@@ -139,17 +145,18 @@ class RunWriter:
                     continue
         raise RunStorageError(base, "a thousand runs of the same name and second already exist")
 
-    def write_config(self, device: str, world_size: int = 1) -> None:
+    def write_config(self, device: str, world_size: int = 1, status: str = "running") -> None:
         data = {"run_id": self.run_id, "created": self.created, "source": self.source, "device": device,
                 "world_size": world_size, "racers": self.config.labels, "config": self.config.to_dict()}
         with _storing(self.base):
             atomic_write(self.path / "config.json", json.dumps(data, indent=2))
-        self.mark_running()
+        self.write_status(status)
 
-    def mark_running(self) -> None:
-        """status.json: this process writes the folder (list_runs calls it "interrupted" once it is gone)."""
+    def write_status(self, status: str, step: int | None = None) -> None:
+        """status.json: the run's state and the process (pid and its start time) that writes the folder, so a
+        live state whose process is gone reads "interrupted" (see ``records._run_status``)."""
         pid = os.getpid()
-        data = {"status": "running", "pid": pid, "pid_started": _process_start(pid), "since": _now()}
+        data = {"status": status, "pid": pid, "pid_started": _process_start(pid), "since": _now(), "step": step}
         with _storing(self.base):
             atomic_write(self.path / "status.json", json.dumps(data))
 
@@ -227,9 +234,23 @@ class RunWriter:
                 "summary": [{k: _json_safe(v) for k, v in row.items()} for row in summary.to_dict("records")]}
         with _storing(self.base):
             atomic_write(self.path / "summary.json", json.dumps(data, indent=2, default=str))
+        self.write_status(status, race.step_index)  # after the summary: a final status always has one
         return paths
 
 
 def new_run_id(config: RaceConfig) -> str:
     """``<date>-<time>-<race name>``: the folder name a run gets (a suffix is added if it is taken)."""
     return f"{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-{_slug(config.name)}"
+
+
+def write_control(folder: str | Path, request: str) -> str:
+    """Ask the race writing run folder ``folder`` to pause, resume, take one step or stop; returns the request's
+    id. Any process may write it (atomically); the job's thread applies each new id once, between steps."""
+    if request not in CONTROL_REQUESTS:
+        raise ValueError(f"'{request}' is not a race control; use one of {', '.join(CONTROL_REQUESTS)}.")
+    folder = Path(folder)
+    request_id = uuid.uuid4().hex
+    data = {"request": request, "id": request_id, "pid": os.getpid(), "at": _now()}
+    with _storing(folder.parent):
+        atomic_write(folder / CONTROL_FILE, json.dumps(data))
+    return request_id

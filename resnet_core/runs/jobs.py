@@ -1,8 +1,9 @@
-"""Races on a thread for the app: a job (start, pause, stop, resume), the registry of a server's jobs,
-and resuming an interrupted run."""
+"""Races on a thread: a job (start, pause, stop, resume; controlled in this process or through its folder's
+control file) and resuming an interrupted run. :mod:`.registry` lets one race train per runs folder."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -15,6 +16,8 @@ from ..checkpoints.format import load_resume_checkpoint
 from ..train import Race, RaceConfig, describe_device, summarize
 from .folders import (
     _EVAL_COLUMNS,
+    CONTROL_FILE,
+    LIVE_STATUSES,
     RunStorageError,
     RunWriter,
     _runs_dir,
@@ -23,10 +26,13 @@ from .folders import (
 )
 from .records import (
     JobSnapshot,
+    _read_json,
     _read_metrics,
     latest_checkpoints,
     load_run,
 )
+
+CONTROL_POLL_S = 0.25  # how often a paused job looks for a request from another process
 
 
 # ------------------------------------------------------------------------------------------------ jobs
@@ -39,6 +45,12 @@ class Job:
     it will hold at; ``stop()`` ends the run after the current step and saves checkpoints. The thread never
     raises: a failure becomes status "failed" with a one-sentence message.
 
+    Every change of state is written to the run folder's status.json (ready, running, paused, then stopped,
+    finished or failed). Another process controls the race through the folder's control.json
+    (:func:`~resnet_core.runs.folders.write_control`): the thread looks at its modification time between steps,
+    and every :data:`CONTROL_POLL_S` while paused, and applies each new request once. ``on_end(job)`` is called
+    once, on the thread, after the final state is written (the registry frees its race slot there).
+
     When the runs folder cannot be written (at the start or later: read-only, full), the race goes on in
     memory: ``storage_error`` holds the sentence (also in the snapshot's messages), the curves stay in the
     job, and :meth:`export` writes the whole run once space returns. ``writer`` (a :class:`RunWriter` already
@@ -46,22 +58,30 @@ class Job:
     """
 
     def __init__(self, config: RaceConfig, runs_dir: str | Path | None = None, *, race: Race | None = None,
-                 source: str = "app", writer: RunWriter | None = None) -> None:
+                 source: str = "app", writer: RunWriter | None = None,
+                 on_end: Callable[[Job], None] | None = None) -> None:
         self.config = config
         self.race = race if race is not None else Race(config)  # raises ValueError/DataError for bad input
         self.source = source
         self.device = describe_device(self.race.device)
         self._runs_dir = runs_dir
         self._storage_error = ""
+        resumed = writer is not None
         if writer is None:
             try:
                 writer = RunWriter.create(config, runs_dir, source)
-                writer.write_config(self.device, self.race.dist.world_size)
+                writer.write_config(self.device, self.race.dist.world_size, status="ready")
             except RunStorageError as exc:
                 writer, self._storage_error = None, str(exc)
         self.writer: RunWriter | None = writer
+        self._on_end = on_end
+        self._ended = False  # on_end was called
+        self._status_io = threading.Lock()  # status.json writes one at a time, the latest state last
         self.run_id = writer.run_id if writer is not None else new_run_id(config)
         self.path = writer.path if writer is not None else _runs_dir(runs_dir) / self.run_id
+        # Requests already in control.json when the job is made (an old run's, before a resume) are not ours.
+        self._control_seen = self._control_stat()
+        self._control_id = str((_read_json(self.path / CONTROL_FILE) or {}).get("id", ""))
         self._cond = threading.Condition()
         self._status = "ready"
         self._paused = False
@@ -82,6 +102,8 @@ class Job:
         self._seconds: dict[str, float] = {}
         self._params = {r.label: r.params for r in self.race.racers}
         self._publish(list(self.race.rows), list(self.race.eval_rows))
+        if resumed:
+            self._write_status()  # "ready": resume_race left "running" while it restored the race
 
     def _publish(self, rows: list[dict[str, Any]], evals: list[dict[str, Any]]) -> None:
         """Copy a step's results (rows, evaluations, statuses, times) for snapshots; call it under the lock.
@@ -112,6 +134,9 @@ class Job:
                 self._parked = False
                 self._status = "running"
                 self._cond.notify_all()
+            else:
+                return
+        self._write_status()
 
     def pause(self, timeout: float = 60.0) -> int:
         """Hold after the step in flight; returns the step the race holds at.
@@ -119,10 +144,13 @@ class Job:
         Waits (up to ``timeout``) for that step to be published: returning earlier, a page would draw the
         step before it, and the next Step would seem to train two (the one in flight, then its own)."""
         with self._cond:
-            if self._status == "running":
+            changed = self._status == "running"
+            if changed:
                 self._paused = True
                 self._status = "paused"
         self.wait_paused(timeout)
+        if changed:
+            self._write_status()  # once the step in flight is in: status.json names the step it holds at
         with self._cond:
             return self._step
 
@@ -135,25 +163,34 @@ class Job:
         with self._cond:
             if self._status == "ready":
                 self._launch(paused=True, budget=1)
+                launched = True
             elif self._status == "paused":
                 self._budget += 1
                 self._parked = False
                 self._cond.notify_all()
+                launched = False
             else:
                 return self._step
             # Steps already asked for count too: the one in flight and any single steps still pending.
-            return self._step + int(self._in_flight) + self._budget
+            target = self._step + int(self._in_flight) + self._budget
+        if launched:
+            self._write_status()
+        return target
 
     def stop(self) -> None:
-        with self._cond:
+        with self._status_io, self._cond:  # status_io first, as in _write_status
             if self._status == "ready":
                 self._status = "stopped"
                 self.race.stop()
                 self._publish([], [])
-                self._store(lambda w: w.finish(self.race, "stopped"))
-                return
-            self._stop = True
-            self._cond.notify_all()
+                self._store(lambda w: w.finish(self.race, "stopped"))  # the summary, then status.json
+                ended = True
+            else:
+                self._stop = True
+                self._cond.notify_all()
+                ended = False
+        if ended:
+            self._end()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the thread ended (True) or ``timeout`` passed (False)."""
@@ -195,6 +232,57 @@ class Job:
         """The sentence saying why the run folder is not being written ("" while it is)."""
         return self._storage_error
 
+    def _write_status(self) -> None:
+        """status.json says the job's state now (read under the I/O lock: the last write is the latest state)."""
+        with self._status_io:
+            with self._cond:
+                status, step = self._status, self._step
+            self._store(lambda w: w.write_status(status, step))
+
+    def _end(self) -> None:
+        with self._cond:
+            if self._ended:
+                return
+            self._ended = True
+        if self._on_end is not None:
+            self._on_end(self)
+
+    # -- requests from other processes (control.json)
+    def _control_stat(self) -> tuple[int, int, int] | None:
+        try:
+            info = os.stat(self.path / CONTROL_FILE)
+        except OSError:
+            return None
+        return info.st_mtime_ns, info.st_ino, info.st_size
+
+    def _check_control(self) -> None:
+        """Apply a new request from control.json, if any (a stat when nothing changed)."""
+        if self.writer is None:
+            return
+        seen = self._control_stat()
+        if seen == self._control_seen:
+            return
+        self._control_seen = seen
+        data = _read_json(self.path / CONTROL_FILE) or {}
+        request_id = str(data.get("id", ""))
+        if not request_id or request_id == self._control_id:
+            return
+        self._control_id = request_id
+        with self._cond:
+            request, before = data.get("request"), self._status
+            if request == "pause" and self._status == "running":
+                self._paused, self._status = True, "paused"
+            elif request == "resume" and self._status == "paused":
+                self._paused, self._status = False, "running"
+            elif request == "step" and self._status == "paused":
+                self._budget += 1
+            elif request == "stop":
+                self._stop = True
+            self._cond.notify_all()
+            changed = self._status != before
+        if changed:
+            self._write_status()
+
     def _store(self, write: Callable[[RunWriter], Any]) -> Any:
         """Run ``write`` with the writer; a storage failure detaches it (the race goes on in memory)."""
         writer = self.writer
@@ -222,7 +310,8 @@ class Job:
             with _storing(base):
                 path.mkdir(parents=True, exist_ok=True)
             writer = RunWriter(path, self.config, self.source)
-            writer.write_config(self.device, self.race.dist.world_size)
+            writer.write_config(self.device, self.race.dist.world_size,
+                                status=self._status if self._status in ("ready", "paused") else "running")
             writer.rewrite_metrics(self._rows, self._eval_rows)
             if self._status in ("ready", "paused"):
                 if self.race.step_index > 0:
@@ -238,11 +327,14 @@ class Job:
         race = self.race
         try:
             while True:
+                self._check_control()  # outside the lock: a request another process wrote
                 with self._cond:
-                    while self._paused and self._budget == 0 and not self._stop:
+                    if self._paused and self._budget == 0 and not self._stop:
                         self._parked = True
                         self._cond.notify_all()  # wait_paused
-                        self._cond.wait()
+                        # Woken by a control of this process, or after a while to look at control.json again.
+                        self._cond.wait(CONTROL_POLL_S if self.writer is not None else None)
+                        continue
                     self._parked = False
                     if self._stop or race.done:
                         break
@@ -275,7 +367,7 @@ class Job:
                     evals = race.evaluate()  # a stopped race still gets a held-out score
                     self._store(lambda w: w.append(evals, kind="eval"))
                 race.stop()
-            paths = self._store(lambda w: w.finish(race, final)) or []
+            paths = self._store(lambda w: w.finish(race, final)) or []  # the summary, then status.json
             with self._cond:
                 self._publish([], evals)
                 self._checkpoints = [str(p) for p in paths]
@@ -292,6 +384,9 @@ class Job:
                 self._status = "failed"
                 self._parked = self._in_flight = False
                 self._cond.notify_all()
+        finally:
+            self._write_status()  # again after the summary's: a Pause racing the end cannot have the last word
+            self._end()
 
     # -- reading
     def snapshot(self) -> JobSnapshot:
@@ -311,65 +406,6 @@ class Job:
                            racers, messages, self.device, active_s, eta, checkpoints)
 
 
-class Registry:
-    """The jobs of this process (the app keeps one in ``st.cache_resource``, shared by every session).
-
-    One race trains at a time: on a 2-core laptop two would each run at half speed, and a classroom shares
-    one server; a second tab sees the running race and can pause or stop it.
-    """
-
-    def __init__(self, runs_dir: str | Path | None = None) -> None:
-        self.runs_dir = runs_dir
-        self._jobs: dict[str, Job] = {}
-        self._lock = threading.Lock()
-
-    def _check_free(self) -> None:
-        # A job left "ready" (created paused, never started) counts too: it holds the one race slot.
-        busy = [j for j in self._jobs.values() if j.status in ("ready", "running", "paused")]
-        if busy:
-            state = "waiting to start" if busy[0].status == "ready" else busy[0].status
-            raise ValueError(f"The race '{busy[0].config.name}' is still {state}; stop it before "
-                             f"starting another.")
-
-    def start(self, config: RaceConfig, *, paused: bool = False) -> Job:
-        """Create a job for ``config`` and start it (or leave it ready when ``paused``).
-
-        Raises ValueError (one sentence) when another race is still training or the config is bad. A runs
-        folder that cannot be written does not stop it: the job trains in memory (see ``Job.storage_error``)."""
-        with self._lock:
-            self._check_free()
-            job = Job(config, self.runs_dir)
-            self._jobs[job.run_id] = job
-        if not paused:
-            job.start()
-        return job
-
-    def resume(self, run_id: str, *, paused: bool = False) -> Job:
-        """Continue the interrupted or stopped run ``run_id`` from its latest checkpoint (see
-        :func:`resume_run`), in its own folder, and start it. Raises ValueError (one sentence)."""
-        with self._lock:
-            self._check_free()
-            job = resume_run(run_id, self.runs_dir)
-            self._jobs[job.run_id] = job
-        if not paused:
-            job.start()
-        return job
-
-    def get(self, run_id: str | None) -> Job | None:
-        return self._jobs.get(run_id) if run_id else None
-
-    def jobs(self) -> list[Job]:
-        return list(self._jobs.values())
-
-    def current(self) -> Job | None:
-        """The race still training, else the most recent job of this process."""
-        jobs = self.jobs()
-        for job in reversed(jobs):
-            if job.status in ("running", "paused", "ready"):
-                return job
-        return jobs[-1] if jobs else None
-
-
 # ------------------------------------------------------------------------------------------------ resuming
 def resume_race(run_id: str, runs_dir: str | Path | None = None, *, write: bool = True
                  ) -> tuple[Race, RunWriter | None]:
@@ -382,8 +418,9 @@ def resume_race(run_id: str, runs_dir: str | Path | None = None, *, write: bool 
     torchrun ranks) touches nothing on disk and returns no writer. Raises ValueError (one sentence) when
     the run is running, finished, or has no checkpoint; RunStorageError when its folder cannot be written."""
     record = load_run(run_id, runs_dir)
-    if record.status == "running":
-        raise ValueError(f"The run '{run_id}' is still running in another process; stop it before resuming it.")
+    if record.status in LIVE_STATUSES:
+        raise ValueError(f"The run '{run_id}' is still {record.status} in a live process; stop it before resuming "
+                         "it.")
     if record.status == "finished":
         raise ValueError(f"The run '{run_id}' finished; there is nothing to resume.")
     step, entries, _ = latest_checkpoints(record.path, record.config.labels)
@@ -406,7 +443,7 @@ def resume_race(run_id: str, runs_dir: str | Path | None = None, *, write: bool 
     writer = RunWriter(record.path, record.config, str(record.info.get("source", "app")))
     writer.created = str(record.info.get("created", writer.created))
     writer.checkpoint_step = step
-    writer.mark_running()
+    writer.write_status("running")
     writer.rewrite_metrics(race.rows, race.eval_rows)
     with _storing(writer.base):
         (record.path / "summary.json").unlink(missing_ok=True)
@@ -415,9 +452,11 @@ def resume_race(run_id: str, runs_dir: str | Path | None = None, *, write: bool 
     return race, writer
 
 
-def resume_run(run_id: str, runs_dir: str | Path | None = None) -> Job:
+def resume_run(run_id: str, runs_dir: str | Path | None = None,
+               on_end: Callable[[Job], None] | None = None) -> Job:
     """A ready :class:`Job` continuing interrupted (or stopped) run ``run_id`` in its own folder from its
-    latest checkpoint; call ``start()``. Its snapshot holds the whole curve, old steps and new."""
+    latest checkpoint; call ``start()``. Its snapshot holds the whole curve, old steps and new. (The registry's
+    ``resume`` does this inside the runs folder's one race slot.)"""
     race, writer = resume_race(run_id, runs_dir)
     assert writer is not None
-    return Job(race.config, runs_dir, race=race, writer=writer, source=writer.source)
+    return Job(race.config, runs_dir, race=race, writer=writer, source=writer.source, on_end=on_end)

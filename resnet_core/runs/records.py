@@ -14,6 +14,7 @@ import pandas as pd
 from ..train import RaceConfig, summarize
 from .folders import (
     _EVAL_COLUMNS,
+    LIVE_STATUSES,
     _process_alive,
     _reason,
     _runs_dir,
@@ -54,8 +55,8 @@ class JobSnapshot:
 class RunRecord:
     """A run folder read back: its config, metrics and summary.
 
-    ``status`` is the summary's, else "running" while the process that writes the folder lives, else
-    "interrupted". ``notes`` says what was found damaged and skipped (a cut-short metrics line, a missing
+    ``status`` is the summary's, else status.json's ("ready", "running", "paused") while the process that
+    writes the folder lives, else "interrupted". ``notes`` says what was found damaged and skipped (a cut-short metrics line, a missing
     checkpoint). ``checkpoint_step`` is the step of the latest complete checkpoint set (None: none)."""
 
     run_id: str
@@ -100,11 +101,16 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def _run_status(folder: Path, summary: dict[str, Any]) -> str:
+    """The summary's final status; else status.json's live state (ready, running, paused) while the process
+    that wrote it lives; "failed" as it says; else "interrupted" (killed, power cut, or a final status whose
+    summary never came)."""
     if summary.get("status"):
         return str(summary["status"])
     state = _read_json(folder / "status.json") or {}
-    if state.get("status") == "running" and _process_alive(state.get("pid"), state.get("pid_started")):
-        return "running"
+    if state.get("status") in LIVE_STATUSES and _process_alive(state.get("pid"), state.get("pid_started")):
+        return str(state["status"])
+    if state.get("status") == "failed":  # a failure whose summary could not be written
+        return "failed"
     return "interrupted"
 
 
@@ -214,7 +220,8 @@ def list_runs(runs_dir: str | Path | None = None) -> pd.DataFrame:
     """Every run folder, newest first: run_id, name, created, source, status, steps, dataset, racers, device,
     notes.
 
-    Status: the summary's, else "running" while the process writing the folder lives, else "interrupted"
+    Status: the summary's, else status.json's live state while the process writing the folder lives, else
+    "interrupted"
     (``steps`` is then the last logged step). ``notes`` names what is damaged (a cut-short last metrics line,
     a missing checkpoint) and where an interrupted run can resume; a damaged run never hides the others."""
     base = _runs_dir(runs_dir)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from dataclasses import replace
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -130,3 +131,41 @@ def test_lesson_page_cold_start_and_controls(lesson_page: AppTest) -> None:
     paths = _figures(at)[4]
     assert paths["data"][0]["y"] == [0.125, 0.375, 0.375, 0.125]
     assert not at.exception
+    _lessons_race_in_the_race_slot(at)  # on the same walk: the steps below step 1 are cached by now
+
+
+def _lessons_race_in_the_race_slot(at: AppTest) -> None:
+    """The lesson's race trains in the runs folder's one race slot: refused while another race trains, shown live
+    while it trains, and step 1 draws it once it finished."""
+    # The quartet's name and racers at a few steps of a tiny size (the page finds a race by its name).
+    small = dict(width=4, image_size=16, batch_size=16, n_train=128, n_test=32, eval_every=3, eval_samples=32,
+                 checkpoint_every=0)
+    other = lesson.train_race(replace(lesson.pair_race(), steps=400, **small))  # another race holds the slot
+    try:
+        assert other.wait_for_step(1, timeout=120)
+        at.run()
+        at.button(key="lesson_train_curves").click().run()  # one race at a time: refused, with whose race trains
+        assert not at.exception, at.exception
+        assert [e.value for e in at.error if "one race trains at a time" in e.value][0].startswith(
+            "The race 'Lesson: Plain-20 vs ResNet-20' (started by the lesson) is training, at step ")
+    finally:
+        other.stop()
+        other.wait(timeout=120)
+    quartet = lesson.train_race(replace(lesson.curves_race(), steps=400, **small))
+    try:
+        assert quartet.wait_for_step(1, timeout=120)
+        at.run()
+        assert not at.exception, at.exception
+        progress = [p.proto.text for p in at.get("progress")]
+        assert any(t.startswith("The degradation quartet: step ") and " of 400 · running" in t for t in progress)
+        assert not [b for b in at.button if b.key == "lesson_train_curves"]  # no second race offered
+        assert any("the Training page shows it too" in c.value for c in at.caption)
+    finally:
+        quartet.stop()
+        quartet.wait(timeout=120)
+    finished = lesson.train_race(replace(lesson.curves_race(), steps=3, **small))
+    run_id = lesson.wait_for_race(finished)
+    at.run()
+    assert not at.exception, at.exception
+    assert f"`{run_id}`" in "\n".join(m.value for m in at.markdown)  # step 1 draws the finished race
+    assert not [b for b in at.button if b.key == "lesson_train_curves"]

@@ -1,7 +1,7 @@
 """The lesson with trained nets present: every step from 1 to 8 is drawn from a run trained here.
 
 One short race (Plain-20 vs ResNet-20, named like the preset so step 1 finds it too) is trained by the lesson's
-own ``train_race`` into this module's own runs folder; the page then walks every step on it.
+own ``train_race`` (and ``wait_for_race``) into this module's own runs folder; the page then walks every step on it.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def quick_run() -> str:
     config = lesson.pair_race(steps=50, batch_size=32, n_train=256, n_test=64, eval_every=25, eval_samples=64,
                               warmup_steps=10, name="Plain-20 vs ResNet-20", checkpoint_every=0)
     seen = []
-    run_id = lesson.train_race(config, on_progress=lambda snap: seen.append(snap.step))
+    run_id = lesson.wait_for_race(lesson.train_race(config), on_progress=lambda snap: seen.append(snap.step))
     assert all(a <= b for a, b in zip(seen, seen[1:], strict=False))  # progress only moves forward
     return run_id
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from resnet_core.train import PRESETS, main
+from resnet_core import lesson
+from resnet_core.train import PRESETS, RaceConfig, RacerSpec, main
 from tests.app.conftest import open_page
 
 PAGE = "../pages/training.py"
@@ -25,6 +26,11 @@ def page(app):
 
 def _runs_dir() -> Path:
     return Path(os.environ["RESNET_EXPLORER_RUNS"])
+
+
+def _run_folders() -> set[Path]:
+    """The run folders (the runs folder also holds the race slot's lock file while a race trains)."""
+    return {p for p in _runs_dir().iterdir() if p.is_dir()} if _runs_dir().exists() else set()
 
 
 def _step_lines(run: Path) -> int:
@@ -79,10 +85,10 @@ def test_start_live_update_then_stop(page):
     page.number_input(key=f"{key}_size").set_value(16)
     page.number_input(key=f"{key}_batch").set_value(16)
     page.run()
-    before = set(_runs_dir().glob("*")) if _runs_dir().exists() else set()
+    before = _run_folders()
     _button(page, "tr_start").click().run()
     assert not page.exception, page.exception
-    (run,) = set(_runs_dir().glob("*")) - before
+    (run,) = _run_folders() - before
     try:
         # The fragment's timer never fires in AppTest: poll the job's log on disk, then rerun the page.
         deadline = time.monotonic() + 120
@@ -235,9 +241,9 @@ def test_an_unwritable_runs_folder_is_one_sentence_and_the_run_is_saved_later(pa
 
 def test_a_stopped_run_resumes_from_its_checkpoint(page):
     _small_custom_race(page, steps=5000)
-    before = set(_runs_dir().glob("*")) if _runs_dir().exists() else set()
+    before = _run_folders()
     _button(page, "tr_start").click().run()
-    (run,) = set(_runs_dir().glob("*")) - before
+    (run,) = _run_folders() - before
     deadline = time.monotonic() + 120
     while _step_lines(run) < 6 and time.monotonic() < deadline:
         time.sleep(0.3)
@@ -258,3 +264,64 @@ def test_a_stopped_run_resumes_from_its_checkpoint(page):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "stopped" and summary["steps"] >= stopped_at
     assert _step_lines(run) == 2 * summary["steps"]  # no step logged twice
+
+
+def _lesson_race(steps: int = 5000) -> RaceConfig:
+    """A tiny race under the lesson's name for it (the page shows whatever race holds the slot)."""
+    return RaceConfig(racers=(RacerSpec("resnet20", residual=False), RacerSpec("resnet20")), image_size=16, width=4,
+                      steps=steps, batch_size=16, n_train=256, n_test=32, eval_every=5, eval_samples=32,
+                      warmup_steps=2, name="Lesson race")
+
+
+def test_the_lessons_race_is_shown_and_controlled_here_and_start_refuses_a_second(page):
+    start = _button(page, "tr_start")
+    assert not start.disabled  # drawn while no race trains
+    job = lesson.train_race(_lesson_race())  # what the lesson's "Train the quartet here" calls
+    try:
+        assert job.wait_for_step(2, timeout=120)
+        before = _run_folders()
+        start.click().run()  # the Start this tab drew before the lesson's race began
+        assert not page.exception, page.exception
+        assert _run_folders() == before  # never a second race
+        # The page now watches the race holding the slot, whoever started it: Pause and Stop act on it.
+        assert "Lesson race: step" in _progress(page) and "running" in _progress(page)
+        assert not _button(page, "tr_pause").disabled and not _button(page, "tr_stop").disabled
+        assert _button(page, "tr_start").disabled
+        (info,) = [i.value for i in page.info if "one race trains at a time" in i.value]
+        assert re.fullmatch(r"The race 'Lesson race' \(started by the lesson\) is training, at step \d+ of 5000; one "
+                            r"race trains at a time, so watch it, or stop it before starting another\.", info)
+        assert _button(page, "tr_start").proto.help.startswith("The race 'Lesson race' (started by the lesson)")
+        _button(page, "tr_pause").click().run()
+        assert job.status == "paused" and "paused" in _progress(page)
+        assert f"step {job.snapshot().step} of 5000" in _progress(page)
+        _button(page, "tr_resume").click().run()
+        assert job.status == "running"
+    finally:
+        _button(page, "tr_stop").click().run()
+    assert not page.exception, page.exception
+    assert job.status == "stopped" and "stopped" in _progress(page)
+    assert not _button(page, "tr_start").disabled and not any("one race trains" in i.value for i in page.info)
+
+
+def test_a_session_watching_its_ended_race_is_offered_the_one_that_trains(page):
+    _small_custom_race(page, steps=10)
+    _button(page, "tr_start").click().run()
+    deadline = time.monotonic() + 120
+    while "finished" not in _progress(page) and time.monotonic() < deadline:
+        time.sleep(0.3)
+        page.run()  # the fragment's timer never fires in AppTest
+    assert "step 10 of 10" in _progress(page)
+    job = lesson.train_race(_lesson_race())
+    try:
+        assert job.wait_for_step(1, timeout=120)
+        page.run()
+        assert "step 10 of 10" in _progress(page)  # still its own race, until it asks
+        assert _button(page, "tr_start").disabled and _button(page, "tr_stop").disabled
+        assert any(i.value.startswith("The race 'Lesson race' (started by the lesson) is training") for i in page.info)
+        _button(page, "tr_watch").click().run()
+        assert not page.exception, page.exception
+        assert "Lesson race: step" in _progress(page) and not _button(page, "tr_stop").disabled
+        assert not [b for b in page.button if b.key == "tr_watch"]  # watching it already
+    finally:
+        job.stop()
+        job.wait(timeout=120)

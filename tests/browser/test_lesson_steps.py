@@ -33,7 +33,7 @@ def lesson_url(_isolated_dirs, tmp_path_factory: pytest.TempPathFactory) -> Iter
         race = RaceConfig(racers=(RacerSpec("resnet56", residual=False), RacerSpec("resnet56")),
                           name="Plain-56 vs ResNet-56", steps=12, batch_size=16, width=4, image_size=16,
                           n_train=128, n_test=32, eval_every=6, eval_samples=32, checkpoint_every=0)
-        lesson.train_race(race)
+        lesson.wait_for_race(lesson.train_race(race))
         with streamlit_server(["--server.address", "localhost"], log_name="streamlit-lesson.log") as (url, _):
             yield url
     finally:

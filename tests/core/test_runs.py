@@ -146,23 +146,23 @@ def test_runs_dir_comes_from_the_environment(tmp_path, monkeypatch):
 
 
 def test_registry_runs_one_race_at_a_time(tmp_path):
-    registry = runs.Registry(tmp_path)
+    registry = runs.RaceRegistry(tmp_path)
     job = registry.start(tiny())
     assert registry.current() is job and registry.get(job.run_id) is job
-    with pytest.raises(ValueError, match="still running; stop it"):
+    with pytest.raises(runs.RaceBusy, match="'tiny race' \\(started by the Training page\\) is training, at step"):
         registry.start(tiny())
     job.stop()
     assert job.wait(timeout=120)
     second = registry.start(tiny(steps=2))
     assert second.wait(timeout=120) and second.status == "finished"
-    assert registry.current() is second and len(registry.jobs()) == 2
+    assert registry.current() is None and len(registry.jobs()) == 2  # no race holds the slot now
 
 
 def test_a_ready_job_also_blocks_a_second_race(tmp_path):
-    registry = runs.Registry(tmp_path)
+    registry = runs.RaceRegistry(tmp_path)
     ready = registry.start(tiny(), paused=True)
     assert ready.status == "ready"
-    with pytest.raises(ValueError, match="still waiting to start; stop it"):
+    with pytest.raises(runs.RaceBusy, match="is waiting to start, at step 0 of 400; one race trains at a time"):
         registry.start(tiny())
     assert registry.jobs() == [ready]
     ready.stop()
@@ -376,7 +376,7 @@ def test_ctrl_c_stops_after_the_step_saves_a_checkpoint_and_says_how_to_resume(t
     snap = job.snapshot()
     assert job.status == "ready" and snap.step == stopped_at and len(snap.history) == 2 * stopped_at
     assert set(snap.racers.values()) == {"running"}
-    assert runs.load_run(run.name, runs_dir).status == "running"  # this process holds it now
+    assert runs.load_run(run.name, runs_dir).status == "ready"  # this process holds it now
     job.stop()
     assert runs.load_run(run.name, runs_dir).status == "stopped"
 
