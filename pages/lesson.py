@@ -5,15 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import streamlit as st
-from explorer_ui.figures import shared_figure, shared_result
+from explorer_ui.figures import shared_figure
 from explorer_ui.heavy_notice import queue_notice
 from explorer_ui.notebook_button import notebook_button
-from explorer_ui.url_params import LESSON_ANY_DATA, LESSON_GRIDS, take_settings, write_settings
+from explorer_ui.page_state import setting_widget
+from explorer_ui.url_params import take_settings, write_settings
 from streamlit.errors import StreamlitAPIException
 from streamlit.runtime.scriptrunner_utils.script_run_context import in_cached_function
 
 from resnet_core import lesson
 from resnet_core.heavy import heavy_slot
+from resnet_core.page_specs import LESSON, LESSON_GRIDS
 from resnet_core.plots.cam import pointing_figure
 from resnet_core.plots.landscape import line_figure, surface_figure
 from resnet_core.plots.lesion import curve_figure, study_figure
@@ -185,10 +187,7 @@ def _training_link() -> None:
 
 st.title("Why residuals work")
 # A shared link's settings (explorer_ui.url_params), on the session's first run only; defaults via session state.
-linked = take_settings(("lesson_zero_init", "lesson_blocks", "lesson_grid", "lesson_any_model", "lesson_any_grid",
-                        "lesson_any_data"))
-for key, default in (("lesson_grid", GRIDS[0]), ("lesson_any_grid", GRIDS[0])):
-    st.session_state.setdefault(key, default)
+linked = take_settings(LESSON)
 st.caption(f"A lesson in eight steps. Steps 2-5 use their own small CIFAR nets ({lesson.label(ARCH)} and friends, "
            "seeded), whatever the sidebar says; steps 1 and 6-8 use nets trained here on Shapes (ordinary runs, "
            "trained from this page when missing). Every number below is measured.")
@@ -258,7 +257,7 @@ st.markdown(
     "is, a zero-pad shortcut drops the padded channels). Below, the gradient "
     "arriving at each block input of a freshly built net is split exactly into the two paths "
     "(`resnet_core.probes.path_gradients`, one backward pass, train-mode BN, cross-entropy on random labels).")
-zero_init = st.toggle("Start every branch at zero (zero_init_residual)", key="lesson_zero_init")
+zero_init = setting_widget(LESSON["lesson_zero_init"], "Start every branch at zero (zero_init_residual)")
 write_settings({"lesson_zero_init": zero_init})
 with st.spinner("Splitting the gradient..."), queue_notice():
     split = _split(zero_init)
@@ -294,9 +293,8 @@ st.markdown(
        if plain[deepest] > 10 * residual[deepest] > 10 else ""))
 
 st.header("5. The unrolled view: many paths, mostly short")
-st.session_state.setdefault("lesson_blocks", shared_result(lesson.blocks_of, "resnet110"))
-n_blocks = st.slider("Residual blocks", 1, 200, key="lesson_blocks",
-                     help="ResNet-110 has 54 blocks; ResNet-1202 has 600.")
+n_blocks = setting_widget(LESSON["lesson_blocks"], "Residual blocks",  # starts at ResNet-110's
+                          help="ResNet-110 has 54 blocks; ResNet-1202 has 600.")
 write_settings({"lesson_blocks": n_blocks})
 summary = lesson.path_summary(n_blocks)
 st.markdown(
@@ -336,8 +334,8 @@ not_learned = [label for label in pair.models if not pair.learned(label)]
 if not_learned:
     st.warning(f"{', '.join(not_learned)} is not clearly above chance ({pair.chance:.0%}): what follows describes "
                "an untrained point, not a trained net. Train the pair again with more steps on the Training page.")
-grid = st.select_slider("Grid (points per side)", GRIDS, key="lesson_grid",
-                        help="21 x 21 is the interactive version of the paper's 51 x 51.")
+grid = setting_widget(LESSON["lesson_grid"], "Grid (points per side)",
+                      help="21 x 21 is the interactive version of the paper's 51 x 51.")
 write_settings({"lesson_grid": grid})
 forward_ms = _forward_ms(pair_id, LANDSCAPE_BATCH)
 passes = lesson.landscape_passes(grid) * len(pair.models)
@@ -391,7 +389,6 @@ st.plotly_chart(pointing_figure(pointing), key="lesson_pointing")
 
 st.divider()
 st.subheader("The same instruments on any trained net")
-ANY_DATA = LESSON_ANY_DATA  # "recorded": the data set the model was trained on
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -414,11 +411,11 @@ if "lesson_any_model" in linked and st.session_state.get("lesson_any_model") not
     st.warning("The link's trained model is not among this server's trained models; the first one is offered.")
     st.code(str(linked["lesson_any_model"]), language=None, wrap_lines=True)
     del st.session_state["lesson_any_model"]
-weights = st.selectbox("Trained model: a run's checkpoint, an uploaded checkpoint or an embedded demo", list(labels),
-                       format_func=labels.get, key="lesson_any_model")
+weights = setting_widget(LESSON["lesson_any_model"], "Trained model: a run's checkpoint, an uploaded checkpoint or an "
+                         "embedded demo", options=list(labels), format_func=labels.get)
 any_cols = st.columns(3)
-any_grid = any_cols[0].select_slider("Grid", GRIDS, key="lesson_any_grid")
-any_data = any_cols[1].selectbox("Images", ANY_DATA, key="lesson_any_data",
+any_grid = setting_widget(LESSON["lesson_any_grid"], "Grid", container=any_cols[0])
+any_data = setting_widget(LESSON["lesson_any_data"], "Images", container=any_cols[1],
                                  format_func=lambda d: "the data set it was trained on" if d == "recorded" else d)
 write_settings({"lesson_any_grid": any_grid, "lesson_any_data": any_data,
                 **({"lesson_any_model": weights} if weights else {})}, drop=[] if weights else ["lesson_any_model"])

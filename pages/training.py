@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import replace
+from typing import Any
 
 import streamlit as st
 from explorer_ui.budget import offer_fit
 from explorer_ui.notebook_button import notebook_button
-from explorer_ui.url_params import (
-    TR_CUSTOM,
-    TR_MAX_RACERS,
-    TR_RACE_ARCHS,
-    TR_SCHEDULES,
-    take_settings,
-    write_settings,
-)
+from explorer_ui.page_state import setting_widget
+from explorer_ui.url_params import take_settings, write_settings
 
 from resnet_core.costs import estimate_race, require_within_budget
 from resnet_core.data import DATASETS, DataError
 from resnet_core.models import display_name
+from resnet_core.page_specs import TR_CUSTOM, TR_MAX_RACERS, TR_RACE_ARCHS, TRAINING
 from resnet_core.plots.training import grad_norm_figure, race_figure
 from resnet_core.runs import FolderRace, Job, JobSnapshot, RaceBusy, list_runs, load_run, registry_for
 from resnet_core.settings import BudgetError
@@ -42,9 +38,6 @@ CURVES_EVERY_S = 4.0
 DETAILS_EVERY_S = 12.0
 RACE_ARCHS = list(TR_RACE_ARCHS)
 RACER_CHOICES = {display_name(a, r): RacerSpec(a, r) for a in RACE_ARCHS for r in (False, True)}
-# URL name -> the widget's name within its preset (the widget key is f"tr_{preset}_{field}").
-FIELDS = {"tr_racers": "racers", "tr_data": "data", "tr_steps": "steps", "tr_batch": "batch", "tr_lr": "lr",
-          "tr_warmup": "warmup", "tr_width": "width", "tr_size": "size", "tr_schedule": "schedule"}
 
 
 def _fmt_seconds(seconds: float | None) -> str:
@@ -55,36 +48,38 @@ def _fmt_seconds(seconds: float | None) -> str:
 
 
 def _settings(preset: str) -> RaceConfig:
-    """The race settings widgets, their defaults from the preset (keys per preset, so switching resets them)."""
+    """The race settings widgets, their defaults from the preset (keys per preset: each keeps its own values)."""
     base = PRESETS.get(preset, PRESETS["Plain-20 vs ResNet-20"])
-    k = f"tr_{preset}"
-    # Defaults go through session state (a link, or the budget's "fit" button, may have set them): a widget given
-    # both a default and a session-state value warns and reruns a browser's first view.
+    # Each preset starts from its own numbers (a link, or the budget's "fit" button, may have set them already).
     defaults = {"racers": ["Plain-20", "ResNet-20"], "data": base.dataset, "steps": base.steps,
                 "batch": base.batch_size, "lr": base.lr, "warmup": base.warmup_steps, "width": base.width or 16,
                 "size": base.image_size, "schedule": base.schedule}
-    for field, value in defaults.items():
-        st.session_state.setdefault(f"{k}_{field}", value)
+    for setting in TRAINING:
+        if setting.per is not None:
+            st.session_state.setdefault(setting.state_key(preset), defaults[setting.field])
+
+    def field(name: str, label: str, column: Any = None, **kwargs: Any) -> Any:
+        return setting_widget(TRAINING[name], label, owner=preset, container=column, **kwargs)
+
     if preset == CUSTOM:
-        labels = st.multiselect(f"Racers (2 to {TR_MAX_RACERS})", list(RACER_CHOICES), key=f"{k}_racers",
-                                max_selections=TR_MAX_RACERS)
+        labels = field("tr_racers", f"Racers (2 to {TR_MAX_RACERS})")
         racers = tuple(RACER_CHOICES[label] for label in labels)
     else:
         racers = base.racers
         st.caption("Racers: " + ", ".join(r.label for r in racers))
     cols = st.columns(4)
-    dataset = cols[0].selectbox("Data set", list(DATASETS), format_func=DATASETS.get, key=f"{k}_data")
-    steps = cols[1].number_input("Steps", 10, 20_000, step=50, key=f"{k}_steps")
-    batch = cols[2].number_input("Batch size", 2, 1024, step=16, key=f"{k}_batch")
-    lr = cols[3].number_input("Learning rate", 0.0001, 2.0, step=0.01, format="%.4f", key=f"{k}_lr")
+    dataset = field("tr_data", "Data set", cols[0], format_func=DATASETS.get)
+    steps = field("tr_steps", "Steps", cols[1])
+    batch = field("tr_batch", "Batch size", cols[2])
+    lr = field("tr_lr", "Learning rate", cols[3], format="%.4f")
     cols = st.columns(4)
-    warmup = cols[0].number_input("Warm-up steps", 0, 5000, step=10, key=f"{k}_warmup",
-                                  help="Linear warm-up of the learning rate: without it ResNet-56 starts unstably.")
-    width = cols[1].number_input("Width (channels of the first stage)", 2, 64, key=f"{k}_width",
-                                 help="The paper uses 16; fewer channels train much faster on a CPU.")
-    size = cols[2].number_input("Image size (px)", 8, 64, step=4, key=f"{k}_size")
-    schedule = cols[3].selectbox("Schedule after warm-up", list(TR_SCHEDULES), key=f"{k}_schedule",
-                                 help="step: x0.1 at 50% and 75% of the steps, as in the paper.")
+    warmup = field("tr_warmup", "Warm-up steps", cols[0],
+                   help="Linear warm-up of the learning rate: without it ResNet-56 starts unstably.")
+    width = field("tr_width", "Width (channels of the first stage)", cols[1],
+                  help="The paper uses 16; fewer channels train much faster on a CPU.")
+    size = field("tr_size", "Image size (px)", cols[2])
+    schedule = field("tr_schedule", "Schedule after warm-up", cols[3],
+                     help="step: x0.1 at 50% and 75% of the steps, as in the paper.")
     shown = {"tr_preset": preset, "tr_data": dataset, "tr_steps": int(steps), "tr_batch": int(batch),
              "tr_lr": float(lr), "tr_warmup": int(warmup), "tr_width": int(width), "tr_size": int(size),
              "tr_schedule": schedule}
@@ -255,7 +250,7 @@ def _after_live(job: Job | FolderRace) -> None:
 
 
 st.title("Training race")
-take_settings(["tr_preset"])  # a shared link's race, on the session's first run only (its settings below)
+take_settings(TRAINING)  # a shared link's race, on the session's first run only (its settings below)
 st.caption("Nets trained in lockstep on identical batches (same seed, same order), so their curves compare step "
            "by step, live. Degradation (He et al. 2015, Fig. 6) is a deeper plain net training worse than a "
            "shallower one; the page says so when a race measures it.")
@@ -275,9 +270,9 @@ if job is not None and job.status == "running" and st.session_state.get("tr_fold
 
 with st.expander("Race settings", expanded=True, key="tr_settings_open", on_change="rerun",
                  icon=":material/tune:"):
-    preset = st.selectbox("Race", [*PRESETS, CUSTOM], key="tr_preset")
+    preset = setting_widget(TRAINING["tr_preset"], "Race")
     # The rest of a link's race settings go to this preset's widgets (its keys), on the first run only.
-    take_settings({name: f"tr_{preset}_{field}" for name, field in FIELDS.items()})
+    take_settings(TRAINING, owners={"tr_preset": preset})
     st.caption(PRESET_NOTES.get(preset, CUSTOM_NOTE))
     try:
         st.session_state["tr_config"] = _settings(preset)
@@ -286,7 +281,7 @@ with st.expander("Race settings", expanded=True, key="tr_settings_open", on_chan
     except BudgetError as error:
         st.session_state["tr_config"] = None
         fields = {"batch_size": "batch", "image_size": "size", "width": "width"}
-        offer_fit(error, lambda setting, value: ({f"tr_{preset}_{fields[setting]}": value}
+        offer_fit(error, lambda setting, value: ({TRAINING[f"tr_{fields[setting]}"].state_key(preset): value}
                                                  if setting in fields else None), key="tr_fit")
     except ValueError as error:
         st.session_state["tr_config"] = None

@@ -11,22 +11,12 @@ from typing import Any
 
 from nbformat import NotebookNode
 
+from ..page_specs import LESSON, LESSON_GRIDS
 from ._cells import code, md, summary_cell
 
 TITLE = "Why residuals work"
-# The lesson's own settings (step 3's toggle, step 5's slider, step 6's grid and the any-net grid), as its link
-# names them; 54 blocks is ResNet-110, the slider's start.
-DEFAULTS: dict[str, Any] = {"lesson_zero_init": False, "lesson_blocks": 54, "lesson_grid": 11,
-                            "lesson_any_model": "", "lesson_any_grid": 11, "lesson_any_data": "recorded"}
-NOTES = {
-    "lesson_zero_init": "step 3: start every residual branch at zero (zero_init_residual)",
-    "lesson_blocks": "step 5: residual blocks to unroll (1 to 200)",
-    "lesson_grid": "step 6: points per side of the loss landscape (11, 21 or 31)",
-    "lesson_any_model": "any trained net: demo:resnet20, demo:plain20 or ckpt:<path>; empty: skip that section",
-    "lesson_any_grid": "its landscape grid (11, 21 or 31)",
-    "lesson_any_data": "its images: recorded (the data set it was trained on), shapes, cifar10, mnist, ...",
-}
-GRIDS = (11, 21, 31)
+SPEC = LESSON
+GRIDS = LESSON_GRIDS
 
 # The page's constants (pages/lesson.py; a test checks they agree): nets, batches, seeds and spans of each step.
 CONSTANTS = '''\
@@ -209,17 +199,6 @@ SUMMARY = (
     '"pair": pair_id, "pair_accuracy": pair.accuracy, "grid": GRID, "rough": rough, '
     '"lesion_full": lesions["full"].to_dict(), "lesion_after": lesions["after"].to_dict(), '
     '"pointing": dict(zip(pointing["measure"], pointing["value"].astype(float), strict=True)), "any": any_numbers}')
-
-
-def check(settings: dict[str, Any]) -> None:
-    """The grid must be one the page offers and the blocks within its slider."""
-    from . import NotebookError
-
-    for name in ("lesson_grid", "lesson_any_grid"):
-        if settings[name] not in GRIDS:
-            raise NotebookError(f"The grid {settings[name]} is not one the lesson offers; use 11, 21 or 31.")
-    if not 1 <= settings["lesson_blocks"] <= 200:
-        raise NotebookError(f"{settings['lesson_blocks']} blocks is outside the lesson's slider; use 1 to 200.")
 
 
 def cells(settings: dict[str, Any]) -> list[NotebookNode]:

@@ -12,48 +12,14 @@ from typing import Any
 
 from nbformat import NotebookNode
 
-from ..train import PRESETS
+from ..page_specs import TR_CUSTOM, TR_DEFAULT_PRESET, TRAINING
 from ._cells import code, md, summary_cell
 
 TITLE = "Training race"
-DEFAULT_PRESET = "Plain-20 vs ResNet-20"
-CUSTOM = "Custom race"
-_BASE = PRESETS[DEFAULT_PRESET]
-# The page's widgets, named as in its link; the numbers are its preset's, which the widgets start from.
-DEFAULTS: dict[str, Any] = {
-    "tr_preset": DEFAULT_PRESET,
-    "tr_racers": ["Plain-20", "ResNet-20"],  # the multiselect's labels (used by the custom race only)
-    "tr_data": _BASE.dataset,
-    "tr_steps": _BASE.steps,
-    "tr_batch": _BASE.batch_size,
-    "tr_lr": _BASE.lr,
-    "tr_warmup": _BASE.warmup_steps,
-    "tr_width": _BASE.width or 16,
-    "tr_size": _BASE.image_size,
-    "tr_schedule": _BASE.schedule,
-}
-NOTES = {
-    "tr_preset": f"one of {', '.join(map(repr, [*PRESETS, CUSTOM]))}",
-    "tr_racers": f"{CUSTOM} only: 2 to 4 labels such as Plain-56,ResNet-56 (20, 32, 44, 56, 110 layers)",
-    "tr_data": "shapes (built in) or cifar10 (downloaded when missing)",
-    "tr_steps": "training steps",
-    "tr_lr": "peak learning rate (after the linear warm-up)",
-    "tr_warmup": "warm-up steps",
-    "tr_width": "channels of the first stage (the paper: 16)",
-    "tr_size": "image size in pixels",
-    "tr_schedule": "step (x0.1 at 50% and 75%), cosine or constant",
-}
+SPEC = TRAINING
+DEFAULT_PRESET, CUSTOM = TR_DEFAULT_PRESET, TR_CUSTOM
 # SMALL: a race of this many steps on a small slice of the data (the tests); the app's race needs SMALL = False.
 SMALL_STEPS = 20
-
-
-def check(settings: dict[str, Any]) -> None:
-    """The preset must be one the page offers (a custom race's racers are checked when the config is built)."""
-    from . import NotebookError
-
-    if settings["tr_preset"] not in (*PRESETS, CUSTOM):
-        raise NotebookError(f"The race '{settings['tr_preset']}' is not one the Training page offers; use one of "
-                            f"{', '.join([*PRESETS, CUSTOM])}.")
 
 
 CONFIG = f'''\
