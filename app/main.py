@@ -12,6 +12,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import explorer_ui.gc_freeze  # noqa: E402, F401  (once per process: see the module)
 import streamlit as st  # noqa: E402
 from explorer_ui.budget import budget_caption  # noqa: E402
+from explorer_ui.notices import name_page_fallbacks, open_area, show_link_notices  # noqa: E402
 from explorer_ui.sidebar import model_picker  # noqa: E402
 
 # The favicon is a bundled PNG, served by this server: a ":material/...:" page_icon makes the browser fetch an SVG
@@ -42,6 +43,9 @@ page = st.navigation([HOME, *PAGES])
 if page is HOME:
     # The link's settings travel along as given: the sidebar validates them there (explorer_ui.url_params).
     st.switch_page(PAGES[0], query_params={k: st.query_params.get_all(k) for k in st.query_params})
+open_area()  # the link's refused values go first in the main area
 st.session_state["model_choice"] = model_picker(page.url_path)  # the page decides the default weights
 budget_caption()
+pending = show_link_notices(st.session_state["model_choice"])
 page.run()
+name_page_fallbacks(pending)  # a refused page setting names the value its widget ended with

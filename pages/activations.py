@@ -13,6 +13,7 @@ from explorer_ui.heavy_notice import queue_notice
 from explorer_ui.image_source import ImageSourceKeys, pick_image
 from explorer_ui.keys import choice_key
 from explorer_ui.notebook_button import notebook_button
+from explorer_ui.notices import refuse
 from explorer_ui.page_state import setting_widget
 from explorer_ui.sidebar import ModelChoice, current_choice, get_model
 from explorer_ui.url_params import take_settings, write_settings
@@ -162,8 +163,8 @@ layers = list(strip["layer"])
 labels = dict(zip(strip["layer"], strip["label"], strict=True))
 if st.session_state.get("act_layer") not in layers:
     if "act_layer" in linked:
-        right.warning(f"The link's layer is not a layer of {choice.label}; the page's default layer is shown.")
-        right.code(str(linked["act_layer"]), language=None, wrap_lines=True)
+        refuse(f"The link's layer is not a layer of {choice.label}; the page's default layer is shown.",
+               linked["act_layer"])
     st.session_state["act_layer"] = next((n for n in layers if n.endswith("tap_out")), layers[0])
 
 with right:

@@ -11,6 +11,7 @@ from explorer_ui.heavy_notice import queue_notice
 from explorer_ui.image_source import ImageSourceKeys, pick_image
 from explorer_ui.keys import choice_key
 from explorer_ui.notebook_button import notebook_button
+from explorer_ui.notices import refuse
 from explorer_ui.page_state import setting_widget
 from explorer_ui.sidebar import current_choice, get_model
 from explorer_ui.url_params import take_settings, write_settings
@@ -71,8 +72,7 @@ def _predict(key: tuple, image_key: str, _model: torch.nn.Module, _x: torch.Tens
 
 def _refuse_linked(name: str, sentence: str) -> None:
     """A link's well-formed value that this model or image cannot take: our sentence, the value verbatim."""
-    st.warning(sentence)
-    st.code(str(linked[name]), language=None, wrap_lines=True)
+    refuse(sentence, linked[name])
 
 
 @st.cache_data(show_spinner=False, max_entries=32)

@@ -8,6 +8,7 @@ import streamlit as st
 from explorer_ui.figures import shared_figure
 from explorer_ui.heavy_notice import queue_notice
 from explorer_ui.notebook_button import notebook_button
+from explorer_ui.notices import refuse
 from explorer_ui.page_state import setting_widget
 from explorer_ui.url_params import take_settings, write_settings
 from streamlit.errors import StreamlitAPIException
@@ -408,8 +409,8 @@ def _any_measure(weights: str, dataset: str, steps: int, _on_progress=None) -> l
 
 labels = {m.weights: m.label for m in lesson.trained_models()}
 if "lesson_any_model" in linked and st.session_state.get("lesson_any_model") not in labels:
-    st.warning("The link's trained model is not among this server's trained models; the first one is offered.")
-    st.code(str(linked["lesson_any_model"]), language=None, wrap_lines=True)
+    refuse("The link's trained model is not among this server's trained models; the first one is offered.",
+           linked["lesson_any_model"])
     del st.session_state["lesson_any_model"]
 weights = setting_widget(LESSON["lesson_any_model"], "Trained model: a run's checkpoint, an uploaded checkpoint or an "
                          "embedded demo", options=list(labels), format_func=labels.get)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .demo import DEMO_MODELS
@@ -21,17 +21,28 @@ from .weights import WeightsError, parse_weights_id, resolve_checkpoint_path, we
 FLAGS = {"0": False, "1": True, "false": False, "true": True}
 
 MAX_VALUE_CHARS = 200  # no setting the app reads is longer; a longer value is refused before it is looked at
-SHOWN_CHARS = MAX_VALUE_CHARS  # how much of a refused value a notice repeats (a longer one is cut)
+SHOWN_CHARS = 80  # how much of a refused value a notice repeats (a longer one is cut, its length said)
 MAX_NOTICES = 6  # a link with hundreds of junk parameters gets a handful of notices and a count
 
 
 @dataclass(frozen=True)
 class Notice:
     """Something a link asked for that the app ignored: ``sentence`` is ours (never URL text), ``raw`` is the
-    refused text, to be shown only verbatim."""
+    refused text, to be shown only verbatim. A refused value of a known setting also has ``setting`` (its link
+    name) and ``reason``; its sentence then says what is shown instead (:meth:`instead`), which only the app
+    knows once it has chosen (a page's default, the model it starts with)."""
 
     sentence: str
     raw: str = ""
+    setting: str = ""
+    reason: str = ""
+
+    def instead(self, fallback: str | None) -> str:
+        """The sentence ending with what is shown instead (``fallback``: "ResNet-20 is shown instead", "it stays
+        off"); None: "it was ignored"."""
+        if not self.setting:
+            return self.sentence
+        return f"The link's '{self.setting}' {self.reason}; {fallback or 'it was ignored'}."
 
 
 @dataclass
@@ -49,7 +60,7 @@ class _Refused(Exception):
 def _one_of(allowed: Sequence[str], what: str) -> Callable[[str, Mapping[str, Any]], str]:
     def parse(raw: str, _: Mapping[str, Any]) -> str:
         if raw not in allowed:
-            raise _Refused(f"is not {what} ({', '.join(allowed)}); it was ignored")
+            raise _Refused(f"is not {what} ({', '.join(allowed)})")
         return raw
 
     return parse
@@ -57,13 +68,13 @@ def _one_of(allowed: Sequence[str], what: str) -> Callable[[str, Mapping[str, An
 
 def _arch(raw: str, _: Mapping[str, Any]) -> str:
     if raw not in ARCHITECTURES:
-        raise _Refused(f"is not an architecture ResNet Explorer knows; showing {display_name(DEFAULT_ARCH)} instead")
+        raise _Refused("is not an architecture ResNet Explorer knows")
     return raw
 
 
 def _flag(raw: str, _: Mapping[str, Any]) -> bool:
     if raw not in FLAGS:
-        raise _Refused("is not 0 or 1; it was ignored")
+        raise _Refused("is not 0 or 1")
     return FLAGS[raw]
 
 
@@ -76,12 +87,12 @@ def _weights(raw: str, values: Mapping[str, Any]) -> str:
     try:
         kind, value = parse_weights_id(raw)
     except WeightsError:
-        raise _Refused(f"is not 'random', 'tv:<torchvision weights>', {_DEMO_WORDS} or 'ckpt:<checkpoint>'; "
-                       "showing random weights instead") from None
+        raise _Refused(f"is not 'random', 'tv:<torchvision weights>', {_DEMO_WORDS} or "
+                       "'ckpt:<checkpoint>'") from None
     if kind == "tv":
         arch = values.get("arch", DEFAULT_ARCH)
         if raw not in weights_choices(arch):
-            raise _Refused(f"is not torchvision weights {display_name(arch)} has; showing random weights instead")
+            raise _Refused(f"is not torchvision weights {display_name(arch)} has")
     if kind == "ckpt":
         try:
             path = resolve_checkpoint_path(value)
@@ -89,8 +100,8 @@ def _weights(raw: str, values: Mapping[str, Any]) -> str:
             path = None
         # Only an existing file inside the folders: a name that is not there would reach the page's messages.
         if path is None or not path.is_file():
-            raise _Refused("is not a checkpoint in the runs or uploads folders; upload the file or pick a run's "
-                           "checkpoint in the Weights box; showing random weights instead")
+            raise _Refused("is not a checkpoint in the runs or uploads folders (upload the file or pick a run's "
+                           "checkpoint in the Weights box)")
         return f"ckpt:{path}"
     return raw
 
@@ -99,27 +110,18 @@ def _trained_weights(raw: str, values: Mapping[str, Any]) -> str:
     """An embedded demo or a checkpoint in the runs or uploads folders (as ``_weights`` checks it): a trained
     model; whether this server lists it is the page's to say."""
     if not raw.startswith(("demo:", "ckpt:")):
-        raise _Refused(f"is not a trained model ({_DEMO_WORDS} or 'ckpt:<checkpoint>'); it was ignored")
+        raise _Refused(f"is not a trained model ({_DEMO_WORDS} or 'ckpt:<checkpoint>')")
     try:
         return _weights(raw, values)
     except _Refused:
-        raise _Refused(f"is not a trained model ({_DEMO_WORDS} or a checkpoint in the runs or uploads folders); "
-                       "it was ignored") from None
+        raise _Refused(f"is not a trained model ({_DEMO_WORDS} or a checkpoint in the runs or uploads "
+                       "folders)") from None
 
 
 def _choice_of(allowed: Sequence[int], what: str) -> Callable[[str, Mapping[str, Any]], int]:
     def parse(raw: str, _: Mapping[str, Any]) -> int:
         if raw not in {str(v) for v in allowed}:
-            raise _Refused(f"is not {what} ({', '.join(str(v) for v in allowed)}); it was ignored")
-        return int(raw)
-
-    return parse
-
-
-def _index_below(count: int, what: str) -> Callable[[str, Mapping[str, Any]], int]:
-    def parse(raw: str, _: Mapping[str, Any]) -> int:
-        if not (raw.isascii() and raw.isdigit()) or int(raw) >= count:
-            raise _Refused(f"is not {what} (a whole number from 0 to {count - 1}); it was ignored")
+            raise _Refused(f"is not {what} ({', '.join(str(v) for v in allowed)})")
         return int(raw)
 
     return parse
@@ -131,14 +133,14 @@ def _layer(raw: str, _: Mapping[str, Any]) -> str:
     parts = raw.split(".")
     if not raw or len(raw) > 80 or not all(part and (part.isascii() and (part.replace("_", "").isalnum()))
                                            for part in parts):
-        raise _Refused("is not a layer name such as 'layer2.0.tap_out'; the page's default layer is shown instead")
+        raise _Refused("is not a layer name such as 'layer2.0.tap_out'")
     return raw
 
 
 def _whole_between(low: int, high: int, what: str) -> Callable[[str, Mapping[str, Any]], int]:
     def parse(raw: str, _: Mapping[str, Any]) -> int:
         if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
-            raise _Refused(f"is not {what} (a whole number from {low:,} to {high:,}); it was ignored")
+            raise _Refused(f"is not {what} (a whole number from {low:,} to {high:,})")
         return int(raw)
 
     return parse
@@ -154,7 +156,7 @@ def _decimal_between(low: float, high: float, what: str, step: float | None = No
         value = float(raw) if _DECIMAL.fullmatch(raw) else None
         if value is None or not low <= value <= high or (step and abs(value / step - round(value / step)) > 1e-6):
             every = f" in steps of {step:g}" if step else ""
-            raise _Refused(f"is not {what} (a number from {low:g} to {high:g}{every}); it was ignored")
+            raise _Refused(f"is not {what} (a number from {low:g} to {high:g}{every})")
         return round(round(value / step) * step, 6) if step else value
 
     return parse
@@ -167,8 +169,7 @@ def _list_of(allowed: Sequence[str], what: str, most: int | None = None) -> Call
         if any(item not in allowed for item in items) or len(set(items)) != len(items) \
                 or (most is not None and len(items) > most):
             limit = f", at most {most}" if most is not None else ""
-            raise _Refused(f"is not a comma-separated list of {what} ({', '.join(allowed)}; each once{limit}); "
-                           "it was ignored")
+            raise _Refused(f"is not a comma-separated list of {what} ({', '.join(allowed)}; each once{limit})")
         return items
 
     return parse
@@ -210,8 +211,9 @@ def read_link(params: Mapping[str, Sequence[str]]) -> Link:
     link = Link()
     notices: list[Notice] = []
     unknown = [name for name in params if name not in PARAMS]
-    for name in unknown:
-        notices.append(Notice("The link has a setting ResNet Explorer does not read; it was ignored.", shown(name)))
+    for name in unknown:  # named with its value, both verbatim
+        text = f"{name}={' | '.join(params[name])}" if params[name] else name
+        notices.append(Notice("The link has a setting ResNet Explorer does not read; it was ignored.", shown(text)))
     for name, parse in PARAMS.items():
         given = list(params.get(name, ()))
         if not given:
@@ -228,7 +230,8 @@ def read_link(params: Mapping[str, Sequence[str]]) -> Link:
         try:
             link.values[name] = parse(raw, link.values)
         except _Refused as refused:
-            notices.append(Notice(f"The link's '{name}' {refused}.", shown(raw)))
+            notice = Notice("", shown(raw), name, str(refused))
+            notices.append(replace(notice, sentence=notice.instead(None)))
     if len(notices) > MAX_NOTICES:
         rest = len(notices) - (MAX_NOTICES - 1)
         notices = notices[:MAX_NOTICES - 1] + [Notice(f"{rest:,} more settings in the link were ignored.")]

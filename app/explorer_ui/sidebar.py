@@ -9,8 +9,9 @@ import streamlit as st
 import torch
 
 import resnet_core
+from explorer_ui.notices import NOTICES_KEY
 from explorer_ui.page_state import PERSIST
-from explorer_ui.url_params import current_link, show_notices, write_settings
+from explorer_ui.url_params import current_link, write_settings
 from explorer_ui.weights_picker import KEY as WEIGHTS_KEY
 from explorer_ui.weights_picker import (
     MODEL_CHOSEN,
@@ -130,13 +131,12 @@ def model_picker(page: str | None = None) -> ModelChoice:
     """Render the shared sidebar and return the chosen model. Called once per run by app/main.py with the
     current page's url_path, which decides the default weights (``PAGE_PURPOSES``) until the user chooses.
     On a page in ``OWN_NETS`` the picker is not drawn: a line says why, a link's notices still show."""
-    notices = _read_url_once()
+    st.session_state[NOTICES_KEY] = _read_url_once()  # shown at the top of the main area (explorer_ui.notices)
     problems = apply_pending_weights()  # a checkpoint's architecture overrides the widgets below
     if page in OWN_NETS:
         with st.sidebar:
             st.subheader("Model")
             st.caption(OWN_NETS[page])
-            show_notices(notices)
             for problem in problems:
                 st.warning(problem)
         return _kept_choice()
@@ -174,7 +174,6 @@ def model_picker(page: str | None = None) -> ModelChoice:
         width_factor = st.segmented_control("Width", list(fit.WIDTH_FACTORS), key="sb_width", on_change=_model_changed, persist_state=PERSIST,
                                             help="Slimmer nets run faster on a laptop CPU.") or "full"
         weights = weights_picker(name)
-        show_notices(notices)
         for problem in problems:
             st.warning(problem)
     choice = ModelChoice(name, not plain, shortcut, stride_on, preact, width_factor, weights)

@@ -13,7 +13,7 @@ from typing import Any
 
 import streamlit as st
 
-from resnet_core.links import PARAMS, SIDEBAR_LINKS, Link, Notice, read_link, url_text
+from resnet_core.links import PARAMS, SIDEBAR_LINKS, Link, read_link, url_text
 from resnet_core.page_specs import PageSpec, setting_for_link
 
 # Where ``current_link`` leaves the page settings of a session's first run until the page takes them.
@@ -65,11 +65,3 @@ def write_settings(values: Mapping[str, Any], drop: Sequence[str] = ()) -> None:
     for name in drop:
         if name in st.query_params:
             del st.query_params[name]
-
-
-def show_notices(notices: Sequence[Notice]) -> None:
-    """Each notice as a warning in our words, then the refused text verbatim (a code box renders no Markdown)."""
-    for notice in notices:
-        st.warning(notice.sentence)
-        if notice.raw:
-            st.code(notice.raw, language=None, wrap_lines=True)

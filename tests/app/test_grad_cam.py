@@ -245,8 +245,9 @@ def test_hand_edited_weights_link_falls_back_with_a_sentence(value, phrase):
     at = AppTest.from_file(str(APP_MAIN), default_timeout=120)
     at.query_params.update({"weights": value})
     at.run()  # the link is read on the session's first run, like the sidebar's other URL values
-    warnings = [w.value for w in at.sidebar.warning]
-    assert any(phrase in w and w.endswith("showing random weights instead.") for w in warnings), warnings
+    warnings = [w.value for w in at.main.children[0].warning]  # at the top of the main area, naming the fallback
+    assert any(phrase in w and w.endswith("ResNet-20 with random init (seed 0) weights is shown instead.")
+               for w in warnings), warnings
     assert at.sidebar.selectbox(key="_sbw_select").value == "random"
     at.switch_page(PAGE).run()
     assert not at.exception and not at.error and len(at.dataframe[0].value) == 5

@@ -25,7 +25,7 @@ def _open(page: str, query: dict[str, str]) -> AppTest:
         at.query_params[name] = value
     at.run()
     assert not at.exception, at.exception
-    assert not [w.value for w in at.sidebar.warning], "the link's settings were refused"
+    assert not [w.value for w in at.main.warning], "the link's settings were refused"
     at.switch_page(f"../pages/{page}.py").run()
     assert not at.exception, at.exception
     return at

@@ -104,12 +104,13 @@ def test_url_round_trip() -> None:
 def test_hand_edited_bad_url_gets_sentences() -> None:
     at = _fresh({"arch": "resnet9000", "plain": "maybe", "width": "huge", "shortcut": "Z"})
     assert not at.exception
-    warnings = [w.value for w in at.sidebar.warning]
+    assert not at.sidebar.warning  # the link's notices are at the top of the main area
+    warnings = [w.value for w in at.main.children[0].warning]
     assert len(warnings) == 4
     assert any("'arch'" in w and "ResNet-20" in w for w in warnings)
     assert all(w.endswith(".") and "Traceback" not in w for w in warnings)
     # Each refused value is repeated verbatim in a code box, never inside the Markdown of the warning.
-    assert sorted(c.value for c in at.sidebar.code) == ["Z", "huge", "maybe", "resnet9000"]
+    assert sorted(c.value for c in at.main.children[0].code) == ["Z", "huge", "maybe", "resnet9000"]
     assert not any(bad in w for w in warnings for bad in ("resnet9000", "maybe", "huge"))
     # Nothing is lost: the default view is shown and works, and the URL now holds what is shown.
     assert at.title[0].value == "Architecture of ResNet-20"

@@ -34,7 +34,8 @@ def _open(page: str, query: dict[str, str] | None = None, *, fresh: bool = True)
         at.query_params[name] = value
     at.run()
     assert not at.exception, at.exception
-    at.link_notices = [w.value for w in at.sidebar.warning]
+    at.link_notices = [w.value for w in at.main.children[0].warning]  # the notices' area, first in the main area
+    assert not at.sidebar.warning
     at.switch_page(page).run()
     assert not at.exception, at.exception
     return at
@@ -109,9 +110,12 @@ def test_hand_edited_page_settings_are_refused_with_a_sentence():
     at = _open(ACTIVATIONS, {**RANDOM, "act_batch": "3", "act_bn": "eval", "act_layer": "layer9.9.tap_out",
                              "act_shape": "-2"})
     warnings = at.link_notices
-    assert "The link's 'act_batch' is not a batch size the page offers (1, 2, 4, 8, 16); it was ignored." in warnings
-    assert "The link's 'act_bn' is not a batch-norm mode (batch, running); it was ignored." in warnings
-    assert any(w.startswith("The link's 'act_shape' is not a Shapes image") for w in warnings)
+    # Each names what is shown instead: a declared default, or the page's own (it depends on the model).
+    assert warnings == [
+        "The link's 'act_shape' is not a Shapes image (a whole number from 0 to 23); 0 is used instead.",
+        "The link's 'act_batch' is not a batch size the page offers (1, 2, 4, 8, 16); the page's default is used "
+        "instead.",
+        "The link's 'act_bn' is not a batch-norm mode (batch, running); the page's default is used instead."]
     # A well-formed layer name the net does not have: the page says so and shows its default layer.
     assert any(w.value == "The link's layer is not a layer of ResNet-20; the page's default layer is shown."
                for w in at.warning)
@@ -220,11 +224,12 @@ def test_hand_edited_grad_cam_settings_are_refused_with_a_sentence():
     at = _open(GRAD_CAM, {**RANDOM, "gc_opacity": "2", "gc_method": "magic", "gc_methods": "gradcam,gradcam",
                           "gc_layer": "layer9.9.tap_out", "gc_other": "500", "gc_road": "yes"})
     assert at.link_notices == [
-        "The link's 'gc_method' is not an explanation method (" + ", ".join(cam.METHODS) + "); it was ignored.",
-        "The link's 'gc_opacity' is not an opacity (a number from 0 to 1 in steps of 0.05); it was ignored.",
+        "The link's 'gc_method' is not an explanation method (" + ", ".join(cam.METHODS) + "); gradcam is used "
+        "instead.",
+        "The link's 'gc_opacity' is not an opacity (a number from 0 to 1 in steps of 0.05); 0.5 is used instead.",
         "The link's 'gc_methods' is not a comma-separated list of explanation methods (" + ", ".join(cam.METHODS)
-        + "; each once); it was ignored.",
-        "The link's 'gc_road' is not 0 or 1; it was ignored."]
+        + "; each once); " + ", ".join(cam.METHODS) + " are used instead.",
+        "The link's 'gc_road' is not 0 or 1; it stays off."]
     # Well-formed values this model cannot take: the page says so in one sentence and shows its default.
     assert [w.value for w in at.main.warning] == [
         "The link's class is not one of this model's 10 classes; none is pinned.",
@@ -283,17 +288,19 @@ def test_race_settings_round_trip_through_the_url():
 
 
 def test_hand_edited_race_settings_are_refused_with_a_sentence():
+    base = PRESETS["Plain-20 vs ResNet-20"]
     at = _open(TRAINING, {"tr_preset": "Plain-1000", "tr_steps": "5", "tr_lr": "1e-3", "tr_racers": "Plain-20,Plain-20",
                           "tr_schedule": "linear"})
     assert at.link_notices == [
-        "The link's 'tr_preset' is not a race the page offers (" + ", ".join(PRESETS) + ", Custom race); it was "
-        "ignored.",
+        "The link's 'tr_preset' is not a race the page offers (" + ", ".join(PRESETS) + ", Custom race); "
+        "Plain-20 vs ResNet-20 is used instead.",
         "The link's 'tr_racers' is not a comma-separated list of racers (Plain-20, ResNet-20, Plain-32, ResNet-32, "
-        "Plain-44, ResNet-44, Plain-56, ResNet-56, Plain-110, ResNet-110; each once, at most 4); it was ignored.",
-        "The link's 'tr_steps' is not a number of steps (a whole number from 10 to 20,000); it was ignored.",
-        "The link's 'tr_lr' is not a learning rate (a number from 0.0001 to 2); it was ignored.",
-        "The link's 'tr_schedule' is not a schedule (step, cosine, constant); it was ignored."]
-    base = PRESETS["Plain-20 vs ResNet-20"]
+        "Plain-44, ResNet-44, Plain-56, ResNet-56, Plain-110, ResNet-110; each once, at most 4); Plain-20, "
+        "ResNet-20 are used instead.",
+        f"The link's 'tr_steps' is not a number of steps (a whole number from 10 to 20,000); {base.steps} is used "
+        "instead.",
+        f"The link's 'tr_lr' is not a learning rate (a number from 0.0001 to 2); {base.lr:g} is used instead.",
+        f"The link's 'tr_schedule' is not a schedule (step, cosine, constant); {base.schedule} is used instead."]
     shown = _race_widgets(at)
     assert (shown["tr_preset"], shown["tr_steps"], shown["tr_lr"], shown["tr_schedule"]) == (
         base.name, base.steps, base.lr, base.schedule)
@@ -322,13 +329,13 @@ def test_lesson_settings_are_refused_or_round_trip_through_the_url(tmp_path, mon
     at = _open(LESSON, {"lesson_blocks": "0", "lesson_grid": "15", "lesson_zero_init": "maybe",
                         "lesson_any_model": "ckpt:/etc/passwd", "lesson_any_data": "imagenet"})
     assert at.link_notices == [
-        "The link's 'lesson_zero_init' is not 0 or 1; it was ignored.",
-        "The link's 'lesson_blocks' is not a number of blocks (a whole number from 1 to 200); it was ignored.",
-        "The link's 'lesson_grid' is not a grid the lesson offers (11, 21, 31); it was ignored.",
+        "The link's 'lesson_zero_init' is not 0 or 1; it stays off.",
+        "The link's 'lesson_blocks' is not a number of blocks (a whole number from 1 to 200); 54 is used instead.",
+        "The link's 'lesson_grid' is not a grid the lesson offers (11, 21, 31); 11 is used instead.",
         "The link's 'lesson_any_model' is not a trained model ('demo:resnet20', 'demo:plain20' or a checkpoint in "
-        "the runs or uploads folders); it was ignored.",
+        "the runs or uploads folders); the page's default is used instead.",
         "The link's 'lesson_any_data' is not a data set the lesson offers (recorded, shapes, cifar10, mnist, "
-        "fashion_mnist); it was ignored."]
+        "fashion_mnist); recorded is used instead."]
     defaults = _lesson_widgets(at)
     assert (defaults["lesson_zero_init"], defaults["lesson_blocks"], defaults["lesson_grid"]) == (False, 54, 11)
     assert {k: v for k, v in _url(at).items() if k.startswith("lesson_")} == {

@@ -52,15 +52,21 @@ def _param(at: AppTest, key: str) -> str:
 
 
 def _notices(at: AppTest) -> tuple[list[str], list[str]]:
-    return [w.value for w in at.sidebar.warning], [c.value for c in at.sidebar.code]
+    """The link's notices: first in the main area (above the page's title), none in the sidebar."""
+    area = at.main.children[0]
+    assert not at.sidebar.warning and not at.sidebar.code
+    return [w.value for w in area.warning], [c.value for c in area.code]
 
 
 def test_crafted_link_puts_no_link_or_image_on_the_page() -> None:
     at = _open({"arch": HOSTILE, HOSTILE: "1"})
     warnings, codes = _notices(at)
     assert warnings == ["The link has a setting ResNet Explorer does not read; it was ignored.",
-                        "The link's 'arch' is not an architecture ResNet Explorer knows; showing ResNet-20 instead."]
-    assert codes == [HOSTILE, HOSTILE]  # repeated verbatim, in code boxes only
+                        "The link's 'arch' is not an architecture ResNet Explorer knows; ResNet-20 is shown instead."]
+    # Repeated verbatim (an unknown setting with its value), in code boxes only, cut at 80 characters.
+    assert len(HOSTILE) > 80
+    assert codes == [f"{HOSTILE}=1"[:80] + f"… ({len(HOSTILE) + 2:,} characters)",
+                     HOSTILE[:80] + f"… ({len(HOSTILE):,} characters)"]
     assert _rendered_elsewhere(at, "evil.example") == []
     assert at.title[0].value == "Architecture of ResNet-20"
     assert HOSTILE not in at.query_params and _param(at, "arch") == "resnet20"  # the URL now holds what is shown
@@ -71,7 +77,8 @@ def test_over_long_values_are_refused_with_their_length() -> None:
     warnings, codes = _notices(at)
     assert warnings == ["The link's 'arch' is 5,006 characters long (at most 200); it was ignored.",
                         "The link's 'weights' is 6,010 characters long (at most 200); it was ignored."]
-    assert codes == ["resnet" + "0" * 194 + "… (5,006 characters)", "ckpt:/" + "a/" * 97 + "… (6,010 characters)"]
+    # At most 80 characters of a refused value are repeated, with its length.
+    assert codes == ["resnet" + "0" * 74 + "… (5,006 characters)", "ckpt:/" + "a/" * 37 + "… (6,010 characters)"]
     assert at.title[0].value == "Architecture of ResNet-20"
     assert at.sidebar.selectbox(key="_sbw_select").value == "random"
 
@@ -86,7 +93,7 @@ def test_unknown_repeated_and_mistyped_parameters() -> None:
     assert any(w.startswith("The link's 'shortcut' is not a shortcut option (A, B, C)") for w in warnings)
     assert len(warnings) == 6  # five notices and a count of the rest
     assert warnings[-1] == "2 more settings in the link were ignored."
-    assert codes[:2] == ["utm_source", "resnet56 | resnet110"]
+    assert codes[:2] == ["utm_source=mail", "resnet56 | resnet110"]  # an unknown setting with its value
     assert "utm_source" not in at.query_params
     assert at.title[0].value == "Architecture of ResNet-20"
     assert (_param(at, "plain"), _param(at, "shortcut"), _param(at, "width")) == ("0", "A", "full")
@@ -111,7 +118,9 @@ WEIGHTS_IDS = "is not 'random', 'tv:<torchvision weights>', 'demo:resnet20', 'de
 def test_weights_values_that_cannot_be_used(value: str, reason: str) -> None:
     at = _open({"weights": value})
     warnings, codes = _notices(at)
-    assert warnings == [f"The link's 'weights' {reason}; showing random weights instead."]
+    # What is shown instead is named: this page's starting weights (Architecture: a random initialisation).
+    assert warnings == [f"The link's 'weights' {reason}; ResNet-20 with random init (seed 0) weights is shown "
+                        "instead."]
     assert codes == [value]
     assert at.sidebar.selectbox(key="_sbw_select").value == "random"
     assert _rendered_elsewhere(at, "evil.example") == []
@@ -144,7 +153,8 @@ def test_ckpt_reaches_only_the_runs_and_uploads_folders(checkpoints: dict[str, P
         at = _open({"weights": f"ckpt:{value}"})
         warnings, codes = _notices(at)
         assert len(warnings) == 1 and warnings[0].startswith(refused), warnings
-        assert codes == [f"ckpt:{value}"]
+        text = f"ckpt:{value}"  # at most 80 characters repeated, with the length when cut
+        assert codes == [text if len(text) <= 80 else f"{text[:80]}… ({len(text):,} characters)"]
         assert at.sidebar.selectbox(key="_sbw_select").value == "random"
         assert not at.error and _rendered_elsewhere(at, "evil.example") == []
         sentences.add(warnings[0])

@@ -117,18 +117,21 @@ def test_crafted_link_puts_no_link_or_image_on_the_page(recorded, bare_server) -
     url, _ = bare_server
     query = urllib.parse.urlencode({"arch": HOSTILE, "weights": "ckpt:/etc/passwd", "x" * 300: "1"})
     _open(tab, f"{url}/architecture?{query}", "Architecture")
+    main = tab.locator('[data-testid="stMain"]')
     sidebar = tab.locator('[data-testid="stSidebar"]')
-    # The notices are the sidebar's last elements: wait for the last one (a warm server can show the page's
-    # title before the sidebar has finished drawing), then for the run to end.
-    sidebar.locator('[data-testid="stCode"]').filter(has_text="ckpt:/etc/passwd").first.wait_for()
+    # The notices are at the top of the main area, above the page's title.
+    main.locator('[data-testid="stCode"]').filter(has_text="ckpt:/etc/passwd").first.wait_for()
     wait_idle(tab)
     assert tab.locator('a[href*="evil"]').count() == 0
     assert tab.locator('img[src*="evil"]').count() == 0
-    # The refused text is repeated verbatim, in a code box, and the default view is shown.
-    assert sidebar.locator('[data-testid="stCode"]').filter(has_text="evil.example/i.png").count() == 1
-    assert "not an architecture ResNet Explorer knows" in sidebar.inner_text()
-    assert "ckpt:/etc/passwd" in sidebar.locator('[data-testid="stCode"]').all_inner_texts()
-    assert "is not a checkpoint in the runs or uploads folders" in sidebar.inner_text()
+    # The refused text is repeated verbatim, in a code box, and the view actually shown is named.
+    assert main.locator('[data-testid="stCode"]').filter(has_text="evil.example").count() == 1
+    text = main.inner_text()
+    assert "not an architecture ResNet Explorer knows; ResNet-20 is shown instead." in text
+    assert "ckpt:/etc/passwd" in main.locator('[data-testid="stCode"]').all_inner_texts()
+    assert "is not a checkpoint in the runs or uploads folders" in text
+    assert text.index("not an architecture") < text.index("Architecture of ResNet-20")  # above the title
+    assert "not an architecture" not in sidebar.inner_text()
     assert tab.locator('[data-testid="stMain"] h1').first.inner_text() == "Architecture of ResNet-20"
     # app/.streamlit/config.toml applied although the server started elsewhere: Streamlit's dropzone states its
     # 256 MB upload limit (200 MB without it).
@@ -136,3 +139,18 @@ def test_crafted_link_puts_no_link_or_image_on_the_page(recorded, bare_server) -
     assert "256MB per file" in sidebar.locator('[data-testid="stFileUploaderDropzoneInstructions"]').inner_text()
     assert not _foreign_hosts(requests), _foreign_hosts(requests)
     screenshot(tab, "hostile-link")
+
+
+def test_a_refused_checkpoint_names_the_weights_actually_shown(recorded, bare_server) -> None:
+    """Grad-CAM starts with the embedded demo: a refused ``weights=`` says so, not "random weights"."""
+    tab, _ = recorded
+    url, _ = bare_server
+    _open(tab, f"{url}/grad-cam?weights=ckpt:/etc/passwd", "Grad-CAM")
+    main = tab.locator('[data-testid="stMain"]')
+    main.locator('[data-testid="stCode"]').filter(has_text="ckpt:/etc/passwd").first.wait_for()
+    wait_idle(tab)
+    text = main.inner_text()
+    assert ("is not a checkpoint in the runs or uploads folders (upload the file or pick a run's checkpoint in "
+            "the Weights box); ResNet-20 trained on Shapes (embedded demo) is shown instead.") in text
+    assert "with ResNet-20 trained on Shapes (embedded demo) weights" in text  # the page's own caption agrees
+    screenshot(tab, "refused-checkpoint-grad-cam")
