@@ -8,9 +8,9 @@ Every run (from the app or the CLI) is a folder ``<runs dir>/<run id>/`` holding
     the run's state, rewritten at every change (ready, running, paused, stopped, finished, failed) with the
     process (pid and its start time) that writes the folder: a live state whose process is gone was interrupted
     (killed, power cut) and is listed as "interrupted";
-``control.json``
-    the latest Pause/Resume/Step/Stop request from any process (:func:`write_control`), applied by the race's
-    thread between steps;
+``control.jsonl``
+    the Pause/Resume/Step/Stop requests of any process, one per line (:func:`write_control` appends), each
+    applied once and in order by the race's thread between steps;
 ``metrics.jsonl``
     one JSON object per line, appended and flushed per step (a kill loses at most the line being written):
     ``{"kind": "step", "step", "racer", "loss", "acc", "lr", "images_per_s", "status", "grad_<stage>"...}``

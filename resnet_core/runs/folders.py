@@ -28,8 +28,9 @@ JOB_STATUSES = ("ready", "running", "paused", "stopped", "finished", "failed")
 LIVE_STATUSES = ("ready", "running", "paused")
 # A run folder's status as listed: a job status, or "interrupted" (no summary and its process is gone).
 RUN_STATUSES = (*JOB_STATUSES, "interrupted")
-# Requests any process may write to a run folder's control.json; the job's thread reads them between steps.
-CONTROL_FILE = "control.json"
+# Requests any process may append to a run folder's control.jsonl; the job's thread applies each, in order, between
+# steps (a queue: two clicks in two tabs before the next step both count, a Stop is never overwritten).
+CONTROL_FILE = "control.jsonl"
 CONTROL_REQUESTS = ("pause", "resume", "step", "stop")
 
 
@@ -245,12 +246,18 @@ def new_run_id(config: RaceConfig) -> str:
 
 def write_control(folder: str | Path, request: str) -> str:
     """Ask the race writing run folder ``folder`` to pause, resume, take one step or stop; returns the request's
-    id. Any process may write it (atomically); the job's thread applies each new id once, between steps."""
+    id. Any process may append one (a line of control.jsonl); the job's thread applies each once, in order."""
     if request not in CONTROL_REQUESTS:
         raise ValueError(f"'{request}' is not a race control; use one of {', '.join(CONTROL_REQUESTS)}.")
     folder = Path(folder)
     request_id = uuid.uuid4().hex
     data = {"request": request, "id": request_id, "pid": os.getpid(), "at": _now()}
+    line = (json.dumps(data) + "\n").encode()
     with _storing(folder.parent):
-        atomic_write(folder / CONTROL_FILE, json.dumps(data))
+        # One write of a short line with O_APPEND: concurrent writers never interleave within a line.
+        fd = os.open(folder / CONTROL_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
     return request_id

@@ -3,6 +3,7 @@ control file) and resuming an interrupted run. :mod:`.registry` lets one race tr
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -26,7 +27,6 @@ from .folders import (
 )
 from .records import (
     JobSnapshot,
-    _read_json,
     _read_metrics,
     latest_checkpoints,
     load_run,
@@ -46,7 +46,7 @@ class Job:
     raises: a failure becomes status "failed" with a one-sentence message.
 
     Every change of state is written to the run folder's status.json (ready, running, paused, then stopped,
-    finished or failed). Another process controls the race through the folder's control.json
+    finished or failed). Another process controls the race through the folder's control.jsonl
     (:func:`~resnet_core.runs.folders.write_control`): the thread looks at its modification time between steps,
     and every :data:`CONTROL_POLL_S` while paused, and applies each new request once. ``on_end(job)`` is called
     once, on the thread, after the final state is written (the registry frees its race slot there).
@@ -79,9 +79,8 @@ class Job:
         self._status_io = threading.Lock()  # status.json writes one at a time, the latest state last
         self.run_id = writer.run_id if writer is not None else new_run_id(config)
         self.path = writer.path if writer is not None else _runs_dir(runs_dir) / self.run_id
-        # Requests already in control.json when the job is made (an old run's, before a resume) are not ours.
-        self._control_seen = self._control_stat()
-        self._control_id = str((_read_json(self.path / CONTROL_FILE) or {}).get("id", ""))
+        # Requests already in control.jsonl when the job is made (an old run's, before a resume) are not ours.
+        self._control_read = self._control_size()
         self._cond = threading.Condition()
         self._status = "ready"
         self._paused = False
@@ -247,29 +246,38 @@ class Job:
         if self._on_end is not None:
             self._on_end(self)
 
-    # -- requests from other processes (control.json)
-    def _control_stat(self) -> tuple[int, int, int] | None:
+    # -- requests from other processes (control.jsonl)
+    def _control_size(self) -> int:
         try:
-            info = os.stat(self.path / CONTROL_FILE)
+            return os.stat(self.path / CONTROL_FILE).st_size
         except OSError:
-            return None
-        return info.st_mtime_ns, info.st_ino, info.st_size
+            return 0
 
     def _check_control(self) -> None:
-        """Apply a new request from control.json, if any (a stat when nothing changed)."""
+        """Apply the requests appended to control.jsonl since the last look, in order (a stat when none came)."""
         if self.writer is None:
             return
-        seen = self._control_stat()
-        if seen == self._control_seen:
+        size = self._control_size()
+        if size <= self._control_read:
             return
-        self._control_seen = seen
-        data = _read_json(self.path / CONTROL_FILE) or {}
-        request_id = str(data.get("id", ""))
-        if not request_id or request_id == self._control_id:
+        try:
+            with open(self.path / CONTROL_FILE, "rb") as file:
+                file.seek(self._control_read)
+                chunk = file.read(size - self._control_read)
+        except OSError:
             return
-        self._control_id = request_id
+        whole = chunk[: chunk.rfind(b"\n") + 1]  # a line still being written waits for the next look
+        self._control_read += len(whole)
+        for line in whole.splitlines():
+            try:
+                request = json.loads(line).get("request")
+            except (ValueError, AttributeError):
+                continue
+            self._apply_control(request)
+
+    def _apply_control(self, request: Any) -> None:
         with self._cond:
-            request, before = data.get("request"), self._status
+            before = self._status
             if request == "pause" and self._status == "running":
                 self._paused, self._status = True, "paused"
             elif request == "resume" and self._status == "paused":
@@ -332,7 +340,7 @@ class Job:
                     if self._paused and self._budget == 0 and not self._stop:
                         self._parked = True
                         self._cond.notify_all()  # wait_paused
-                        # Woken by a control of this process, or after a while to look at control.json again.
+                        # Woken by a control of this process, or after a while to look at control.jsonl again.
                         self._cond.wait(CONTROL_POLL_S if self.writer is not None else None)
                         continue
                     self._parked = False

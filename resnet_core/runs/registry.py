@@ -10,7 +10,7 @@ Taking and freeing the lock happen under an ``flock`` on ``.race.lock.guard`` (t
 dies), so two processes never both take over one stale lock.
 
 A race of this process is its :class:`~resnet_core.runs.jobs.Job`; a race of another process is a
-:class:`FolderRace`: snapshots read from its run folder, Pause/Resume/Step/Stop written to its control.json.
+:class:`FolderRace`: snapshots read from its run folder, Pause/Resume/Step/Stop written to its control.jsonl.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ class FolderRace:
     """A race trained by another process, seen through its run folder: what a :class:`Job` offers the page.
 
     ``snapshot()`` reads the folder (metrics, summary, status.json); ``pause``, ``resume``, ``step_once`` and
-    ``stop`` write control.json, which the race's thread applies between steps, and wait (up to ``timeout``)
+    ``stop`` write control.jsonl, which the race's thread applies between steps, and wait (up to ``timeout``)
     for status.json to say so."""
 
     def __init__(self, run_id: str, runs_dir: str | Path | None = None, source: str | None = None) -> None:

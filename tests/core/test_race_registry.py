@@ -1,4 +1,4 @@
-"""One race per runs folder, across processes: the lock file, status.json at every change, control.json.
+"""One race per runs folder, across processes: the lock file, status.json at every change, control.jsonl.
 
 Child processes are real Python processes racing a tiny race through ``registry_for`` (as a notebook's kernel or
 a second replica of the app would); one is killed with SIGKILL mid-race.
@@ -89,7 +89,7 @@ def test_a_second_registry_is_refused_with_a_sentence_and_controls_the_race_thro
         assert refused.value.run_id == job.run_id and "\n" not in sentence
         race = second.current()
         assert isinstance(race, runs.FolderRace) and race.run_id == job.run_id and race.source == "lesson"
-        # Pause, Step, Resume and Stop from the other registry, through control.json.
+        # Pause, Step, Resume and Stop from the other registry, through control.jsonl.
         held = race.pause(timeout=60)
         assert job.status == "paused" and _status(job.path)["status"] == "paused" and race.status == "paused"
         assert job.wait_paused(timeout=60) and job.snapshot().step == held == race.snapshot().step
@@ -257,3 +257,27 @@ def test_the_lessons_race_is_the_current_race_of_its_runs_folder(tmp_path):
     seen: list[int] = []
     assert lesson.wait_for_race(short, on_progress=lambda snap: seen.append(snap.step)) == short.run_id
     assert runs.load_run(short.run_id, tmp_path).status == "finished"
+
+
+def test_requests_written_together_are_each_applied_in_order(tmp_path):
+    """control.jsonl is a queue: two Steps and then a Stop, written before the race looks, all count."""
+    registry = runs.RaceRegistry(tmp_path)
+    job = registry.start(tiny())
+    try:
+        assert job.wait_for_step(1, timeout=120)
+        held = job.pause(timeout=60)
+        assert job.wait_paused(timeout=60)
+        for request in ("step", "step"):
+            runs.write_control(job.path, request)
+        assert job.wait_for_step(held + 2, timeout=60) and job.wait_paused(timeout=60)
+        time.sleep(CONTROL_WAIT)
+        assert job.snapshot().step == held + 2  # both steps, not one overwritten by the other
+        runs.write_control(job.path, "resume")
+        runs.write_control(job.path, "pause")
+        runs.write_control(job.path, "stop")  # a Stop after a Pause is never lost
+        assert job.wait(timeout=120) and job.status == "stopped" and _status(job.path)["status"] == "stopped"
+        lines = (job.path / runs.CONTROL_FILE).read_text().splitlines()
+        assert [json.loads(line)["request"] for line in lines] == ["step", "step", "resume", "pause", "stop"]
+    finally:
+        job.stop()
+        job.wait(timeout=120)
