@@ -93,4 +93,5 @@ from .registry import (  # noqa: F401
     RaceLock,
     RaceRegistry,
     registry_for,
+    this_host,
 )

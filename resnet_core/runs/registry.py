@@ -19,6 +19,7 @@ import contextlib
 import fcntl
 import json
 import os
+import socket
 import threading
 import time
 import uuid
@@ -58,18 +59,33 @@ class RaceLock:
     pid_started: int | None
     since: str
     token: str  # tells this registry's own lock apart from another registry's in the same process
+    host: str = ""  # the machine (and boot) of the process: its pid means nothing on another one
 
     @classmethod
     def read(cls, path: Path) -> RaceLock | None:
         data = _read_json(path)
         try:
-            return cls(**{k: data[k] for k in cls.__dataclass_fields__}) if data else None
-        except (KeyError, TypeError):
+            return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data}) if data else None
+        except TypeError:
             return None
 
     @property
     def alive(self) -> bool:
+        """Whether the holder still runs. A lock written on another machine (a replica sharing the runs folder
+        over the network, another container) cannot be checked from here: it counts as alive, and is only ever
+        freed by its own process (or by deleting race.lock by hand once that machine is gone)."""
+        if self.host and self.host != this_host():
+            return True
         return _process_alive(self.pid, self.pid_started)
+
+
+def this_host() -> str:
+    """This machine and boot: the host name and the kernel's boot id (a pid is only meaningful within both)."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot = ""
+    return f"{socket.gethostname()}/{boot}"
 
 
 class RaceBusy(ValueError):
@@ -217,7 +233,7 @@ class RaceRegistry:
         if self._held is not None:
             raise self._busy(self._held)
         pid = os.getpid()
-        lock = RaceLock(None, name, source, pid, _process_start(pid), _now(), uuid.uuid4().hex)
+        lock = RaceLock(None, name, source, pid, _process_start(pid), _now(), uuid.uuid4().hex, this_host())
         try:
             with self._guard():
                 if self.lock_path.exists():

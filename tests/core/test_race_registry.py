@@ -138,6 +138,20 @@ def test_a_stale_lock_is_taken_over_a_live_one_is_not(tmp_path):
     assert job.wait(timeout=120) and not (tmp_path / runs.LOCK_FILE).exists()
 
 
+
+def test_a_lock_from_another_machine_is_never_taken_over(tmp_path):
+    """A replica on another machine sharing the runs folder: its pid cannot be checked here, so it holds."""
+    _write_lock(tmp_path, 2 ** 22 + 12345, 1)  # no such process on this machine
+    lock = json.loads((tmp_path / runs.LOCK_FILE).read_text())
+    (tmp_path / runs.LOCK_FILE).write_text(json.dumps({**lock, "host": "elsewhere/some-boot"}))
+    registry = runs.RaceRegistry(tmp_path)
+    with pytest.raises(runs.RaceBusy, match="The race 'old race'"):
+        registry.start(tiny(steps=2))
+    (tmp_path / runs.LOCK_FILE).write_text(json.dumps({**lock, "host": runs.this_host()}))  # this machine: stale
+    job = registry.start(tiny(steps=2))
+    assert _lock(tmp_path)["host"] == runs.this_host() and job.wait(timeout=120)
+
+
 CHILD = """
 import sys
 import torch
