@@ -89,7 +89,7 @@ def _live_progress(run_id: str) -> None:
     if race is None:
         return
     snap = race.snapshot()
-    if not snap.active:
+    if snap.status not in LIVE_STATUSES:  # "ready" too is live: it holds the slot until started or stopped
         st.rerun()  # it ended: the whole page draws what it trained, or says why it stopped
     eta = f", about {_duration(snap.eta_s)} left" if snap.eta_s is not None else ""
     st.progress(snap.progress, text=f"{snap.name}: step {snap.step} of {snap.steps} · {snap.status}{eta}")

@@ -133,7 +133,9 @@ def _controls(job: Job | FolderRace | None, busy: RaceBusy | None) -> None:
                       help="Train exactly one more step, then stay paused."):
         job.wait_for_step(job.step_once(), timeout=30)  # the job says which step it will hold at
         st.rerun()
-    if cols[4].button("Stop", key="tr_stop", disabled=status not in ("running", "paused"), icon=":material/stop:"):
+    # A race left ready (created paused, never started) holds the slot too: Stop frees it.
+    if cols[4].button("Stop", key="tr_stop", disabled=status not in ("running", "paused", "ready"),
+                      icon=":material/stop:"):
         job.stop()
         job.wait(timeout=30)
         st.rerun()

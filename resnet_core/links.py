@@ -202,6 +202,12 @@ def shown(raw: str) -> str:
     return raw if len(raw) <= SHOWN_CHARS else f"{raw[:SHOWN_CHARS]}… ({len(raw):,} characters)"
 
 
+def _refusal(name: str, reason: str, raw: str) -> Notice:
+    """A refused value of setting ``name``: "it was ignored" until the app names what it shows instead."""
+    notice = Notice("", shown(raw), name, reason)
+    return replace(notice, sentence=notice.instead(None))
+
+
 def read_link(params: Mapping[str, Sequence[str]]) -> Link:
     """Validate a query string given as name -> every value it has (``st.query_params.get_all``).
 
@@ -219,19 +225,16 @@ def read_link(params: Mapping[str, Sequence[str]]) -> Link:
         if not given:
             continue
         if len(given) > 1:
-            notices.append(Notice(f"The link gives '{name}' {len(given)} times; it was ignored.",
-                                  shown(" | ".join(given))))
+            notices.append(_refusal(name, f"is given {len(given)} times", " | ".join(given)))
             continue
         raw = given[0]
         if len(raw) > MAX_VALUE_CHARS:
-            notices.append(Notice(f"The link's '{name}' is {len(raw):,} characters long (at most "
-                                  f"{MAX_VALUE_CHARS}); it was ignored.", shown(raw)))
+            notices.append(_refusal(name, f"is {len(raw):,} characters long (at most {MAX_VALUE_CHARS})", raw))
             continue
         try:
             link.values[name] = parse(raw, link.values)
         except _Refused as refused:
-            notice = Notice("", shown(raw), name, str(refused))
-            notices.append(replace(notice, sentence=notice.instead(None)))
+            notices.append(_refusal(name, str(refused), raw))
     if len(notices) > MAX_NOTICES:
         rest = len(notices) - (MAX_NOTICES - 1)
         notices = notices[:MAX_NOTICES - 1] + [Notice(f"{rest:,} more settings in the link were ignored.")]

@@ -372,3 +372,21 @@ def test_the_lesson_hides_the_model_picker_and_keeps_the_choice_for_the_other_pa
     assert not at.exception, at.exception
     assert at.sidebar.selectbox(key="sb_arch").value == "resnet32" and at.sidebar.toggle(key="sb_plain").value
     assert at.title[0].value == "Activations of Plain-32"
+
+
+def test_a_refused_page_setting_names_the_value_the_page_ended_with():
+    """Opened straight on the page (as a browser opens /activations?...): the notice, at the top, names the value
+    the page chose after it ran (ResNet-20's batch of 8, batch statistics for random weights), not "its default"."""
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    at = AppTest.from_file(str(APP_MAIN), default_timeout=120)
+    for name, value in {**RANDOM, "act_batch": "3", "act_bn": "eval"}.items():
+        at.query_params[name] = value
+    at.switch_page(ACTIVATIONS).run()  # AppTest reaches a page directly when its URL path is its file's name
+    assert not at.exception, at.exception
+    assert at.title[0].value.startswith("Activations of")
+    assert [w.value for w in at.main.children[0].warning] == [
+        "The link's 'act_batch' is not a batch size the page offers (1, 2, 4, 8, 16); 8 is used instead.",
+        "The link's 'act_bn' is not a batch-norm mode (batch, running); batch is used instead."]
+    assert [c.value for c in at.main.children[0].code] == ["3", "eval"]
+    assert at.select_slider(key="act_batch").value == 8 and at.button_group(key="act_bn").value == "batch"

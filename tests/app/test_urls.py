@@ -75,8 +75,9 @@ def test_crafted_link_puts_no_link_or_image_on_the_page() -> None:
 def test_over_long_values_are_refused_with_their_length() -> None:
     at = _open({"arch": "resnet" + "0" * 5000, "weights": "ckpt:/" + "a/" * 3000 + "x.pt"})
     warnings, codes = _notices(at)
-    assert warnings == ["The link's 'arch' is 5,006 characters long (at most 200); it was ignored.",
-                        "The link's 'weights' is 6,010 characters long (at most 200); it was ignored."]
+    assert warnings == ["The link's 'arch' is 5,006 characters long (at most 200); ResNet-20 is shown instead.",
+                        "The link's 'weights' is 6,010 characters long (at most 200); ResNet-20 with random init "
+                        "(seed 0) weights is shown instead."]
     # At most 80 characters of a refused value are repeated, with its length.
     assert codes == ["resnet" + "0" * 74 + "… (5,006 characters)", "ckpt:/" + "a/" * 37 + "… (6,010 characters)"]
     assert at.title[0].value == "Architecture of ResNet-20"
@@ -88,7 +89,7 @@ def test_unknown_repeated_and_mistyped_parameters() -> None:
                 "stride": "2x2", "width": "1/2", "shortcut": "a"})
     warnings, codes = _notices(at)
     assert warnings[:2] == ["The link has a setting ResNet Explorer does not read; it was ignored.",
-                            "The link gives 'arch' 2 times; it was ignored."]
+                            "The link's 'arch' is given 2 times; ResNet-20 is shown instead."]
     assert any(w.startswith("The link's 'plain' is not 0 or 1") for w in warnings)
     assert any(w.startswith("The link's 'shortcut' is not a shortcut option (A, B, C)") for w in warnings)
     assert len(warnings) == 6  # five notices and a count of the rest
