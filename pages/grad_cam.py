@@ -30,7 +30,6 @@ from resnet_core.weights import WeightsError, class_names_for, preprocessing_for
 
 SOURCES = {"photo": "Sample photo", "upload": "Upload", "shapes": "Shapes image"}  # widget value (= kind) -> label
 IMAGE_KEYS = ImageSourceKeys(source="gc_source", photo="gc_sample", shape="gc_shape", upload="gc_upload")
-SHAPES_POOL = GC_SHAPES_COUNT  # held-out Shapes images to pick from
 ANY_CLASS = "(one of the top 5)"
 FAITHFULNESS_STEPS = 20  # deletion / insertion steps per map
 METHOD_CHECK_IMAGES, METHOD_CASCADE_IMAGES = 32, 4  # the per-method checks: a smaller sample than Grad-CAM's
@@ -58,7 +57,7 @@ def _check_model(steps: int, image_size: int, width: int) -> torch.nn.Module:
 
 @st.cache_data(show_spinner=False, max_entries=4)
 def _shapes_pool(image_size: int):
-    return shapes_split("test", SHAPES_POOL, image_size=image_size)
+    return shapes_split("test", GC_SHAPES_COUNT, image_size=image_size)
 
 
 # Shared by every session: a class opening the same view computes it once. Keys: the model's choice_key and

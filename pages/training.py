@@ -21,7 +21,6 @@ from resnet_core.runs import FolderRace, Job, JobSnapshot, RaceBusy, list_runs, 
 from resnet_core.settings import BudgetError
 from resnet_core.train import PRESET_NOTES, PRESETS, RaceConfig, RacerSpec, degradation_note
 
-CUSTOM = TR_CUSTOM
 CUSTOM_NOTE = ("Pick 2 to 4 nets. To look for degradation (a deeper plain net ending with a higher training loss "
                "than a shallower plain one), race two plain depths.")
 # Two pages chart gradients, measured differently: each says what it measures and how the other relates.
@@ -61,7 +60,7 @@ def _settings(preset: str) -> RaceConfig:
     def field(name: str, label: str, column: Any = None, **kwargs: Any) -> Any:
         return setting_widget(TRAINING[name], label, owner=preset, container=column, **kwargs)
 
-    if preset == CUSTOM:
+    if preset == TR_CUSTOM:
         labels = field("tr_racers", f"Racers (2 to {TR_MAX_RACERS})")
         racers = tuple(RACER_CHOICES[label] for label in labels)
     else:
@@ -83,17 +82,17 @@ def _settings(preset: str) -> RaceConfig:
     shown = {"tr_preset": preset, "tr_data": dataset, "tr_steps": int(steps), "tr_batch": int(batch),
              "tr_lr": float(lr), "tr_warmup": int(warmup), "tr_width": int(width), "tr_size": int(size),
              "tr_schedule": schedule}
-    if preset == CUSTOM:
+    if preset == TR_CUSTOM:
         shown["tr_racers"] = labels
-    write_settings(shown, drop=[] if preset == CUSTOM else ["tr_racers"])
+    write_settings(shown, drop=[] if preset == TR_CUSTOM else ["tr_racers"])
     notebook_button("training", shown)
     if len(racers) < 2:
         raise ValueError("Pick at least two racers for a race.")
-    name = base.name if preset != CUSTOM else " vs ".join(r.label for r in racers)
+    name = base.name if preset != TR_CUSTOM else " vs ".join(r.label for r in racers)
     config = replace(base, racers=racers, dataset=dataset, steps=int(steps), batch_size=int(batch), lr=float(lr),
                      warmup_steps=int(warmup), width=int(width), image_size=int(size), schedule=schedule, name=name)
     if config != base:
-        config = replace(config, name=name if preset == CUSTOM else f"{base.name} (custom settings)")
+        config = replace(config, name=name if preset == TR_CUSTOM else f"{base.name} (custom settings)")
     return config
 
 

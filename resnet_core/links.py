@@ -244,7 +244,7 @@ def read_link(params: Mapping[str, Sequence[str]]) -> Link:
 
 def url_text(value: Any) -> str:
     """A setting as the URL holds it: flags as 1/0, a multiselect's list comma-separated, numbers as Python writes
-    them (what ``PAGE_PARAMS`` reads back)."""
+    them (what ``PARAMS`` reads back)."""
     if isinstance(value, bool):
         return "1" if value else "0"
     if isinstance(value, list | tuple):

@@ -118,7 +118,7 @@ def _arch_changed() -> None:
 
 
 def _kept_choice() -> ModelChoice:
-    """The sidebar's choice without drawing it (a page in ``OWN_NETS``); ``page_state.keep_settings`` holds the
+    """The sidebar's choice without drawing it (a page in ``OWN_NETS``); Streamlit's ``persist_state`` keeps the
     undrawn widgets' values for the next page."""
     state = st.session_state
     return ModelChoice(state.get("sb_arch", DEFAULT_ARCH), not state.get("sb_plain", False),

@@ -17,7 +17,6 @@ from ._cells import code, md, summary_cell
 
 TITLE = "Training race"
 SPEC = TRAINING
-DEFAULT_PRESET, CUSTOM = TR_DEFAULT_PRESET, TR_CUSTOM
 # SMALL: a race of this many steps on a small slice of the data (the tests); the app's race needs SMALL = False.
 SMALL_STEPS = 20
 
@@ -30,9 +29,9 @@ from resnet_core.costs import estimate_race, require_within_budget
 from resnet_core.models import display_name
 from resnet_core.train import PRESETS, RacerSpec
 
-CUSTOM = {CUSTOM!r}
+CUSTOM = {TR_CUSTOM!r}
 preset = SETTINGS["tr_preset"]
-base = PRESETS.get(preset, PRESETS[{DEFAULT_PRESET!r}])
+base = PRESETS.get(preset, PRESETS[{TR_DEFAULT_PRESET!r}])
 if preset == CUSTOM:
     choices = {{display_name(a, r): RacerSpec(a, r)
                for a in ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110") for r in (False, True)}}
