@@ -10,6 +10,8 @@ codes).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -22,7 +24,7 @@ import torch
 from .checkpoints import CheckpointMismatch, WeightsError, load_checkpoint_file
 from .data import DATASETS, DataError
 from .models import ARCHITECTURES, display_name
-from .runs import RunStorageError, RunWriter, resume_race
+from .runs import ForegroundControls, RunStorageError, RunWriter, registry_for, resume_race
 from .settings import network_available, set_memory_budget
 from .train import PRESETS, SCHEDULES, Race, RaceConfig, RacerSpec, describe_device, dist_info
 from .weights import (
@@ -146,8 +148,13 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         # A CLI process owns its thread pool (the app never sets it: its pool is shared by every session).
         torch.set_num_threads(max(1, args.threads))
     main_rank = dist_info().is_main
+    with contextlib.ExitStack() as slot:  # the runs folder's one race slot, held by rank 0 until the end
+        return _train(args, main_rank, slot)
+
+
+def _train(args: argparse.Namespace, main_rank: bool, slot: contextlib.ExitStack) -> int:
     try:
-        race, writer = _start(args, main_rank)
+        race, writer = _start(args, main_rank, slot)
     except RunStorageError as exc:
         print(f"resnet-train: {_storage_sentence(exc, None, args)}", file=sys.stderr)
         return 1
@@ -191,8 +198,10 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _start(args: argparse.Namespace, main_rank: bool) -> tuple[Race, RunWriter | None]:
-    """The race the flags ask for (or the run ``--resume`` names) and, on rank 0, the writer of its folder."""
+def _start(args: argparse.Namespace, main_rank: bool, slot: contextlib.ExitStack
+           ) -> tuple[Race, RunWriter | None]:
+    """The race the flags ask for (or the run ``--resume`` names) and, on rank 0, the writer of its folder; rank
+    0 takes the runs folder's race slot first (RaceBusy, a ValueError, while the app or another process trains)."""
     if args.memory_budget is not None:
         set_memory_budget(args.memory_budget)
     if args.resume:
@@ -200,12 +209,19 @@ def _start(args: argparse.Namespace, main_rank: bool) -> tuple[Race, RunWriter |
                  if getattr(args, f) not in (None, [])]
         if given:
             raise ValueError(f"--resume continues a run with its own settings; drop {', '.join(given)}.")
-        return resume_race(args.resume, args.runs_dir, write=main_rank)
+        name_run = slot.enter_context(registry_for(args.runs_dir).holding(args.resume, "cli")) if main_rank \
+            else None
+        race, writer = resume_race(args.resume, args.runs_dir, write=main_rank)
+        if name_run is not None and writer is not None:
+            name_run(writer.run_id)
+        return race, writer
     config = config_from_args(args)
     race = Race(config)
     writer = None
     if main_rank:
+        name_run = slot.enter_context(registry_for(args.runs_dir).holding(config.name, "cli"))
         writer = RunWriter.create(config, runs_dir=args.runs_dir, source="cli")
+        name_run(writer.run_id)
         writer.write_config(describe_device(race.device), race.dist.world_size)
     return race, writer
 
@@ -232,10 +248,16 @@ def _race(race: Race, writer: RunWriter | None, bar: Any, stops: _StopRequests, 
             if main_rank:
                 print(message, file=sys.stderr)
 
+    controls = ForegroundControls(writer, race) if writer is not None else None
     with stops:
         while not race.done:  # Race.train's loop, keeping the rows each evaluate() returns
+            if controls is not None and not controls.may_step():
+                stops.signal = stops.signal or signal.SIGTERM
+                break  # stopped from another process while paused
             rows = race.step()
             on_step(race, rows, race.evaluate() if race.eval_due() else [])
+            if controls is not None and controls.stop:  # the page's Stop counts as a SIGTERM, on every rank
+                stops.signal = stops.signal or signal.SIGTERM
             if stops.requested(race):
                 break
         if bar is not None:

@@ -50,6 +50,7 @@ from .folders import (  # noqa: F401
     JOB_STATUSES,
     LIVE_STATUSES,
     RUN_STATUSES,
+    ControlReader,
     RunStorageError,
     RunWriter,
     _json_safe,
@@ -65,6 +66,7 @@ from .folders import (  # noqa: F401
     runs_dir,
     write_control,
 )
+from .foreground import ForegroundControls  # noqa: F401
 from .jobs import (  # noqa: F401
     CONTROL_POLL_S,
     Job,

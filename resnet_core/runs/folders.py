@@ -261,3 +261,40 @@ def write_control(folder: str | Path, request: str) -> str:
         finally:
             os.close(fd)
     return request_id
+
+
+class ControlReader:
+    """The requests appended to run folder ``folder``'s control.jsonl since this reader was made (older ones, an
+    earlier run's before a resume, are not ours), in order; :meth:`new` costs a stat when none came."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.path = Path(folder) / CONTROL_FILE
+        self._read = self._size()
+
+    def _size(self) -> int:
+        try:
+            return os.stat(self.path).st_size
+        except OSError:
+            return 0
+
+    def new(self) -> list[str]:
+        size = self._size()
+        if size <= self._read:
+            return []
+        try:
+            with open(self.path, "rb") as file:
+                file.seek(self._read)
+                chunk = file.read(size - self._read)
+        except OSError:
+            return []
+        whole = chunk[: chunk.rfind(b"\n") + 1]  # a line still being written waits for the next look
+        self._read += len(whole)
+        requests = []
+        for line in whole.splitlines():
+            try:
+                request = json.loads(line).get("request")
+            except (ValueError, AttributeError):
+                continue
+            if request in CONTROL_REQUESTS:
+                requests.append(request)
+        return requests

@@ -3,8 +3,6 @@ control file) and resuming an interrupted run. :mod:`.registry` lets one race tr
 
 from __future__ import annotations
 
-import json
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -17,8 +15,8 @@ from ..checkpoints.format import load_resume_checkpoint
 from ..train import Race, RaceConfig, describe_device, summarize
 from .folders import (
     _EVAL_COLUMNS,
-    CONTROL_FILE,
     LIVE_STATUSES,
+    ControlReader,
     RunStorageError,
     RunWriter,
     _runs_dir,
@@ -79,8 +77,7 @@ class Job:
         self._status_io = threading.Lock()  # status.json writes one at a time, the latest state last
         self.run_id = writer.run_id if writer is not None else new_run_id(config)
         self.path = writer.path if writer is not None else _runs_dir(runs_dir) / self.run_id
-        # Requests already in control.jsonl when the job is made (an old run's, before a resume) are not ours.
-        self._control_read = self._control_size()
+        self._controls = ControlReader(self.path)  # requests of other processes, from now on
         self._cond = threading.Condition()
         self._status = "ready"
         self._paused = False
@@ -247,32 +244,11 @@ class Job:
             self._on_end(self)
 
     # -- requests from other processes (control.jsonl)
-    def _control_size(self) -> int:
-        try:
-            return os.stat(self.path / CONTROL_FILE).st_size
-        except OSError:
-            return 0
-
     def _check_control(self) -> None:
         """Apply the requests appended to control.jsonl since the last look, in order (a stat when none came)."""
         if self.writer is None:
             return
-        size = self._control_size()
-        if size <= self._control_read:
-            return
-        try:
-            with open(self.path / CONTROL_FILE, "rb") as file:
-                file.seek(self._control_read)
-                chunk = file.read(size - self._control_read)
-        except OSError:
-            return
-        whole = chunk[: chunk.rfind(b"\n") + 1]  # a line still being written waits for the next look
-        self._control_read += len(whole)
-        for line in whole.splitlines():
-            try:
-                request = json.loads(line).get("request")
-            except (ValueError, AttributeError):
-                continue
+        for request in self._controls.new():
             self._apply_control(request)
 
     def _apply_control(self, request: Any) -> None:

@@ -23,7 +23,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -252,14 +252,33 @@ class RaceRegistry:
             pass  # the folder cannot be written: the race trains in memory, the slot held in this process only
         self._held = lock
 
-    def _name_run(self, job: Job) -> None:
+    def _name_run(self, run_id: str) -> None:
         """The held lock names the race's run once its folder exists."""
         assert self._held is not None
-        lock = self._held = replace(self._held, run_id=job.run_id)
+        lock = self._held = replace(self._held, run_id=run_id)
         with contextlib.suppress(OSError), self._guard(create=False):
             current = RaceLock.read(self.lock_path)
             if current is not None and current.token == lock.token:
                 atomic_write(self.lock_path, json.dumps(asdict(lock)))
+
+    @contextlib.contextmanager
+    def holding(self, name: str, source: str) -> Iterator[Callable[[str], None]]:
+        """The slot for a race this process trains in the foreground (``resnet-train``), for the ``with`` block:
+        raises RaceBusy while any race holds it; yields a function that names the run once its folder exists;
+        frees the slot on the way out, however the block ends."""
+        with self._lock:
+            self._claim(name, source)
+        named: list[str | None] = [None]
+
+        def name_run(run_id: str) -> None:
+            with self._lock:
+                self._name_run(run_id)
+            named[0] = run_id
+
+        try:
+            yield name_run
+        finally:
+            self._free(named[0])
 
     def _free(self, run_id: str | None) -> None:
         """Give the slot back (only this registry's own lock, and only for the race that holds it)."""
@@ -325,7 +344,7 @@ class RaceRegistry:
     def _hold(self, job: Job, paused: bool) -> Job:
         with self._lock:
             self._jobs[job.run_id] = job
-            self._name_run(job)
+            self._name_run(job.run_id)
         if not paused:
             job.start()
         return job

@@ -295,3 +295,37 @@ def test_requests_written_together_are_each_applied_in_order(tmp_path):
     finally:
         job.stop()
         job.wait(timeout=120)
+
+
+CLI_CHILD = """
+import sys
+from resnet_core.cli import train_main
+raise SystemExit(train_main(["--racer", "resnet20:plain", "--racer", "resnet20", "--steps", "400", "--width", "4",
+                             "--image-size", "16", "--batch-size", "16", "--n-train", "256", "--eval-every", "50",
+                             "--threads", "1", "--runs-dir", sys.argv[1], "--no-progress"]))
+"""
+
+
+def test_the_command_line_trainer_holds_the_slot_and_takes_the_pages_controls(tmp_path):
+    """``resnet-train`` is a race of the runs folder like any other: the app cannot start a second one, and its
+    Pause and Stop (control.jsonl) reach it."""
+    proc = subprocess.Popen([sys.executable, "-c", CLI_CHILD, str(tmp_path)], cwd=REPO, text=True,
+                            env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        registry = runs.RaceRegistry(tmp_path)
+        _until(lambda: isinstance(registry.current(), runs.FolderRace) and registry.current().step >= 2, proc=proc)
+        race = registry.current()
+        with pytest.raises(runs.RaceBusy, match=r"\(started by the command line\) is training, at step \d+"):
+            registry.start(tiny(steps=2))
+        held = race.pause(timeout=60)
+        assert race.status == "paused" and _status(race.path)["status"] == "paused"
+        time.sleep(CONTROL_WAIT)
+        assert race.step == held  # it holds
+        race.stop()
+        assert proc.wait(timeout=120) == 128 + signal.SIGTERM  # stopped by request, saved with a checkpoint
+        assert race.status == "stopped" and not (tmp_path / runs.LOCK_FILE).exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

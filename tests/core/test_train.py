@@ -241,7 +241,7 @@ def test_cli_writes_a_run_folder(tmp_path, capsys):
                  "--image-size", "16", "--batch-size", "16", "--n-train", "128", "--eval-every", "3",
                  "--runs-dir", str(tmp_path), "--no-progress"])
     assert code == 0
-    (run,) = list(tmp_path.iterdir())
+    (run,) = [p for p in tmp_path.iterdir() if p.is_dir()]  # the run folder (beside the race slot's files)
     info = json.loads((run / "config.json").read_text())
     assert info["source"] == "cli" and info["racers"] == ["Plain-20", "ResNet-20"]
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -259,7 +259,7 @@ def test_cli_logs_only_real_evaluations_when_racers_diverge(tmp_path):
                  "--image-size", "16", "--batch-size", "16", "--n-train", "128", "--eval-every", "1",
                  "--lr", "1e6", "--warmup", "0", "--runs-dir", str(tmp_path), "--no-progress"])
     assert code == 0
-    (run,) = list(tmp_path.iterdir())
+    (run,) = [p for p in tmp_path.iterdir() if p.is_dir()]  # the run folder (beside the race slot's files)
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     steps = [line for line in lines if line["kind"] == "step"]
     evals = [(line["step"], line["racer"]) for line in lines if line["kind"] == "eval"]
