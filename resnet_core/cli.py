@@ -86,7 +86,6 @@ class _StopRequests:
         self._old: dict[int, Any] = {}
 
     def __enter__(self) -> _StopRequests:
-        import signal
         import threading
 
         if threading.current_thread() is threading.main_thread():
@@ -95,14 +94,10 @@ class _StopRequests:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        import signal
-
         for sig, handler in self._old.items():
             signal.signal(sig, handler)
 
     def _handle(self, signum: int, frame: object) -> None:
-        import signal
-
         if self.signal is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt  # the second Ctrl-C: stop now, without a checkpoint
         self.signal = signum
@@ -192,8 +187,6 @@ def _train(args: argparse.Namespace, main_rank: bool, slot: contextlib.ExitStack
         dist.barrier()
         dist.destroy_process_group()
     if stopped:
-        import signal
-
         return 128 + (stops.signal or signal.SIGINT)
     return 0
 
