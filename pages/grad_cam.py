@@ -18,7 +18,7 @@ from explorer_ui.url_params import take_settings, write_settings
 
 from resnet_core import cam
 from resnet_core.data import SHAPES_CLASSES, shapes_split
-from resnet_core.demo import default_image_for
+from resnet_core.demo import DEMO_CHECK_MODEL, default_image_for, load_demo_model
 from resnet_core.heavy import heavy_slot
 from resnet_core.images import model_view, preprocess
 from resnet_core.page_specs import GC_SHAPES_COUNT, GRAD_CAM
@@ -32,7 +32,7 @@ SOURCES = {"photo": "Sample photo", "upload": "Upload", "shapes": "Shapes image"
 IMAGE_KEYS = ImageSourceKeys(source="gc_source", photo="gc_sample", shape="gc_shape", upload="gc_upload")
 ANY_CLASS = "(one of the top 5)"
 FAITHFULNESS_STEPS = 20  # deletion / insertion steps per map
-METHOD_CHECK_IMAGES, METHOD_CASCADE_IMAGES = 32, 4  # the per-method checks: a smaller sample than Grad-CAM's
+METHOD_CHECK_IMAGES, METHOD_CASCADE_IMAGES = 32, 4  # every method is slower than Grad-CAM: fewer images
 RANKING_COLUMNS = ["rank", "label", "seconds", "insertion_auc", "deletion_auc", "auc_difference", "average_drop",
                    "increase_in_confidence"]
 RANKING_CONFIG = {
@@ -49,10 +49,10 @@ RANKING_CONFIG = {
 }
 
 
-@st.cache_resource(show_spinner=False, max_entries=2)
-def _check_model(steps: int, image_size: int, width: int) -> torch.nn.Module:
-    # Trained once per process and shared read-only, like every cached model.
-    return cam.train_shapes_model(steps=steps, image_size=image_size, width=width)
+@st.cache_resource(show_spinner=False, max_entries=1)
+def _demo_check_model() -> torch.nn.Module:
+    # Shared read-only, like every cached model.
+    return load_demo_model(DEMO_CHECK_MODEL)
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
@@ -277,18 +277,14 @@ if st.session_state.get("_gc_check_for") != shapes_model:
         st.session_state["gc_check_own"] = shapes_model
 use_own = setting_widget(GRAD_CAM["gc_check_own"], "Use the sidebar's model (a Shapes checkpoint)",
                          disabled=not shapes_model,
-                    help="Otherwise a ResNet-20 is trained on Shapes by the training engine (about a minute on a "
-                         "laptop CPU), once per server.")
+                    help="Otherwise the embedded demo ResNet-20, trained on Shapes by the training engine.")
 write_settings({"gc_methods": chosen, "gc_road": road, "gc_compare": compare_layers, "gc_check_own": use_own})
 notebook_button("grad-cam", {**shown, "gc_source": source, "gc_methods": chosen, "gc_road": road,  # the upload too
                              "gc_compare": compare_layers, "gc_check_own": use_own})
 
 
 def _checked_model() -> torch.nn.Module:
-    if use_own:
-        return model
-    with st.spinner(f"Training ResNet-20 on Shapes for {cam.SHAPES_CHECK['steps']} steps..."):
-        return _check_model(cam.SHAPES_CHECK["steps"], cam.SHAPES_CHECK["image_size"], cam.SHAPES_CHECK["width"])
+    return model if use_own else _demo_check_model()
 
 
 check_one, check_all = st.columns(2)
@@ -300,9 +296,6 @@ if check_one.button("Run the localisation check", key="gc_check", icon=":materia
             st.session_state["gc_report"] = cam.localisation_check(checked, colormap=colormap, opacity=opacity)
     except (cam.CamError, ValueError) as error:
         st.error(str(error))
-    except ImportError:
-        st.error("The training engine (resnet_core.train) is not in this installation, so no Shapes model can be "
-                 "trained here; load a Shapes checkpoint in the sidebar and use it instead.")
 report = st.session_state.get("gc_report")
 if report is not None:
     pointing = report.pointing
@@ -311,10 +304,9 @@ if report is not None:
               f"{fmt_points(pointing.hit_rate - pointing.chance)} vs chance",
               help="Percentage points: the hit rate minus the chance rate.")
     m2.metric("Chance (random point)", f"{pointing.chance:.1%}")
-    m3.metric("Held-out accuracy", f"{pointing.accuracy:.1%}")
+    m3.metric(f"Accuracy on these {len(pointing.table)} images", f"{pointing.accuracy:.1%}")
     st.plotly_chart(shared_figure(pointing_figure, pointing.summary()), key="gc_pointing")
-    st.caption(f"{len(pointing.table)} held-out Shapes images, Grad-CAM at {pointing.layer}, tolerance "
-               f"{pointing.tolerance} px.")
+    st.caption(f"On {report.sample_text()}, Grad-CAM at {pointing.layer}, tolerance {pointing.tolerance} px.")
     st.image(report.examples, caption=report.example_labels, width=150)
     st.plotly_chart(shared_figure(cascade_figure, report.cascade), key="gc_cascade")
     last_stage = report.cascade.iloc[2]
@@ -326,21 +318,16 @@ if check_all.button("Run both checks for every method", key="gc_check_methods", 
                          f"{METHOD_CASCADE_IMAGES} for the cascade, at the model's default layer."):
     try:
         checked = _checked_model()
-        test = shapes_split("test", METHOD_CHECK_IMAGES, image_size=preprocessing_for(checked).crop)
-        check_prep = preprocessing_for(checked)
-        mean = torch.tensor(check_prep.mean).view(1, -1, 1, 1)
-        std = torch.tensor(check_prep.std).view(1, -1, 1, 1)
+        x, test = cam.shapes_check_images(checked)
+        n = METHOD_CHECK_IMAGES  # the first of the localisation check's sample
         bar = st.progress(0.0, text="Checking every method...")
         with queue_notice(), heavy_slot("localisation check, every method"):
             st.session_state["gc_method_checks"] = cam.method_checks(
-                checked, (test.images - mean) / std, test.labels, test.masks, cascade_images=METHOD_CASCADE_IMAGES,
+                checked, x[:n], test.labels[:n], test.masks[:n], cascade_images=METHOD_CASCADE_IMAGES,
                 progress=lambda done, total: bar.progress(done / total, text=f"{done}/{total} methods checked"))
         bar.empty()
     except (cam.CamError, ValueError) as error:
         st.error(str(error))
-    except ImportError:
-        st.error("The training engine (resnet_core.train) is not in this installation, so no Shapes model can be "
-                 "trained here; load a Shapes checkpoint in the sidebar and use it instead.")
 method_table = st.session_state.get("gc_method_checks")
 if method_table is not None:
     st.plotly_chart(shared_figure(checks_figure, method_table), key="gc_checks_methods")
@@ -351,5 +338,7 @@ if method_table is not None:
                      "chance": st.column_config.NumberColumn("chance", format="percent"),
                      "cascade_top": st.column_config.NumberColumn("cascade: head + last stage random", format="%.2f"),
                      "cascade_all": st.column_config.NumberColumn("cascade: all random", format="%.2f")})
-    st.caption("A method to trust points at the object far above chance and its map changes (rank correlation "
-               "towards 0) once the weights are random.")
+    st.caption(f"On the first {METHOD_CHECK_IMAGES} of the localisation check's {cam.SHAPES_CHECK_IMAGES} images "
+               f"({METHOD_CASCADE_IMAGES} for the cascade), so Grad-CAM's row can differ from the check's numbers. A "
+               "method to trust points at the object far above chance and its map changes (rank correlation towards "
+               "0) once the weights are random.")

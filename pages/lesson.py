@@ -14,7 +14,8 @@ from explorer_ui.url_params import take_settings, write_settings
 from streamlit.errors import StreamlitAPIException
 from streamlit.runtime.scriptrunner_utils.script_run_context import in_cached_function
 
-from resnet_core import lesson
+from resnet_core import lesson, lesson_words
+from resnet_core.cam import SHAPES_CHECK_IMAGES
 from resnet_core.heavy import heavy_slot
 from resnet_core.page_specs import LESSON, LESSON_GRIDS
 from resnet_core.plots.cam import pointing_figure
@@ -29,6 +30,7 @@ from resnet_core.plots.lesson import (
 )
 from resnet_core.plots.training import race_figure
 from resnet_core.runs import LIVE_STATUSES, load_run, registry_for
+from resnet_core.settings import runs_dir
 from resnet_core.train import degradation_note
 
 ARCH, BLOCK, WIDTH = "resnet20", "layer2.1", 16
@@ -36,7 +38,7 @@ DEPTHS, SWEEP_WIDTH, SWEEP_BATCH = (20, 32, 56), 8, 16
 # Steps 6-8: fixed batches, seed and span, so a rerun gives the same pictures (said on the page).
 LANDSCAPE_BATCH, LANDSCAPE_SPAN, LANDSCAPE_SEED, GRIDS = 64, 1.0, 0, LESSON_GRIDS
 LESION_BATCH, MAX_REMOVED, SAMPLES = 128, 4, 6
-CAM_IMAGES, CAM_SHOWN = 64, 6
+CAM_SHOWN = 6
 # A race the lesson trains is drawn live as the Training page draws it: progress every 2 s, curves every 4 s.
 PROGRESS_EVERY_S, CURVES_EVERY_S = 2.0, 4.0
 
@@ -136,22 +138,23 @@ def _progress(text: str):
     return bar, update
 
 
+# The cached steps key on the pair's run and the runs folder it is in ("" for the demo pair, the same everywhere).
 @st.cache_resource(show_spinner=False, max_entries=2)
-def _pair(run_id: str) -> lesson.TrainedPair:
-    return lesson.load_pair(run_id)
+def _pair(run_id: str, runs: str) -> lesson.TrainedPair:
+    return lesson.load_pair(run_id, runs or None)
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
-def _forward_ms(run_id: str, batch: int) -> float:
-    pair = _pair(run_id)
+def _forward_ms(run_id: str, runs: str, batch: int) -> float:
+    pair = _pair(run_id, runs)
     x = lesson.shapes_batch("train", batch, pair.image_size)[0]
     with heavy_slot("lesson: timing a forward pass"):
         return 1000 * max(lesson.forward_seconds(m, x) for m in pair.models.values())
 
 
 @st.cache_data(show_spinner=False, max_entries=6)
-def _landscape(run_id: str, steps: int, _on_progress=None):
-    pair = _pair(run_id)
+def _landscape(run_id: str, runs: str, steps: int, _on_progress=None):
+    pair = _pair(run_id, runs)
     x, y = lesson.shapes_batch("train", LANDSCAPE_BATCH, pair.image_size)[:2]
     with heavy_slot("lesson: loss landscapes"):
         return lesson.landscape_pair(pair, x, y, steps=steps, span=LANDSCAPE_SPAN, seed=LANDSCAPE_SEED,
@@ -159,19 +162,18 @@ def _landscape(run_id: str, steps: int, _on_progress=None):
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
-def _lesion(run_id: str):
-    pair = _pair(run_id)
+def _lesion(run_id: str, runs: str):
+    pair = _pair(run_id, runs)
     x, y = lesson.shapes_batch("test", LESION_BATCH, pair.image_size)[:2]
     with heavy_slot("lesson: lesion study"):
         return lesson.lesion_pair(pair, x, y, max_removed=MAX_REMOVED, samples=SAMPLES)
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
-def _gradcam(run_id: str):
-    pair = _pair(run_id)
+def _gradcam(run_id: str, runs: str):
+    pair = _pair(run_id, runs)
     with heavy_slot("lesson: Grad-CAM"):
-        return lesson.gradcam_shapes(pair.models["ResNet-20"], n=CAM_IMAGES, count=CAM_SHOWN,
-                                     image_size=pair.image_size)
+        return lesson.gradcam_shapes(pair.models["ResNet-20"], count=CAM_SHOWN)
 
 
 def _training_link() -> None:
@@ -196,6 +198,7 @@ st.caption(f"A lesson in eight steps. Steps 2-5 use their own small CIFAR nets (
 st.header("1. The degradation problem, measured")
 curves_id = lesson.find_curves_run()
 record = None
+degraded: str | None = None  # step 1's sentence when its race shows degradation
 if curves_id is None:
     st.markdown(
         "He et al. trained plain nets (stacks of conv-BN-ReLU) of 18 and 34 layers and found the deeper one "
@@ -222,15 +225,11 @@ if record is not None:
         "the paper's Fig. 6.")
     st.plotly_chart(race_figure(record.history, record.evals, total_steps=record.config.steps),
                     key="lesson_race")
-    note = degradation_note(record.config, record.summary)
-    st.info(note if note else "This run does not show degradation between two plain depths (the quartet can).")
-table2 = lesson.PAPER_TABLE2_TOP1.set_index("depth")
-plain_gap = table2.loc[34, "plain"] - table2.loc[18, "plain"]
-residual_gain = table2.loc[18, "resnet"] - table2.loc[34, "resnet"]
+    degraded = degradation_note(record.config, record.summary)
+    st.info(degraded if degraded else "This run does not show degradation between two plain depths (the quartet "
+            "can).")
 with st.expander("The paper's reference: ImageNet, Table 2"):
-    st.markdown(
-        f"Plain-34 had {plain_gap:.2f} points more top-1 error than Plain-18; with shortcuts (no extra parameters) "
-        f"ResNet-34 was {residual_gain:.2f} points *better* than ResNet-18.")
+    st.markdown(lesson_words.paper_table2_sentence(lesson.PAPER_TABLE2_TOP1))
     st.plotly_chart(shared_figure(paper_table2_figure, lesson.PAPER_TABLE2_TOP1), key="lesson_paper")
     st.caption(f"Quoted from {lesson.PAPER_CITATION}; not measured here.")
 _training_link()
@@ -278,20 +277,8 @@ st.markdown(
 st.header("4. Depth: what happens to the gradient on its way down")
 with st.spinner("Building and differentiating 6 nets..."), queue_notice():
     ratios = _depth()
-plain = ratios[~ratios["residual"]].set_index("depth")["ratio"]
-residual = ratios[ratios["residual"]].set_index("depth")["ratio"]
-deepest = max(DEPTHS)
 st.plotly_chart(shared_figure(depth_figure, ratios), key="lesson_depth")
-direction = ("grows toward the input (it explodes)" if plain[deepest] > 1 else "shrinks toward the input")
-st.markdown(
-    f"Measured here at initialisation (train-mode batch norm, batch {SWEEP_BATCH}, width {SWEEP_WIDTH}, "
-    "random labels): the norm of the gradient at the first block divided by the norm at the last block. "
-    f"In the plain nets it {direction}: {plain[min(DEPTHS)]:.3g}x at {min(DEPTHS)} layers, "
-    f"**{plain[deepest]:.3g}x** at {deepest}. The residual twins: {residual[min(DEPTHS)]:.3g}x and "
-    f"**{residual[deepest]:.3g}x**, {plain[deepest] / residual[deepest]:.0f} times less at {deepest} layers."
-    + (" So not the folklore \"gradients vanish\": with batch norm, the plain nets' gradients explode toward "
-       "the input (as Yang et al. 2019 predict), and the identity paths keep the residual nets' growth gentle."
-       if plain[deepest] > 10 * residual[deepest] > 10 else ""))
+st.markdown(lesson_words.depth_sentence(ratios, batch=SWEEP_BATCH, width=SWEEP_WIDTH))
 
 st.header("5. The unrolled view: many paths, mostly short")
 n_blocks = setting_widget(LESSON["lesson_blocks"], "Residual blocks",  # starts at ResNet-110's
@@ -309,6 +296,7 @@ st.plotly_chart(shared_figure(paths_figure, lesson.unrolled_paths(n_blocks)), ke
 
 st.header("6. The loss landscape of two trained nets")
 pair_id = lesson.choose_pair()
+pair_runs = "" if pair_id == lesson.DEMO_PAIR else str(runs_dir())
 if pair_id is None:
     pair_config = lesson.pair_race()
     st.markdown(
@@ -323,14 +311,16 @@ if pair_id is None:
     st.info("Steps 6, 7 and 8 are computed once the two nets are trained.")
     st.stop()
 
-pair = _pair(pair_id)
+pair = _pair(pair_id, pair_runs)
 st.caption("The trained nets: " + ("the embedded demo models (trained on Shapes by `make demo-models`)."
                                    if pair_id == lesson.DEMO_PAIR else f"Plain-20 and ResNet-20 of run `{pair_id}`."))
 cols = st.columns(len(pair.models))
 for col, (label, acc) in zip(cols, pair.accuracy.items(), strict=True):
     col.metric(f"{label}: held-out accuracy", f"{acc:.1%}" if acc == acc else "not evaluated",
-               help=("The embedded demo models" if pair_id == lesson.DEMO_PAIR else f"Run {pair_id}")
-               + f"; chance is {pair.chance:.0%}.")
+               help=f"On {pair.accuracy_sample}; chance is {pair.chance:.0%}.")
+if all(acc == acc for acc in pair.accuracy.values()):
+    st.markdown(lesson_words.accuracy_sentence(pair.accuracy, pair.chance, sample=pair.accuracy_sample,
+                                         degradation=degraded))
 not_learned = [label for label in pair.models if not pair.learned(label)]
 if not_learned:
     st.warning(f"{', '.join(not_learned)} is not clearly above chance ({pair.chance:.0%}): what follows describes "
@@ -338,7 +328,7 @@ if not_learned:
 grid = setting_widget(LESSON["lesson_grid"], "Grid (points per side)",
                       help="21 x 21 is the interactive version of the paper's 51 x 51.")
 write_settings({"lesson_grid": grid})
-forward_ms = _forward_ms(pair_id, LANDSCAPE_BATCH)
+forward_ms = _forward_ms(pair_id, pair_runs, LANDSCAPE_BATCH)
 passes = lesson.landscape_passes(grid) * len(pair.models)
 st.caption(f"Costs {passes} forward passes of {LANDSCAPE_BATCH} images ({forward_ms:.0f} ms each, measured): about "
            f"{_duration(passes * forward_ms / 1000)}. Fixed: the batch (the first {LANDSCAPE_BATCH} training "
@@ -346,17 +336,14 @@ st.caption(f"Costs {passes} forward passes of {LANDSCAPE_BATCH} images ({forward
            "same run always gives the same picture.")
 bar, tick = _progress("Evaluating the loss at grid points:")
 with queue_notice():
-    surfaces, lines = _landscape(pair_id, grid, tick)
+    surfaces, lines = _landscape(pair_id, pair_runs, grid, tick)
 bar.empty()
 st.plotly_chart(surface_figure(surfaces), key="lesson_surface")
 st.plotly_chart(line_figure(lines), key="lesson_line")
-rough = {net: float(rows["loss"].max() / rows["loss"].min()) for net, rows in lines.groupby("net")}
 st.markdown(
-    "The weights are moved along two random directions, each filter rescaled to the norm of the filter it "
-    "perturbs (Li et al. 2018; batch-norm parameters stay put, running statistics fixed). Along the same "
-    "normalised distance the loss of "
-    + " and ".join(f"{net} grows {value:.3g}x" for net, value in rough.items())
-    + ". What it shows: how the loss changes around these trained weights along two random directions. What it "
+    lesson_words.landscape_sentence(lines) + " The weights are moved along two random directions, each filter rescaled "
+    "to the norm of the filter it perturbs (Li et al. 2018; batch-norm parameters stay put, running statistics "
+    "fixed). What it shows: how the loss changes around these trained weights along two random directions. What it "
     "does not prove: a 2-D slice of a space with tens of thousands of dimensions can miss any direction that "
     "matters, and smoothness here is not by itself why training succeeds.")
 
@@ -364,27 +351,27 @@ st.header("7. An ensemble of shallow paths: the lesion study")
 with st.spinner(f"Removing blocks (about "
                 f"{_duration(lesson.lesion_passes(pair, MAX_REMOVED, SAMPLES) * forward_ms * LESION_BATCH / LANDSCAPE_BATCH / 1000)})..."), \
         queue_notice():
-    studies, curves = _lesion(pair_id)
-summary = studies.groupby("net").agg(full=("full_accuracy", "first"), after=("accuracy", "mean"))
+    studies, curves = _lesion(pair_id, pair_runs)
 st.markdown(
     "Veit et al. 2016 deleted single blocks from a trained ResNet at test time: the error barely moved, except "
-    "at downsampling blocks; deleting a layer of a plain net gave chance. Here, on "
-    f"{LESION_BATCH} held-out Shapes images, each block is removed in turn (a residual block keeps its shortcut; "
-    "a plain block becomes the identity, and is not removable where it changes the shape): "
-    + "; ".join(f"{net} {row.full:.0%} with every block, {row.after:.0%} on average with one removed"
-                for net, row in summary.iterrows()) + ".")
+    "at downsampling blocks; deleting a layer of a plain net gave chance. Here each block is removed in turn (a "
+    "residual block keeps its shortcut; a plain block becomes the identity, and is not removable where it changes "
+    "the shape). " + lesson_words.lesion_sentence(
+        studies, pair.chance, sample=f"{LESION_BATCH} held-out Shapes images (a smaller sample than step 6's "
+                                     f"{pair.accuracy_images:,}, so the accuracy with every block differs a little)"))
 st.plotly_chart(study_figure(studies, chance=pair.chance), key="lesson_lesion")
 st.plotly_chart(curve_figure(curves, chance=pair.chance), key="lesson_lesion_curve")
 st.caption(f"The curve removes k random removable blocks together ({SAMPLES} sets per k, seeded), k = 1 to "
            f"{MAX_REMOVED}; bars show the range over the sets.")
 
 st.header("8. What the net looks at")
-with st.spinner(f"Grad-CAM on {CAM_IMAGES} held-out images..."), queue_notice():
-    overlays, pointing, captions = _gradcam(pair_id)
+with st.spinner(f"Grad-CAM on {SHAPES_CHECK_IMAGES} held-out images..."), queue_notice():
+    overlays, pointing, captions = _gradcam(pair_id, pair_runs)
 st.markdown(
     "Grad-CAM of the trained ResNet-20 for each image's true class, on held-out Shapes images (never trained on); "
     "the white outline is the object's mask. The pointing game counts how often the map's peak falls on the "
-    "object.")
+    f"object, over the first {SHAPES_CHECK_IMAGES} held-out images: the sample of the Grad-CAM page's localisation "
+    "check, so both show the same number for the same model.")
 st.image(overlays, caption=captions, width=140)
 st.plotly_chart(pointing_figure(pointing), key="lesson_pointing")
 

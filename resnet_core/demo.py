@@ -37,6 +37,9 @@ from .models import ARCHITECTURES, display_name, get_spec
 DEMO_PACKAGE = "resnet_core.demo_models"
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.csv"
+# The localisation check of the demo model the views explain (cam.localisation_numbers; make demo-models).
+CHECKS_FILE = "checks.json"
+DEMO_CHECK_MODEL = "resnet20"
 # What each page wants from its model: "explain" (Grad-CAM: the most capable trained weights there are) or
 # "init" (Activations, Gradient flow, Architecture: they study the net at initialisation, so random weights).
 PURPOSES = ("explain", "init")
@@ -156,6 +159,12 @@ def demo_metrics() -> dict[str, Any]:
     """``metrics.json``: the recipe (race config, seed, threads, torch version), per model its held-out
     accuracy, final training loss/accuracy, steps, file size, and the training time. A fresh copy each call."""
     return json.loads(_metrics_text())
+
+
+def demo_checks() -> dict[str, Any]:
+    """``checks.json``: the localisation check of ``demo:resnet20`` (pointing game, its chance and sample, the
+    randomisation cascade), as :func:`resnet_core.cam.localisation_numbers` measured it. A fresh copy each call."""
+    return json.loads(_resource(CHECKS_FILE).decode("utf-8"))
 
 
 def demo_history() -> list[dict[str, Any]]:

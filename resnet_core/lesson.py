@@ -167,10 +167,16 @@ class TrainedPair:
     accuracy: dict[str, float]  # label -> held-out accuracy from the run's summary (NaN: not evaluated)
     image_size: int
     classes: int
+    accuracy_images: int  # the held-out images the accuracy was measured on
 
     @property
     def chance(self) -> float:
         return 1.0 / self.classes
+
+    @property
+    def accuracy_sample(self) -> str:
+        """Names the accuracy's sample, e.g. "2,000 held-out Shapes images"."""
+        return f"{self.accuracy_images:,} held-out Shapes images"
 
     def learned(self, label: str) -> bool:
         """Held-out accuracy at least LEARNED_OVER_CHANCE times chance (a net at chance has nothing to lose)."""
@@ -264,8 +270,9 @@ def load_pair(run_id: str, runs_dir: str | Path | None = None) -> TrainedPair:
 
         models = {label: load_demo_model(key) for label, key in _DEMO_KEYS.items()}
         size = int(demo_metrics().get("recipe", {}).get("image_size", 32))
+        images = int(demo_metrics()["models"][_DEMO_KEYS["ResNet-20"]]["test_images"])
         return TrainedPair(DEMO_PAIR, models, {label: demo_test_accuracy(key) for label, key in _DEMO_KEYS.items()},
-                           size, int(models["ResNet-20"].fc.out_features))
+                           size, int(models["ResNet-20"].fc.out_features), images)
     record = load_run(run_id, runs_dir)
     paths = {c.get("label"): c["path"] for c in record.checkpoints}
     missing = [label for label in PAIR_LABELS if label not in paths]
@@ -279,7 +286,9 @@ def load_pair(run_id: str, runs_dir: str | Path | None = None) -> TrainedPair:
         accuracy[label] = float(value) if value is not None and value == value else float("nan")
     models = {label: load_checkpoint_file(paths[label]) for label in PAIR_LABELS}
     classes = int(models[PAIR_LABELS[1]].fc.out_features)
-    return TrainedPair(run_id, models, accuracy, record.config.image_size, classes)
+    config = record.config
+    images = min(config.eval_samples, config.n_test) if config.n_test else config.eval_samples
+    return TrainedPair(run_id, models, accuracy, config.image_size, classes, images)
 
 
 def curves_race() -> Any:
@@ -453,16 +462,17 @@ def lesion_pair(pair: TrainedPair, inputs: torch.Tensor, targets: torch.Tensor, 
     return pd.concat(studies, ignore_index=True), pd.concat(curves, ignore_index=True)
 
 
-def gradcam_shapes(model: nn.Module, *, n: int = 64, count: int = 6, image_size: int = 16
-                   ) -> tuple[list[Any], pd.DataFrame, list[str]]:
-    """Step 8: Grad-CAM of ``model`` on held-out Shapes images: overlays of the first ``count`` (with the object's
-    outline), the pointing-game summary on ``n`` images, and a caption per overlay (true and predicted class)."""
+def gradcam_shapes(model: nn.Module, *, count: int = 6) -> tuple[list[Any], pd.DataFrame, list[str]]:
+    """Step 8: Grad-CAM of ``model`` on the localisation check's sample (``cam.shapes_check_images``: the first
+    200 held-out Shapes images, as on the Grad-CAM page): overlays of the first ``count`` (with the object's
+    outline), the pointing-game summary, and a caption per overlay (true and predicted class)."""
     import numpy as np
 
-    from .cam import pointing_game, shapes_examples
+    from .cam import pointing_game, shapes_check_images, shapes_examples
     from .data import SHAPES_CLASSES
 
-    images, labels, raw, masks = shapes_batch("test", n, image_size)
+    images, test = shapes_check_images(model)
+    labels, raw, masks = test.labels, test.images, test.masks
     overlays = shapes_examples(model, images, raw, labels, count=count)
     pointing = pointing_game(model, images, labels, masks)
     outlined = []

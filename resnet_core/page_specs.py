@@ -219,7 +219,7 @@ GRAD_CAM = PageSpec("grad-cam", (
     Setting("gc_road", "toggle", "flag", False, note="also score ROAD (Rong et al. 2022)"),
     Setting("gc_compare", "toggle", "flag", False, note="also explain the last block of each stage"),
     Setting("gc_check_own", "toggle", "flag", True, runtime_default=True,
-            note="check this model (a Shapes model) rather than a ResNet-20 trained here on Shapes"),
+            note="check this model (a Shapes model) rather than the embedded demo ResNet-20"),
     Setting("gc_upload", "file_uploader", "file", "", link=None,
             note="the image file for gc_source 'upload' (a path beside this notebook)"),
 ), sidebar=_sidebar(SIDEBAR_NAMES), sidebar_defaults={"weights": "demo:resnet20"})

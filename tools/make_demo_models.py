@@ -9,7 +9,9 @@ number of threads and deterministic algorithms, so the same command gives the sa
 as an ordinary checkpoint in our format (``Race.checkpoint``, the file a training run writes) without the
 optimizer's resume state, which only a continued race needs and which would double the size. Beside them:
 ``metrics.json`` (the recipe, per net its held-out accuracy on the 2,000 Shapes test images, final training
-loss and accuracy, parameters, file size; the training time) and ``history.csv`` (the training curves).
+loss and accuracy, parameters, file size; the training time), ``history.csv`` (the training curves) and
+``checks.json`` (the localisation check of ResNet-20: ``cam.localisation_numbers``, the numbers every view of it
+shows). ``--checks-only`` measures ``checks.json`` again from the checkpoints already there (seconds).
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from pathlib import Path
 
 import torch
 
-from resnet_core.checkpoints import save_checkpoint
-from resnet_core.demo import DEMO_MODELS, HISTORY_FILE, METRICS_FILE
+from resnet_core.cam import localisation_numbers
+from resnet_core.checkpoints import model_from_checkpoint, read_checkpoint, save_checkpoint
+from resnet_core.demo import CHECKS_FILE, DEMO_CHECK_MODEL, DEMO_MODELS, HISTORY_FILE, METRICS_FILE
 from resnet_core.train import Race, RaceConfig, RacerSpec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -98,7 +101,19 @@ def make(out: Path, config: RaceConfig, threads: int = THREADS) -> dict:
         writer.writerow(["step", "racer", "loss", "acc", "lr"])
         for r in history[["step", "racer", "loss", "acc", "lr"]].itertuples(index=False):
             writer.writerow([int(r.step), r.racer, f"{r.loss:.5f}", f"{r.acc:.4f}", f"{r.lr:.6f}"])
+    write_checks(out, threads)
     return metrics
+
+
+def write_checks(out: Path, threads: int = THREADS) -> dict:
+    """Measure the localisation check of the ResNet-20 in ``out`` and write ``checks.json`` beside it."""
+    torch.set_num_threads(threads)
+    demo = DEMO_MODELS[DEMO_CHECK_MODEL]
+    model = model_from_checkpoint(read_checkpoint(out / demo.file)).eval()
+    checks = {"made_by": "tools/make_demo_models.py (make demo-models)", "model": demo.weights_id,
+              **localisation_numbers(model)}
+    (out / CHECKS_FILE).write_text(json.dumps(checks, indent=2) + "\n", encoding="utf-8")
+    return checks
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,7 +121,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=OUT, help=f"folder to write (default {OUT.relative_to(REPO)})")
     parser.add_argument("--steps", type=int, default=RECIPE.steps, help="training steps (the recipe's by default)")
     parser.add_argument("--threads", type=int, default=THREADS, help="CPU threads (fixed for reproducibility)")
+    parser.add_argument("--checks-only", action="store_true", help=f"only measure {CHECKS_FILE} again")
     args = parser.parse_args(argv)
+    if args.checks_only:
+        checks = write_checks(args.out, args.threads)
+        print(f"pointing game {checks['hit_rate']:.1%} (chance {checks['chance']:.1%}) on {checks['images']} "
+              f"held-out Shapes images; wrote {args.out / CHECKS_FILE}")
+        return 0
     config = dataclasses.replace(RECIPE, steps=args.steps, eval_every=min(RECIPE.eval_every, args.steps))
     metrics = make(args.out, config, args.threads)
     for key, model in metrics["models"].items():

@@ -23,7 +23,8 @@ the chance of hitting the mask at random, and the model-randomisation cascade of
 """
 
 from .checks import (
-    SHAPES_CHECK,
+    SHAPES_CASCADE_IMAGES,
+    SHAPES_CHECK_IMAGES,
     LocalisationReport,
     PointingResult,
     cam_batch,
@@ -31,12 +32,14 @@ from .checks import (
     direct_gradcam,
     gradcam_batch,
     localisation_check,
+    localisation_numbers,
     method_checks,
     pointing_game,
     pointing_tolerance,
     randomization_cascade,
+    shapes_check_images,
     shapes_examples,
-    train_shapes_model,
+    shapes_pointing,
 )
 from .core import (
     NO_EVIDENCE,
@@ -78,7 +81,8 @@ __all__ = [
     "PointingResult",
     "REGISTRY",
     "SCORECAM_BATCH",
-    "SHAPES_CHECK",
+    "SHAPES_CASCADE_IMAGES",
+    "SHAPES_CHECK_IMAGES",
     "cam_batch",
     "cascade_steps",
     "colorize",
@@ -97,6 +101,9 @@ __all__ = [
     "layer_channels",
     "layer_choices",
     "localisation_check",
+    "localisation_numbers",
+    "shapes_check_images",
+    "shapes_pointing",
     "method_checks",
     "occlusion_passes",
     "overlay",
@@ -109,6 +116,5 @@ __all__ = [
     "scorecam_passes",
     "shapes_examples",
     "stage_last_blocks",
-    "train_shapes_model",
     "trust_sentence",
 ]

@@ -1,5 +1,6 @@
 """Proving the maps right: the pointing game, the model-randomisation cascade (Adebayo et al. 2018), Grad-CAM
-written out by hand, and the end-to-end localisation check on a small Shapes-trained ResNet-20."""
+written out by hand, and the end-to-end localisation check on a Shapes-trained model (the embedded demo
+ResNet-20 unless the user has one)."""
 
 from __future__ import annotations
 
@@ -311,27 +312,11 @@ def direct_gradcam(model: nn.Module, image: torch.Tensor, class_index: int, laye
 
 
 # ---------------------------------------------------------------------------- the check, end to end on Shapes
-SHAPES_CHECK = {"steps": 600, "image_size": 32, "width": 8, "batch_size": 64, "lr": 0.1, "seed": 0}
-
-
-def train_shapes_model(steps: int = 600, image_size: int = 32, width: int = 8, batch_size: int = 64,
-                       lr: float = 0.1, seed: int = 0, device: str = "cpu", n_train: int = 4000) -> nn.Module:
-    """A small ResNet-20 trained on the built-in Shapes set by the training engine (seeded), in eval mode.
-
-    Defaults (:data:`SHAPES_CHECK`): 600 steps, about a minute on one CPU core; measured while building it,
-    90% held-out accuracy and a 96% pointing game (tests assert >= 60% and >= 85%). The returned model
-    carries ``class_names``, ``preprocessing`` and ``arch_label`` like any loaded checkpoint.
-    """
-    from ..train import Race, RaceConfig, RacerSpec
-    from ..weights import extract_state_dict, model_from_checkpoint
-
-    config = RaceConfig(racers=(RacerSpec("resnet20"),), dataset="shapes", image_size=image_size, steps=steps,
-                        batch_size=batch_size, lr=lr, width=width, warmup_steps=min(30, steps // 4),
-                        schedule="cosine", eval_every=10**9, n_train=n_train, n_test=64, seed=seed, device=device,
-                        name="Grad-CAM localisation check")
-    race = Race(config).train()
-    # Round-trip through the checkpoint format: the check then sees exactly what a user's checkpoint gives.
-    return model_from_checkpoint(extract_state_dict(race.checkpoint(race.racers[0]), "trained Shapes model"))
+# One sample for every view of the check (the Grad-CAM page, the lesson's step 8, the notebook, the README): the
+# first SHAPES_CHECK_IMAGES held-out Shapes images for the pointing game, the first SHAPES_CASCADE_IMAGES of them
+# for the cascade. The same model then gives the same numbers wherever they are shown.
+SHAPES_CHECK_IMAGES = 200
+SHAPES_CASCADE_IMAGES = 32
 
 
 @dataclass
@@ -342,26 +327,46 @@ class LocalisationReport:
     cascade: pd.DataFrame
     examples: list[np.ndarray]
     example_labels: list[str]
+    cascade_images: int
+
+    def sample_text(self) -> str:
+        """Names the sample every view of the check quotes with its numbers."""
+        return (f"the first {len(self.pointing.table)} held-out Shapes images (the cascade: the first "
+                f"{self.cascade_images})")
 
 
-def localisation_check(model: nn.Module, n: int = 200, layer: str | None = None, cascade_images: int = 16,
-                       examples: int = 6, colormap: str = "Jet", opacity: float = 0.5) -> LocalisationReport:
-    """Pointing game on ``n`` held-out Shapes images and the randomisation cascade, for a Shapes-trained model.
-
-    The model's ``preprocessing`` gives the image size and normalisation (a Shapes checkpoint carries both).
-    """
+def shapes_check_images(model: nn.Module, n: int = SHAPES_CHECK_IMAGES) -> tuple[torch.Tensor, Any]:
+    """The check's sample for ``model``: the first ``n`` held-out Shapes images at the model's size, normalised as
+    its ``preprocessing`` says (a Shapes checkpoint carries both), and the split itself (labels, masks, raw)."""
     from ..data import SHAPES_CLASSES, shapes_split
     from ..weights import class_names_for, preprocessing_for
 
-    names = class_names_for(model)
-    if tuple(names) != tuple(SHAPES_CLASSES):
+    if tuple(class_names_for(model)) != tuple(SHAPES_CLASSES):
         raise CamError("The localisation check needs a model trained on the Shapes set (its classes are "
-                       f"{', '.join(SHAPES_CLASSES)}); train one on the Training race page or run the check's own.")
+                       f"{', '.join(SHAPES_CLASSES)}); use the embedded demo ResNet-20 or train one on the Training "
+                       "page.")
     prep = preprocessing_for(model)
     test = shapes_split("test", n, image_size=prep.crop)
     mean = torch.tensor(prep.mean).view(1, -1, 1, 1)
     std = torch.tensor(prep.std).view(1, -1, 1, 1)
-    x = (test.images - mean) / std
+    return (test.images - mean) / std, test
+
+
+def shapes_pointing(model: nn.Module, n: int = SHAPES_CHECK_IMAGES, layer: str | None = None) -> PointingResult:
+    """The pointing game of a Shapes model on the check's sample: the one call behind every view of the number."""
+    x, test = shapes_check_images(model, n)
+    return pointing_game(model, x, test.labels, test.masks, layer)
+
+
+def localisation_check(model: nn.Module, n: int = SHAPES_CHECK_IMAGES, layer: str | None = None,
+                       cascade_images: int = SHAPES_CASCADE_IMAGES,
+                       examples: int = 6, colormap: str = "Jet", opacity: float = 0.5) -> LocalisationReport:
+    """Pointing game on ``n`` held-out Shapes images (:func:`shapes_pointing`) and the randomisation cascade on the
+    first ``cascade_images`` of them, for a Shapes-trained model."""
+    from ..weights import class_names_for
+
+    names = class_names_for(model)
+    x, test = shapes_check_images(model, n)
     pointing = pointing_game(model, x, test.labels, test.masks, layer)
     cascade = randomization_cascade(model, x[:cascade_images], test.labels[:cascade_images], layer,
                                     keep_maps=min(examples, cascade_images))
@@ -370,4 +375,18 @@ def localisation_check(model: nn.Module, n: int = 200, layer: str | None = None,
     for i in range(len(overlays)):
         row = pointing.table.iloc[i]
         labels.append(f"{names[int(row['label'])]}: {'hit' if row['hit'] else 'miss'}")
-    return LocalisationReport(pointing, cascade, overlays, labels)
+    return LocalisationReport(pointing, cascade, overlays, labels, min(cascade_images, n))
+
+
+def localisation_numbers(model: nn.Module) -> dict[str, Any]:
+    """``model``'s localisation check as numbers, rounded to 4 places: the pointing game on the check's sample
+    (hit rate, chance, accuracy, layer, tolerance) and the cascade's mean rank correlation after each step. For the
+    demo ResNet-20, ``make demo-models`` writes them to ``demo_models/checks.json``, which the README quotes and a
+    test measures again."""
+    report = localisation_check(model, examples=1)
+    pointing = report.pointing
+    return {"images": len(pointing.table), "layer": pointing.layer, "tolerance_px": pointing.tolerance,
+            "hit_rate": round(pointing.hit_rate, 4), "chance": round(pointing.chance, 4),
+            "accuracy": round(pointing.accuracy, 4),
+            "cascade_images": min(SHAPES_CASCADE_IMAGES, len(pointing.table)),
+            "cascade": {str(row.step): round(float(row.rank_correlation), 4) for row in report.cascade.itertuples()}}

@@ -32,13 +32,13 @@ ARCH, BLOCK, WIDTH = "resnet20", "layer2.1", 16
 DEPTHS, SWEEP_WIDTH, SWEEP_BATCH = (20, 32, 56), 8, 16
 LANDSCAPE_BATCH, LANDSCAPE_SPAN, LANDSCAPE_SEED = 64, 1.0, 0
 LESION_BATCH, MAX_REMOVED, SAMPLES = 128, 4, 6
-CAM_IMAGES, CAM_SHOWN = 64, 6
+CAM_SHOWN = 6
 GRID = SETTINGS["lesson_grid"]
 if SMALL:  # the heavy steps (4, 6, 7, 8) on less: seconds instead of a minute
     DEPTHS, SWEEP_BATCH = (20, 32), 8
     LANDSCAPE_BATCH, GRID = 16, 5
     LESION_BATCH, MAX_REMOVED, SAMPLES = 32, 2, 2
-    CAM_IMAGES = 16'''
+'''
 
 STEP1 = '''\
 # Step 1: the newest finished preset race in the runs folder (the quartet first), as on the page; without one,
@@ -161,8 +161,7 @@ from resnet_core.plots.cam import pointing_figure
 # captum (behind resnet_core.cam) imports tqdm's notebook progress bars, which warn without ipywidgets; none is drawn.
 warnings.filterwarnings("ignore", message="IProgress not found")
 
-overlays, pointing, captions = lesson.gradcam_shapes(pair.models["ResNet-20"], n=CAM_IMAGES, count=CAM_SHOWN,
-                                                     image_size=pair.image_size)
+overlays, pointing, captions = lesson.gradcam_shapes(pair.models["ResNet-20"], count=CAM_SHOWN)
 print(" | ".join(captions))
 display(Image.fromarray(np.concatenate([np.asarray(o) for o in overlays], axis=1)))
 pointing_figure(pointing)'''

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from tests.conftest import APP_MAIN
@@ -9,9 +8,9 @@ from tests.conftest import APP_MAIN
 
 @pytest.fixture
 def app() -> AppTest:
-    """The real entry point, run once; cached resources cleared so tests don't see each other's models."""
-    st.cache_resource.clear()
-    st.cache_data.clear()
+    """The real entry point, run once, as a new session of the one server this process is: Streamlit's caches are
+    shared with the other tests as they are with a server's other sessions (every cached page function keys on
+    what its result depends on), which also keeps the suite quick. A test about a cold server clears them."""
     at = AppTest.from_file(str(APP_MAIN), default_timeout=120)
     at.run()
     assert not at.exception, at.exception

@@ -131,8 +131,6 @@ def test_broken_upload_is_one_sentence(page, data, phrase):
 
 
 def _fresh(query: dict[str, str]) -> AppTest:
-    st.cache_resource.clear()
-    st.cache_data.clear()
     at = AppTest.from_file(str(APP_MAIN), default_timeout=120)
     at.query_params.update(query)
     at.run()
@@ -275,3 +273,28 @@ def test_the_shapes_demo_opens_on_a_shapes_image_it_classifies(tmp_path, monkeyp
     app.sidebar.selectbox(key="_sbw_select").set_value("random").run()
     assert not app.exception, app.exception
     assert app.button_group(key="gc_source").value == "photo"
+
+
+def test_the_check_of_a_photo_model_explains_the_demo_and_shows_its_recorded_numbers(page):
+    """With a model that is not a Shapes model the check runs on the embedded demo ResNet-20: the page shows the
+    numbers ``demo_models/checks.json`` records (the README's), on the sample it names, as the lesson's step 8."""
+    from resnet_core.demo import demo_checks, load_demo_model
+    from resnet_core.lesson import gradcam_shapes
+
+    at = page
+    assert at.toggle(key="gc_check_own").value is False and at.toggle(key="gc_check_own").disabled
+    at.button(key="gc_check").click().run()
+    assert not at.exception, at.exception
+    recorded = demo_checks()
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Pointing game (measured here)"] == f"{recorded['hit_rate']:.1%}"
+    assert metrics["Chance (random point)"] == f"{recorded['chance']:.1%}"
+    assert metrics[f"Accuracy on these {recorded['images']} images"] == f"{recorded['accuracy']:.1%}"
+    captions = [c.value for c in at.caption]
+    assert any(c.startswith(f"On the first {recorded['images']} held-out Shapes images (the cascade: the first "
+                            f"{recorded['cascade_images']}), Grad-CAM at {recorded['layer']}") for c in captions)
+    # The lesson's step 8 measures the same model on the same sample: the same hit rate.
+    _, pointing, _ = gradcam_shapes(load_demo_model("resnet20"))
+    assert pointing["measure"][0].startswith("pointing-game hit rate")
+    assert pointing["value"][0] == pytest.approx(recorded["hit_rate"], abs=1 / recorded["images"])
+    assert pointing["value"][4] == recorded["images"]

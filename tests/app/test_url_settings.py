@@ -22,13 +22,9 @@ ACTIVATIONS = "../pages/activations.py"
 GRADIENT_FLOW = "../pages/gradient_flow.py"
 
 
-def _open(page: str, query: dict[str, str] | None = None, *, fresh: bool = True) -> AppTest:
-    """A new session from a link: its first run validates the link (the sidebar shows the notices, kept in
-    ``at.link_notices``), then the page. ``fresh=False`` keeps the server's caches (a second session of the same
-    server, as when a shared link is opened), which also keeps the suite quick."""
-    if fresh:
-        st.cache_resource.clear()
-        st.cache_data.clear()
+def _open(page: str, query: dict[str, str] | None = None) -> AppTest:
+    """A new session from a link, on the server's shared caches (as when a shared link is opened): its first run
+    validates the link (the notices are kept in ``at.link_notices``), then the page."""
     at = AppTest.from_file(str(APP_MAIN), default_timeout=120)
     for name, value in (query or {}).items():
         at.query_params[name] = value
@@ -79,7 +75,7 @@ def test_activations_settings_round_trip_through_the_url():
         "act_layer": "layer2.1.tap_sum"}
     assert "act_photo" not in url  # a setting that does not apply to the view is not in the link
 
-    again = _open(ACTIVATIONS, url, fresh=False)
+    again = _open(ACTIVATIONS, url)
     assert _activations_widgets(again) == shown
     assert any(s.value.startswith("Feature maps at layer2.1 sum") for s in again.subheader)
     captions = [caption for element in again.get("image") for caption in element.captions]
@@ -91,7 +87,7 @@ def test_a_photo_choice_round_trips_too():
     at.selectbox(key="act_photo").set_value("astronaut").run()
     url = _url(at)
     assert url["act_source"] == "photo" and url["act_photo"] == "astronaut" and "act_shape" not in url
-    again = _open(ACTIVATIONS, url, fresh=False)
+    again = _open(ACTIVATIONS, url)
     assert again.selectbox(key="act_photo").value == "astronaut"
 
 
@@ -135,7 +131,7 @@ def test_gradient_flow_settings_round_trip_through_the_url():
                for c in at.caption)
     url = _url(at)
     assert (url["gf_state"], url["gf_batch"], url["gf_bn"]) == ("init", "8", "running")
-    again = _open(GRADIENT_FLOW, url, fresh=False)
+    again = _open(GRADIENT_FLOW, url)
     assert again.select_slider(key="gf_batch").value == 8 and again.button_group(key="gf_bn").value == "running"
     assert again.button_group(key="gf_state").value == "init"
 
@@ -187,7 +183,7 @@ def test_grad_cam_settings_round_trip_through_the_url():
         "gc_layer": "layer2.1.tap_branch", "gc_opacity": "0.8", "gc_cmap": "Viridis", "gc_methods": "gradcam,eigencam",
         "gc_road": "1", "gc_compare": "1", "gc_check_own": "0"}  # no gc_class: the pinned class wins
 
-    again = _open(GRAD_CAM, url, fresh=False)
+    again = _open(GRAD_CAM, url)
     assert _grad_cam_widgets(again) == shown
     assert _map_title(again) == "Grad-CAM++ for 'horse' at layer2.1.tap_branch"
     assert not again.link_notices and not again.main.warning
@@ -204,7 +200,7 @@ def test_a_grad_cam_top5_class_and_shapes_image_round_trip():
     url = _url(at)
     assert (url["gc_source"], url["gc_shape"], url["gc_class"]) == ("shapes", "5", str(shown["gc_class"]))
     assert "gc_sample" not in url and "gc_other" not in url
-    again = _open(GRAD_CAM, url, fresh=False)
+    again = _open(GRAD_CAM, url)
     assert _grad_cam_widgets(again) == shown and _map_title(again) == _map_title(at)
 
 
@@ -272,7 +268,7 @@ def test_race_settings_round_trip_through_the_url():
         "tr_preset": "Plain-56 vs ResNet-56", "tr_data": "shapes", "tr_steps": "300", "tr_batch": str(shown["tr_batch"]),
         "tr_lr": "0.05", "tr_warmup": str(shown["tr_warmup"]), "tr_width": "4", "tr_size": str(shown["tr_size"]),
         "tr_schedule": "cosine"}
-    again = _open(TRAINING, url, fresh=False)
+    again = _open(TRAINING, url)
     assert _race_widgets(again) == shown and not again.link_notices
 
     # A custom race: its racers travel too.
@@ -282,7 +278,7 @@ def test_race_settings_round_trip_through_the_url():
     shown = _race_widgets(at)
     url = _url(at)
     assert url["tr_racers"] == "Plain-56,Plain-20,ResNet-56" and url["tr_batch"] == "32"
-    again = _open(TRAINING, url, fresh=False)
+    again = _open(TRAINING, url)
     assert _race_widgets(again) == shown
     assert [c.value for c in again.caption if c.value.startswith("Racers")] == []  # custom: a multiselect
 
@@ -354,7 +350,7 @@ def test_lesson_settings_are_refused_or_round_trip_through_the_url(tmp_path, mon
     url = _url(at)
     assert (url["lesson_zero_init"], url["lesson_blocks"], url["lesson_any_grid"], url["lesson_any_data"]) == (
         "1", "12", "21", "shapes")
-    again = _open(LESSON, url, fresh=False)
+    again = _open(LESSON, url)
     assert _lesson_widgets(again) == shown and not again.link_notices and len(models) >= 2
     assert "2^12 = 4,096 paths" in "\n".join(m.value for m in again.markdown)
 

@@ -92,7 +92,7 @@ def test_each_measured_step_renders_at_1280x720(browser, lesson_url: str) -> Non
         # Every block of the residual net is removable: one drawn bar per block (the first bar trace).
         bars = tab.locator(".st-key-lesson_lesion .barlayer .trace").first.locator(".point path")
         assert bars.count() == len(BLOCKS)
-        main.get_by_text(re.compile(r"ResNet-20 \d+% with every block, \d+% on average with one removed")).wait_for()
+        main.get_by_text(re.compile(r"ResNet-20 \d+\.\d% with every block, \d+\.\d% on average with one removed")).wait_for()
 
         # Step 8: six Grad-CAM overlays with their captions, and the pointing game.
         _step(tab, 8, "lesson_pointing", "grad-cam")

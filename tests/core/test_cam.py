@@ -226,20 +226,17 @@ def test_explaining_a_torchvision_resnet50_at_224():
 # ----------------------------------------------------------------------------- proving the maps are right
 @pytest.fixture(scope="module")
 def shapes_model() -> torch.nn.Module:
-    """ResNet-20 (width 8) trained on Shapes by the training engine: 600 seeded steps at 32 px."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a net this small runs faster on one thread than on two contended ones
-    try:
-        return cam.train_shapes_model(**cam.SHAPES_CHECK)
-    finally:
-        torch.set_num_threads(threads)
+    """The embedded demo ResNet-20 (trained on Shapes by ``make demo-models``): the model every view of the
+    localisation check explains, loaded as a user's checkpoint is."""
+    from resnet_core.demo import DEMO_CHECK_MODEL, load_demo_model
+
+    return load_demo_model(DEMO_CHECK_MODEL)
 
 
 def test_pointing_tolerance_follows_the_paper():
     assert cam.pointing_tolerance(224) == 15 and cam.pointing_tolerance(32) == 2 and cam.pointing_tolerance(8) == 1
 
 
-@pytest.mark.slow
 def test_pointing_game_on_held_out_shapes_beats_chance(shapes_model):
     from resnet_core.data import SHAPES_CLASSES, shapes_split
 
@@ -250,7 +247,8 @@ def test_pointing_game_on_held_out_shapes_beats_chance(shapes_model):
     result = cam.pointing_game(shapes_model, x, test.labels, test.masks)
     assert result.layer == "layer3.2" and result.tolerance == 2
     assert result.accuracy >= 0.6  # the net learned the shapes (10 classes: chance 0.1)
-    assert result.hit_rate >= 0.85, result.summary()
+    # Measured on the demo ResNet-20: 81.5% against a chance of 45.8% (its objects fill much of a 32 px image).
+    assert result.hit_rate >= 0.75, result.summary()
     assert result.chance < 0.6 and result.hit_rate - result.chance >= 0.3
     strict = cam.pointing_game(shapes_model, x, test.labels, test.masks, tolerance=0)
     assert strict.chance == pytest.approx(float(test.masks.float().mean()), abs=1e-6)
@@ -258,29 +256,24 @@ def test_pointing_game_on_held_out_shapes_beats_chance(shapes_model):
     assert count_hooks(shapes_model) == 0
 
 
-@pytest.mark.slow
 def test_randomisation_cascade_destroys_the_map(shapes_model):
-    from resnet_core.data import shapes_split
-
-    test = shapes_split("test", 32, image_size=32)
-    prep = shapes_model.preprocessing
-    x = (test.images - torch.tensor(prep.mean).view(1, 3, 1, 1)) / torch.tensor(prep.std).view(1, 3, 1, 1)
+    x, test = cam.shapes_check_images(shapes_model)
+    n = cam.SHAPES_CASCADE_IMAGES  # the check's cascade images: the first of its sample
     before = {k: v.clone() for k, v in shapes_model.state_dict().items()}
-    cascade = cam.randomization_cascade(shapes_model, x, test.labels, keep_maps=2)
+    cascade = cam.randomization_cascade(shapes_model, x[:n], test.labels[:n], keep_maps=2)
     assert cascade["step"].tolist() == ["trained", "fc", "layer3", "layer2", "layer1", "stem"]
     correlation = dict(zip(cascade["step"], cascade["rank_correlation"], strict=True))
     assert correlation["trained"] == pytest.approx(1.0)
-    # Measured on two 2-core machines (their CPUs' kernels round differently, so training differs): fc 0.25,
-    # layer3 0.31, layer2 0.13, layer1 0.08, stem 0.00 on an AMD EPYC; layer3 below 0.3 on the machine before.
+    # Measured on the demo ResNet-20 (demo_models/checks.json): fc 0.43, layer3 0.30, layer2 0.16, layer1 0.14,
+    # stem 0.09; on another 32 held-out images stem was 0.16, so the bound leaves room for the sample.
     assert correlation["layer3"] < 0.5, cascade[["step", "rank_correlation"]]  # fc and last stage randomised
-    assert abs(correlation["stem"]) < 0.15, cascade[["step", "rank_correlation"]]  # everything randomised
+    assert abs(correlation["stem"]) < 0.2, cascade[["step", "rank_correlation"]]  # everything randomised
     assert all(len(maps) == 2 and maps[0].shape == (32, 32) for maps in cascade["maps"])
     # Randomising happened on a private copy: the (possibly shared) model is untouched.
     after = shapes_model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
 
 
-@pytest.mark.slow
 def test_localisation_check_report(shapes_model):
     report = cam.localisation_check(shapes_model, n=64, cascade_images=8, examples=4)
     assert len(report.pointing.table) == 64 and len(report.examples) == 4
@@ -355,3 +348,21 @@ def test_direct_gradcam_weights_channels_by_the_mean_gradient_as_pytorch_grad_ca
         handle.remove()
     by_hand = torch.relu((grads.mean(dim=(2, 3), keepdim=True) * kept[0].detach()).sum(1))[0]
     assert torch.allclose(cam.direct_gradcam(net, x, 7, "layer3.2"), by_hand, atol=1e-6)
+
+
+def test_the_demo_models_recorded_check_is_what_the_library_measures(shapes_model):
+    """``demo_models/checks.json`` (which the README quotes) holds what ``cam.localisation_numbers`` measures on the
+    demo ResNet-20 now: a page, the lesson and the notebook that call it show the same numbers."""
+    from resnet_core.demo import DEMO_CHECK_MODEL, demo_checks
+
+    recorded, measured = demo_checks(), cam.localisation_numbers(shapes_model)
+    assert recorded["model"] == f"demo:{DEMO_CHECK_MODEL}"
+    assert {k: recorded[k] for k in ("images", "layer", "tolerance_px", "cascade_images")} == {
+        "images": cam.SHAPES_CHECK_IMAGES, "layer": measured["layer"], "tolerance_px": measured["tolerance_px"],
+        "cascade_images": cam.SHAPES_CASCADE_IMAGES}
+    # Another CPU's kernels may round a map differently: one image's hit, or a correlation's last digits.
+    assert measured["hit_rate"] == pytest.approx(recorded["hit_rate"], abs=1 / recorded["images"] + 1e-9)
+    assert measured["chance"] == pytest.approx(recorded["chance"], abs=1e-3)
+    assert measured["accuracy"] == pytest.approx(recorded["accuracy"], abs=1 / recorded["images"] + 1e-9)
+    assert list(measured["cascade"]) == list(recorded["cascade"])
+    assert measured["cascade"] == pytest.approx(recorded["cascade"], abs=0.02)

@@ -29,7 +29,7 @@ from resnet_core.weights import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-PACKAGE_FILES = ["resnet20.pt", "plain20.pt", "metrics.json", "history.csv"]
+PACKAGE_FILES = ["resnet20.pt", "plain20.pt", "metrics.json", "history.csv", "checks.json"]
 
 
 @pytest.fixture
@@ -188,3 +188,26 @@ def test_fit_decides_for_demo_ids_too():
     assert fit.effective_weights("demo:plain20", "resnet20", {"residual": True}) == "random"
     assert fit.weights_fit("demo:resnet20", "resnet32", {}) == (
         "The embedded demo holds ResNet-20, not ResNet-32; showing random weights for this net.")
+
+
+def _pct(value: float) -> str:
+    return f"{value:.1%}"  # the one rounding every view uses
+
+
+def test_the_readmes_figures_are_the_recorded_files():
+    """The README quotes the demo models' accuracies (metrics.json) and the localisation check (checks.json) as
+    the files hold them, with the same rounding as the pages; a figure typed in by hand and not in a file fails."""
+    text = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+    metrics, checks = demo.demo_metrics(), demo.demo_checks()
+    resnet, plain = metrics["models"]["resnet20"], metrics["models"]["plain20"]
+    assert (f"**{_pct(resnet['test_acc'])}** and **{_pct(plain['test_acc'])}** held-out accuracy on "
+            f"{resnet['test_images']:,} Shapes test images") in text
+    assert (f"**{_pct(checks['hit_rate'])}** of the {checks['images']} images, against a chance of "
+            f"{_pct(checks['chance'])} for a random point") in text
+    assert (f"accuracy on these {checks['images']} images {_pct(checks['accuracy'])} "
+            f"({_pct(resnet['test_acc'])} on all {resnet['test_images']:,} test images") in text
+    cascade = checks["cascade"]
+    assert (f"over the first {checks['cascade_images']} of the images: {cascade['trained']:.2f} trained, "
+            f"{cascade['fc']:.2f} after fc, **{cascade['layer3']:.2f}** once fc and layer3 are randomised, "
+            f"{cascade['layer2']:.2f} after layer2, {cascade['layer1']:.2f} after layer1, {cascade['stem']:.2f} "
+            "after the stem") in text

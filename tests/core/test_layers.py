@@ -34,7 +34,7 @@ FLOORS: dict[str, int] = {
     # other), read from the data package demo_models
     "weights": 4, "demo": 4, "demo_models": 4,
     # 5: the instruments, the engine, and which weights fit which net (fit)
-    "probes": 5, "cam": 5, "train": 5, "lesson": 5, "landscape": 5, "lesion": 5, "fit": 5,
+    "probes": 5, "cam": 5, "train": 5, "lesson": 5, "lesson_words": 5, "landscape": 5, "lesion": 5, "fit": 5,
     # 6: jobs and run folders; the lesson's instruments on any trained net (runs, uploads, demos)
     "runs": 6, "any_net": 6,
     # every page's declared settings (their choices come from the instruments, presets and weights below)

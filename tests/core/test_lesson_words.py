@@ -1,0 +1,95 @@
+"""The lesson's comparative sentences are built from its measured values: flip the numbers and the sentence
+flips (who wins, by how much), so a sentence can never contradict the chart beside it."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from resnet_core import lesson, lesson_words
+
+
+def test_table2_sentence_follows_the_table():
+    said = lesson_words.paper_table2_sentence(lesson.PAPER_TABLE2_TOP1)
+    assert said == ("Plain-34 had 0.60 points *more* top-1 error than Plain-18; with shortcuts (no extra "
+                    "parameters) ResNet-34 had 2.85 points less top-1 error than ResNet-18.")
+    flipped = lesson.PAPER_TABLE2_TOP1.assign(plain=[28.54, 27.94], resnet=[25.03, 27.88])
+    assert lesson_words.paper_table2_sentence(flipped) == (
+        "Plain-34 had 0.60 points less top-1 error than Plain-18; with shortcuts (no extra parameters) ResNet-34 "
+        "had 2.85 points *more* top-1 error than ResNet-18.")
+
+
+def _ratios(plain: tuple[float, float], residual: tuple[float, float]) -> pd.DataFrame:
+    rows = [{"depth": d, "residual": False, "ratio": r} for d, r in zip((20, 56), plain, strict=True)]
+    rows += [{"depth": d, "residual": True, "ratio": r} for d, r in zip((20, 56), residual, strict=True)]
+    return pd.DataFrame(rows)
+
+
+def test_depth_sentence_says_which_grows_and_by_how_much():
+    said = lesson_words.depth_sentence(_ratios((30.0, 2000.0), (2.0, 4.0)), batch=16, width=8)
+    assert "In the plain nets it grows toward the input (it explodes): 30x at 20 layers, **2e+03x** at 56" in said
+    assert "**4x**, 500 times less than the plain net's at 56 layers." in said and "folklore" in said
+    flipped = lesson_words.depth_sentence(_ratios((0.5, 0.01), (2.0, 4.0)), batch=16, width=8)
+    assert "shrinks toward the input (it vanishes)" in flipped
+    assert "400 times more than the plain net's at 56 layers." in flipped and "folklore" not in flipped
+    level = lesson_words.depth_sentence(_ratios((2.0, 4.1), (2.0, 4.0)), batch=16, width=8)
+    assert "about the plain net's at 56 layers" in level
+
+
+def test_accuracy_sentence_names_the_winner_and_explains_a_contradiction_of_the_paper():
+    demo = {"Plain-20": 0.934, "ResNet-20": 0.8905}
+    said = lesson_words.accuracy_sentence(demo, 0.1, sample="2,000 held-out Shapes images")
+    assert said.startswith("Accuracy on 2,000 held-out Shapes images: Plain-20 93.4%, ResNet-20 89.0% "
+                           "(chance 10%). Here the plain net is ahead by 4.4 points, unlike the paper: at 20 layers")
+    assert said.endswith("Step 1's quartet is where to look for it: the paper's effect is a deeper plain net "
+                         "(Plain-56) training worse than a shallower one (Plain-20).")
+    with_race = lesson_words.accuracy_sentence(demo, 0.1, sample="x", degradation="Plain-56 ends above Plain-20.")
+    assert with_race.endswith("Step 1 shows where it does: Plain-56 ends above Plain-20.")
+    flipped = lesson_words.accuracy_sentence({"Plain-20": 0.8905, "ResNet-20": 0.934}, 0.1, sample="x")
+    assert flipped.endswith("The residual net is ahead by 4.4 points, as in the paper.")
+    assert "unlike the paper" not in flipped
+
+
+def _lines(steep: str) -> pd.DataFrame:
+    rows = []
+    for net in ("Plain-20", "ResNet-20"):
+        top = 8.0 if net == steep else 2.0
+        rows += [{"net": net, "alpha": a, "loss": loss} for a, loss in ((-1, top), (0, 1.0), (1, top / 2))]
+    return pd.DataFrame(rows)
+
+
+def test_landscape_sentence_names_the_steeper_net():
+    said = lesson_words.landscape_sentence(_lines("Plain-20"))
+    assert said == ("Along the same normalised distance the loss of Plain-20 grows 8x and ResNet-20 grows 2x. "
+                    "Plain-20's surface is the steeper around its minimum (4 times ResNet-20's growth).")
+    assert "ResNet-20's surface is the steeper" in lesson_words.landscape_sentence(_lines("ResNet-20"))
+
+
+def _studies(residual_after: float, plain_after: float) -> pd.DataFrame:
+    rows = []
+    for net, residual, full, after in (("Plain-20", False, 0.95, plain_after), ("ResNet-20", True, 0.89,
+                                                                               residual_after)):
+        for i in range(9):
+            removable = residual or i not in (3, 6)
+            rows.append({"net": net, "residual": residual, "block": f"b{i}", "removable": removable,
+                         "full_accuracy": full, "accuracy": after if removable else float("nan")})
+    return pd.DataFrame(rows)
+
+
+def test_lesion_sentence_says_who_loses_less_and_why_a_small_net_loses_a_lot():
+    said = lesson_words.lesion_sentence(_studies(0.48, 0.20), 0.1, sample="128 held-out Shapes images")
+    assert said.startswith("On 128 held-out Shapes images: Plain-20 95.0% with every block, 20.0% on average with "
+                           "one removed; ResNet-20 89.0% with every block, 48.0% on average with one removed")
+    assert "ResNet-20 loses 34.0 points less than Plain-20" in said
+    assert "their ResNet-110 had 54 blocks on CIFAR-10, this ResNet-20 has 9" in said
+    assert "one removed costs it 41.0 points." in said
+    flipped = lesson_words.lesion_sentence(_studies(0.20, 0.48), 0.1, sample="x")
+    assert "ResNet-20 loses 22.0 points more than Plain-20." in flipped
+    small = lesson_words.lesion_sentence(_studies(0.86, 0.20), 0.1, sample="x")
+    assert "loses 72.0 points less" in small and "Veit et al." not in small  # a 3-point drop needs no excuse
+
+
+@pytest.mark.parametrize("plain, residual", [(0.9, 0.9)])
+def test_a_tie_is_called_a_tie(plain, residual):
+    said = lesson_words.accuracy_sentence({"Plain-20": plain, "ResNet-20": residual}, 0.1, sample="x")
+    assert said.endswith("The two are level.")
