@@ -10,7 +10,7 @@ import torch
 from explorer_ui.budget import offer_fit
 from explorer_ui.figures import shared_figure, shared_result
 from explorer_ui.heavy_notice import queue_notice
-from explorer_ui.image_source import ImageSourceKeys, pick_image
+from explorer_ui.image_source import ImageSourceKeys, domain_notice, pick_image
 from explorer_ui.keys import choice_key
 from explorer_ui.notebook_button import notebook_button
 from explorer_ui.notices import refuse
@@ -139,6 +139,7 @@ net_labels = (choice.label + (" (trained)" if trained else ""),
 try:
     with st.spinner(f"Loading {choice.label}..."):
         model = get_model(choice)
+    domain_notice(model, picked, IMAGE_KEYS, {kind: kind for kind in SOURCES})
     prep = preprocessing_for(model)
     x = image_batch(image, prep, batch, [img for key, img in _companions() if key != image_key])
     with st.spinner(f"Recording the activations of {choice.label}..."), queue_notice():

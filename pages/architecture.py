@@ -11,7 +11,7 @@ from explorer_ui.notebook_button import notebook_button
 from explorer_ui.sidebar import ModelChoice, current_choice, get_model
 
 import resnet_core
-from resnet_core.describe import ArchitectureReport, architecture_report, block_comparison
+from resnet_core.describe import ArchitectureReport, architecture_report, block_comparison, paper_table_name
 from resnet_core.heavy import heavy_slot
 from resnet_core.plots.architecture import (
     block_comparison_figure,
@@ -66,7 +66,7 @@ st.caption(f"{choice.spec.paper}. Counted on the meta device: multiply-accumulat
            "torch.utils.flop_counter (convolutions and the fc layer; the element-wise additions are not counted, "
            "as in the paper).")
 
-st.subheader("Stage table (the paper's Table 1)")
+st.subheader(f"Stage table ({paper_table_name(choice.spec.stem)})")
 stages = report.stages.rename(columns={"paper_stage": "layer name", "stage": "module", "output_size": "output size",
                                        "layer": "recipe", "macs": "MACs"})
 st.dataframe(stages, hide_index=True, width="stretch",

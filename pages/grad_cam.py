@@ -8,7 +8,7 @@ import torch
 from explorer_ui.budget import offer_fit
 from explorer_ui.figures import shared_figure
 from explorer_ui.heavy_notice import queue_notice
-from explorer_ui.image_source import ImageSourceKeys, pick_image
+from explorer_ui.image_source import ImageSourceKeys, domain_notice, pick_image
 from explorer_ui.keys import choice_key
 from explorer_ui.notebook_button import notebook_button
 from explorer_ui.notices import refuse
@@ -105,6 +105,7 @@ picked = pick_image(IMAGE_KEYS, {kind: kind for kind in SOURCES}, labels=SOURCES
                     shapes_key=f"shapes:{prep.crop}", fallback_photo=None, default=default_image_for(model),
                     chosen="gc_source" in linked)
 image, image_key = picked.image, picked.key
+domain_notice(model, picked, IMAGE_KEYS, {kind: kind for kind in SOURCES})
 if picked.shape_class is not None:
     st.caption(f"This image shows a {picked.shape_class}.")
 

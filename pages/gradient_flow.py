@@ -36,7 +36,7 @@ from resnet_core.probes import (
 )
 from resnet_core.settings import BudgetError
 from resnet_core.targets import LossTarget
-from resnet_core.weights import preprocessing_for
+from resnet_core.weights import preprocessing_for, weights_label
 
 STATES = {"init": "At initialisation", "trained": "Trained weights"}
 
@@ -139,7 +139,7 @@ st.markdown(
 bn_words = ("batch norm on the batch's statistics (running statistics restored afterwards)" if bn == "batch"
             else "batch norm on its running statistics")
 st.caption(f"Measured on {batch_text}; {bn_words}. "
-           + ("Random initialisation (seed 0)." if state == "init" else f"Weights: {weights}.")
+           + ("Random initialisation (seed 0)." if state == "init" else f"Weights: {weights_label(weights)}.")
            + " What is measured: the gradient of the loss with respect to each block's *input* (an activation), "
              "at one moment. The Training race charts something else, the gradients of each stage's *weights* "
              "during training; a plain net's weight gradients can be smallest at the stem while the input "

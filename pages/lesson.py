@@ -219,8 +219,8 @@ else:
         record = None
 if record is not None:
     st.markdown(
-        f"Training curves of the finished run **{record.config.name}** (`{curves_id}`, {record.config.steps} steps "
-        "on Shapes, the same batches for every net). A plain net whose training loss stays high while its "
+        f"Training curves of {record.title} ({record.config.steps} steps on Shapes, the same batches for every "
+        "net). A plain net whose training loss stays high while its "
         "residual twin learns is the degradation problem; a deeper plain net ending above a shallower one is "
         "the paper's Fig. 6.")
     st.plotly_chart(race_figure(record.history, record.evals, total_steps=record.config.steps),
@@ -313,7 +313,8 @@ if pair_id is None:
 
 pair = _pair(pair_id, pair_runs)
 st.caption("The trained nets: " + ("the embedded demo models (trained on Shapes by `make demo-models`)."
-                                   if pair_id == lesson.DEMO_PAIR else f"Plain-20 and ResNet-20 of run `{pair_id}`."))
+                                   if pair_id == lesson.DEMO_PAIR else
+                                   f"Plain-20 and ResNet-20 of {load_run(pair_id).title}."))
 cols = st.columns(len(pair.models))
 for col, (label, acc) in zip(cols, pair.accuracy.items(), strict=True):
     col.metric(f"{label}: held-out accuracy", f"{acc:.1%}" if acc == acc else "not evaluated",

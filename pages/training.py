@@ -17,7 +17,17 @@ from resnet_core.data import DATASETS, DataError
 from resnet_core.models import display_name
 from resnet_core.page_specs import TR_CUSTOM, TR_MAX_RACERS, TR_RACE_ARCHS, TRAINING
 from resnet_core.plots.training import grad_norm_figure, race_figure
-from resnet_core.runs import FolderRace, Job, JobSnapshot, RaceBusy, list_runs, load_run, registry_for
+from resnet_core.runs import (
+    FolderRace,
+    Job,
+    JobSnapshot,
+    RaceBusy,
+    list_runs,
+    load_run,
+    race_title,
+    registry_for,
+    unique_titles,
+)
 from resnet_core.settings import BudgetError
 from resnet_core.train import PRESET_NOTES, PRESETS, RaceConfig, RacerSpec, degradation_note
 
@@ -243,7 +253,9 @@ def _after_live(job: Job | FolderRace) -> None:
     if isinstance(job, Job) and job.storage_error and st.button("Save run", key="tr_save", icon=":material/save:", disabled=snap.status == "running",
                                       help="Write this run (kept in memory) to the runs folder; pause it first."):
         try:
-            st.success(f"Saved in {job.export(registry_for().runs_dir)}.")  # where the runs folder is now
+            folder = registry_for().runs_dir  # where the runs folder is now
+            job.export(folder)
+            st.success(f"Saved {load_run(job.run_id, folder).title} in the runs folder.")
         except ValueError as error:  # RunStorageError included: one sentence
             st.error(str(error))
     if snap.status in ("finished", "stopped") and snap.checkpoints:
@@ -305,9 +317,11 @@ with st.expander("Past runs (this app and `resnet-train`)"):
     if past.empty:
         st.caption("No finished runs yet.")
     else:
-        st.dataframe(past.drop(columns=["device"]), hide_index=True, key="tr_past_table")
+        st.dataframe(past.drop(columns=["device", "run_id"]), hide_index=True, key="tr_past_table")
+        titles = unique_titles({row.run_id: f"{race_title(row.name, row.created)} ({row.status}, step {row.steps})"
+                                for row in past.itertuples()})
         run_id = st.selectbox("Reopen a run", [None, *past["run_id"]], key="tr_past_pick",
-                              format_func=lambda r: "-" if r is None else r)
+                              format_func=lambda r: "-" if r is None else titles[r])
         if run_id is not None:
             try:
                 record = load_run(run_id)

@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .checkpoints import checkpoint_id, checkpoint_title
 from .lesson import _batch, _lesion_passes_of, forward_seconds, landscape_passes
 
 
@@ -56,7 +57,6 @@ def _uploaded_checkpoints(folder: Path) -> list[Path]:
 def trained_models(runs_dir: str | Path | None = None) -> list[TrainedModel]:
     """Every trained model there is: the checkpoints of finished (and stopped) runs, newest first; the uploaded
     checkpoints in the uploads folder, newest first; then the embedded demo models (when installed)."""
-    import datetime
 
     from .demo import DEMO_MODELS, demo_metrics
     from .runs import list_runs
@@ -64,14 +64,12 @@ def trained_models(runs_dir: str | Path | None = None) -> list[TrainedModel]:
 
     runs = list_runs(runs_dir)
     datasets = dict(zip(runs.get("run_id", []), runs.get("dataset", []), strict=True))
-    found = [TrainedModel(f"ckpt:{c['path']}", f"{c['label']} (run {c['run_id']})", "run",
+    found = [TrainedModel(checkpoint_id(c["path"]), checkpoint_title(c["path"]), "run",
                           datasets.get(c["run_id"]) or None) for c in trained_checkpoints(runs_dir)]
     base = Path(runs_dir) if runs_dir is not None else default_runs_dir()
     for path in _uploaded_checkpoints(base / "uploads"):
-        stat = path.stat()
-        when = datetime.datetime.fromtimestamp(stat.st_mtime).strftime("%Y-%m-%d %H:%M")
-        found.append(TrainedModel(f"ckpt:{path.resolve()}", f"uploaded checkpoint {path.name[:10]}{path.suffix} "
-                                  f"({stat.st_size / 2**20:.1f} MB, {when})", "upload"))
+        found.append(TrainedModel(checkpoint_id(path), f"{checkpoint_title(path)} "
+                                  f"({path.stat().st_size / 2**20:.1f} MB)", "upload"))
     try:
         demo_metrics()  # the embedded files are installed
     except ValueError:

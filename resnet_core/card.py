@@ -28,6 +28,8 @@ class ModelCard:
     preprocessing: how an image becomes its input, when the weights define it.
     notes: what was renamed, ignored or inferred while loading (shown beside the model and by the CLI).
     checkpoint_meta: the checkpoint's own record (run id, step, metrics) when it came from one.
+    trained_on: what its weights were trained on, one of ``TRAINED_ON`` ("imagenet" for torchvision's weights,
+        the data set a checkpoint records, "unknown" when it records none); None for random weights.
     """
 
     arch: str | None = None
@@ -39,6 +41,22 @@ class ModelCard:
     preprocessing: Preprocessing | None = None
     notes: list[str] = field(default_factory=list)
     checkpoint_meta: dict[str, Any] = field(default_factory=dict)
+    trained_on: str | None = None
+
+
+# What a card may say its weights were trained on, with the words the app uses for each.
+TRAINED_ON: dict[str, str] = {
+    "imagenet": "ImageNet photos (1,000 classes)",
+    "shapes": "the Shapes set (ten synthetic shapes)",
+    "cifar10": "CIFAR-10 (32 px photos of ten classes)",
+    "unknown": "a data set its file does not record",
+}
+
+
+def trained_on_for(dataset: Any) -> str:
+    """The card's ``trained_on`` for a checkpoint's recorded data set ("shapes", "cifar10"...; anything else,
+    an image folder or nothing recorded, is "unknown": the app does not guess from the weights or the images)."""
+    return dataset if isinstance(dataset, str) and dataset in TRAINED_ON else "unknown"
 
 
 # ResNet's compatibility properties: old attribute name -> card field.
@@ -59,3 +77,36 @@ def card_of(model: Any) -> ModelCard:
     """``model.card`` for our nets; an empty card for any other module (a torchvision or user network)."""
     card = getattr(model, "card", None)
     return card if isinstance(card, ModelCard) else ModelCard()
+
+
+@dataclass(frozen=True)
+class SourceMismatch:
+    """An image source the model was not trained for: one sentence for above the map, and the one change that
+    fixes it (``fix_source``: the image source to switch to, with its button's words), or None where no source
+    the app offers suits the model."""
+
+    sentence: str
+    fix_source: str | None = None
+    fix_label: str = ""
+
+
+def source_mismatch(trained_on: str | None, image_kind: str) -> SourceMismatch | None:
+    """Whether an image of ``image_kind`` ("photo", "upload" or "shapes") suits a model ``trained_on`` (its card's
+    field). Decided from the card and the source only, never from the image's content: a photo or an upload on
+    a Shapes or CIFAR-10 model, a Shapes image on an ImageNet model. Random weights and unknown data: None."""
+    what = {"photo": "a photo", "upload": "an uploaded image", "shapes": "a Shapes image"}.get(image_kind)
+    if what is None or trained_on not in ("shapes", "cifar10", "imagenet"):
+        return None
+    trained = f"This model was trained on {TRAINED_ON[trained_on]}"
+    if trained_on == "shapes" and image_kind != "shapes":
+        return SourceMismatch(f"{trained}, so on {what} it can only answer with a shape, however confident its "
+                              "score and map look.", "shapes", "Use a Shapes image")
+    if trained_on == "cifar10" and image_kind != "shapes":
+        return SourceMismatch(f"{trained}: on {what} it answers with one of those ten classes whatever the image "
+                              "shows; this app has no CIFAR-10 image to offer, so read its map with care.")
+    if trained_on == "cifar10":
+        return SourceMismatch(f"{trained}: a Shapes image is none of its classes, so its answer and map say little.")
+    if trained_on == "imagenet" and image_kind == "shapes":
+        return SourceMismatch(f"{trained}: a Shapes image is none of its classes, so its answer and map say little.",
+                              "photo", "Use a sample photo")
+    return None

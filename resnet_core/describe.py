@@ -215,6 +215,12 @@ def _paper_stage(stage: str) -> str:
     return f"conv{int(stage[5:]) + 1}_x"
 
 
+def paper_table_name(stem: str) -> str:
+    """Which of the paper's tables a stage table follows: Table 1 for the ImageNet nets, the CIFAR-10 table of
+    section 4.2 (6n+2 layers on 32, 16 and 8 px maps) for a CIFAR stem."""
+    return "the paper's CIFAR-10 table, section 4.2" if stem == "cifar" else "the paper's Table 1, ImageNet"
+
+
 def stage_table(model: nn.Module, input_size: InputSize = 224, layers: pd.DataFrame | None = None) -> pd.DataFrame:
     """The paper's Table 1 for ``model``: per stage its output size, the block recipe x repeats, params, MACs.
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .checkpoints import checkpoint_id
 from .demo import DEMO_MODELS
 from .models import ARCHITECTURES, display_name
 from .page_specs import DEFAULT_ARCH, SIDEBAR, Setting, link_settings
@@ -102,7 +103,7 @@ def _weights(raw: str, values: Mapping[str, Any]) -> str:
         if path is None or not path.is_file():
             raise _Refused("is not a checkpoint in the runs or uploads folders (upload the file or pick a run's "
                            "checkpoint in the Weights box)")
-        return f"ckpt:{path}"
+        return checkpoint_id(path)
     return raw
 
 

@@ -8,7 +8,7 @@ Weights ids (strings, also in the app's URL as ``weights=``):
     torchvision's ImageNet weights, e.g. ``"tv:IMAGENET1K_V2"``, through torchvision's weight enums and
     torch.hub's cache (``torch.hub.get_dir()/checkpoints``): used from the cache, downloaded when the
     network allows, otherwise a sentence naming the file and the folder where it can be placed;
-``"ckpt:<absolute path>"``
+``"ckpt:<path>"`` (relative to the runs folder, as the app writes it, or absolute inside it)
     a checkpoint file, always read with ``torch.load(weights_only=True)`` so a pickle cannot run code;
 ``"demo:<key>"``
     an embedded demo model trained on the Shapes set (``demo:resnet20``, ``demo:plain20``), read from the
@@ -198,7 +198,12 @@ def weights_label(weights: str) -> str:
         from .demo import demo_model
 
         return demo_model(value).weights_label
-    return f"checkpoint {Path(value).name}"
+    from .checkpoints import checkpoint_title, resolve_checkpoint_path
+
+    try:
+        return checkpoint_title(resolve_checkpoint_path(value))
+    except WeightsError:
+        return f"checkpoint {Path(value).name}"
 
 
 def _torchvision_member(arch: str, member: str) -> Any:
@@ -354,6 +359,7 @@ def load_model(arch: str, options: Mapping[str, Any] | None = None, weights: str
                                                                    progress=progress), display_name(arch))
         transform = member.transforms()
         model.card.class_names = list(member.meta["categories"])
+        model.card.trained_on = "imagenet"
         model.card.preprocessing = Preprocessing(int(transform.resize_size[0]), int(transform.crop_size[0]),
                                                  tuple(transform.mean), tuple(transform.std))
         model.card.notes = ([f"torchvision weights need the standard {display_name(arch)}: ignored "
@@ -365,7 +371,11 @@ def load_model(arch: str, options: Mapping[str, Any] | None = None, weights: str
     else:
         # Only the runs and uploads folders: a weights id can come from a link (local callers that trust
         # their paths, like the CLI, use load_checkpoint_file).
-        model = load_checkpoint_file(resolve_checkpoint_path(value))
+        path = resolve_checkpoint_path(value)
+        if not path.is_file():  # named by its id, not by the server's path to it
+            raise WeightsError(f"There is no checkpoint '{_clip(value, 120)}' in the runs or uploads folders; pick one "
+                               "in the Weights box or upload the file.")
+        model = load_checkpoint_file(path)
     model.card.weights_id, model.card.weights_label = weights, weights_label(weights)
     return model.eval()
 

@@ -15,6 +15,7 @@ import streamlit as st
 from PIL import Image
 
 from explorer_ui.page_state import PERSIST
+from resnet_core.card import card_of, source_mismatch
 from resnet_core.data import SHAPES_CLASSES
 from resnet_core.images import FORMATS, ImageError, decode_image, sample_images, to_pil
 
@@ -123,3 +124,21 @@ def pick_image(keys: ImageSourceKeys, sources: Mapping[str, str], *, label: str 
         st.session_state[keys.photo] = next(iter(photos))
     name = st.selectbox(photo_label, list(photos), key=keys.photo, persist_state=PERSIST)
     return PickedImage(photos[name], f"photo:{name}", f"sample photo '{name}'", source=value)
+
+
+def _switch_source(keys: ImageSourceKeys, value: str) -> None:
+    st.session_state[keys.source] = value
+    st.session_state[f"_{keys.source}_picked"] = True  # a choice, as if the user had clicked it
+
+
+def domain_notice(model: Any, picked: PickedImage, keys: ImageSourceKeys, sources: Mapping[str, str]) -> None:
+    """Above the map: one sentence when the image source does not suit what the model was trained on (its
+    card's ``trained_on``, never the image's content), and the one click that fixes it where the app has one."""
+    mismatch = source_mismatch(card_of(model).trained_on, sources.get(picked.source, ""))
+    if mismatch is None:
+        return
+    st.warning(mismatch.sentence, icon=":material/warning:")
+    fix = next((value for value, kind in sources.items() if kind == mismatch.fix_source), None)
+    if fix is not None:
+        st.button(mismatch.fix_label, key=f"{keys.source}_fix", on_click=_switch_source, args=(keys, fix),
+                  icon=":material/swap_horiz:")

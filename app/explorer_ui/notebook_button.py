@@ -16,7 +16,7 @@ import streamlit as st
 
 from explorer_ui.sidebar import ModelChoice
 from resnet_core.notebooks import NotebookError, defaults_for, filename_for, to_bytes
-from resnet_core.notebooks.export import export_settings, files_note, notebook_for
+from resnet_core.notebooks.export import export_settings, files_caption, notebook_for
 
 # Where the button leaves what it exports on this run (AppTest has no download bytes: the tests read it here).
 EXPORTED_KEY = "_notebook_settings"
@@ -56,7 +56,7 @@ def notebook_button(page_url_path: str, page_settings: Mapping[str, Any]) -> Non
         st.sidebar.caption(f"No notebook for this view: {error}")
         return
     st.session_state[EXPORTED_KEY] = {"page": page_url_path, "settings": settings}
-    note = files_note(settings, defaults_for(page_url_path))
+    note = files_caption(settings, defaults_for(page_url_path))
     with st.sidebar:
         st.download_button("Download as notebook", data=lambda: to_bytes(notebook_for(page_url_path, settings)),
                            file_name=file_name, mime=MIME, key="notebook_download", on_click="ignore",

@@ -152,7 +152,7 @@ def model_picker(page: str | None = None) -> ModelChoice:
                 st.session_state[key] = default
         name = st.selectbox(
             "Architecture", names, key="sb_arch",
-            format_func=lambda n: f"{display_name(n)}  ({get_spec(n).family}, {get_spec(n).stem} stem)",
+            format_func=display_name,  # unique names ("ResNet-18 (CIFAR stem)"), short enough to show whole
             help="ImageNet nets (224x224 input) and the paper's CIFAR nets (32x32, 6n+2 layers).",
             on_change=_arch_changed, persist_state=PERSIST,
         )

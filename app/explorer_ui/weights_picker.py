@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
 from resnet_core import demo, fit
+from resnet_core.checkpoints import checkpoint_id, checkpoint_title, resolve_checkpoint_path
 from resnet_core.fit import WIDTH_FACTORS
 from resnet_core.models import get_spec
 from resnet_core.weights import (
@@ -54,7 +54,8 @@ def _config_for(weights: str) -> dict[str, Any] | None:
         return demo.demo_config(value)
     if kind != "ckpt":
         return None
-    return checkpoint_config(value, os.path.getmtime(value))
+    path = resolve_checkpoint_path(value)  # an id relative to the runs folder, confined to it and uploads/
+    return checkpoint_config(str(path), os.path.getmtime(path))
 
 
 def _sidebar_state_for(arch: str, options: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -95,7 +96,7 @@ def _select(weights: str) -> list[str]:
 
 def use_checkpoint(path: str) -> None:
     """Make the checkpoint at ``path`` the current weights (the next run applies it; then switch pages)."""
-    st.session_state[_PENDING] = f"ckpt:{Path(path).resolve()}"
+    st.session_state[_PENDING] = checkpoint_id(path)
     st.session_state[CHOSEN] = True
 
 
@@ -182,7 +183,7 @@ def _on_upload() -> None:
     except WeightsError as error:
         st.session_state[_ERROR] = str(error)
         return
-    _select(f"ckpt:{path}")
+    _select(checkpoint_id(path))
 
 
 def _on_select() -> None:
@@ -207,7 +208,7 @@ def weights_picker(name: str) -> str:
     current = st.session_state.get(KEY, "random")
     labels: dict[str, str] = {w: weights_label(w) for w in weights_choices(name)}
     for entry in _run_checkpoints():
-        labels[f"ckpt:{entry['path']}"] = f"run {entry['run_id']}: {entry['label']}"
+        labels[checkpoint_id(entry["path"])] = checkpoint_title(entry["path"])
     if current not in labels:
         labels[current] = weights_label(current)
     st.session_state["_sbw_select"] = current
@@ -267,7 +268,8 @@ def weights_picker(name: str) -> str:
 def _demo_caption(key: str) -> None:
     """What the embedded demo is: its recorded held-out accuracy, and how to get weights that know photos."""
     try:
-        accuracy = f"{demo.demo_test_accuracy(key):.1%} accuracy on held-out Shapes images"
+        images = demo.demo_metrics()["models"][demo.demo_model(key).key]["test_images"]
+        accuracy = f"{demo.demo_test_accuracy(key):.1%} accuracy on {images:,} held-out Shapes images"
     except (WeightsError, KeyError, ValueError):
         accuracy = "trained on the Shapes set"
     st.caption(f"Ships with the app, trained by `make demo-models`: {accuracy}. {demo.PHOTO_WEIGHTS_HINT}")

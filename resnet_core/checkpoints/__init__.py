@@ -22,6 +22,8 @@ from .architecture import (
 from .conventions import UNBUILDABLE, Unbuildable, apply_conventions, conventions_tried
 from .files import (
     OUTSIDE_FOLDERS,
+    checkpoint_id,
+    checkpoint_title,
     load_checkpoint_file,
     resolve_checkpoint_path,
     save_uploaded_checkpoint,
@@ -64,5 +66,5 @@ __all__ = [
     "KeyConvention", "NotAResNet", "Unbuildable", "UnbuildableVariant", "WeightsError", "apply_conventions",
     "atomic_write", "conventions_tried", "extract_state_dict", "infer_architecture", "infer_checkpoint", "load_checkpoint_file", "load_resume_checkpoint",
     "load_state_dict_checked", "make_checkpoint", "model_from_checkpoint", "read_checkpoint", "require_rgb",
-    "resolve_checkpoint_path", "save_checkpoint", "save_uploaded_checkpoint", "store_upload",
+    "checkpoint_id", "checkpoint_title", "resolve_checkpoint_path", "save_checkpoint", "save_uploaded_checkpoint", "store_upload",
 ]

@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ..card import trained_on_for
 from ..costs import estimate_memory, require_within_budget
 from ..errors import WeightsError, clip, some
 from ..models import ARCHITECTURES, BASE_WIDTHS, ResNet, build, display_name, get_spec, instantiate
@@ -390,6 +391,7 @@ def _model_from_checkpoint(ckpt: Checkpoint) -> nn.Module:
     load_state_dict_checked(model, ckpt.state_dict, label)
     card = model.card
     card.class_names, card.label, card.notes, card.checkpoint_meta = ckpt.classes, label, notes, ckpt.meta
+    card.trained_on = trained_on_for(ckpt.meta.get("dataset"))
     if ckpt.preprocessing is not None:
         card.preprocessing = ckpt.preprocessing
     return model.eval()

@@ -1,8 +1,15 @@
 """Checkpoint files on disk: which paths a ``ckpt:`` id may open (the runs and uploads folders only), the
-uploads folder under its quota, and a file's model."""
+uploads folder under its quota, a file's model, and how the app names a file to a visitor.
+
+A ``ckpt:`` id names its file relative to the runs folder (``ckpt:<run id>/plain-20.pt``,
+``ckpt:uploads/<sha256>.pt``): links and notebooks then carry no server path and stay valid on another machine
+or replica with the same runs folder. An absolute path inside the folders is accepted too (the command line, a
+notebook)."""
 
 from __future__ import annotations
 
+import datetime as _dt
+import json
 import os
 import re
 import threading
@@ -26,9 +33,63 @@ def load_checkpoint_file(path: str | os.PathLike[str]) -> nn.Module:
     model = model_from_checkpoint(ckpt)
     require_rgb(model, ckpt.source)
     resolved = Path(path).resolve()
-    model.card.weights_id = f"ckpt:{resolved}"
-    model.card.weights_label = f"checkpoint {resolved.name}"  # weights.weights_label's words for a ckpt: id
+    model.card.weights_id = checkpoint_id(resolved)
+    model.card.weights_label = checkpoint_title(resolved)  # weights.weights_label's words for a ckpt: id
     return model.eval()
+
+
+def checkpoint_id(path: str | os.PathLike[str]) -> str:
+    """The ``ckpt:`` id of a file: relative to the runs folder when it lies inside it, else its absolute path."""
+    resolved = Path(path).resolve()
+    root = runs_dir().resolve()
+    if resolved.is_relative_to(root) and resolved != root:
+        return f"ckpt:{resolved.relative_to(root).as_posix()}"
+    return f"ckpt:{resolved}"
+
+
+def _when(moment: _dt.datetime) -> str:
+    return f"{moment.day} {moment:%b %H:%M}"
+
+
+def _json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def checkpoint_title(path: str | os.PathLike[str]) -> str:
+    """How the app names a checkpoint file to a visitor, never by its path: "Plain-20 from the race of 6 Dec
+    17:00, stopped at step 50" (a run's, from its folder's records), "uploaded checkpoint of 6 Dec 17:05", else
+    "checkpoint <file name>"."""
+    resolved = Path(path).resolve()
+    try:
+        if resolved.is_relative_to(uploads_dir().resolve()):
+            return f"uploaded checkpoint of {_when(_dt.datetime.fromtimestamp(resolved.stat().st_mtime))}"
+    except OSError:
+        return f"checkpoint {resolved.name}"
+    # A final checkpoint sits in its run's folder; a periodic one in <run>/checkpoints/step-N/.
+    for folder in (resolved.parent, *resolved.parents[1:3]):
+        info = _json(folder / "config.json")
+        if isinstance(info.get("config"), dict):
+            break
+    else:
+        return f"checkpoint {resolved.name}"
+    file = resolved.relative_to(folder).as_posix()
+    manifest, summary = _json(folder / "checkpoint.json"), _json(folder / "summary.json")
+    entries = [e for e in (manifest.get("checkpoints") or []) + (summary.get("checkpoints") or [])
+               if isinstance(e, dict)]
+    label = next((str(e["label"]) for e in entries if e.get("file") == file and "label" in e), resolved.stem)
+    status = str(summary.get("status", "")) if file == resolved.name else ""
+    step = summary.get("steps") if status else manifest.get("step")
+    phrase = (f"{status} at step {step}" if status in ("finished", "stopped") else
+              f"{status} (step {step})" if status else f"saved at step {step}" if step is not None else "")
+    try:
+        when = _when(_dt.datetime.fromisoformat(str(info.get("created"))))
+    except ValueError:
+        when = str(info.get("created", ""))
+    return f"{label} from the race of {when}" + (f", {phrase}" if phrase else "")
 
 
 OUTSIDE_FOLDERS = "Checkpoints can only be opened from the runs or uploads folders."
@@ -37,8 +98,9 @@ OUTSIDE_FOLDERS = "Checkpoints can only be opened from the runs or uploads folde
 def resolve_checkpoint_path(value: str | os.PathLike[str]) -> Path:
     """The real path of a ``ckpt:`` value, if it lies inside the runs or uploads folder; else WeightsError.
 
-    Symlinks and ``..`` are resolved first, so neither leads outside. Anything else (another folder, a
-    relative or over-long path, a file type that is not a checkpoint) gets the same sentence,
+    A relative value is taken from the runs folder (the ids the app writes). Symlinks and ``..`` are resolved
+    first, so neither leads outside. Anything else (another folder, an over-long path, a file type that is not a
+    checkpoint) gets the same sentence,
     ``OUTSIDE_FOLDERS``, which says nothing about whether such a file exists. The file need not exist:
     ``read_checkpoint`` says so for paths inside the folders.
     """
@@ -47,7 +109,9 @@ def resolve_checkpoint_path(value: str | os.PathLike[str]) -> Path:
         if not isinstance(text, str) or not text or len(text) > MAX_PATH_CHARS or "\x00" in text:
             raise ValueError(text)
         path = Path(text)
-        if not path.is_absolute() or path.suffix.lower() not in CHECKPOINT_SUFFIXES:
+        if not path.is_absolute():  # an id relative to the runs folder (what the app writes)
+            path = runs_dir() / path
+        if path.suffix.lower() not in CHECKPOINT_SUFFIXES:
             raise ValueError(text)
         resolved = path.resolve()
         roots = {runs_dir().resolve(), uploads_dir().resolve()}

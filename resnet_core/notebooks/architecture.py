@@ -22,8 +22,8 @@ def cells(settings: dict[str, Any]) -> list[NotebookNode]:
 ## What this view shows
 The chosen net and its plain twin (the same layers without shortcuts), counted on PyTorch's **meta device**:
 shapes, parameters and multiply-accumulates (MACs, from `torch.utils.flop_counter`) without allocating a single
-weight, so even ResNeXt-101 is described at once. Read the stage table as the paper's Table 1: one row per
-stage, its output size, its block recipe times its repeats. The block diagram marks each shortcut: identity
+weight, so even ResNeXt-101 is described at once. Read the stage table as the paper's Table 1 (ImageNet nets) or
+its CIFAR-10 table of section 4.2 (CIFAR nets): one row per stage, its output size, its block recipe times its repeats. The block diagram marks each shortcut: identity
 (solid), projection (dashed, a 1x1 convolution where the shape changes) or zero-padded identity (dotted, option A).
 `SMALL` skips the list of every architecture (it builds all of them)."""),
         options_cell(),
@@ -49,7 +49,7 @@ report = architecture_report(model, twin, get_spec(arch).input_size)
 me = report.twin.iloc[0]  # this net's totals
 print(f"{report.label}: {me['depth']} weighted layers, {int(me['params']):,} parameters, "
       f"{int(me['macs']) / 1e9:.3f} G MACs at {report.input_size}x{report.input_size}, {me['blocks']} blocks")'''),
-        md("## Stage table (the paper's Table 1)"),
+        md("## Stage table (the paper's Table 1 for an ImageNet net, its section 4.2 table for a CIFAR net)"),
         code("report.stages"),
         md("## Where the parameters and the computation are"),
         code("stage_figure(report.stages).show()\nlayer_figure(report.layers).show()"),

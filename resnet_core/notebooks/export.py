@@ -33,20 +33,48 @@ def _span(text: Any) -> str:
     return "".join(ch for ch in str(text) if ch.isprintable() and ch != "`")[:200]
 
 
+def _checkpoint(value: str) -> tuple[str, str]:
+    """A ``ckpt:`` id's title (never a server path) and its file's name."""
+    from ..checkpoints import checkpoint_title, resolve_checkpoint_path
+    from ..errors import WeightsError
+
+    location = value[len("ckpt:"):]
+    try:
+        return checkpoint_title(resolve_checkpoint_path(location)), PurePath(location).name
+    except WeightsError:
+        return f"checkpoint {PurePath(location).name}", PurePath(location).name
+
+
 def files_note(settings: Mapping[str, Any], defaults: Mapping[str, Any]) -> str | None:
-    """One markdown paragraph naming the files the notebook needs (beside it, or at a path), or None."""
+    """One markdown paragraph for the notebook naming the files it needs (beside it, or in the runs folder), or
+    None. Checkpoints are named by their title and their id relative to the runs folder, never a server path."""
     lines = []
     for name, value in settings.items():  # the sidebar's weights, the lesson's trained net
         if name in defaults and str(value).startswith("ckpt:"):
-            path = str(value)[len("ckpt:"):]
-            lines.append(f"`{name}` is the checkpoint `{_span(path)}` on the machine that ran the app. Checkpoints open "
-                         "only from the runs folder (`runs/` of the checkout, or `$RESNET_EXPLORER_RUNS`) and its "
-                         f"`uploads/` folder: on another machine, copy `{_span(PurePath(path).name)}` into one of them and "
-                         f"set `SETTINGS[\"{name}\"]` to `\"ckpt:<its absolute path>\"`.")
+            title, file = _checkpoint(str(value))
+            lines.append(f"`{name}` is {_span(title)}, `{_span(value)}` in the runs folder (`runs/` of the "
+                         "checkout, or `$RESNET_EXPLORER_RUNS`). Checkpoints open only from the runs folder and "
+                         f"its `uploads/` folder: on another machine, copy `{_span(file)}` to the same place in "
+                         "its runs folder.")
     for name, value in settings.items():
         if name.endswith("_upload") and name in defaults and value:
             lines.append(f"The image is the file you uploaded, `{_span(value)}`: put it in the same folder as this "
                          f"notebook (or set `SETTINGS[\"{name}\"]` to its path) before running the cells.")
+    return " ".join(lines) or None
+
+
+def files_caption(settings: Mapping[str, Any], defaults: Mapping[str, Any]) -> str | None:
+    """What the page says under its "Download as notebook" button about the files the notebook needs, in a
+    visitor's words: no setting name, no server path."""
+    lines = []
+    for name, value in settings.items():
+        if name in defaults and str(value).startswith("ckpt:"):
+            title, file = _checkpoint(str(value))
+            lines.append(f"The notebook reads {_span(title)} (the file `{_span(file)}`) from the runs folder; "
+                         "on another machine, copy it there first (the notebook says where).")
+    for name, value in settings.items():
+        if name.endswith("_upload") and name in defaults and value:
+            lines.append(f"Put the image you uploaded, `{_span(value)}`, beside the notebook before running it.")
     return " ".join(lines) or None
 
 

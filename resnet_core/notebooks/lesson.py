@@ -26,7 +26,7 @@ import pandas as pd
 from IPython.display import display
 from PIL import Image
 
-from resnet_core import lesson
+from resnet_core import lesson, lesson_words
 
 ARCH, BLOCK, WIDTH = "resnet20", "layer2.1", 16
 DEPTHS, SWEEP_WIDTH, SWEEP_BATCH = (20, 32, 56), 8, 16
@@ -68,9 +68,7 @@ figure'''
 
 TABLE2 = '''\
 # The paper's reference (quoted, not measured): ImageNet top-1 error, He et al. 2015, Table 2.
-table2 = lesson.PAPER_TABLE2_TOP1.set_index("depth")
-print(f"Plain-34 had {table2.loc[34, 'plain'] - table2.loc[18, 'plain']:.2f} points more top-1 error than Plain-18; "
-      f"ResNet-34 was {table2.loc[18, 'resnet'] - table2.loc[34, 'resnet']:.2f} points better than ResNet-18.")
+print(lesson_words.paper_table2_sentence(lesson.PAPER_TABLE2_TOP1))
 paper_table2_figure(lesson.PAPER_TABLE2_TOP1)'''
 
 STEP2 = '''\
@@ -101,9 +99,7 @@ from resnet_core.plots.lesson import depth_figure
 ratios = lesson.depth_ratios(DEPTHS, width=SWEEP_WIDTH, batch=SWEEP_BATCH)
 plain = ratios[~ratios["residual"]].set_index("depth")["ratio"]
 residual = ratios[ratios["residual"]].set_index("depth")["ratio"]
-deepest = max(DEPTHS)
-print(f"Plain: {plain[min(DEPTHS)]:.3g}x at {min(DEPTHS)} layers, {plain[deepest]:.3g}x at {deepest}. "
-      f"Residual: {residual[min(DEPTHS)]:.3g}x and {residual[deepest]:.3g}x.")
+print(lesson_words.depth_sentence(ratios, batch=SWEEP_BATCH, width=SWEEP_WIDTH))
 depth_figure(ratios)'''
 
 STEP5 = '''\
@@ -124,9 +120,8 @@ pair_id = lesson.choose_pair()
 if pair_id is None:
     pair_id = lesson.wait_for_race(lesson.train_race(lesson.pair_race(**({"steps": 30} if SMALL else {}))))
 pair = lesson.load_pair(pair_id)
-for label, accuracy in pair.accuracy.items():
-    print(f"{label}: held-out accuracy {accuracy:.1%} (chance {pair.chance:.0%})")
-print("The embedded demo models." if pair_id == lesson.DEMO_PAIR else f"Run {pair_id}.")'''
+print("The embedded demo models." if pair_id == lesson.DEMO_PAIR else f"Plain-20 and ResNet-20 of run {pair_id}.")
+print(lesson_words.accuracy_sentence(pair.accuracy, pair.chance, sample=pair.accuracy_sample))'''
 
 STEP6 = '''\
 # Step 6: the loss around the trained weights along two random filter-normalised directions (Li et al. 2018).
@@ -135,8 +130,7 @@ from resnet_core.plots.landscape import line_figure, surface_figure
 x, y = lesson.shapes_batch("train", LANDSCAPE_BATCH, pair.image_size)[:2]
 surfaces, lines = lesson.landscape_pair(pair, x, y, steps=GRID, span=LANDSCAPE_SPAN, seed=LANDSCAPE_SEED)
 rough = {net: float(rows["loss"].max() / rows["loss"].min()) for net, rows in lines.groupby("net")}
-print("Along the same normalised distance the loss of " + " and ".join(f"{net} grows {value:.3g}x"
-                                                                     for net, value in rough.items()))
+print(lesson_words.landscape_sentence(lines))
 display(surface_figure(surfaces))
 line_figure(lines)'''
 
@@ -147,8 +141,7 @@ from resnet_core.plots.lesion import curve_figure, study_figure
 x, y = lesson.shapes_batch("test", LESION_BATCH, pair.image_size)[:2]
 studies, lesion_curves = lesson.lesion_pair(pair, x, y, max_removed=MAX_REMOVED, samples=SAMPLES)
 lesions = studies.groupby("net").agg(full=("full_accuracy", "first"), after=("accuracy", "mean"))
-for net, row in lesions.iterrows():
-    print(f"{net}: {row.full:.0%} with every block, {row.after:.0%} on average with one removed")
+print(lesson_words.lesion_sentence(studies, pair.chance, sample=f"{LESION_BATCH} held-out Shapes images"))
 display(study_figure(studies, chance=pair.chance))
 curve_figure(lesion_curves, chance=pair.chance)'''
 

@@ -55,7 +55,7 @@ def layer_figure(layers: pd.DataFrame) -> go.Figure:
         fig.update_yaxes(autorange="reversed", dtick=1, row=1, col=1)
         style.layout(fig, style.ROW_HEIGHT * len(rows) + 140, bargap=0.15, legend=style.LEGEND_ABOVE)
         # Layer names are the one place a smaller tick size keeps one name per row (set after the defaults).
-        fig.update_yaxes(tickfont={"size": 13}, row=1, col=1)
+        fig.update_yaxes(tickfont={"size": 14}, row=1, col=1)
         return fig
     fig.update_xaxes(tickangle=-45, row=2, col=1)
     return style.layout(fig, 560, bargap=0.1)
@@ -124,7 +124,7 @@ def block_diagram_figure(blocks: pd.DataFrame, title: str = "") -> go.Figure:
     return style.layout(
         fig, 300, top=40 if title else 10, shapes=shapes, title=title or None,
         xaxis={"visible": False, "range": [-0.5, len(blocks) + 0.5]}, yaxis={"visible": False, "range": [-0.7, 2.4]},
-        legend={**style.LEGEND_ABOVE, "y": 1.12}, plot_bgcolor=style.TRANSPARENT,
+        legend=style.LEGEND_ABOVE, plot_bgcolor=style.TRANSPARENT,
     )
 
 

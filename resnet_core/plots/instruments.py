@@ -53,7 +53,7 @@ def activation_depth_figure(stats: pd.DataFrame) -> go.Figure:
     fig.update_yaxes(rangemode="tozero", row=2, col=1)
     fig.update_yaxes(range=[0, 1], tickformat=".0%", row=3, col=1)
     fig.update_xaxes(title_text="layer (forward order)", row=3, col=1)
-    return style.layout(fig, 620, legend={**style.LEGEND_ABOVE, "y": 1.08})
+    return style.layout(fig, 620, legend=style.LEGEND_ABOVE)
 
 
 def histogram_heatmap(hist: pd.DataFrame, title: str = "") -> go.Figure:
@@ -92,7 +92,7 @@ def feature_map_figure(maps: FeatureMaps, sample: int = 0, columns: int = 8) -> 
     for i in range(count):  # square pixels in every tile
         suffix = "" if i == 0 else str(i + 1)
         fig.layout[f"yaxis{suffix}"].scaleanchor = f"x{suffix}"
-    fig.update_annotations(font_size=13)
+    fig.update_annotations(font_size=14)
     return style.layout(fig, 190 * rows + 50, top=60)
 
 
@@ -114,7 +114,7 @@ def depth_strip_figure(stats: pd.DataFrame, selected: str | None = None) -> go.F
                         customdata=[selected], hoverinfo="skip")
     fig.update_yaxes(visible=False, range=[-1, 1])
     fig.update_xaxes(title_text="layer (forward order): click one to select it")
-    return style.layout(fig, 150, top=10, clickmode="event+select", legend={**style.LEGEND_ABOVE, "y": 1.3},
+    return style.layout(fig, 150, top=10, clickmode="event+select", legend=style.LEGEND_ABOVE,
                         dragmode=False)
 
 

@@ -21,6 +21,12 @@ def _nets(frame: pd.DataFrame) -> list[tuple[str, bool, pd.DataFrame]]:
     return sorted(out, key=lambda item: not item[1])
 
 
+def _guide(fig: go.Figure, y: float, name: str, line: dict) -> None:
+    """A horizontal guide across the plot, named in the legend (a label on the plot would sit on a bar)."""
+    fig.add_hline(y=y, line=line)
+    fig.add_scatter(x=[None], y=[None], mode="lines", line=line, name=name, hoverinfo="skip")
+
+
 def study_figure(studies: pd.DataFrame, *, chance: float | None = None) -> go.Figure:
     """Accuracy after removing each block, one bar per block and net (columns net, residual, block,
     downsampling, removable, accuracy, full_accuracy); the full net's accuracy dashed in its colour, chance
@@ -42,18 +48,18 @@ def study_figure(studies: pd.DataFrame, *, chance: float | None = None) -> go.Fi
             name=f"{label}: one block removed", marker={"color": color,
                                                          "pattern": {"shape": ["/" if b in down else "" for b in
                                                                                order]}},
-            text=["" if ok else "not removable" for ok in removable], textposition="outside",
+            # Read from the back of a room: full size, turned to fit a narrow bar, never shrunk by Plotly.
+            text=["" if ok else "not removable" for ok in removable], textposition="outside", textangle=-90,
+            textfont={"size": style.TICK_SIZE, "color": style.INK}, constraintext="none", cliponaxis=False,
             customdata=[[float(a) if ok else float("nan"), float(g) if ok else float("nan")]
                         for a, g, ok in zip(rows["accuracy"], rows["agreement"], removable, strict=True)],
             hovertemplate=f"{label} without %{{x}}<br>accuracy %{{customdata[0]:.1%}}<br>agrees with the full "
                           f"net on %{{customdata[1]:.1%}}<extra></extra>")
         full = float(rows["full_accuracy"].dropna().iloc[0])
-        fig.add_hline(y=full, line={"color": color, "dash": "dash"},
-                      annotation_text=f"{label}, all blocks: {full:.0%}", annotation_position="top left")
+        _guide(fig, full, f"{label}, all blocks: {full:.1%}", style.net_line(residual))
     if chance is not None:
-        fig.add_hline(y=chance, line={"color": style.GUIDE, "dash": "dot"}, annotation_text=f"chance {chance:.0%}",
-                      annotation_position="bottom right")
-    return style.layout(fig, 380, top=30, barmode="group", legend=style.LEGEND_ABOVE,
+        _guide(fig, chance, f"chance {chance:.0%}", {"color": style.GUIDE, "dash": "dot"})
+    return style.layout(fig, 420, top=30, barmode="group", legend=style.LEGEND_ABOVE,
                         xaxis_title="block removed (↓ downsampling, hatched)",
                         yaxis={"title": "accuracy", "range": [0, 1.05], "tickformat": ".0%"})
 
@@ -74,9 +80,8 @@ def curve_figure(curves: pd.DataFrame, *, chance: float | None = None) -> go.Fig
                      "arrayminus": [0.0, *(stats["mean"] - stats["min"])], "color": style.net_color(residual)},
             hovertemplate=f"{label}, %{{x}} blocks removed: mean accuracy %{{y:.1%}}<extra></extra>")
     if chance is not None:
-        fig.add_hline(y=chance, line={"color": style.GUIDE, "dash": "dot"}, annotation_text=f"chance {chance:.0%}",
-                      annotation_position="bottom right")
-    return style.layout(fig, 340, top=30, legend=style.LEGEND_ABOVE, xaxis={"title": "blocks removed together",
+        _guide(fig, chance, f"chance {chance:.0%}", {"color": style.GUIDE, "dash": "dot"})
+    return style.layout(fig, 360, top=30, legend=style.LEGEND_ABOVE, xaxis={"title": "blocks removed together",
                                                                               "dtick": 1},
                         yaxis={"title": "accuracy (mean over sampled sets)", "range": [0, 1.05],
                                "tickformat": ".0%"})

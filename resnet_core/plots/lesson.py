@@ -51,7 +51,7 @@ def split_figure(split: pd.DataFrame) -> go.Figure:
     fig.add_scatter(x=list(split["block"]), y=list(split["total_norm"]), name="total (vector sum: at most the two bars added)",
                     mode="lines+markers", line={"color": style.INK})
     return style.layout(fig, 340, top=30, barmode="group", yaxis_title="gradient norm at the block input",
-                        legend={**style.LEGEND_ABOVE, "y": 1.12})
+                        legend=style.LEGEND_ABOVE)
 
 
 def depth_figure(ratios: pd.DataFrame) -> go.Figure:

@@ -62,11 +62,40 @@ CATEGORICAL = ("#4c78a8", "#f58518", "#54a24b", "#72b7b2", "#eeca3b", "#b279a2",
 MARGIN = {"t": 40, "b": 10, "l": 10, "r": 10}
 LEGEND_ABOVE = {"orientation": "h", "y": 1.1}
 
+
+# Room, in px, that text takes above a plot: a legend row, a subplot title, the figure's title, the gap between.
+LEGEND_ROW_PX, SUBPLOT_TITLE_PX, TITLE_PX, LEGEND_GAP_PX = 30, 28, 34, 8
+# The narrowest plot a legend must fit on a 1280x720 screen (Streamlit's main column beside the sidebar).
+LEGEND_WIDTH_PX = 700
+
+
+def legend_rows(fig: go.Figure, width: int = LEGEND_WIDTH_PX) -> int:
+    """Rows a horizontal legend takes at ``width`` px: entries packed left to right, each its name's width at the
+    legend's font (0.6 em per character, a safe over-estimate) plus the symbol and the gap (45 px)."""
+    names = [t.name for t in fig.data if t.name and t.showlegend is not False and t.visible is not False]
+    names = list(dict.fromkeys(names))  # a legend group shows once
+    rows, used = (1 if names else 0), 0.0
+    for name in names:
+        need = len(str(name)) * FONT_SIZE * 0.6 + 45
+        if used and used + need > width:
+            rows, used = rows + 1, 0.0
+        used += need
+    return rows
+
+
+def legend_above(height: int, *, top: int, bottom: int | None = None, clear: int = 8) -> dict[str, Any]:
+    """A horizontal legend whose bottom sits ``clear`` px above the plot area, measured in pixels (Plotly places it
+    in fractions of the plot's height, so a fixed fraction runs into a title or a subplot title on a short
+    chart). ``top`` must leave room for it (one row of entries needs about 30 px)."""
+    plot = max(1, height - top - (MARGIN["b"] if bottom is None else bottom))
+    return {"orientation": "h", "yanchor": "bottom", "y": 1 + clear / plot, "x": 0, "xanchor": "left"}
+
 # Projector-readable text (a class reads these from the back of a room): sizes in px, one dark ink. Set on the
 # figure itself, so they win over the light-grey tick labels of Streamlit's chart theme.
 FONT_SIZE = 16
 TICK_SIZE = 15
 TITLE_SIZE = 18
+MIN_TEXT_SIZE = 14  # nothing smaller: the floor for a subplot title or a label squeezed onto a tile
 TEXT_COLOR = INK
 GRID_COLOR = "#d9d9d9"
 FONT: dict[str, Any] = {"size": FONT_SIZE, "color": TEXT_COLOR}
@@ -146,11 +175,19 @@ def layout(fig: go.Figure, height: int, *, top: int = MARGIN["t"], bottom: int =
     Defaults: margins, colour order for unstyled series, projector-readable fonts in one dark ink (titles,
     ticks, legend, hover, subplot titles that set no size of their own), thousands separators.
     """
+    above = options.get("legend") is LEGEND_ABOVE
     margin = {**MARGIN, "t": top, "b": bottom}
     fig.update_layout(height=height, margin=margin, colorway=list(CATEGORICAL), font=FONT, separators=SEPARATORS,
                       legend_font=FONT, hoverlabel_font_size=FONT_SIZE, title_font={"size": TITLE_SIZE,
                                                                                      "color": TEXT_COLOR})
     fig.update_layout(**options)
+    if above:  # placed in pixels, clear of the title and of subplot titles, with the room it needs
+        subplot_titles = any(a.yref == "paper" and a.y is not None and a.y >= 1 and a.yanchor == "bottom"
+                             for a in fig.layout.annotations)
+        clear = (SUBPLOT_TITLE_PX if subplot_titles else 0) + LEGEND_GAP_PX
+        title = TITLE_PX if fig.layout.title.text else 0
+        top = max(top, title + clear + legend_rows(fig) * LEGEND_ROW_PX)
+        fig.update_layout(margin_t=top, legend=legend_above(height, top=top, bottom=bottom, clear=clear))
     axis = {"tickfont": TICK_FONT, "title_font": FONT, "gridcolor": GRID_COLOR}
     fig.update_xaxes(**axis)
     fig.update_yaxes(**axis)

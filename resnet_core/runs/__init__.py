@@ -86,6 +86,8 @@ from .records import (  # noqa: F401
     list_checkpoints,
     list_runs,
     load_run,
+    race_title,
+    unique_titles,
 )
 from .registry import (  # noqa: F401
     LOCK_FILE,

@@ -59,7 +59,8 @@ class RunStorageError(OSError, ValueError):
 
     def __init__(self, folder: str | Path, reason: str, kept: str = "this run's curves are kept in memory") -> None:
         self.folder, self.reason = Path(folder), reason
-        super().__init__(f"Cannot write to the runs folder {folder} ({reason}): free space or set "
+        # Shown to every visitor of the page: the folder stays out of it (the command line names it).
+        super().__init__(f"Cannot write to the runs folder ({reason}): free space or set "
                          f"RESNET_EXPLORER_RUNS to a writable folder; {kept}.")
 
 

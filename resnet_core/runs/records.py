@@ -78,6 +78,12 @@ class RunRecord:
         return self.race_config if self.race_config is not None else RaceConfig.from_dict(self.info["config"])
 
     @property
+    def title(self) -> str:
+        """How the app names the run to a visitor (never by its folder): "the race 'Plain-20 vs ResNet-20' of 6 Dec
+        17:00"."""
+        return race_title(str(self.info.get("config", {}).get("name", "")), str(self.info.get("created", "")))
+
+    @property
     def resumable(self) -> bool:
         """An interrupted or stopped run with a checkpoint to continue from, short of its last step."""
         return (self.status in ("interrupted", "stopped", "failed") and self.checkpoint_step is not None
@@ -90,6 +96,29 @@ class RunRecord:
         return JobSnapshot(self.run_id, self.config.name, self.status, steps, self.config.steps, self.history,
                            self.evals, self.summary, racers, self.messages + self.notes,
                            self.info.get("device", ""), self.wall_s, None, [c["path"] for c in self.checkpoints])
+
+
+def race_title(name: str, created: str) -> str:
+    """"the race 'NAME' of 6 Dec 17:00" from a run's name and its ISO start time."""
+    import datetime
+
+    try:
+        moment = datetime.datetime.fromisoformat(created)
+        when = f" of {moment.day} {moment:%b %H:%M}"
+    except ValueError:
+        when = ""
+    return f"the race '{name}'{when}" if name else f"the race{when}"
+
+
+def unique_titles(titles: dict[str, str]) -> dict[str, str]:
+    """``titles`` (run id -> title) with a repeated title numbered ("... #2"): two races of one name started in the
+    same minute stay two choices in a picker."""
+    seen: dict[str, int] = {}
+    out = {}
+    for run_id, title in titles.items():
+        seen[title] = seen.get(title, 0) + 1
+        out[run_id] = title if seen[title] == 1 else f"{title} #{seen[title]}"
+    return out
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -216,12 +216,14 @@ def test_inspect_a_trained_racer_from_the_training_page(app, tmp_path, monkeypat
     app.button(key="past_inspect").click().run()
     assert not app.exception, app.exception
     weights = app.sidebar.selectbox(key="_sbw_select").value
-    assert weights.startswith(f"ckpt:{tmp_path / 'runs'}") and weights.endswith(".pt")
+    # Named relative to the runs folder: the link and the notebook carry no server path.
+    assert weights.startswith("ckpt:") and not weights.startswith("ckpt:/") and weights.endswith("/resnet-20.pt")
     assert app.sidebar.segmented_control(key="sb_width").value == "quarter"  # width 4 of ResNet-20's 16
     assert any("Architecture from the checkpoint: **ResNet-20**" in i.value for i in app.sidebar.info)
-    # The run's checkpoint is also offered in the Weights box, labelled by run.
+    # The run's checkpoint is also offered in the Weights box, named by its race.
     options = app.sidebar.selectbox(key="_sbw_select").options
-    assert any(option.startswith("run ") and option.endswith("ResNet-20") for option in options)
+    assert any(option.startswith("ResNet-20 from the race of ") and option.endswith(", finished at step 3")
+               for option in options)
     app.switch_page(PAGE).run()
     assert not app.exception, app.exception
     assert set(app.dataframe[0].value["class"]) <= set(SHAPES_CLASSES)
@@ -298,3 +300,23 @@ def test_the_check_of_a_photo_model_explains_the_demo_and_shows_its_recorded_num
     assert pointing["measure"][0].startswith("pointing-game hit rate")
     assert pointing["value"][0] == pytest.approx(recorded["hit_rate"], abs=1 / recorded["images"])
     assert pointing["value"][4] == recorded["images"]
+
+
+def test_a_photo_on_the_shapes_demo_is_called_out_above_the_map_with_the_fix():
+    """The model's card says Shapes; a photo gets one sentence at the top of the page's image section and the one
+    click that fixes it, which switches to a Shapes image and leaves every other setting as it was."""
+    at = _fresh({"arch": "resnet20", "weights": "demo:resnet20", "gc_source": "photo", "gc_opacity": "0.7"})
+    warnings = [w.value for w in at.main.warning]
+    assert any(w.startswith("This model was trained on the Shapes set (ten synthetic shapes), so on a photo it can "
+                            "only answer with a shape") for w in warnings), warnings
+    fix = at.button(key="gc_source_fix")
+    assert fix.proto.label == "Use a Shapes image"
+    fix.click().run()
+    assert not at.exception, at.exception
+    assert at.segmented_control(key="gc_source").value == "shapes"
+    assert not any(w.value.startswith("This model was trained on") for w in at.main.warning)
+    assert not [b for b in at.button if b.key == "gc_source_fix"]
+    assert at.slider(key="gc_opacity").value == 0.7
+    # Random weights learned nothing: no claim about what suits them.
+    random = _fresh({"arch": "resnet20", "weights": "random", "gc_source": "photo"})
+    assert not any(w.value.startswith("This model was trained on") for w in random.main.warning)

@@ -62,7 +62,9 @@ def test_every_method_in_a_grid_with_a_ranking_table_and_a_verdict(page):
     assert table["rank"].tolist() == list(range(1, len(cam.METHODS) + 1))
     assert sorted(table["label"]) == sorted(cam.METHODS.values())
     assert np.all(np.diff(table["auc_difference"].to_numpy()) <= 1e-12)
-    assert all(title.split(": ")[0].split(" ", 1)[1] == label for title, label in zip(titles, table["label"], strict=True))
+    # Each title: "#rank label<br>time, AUC diff" (two lines, so it fits over its map at 14 px).
+    assert all(title.split("<br>")[0].split(" ", 1)[1] == label for title, label in zip(titles, table["label"],
+                                                                                       strict=True))
     comparison = page.session_state["gc_comparison"][1]
     assert comparison.class_index == page.radio(key="gc_class").value == _top_classes(page)[0]
     assert comparison.layer == page.selectbox(key="gc_layer").value

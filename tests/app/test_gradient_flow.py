@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
+from resnet_core.checkpoints import checkpoint_title
 from resnet_core.plots.style import fmt_value
 from resnet_core.weights import uploads_dir
 from tests.app.conftest import open_page
@@ -147,7 +149,9 @@ def test_trained_checkpoint_state(app, tmp_path):
     # Trained weights keep the running statistics they were trained to use; at initialisation batch statistics.
     assert app.button_group(key="gf_bn").value == "running"
     assert figs["norms"]["data"][0]["y"] != init_norms[0]["y"]
-    assert any(f"Weights: ckpt:{path}" in c.value for c in app.caption)
+    assert any(f"Weights: {checkpoint_title(path)}." in c.value for c in app.caption)  # named, not a path
+    assert checkpoint_title(path).startswith("uploaded checkpoint of ")
+    assert not any(str(Path(path).parent) in c.value for c in app.caption)
     assert any("differentiating the cross-entropy against their labels" in c.value for c in app.caption)
     assert "for ResNet-20 (trained)" in _markdown(app, "split exactly")
     # The Activations page compares the trained net with its twin at initialisation, and says so.

@@ -11,6 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from resnet_core import lesson
+from resnet_core.runs import load_run
 from tests.conftest import APP_MAIN
 
 PAGE = "../pages/lesson.py"
@@ -167,5 +168,6 @@ def _lessons_race_in_the_race_slot(at: AppTest) -> None:
     run_id = lesson.wait_for_race(finished)
     at.run()
     assert not at.exception, at.exception
-    assert f"`{run_id}`" in "\n".join(m.value for m in at.markdown)  # step 1 draws the finished race
+    text = "\n".join(m.value for m in at.markdown)
+    assert f"Training curves of {load_run(run_id).title} (" in text and run_id not in text  # step 1 draws the race
     assert not [b for b in at.button if b.key == "lesson_train_curves"]

@@ -4,6 +4,7 @@ uploaded checkpoint, an embedded demo), costed first, on the data set it was tra
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 import resnet_core
 from resnet_core import lesson
-from resnet_core.checkpoints import store_upload
+from resnet_core.checkpoints import checkpoint_id, store_upload
 from resnet_core.checkpoints.format import make_checkpoint
 from resnet_core.data import SHAPES_CLASSES
 from resnet_core.plots.lesion import study_figure
@@ -35,7 +36,8 @@ def test_every_trained_model_is_offered(tmp_path, monkeypatch: pytest.MonkeyPatc
     upload = _foreign_upload(tmp_path / "runs")
     found = lesson.trained_models()
     assert [m.source for m in found] == ["upload", "demo", "demo"]
-    assert [m.weights for m in found] == [f"ckpt:{upload}", "demo:resnet20", "demo:plain20"]
+    assert [m.weights for m in found] == [checkpoint_id(upload), "demo:resnet20", "demo:plain20"]
+    assert found[0].weights == f"ckpt:uploads/{Path(upload).name}"  # relative to the runs folder: no server path
     assert found[0].label.startswith("uploaded checkpoint ") and found[0].dataset is None
     assert {m.dataset for m in found[1:]} == {"shapes"}
     # A foreign checkpoint does not say what it was trained on: one sentence saying what to choose.
@@ -107,7 +109,7 @@ def test_pick_the_demo_model_and_measure_it(app: AppTest, tmp_path, monkeypatch:
                                "Plain-20 trained on Shapes (embedded demo)"]
     assert box.options[0].startswith("uploaded checkpoint ")
     # The upload records no data set: one sentence, and the button stays disabled until one is chosen.
-    box.set_value(f"ckpt:{upload}").run(timeout=240)
+    box.set_value(checkpoint_id(upload)).run(timeout=240)
     assert any("does not record the data set it was trained on" in e.value for e in at.error)
     assert at.button(key="lesson_any_run").disabled
     at.selectbox(key="lesson_any_data").set_value("shapes").run(timeout=240)
@@ -130,7 +132,7 @@ def test_pick_the_demo_model_and_measure_it(app: AppTest, tmp_path, monkeypatch:
     assert len(bars["x"]) == 9 and bars["text"].count("not removable") == 2  # a bar per block
     chance = [s for s in study["layout"]["shapes"] if s.get("line", {}).get("dash") == "dot"]
     assert [s["y0"] for s in chance] == [pytest.approx(1 / len(SHAPES_CLASSES))]
-    assert [t["name"] for t in curve["data"]] == ["Plain-20"]
+    assert [t["name"] for t in curve["data"]] == ["Plain-20", "chance 10%"]  # the guide is named in the legend
     text = "\n".join(m.value for m in at.markdown)
     assert "**Plain-20** on 128 held-out shapes images: accuracy " in text and "(chance is 10%)" in text
     # The results stay while the page reruns for another reason.

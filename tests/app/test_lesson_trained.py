@@ -13,7 +13,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from resnet_core import lesson
-from resnet_core.runs import list_runs
+from resnet_core.checkpoints import checkpoint_id, checkpoint_title
+from resnet_core.runs import list_runs, load_run
 
 PAGE = "../pages/lesson.py"
 
@@ -57,7 +58,7 @@ def test_every_step_is_drawn_from_the_trained_nets(app: AppTest, quick_run: str)
     names = [[t.get("name") for t in c["data"]] for c in charts]
 
     # Step 1: the run's training curves, one trace per racer.
-    assert f"`{quick_run}`" in text
+    assert f"Training curves of {load_run(quick_run).title} (" in text and quick_run not in text  # named, no id
     assert any({"Plain-20", "ResNet-20"} <= {n for n in trace_names if n} for trace_names in names[:1])
 
     # Step 6: accuracies first, then the cost said before the work, then one contour per net on one scale.
@@ -91,11 +92,12 @@ def test_every_step_is_drawn_from_the_trained_nets(app: AppTest, quick_run: str)
 
     # The same instruments on any trained net: the run's checkpoints first, then the embedded demos.
     options = at.selectbox(key="lesson_any_model").options
-    assert sorted(o for o in options if quick_run in o) == [f"{label} (run {quick_run})"
-                                                            for label in ("Plain-20", "ResNet-20")]
-    assert options.index(f"Plain-20 (run {quick_run})") < options.index("Plain-20 trained on Shapes (embedded demo)")
     paths = {c["label"]: c["path"] for c in lesson.trained_checkpoints()}
-    at.selectbox(key="lesson_any_model").set_value(f"ckpt:{paths['ResNet-20']}").run(timeout=240)
+    titles = [checkpoint_title(paths[label]) for label in ("Plain-20", "ResNet-20")]
+    assert all(title in options and quick_run not in title for title in titles)  # named by their race
+    assert titles[0].startswith("Plain-20 from the race of ") and titles[0].endswith(", finished at step 50")
+    assert options.index(titles[0]) < options.index("Plain-20 trained on Shapes (embedded demo)")
+    at.selectbox(key="lesson_any_model").set_value(checkpoint_id(paths["ResNet-20"])).run(timeout=240)
     at.button(key="lesson_any_run").click().run(timeout=240)
     assert not at.exception, at.exception
     any_charts = [json.loads(e.proto.spec) for e in at.get("plotly_chart")][len(charts):]

@@ -17,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 from resnet_core.notebooks import filename_for, resolve_settings
 from resnet_core.notebooks import training as training_notebook
 from resnet_core.notebooks._cells import PARAMETERS_TAG
-from resnet_core.notebooks.export import FILES_HEADING, files_note, notebook_for
+from resnet_core.notebooks.export import FILES_HEADING, files_caption, files_note, notebook_for
 from tests.app.conftest import open_page
 
 LABEL = "Download as notebook"
@@ -115,9 +115,26 @@ def test_an_uploaded_image_is_named_where_the_notebook_reads_it(app):
     assert any("red cat.png" in caption.value for caption in at.sidebar.caption)
 
 
-def test_a_checkpoint_is_referenced_by_its_path():
-    note = files_note({"weights": "ckpt:/srv/runs/uploads/mine.pt"}, {"weights": "random"})
-    assert "`/srv/runs/uploads/mine.pt`" in note and "copy `mine.pt` into" in note and "`uploads/`" in note
+def test_a_checkpoint_is_named_by_its_title_and_runs_folder_id_never_a_server_path(tmp_path, monkeypatch):
+    """The notebook's note names a run's checkpoint by its title and its id in the runs folder; the page's caption
+    under the button by its title and file name only (no setting name, no server path)."""
+    from resnet_core.checkpoints import checkpoint_id
+    from resnet_core.train import main
+
+    runs = tmp_path / "runs"
+    monkeypatch.setenv("RESNET_EXPLORER_RUNS", str(runs))
+    assert main(["--racer", "resnet20:plain", "--racer", "resnet20", "--steps", "3", "--width", "4", "--image-size",
+                 "16", "--batch-size", "8", "--n-train", "64", "--eval-every", "3", "--runs-dir", str(runs),
+                 "--no-progress"]) == 0
+    (path,) = runs.glob("*/plain-20.pt")
+    weights = checkpoint_id(path)
+    assert weights == f"ckpt:{path.parent.name}/plain-20.pt"
+    note = files_note({"weights": weights}, {"weights": "random"})
+    caption = files_caption({"weights": weights}, {"weights": "random"})
+    for text in (note, caption):
+        assert str(tmp_path) not in text and "Plain-20 from the race of " in text and ", finished at step 3" in text
+    assert f"`{weights}` in the runs folder" in note and f"copy `{path.name}` to the same place" in note
+    assert "weights" not in caption and f"(the file `{path.name}`)" in caption
     assert files_note({"weights": "demo:resnet20"}, {"weights": "random"}) is None
     assert files_note({"weights": "ckpt:/x.pt"}, {"tr_steps": 10}) is None  # a page without the sidebar's model
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from resnet_core import lesson
+from resnet_core.runs import list_runs, load_run, race_title
 from resnet_core.train import PRESETS, RaceConfig, RacerSpec, main
 from tests.app.conftest import open_page
 
@@ -157,8 +158,12 @@ def test_past_cli_run_is_listed_and_reopened(page, tmp_path):
     page.run()
     listed = page.dataframe[0].value
     assert "cli" in set(listed["source"]) and "Plain-20, ResNet-20" in set(listed["racers"])
-    run_id = listed[listed["source"] == "cli"]["run_id"].iloc[0]
-    page.selectbox(key="tr_past_pick").set_value(run_id).run()
+    assert "run_id" not in listed.columns  # runs are named by their race, not by their folder
+    (run_id,) = list_runs().query("source == 'cli'")["run_id"]
+    picker = page.selectbox(key="tr_past_pick")
+    assert (f"{race_title('Plain-20 vs ResNet-20', load_run(run_id).info['created'])} (finished, step 4)"
+            in picker.options)
+    picker.set_value(run_id).run()
     assert not page.exception, page.exception
     curves = _figures(page)[0]
     trace = next(t for t in curves["data"] if t["name"] == "Plain-20")
@@ -222,7 +227,7 @@ def test_an_unwritable_runs_folder_is_one_sentence_and_the_run_is_saved_later(pa
         page.run()  # the fragment's timer never fires in AppTest
     assert not page.exception, page.exception
     assert "step 10 of 10" in _progress(page) and "finished" in _progress(page)
-    sentence = (f"Cannot write to the runs folder {blocked} (it is a file, not a folder): free space or set "
+    sentence = ("Cannot write to the runs folder (it is a file, not a folder): free space or set "
                 "RESNET_EXPLORER_RUNS to a writable folder; this run's curves are kept in memory.")
     assert [w.value for w in page.warning] == [sentence]
     curves = _figures(page)[0]
@@ -233,7 +238,9 @@ def test_an_unwritable_runs_folder_is_one_sentence_and_the_run_is_saved_later(pa
     _button(page, "tr_save").click().run()
     assert not page.exception, page.exception
     (run,) = list(writable.iterdir())
-    assert [s.value for s in page.success] == [f"Saved in {run}."]
+    (saved,) = [s.value for s in page.success]
+    assert saved == f"Saved {load_run(run.name, writable).title} in the runs folder." and str(tmp_path) not in saved
+    assert saved.startswith("Saved the race '")
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["steps"] == 10
     assert _step_lines(run) == 20 and (run / "resnet-20.pt").is_file()

@@ -15,6 +15,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 import resnet_core
+from resnet_core.checkpoints import checkpoint_id
 from tests.conftest import APP_MAIN
 
 HOSTILE = "[x](http://evil.example)![i](http://evil.example/i.png)<img src=http://evil.example/h.png>"
@@ -163,6 +164,6 @@ def test_ckpt_reaches_only_the_runs_and_uploads_folders(checkpoints: dict[str, P
     # The file inside the folder is used: its architecture is shown and the link keeps it.
     at = _open({"arch": "resnet56", "weights": f"ckpt:{checkpoints['inside']}"})
     assert _notices(at) == ([], [])
-    assert at.sidebar.selectbox(key="_sbw_select").value == f"ckpt:{checkpoints['inside'].resolve()}"
+    assert at.sidebar.selectbox(key="_sbw_select").value == checkpoint_id(checkpoints["inside"])
     assert any(i.value.startswith("Architecture from the checkpoint: **ResNet-20") for i in at.sidebar.info)
     assert at.title[0].value == "Architecture of ResNet-20"

@@ -23,6 +23,17 @@ def _pick_architecture(tab, label_start: str) -> None:
     wait_idle(tab)
 
 
+def _picker_label_is_whole(tab, label: str) -> None:
+    """The sidebar's Architecture box shows ``label`` in full at 1280x720: no element of it cuts its text."""
+    box = tab.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first
+    shown = box.evaluate("""(box, label) => [...box.querySelectorAll('*')].filter(e =>
+        [...e.childNodes].some(n => n.nodeType === 3 && n.textContent.includes(label)) ||
+        (e.value || '').includes(label)).map(e => ({text: e.textContent || e.value, cut: e.scrollWidth > e.clientWidth + 1}))""",
+                         label)
+    assert shown, f"{label!r} is not shown in the Architecture box"
+    assert not [s["text"] for s in shown if s["cut"]], shown
+
+
 def test_architecture_page_and_model_picker(page, server_url: str) -> None:
     tab = page
     tab.goto(server_url)
@@ -32,8 +43,9 @@ def test_architecture_page_and_model_picker(page, server_url: str) -> None:
     wait_idle(tab)
     _no_exception(tab)
     main.get_by_text("269,722", exact=True).first.wait_for()  # the Parameters metric
-    main.get_by_text("Stage table (the paper's Table 1)").wait_for()
+    main.get_by_text("Stage table (the paper's CIFAR-10 table, section 4.2)").wait_for()  # a CIFAR net's own table
     main.get_by_text("BasicBlock vs Bottleneck at 256 channels").wait_for()
+    _picker_label_is_whole(tab, "ResNet-20")
     assert tab.locator('[data-testid="stPlotlyChart"]').count() == 6
     screenshot(tab, "architecture-resnet20")
 
@@ -45,6 +57,14 @@ def test_architecture_page_and_model_picker(page, server_url: str) -> None:
     # The title can be drawn before the metrics of the same rerun: wait for the number, do not count once.
     main.get_by_text("25,557,032", exact=True).first.wait_for()
     main.get_by_text(re.compile(r"4 projections \(dashed")).wait_for()
+    main.get_by_text("Stage table (the paper's Table 1, ImageNet)").wait_for()
+    _pick_architecture(tab, "ResNet-101 (CIFAR stem)")  # the longest name the picker shows
+    main.get_by_text("Architecture of ResNet-101 (CIFAR stem)").wait_for()
+    wait_idle(tab)
+    _picker_label_is_whole(tab, "ResNet-101 (CIFAR stem)")
+    _pick_architecture(tab, "ResNet-50")
+    main.get_by_text("Architecture of ResNet-50").wait_for()
+    wait_idle(tab)
     assert "arch=resnet50" in tab.url and "shortcut=B" in tab.url
     screenshot(tab, "architecture-resnet50")
 

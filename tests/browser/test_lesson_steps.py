@@ -69,7 +69,7 @@ def test_each_measured_step_renders_at_1280x720(browser, lesson_url: str) -> Non
 
         # Step 1: the finished race's training curves, one line per net.
         _step(tab, 1, "lesson_race", "curves")
-        main.get_by_text("Training curves of the finished run").wait_for()
+        main.get_by_text(re.compile(r"^Training curves of the race '.+' of \d+ \w+ \d\d:\d\d \(")).wait_for()
         legend = _texts(tab, ".st-key-lesson_race .legendtext")
         assert {"Plain-56", "ResNet-56"} <= set(legend), legend
 

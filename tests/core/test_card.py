@@ -110,3 +110,41 @@ def test_base_width_matches_the_built_network() -> None:
         assert [info["channels"] for info in model.feature_info[1:]] == list(spec.stage_widths()), name
         assert len(spec.stage_widths(8)) == len(spec.layers)
     assert get_spec("resnet56").base_width == 16 and get_spec("resnet50").base_width == 64
+
+
+@pytest.mark.parametrize("dataset, expected", [("shapes", "shapes"), ("cifar10", "cifar10"), (None, "unknown"),
+                                               ("folder:/data/pets", "unknown")])
+def test_the_card_records_what_a_checkpoint_was_trained_on(dataset, expected) -> None:
+    from resnet_core.checkpoints import make_checkpoint, model_from_checkpoint, read_checkpoint
+
+    net = build("resnet20", width=4, seed=0)
+    raw = make_checkpoint(arch="resnet20", label="ResNet-20", options={"width": 4}, state_dict=net.state_dict(),
+                          classes=[str(i) for i in range(10)],
+                          preprocessing={"resize": 32, "crop": 32, "mean": [0.5] * 3, "std": [0.25] * 3},
+                          dataset=dataset, metrics={})
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(raw, buffer)
+    assert model_from_checkpoint(read_checkpoint(buffer.getvalue())).card.trained_on == expected
+    assert load_model("resnet20", {}, "random").card.trained_on is None  # random weights learned nothing
+    assert load_model("resnet20", {}, "demo:resnet20").card.trained_on == "shapes"
+
+
+def test_a_source_the_model_was_not_trained_for_gets_one_sentence_and_the_fix() -> None:
+    from resnet_core.card import source_mismatch
+
+    photo_on_shapes = source_mismatch("shapes", "photo")
+    assert photo_on_shapes.sentence.startswith("This model was trained on the Shapes set (ten synthetic shapes), "
+                                               "so on a photo it can only answer with a shape")
+    assert (photo_on_shapes.fix_source, photo_on_shapes.fix_label) == ("shapes", "Use a Shapes image")
+    assert "an uploaded image" in source_mismatch("shapes", "upload").sentence
+    assert source_mismatch("shapes", "shapes") is None
+    shapes_on_imagenet = source_mismatch("imagenet", "shapes")
+    assert "ImageNet photos" in shapes_on_imagenet.sentence and shapes_on_imagenet.fix_source == "photo"
+    assert source_mismatch("imagenet", "photo") is None and source_mismatch("imagenet", "upload") is None
+    photo_on_cifar = source_mismatch("cifar10", "photo")
+    assert "CIFAR-10" in photo_on_cifar.sentence and photo_on_cifar.fix_source is None  # no CIFAR image to offer
+    assert source_mismatch("cifar10", "shapes").fix_source is None
+    for kind in ("photo", "upload", "shapes"):  # nothing is claimed for random or unknown weights
+        assert source_mismatch(None, kind) is None and source_mismatch("unknown", kind) is None

@@ -50,7 +50,8 @@ def test_torchvision_weights_fit_only_the_standard_net():
     assert weights_fit("random", "resnet20", {"residual": False}) is None
 
 
-def test_checkpoints_fit_the_net_they_hold(tmp_path):
+def test_checkpoints_fit_the_net_they_hold(tmp_path, monkeypatch):
+    monkeypatch.setenv("RESNET_EXPLORER_RUNS", str(tmp_path))  # a ckpt: id names a file in the runs folder
     ours = tmp_path / "plain20.pt"
     model = resnet_core.build("resnet20", seed=0, width=8, residual=False)
     torch.save({"format": FORMAT, "arch": "resnet20", "options": {"width": 8, "residual": False},
@@ -69,6 +70,7 @@ def test_checkpoints_fit_the_net_they_hold(tmp_path):
     assert inferred.arch == "resnet18" and inferred.options["width"] == 16 and inferred.label.startswith("ResNet-18")
     assert weights_fit(f"ckpt:{foreign}", "resnet18", {"width": 16}) is None
     assert "holds" in weights_fit(f"ckpt:{foreign}", "resnet34", {})
+    assert weights_fit("ckpt:foreign.pth", "resnet18", {"width": 16}) is None  # the id the app writes
 
 
 def test_a_broken_checkpoint_raises_one_clear_sentence(tmp_path):

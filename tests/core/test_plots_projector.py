@@ -24,9 +24,9 @@ def _assert_readable(fig) -> None:
     for axis in [a for a in dir(layout) if a.startswith(("xaxis", "yaxis"))]:
         ax = layout[axis]
         if ax is not None and ax.visible is not False:
-            assert ax.tickfont.size >= 13 and ax.tickfont.color == style.INK, axis
+            assert ax.tickfont.size >= 14 and ax.tickfont.color == style.INK, axis
     for note in layout.annotations:
-        assert note.font.size >= 13 and note.font.color == style.INK
+        assert note.font.size >= 14 and note.font.color == style.INK
 
 
 def test_many_blocks_are_horizontal_bars_with_one_label_each():

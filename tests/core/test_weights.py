@@ -355,9 +355,11 @@ def test_bad_files_and_paths(tmp_path):
     torch.save(resnet_core.build("resnet20", width=4).state_dict(), good)
     with pytest.raises(WeightsError, match="not a PyTorch checkpoint"):
         read_checkpoint(good.read_bytes()[:2000])  # truncated
-    with pytest.raises(WeightsError, match="does not exist"):
+    with pytest.raises(WeightsError, match="^There is no checkpoint '/.*missing.pt' in the runs or uploads folders"):
         load_model("resnet20", {}, f"ckpt:{tmp_path / 'missing.pt'}")
-    for outside in ["relative.pt", "/etc/passwd", "/etc/no-such.pt", f"{tmp_path}/../x.pt", "/" + "a" * 2000]:
+    with pytest.raises(WeightsError, match=r"^There is no checkpoint 'relative.pt' in the runs or uploads "):
+        load_model("resnet20", {}, "ckpt:relative.pt")  # an id relative to the runs folder, not there
+    for outside in ["../relative.pt", "/etc/passwd", "/etc/no-such.pt", f"{tmp_path}/../x.pt", "/" + "a" * 2000]:
         with pytest.raises(WeightsError) as info:
             load_model("resnet20", {}, f"ckpt:{outside}")
         assert str(info.value) == "Checkpoints can only be opened from the runs or uploads folders."
@@ -409,13 +411,14 @@ def test_checkpoint_paths_are_confined_to_runs_and_uploads(tmp_path, monkeypatch
     (runs / "r1" / "link.pt").symlink_to(secret)
     assert resolve_checkpoint_path(str(inside)) == inside.resolve()
     assert resolve_checkpoint_path(str(runs / "r1" / ".." / "r1" / "net.pt")) == inside.resolve()
+    assert resolve_checkpoint_path("r1/net.pt") == inside.resolve()  # the id the app writes: from the runs folder
     refused = [str(secret), str(runs / "r1" / "link.pt"), str(runs / ".." / "secret.pt"),
-               str(tmp_path / "missing.pt"), str(runs) + "/" + "x" * 1100 + ".pt", "net.pt", str(runs)]
+               str(tmp_path / "missing.pt"), str(runs) + "/" + "x" * 1100 + ".pt", "../secret.pt", str(runs)]
     for value in refused:
         with pytest.raises(WeightsError) as info:
             resolve_checkpoint_path(value)
         assert str(info.value) == "Checkpoints can only be opened from the runs or uploads folders."
-    with pytest.raises(WeightsError, match="does not exist"):  # inside the folders, saying so is harmless
+    with pytest.raises(WeightsError, match="^There is no checkpoint "):  # inside the folders, saying so is harmless
         load_model("resnet20", {}, f"ckpt:{runs / 'r1' / 'gone.pt'}")
     assert load_checkpoint_file(secret).arch_name == "resnet20"  # local callers (CLI) may read any path
 
