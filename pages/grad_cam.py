@@ -17,6 +17,7 @@ from explorer_ui.sidebar import current_choice, get_model
 from explorer_ui.url_params import take_settings, write_settings
 
 from resnet_core import cam
+from resnet_core.card import card_of
 from resnet_core.data import SHAPES_CLASSES, shapes_split
 from resnet_core.demo import DEMO_CHECK_MODEL, default_image_for, load_demo_model
 from resnet_core.heavy import heavy_slot
@@ -288,16 +289,22 @@ def _checked_model() -> torch.nn.Module:
     return model if use_own else _demo_check_model()
 
 
+# A check's results belong to the model checked: another sidebar model or the other choice of model hides them.
+checked_for = (choice_key(choice), use_own)
+
+
 check_one, check_all = st.columns(2)
 if check_one.button("Run the localisation check", key="gc_check", icon=":material/target:"):
     try:
         checked = _checked_model()
         with st.spinner("Pointing game and randomisation cascade..."), queue_notice(), \
                 heavy_slot("localisation check"):
-            st.session_state["gc_report"] = cam.localisation_check(checked, colormap=colormap, opacity=opacity)
+            st.session_state["gc_report"] = (checked_for, card_of(checked).weights_label,
+                                             cam.localisation_check(checked, colormap=colormap, opacity=opacity))
     except (cam.CamError, ValueError) as error:
         st.error(str(error))
-report = st.session_state.get("gc_report")
+kept = st.session_state.get("gc_report")
+checked_label, report = kept[1:] if kept is not None and kept[0] == checked_for else (None, None)
 if report is not None:
     pointing = report.pointing
     m1, m2, m3 = st.columns(3)
@@ -307,7 +314,8 @@ if report is not None:
     m2.metric("Chance (random point)", f"{pointing.chance:.1%}")
     m3.metric(f"Accuracy on these {len(pointing.table)} images", f"{pointing.accuracy:.1%}")
     st.plotly_chart(shared_figure(pointing_figure, pointing.summary()), key="gc_pointing")
-    st.caption(f"On {report.sample_text()}, Grad-CAM at {pointing.layer}, tolerance {pointing.tolerance} px.")
+    st.caption(f"{checked_label}, on {report.sample_text()}, Grad-CAM at {pointing.layer}, tolerance "
+               f"{pointing.tolerance} px.")
     st.image(report.examples, caption=report.example_labels, width=150)
     st.plotly_chart(shared_figure(cascade_figure, report.cascade), key="gc_cascade")
     last_stage = report.cascade.iloc[2]
@@ -323,13 +331,14 @@ if check_all.button("Run both checks for every method", key="gc_check_methods", 
         n = METHOD_CHECK_IMAGES  # the first of the localisation check's sample
         bar = st.progress(0.0, text="Checking every method...")
         with queue_notice(), heavy_slot("localisation check, every method"):
-            st.session_state["gc_method_checks"] = cam.method_checks(
+            st.session_state["gc_method_checks"] = checked_for, cam.method_checks(
                 checked, x[:n], test.labels[:n], test.masks[:n], cascade_images=METHOD_CASCADE_IMAGES,
                 progress=lambda done, total: bar.progress(done / total, text=f"{done}/{total} methods checked"))
         bar.empty()
     except (cam.CamError, ValueError) as error:
         st.error(str(error))
-method_table = st.session_state.get("gc_method_checks")
+kept = st.session_state.get("gc_method_checks")
+method_table = kept[1] if kept is not None and kept[0] == checked_for else None
 if method_table is not None:
     st.plotly_chart(shared_figure(checks_figure, method_table), key="gc_checks_methods")
     st.dataframe(method_table[["label", "pointing", "chance", "cascade_top", "cascade_all"]], hide_index=True,

@@ -176,6 +176,13 @@ def _gradcam(run_id: str, runs: str):
         return lesson.gradcam_shapes(pair.models["ResNet-20"], count=CAM_SHOWN)
 
 
+def _race_title(run_id: str) -> str:
+    try:
+        return load_run(run_id).title
+    except ValueError:  # a folder gone since the pair was loaded: the nets are cached, the run's name is not
+        return "a finished race"
+
+
 def _training_link() -> None:
     """Link to the Training page where it exists (another engineer's page); plain text otherwise."""
     if (Path(__file__).resolve().parent / "training.py").exists():
@@ -314,14 +321,14 @@ if pair_id is None:
 pair = _pair(pair_id, pair_runs)
 st.caption("The trained nets: " + ("the embedded demo models (trained on Shapes by `make demo-models`)."
                                    if pair_id == lesson.DEMO_PAIR else
-                                   f"Plain-20 and ResNet-20 of {load_run(pair_id).title}."))
+                                   f"Plain-20 and ResNet-20 of {_race_title(pair_id)}."))
 cols = st.columns(len(pair.models))
 for col, (label, acc) in zip(cols, pair.accuracy.items(), strict=True):
     col.metric(f"{label}: held-out accuracy", f"{acc:.1%}" if acc == acc else "not evaluated",
                help=f"On {pair.accuracy_sample}; chance is {pair.chance:.0%}.")
 if all(acc == acc for acc in pair.accuracy.values()):
     st.markdown(lesson_words.accuracy_sentence(pair.accuracy, pair.chance, sample=pair.accuracy_sample,
-                                         degradation=degraded))
+                                         degradation=degraded, step1_measured=record is not None))
 not_learned = [label for label in pair.models if not pair.learned(label)]
 if not_learned:
     st.warning(f"{', '.join(not_learned)} is not clearly above chance ({pair.chance:.0%}): what follows describes "
@@ -358,8 +365,8 @@ st.markdown(
     "at downsampling blocks; deleting a layer of a plain net gave chance. Here each block is removed in turn (a "
     "residual block keeps its shortcut; a plain block becomes the identity, and is not removable where it changes "
     "the shape). " + lesson_words.lesion_sentence(
-        studies, pair.chance, sample=f"{LESION_BATCH} held-out Shapes images (a smaller sample than step 6's "
-                                     f"{pair.accuracy_images:,}, so the accuracy with every block differs a little)"))
+        studies, pair.chance, sample=f"{LESION_BATCH} held-out Shapes images (not step 6's "
+                                     f"{pair.accuracy_images:,}, so the accuracy with every block can differ)"))
 st.plotly_chart(study_figure(studies, chance=pair.chance), key="lesson_lesion")
 st.plotly_chart(curve_figure(curves, chance=pair.chance), key="lesson_lesion_curve")
 st.caption(f"The curve removes k random removable blocks together ({SAMPLES} sets per k, seeded), k = 1 to "

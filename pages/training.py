@@ -318,8 +318,9 @@ with st.expander("Past runs (this app and `resnet-train`)"):
         st.caption("No finished runs yet.")
     else:
         st.dataframe(past.drop(columns=["device", "run_id"]), hide_index=True, key="tr_past_table")
-        titles = unique_titles({row.run_id: f"{race_title(row.name, row.created)} ({row.status}, step {row.steps})"
-                                for row in past.itertuples()})
+        titles = unique_titles({row.run_id: f"{race_title(row.name, row.created)} ({row.status}"
+                                + (f", step {int(row.steps)})" if row.steps == row.steps and row.steps is not None
+                                   else ")") for row in past.itertuples()})
         run_id = st.selectbox("Reopen a run", [None, *past["run_id"]], key="tr_past_pick",
                               format_func=lambda r: "-" if r is None else titles[r])
         if run_id is not None:

@@ -64,11 +64,11 @@ def trained_models(runs_dir: str | Path | None = None) -> list[TrainedModel]:
 
     runs = list_runs(runs_dir)
     datasets = dict(zip(runs.get("run_id", []), runs.get("dataset", []), strict=True))
-    found = [TrainedModel(checkpoint_id(c["path"]), checkpoint_title(c["path"]), "run",
+    found = [TrainedModel(checkpoint_id(c["path"], runs_dir), checkpoint_title(c["path"]), "run",
                           datasets.get(c["run_id"]) or None) for c in trained_checkpoints(runs_dir)]
     base = Path(runs_dir) if runs_dir is not None else default_runs_dir()
     for path in _uploaded_checkpoints(base / "uploads"):
-        found.append(TrainedModel(checkpoint_id(path), f"{checkpoint_title(path)} "
+        found.append(TrainedModel(checkpoint_id(path, base), f"{checkpoint_title(path)} "
                                   f"({path.stat().st_size / 2**20:.1f} MB)", "upload"))
     try:
         demo_metrics()  # the embedded files are installed

@@ -49,6 +49,8 @@ TRAINED_ON: dict[str, str] = {
     "imagenet": "ImageNet photos (1,000 classes)",
     "shapes": "the Shapes set (ten synthetic shapes)",
     "cifar10": "CIFAR-10 (32 px photos of ten classes)",
+    "mnist": "MNIST (handwritten digits)",
+    "fashion_mnist": "Fashion-MNIST (pictures of ten kinds of clothing)",
     "unknown": "a data set its file does not record",
 }
 
@@ -93,20 +95,19 @@ class SourceMismatch:
 def source_mismatch(trained_on: str | None, image_kind: str) -> SourceMismatch | None:
     """Whether an image of ``image_kind`` ("photo", "upload" or "shapes") suits a model ``trained_on`` (its card's
     field). Decided from the card and the source only, never from the image's content: a photo or an upload on
-    a Shapes or CIFAR-10 model, a Shapes image on an ImageNet model. Random weights and unknown data: None."""
+    a Shapes, CIFAR-10 or MNIST-like model, a Shapes image on any model but a Shapes one. Random weights and
+    unknown data: None."""
     what = {"photo": "a photo", "upload": "an uploaded image", "shapes": "a Shapes image"}.get(image_kind)
-    if what is None or trained_on not in ("shapes", "cifar10", "imagenet"):
+    if what is None or trained_on is None or trained_on == "unknown" or trained_on not in TRAINED_ON:
         return None
     trained = f"This model was trained on {TRAINED_ON[trained_on]}"
-    if trained_on == "shapes" and image_kind != "shapes":
-        return SourceMismatch(f"{trained}, so on {what} it can only answer with a shape, however confident its "
-                              "score and map look.", "shapes", "Use a Shapes image")
-    if trained_on == "cifar10" and image_kind != "shapes":
-        return SourceMismatch(f"{trained}: on {what} it answers with one of those ten classes whatever the image "
-                              "shows; this app has no CIFAR-10 image to offer, so read its map with care.")
-    if trained_on == "cifar10":
-        return SourceMismatch(f"{trained}: a Shapes image is none of its classes, so its answer and map say little.")
-    if trained_on == "imagenet" and image_kind == "shapes":
-        return SourceMismatch(f"{trained}: a Shapes image is none of its classes, so its answer and map say little.",
-                              "photo", "Use a sample photo")
-    return None
+    if trained_on == "shapes":
+        return None if image_kind == "shapes" else SourceMismatch(
+            f"{trained}, so on {what} it can only answer with a shape, however confident it looks.", "shapes",
+            "Use a Shapes image")
+    if trained_on == "imagenet":
+        return None if image_kind != "shapes" else SourceMismatch(
+            f"{trained}: a Shapes image is none of its classes, so its answer says little.", "photo",
+            "Use a sample photo")
+    return SourceMismatch(f"{trained}: on {what} it answers with one of its own classes whatever the image shows, "
+                          "and this app has no image of that kind to offer, so read its answer with care.")

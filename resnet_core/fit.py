@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .checkpoints import infer_checkpoint, read_checkpoint, resolve_checkpoint_path
+from .checkpoints import checkpoint_file, infer_checkpoint, read_checkpoint
 from .demo import demo_fit
 from .models import ARCHITECTURES, display_name, get_spec
 from .weights import TORCHVISION_OPTIONS, parse_weights_id, weights_choices
@@ -104,7 +104,7 @@ def weights_fit(weights: str, arch: str, options: Mapping[str, Any],
         return None
     if kind == "ckpt":
         config = (_as_config(checkpoint) if checkpoint is not None
-                  else checkpoint_config(resolve_checkpoint_path(value)))
+                  else checkpoint_config(checkpoint_file(value)))
         residual = bool(options.get("residual", True))
         same = config.arch == arch and residual == bool(config.options.get("residual", True))
         if config.arch is not None and not same:

@@ -5,6 +5,8 @@ rounding (``_pct``) and a difference is taken between the values as shown."""
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 
 __all__ = ["accuracy_sentence", "depth_sentence", "landscape_sentence", "lesion_sentence",
@@ -17,6 +19,15 @@ def _pct(value: float) -> str:
 
 def _shown(value: float) -> float:
     return float(f"{value * 100:.1f}")  # the percentage as _pct shows it
+
+
+def _factor(value: float) -> str:
+    """A ratio for a sentence: 3 significant digits, whole numbers with thousands separators from 1,000 (11,200,
+    not 1.12e+04), 2 significant digits below 10 (2.4, not 2)."""
+    value = float(value)
+    if abs(value) >= 999.5:
+        return f"{value:,.0f}"
+    return f"{value:.2g}" if abs(value) < 10 else f"{value:.3g}"
 
 
 def _points(value: float, other: float = 0.0) -> str:
@@ -52,13 +63,14 @@ def depth_sentence(ratios: pd.DataFrame, *, batch: int, width: int) -> str:
         return "grows toward the input (it explodes)" if ratio > 1 else "shrinks toward the input (it vanishes)"
 
     factor = float(plain[deepest] / residual[deepest])
-    compare = (f"{factor:.0f} times less than the plain net's at {deepest} layers" if factor >= 1.5 else
-               f"{1 / factor:.0f} times more than the plain net's at {deepest} layers" if factor <= 1 / 1.5 else
+    compare = (f"{_factor(factor)} times less than the plain net's at {deepest} layers" if factor >= 1.5 else
+               f"{_factor(1 / factor)} times more than the plain net's at {deepest} layers" if factor <= 1 / 1.5 else
                f"about the plain net's at {deepest} layers")
     text = (f"Measured here at initialisation (train-mode batch norm, batch {batch}, width {width}, random labels): "
             "the norm of the gradient at the first block divided by the norm at the last block. In the plain nets "
-            f"it {way(float(plain[deepest]))}: {plain[low]:.3g}x at {low} layers, **{plain[deepest]:.3g}x** at "
-            f"{deepest}. The residual twins: {residual[low]:.3g}x and **{residual[deepest]:.3g}x**, {compare}.")
+            f"it {way(float(plain[deepest]))}: {_factor(plain[low])}x at {low} layers, **{_factor(plain[deepest])}x** "
+            f"at {deepest}. The residual twins: {_factor(residual[low])}x and **{_factor(residual[deepest])}x**, "
+            f"{compare}.")
     if plain[deepest] > 10 * residual[deepest] > 10:
         text += (" So not the folklore \"gradients vanish\": with batch norm, the plain nets' gradients explode "
                  "toward the input (as Yang et al. 2019 predict), and the identity paths keep the residual nets' "
@@ -67,32 +79,44 @@ def depth_sentence(ratios: pd.DataFrame, *, batch: int, width: int) -> str:
 
 
 def accuracy_sentence(accuracy: dict[str, float], chance: float, *, sample: str,
-                      degradation: str | None = None) -> str:
+                      degradation: str | None = None, step1_measured: bool = False) -> str:
     """Step 6: which of the pair (a ``Plain-N`` and a ``ResNet-N`` label, held-out accuracy on ``sample``) is
-    more accurate, by how much; where the plain net wins, that this contradicts the paper, why, and where the
-    paper's effect does show (``degradation``: step 1's sentence when its race showed it, else the quartet)."""
+    more accurate, by how much, decided on the values as shown; where the plain net wins, that this contradicts the
+    paper, why, and where the paper's effect does show: ``degradation`` is step 1's sentence when its race showed
+    it; ``step1_measured`` says step 1 drew a race that did not."""
     plain_label = next(k for k in accuracy if k.startswith("Plain"))
     residual_label = next(k for k in accuracy if k.startswith("ResNet"))
     plain, residual = accuracy[plain_label], accuracy[residual_label]
+    if not (math.isfinite(plain) and math.isfinite(residual)):
+        missing = " and ".join(k for k, v in ((plain_label, plain), (residual_label, residual))
+                               if not math.isfinite(v))
+        return f"{missing} was not evaluated on held-out images, so the two cannot be compared here."
     head = f"Accuracy on {sample}: {plain_label} {_pct(plain)}, {residual_label} {_pct(residual)} (chance {chance:.0%})."
-    if residual > plain:
+    if _shown(residual) > _shown(plain):
         return f"{head} The residual net is ahead by {_points(residual, plain)}, as in the paper."
-    if residual == plain:
+    if _shown(residual) == _shown(plain):
         return f"{head} The two are level."
-    where = (f"Step 1 shows where it does: {degradation}" if degradation else
-             "Step 1's quartet is where to look for it: the paper's effect is a deeper plain net (Plain-56) "
-             "training worse than a shallower one (Plain-20).")
-    return (f"{head} Here the plain net is ahead by {_points(plain, residual)}, unlike the paper: at "
-            f"{plain_label.split('-')[1]} layers a plain net is still easy to optimise (the paper's CIFAR Plain-20 "
-            "trained well too; degradation grows with depth) and Shapes is an easy task, so shortcuts have nothing "
-            f"to rescue. {where}")
+    if degradation:
+        where = f"Step 1 shows where it does: {degradation}"
+    elif step1_measured:
+        where = ("Step 1's race did not show it either: the paper's effect is a deeper plain net (Plain-56) "
+                 "training worse than a shallower one (Plain-20), which the quartet races.")
+    else:
+        where = ("Step 1's quartet is where to look for it: the paper's effect is a deeper plain net (Plain-56) "
+                 "training worse than a shallower one (Plain-20).")
+    depth = int(plain_label.split("-")[1]) if plain_label.split("-")[-1].isdigit() else 0
+    why = (f"at {depth} layers a plain net is still easy to optimise (the paper's CIFAR Plain-20 trained well too; "
+           "degradation grows with depth), Shapes is an easy task, and one seed of a short training decides a few "
+           "points either way" if 0 < depth <= 20 else
+           "one seed of a short training on an easy task decides a few points either way")
+    return f"{head} Here the plain net is ahead by {_points(plain, residual)}, unlike the paper: {why}. {where}"
 
 
 def landscape_sentence(lines: pd.DataFrame) -> str:
     """Step 6: along the same normalised distance, how much each net's loss grows, and whose grows more."""
     rough = {net: float(rows["loss"].max() / rows["loss"].min()) for net, rows in lines.groupby("net", sort=False)}
     text = ("Along the same normalised distance the loss of "
-            + " and ".join(f"{net} grows {value:.3g}x" for net, value in rough.items()) + ".")
+            + " and ".join(f"{net} grows {_factor(value)}x" for net, value in rough.items()) + ".")
     if len(rough) == 2:
         (a, ra), (b, rb) = sorted(rough.items(), key=lambda kv: -kv[1])
         text += (f" {a}'s surface is the steeper around its minimum ({ra / rb:.2g} times {b}'s growth)."

@@ -136,7 +136,7 @@ SHORTCUT_HELP = {
 }
 STRIDE_HELP = {"3x3": "on the 3x3 conv (torchvision, v1.5)", "1x1": "on the first 1x1 conv (the paper)"}
 DEMO_WORDS = ", ".join(d.weights_id for d in DEMO_MODELS.values())
-WEIGHTS_NOTE = f"random, {DEMO_WORDS}, tv:<torchvision weights> or ckpt:<path>"
+WEIGHTS_NOTE = f"random, {DEMO_WORDS}, tv:<torchvision weights> or ckpt:<file in the runs folder>"
 
 SIDEBAR = PageSpec("sidebar", (
     Setting("sb_arch", "selectbox", "arch", DEFAULT_ARCH, "an architecture", tuple(ARCHITECTURES), link="arch",
@@ -272,7 +272,7 @@ LESSON = PageSpec("why-residuals", (
     Setting("lesson_grid", "select_slider", "choice", LESSON_GRIDS[0], "a grid the lesson offers", LESSON_GRIDS,
             note="step 6: points per side of the loss landscape (11, 21 or 31)"),
     Setting("lesson_any_model", "selectbox", "trained_weights", "",
-            note=f"any trained net: {DEMO_WORDS} or ckpt:<path>; empty: skip that section", runtime_default=True),
+            note=f"any trained net: {DEMO_WORDS} or ckpt:<file in the runs folder>; empty: skip that section", runtime_default=True),
     Setting("lesson_any_grid", "select_slider", "choice", LESSON_GRIDS[0], "a grid the lesson offers",
             LESSON_GRIDS, note="its landscape grid (11, 21 or 31)"),
     Setting("lesson_any_data", "selectbox", "choice", "recorded", "a data set the lesson offers",

@@ -56,6 +56,7 @@ from .checkpoints.architecture import (  # noqa: F401
 from .checkpoints.files import (  # noqa: F401
     OUTSIDE_FOLDERS,
     _enforce_quota,
+    checkpoint_file,
     load_checkpoint_file,
     resolve_checkpoint_path,
     save_uploaded_checkpoint,
@@ -198,7 +199,7 @@ def weights_label(weights: str) -> str:
         from .demo import demo_model
 
         return demo_model(value).weights_label
-    from .checkpoints import checkpoint_title, resolve_checkpoint_path
+    from .checkpoints import checkpoint_title
 
     try:
         return checkpoint_title(resolve_checkpoint_path(value))
@@ -371,11 +372,7 @@ def load_model(arch: str, options: Mapping[str, Any] | None = None, weights: str
     else:
         # Only the runs and uploads folders: a weights id can come from a link (local callers that trust
         # their paths, like the CLI, use load_checkpoint_file).
-        path = resolve_checkpoint_path(value)
-        if not path.is_file():  # named by its id, not by the server's path to it
-            raise WeightsError(f"There is no checkpoint '{_clip(value, 120)}' in the runs or uploads folders; pick one "
-                               "in the Weights box or upload the file.")
-        model = load_checkpoint_file(path)
+        model = load_checkpoint_file(checkpoint_file(value))
     model.card.weights_id, model.card.weights_label = weights, weights_label(weights)
     return model.eval()
 

@@ -134,7 +134,8 @@ def _switch_source(keys: ImageSourceKeys, value: str) -> None:
 def domain_notice(model: Any, picked: PickedImage, keys: ImageSourceKeys, sources: Mapping[str, str]) -> None:
     """Above the map: one sentence when the image source does not suit what the model was trained on (its
     card's ``trained_on``, never the image's content), and the one click that fixes it where the app has one."""
-    mismatch = source_mismatch(card_of(model).trained_on, sources.get(picked.source, ""))
+    shown = picked.key.split(":", 1)[0]  # what is shown: an unfilled upload shows its fallback photo
+    mismatch = source_mismatch(card_of(model).trained_on, "shapes" if shown.startswith("shapes") else shown)
     if mismatch is None:
         return
     st.warning(mismatch.sentence, icon=":material/warning:")

@@ -18,7 +18,7 @@ from typing import Any
 import streamlit as st
 
 from resnet_core import demo, fit
-from resnet_core.checkpoints import checkpoint_id, checkpoint_title, resolve_checkpoint_path
+from resnet_core.checkpoints import checkpoint_file, checkpoint_id, checkpoint_title
 from resnet_core.fit import WIDTH_FACTORS
 from resnet_core.models import get_spec
 from resnet_core.weights import (
@@ -54,7 +54,7 @@ def _config_for(weights: str) -> dict[str, Any] | None:
         return demo.demo_config(value)
     if kind != "ckpt":
         return None
-    path = resolve_checkpoint_path(value)  # an id relative to the runs folder, confined to it and uploads/
+    path = checkpoint_file(value)  # an id relative to the runs folder, confined to it and uploads/, existing
     return checkpoint_config(str(path), os.path.getmtime(path))
 
 

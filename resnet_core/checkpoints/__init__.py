@@ -22,6 +22,7 @@ from .architecture import (
 from .conventions import UNBUILDABLE, Unbuildable, apply_conventions, conventions_tried
 from .files import (
     OUTSIDE_FOLDERS,
+    checkpoint_file,
     checkpoint_id,
     checkpoint_title,
     load_checkpoint_file,
@@ -66,5 +67,5 @@ __all__ = [
     "KeyConvention", "NotAResNet", "Unbuildable", "UnbuildableVariant", "WeightsError", "apply_conventions",
     "atomic_write", "conventions_tried", "extract_state_dict", "infer_architecture", "infer_checkpoint", "load_checkpoint_file", "load_resume_checkpoint",
     "load_state_dict_checked", "make_checkpoint", "model_from_checkpoint", "read_checkpoint", "require_rgb",
-    "checkpoint_id", "checkpoint_title", "resolve_checkpoint_path", "save_checkpoint", "save_uploaded_checkpoint", "store_upload",
+    "checkpoint_file", "checkpoint_id", "checkpoint_title", "resolve_checkpoint_path", "save_checkpoint", "save_uploaded_checkpoint", "store_upload",
 ]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from torch import nn
 
-from ..errors import WeightsError
+from ..errors import WeightsError, clip
 from ..settings import UPLOAD_QUOTA_ENV, runs_dir, upload_quota_bytes, uploads_dir
 from .architecture import model_from_checkpoint, require_rgb
 from .format import CHECKPOINT_SUFFIXES, MAX_PATH_CHARS, read_checkpoint
@@ -38,10 +38,21 @@ def load_checkpoint_file(path: str | os.PathLike[str]) -> nn.Module:
     return model.eval()
 
 
-def checkpoint_id(path: str | os.PathLike[str]) -> str:
-    """The ``ckpt:`` id of a file: relative to the runs folder when it lies inside it, else its absolute path."""
+def checkpoint_file(value: str) -> Path:
+    """The existing file of a ``ckpt:`` id's value (:func:`resolve_checkpoint_path`), or WeightsError naming the id,
+    never the server's path to it: an upload can be dropped by the quota under another visitor's session."""
+    path = resolve_checkpoint_path(value)
+    if not path.is_file():
+        raise WeightsError(f"There is no checkpoint '{clip(value, 120)}' in the runs or uploads folders; pick one in "
+                           "the Weights box or upload the file.")
+    return path
+
+
+def checkpoint_id(path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None) -> str:
+    """The ``ckpt:`` id of a file: relative to the runs folder (``root``, default :func:`runs_dir`) when it lies
+    inside it, else its absolute path."""
     resolved = Path(path).resolve()
-    root = runs_dir().resolve()
+    root = Path(root).resolve() if root is not None else runs_dir().resolve()
     if resolved.is_relative_to(root) and resolved != root:
         return f"ckpt:{resolved.relative_to(root).as_posix()}"
     return f"ckpt:{resolved}"
@@ -70,7 +81,10 @@ def checkpoint_title(path: str | os.PathLike[str]) -> str:
     except OSError:
         return f"checkpoint {resolved.name}"
     # A final checkpoint sits in its run's folder; a periodic one in <run>/checkpoints/step-N/.
+    root = runs_dir().resolve()
     for folder in (resolved.parent, *resolved.parents[1:3]):
+        if not folder.is_relative_to(root) or folder == root:  # never read above the runs folder
+            return f"checkpoint {resolved.name}"
         info = _json(folder / "config.json")
         if isinstance(info.get("config"), dict):
             break
@@ -82,14 +96,15 @@ def checkpoint_title(path: str | os.PathLike[str]) -> str:
                if isinstance(e, dict)]
     label = next((str(e["label"]) for e in entries if e.get("file") == file and "label" in e), resolved.stem)
     status = str(summary.get("status", "")) if file == resolved.name else ""
-    step = summary.get("steps") if status else manifest.get("step")
+    periodic = re.fullmatch(r"step-(\d+)", resolved.parent.name)  # checkpoints/step-000050/: its own step
+    step = summary.get("steps") if status else int(periodic.group(1)) if periodic else manifest.get("step")
     phrase = (f"{status} at step {step}" if status in ("finished", "stopped") else
               f"{status} (step {step})" if status else f"saved at step {step}" if step is not None else "")
     try:
-        when = _when(_dt.datetime.fromisoformat(str(info.get("created"))))
+        race = f"the race of {_when(_dt.datetime.fromisoformat(str(info.get('created'))))}"
     except ValueError:
-        when = str(info.get("created", ""))
-    return f"{label} from the race of {when}" + (f", {phrase}" if phrase else "")
+        race = "a race"
+    return f"{label} from {race}" + (f", {phrase}" if phrase else "")
 
 
 OUTSIDE_FOLDERS = "Checkpoints can only be opened from the runs or uploads folders."

@@ -53,7 +53,7 @@ curves_id = lesson.find_curves_run()
 if curves_id is not None:
     record = load_run(curves_id)
     curves_name, curves_steps = record.config.name, record.config.steps
-    print(f"Run {curves_id}: {curves_name}, {curves_steps} steps on Shapes, the same batches for every net.")
+    print(f"Training curves of {record.title} ({curves_steps} steps on Shapes, the same batches for every net).")
     print(degradation_note(record.config, record.summary)
           or "This run does not show degradation between two plain depths (the quartet can).")
     figure = race_figure(record.history, record.evals, total_steps=curves_steps)
@@ -120,8 +120,11 @@ pair_id = lesson.choose_pair()
 if pair_id is None:
     pair_id = lesson.wait_for_race(lesson.train_race(lesson.pair_race(**({"steps": 30} if SMALL else {}))))
 pair = lesson.load_pair(pair_id)
-print("The embedded demo models." if pair_id == lesson.DEMO_PAIR else f"Plain-20 and ResNet-20 of run {pair_id}.")
-print(lesson_words.accuracy_sentence(pair.accuracy, pair.chance, sample=pair.accuracy_sample))'''
+print("The embedded demo models." if pair_id == lesson.DEMO_PAIR else
+      f"Plain-20 and ResNet-20 of {load_run(pair_id).title}.")
+degraded = degradation_note(record.config, record.summary) if curves_id is not None else None
+print(lesson_words.accuracy_sentence(pair.accuracy, pair.chance, sample=pair.accuracy_sample, degradation=degraded,
+                                     step1_measured=curves_id is not None))'''
 
 STEP6 = '''\
 # Step 6: the loss around the trained weights along two random filter-normalised directions (Li et al. 2018).
@@ -178,7 +181,7 @@ if any_model:
     display(study_figure(result.study, chance=result.chance))
     display(curve_figure(result.curve, chance=result.chance))
 else:
-    print("No trained net chosen: set SETTINGS['lesson_any_model'] (demo:resnet20, or ckpt:<path> of a "
+    print("No trained net chosen: set SETTINGS['lesson_any_model'] (demo:resnet20, or ckpt:<file in the runs folder> of a "
           "checkpoint) and run this cell again.")'''
 
 SUMMARY = (

@@ -301,7 +301,7 @@ def list_runs(runs_dir: str | Path | None = None) -> pd.DataFrame:
 
 def _check_run_id(run_id: str, base: Path) -> None:
     if not run_id or "/" in run_id or "\\" in run_id or ".." in run_id or Path(run_id).name != run_id:
-        raise ValueError(f"'{run_id}' is not a run id (a folder name in {base}); pick a run from the list.")
+        raise ValueError(f"'{run_id}' is not a run id (a folder name in the runs folder); pick a run from the list.")
 
 
 def load_run(run_id: str, runs_dir: str | Path | None = None) -> RunRecord:
@@ -316,7 +316,7 @@ def load_run(run_id: str, runs_dir: str | Path | None = None) -> RunRecord:
     path = base / run_id
     info = _read_json(path / "config.json")
     if not isinstance(info, dict) or "config" not in info:
-        raise ValueError(f"There is no readable run '{run_id}' in {base}; pick one from the list.")
+        raise ValueError(f"There is no readable run '{run_id}' in the runs folder; pick one from the list.")
     try:
         config = RaceConfig.from_dict(info["config"])
     except (KeyError, TypeError, ValueError, AttributeError) as exc:

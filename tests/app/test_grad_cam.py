@@ -293,8 +293,12 @@ def test_the_check_of_a_photo_model_explains_the_demo_and_shows_its_recorded_num
     assert metrics["Chance (random point)"] == f"{recorded['chance']:.1%}"
     assert metrics[f"Accuracy on these {recorded['images']} images"] == f"{recorded['accuracy']:.1%}"
     captions = [c.value for c in at.caption]
-    assert any(c.startswith(f"On the first {recorded['images']} held-out Shapes images (the cascade: the first "
+    assert any(c.startswith(f"ResNet-20 trained on Shapes (embedded demo), on the first {recorded['images']} "
+                            "held-out Shapes images (the cascade: the first "
                             f"{recorded['cascade_images']}), Grad-CAM at {recorded['layer']}") for c in captions)
+    # The numbers belong to the model checked: another sidebar model hides them until the check runs again.
+    at.sidebar.selectbox(key="sb_arch").set_value("resnet32").run()
+    assert not any(m.label == "Pointing game (measured here)" for m in at.metric)
     # The lesson's step 8 measures the same model on the same sample: the same hit rate.
     _, pointing, _ = gradcam_shapes(load_demo_model("resnet20"))
     assert pointing["measure"][0].startswith("pointing-game hit rate")

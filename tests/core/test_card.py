@@ -112,7 +112,8 @@ def test_base_width_matches_the_built_network() -> None:
     assert get_spec("resnet56").base_width == 16 and get_spec("resnet50").base_width == 64
 
 
-@pytest.mark.parametrize("dataset, expected", [("shapes", "shapes"), ("cifar10", "cifar10"), (None, "unknown"),
+@pytest.mark.parametrize("dataset, expected", [("shapes", "shapes"), ("cifar10", "cifar10"), ("mnist", "mnist"),
+                                               (None, "unknown"),
                                                ("folder:/data/pets", "unknown")])
 def test_the_card_records_what_a_checkpoint_was_trained_on(dataset, expected) -> None:
     from resnet_core.checkpoints import make_checkpoint, model_from_checkpoint, read_checkpoint
@@ -146,5 +147,6 @@ def test_a_source_the_model_was_not_trained_for_gets_one_sentence_and_the_fix() 
     photo_on_cifar = source_mismatch("cifar10", "photo")
     assert "CIFAR-10" in photo_on_cifar.sentence and photo_on_cifar.fix_source is None  # no CIFAR image to offer
     assert source_mismatch("cifar10", "shapes").fix_source is None
+    assert "MNIST (handwritten digits)" in source_mismatch("mnist", "upload").sentence
     for kind in ("photo", "upload", "shapes"):  # nothing is claimed for random or unknown weights
         assert source_mismatch(None, kind) is None and source_mismatch("unknown", kind) is None

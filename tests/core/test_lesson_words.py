@@ -27,7 +27,7 @@ def _ratios(plain: tuple[float, float], residual: tuple[float, float]) -> pd.Dat
 
 def test_depth_sentence_says_which_grows_and_by_how_much():
     said = lesson_words.depth_sentence(_ratios((30.0, 2000.0), (2.0, 4.0)), batch=16, width=8)
-    assert "In the plain nets it grows toward the input (it explodes): 30x at 20 layers, **2e+03x** at 56" in said
+    assert "In the plain nets it grows toward the input (it explodes): 30x at 20 layers, **2,000x** at 56" in said
     assert "**4x**, 500 times less than the plain net's at 56 layers." in said and "folklore" in said
     flipped = lesson_words.depth_sentence(_ratios((0.5, 0.01), (2.0, 4.0)), batch=16, width=8)
     assert "shrinks toward the input (it vanishes)" in flipped
@@ -45,6 +45,9 @@ def test_accuracy_sentence_names_the_winner_and_explains_a_contradiction_of_the_
                          "(Plain-56) training worse than a shallower one (Plain-20).")
     with_race = lesson_words.accuracy_sentence(demo, 0.1, sample="x", degradation="Plain-56 ends above Plain-20.")
     assert with_race.endswith("Step 1 shows where it does: Plain-56 ends above Plain-20.")
+    # Step 1 drew a race that did not show degradation: the sentence does not send the reader back to it.
+    without = lesson_words.accuracy_sentence(demo, 0.1, sample="x", step1_measured=True)
+    assert "Step 1's race did not show it either" in without and "is where to look" not in without
     flipped = lesson_words.accuracy_sentence({"Plain-20": 0.8905, "ResNet-20": 0.934}, 0.1, sample="x")
     assert flipped.endswith("The residual net is ahead by 4.4 points, as in the paper.")
     assert "unlike the paper" not in flipped
@@ -93,3 +96,16 @@ def test_lesion_sentence_says_who_loses_less_and_why_a_small_net_loses_a_lot():
 def test_a_tie_is_called_a_tie(plain, residual):
     said = lesson_words.accuracy_sentence({"Plain-20": plain, "ResNet-20": residual}, 0.1, sample="x")
     assert said.endswith("The two are level.")
+
+
+def test_a_tie_as_shown_is_a_tie_and_a_missing_accuracy_is_said():
+    # 89.05% against 89.00%: both show as 89.0% (and 89.1%/89.0% would not be "0.0 points ahead").
+    said = lesson_words.accuracy_sentence({"Plain-20": 0.8900, "ResNet-20": 0.89004}, 0.1, sample="x")
+    assert said.endswith("The two are level.")
+    missing = lesson_words.accuracy_sentence({"Plain-20": 0.9, "ResNet-20": float("nan")}, 0.1, sample="x")
+    assert missing == "ResNet-20 was not evaluated on held-out images, so the two cannot be compared here."
+
+
+def test_ratios_read_as_numbers():
+    said = lesson_words.depth_sentence(_ratios((2.4, 11_200.0), (1.2, 4.8)), batch=16, width=8)
+    assert "2.4x at 20 layers, **11,200x** at 56" in said and "2,333 times less" in said

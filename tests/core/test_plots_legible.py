@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import math
 import re
+import shutil
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
@@ -28,8 +30,13 @@ from resnet_core.plots import lesson as lesson_plots
 from resnet_core.probes import activation_profile, compare_activations, compare_path_gradients, depth_sweep
 from resnet_core.probes.sweeps import shapes_batch
 from resnet_core.train import PRESETS, Race
+from tests.browser.conftest import CHROMIUM
 
 MIN_PX = 14
+# Plotly's layout pass (kaleido) drives Chromium: without Debian's chromium the overlap checks skip, as the
+# browser tests do; the size checks need no browser.
+needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists() and not shutil.which("chromium"),
+                                    reason="Debian's chromium is not installed (apt-get install chromium).")
 WIDTH = style.LEGEND_WIDTH_PX  # the narrowest a chart is drawn beside the sidebar at 1280x720
 EM = 0.6  # width of a character, in font sizes
 
@@ -287,11 +294,13 @@ def test_no_text_is_smaller_than_14_px(figures):
     assert not small, small
 
 
+@needs_chromium
 def test_no_title_legend_axis_title_or_annotation_overlaps_another(figures):
     crowded = {name: found for name, fig in figures.items() if (found := _overlaps(_boxes(fig)))}
     assert not crowded, crowded
 
 
+@needs_chromium
 def test_the_checks_catch_the_faults_a_teacher_found(figures):
     """The checks above can fail: the race chart's legend just above the plot (where it ran into the subplot
     title), the lesion chart's labels on the plot (two "all blocks" labels on top of each other, "chance"

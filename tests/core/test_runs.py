@@ -292,7 +292,7 @@ def test_a_killed_run_is_interrupted_keeps_its_metrics_and_resumes_on_the_same_c
     try:
         # Kill once a periodic checkpoint exists and at least one step beyond it was logged (mid-race).
         def ready() -> bool:
-            if not runs_dir.exists() or not any(runs_dir.iterdir()):
+            if not runs_dir.exists() or not any(p.is_dir() for p in runs_dir.iterdir()):  # not just race.lock
                 return False
             run = _only_run(runs_dir)
             step = _manifest_step(run)
@@ -349,7 +349,8 @@ def test_ctrl_c_stops_after_the_step_saves_a_checkpoint_and_says_how_to_resume(t
     runs_dir = tmp_path / "runs"
     proc = _cli([*CLI_TINY, "--steps", "5000", "--checkpoint-every", "0"], runs_dir)
     try:
-        _wait_for(lambda: runs_dir.exists() and any(runs_dir.iterdir()) and len(_step_lines(_only_run(runs_dir))) >= 6,
+        _wait_for(lambda: runs_dir.exists() and any(p.is_dir() for p in runs_dir.iterdir())
+                  and len(_step_lines(_only_run(runs_dir))) >= 6,
                   proc)
         seen = len(_step_lines(_only_run(runs_dir))) // 2
         proc.send_signal(signal.SIGINT)
