@@ -440,8 +440,7 @@ if plan is not None and st.session_state.get("lesson_any_request") == request:
     except ValueError as error:  # the data set is not on this machine, or its classes are not the model's
         st.error(str(error))
     else:
-        st.markdown(f"**{result.label}** on {LESION_BATCH} held-out {result.dataset} images: accuracy "
-                    f"{result.accuracy:.1%} with every block (chance is {result.chance:.0%}).")
+        st.markdown(result.headline())
         st.plotly_chart(surface_figure(result.surface), key="lesson_any_surface")
         st.plotly_chart(line_figure(result.line), key="lesson_any_line")
         st.plotly_chart(study_figure(result.study, chance=result.chance), key="lesson_any_lesion")

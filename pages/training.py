@@ -24,9 +24,9 @@ from resnet_core.runs import (
     RaceBusy,
     list_runs,
     load_run,
-    race_title,
+    past_run_titles,
+    past_runs_table,
     registry_for,
-    unique_titles,
 )
 from resnet_core.settings import BudgetError
 from resnet_core.train import PRESET_NOTES, PRESETS, RaceConfig, RacerSpec, degradation_note
@@ -317,10 +317,8 @@ with st.expander("Past runs (this app and `resnet-train`)"):
     if past.empty:
         st.caption("No finished runs yet.")
     else:
-        st.dataframe(past.drop(columns=["device", "run_id"]), hide_index=True, key="tr_past_table")
-        titles = unique_titles({row.run_id: f"{race_title(row.name, row.created)} ({row.status}"
-                                + (f", step {int(row.steps)})" if row.steps == row.steps and row.steps is not None
-                                   else ")") for row in past.itertuples()})
+        st.dataframe(past_runs_table(past), hide_index=True, key="tr_past_table")
+        titles = past_run_titles(past)
         run_id = st.selectbox("Reopen a run", [None, *past["run_id"]], key="tr_past_pick",
                               format_func=lambda r: "-" if r is None else titles[r])
         if run_id is not None:

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .checkpoints import checkpoint_id, checkpoint_title
+from .data import dataset_title
 from .lesson import _batch, _lesion_passes_of, forward_seconds, landscape_passes
 
 
@@ -128,7 +129,7 @@ def model_batch(model: nn.Module, dataset: str, split: str, n: int, *, download:
     data = train if split == "train" else test
     classes = len(data.classes)
     if _classes(model) != classes:
-        raise AnyNetError(f"{card_of(model).label or 'This model'} has {_classes(model)} outputs but {dataset} has "
+        raise AnyNetError(f"{card_of(model).label or 'This model'} has {_classes(model)} outputs but {dataset_title(dataset)} has "
                           f"{classes} classes, so it was not trained on it; choose the data set it was trained on.")
     mean = torch.tensor(getattr(prep, "mean", None) or data.mean, dtype=torch.float32).view(1, -1, 1, 1)
     std = torch.tensor(getattr(prep, "std", None) or data.std, dtype=torch.float32).view(1, -1, 1, 1)
@@ -169,7 +170,7 @@ class AnyNetPlan:
 
         seconds = max(1, int(round(self.seconds)))
         took = f"{seconds} s" if seconds < 90 else f"{seconds // 60} min {seconds % 60:02d} s"
-        return (f"{self.label} on {self.dataset} ({self.image_size} px): a {self.steps} x {self.steps} landscape "
+        return (f"{self.label} on {dataset_title(self.dataset)} ({self.image_size} px): a {self.steps} x {self.steps} landscape "
                 f"costs {self.landscape_passes} forward passes of {self.landscape_batch} training images, the "
                 f"lesion study {self.lesion_passes} of {self.lesion_batch} held-out images; at most "
                 f"{format_bytes(self.memory_bytes)} of memory, about {took} here (timed).")
@@ -211,6 +212,12 @@ class AnyNetResult:
     line: pd.DataFrame
     study: pd.DataFrame
     curve: pd.DataFrame
+    lesion_batch: int
+
+    def headline(self) -> str:
+        """The line above the charts, e.g. "**Plain-20** on 128 held-out CIFAR-10 images: accuracy 61.7% ..."."""
+        return (f"**{self.label}** on {self.lesion_batch} held-out {dataset_title(self.dataset)} images: accuracy "
+                f"{self.accuracy:.1%} with every block (chance is {self.chance:.0%}).")
 
 
 def measure_any(plan: AnyNetPlan, *, on_progress: Callable[[int, int], None] | None = None,
@@ -240,7 +247,7 @@ def measure_any(plan: AnyNetPlan, *, on_progress: Callable[[int, int], None] | N
     if on_progress is not None:
         on_progress(total, total)  # the curve's own full-model pass reports no progress
     return AnyNetResult(plan.label, plan.dataset, plan.chance, float(study["full_accuracy"].iloc[0]), grid, cut,
-                        study, curve)
+                        study, curve, plan.lesion_batch)
 
 
 def landscape_of(path: str, *, steps: int = 11, batch: int = 128, dataset: str | None = None, seed: int = 0,

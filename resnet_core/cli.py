@@ -22,12 +22,13 @@ from urllib.parse import urlparse
 import torch
 
 from .checkpoints import CheckpointMismatch, WeightsError, load_checkpoint_file
-from .data import DATASETS, DataError
+from .data import DATASETS
 from .models import ARCHITECTURES, display_name
 from .runs import ForegroundControls, RunStorageError, RunWriter, registry_for, resume_race
 from .settings import network_available, set_memory_budget
 from .train import PRESETS, SCHEDULES, Race, RaceConfig, RacerSpec, describe_device, dist_info
 from .weights import (
+    OfflineWeightsError,
     class_names_for,
     download_torchvision_weights,
     hub_checkpoint_path,
@@ -147,14 +148,20 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         return _train(args, main_rank, slot)
 
 
+def _with_folder(error: BaseException) -> str:
+    """The library's sentence, plus the server folder it leaves out for visitors: the operator needs it here."""
+    folder = getattr(error, "folder", None) or (error.path.parent if isinstance(error, OfflineWeightsError) else None)
+    return f"{error} (folder: {folder})" if folder else str(error)
+
+
 def _train(args: argparse.Namespace, main_rank: bool, slot: contextlib.ExitStack) -> int:
     try:
         race, writer = _start(args, main_rank, slot)
     except RunStorageError as exc:
         print(f"resnet-train: {_storage_sentence(exc, None, args)}", file=sys.stderr)
         return 1
-    except (ValueError, DataError) as exc:
-        print(f"resnet-train: {exc}", file=sys.stderr)
+    except ValueError as exc:
+        print(f"resnet-train: {_with_folder(exc)}", file=sys.stderr)
         return 2
     bar = None
     if main_rank and not args.no_progress:
@@ -542,7 +549,7 @@ def _probe(command: str, args: argparse.Namespace, prog: str) -> int:
     try:
         return _landscape(args) if command == "landscape" else _lesion(args)
     except (ValueError, OSError) as error:
-        print(f"{prog}: {error}", file=sys.stderr)
+        print(f"{prog}: {_with_folder(error)}", file=sys.stderr)
         return 2
 
 

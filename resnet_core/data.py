@@ -232,7 +232,15 @@ def shapes_split(split: str, n: int, image_size: int = 32) -> ShapesSet:
 
 
 class DataError(ValueError):
-    """A data set could not be loaded; the message is one sentence saying what to do."""
+    """A data set could not be loaded; the message is one sentence saying what to do.
+
+    The message names no server path (visitors read it); ``folder`` is the folder concerned, for the
+    command line and the logs.
+    """
+
+    def __init__(self, message: str, folder: str | Path | None = None) -> None:
+        super().__init__(message)
+        self.folder = Path(folder) if folder is not None else None
 
 
 @dataclass(eq=False)
@@ -286,8 +294,22 @@ def _missing(name: str, root: Path) -> list[str]:
     return [f for f in EXPECTED_FILES[name] if not (root / f).is_file()]
 
 
+def dataset_title(name: str) -> str:
+    """How a visitor reads data set ``name``: "CIFAR-10", or "the image folder 'flowers'" (its last part only)."""
+    if name.startswith("folder:"):
+        return f"the image folder '{Path(name[len('folder:'):]).name or name[len('folder:'):]}'"
+    return DATASETS.get(name, name).split(" (")[0]  # "Shapes", not the picker's "Shapes (built in, synthetic)"
+
+
+def _reason(exc: BaseException, folder: Path) -> str:
+    """Why reading failed, without the server's folder in it (visitors read these sentences)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return (str(exc) or type(exc).__name__).replace(str(folder), Path(folder).name)
+
+
 def _offline_message(name: str, root: Path, missing: list[str], why: str) -> str:
-    return (f"{DATASETS[name]} is not in the data directory {root} and {why}; place these files there "
+    return (f"{DATASETS[name]} is not in the data folder and {why}; place these files there "
             f"(torchvision's layout): {', '.join(missing)}, or set RESNET_EXPLORER_DATA to a folder that has "
             f"them, or pick the built-in Shapes set.")
 
@@ -300,9 +322,9 @@ def _ensure_files(name: str, root: Path, download: bool | None) -> None:
         return
     allowed = downloads_allowed() if download is None else download
     if not allowed:
-        raise DataError(_offline_message(name, root, missing, "downloads are switched off"))
+        raise DataError(_offline_message(name, root, missing, "downloads are switched off"), root)
     if not can_reach(_download_url(name)):
-        raise DataError(_offline_message(name, root, missing, "the download server cannot be reached"))
+        raise DataError(_offline_message(name, root, missing, "the download server cannot be reached"), root)
     from torchvision import datasets
 
     cls = {"cifar10": datasets.CIFAR10, "mnist": datasets.MNIST, "fashion_mnist": datasets.FashionMNIST}[name]
@@ -310,7 +332,7 @@ def _ensure_files(name: str, root: Path, download: bool | None) -> None:
         for train in (True, False):
             cls(str(root), train=train, download=True)  # torchvision verifies the archive's MD5
     except Exception as exc:  # network drop, disk full, bad archive: all end in the same advice
-        raise DataError(_offline_message(name, root, _missing(name, root), f"the download failed ({exc})")) from exc
+        raise DataError(_offline_message(name, root, _missing(name, root), f"the download failed ({exc})"), root) from exc
 
 
 def _read_cifar(root: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
@@ -333,8 +355,9 @@ def _read_cifar(root: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor, tu
         with open(base / "batches.meta", "rb") as f:
             classes = tuple(pickle.load(f, encoding="latin1")["label_names"])
     except (OSError, KeyError, ValueError, pickle.UnpicklingError, EOFError) as exc:
-        raise DataError(f"The CIFAR-10 files in {base} could not be read ({exc}); delete them and download "
-                        f"again, or place the original 'python version' batches there.") from exc
+        raise DataError(f"The CIFAR-10 files in the data folder could not be read ({_reason(exc, base)}); delete "
+                        f"them and download again, or place the original 'python version' batches there.",
+                        base) from exc
     images = torch.from_numpy(np.concatenate(data))
     return images, torch.tensor(labels, dtype=torch.int64), classes
 
@@ -347,8 +370,8 @@ def _read_mnist(name: str, root: Path, train: bool) -> tuple[torch.Tensor, torch
     try:
         ds = cls(str(root), train=train, download=False)
     except (RuntimeError, AssertionError, ValueError, OSError) as exc:
-        raise DataError(f"The {DATASETS[name]} files in {root / cls.__name__ / 'raw'} could not be read "
-                        f"({exc or type(exc).__name__}); delete them and download again.") from exc
+        raise DataError(f"The {DATASETS[name]} files in the data folder could not be read "
+                        f"({_reason(exc, root)}); delete them and download again.", root / cls.__name__ / "raw") from exc
     # Grey to three channels so every page (and Grad-CAM) sees RGB images, as for the other sets.
     images = ds.data[:, None].expand(-1, 3, -1, -1)
     return images, ds.targets.to(torch.int64), tuple(ds.classes)
@@ -386,17 +409,19 @@ def read_image_folder(path: str | Path, image_size: int = 32) -> ImageData:
     from torchvision import datasets, transforms
 
     root = Path(path)
+    title = dataset_title(f"folder:{root}")
     if not root.is_dir():
-        raise DataError(f"The image folder {root} does not exist; give a folder with one sub-folder per class.")
+        raise DataError(f"{title[0].upper() + title[1:]} does not exist; give a folder with one sub-folder per class.", root)
     tf = transforms.Compose([transforms.Resize(image_size), transforms.CenterCrop(image_size),
                              transforms.PILToTensor()])
     try:
         ds = datasets.ImageFolder(str(root), transform=tf)
     except (FileNotFoundError, RuntimeError) as exc:
-        raise DataError(f"The image folder {root} holds no images in class sub-folders ({exc}); put each "
-                        f"class's images in its own sub-folder.") from exc
+        raise DataError(f"{title[0].upper() + title[1:]} holds no images in class sub-folders ({_reason(exc, root)}); put "
+                        f"each class's images in its own sub-folder.", root) from exc
     if len(ds.classes) < 2:
-        raise DataError(f"The image folder {root} has {len(ds.classes)} class sub-folder; a classifier needs two or more.")
+        raise DataError(f"{title[0].upper() + title[1:]} has {len(ds.classes)} class sub-folder; a classifier needs two or "
+                        "more.", root)
     images = torch.stack([ds[i][0].expand(3, -1, -1) if ds[i][0].shape[0] == 1 else ds[i][0][:3]
                           for i in range(len(ds))])
     labels = torch.tensor(ds.targets, dtype=torch.int64)

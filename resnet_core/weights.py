@@ -220,6 +220,10 @@ def _torchvision_member(arch: str, member: str) -> Any:
                            f"choose one of {names}.") from None
 
 
+# How sentences name torch.hub's cache: visitors read them, so never the server's own path (``path`` has it).
+HUB_FOLDER = "torch.hub's checkpoints folder ($TORCH_HOME/hub/checkpoints)"
+
+
 def hub_checkpoint_path(arch: str, member: str) -> Path:
     """Where torch.hub caches these weights: ``torch.hub.get_dir()/checkpoints/<file name of the URL>``."""
     url = _torchvision_member(arch, member).url
@@ -311,7 +315,7 @@ def load_torchvision_state_dict(arch: str, member: str, *, download: bool = True
     if not path.exists() and not (download and network_available(urlparse(weights.url).hostname or "")):
         raise OfflineWeightsError(
             f"The {label} weights are not in the torch hub cache and cannot be downloaded (no network): "
-            f"download {weights.url} and save it as {path.name} in {path.parent}, then reload.",
+            f"download {weights.url} and save it as {path.name} in {HUB_FOLDER}, then reload.",
             path=path, url=weights.url)
     try:
         return torch.hub.load_state_dict_from_url(weights.url, model_dir=str(path.parent), map_location="cpu",
@@ -320,12 +324,12 @@ def load_torchvision_state_dict(arch: str, member: str, *, download: bool = True
     except (pickle.UnpicklingError, EOFError, RuntimeError, zipfile.BadZipFile) as exc:
         if not path.exists():  # the download itself failed (e.g. hash mismatch): nothing is left behind
             raise WeightsError(f"Downloading the {label} weights failed ({exc}); try again later.") from None
-        raise WeightsError(f"The cached file {path} is damaged or not a weights file; delete it and reload "
-                           "to download it again.") from None
+        raise WeightsError(f"The cached file {path.name} in {HUB_FOLDER} is damaged or not a weights file; "
+                           "delete it and reload to download it again.") from None
     except OSError as exc:  # URLError, HTTPError, connection reset
         raise OfflineWeightsError(
             f"Downloading the {label} weights failed ({exc}): download {weights.url} and save it as "
-            f"{path.name} in {path.parent}, then reload.", path=path, url=weights.url) from None
+            f"{path.name} in {HUB_FOLDER}, then reload.", path=path, url=weights.url) from None
 
 
 # -------------------------------------------------------------------------------------------- one entry point

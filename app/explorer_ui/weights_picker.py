@@ -22,6 +22,7 @@ from resnet_core.checkpoints import checkpoint_file, checkpoint_id, checkpoint_t
 from resnet_core.fit import WIDTH_FACTORS
 from resnet_core.models import get_spec
 from resnet_core.weights import (
+    HUB_FOLDER,
     CheckpointMismatch,
     WeightsError,
     download_torchvision_weights,
@@ -292,8 +293,9 @@ def _download_with_progress(name: str, member: str) -> None:
     try:
         download_torchvision_weights(name, member, report)
     except (WeightsError, OSError) as error:
-        st.error(f"Downloading {path.name} failed ({error}); check the connection and reload, or save the file "
-                 f"in {path.parent} yourself.")
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else error  # no server path
+        st.error(f"Downloading {path.name} failed ({reason}); check the connection and reload, or save the file "
+                 f"in {HUB_FOLDER} yourself.")
     bar.empty()
 
 

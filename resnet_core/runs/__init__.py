@@ -86,6 +86,8 @@ from .records import (  # noqa: F401
     list_checkpoints,
     list_runs,
     load_run,
+    past_run_titles,
+    past_runs_table,
     race_title,
     unique_titles,
 )

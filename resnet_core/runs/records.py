@@ -121,6 +121,27 @@ def unique_titles(titles: dict[str, str]) -> dict[str, str]:
     return out
 
 
+def past_run_titles(runs: pd.DataFrame) -> dict[str, str]:
+    """Run id -> "the race 'NAME' of 6 Dec 17:00 (finished, step 50)" for every row of :func:`list_runs`."""
+    def status(row: Any) -> str:
+        steps = row.steps
+        known = steps is not None and steps == steps  # NaN when the run recorded no step
+        return f"{row.status}, step {int(steps)}" if known else str(row.status)
+
+    return unique_titles({row.run_id: f"{race_title(row.name, row.created)} ({status(row)})"
+                          for row in runs.itertuples()})
+
+
+def past_runs_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """:func:`list_runs` as a visitor reads it: races by title and data sets by name, no folder, id or host."""
+    from ..data import dataset_title
+
+    titles = past_run_titles(runs)
+    return pd.DataFrame({"race": [titles[r] for r in runs["run_id"]], "source": runs["source"],
+                         "data": [dataset_title(d) for d in runs["dataset"]], "racers": runs["racers"],
+                         "notes": runs["notes"]})
+
+
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text())

@@ -68,6 +68,7 @@ def test_the_chance_line_is_the_chosen_models(tmp_path, monkeypatch: pytest.Monk
     plan = lesson.plan_any(lesson.open_trained(f"ckpt:{path}"), steps=3, landscape_batch=8, lesion_batch=8,
                            max_removed=1, samples=1)
     assert plan.dataset == f"folder:{folder}" and plan.classes == 4 and plan.image_size == 16
+    assert plan.sentence().startswith("ResNet-20 on the image folder 'four' (16 px)")  # its name, not its path
     assert plan.landscape_passes == 3 * 3 + 3 and plan.lesion_passes == 2 + 9 + 1
     result = lesson.measure_any(plan)
     assert result.chance == 0.25 and result.surface.shape[0] == 9 and len(result.study) == 9
@@ -76,7 +77,7 @@ def test_the_chance_line_is_the_chosen_models(tmp_path, monkeypatch: pytest.Monk
     # Its outputs are not the Shapes classes: measured on Shapes it is refused with a sentence.
     shapes_plan = lesson.plan_any(plan.model, dataset="shapes", steps=3, landscape_batch=8, lesion_batch=8,
                                   max_removed=1, samples=1)
-    with pytest.raises(lesson.AnyNetError, match="has 4 outputs but shapes has 10 classes"):
+    with pytest.raises(lesson.AnyNetError, match="has 4 outputs but Shapes has 10 classes"):
         lesson.measure_any(shapes_plan)
 
 
@@ -118,7 +119,7 @@ def test_pick_the_demo_model_and_measure_it(app: AppTest, tmp_path, monkeypatch:
     before = len(_figures(at))
     at.selectbox(key="lesson_any_data").set_value("recorded")
     at.selectbox(key="lesson_any_model").set_value("demo:plain20").run(timeout=240)
-    cost = next(c.value for c in at.caption if c.value.startswith("Plain-20 on shapes (32 px)"))
+    cost = next(c.value for c in at.caption if c.value.startswith("Plain-20 on Shapes (32 px)"))
     assert "a 11 x 11 landscape costs 132 forward passes of 64 training images" in cost
     assert "the lesion study 33 of 128 held-out images" in cost  # 2 + 7 removable + 4 x 6 sampled sets
     at.button(key="lesson_any_run").click().run(timeout=240)
@@ -134,7 +135,7 @@ def test_pick_the_demo_model_and_measure_it(app: AppTest, tmp_path, monkeypatch:
     assert [s["y0"] for s in chance] == [pytest.approx(1 / len(SHAPES_CLASSES))]
     assert [t["name"] for t in curve["data"]] == ["Plain-20", "chance 10%"]  # the guide is named in the legend
     text = "\n".join(m.value for m in at.markdown)
-    assert "**Plain-20** on 128 held-out shapes images: accuracy " in text and "(chance is 10%)" in text
+    assert "**Plain-20** on 128 held-out Shapes images: accuracy " in text and "(chance is 10%)" in text
     # The results stay while the page reruns for another reason.
     at.toggle(key="lesson_zero_init").set_value(True).run(timeout=240)
     assert len(_figures(at)) == before + 4

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from resnet_core import lesson
-from resnet_core.runs import list_runs, load_run, race_title
+from resnet_core.runs import list_runs, load_run, race_title, runs_dir
 from resnet_core.train import PRESETS, RaceConfig, RacerSpec, main
 from tests.app.conftest import open_page
 
@@ -146,7 +146,7 @@ def test_offline_data_set_gives_one_sentence_and_keeps_the_settings(page, monkey
     _button(page, "tr_start").click().run()
     assert not page.exception, page.exception
     (error,) = page.error
-    assert str(tmp_path / "no-data") in error.value and "cifar-10-batches-py/data_batch_1" in error.value
+    assert str(tmp_path) not in error.value and "cifar-10-batches-py/data_batch_1" in error.value
     assert page.selectbox(key=f"{key}_data").value == "cifar10"  # nothing lost
     assert not page.get("plotly_chart")
 
@@ -160,9 +160,12 @@ def test_past_cli_run_is_listed_and_reopened(page, tmp_path):
     assert "cli" in set(listed["source"]) and "Plain-20, ResNet-20" in set(listed["racers"])
     assert "run_id" not in listed.columns  # runs are named by their race, not by their folder
     (run_id,) = list_runs().query("source == 'cli'")["run_id"]
+    title = f"{race_title('Plain-20 vs ResNet-20', load_run(run_id).info['created'])} (finished, step 4)"
+    row = listed[listed["source"] == "cli"].iloc[0]
+    assert row["race"] == title and row["data"] == "Shapes"  # names, not keys
+    assert not any(run_id in str(v) or str(runs_dir()) in str(v) for v in listed.to_numpy().ravel())
     picker = page.selectbox(key="tr_past_pick")
-    assert (f"{race_title('Plain-20 vs ResNet-20', load_run(run_id).info['created'])} (finished, step 4)"
-            in picker.options)
+    assert title in picker.options
     picker.set_value(run_id).run()
     assert not page.exception, page.exception
     curves = _figures(page)[0]

@@ -140,7 +140,7 @@ def test_corrupt_cifar_file_gives_one_sentence(tmp_path):
     (tmp_path / "cifar-10-batches-py" / "data_batch_3").write_bytes(b"not a pickle")
     with pytest.raises(DataError, match="could not be read") as info:
         load_splits("cifar10", root=tmp_path, download=False)
-    assert "\n" not in str(info.value)
+    assert "\n" not in str(info.value) and str(tmp_path) not in str(info.value)
 
 
 # ------------------------------------------------------------------------------------------------ MNIST
@@ -193,7 +193,8 @@ def test_offline_message_names_the_directory_and_the_files(tmp_path, monkeypatch
         load_splits("cifar10")
     message = str(info.value)
     assert time.perf_counter() - start < 30  # a hang-guard: offline must not wait on the network
-    assert str(tmp_path / "empty") in message
+    assert str(tmp_path) not in message and "the data folder" in message  # visitors read it: no server path
+    assert info.value.folder == tmp_path / "empty"  # the command line prints it
     assert "cifar-10-batches-py/data_batch_1" in message and "batches.meta" in message
     assert "RESNET_EXPLORER_DATA" in message and "\n" not in message
     with pytest.raises(DataError, match=r"MNIST/raw/train-images-idx3-ubyte"):
@@ -258,5 +259,14 @@ def test_image_folder_one_subfolder_per_class(tmp_path):
     assert len(train) + len(test) == 11 and train.images.shape[1:] == (3, 16, 16)
     red = train.images[train.labels == 1]
     assert int(red[:, 0].float().mean()) == 220 and int(red[:, 2].float().mean()) == 20
-    with pytest.raises(DataError, match="does not exist"):
+    with pytest.raises(DataError, match="does not exist") as info:
         load_splits(f"folder:{tmp_path / 'nope'}")
+    assert str(tmp_path) not in str(info.value) and "The image folder 'nope'" in str(info.value)
+    assert info.value.folder == tmp_path / "nope"
+    (tmp_path / "only" / "cats").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(tmp_path / "only" / "cats" / "a.png")
+    with pytest.raises(DataError, match="1 class sub-folder") as info:
+        load_splits(f"folder:{tmp_path / 'only'}")
+    assert str(tmp_path) not in str(info.value)
+    assert data.dataset_title(f"folder:{tmp_path}") == f"the image folder '{tmp_path.name}'"
+    assert data.dataset_title("cifar10") == "CIFAR-10" and data.dataset_title("shapes") == "Shapes"

@@ -327,6 +327,16 @@ def test_cli_bad_input_is_one_sentence(capsys):
     assert "--preset" in capsys.readouterr().err
 
 
+def test_cli_names_the_data_folder_the_page_leaves_out(capsys, tmp_path, monkeypatch):
+    """The library's sentence has no server path (visitors read it); the operator's command line adds it."""
+    monkeypatch.setenv("RESNET_EXPLORER_OFFLINE", "1")
+    monkeypatch.setenv("RESNET_EXPLORER_DATA", str(tmp_path / "no-data"))
+    assert main(["--racer", "resnet20", "--dataset", "cifar10", "--steps", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("resnet-train: CIFAR-10 is not in the data folder") and "\n" not in err
+    assert err.endswith(f"(folder: {tmp_path / 'no-data'})")
+
+
 def _round_trip(ckpt: dict) -> dict:
     """Through bytes and back, as a checkpoint file is read (weights_only)."""
     import io

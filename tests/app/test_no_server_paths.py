@@ -1,0 +1,63 @@
+"""No text a visitor sees holds a server path: every page, in the states that name files (ImageNet weights not
+cached and no network, a data set that is not on the server, an uploaded checkpoint, a finished race)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from resnet_core.runs import list_runs, runs_dir
+from resnet_core.settings import OFFLINE_ENV
+from resnet_core.train import main
+from tests.conftest import APP_MAIN
+
+PAGES = ("architecture", "activations", "gradient_flow", "grad_cam", "training", "lesson")
+REPO = Path(APP_MAIN).resolve().parents[1]
+
+
+def _texts(block) -> list[str]:
+    """Every element's protobuf as text (labels, values, options, captions, table cells) under ``block``."""
+    out = []
+    for child in getattr(block, "children", {}).values():
+        proto = getattr(child, "proto", None)
+        if proto is not None:
+            out.append(str(proto))
+        out += _texts(child)
+    return out
+
+
+def _visible(at: AppTest) -> str:
+    tables = [frame.value.to_string() for frame in at.dataframe]
+    return "\n".join(_texts(at.main) + _texts(at.sidebar) + tables)
+
+
+@pytest.fixture
+def offline_server(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("RESNET_EXPLORER_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv(OFFLINE_ENV, "1")
+    assert main(["--racer", "resnet20:plain", "--racer", "resnet20", "--steps", "2", "--width", "4",
+                 "--image-size", "16", "--batch-size", "8", "--n-train", "32", "--eval-every", "2",
+                 "--no-progress", "--dataset", f"folder:{tmp_path / 'no-such-folder'}"]) == 2  # refused: no run
+    assert main(["--racer", "resnet20:plain", "--racer", "resnet20", "--steps", "2", "--width", "4",
+                 "--image-size", "16", "--batch-size", "8", "--n-train", "32", "--eval-every", "2",
+                 "--no-progress"]) == 0
+    return [str(tmp_path), str(runs_dir()), str(REPO)]
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_no_page_shows_a_server_path(offline_server, page):
+    at = AppTest.from_file(str(APP_MAIN), default_timeout=240)
+    at.query_params.update({"arch": "resnet50", "weights": "tv:IMAGENET1K_V2"})  # not cached, no network
+    at.run()
+    at.switch_page(f"../pages/{page}.py").run()
+    assert not at.exception, at.exception
+    if page == "training":
+        at.selectbox(key="tr_past_pick").set_value(list_runs()["run_id"][0]).run()  # reopened: its checkpoints
+    text = _visible(at)
+    if page in ("activations", "grad_cam"):  # the pages that load the link's weights say they are missing
+        assert "resnet50-11ad3fa6.pth" in text and "$TORCH_HOME/hub/checkpoints" in text
+    for path in offline_server:
+        assert path not in text, f"{page} shows {path}"
