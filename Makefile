@@ -51,7 +51,7 @@ bench: $(VENV)/.installed-test
 mutants: $(VENV)/.installed-test
 	$(BIN)/python tools/mutants.py $(MUTANTS_ARGS)
 
-# The embedded demo models (resnet_core/demo_models/): ResNet-20 and Plain-20 trained on Shapes by the project's
+# The embedded demo models (resnet_core/weights/demo_models/): ResNet-20 and Plain-20 trained on Shapes by the project's
 # own trainer with a fixed seed, on the CPU with 2 threads (15-20 minutes on a busy 2-core machine). Commit what it writes.
 .PHONY: demo-models
 demo-models: $(VENV)/.installed-app

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pandas as pd
 import streamlit as st
 import torch
-from explorer_ui.budget import offer_fit
+from explorer_ui.budget import stop_on_refusal
 from explorer_ui.figures import shared_figure, shared_result
 from explorer_ui.heavy_notice import queue_notice
 from explorer_ui.image_source import ImageSourceKeys, domain_notice, pick_image
@@ -21,8 +21,8 @@ from explorer_ui.weights_picker import effective_weights
 from PIL import Image
 
 from resnet_core.data import make_shapes
-from resnet_core.heavy import heavy_slot
 from resnet_core.images import sample_images, to_pil
+from resnet_core.job_queue import heavy_slot
 from resnet_core.page_specs import ACT_SHAPES_COUNT, ACTIVATIONS
 from resnet_core.plots.instruments import (
     activation_depth_figure,
@@ -37,7 +37,6 @@ from resnet_core.probes import (
     DEFAULT_BINS,
     DEFAULT_HIST_RANGE,
     MAX_HIST_VALUES,
-    BatchStatsError,
     FeatureMaps,
     activation_profile,
     bn_train_flag,
@@ -46,7 +45,6 @@ from resnet_core.probes import (
     image_batch,
     spread_summary,
 )
-from resnet_core.settings import BudgetError
 from resnet_core.weights import preprocessing_for
 
 MAX_CHANNELS = 16
@@ -136,7 +134,7 @@ with bn_col:
 image, image_key, image_label = picked.image, picked.key, picked.label
 net_labels = (choice.label + (" (trained)" if trained else ""),
               twin_choice.label + (" (at initialisation)" if trained else ""))
-try:
+with stop_on_refusal():
     with st.spinner(f"Loading {choice.label}..."):
         model = get_model(choice)
     domain_notice(model, picked, IMAGE_KEYS, {kind: kind for kind in SOURCES})
@@ -145,15 +143,6 @@ try:
     with st.spinner(f"Recording the activations of {choice.label}..."), queue_notice():
         strip, maps = _strip(choice_key(choice), image_key, batch, bn, choice, x)
         stats, hists = _compare(choice_key(choice), image_key, batch, bn, net_labels, choice, twin_choice, x)
-except BatchStatsError as error:  # a batch of one with batch statistics: the seeds' caveat, in one sentence
-    st.error(str(error))
-    st.stop()
-except BudgetError as error:  # over the memory budget: the sentence and a button for the nearest fit
-    offer_fit(error)
-    st.stop()
-except ValueError as error:
-    st.error(f"{error} Pick another model or weights in the sidebar.")
-    st.stop()
 
 left, right = st.columns([1, 3])
 batch_words = "alone" if batch == 1 else f"first of a batch of {batch}"

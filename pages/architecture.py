@@ -12,7 +12,7 @@ from explorer_ui.sidebar import ModelChoice, current_choice, get_model
 
 import resnet_core
 from resnet_core.describe import ArchitectureReport, architecture_report, block_comparison, paper_table_name
-from resnet_core.heavy import heavy_slot
+from resnet_core.job_queue import heavy_slot
 from resnet_core.plots.architecture import (
     block_comparison_figure,
     block_diagram_figure,

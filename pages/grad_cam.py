@@ -19,15 +19,16 @@ from explorer_ui.url_params import take_settings, write_settings
 from resnet_core import cam
 from resnet_core.card import card_of
 from resnet_core.data import SHAPES_CLASSES, shapes_split
-from resnet_core.demo import DEMO_CHECK_MODEL, default_image_for, load_demo_model
-from resnet_core.heavy import heavy_slot
+from resnet_core.errors import WeightsError
 from resnet_core.images import model_view, preprocess
+from resnet_core.job_queue import heavy_slot
 from resnet_core.page_specs import GC_SHAPES_COUNT, GRAD_CAM
 from resnet_core.plots.cam import cam_figure, cascade_figure, layers_figure, pointing_figure, topk_figure
 from resnet_core.plots.cam_methods import checks_figure, methods_grid_figure
 from resnet_core.plots.style import fmt_points
 from resnet_core.settings import BudgetError
-from resnet_core.weights import WeightsError, class_names_for, preprocessing_for
+from resnet_core.weights import class_names_for, preprocessing_for
+from resnet_core.weights.demo import DEMO_CHECK_MODEL, default_image_for, load_demo_model
 
 SOURCES = {"photo": "Sample photo", "upload": "Upload", "shapes": "Shapes image"}  # widget value (= kind) -> label
 IMAGE_KEYS = ImageSourceKeys(source="gc_source", photo="gc_sample", shape="gc_shape", upload="gc_upload")

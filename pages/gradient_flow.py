@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pandas as pd
 import streamlit as st
-from explorer_ui.budget import offer_fit
+from explorer_ui.budget import stop_on_refusal
 from explorer_ui.figures import shared_figure, shared_result
 from explorer_ui.heavy_notice import queue_notice
 from explorer_ui.keys import choice_key
@@ -16,7 +16,7 @@ from explorer_ui.sidebar import ModelChoice, current_choice, get_model
 from explorer_ui.url_params import take_settings, write_settings
 from explorer_ui.weights_picker import effective_weights
 
-from resnet_core.heavy import heavy_slot
+from resnet_core.job_queue import heavy_slot
 from resnet_core.page_specs import GRADIENT_FLOW
 from resnet_core.plots.instruments import depth_sweep_figure, gradient_norm_figure, path_split_figure
 from resnet_core.plots.style import fmt_value
@@ -24,7 +24,6 @@ from resnet_core.probes import (
     BN_MODE_SENTENCES,
     BN_MODES,
     SWEEP_SETTINGS,
-    BatchStatsError,
     bn_train_flag,
     compare_path_gradients,
     default_bn_mode,
@@ -34,7 +33,6 @@ from resnet_core.probes import (
     split_summary,
     sweep_summary,
 )
-from resnet_core.settings import BudgetError
 from resnet_core.targets import LossTarget
 from resnet_core.weights import preprocessing_for, weights_label
 
@@ -113,20 +111,10 @@ net_choice = replace(choice, weights="random") if state == "init" else choice
 # A checkpoint holds one trained net: its twin has no trained weights, so it is shown only at initialisation.
 twin_choice = replace(choice.twin(), weights="random") if state == "init" else None
 labels = (choice.label, twin_choice.label) if twin_choice else (f"{choice.label} (trained)",)
-try:
-    with st.spinner(f"Differentiating {net_choice.label}" + (" and its twin..." if twin_choice else "...")), \
-            queue_notice():
-        frame, batch_text = _flow(choice_key(net_choice), choice_key(twin_choice) if twin_choice else None, batch,
-                                  bn, labels, net_choice, twin_choice)
-except BatchStatsError as error:
-    st.error(str(error))
-    st.stop()
-except BudgetError as error:  # over the memory budget: the sentence and a button for the nearest fit
-    offer_fit(error)
-    st.stop()
-except ValueError as error:
-    st.error(f"{error} Pick another model or weights in the sidebar.")
-    st.stop()
+with stop_on_refusal(), st.spinner(f"Differentiating {net_choice.label}"
+                                   + (" and its twin..." if twin_choice else "...")), queue_notice():
+    frame, batch_text = _flow(choice_key(net_choice), choice_key(twin_choice) if twin_choice else None, batch,
+                              bn, labels, net_choice, twin_choice)
 
 st.subheader("Gradient norm at each block input")
 st.plotly_chart(shared_figure(gradient_norm_figure, frame), key="gf_norms")

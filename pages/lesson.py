@@ -14,9 +14,9 @@ from explorer_ui.url_params import take_settings, write_settings
 from streamlit.errors import StreamlitAPIException
 from streamlit.runtime.scriptrunner_utils.script_run_context import in_cached_function
 
-from resnet_core import lesson, lesson_words
+from resnet_core import lesson
 from resnet_core.cam import SHAPES_CHECK_IMAGES
-from resnet_core.heavy import heavy_slot
+from resnet_core.job_queue import heavy_slot
 from resnet_core.page_specs import LESSON, LESSON_GRIDS
 from resnet_core.plots.cam import pointing_figure
 from resnet_core.plots.landscape import line_figure, surface_figure
@@ -61,11 +61,6 @@ def _depth():
         return lesson.depth_ratios(DEPTHS, width=SWEEP_WIDTH, batch=SWEEP_BATCH)
 
 
-def _duration(seconds: float) -> str:
-    seconds = max(1, int(round(seconds)))
-    return f"{seconds} s" if seconds < 90 else f"{seconds // 60} min {seconds % 60:02d} s"
-
-
 @st.cache_data(show_spinner=False, ttl=600)
 def _race_seconds(which: str) -> float:
     with heavy_slot("lesson: timing a training step"):
@@ -93,7 +88,7 @@ def _live_progress(run_id: str) -> None:
     snap = race.snapshot()
     if snap.status not in LIVE_STATUSES:  # "ready" too is live: it holds the slot until started or stopped
         st.rerun()  # it ended: the whole page draws what it trained, or says why it stopped
-    eta = f", about {_duration(snap.eta_s)} left" if snap.eta_s is not None else ""
+    eta = f", about {lesson.duration(snap.eta_s)} left" if snap.eta_s is not None else ""
     st.progress(snap.progress, text=f"{snap.name}: step {snap.step} of {snap.steps} · {snap.status}{eta}")
 
 
@@ -195,6 +190,44 @@ def _training_link() -> None:
     st.caption("The Training page (when installed) races a plain net against its residual twin.")
 
 
+def _degradation_step():
+    """Step 1: the quartet's finished race (its curves and whether it shows degradation), else the button that
+    trains it. Returns the race's record (None without one) and its degradation sentence."""
+    curves_id = lesson.find_curves_run()
+    record = None
+    degraded: str | None = None  # step 1's sentence when its race shows degradation
+    if curves_id is None:
+        st.markdown(
+            "He et al. trained plain nets (stacks of conv-BN-ReLU) of 18 and 34 layers and found the deeper one "
+            "*worse*, in training error too: the solver fails to find a solution the deeper net can represent. "
+            "Measure it here: the preset race *The degradation quartet* trains Plain-20, Plain-56, ResNet-20 and "
+            "ResNet-56 on Shapes in lockstep.")
+        quartet = lesson.curves_race()
+        seconds = _race_seconds("curves")
+        _race(quartet, f"Train the quartet here (about {lesson.duration(seconds)} on this machine, {quartet.steps} steps)",
+              "lesson_train_curves")
+        st.caption("The estimate times training steps of each net on this device. The run is an ordinary run: it "
+                   "appears on the Training page, and the lesson uses it whenever it is opened again.")
+    else:
+        try:
+            record = load_run(curves_id)
+        except ValueError as error:  # a damaged run: one sentence, and the rest of the lesson goes on
+            st.error(str(error))
+            record = None
+    if record is not None:
+        st.markdown(
+            f"Training curves of {record.title} ({record.config.steps} steps on Shapes, the same batches for every "
+            "net). A plain net whose training loss stays high while its "
+            "residual twin learns is the degradation problem; a deeper plain net ending above a shallower one is "
+            "the paper's Fig. 6.")
+        st.plotly_chart(race_figure(record.history, record.evals, total_steps=record.config.steps),
+                        key="lesson_race")
+        degraded = degradation_note(record.config, record.summary)
+        st.info(degraded if degraded else "This run does not show degradation between two plain depths (the quartet "
+                "can).")
+    return record, degraded
+
+
 st.title("Why residuals work")
 # A shared link's settings (explorer_ui.url_params), on the session's first run only; defaults via session state.
 linked = take_settings(LESSON)
@@ -203,40 +236,9 @@ st.caption(f"A lesson in eight steps. Steps 2-5 use their own small CIFAR nets (
            "trained from this page when missing). Every number below is measured.")
 
 st.header("1. The degradation problem, measured")
-curves_id = lesson.find_curves_run()
-record = None
-degraded: str | None = None  # step 1's sentence when its race shows degradation
-if curves_id is None:
-    st.markdown(
-        "He et al. trained plain nets (stacks of conv-BN-ReLU) of 18 and 34 layers and found the deeper one "
-        "*worse*, in training error too: the solver fails to find a solution the deeper net can represent. "
-        "Measure it here: the preset race *The degradation quartet* trains Plain-20, Plain-56, ResNet-20 and "
-        "ResNet-56 on Shapes in lockstep.")
-    quartet = lesson.curves_race()
-    seconds = _race_seconds("curves")
-    _race(quartet, f"Train the quartet here (about {_duration(seconds)} on this machine, {quartet.steps} steps)",
-          "lesson_train_curves")
-    st.caption("The estimate times training steps of each net on this device. The run is an ordinary run: it "
-               "appears on the Training page, and the lesson uses it whenever it is opened again.")
-else:
-    try:
-        record = load_run(curves_id)
-    except ValueError as error:  # a damaged run: one sentence, and the rest of the lesson goes on
-        st.error(str(error))
-        record = None
-if record is not None:
-    st.markdown(
-        f"Training curves of {record.title} ({record.config.steps} steps on Shapes, the same batches for every "
-        "net). A plain net whose training loss stays high while its "
-        "residual twin learns is the degradation problem; a deeper plain net ending above a shallower one is "
-        "the paper's Fig. 6.")
-    st.plotly_chart(race_figure(record.history, record.evals, total_steps=record.config.steps),
-                    key="lesson_race")
-    degraded = degradation_note(record.config, record.summary)
-    st.info(degraded if degraded else "This run does not show degradation between two plain depths (the quartet "
-            "can).")
+record, degraded = _degradation_step()
 with st.expander("The paper's reference: ImageNet, Table 2"):
-    st.markdown(lesson_words.paper_table2_sentence(lesson.PAPER_TABLE2_TOP1))
+    st.markdown(lesson.paper_table2_sentence(lesson.PAPER_TABLE2_TOP1))
     st.plotly_chart(shared_figure(paper_table2_figure, lesson.PAPER_TABLE2_TOP1), key="lesson_paper")
     st.caption(f"Quoted from {lesson.PAPER_CITATION}; not measured here.")
 _training_link()
@@ -244,16 +246,7 @@ _training_link()
 st.header("2. A residual block can be the identity")
 with st.spinner("Running four versions of one block..."), queue_notice():
     identity = _identity()
-rows = identity.set_index(["residual", "zero_init"])
-res_zero, plain_zero = rows.loc[(True, True)], rows.loc[(False, True)]
-st.markdown(
-    f"Take block `{BLOCK}` of {lesson.label(ARCH)} and feed it the input x it really receives in the net "
-    "(a seeded batch). A residual block computes y = ReLU(x + F(x)). With the last batch-norm scale of F at "
-    f"zero (`zero_init_residual=True`), F(x) = 0 and y = x: measured **max |y - x| = "
-    f"{res_zero['max_abs_diff']:.3g}**. The plain block with the same zeroed layer outputs zeros: max |y - x| = "
-    f"{plain_zero['max_abs_diff']:.3g}, which is max |x| ({plain_zero['max_abs_input']:.3g}). To be the "
-    "identity, a plain block must *learn* it through two convolutions and ReLUs; a residual block only has to "
-    "push F towards zero.")
+st.markdown(lesson.identity_sentence(identity, block=BLOCK, net=lesson.label(ARCH)))
 st.plotly_chart(shared_figure(identity_figure, identity), key="lesson_identity")
 
 st.header("3. The gradient of y = x + F(x) is 1 + dF/dx")
@@ -268,37 +261,20 @@ zero_init = setting_widget(LESSON["lesson_zero_init"], "Start every branch at ze
 write_settings({"lesson_zero_init": zero_init})
 with st.spinner("Splitting the gradient..."), queue_notice():
     split = _split(zero_init)
-shares = split["shortcut_share"]
 st.plotly_chart(shared_figure(split_figure, split), key="lesson_split")
-st.markdown(
-    "Measured here: the shortcut's share of the gradient (its component along the total) "
-    + (f"runs from {shares.min():.0%} to {shares.max():.0%} across the {len(split)} blocks"
-       if f"{shares.min():.0%}" != f"{shares.max():.0%}" else f"is {shares.min():.0%} in all {len(split)} blocks")
-    + "; shortcut + branch equals the "
-    f"total (largest relative difference {split['sum_error'].max():.1e})."
-    + (" With every branch at zero, dF/dx = 0: the branch part is exactly "
-       f"{split['branch_norm'].abs().max():.3g} and the gradient crosses every block untouched "
-       f"(norm {split['total_norm'].iloc[0]:.4g} at the first block, {split['total_norm'].iloc[-1]:.4g} at the "
-       "last)." if zero_init else ""))
+st.markdown(lesson.split_sentence(split, zero_init=zero_init))
 
 st.header("4. Depth: what happens to the gradient on its way down")
 with st.spinner("Building and differentiating 6 nets..."), queue_notice():
     ratios = _depth()
 st.plotly_chart(shared_figure(depth_figure, ratios), key="lesson_depth")
-st.markdown(lesson_words.depth_sentence(ratios, batch=SWEEP_BATCH, width=SWEEP_WIDTH))
+st.markdown(lesson.depth_sentence(ratios, batch=SWEEP_BATCH, width=SWEEP_WIDTH))
 
 st.header("5. The unrolled view: many paths, mostly short")
 n_blocks = setting_widget(LESSON["lesson_blocks"], "Residual blocks",  # starts at ResNet-110's
                           help="ResNet-110 has 54 blocks; ResNet-1202 has 600.")
 write_settings({"lesson_blocks": n_blocks})
-summary = lesson.path_summary(n_blocks)
-st.markdown(
-    f"Each block offers two ways through: the shortcut or the branch. Unrolled (Veit et al. 2016), "
-    f"{n_blocks} blocks are **2^{n_blocks} = {summary['paths']:,} paths**, and the number of branches a path "
-    f"takes is Binomial({n_blocks}, 1/2): mean {summary['mean_length']:.1f}, "
-    f"{summary['share_within_1std']:.0%} of paths within {summary['std_length']:.1f} of it. The one path "
-    f"through every branch, the plain net's only path, is 1 of {summary['paths']:,} "
-    f"({summary['longest_share']:.2g} of the total).")
+st.markdown(lesson.paths_sentence(n_blocks, lesson.path_summary(n_blocks)))
 st.plotly_chart(shared_figure(paths_figure, lesson.unrolled_paths(n_blocks)), key="lesson_paths")
 
 st.header("6. The loss landscape of two trained nets")
@@ -313,7 +289,7 @@ if pair_id is None:
         f"rate {pair_config.lr} after {pair_config.warmup_steps} warm-up steps, cosine decay, width "
         f"{pair_config.width}, {pair_config.image_size} px): the presets' constant 0.01 leaves Plain-20 at chance "
         "for hundreds of steps.")
-    _race(pair_config, f"Train Plain-20 and ResNet-20 (about {_duration(_race_seconds('pair'))} on this machine)",
+    _race(pair_config, f"Train Plain-20 and ResNet-20 (about {lesson.duration(_race_seconds('pair'))} on this machine)",
           "lesson_train_pair")
     st.info("Steps 6, 7 and 8 are computed once the two nets are trained.")
     st.stop()
@@ -324,10 +300,10 @@ st.caption("The trained nets: " + ("the embedded demo models (trained on Shapes 
                                    f"Plain-20 and ResNet-20 of {_race_title(pair_id)}."))
 cols = st.columns(len(pair.models))
 for col, (label, acc) in zip(cols, pair.accuracy.items(), strict=True):
-    col.metric(f"{label}: held-out accuracy", f"{acc:.1%}" if acc == acc else "not evaluated",
+    col.metric(f"{label}: held-out accuracy", lesson.accuracy_text(acc),
                help=f"On {pair.accuracy_sample}; chance is {pair.chance:.0%}.")
 if all(acc == acc for acc in pair.accuracy.values()):
-    st.markdown(lesson_words.accuracy_sentence(pair.accuracy, pair.chance, sample=pair.accuracy_sample,
+    st.markdown(lesson.accuracy_sentence(pair.accuracy, pair.chance, sample=pair.accuracy_sample,
                                          degradation=degraded, step1_measured=record is not None))
 not_learned = [label for label in pair.models if not pair.learned(label)]
 if not_learned:
@@ -338,10 +314,8 @@ grid = setting_widget(LESSON["lesson_grid"], "Grid (points per side)",
 write_settings({"lesson_grid": grid})
 forward_ms = _forward_ms(pair_id, pair_runs, LANDSCAPE_BATCH)
 passes = lesson.landscape_passes(grid) * len(pair.models)
-st.caption(f"Costs {passes} forward passes of {LANDSCAPE_BATCH} images ({forward_ms:.0f} ms each, measured): about "
-           f"{_duration(passes * forward_ms / 1000)}. Fixed: the batch (the first {LANDSCAPE_BATCH} training "
-           f"images), the seed of the two directions ({LANDSCAPE_SEED}) and the span (±{LANDSCAPE_SPAN}), so the "
-           "same run always gives the same picture.")
+st.caption(lesson.landscape_cost_sentence(passes, forward_ms, batch=LANDSCAPE_BATCH, seed=LANDSCAPE_SEED,
+                                          span=LANDSCAPE_SPAN))
 bar, tick = _progress("Evaluating the loss at grid points:")
 with queue_notice():
     surfaces, lines = _landscape(pair_id, pair_runs, grid, tick)
@@ -349,22 +323,22 @@ bar.empty()
 st.plotly_chart(surface_figure(surfaces), key="lesson_surface")
 st.plotly_chart(line_figure(lines), key="lesson_line")
 st.markdown(
-    lesson_words.landscape_sentence(lines) + " The weights are moved along two random directions, each filter rescaled "
+    lesson.landscape_sentence(lines) + " The weights are moved along two random directions, each filter rescaled "
     "to the norm of the filter it perturbs (Li et al. 2018; batch-norm parameters stay put, running statistics "
     "fixed). What it shows: how the loss changes around these trained weights along two random directions. What it "
     "does not prove: a 2-D slice of a space with tens of thousands of dimensions can miss any direction that "
     "matters, and smoothness here is not by itself why training succeeds.")
 
 st.header("7. An ensemble of shallow paths: the lesion study")
-with st.spinner(f"Removing blocks (about "
-                f"{_duration(lesson.lesion_passes(pair, MAX_REMOVED, SAMPLES) * forward_ms * LESION_BATCH / LANDSCAPE_BATCH / 1000)})..."), \
-        queue_notice():
+lesion_seconds = lesson.lesion_seconds(pair, MAX_REMOVED, SAMPLES, batch=LESION_BATCH, forward_ms=forward_ms,
+                                       timed_batch=LANDSCAPE_BATCH)
+with st.spinner(f"Removing blocks (about {lesson.duration(lesion_seconds)})..."), queue_notice():
     studies, curves = _lesion(pair_id, pair_runs)
 st.markdown(
     "Veit et al. 2016 deleted single blocks from a trained ResNet at test time: the error barely moved, except "
     "at downsampling blocks; deleting a layer of a plain net gave chance. Here each block is removed in turn (a "
     "residual block keeps its shortcut; a plain block becomes the identity, and is not removable where it changes "
-    "the shape). " + lesson_words.lesion_sentence(
+    "the shape). " + lesson.lesion_sentence(
         studies, pair.chance, sample=f"{LESION_BATCH} held-out Shapes images (not step 6's "
                                      f"{pair.accuracy_images:,}, so the accuracy with every block can differ)"))
 st.plotly_chart(study_figure(studies, chance=pair.chance), key="lesson_lesion")

@@ -10,10 +10,19 @@ from .cam import (
     randomization_cascade,
 )
 from .card import ModelCard
-from .describe import block_comparison, block_table, count_macs, describe, stage_table, twin_comparison
+from .describe import (
+    block_comparison,
+    block_table,
+    count_macs,
+    describe,
+    list_models,
+    stage_table,
+    twin_comparison,
+)
 from .errors import WeightsError
+from .hooks import count_hooks, model_lock, preserved_state
 from .images import ImageError, Preprocessing, decode_image, preprocess, sample_images
-from .models import ARCHITECTURES, ResNet, build, count_params, display_name, iter_blocks, list_models
+from .models import ARCHITECTURES, ResNet, build, count_params, display_name, iter_blocks
 from .probes import (
     activation_profile,
     activation_stats,
@@ -22,7 +31,6 @@ from .probes import (
     path_gradients,
     record_activations,
 )
-from .state import count_hooks, model_lock, preserved_state
 
 __all__ = [
     "ARCHITECTURES",

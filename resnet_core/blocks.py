@@ -224,6 +224,15 @@ class BasicBlock(ResidualBlock):
         return self.tap_out(self._relu(self.relu_out, self._merge(out, x, fast), fast, x))
 
 
+def bottleneck_shape(planes: int, stride: int, groups: int, base_width: int, stride_on: str) -> tuple[int, int, int]:
+    """A bottleneck's inner width (torchvision's rule: ResNeXt groups, Wide ResNet's base width) and the strides
+    of its first 1x1 and its 3x3 convolution; the post- and pre-activation bottlenecks share it."""
+    if stride_on not in STRIDE_PLACEMENTS:
+        raise ValueError(f"stride_on must be one of {STRIDE_PLACEMENTS}, got {stride_on!r}.")
+    width = int(planes * (base_width / 64.0)) * groups
+    return (width, stride, 1) if stride_on == "1x1" else (width, 1, stride)
+
+
 class Bottleneck(ResidualBlock):
     """1x1 reduce, 3x3 (grouped for ResNeXt, wider for Wide ResNet), 1x1 expand.
 
@@ -246,10 +255,7 @@ class Bottleneck(ResidualBlock):
         stride_on: str = "3x3",
     ) -> None:
         super().__init__()
-        if stride_on not in STRIDE_PLACEMENTS:
-            raise ValueError(f"stride_on must be one of {STRIDE_PLACEMENTS}, got {stride_on!r}.")
-        width = int(planes * (base_width / 64.0)) * groups
-        stride_1x1, stride_3x3 = (stride, 1) if stride_on == "1x1" else (1, stride)
+        width, stride_1x1, stride_3x3 = bottleneck_shape(planes, stride, groups, base_width, stride_on)
         self.conv1 = conv1x1(inplanes, width, stride_1x1)
         self.bn1 = nn.BatchNorm2d(width)
         self.relu1 = nn.ReLU()
@@ -341,10 +347,7 @@ class PreActBottleneck(ResidualBlock):
         stride_on: str = "3x3",
     ) -> None:
         super().__init__()
-        if stride_on not in STRIDE_PLACEMENTS:
-            raise ValueError(f"stride_on must be one of {STRIDE_PLACEMENTS}, got {stride_on!r}.")
-        width = int(planes * (base_width / 64.0)) * groups
-        stride_1x1, stride_3x3 = (stride, 1) if stride_on == "1x1" else (1, stride)
+        width, stride_1x1, stride_3x3 = bottleneck_shape(planes, stride, groups, base_width, stride_on)
         self.bn1 = nn.BatchNorm2d(inplanes)
         self.relu1 = nn.ReLU()
         self.conv1 = conv1x1(inplanes, width, stride_1x1)

@@ -21,8 +21,8 @@ from urllib.parse import urlparse
 
 import torch
 
-from .checkpoints import CheckpointMismatch, WeightsError, load_checkpoint_file
 from .data import DATASETS
+from .errors import WeightsError
 from .models import ARCHITECTURES, display_name
 from .runs import ForegroundControls, RunStorageError, RunWriter, registry_for, resume_race
 from .settings import network_available, set_memory_budget
@@ -35,6 +35,7 @@ from .weights import (
     preprocessing_for,
     torchvision_weights_enum,
 )
+from .weights.checkpoints import CheckpointMismatch, load_checkpoint_file
 
 
 # --------------------------------------------------------------------------------------------- resnet-train

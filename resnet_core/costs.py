@@ -1,13 +1,18 @@
 """What a request will cost before it is made: memory estimates from a meta-device model's shapes, the budget
 check that refuses or scales a request, and the nearest settings that fit (DESIGN.md, "Cost before work").
 
-``describe`` re-exports every name here, so ``from resnet_core.describe import estimate_memory`` still works.
+Each instrument declares its own cost beside its code (``probes.activations.estimate_activations``, a CAM
+method's ``cost``, ``lesion.estimate``, ...), summed from the building blocks here (``net_cost``: the weights,
+the input, a no-grad forward, a forward kept for backward). Every ``MemoryEstimate`` carries its ``Recipe``:
+the function that made it and the smaller variants worth offering, so refusing, scaling and suggesting work
+on any estimate without this module knowing which instrument made it. Generic tasks that are no instrument
+(``build``, ``forward``, ``backward``) and races (``estimate_race``) are costed here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
@@ -39,23 +44,6 @@ FLOAT_BYTES = 4
 LIVE_FORWARD = 4  # largest-layer tensors alive at once in a no-grad forward
 LIVE_BACKWARD = 4  # largest-layer gradient tensors alive at once in a backward
 SHAPES_DRAW_PLANES = 20  # float planes per image while the Shapes set is drawn (measured: 19)
-TASKS = ("build", "forward", "backward", "activations", "compare_activations", "gradient_norms", "path_gradients",
-         "compare_path_gradients", "block_gradients", "depth_sweep", "gradcam", "guided_gradcam",
-         "integrated_gradients", "race")
-_TASK_WORDS = {
-    "build": "Building {net}",
-    "forward": "A forward pass of {net} at {px} px (batch {batch})",
-    "backward": "A forward and backward pass of {net} at {px} px (batch {batch})",
-    "activations": "Recording the activations of {net} at {px} px (batch {batch})",
-    "compare_activations": "Comparing the activations of {net} and its twin at {px} px (batch {batch})",
-    "gradient_norms": "Gradient norms of {net} at {px} px (batch {batch})",
-    "path_gradients": "Gradient flow on {net} at {px} px (batch {batch})",
-    "compare_path_gradients": "Gradient flow on {net} and its twin at {px} px (batch {batch})",
-    "block_gradients": "Block-input gradients of {net} at {px} px (batch {batch})",
-    "gradcam": "Grad-CAM on {net} at {px} px",
-    "guided_gradcam": "Guided Grad-CAM on {net} at {px} px",
-    "integrated_gradients": "Integrated gradients on {net} at {px} px ({steps} steps, {chunk} at a time)",
-}
 
 
 @dataclass(frozen=True)
@@ -170,14 +158,31 @@ def layer_profile(model: nn.Module | str, input_size: InputSize = 224, options: 
         return _profile_pass(model, shape, stand_ins)
 
 
+Variant = tuple[dict[str, Any], str, dict[str, Any]]
+"""One smaller request: (the change as data, e.g. ``{"width": 8}``; its words, e.g. "width 8"; the arguments that
+change in the request, e.g. ``{"model": "resnet20", "options": {"width": 8}}``)."""
+Axes = Callable[[dict[str, Any]], list[list[Variant]]]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How an estimate is made again: ``cost(**request)`` with any argument changed, and ``axes(request)``: the
+    smaller variants worth suggesting, one list per kind of change, nearest first; at most ``most`` suggestions
+    (None: one per axis). Instruments pass their own, so this module never needs to know which made an estimate."""
+
+    cost: Callable[..., MemoryEstimate]
+    axes: Axes
+    most: int | None = None
+
+
 @dataclass(frozen=True)
 class MemoryEstimate:
-    """The memory one request needs, by part (bytes), with the request that was costed.
+    """The memory one request needs, by part (bytes), with the request that was costed and how to cost it again.
 
     ``parts``: e.g. parameters, activations kept, gradients, optimizer state, workspace; ``total`` is their
     sum (parts that are never alive at the same time are costed as their maximum before they get here).
-    ``request`` holds the arguments of ``estimate_memory`` (or ``estimate_race``) so a smaller variant can be
-    costed for a suggestion; ``note`` says what was scaled to fit, if anything.
+    ``request`` holds the keyword arguments of ``recipe.cost`` (the instrument's own cost function), so a
+    smaller variant can be costed for a suggestion or a scaled request; ``note`` says what was scaled to fit.
     """
 
     task: str
@@ -185,6 +190,7 @@ class MemoryEstimate:
     parts: dict[str, int]
     request: dict[str, Any] = field(default_factory=dict, compare=False)
     note: str = ""
+    recipe: Recipe | None = field(default=None, compare=False, repr=False)
 
     @property
     def total(self) -> int:
@@ -198,6 +204,12 @@ class MemoryEstimate:
         rows = [{"part": k, "bytes": int(v), "size": format_bytes(v)} for k, v in self.parts.items()]
         rows.append({"part": "total", "bytes": self.total, "size": format_bytes(self.total)})
         return pd.DataFrame(rows)
+
+    def again(self, **changes: Any) -> MemoryEstimate:
+        """The same request with ``changes`` to its arguments, costed by the function that made this one."""
+        if self.recipe is None:
+            raise ValueError(f"{self.what} was costed by hand and cannot be costed again with other settings.")
+        return self.recipe.cost(**{**self.request, **changes})
 
 
 def _net_words(model: nn.Module | str, options: dict[str, Any] | None) -> str:
@@ -222,118 +234,162 @@ def _default_size(model: nn.Module | str) -> int:
     return get_spec(name).input_size if name in ARCHITECTURES else 224
 
 
-def _side(image_size: InputSize) -> int:
+def image_side(image_size: InputSize) -> int:
+    """The side an image size is named by in words: an int itself, else its last entry (the width)."""
     return int(image_size) if isinstance(image_size, int) else int(tuple(image_size)[-1])
 
 
-def estimate_memory(model: nn.Module | str | None, task: str, *, batch: int = 1, image_size: InputSize | None = None,
-                    options: dict[str, Any] | None = None, builds: bool | None = None, twin: bool = False,
-                    layers_kept: int | None = None, ig_steps: int = 16, ig_chunk: int | None = None,
-                    depths: Sequence[int] | None = None, family: str = "cifar", width: int | None = None
-                    ) -> MemoryEstimate:
-    """Bytes ``task`` needs on ``model`` (a registry name with ``options``, or a model) for ``batch`` images of
-    ``image_size`` (side, (H, W), (C, H, W); default the net's own input size).
+# ------------------------------------------------------------------------------------------ building blocks
 
-    Tasks: ``build`` (parameters and buffers), ``forward`` (no-grad eval), ``backward`` (forward and backward
-    with parameter gradients), the instruments ``activations``, ``compare_activations``, ``gradient_norms``,
-    ``path_gradients``, ``compare_path_gradients``, ``depth_sweep`` (``depths`` of ``family`` at ``width``;
-    ``model`` is ignored), and the explanations ``gradcam``, ``guided_gradcam``, ``integrated_gradients``
-    (``ig_steps`` scaled inputs, ``ig_chunk`` at a time). ``builds``: count the model's own parameters (default:
-    True for a name, False for a model that already exists). ``twin``: the twin is run too (instruments on two
-    nets run one after the other; only the larger costs). Races: ``estimate_race``.
-    """
-    if task not in TASKS or task == "race":
-        raise ValueError(f"Unknown task {task!r}; choose one of {', '.join(t for t in TASKS if t != 'race')} "
-                         f"(races: estimate_race).")
+
+@dataclass(frozen=True)
+class NetCost:
+    """One request on one net, resolved for costing: the net's profile at the request's input size, and the
+    parts every estimate on a net is summed from (bytes for the whole batch). An instrument's cost adds its own
+    parts and calls ``estimate``; ``request`` holds the arguments as given, so the estimate can be made again."""
+
+    request: dict[str, Any]
+    profile: LayerProfile
+    batch: int
+    size: InputSize
+    builds: bool
+    net: str  # the net in words, e.g. "ResNet-20 (width 8)"
+
+    @property
+    def px(self) -> int:
+        return image_side(self.size)
+
+    @property
+    def model_bytes(self) -> int:
+        return self.profile.param_bytes + self.profile.buffer_bytes
+
+    def bytes(self, elements: int) -> int:
+        """Bytes of ``elements`` float32 values per sample, for the whole batch."""
+        return elements * self.batch * FLOAT_BYTES
+
+    def inputs(self) -> dict[str, int]:
+        """Where every estimate on a net starts: the weights when the request builds the net (an existing
+        model is already paid for), then the input batch."""
+        weights = {"parameters and buffers": self.model_bytes} if self.builds else {}
+        return {**weights, "input": self.bytes(self.profile.input_numel)}
+
+    def no_grad_forward(self) -> dict[str, int]:
+        """A forward without autograd: a few tensors of the largest layer output alive at once."""
+        return {"live activations": self.bytes(LIVE_FORWARD * self.profile.largest)}
+
+    def forward_backward(self, copies: int = 1) -> dict[str, int]:
+        """A forward whose layer outputs are kept for a backward, and the backward's working set; ``copies``
+        inputs per image go through at once (integrated gradients' scaled copies)."""
+        return {"activations kept for backward": self.bytes(self.profile.kept) * copies,
+                "backward working set": self.bytes(LIVE_BACKWARD * self.profile.largest) * copies}
+
+    def estimate(self, task: str, what: str, parts: dict[str, int], cost: Callable[..., MemoryEstimate],
+                 axes: Axes | None = None, most: int | None = 2) -> MemoryEstimate:
+        """The estimate, made again by ``cost(**request)``; suggestions along ``axes`` (default ``net_axes``)."""
+        return MemoryEstimate(task, what, parts, dict(self.request), recipe=Recipe(cost, axes or net_axes, most))
+
+
+def net_cost(model: nn.Module | str, *, batch: int = 1, image_size: InputSize | None = None,
+             options: dict[str, Any] | None = None, builds: bool | None = None, **extra: Any) -> NetCost:
+    """Resolve a request on ``model`` (a registry name with ``options``, or a model) for ``batch`` images of
+    ``image_size`` (side, (H, W), (C, H, W); default the net's own input size). ``builds``: count the net's own
+    parameters (default: True for a name, False for a model that already exists). ``extra``: the instrument's
+    own arguments, kept in the request so that a smaller variant is costed with them too. Pass the cost
+    function's own arguments as given: ``NetCost.estimate`` replays that function with this request."""
     batch = max(1, int(batch))
-    request = {"model": model, "task": task, "batch": batch, "image_size": image_size, "options": options,
-               "builds": builds, "twin": twin, "layers_kept": layers_kept, "ig_steps": ig_steps,
-               "ig_chunk": ig_chunk, "depths": depths, "family": family, "width": width}
-    if task == "depth_sweep":
-        return _estimate_sweep(request)
     size = image_size if image_size is not None else _default_size(model)
-    prof = layer_profile(model, size, options)
-    builds = isinstance(model, str) if builds is None else builds
-    f = FLOAT_BYTES
-    act = lambda n: n * batch * f  # noqa: E731  (elements per sample -> bytes for the batch)
-    parts: dict[str, int] = {}
-    if builds or task == "build":
-        parts["parameters and buffers"] = prof.param_bytes + prof.buffer_bytes
-    if task != "build":
-        parts["input"] = act(prof.input_numel)
-    forward_peak = act(LIVE_FORWARD * prof.largest)
-    kept = act(prof.kept)
-    backward_work = act(LIVE_BACKWARD * prof.largest)
-    if task == "forward":
-        parts["live activations"] = forward_peak
-    elif task in ("activations", "compare_activations"):
-        parts["live activations"] = forward_peak
-        # Bounded maps (16 channels of 32x32 of one sample, the page's defaults) per recorded layer.
-        parts["kept maps and statistics"] = (layers_kept or len(prof.outputs)) * 16 * 32 * 32 * f
-    elif task == "backward":
-        parts["activations kept for backward"] = kept
-        parts["backward working set"] = backward_work
-        parts["parameter gradients"] = prof.param_bytes
-    elif task == "gradient_norms":
-        parts["activations kept for backward"] = kept
-        parts["backward working set"] = backward_work
-        parts["parameter gradients"] = prof.param_bytes
-        parts["returned layer gradients"] = act(sum(prof.block_inputs))
-    elif task in ("path_gradients", "compare_path_gradients"):
-        parts["activations kept for backward"] = kept
-        parts["backward working set"] = backward_work
-        # Gradients at every block input, its split point and both paths, returned together.
-        parts["returned block gradients"] = act(3 * sum(prof.block_inputs))
-    elif task == "block_gradients":  # one gradient per block input, as in a depth sweep
-        parts["activations kept for backward"] = kept
-        parts["backward working set"] = backward_work
-        parts["returned block gradients"] = act(sum(prof.block_inputs))
-    elif task == "gradcam":
-        parts["activations kept for backward"] = kept
-        parts["backward working set"] = backward_work
-    elif task == "guided_gradcam":
-        parts["activations kept for backward"] = kept
-        parts["backward working set"] = backward_work
-        parts["input gradients"] = act(2 * prof.input_numel)
-    elif task == "integrated_gradients":
-        chunk = max(1, min(int(ig_steps), int(ig_chunk or ig_steps)))
-        request["ig_chunk"] = chunk
-        parts["scaled inputs"] = act(2 * prof.input_numel * int(ig_steps))
-        parts["activations kept for backward"] = kept * chunk
-        parts["backward working set"] = backward_work * chunk
-    px = _side(size)
-    words = _TASK_WORDS[task].format(net=_net_words(model, options), px=px, batch=batch, steps=ig_steps,
-                                     chunk=request["ig_chunk"])
-    return MemoryEstimate(task, words, parts, request)
+    request = {"model": model, "batch": batch, "image_size": image_size, "options": options, "builds": builds,
+               **extra}
+    return NetCost(request, layer_profile(model, size, options), batch, size,
+                   isinstance(model, str) if builds is None else builds, _net_words(model, options))
 
 
-def _estimate_sweep(request: dict[str, Any]) -> MemoryEstimate:
-    depths, family, width, batch = request["depths"], request["family"], request["width"], request["batch"]
-    if depths is None:
-        depths = (20, 32, 44, 56, 110) if family == "cifar" else (18, 34, 50, 101, 152)
-    size = request["image_size"] or (32 if family == "cifar" else 224)
-    worst: dict[str, int] = {}
-    for depth in depths:
-        name = f"resnet{int(depth)}"
-        if name not in ARCHITECTURES:
-            continue
-        for residual in (True, False):
-            opts: dict[str, Any] = {"residual": residual}
-            if width is not None:
-                opts["width"] = width
-            prof = layer_profile(name, size, opts)
-            f = FLOAT_BYTES * batch
-            parts = {"parameters and buffers": prof.param_bytes + prof.buffer_bytes,
-                     "input": prof.input_numel * f,
-                     "activations kept for backward": prof.kept * f,
-                     "backward working set": LIVE_BACKWARD * prof.largest * f,
-                     "returned block gradients": sum(prof.block_inputs) * f}
-            if sum(parts.values()) > sum(worst.values()):
-                worst = parts
-    deepest = max((int(d) for d in depths), default=0)
-    what = (f"A depth sweep to ResNet-{deepest} at {_side(size)} px (batch {batch}"
-            + (f", width {width})" if width else ")"))
-    return MemoryEstimate("depth_sweep", what, worst, request)
+def halvings(value: int, floor: int) -> list[int]:
+    """``value`` halved again and again while it stays at or above ``floor``: the values a smaller variant tries."""
+    out = []
+    while value // 2 >= floor:
+        value //= 2
+        out.append(value)
+    return out
+
+
+def _smaller_archs(name: str) -> list[str]:
+    """Shallower nets of the same stem and family as ``name``, deepest first."""
+    spec = get_spec(name)
+    same = [s for s in ARCHITECTURES.values() if s.stem == spec.stem and s.family == spec.family
+            and s.depth < spec.depth]
+    return [s.name for s in sorted(same, key=lambda s: -s.depth)]
+
+
+def batch_and_size_axes(request: dict[str, Any]) -> list[list[Variant]]:
+    """Fewer images at a time (when there are several) and a smaller input, each halved from the request's."""
+    axes: list[list[Variant]] = []
+    if request["batch"] > 1:
+        axes.append([({"batch": b}, f"batch {b}", {"batch": b}) for b in halvings(request["batch"], 1)])
+    size = request["image_size"]
+    side = image_side(size) if size is not None else _default_size(request["model"])
+    axes.append([({"image_size": s}, f"{s} px", {"image_size": s}) for s in halvings(side, 16)])
+    return axes
+
+
+def net_axes(request: dict[str, Any]) -> list[list[Variant]]:
+    """``batch_and_size_axes``, then for a registry net a narrower one and a shallower one of its family."""
+    axes = batch_and_size_axes(request)
+    model = request["model"]
+    name = model if isinstance(model, str) else card_of(model).arch
+    if name in ARCHITECTURES:
+        opts = dict(request["options"] or {}) if isinstance(model, str) else dict(card_of(model).arch_options)
+        base = get_spec(name).base_width
+        current = int(opts.get("width") or base)
+        axes.append([({"width": w}, f"width {w}", {"model": name, "options": {**opts, "width": w}})
+                     for w in halvings(current, max(1, base // 4))])
+        axes.append([({"arch": a}, display_name(a, bool(opts.get("residual", True))), {"model": a, "options": opts})
+                     for a in _smaller_archs(name)])
+    return axes
+
+
+# ------------------------------------------------------------------------------------------ generic tasks
+# Not instruments: what building a net, running it, or training it one step costs (the weights wing, the
+# sidebar and the instruments' own costs stand on these).
+
+
+def estimate_build(model: nn.Module | str, *, batch: int = 1, image_size: InputSize | None = None,
+                   options: dict[str, Any] | None = None, builds: bool | None = None) -> MemoryEstimate:
+    """Building ``model``: its parameters and buffers."""
+    net = net_cost(model, batch=batch, image_size=image_size, options=options, builds=builds)
+    return net.estimate("build", f"Building {net.net}", {"parameters and buffers": net.model_bytes}, estimate_build)
+
+
+def estimate_forward(model: nn.Module | str, *, batch: int = 1, image_size: InputSize | None = None,
+                     options: dict[str, Any] | None = None, builds: bool | None = None) -> MemoryEstimate:
+    """A no-grad (eval) forward of ``batch`` images (arguments as ``net_cost``)."""
+    net = net_cost(model, batch=batch, image_size=image_size, options=options, builds=builds)
+    return net.estimate("forward", f"A forward pass of {net.net} at {net.px} px (batch {net.batch})",
+                        {**net.inputs(), **net.no_grad_forward()}, estimate_forward)
+
+
+def estimate_backward(model: nn.Module | str, *, batch: int = 1, image_size: InputSize | None = None,
+                      options: dict[str, Any] | None = None, builds: bool | None = None) -> MemoryEstimate:
+    """A forward and a backward with parameter gradients (arguments as ``net_cost``)."""
+    net = net_cost(model, batch=batch, image_size=image_size, options=options, builds=builds)
+    parts = {**net.inputs(), **net.forward_backward(), "parameter gradients": net.profile.param_bytes}
+    return net.estimate("backward", f"A forward and backward pass of {net.net} at {net.px} px (batch {net.batch})",
+                        parts, estimate_backward)
+
+
+GENERIC_TASKS: dict[str, Callable[..., MemoryEstimate]] = {
+    "build": estimate_build, "forward": estimate_forward, "backward": estimate_backward}
+
+
+def estimate_memory(model: nn.Module | str, task: str, **request: Any) -> MemoryEstimate:
+    """Bytes a generic ``task`` (``build``, ``forward`` or ``backward``) needs on ``model``; ``request`` as for
+    ``net_cost`` (batch, image_size, options, builds). Instruments cost themselves beside their code (e.g.
+    ``probes.gradients.estimate_path_gradients``, a CAM method's ``cost``); races: ``estimate_race``."""
+    cost = GENERIC_TASKS.get(task)
+    if cost is None:
+        raise ValueError(f"Unknown task {task!r}; choose one of {', '.join(GENERIC_TASKS)} (an instrument costs "
+                         f"itself with its own estimate; races: estimate_race).")
+    return cost(model, **request)
 
 
 def estimate_race(config: Any, *, classes: int = 10) -> MemoryEstimate:
@@ -377,95 +433,49 @@ def estimate_race(config: Any, *, classes: int = 10) -> MemoryEstimate:
     racers = " vs ".join(r.label for r in config.racers)
     width = f", width {config.width}" if config.width else ""
     what = f"The race {racers} (batch {batch}, {size} px{width})"
-    return MemoryEstimate("race", what, parts, {"race": config, "classes": classes})
+    return MemoryEstimate("race", what, parts, {"config": config, "classes": classes},
+                          recipe=Recipe(_race_variant, _race_axes))
+
+
+def _race_variant(config: Any, classes: int = 10, **changes: Any) -> MemoryEstimate:
+    # The config is replaced here, not when the axes are listed: a RaceConfig that refuses a value raises
+    # ValueError while it is costed, and that variant is skipped.
+    return estimate_race(replace(config, **changes), classes=classes)
+
+
+def _race_axes(request: dict[str, Any]) -> list[list[Variant]]:
+    config = request["config"]
+    axes = [[({"batch_size": b}, f"batch {b}", {"batch_size": b}) for b in halvings(config.batch_size, 2)],
+            [({"image_size": s}, f"{s} px", {"image_size": s}) for s in halvings(config.image_size, 8)]]
+    if config.width:
+        axes.append([({"width": w}, f"width {w}", {"width": w}) for w in halvings(config.width, 2)])
+    return axes
 
 
 # ------------------------------------------------------------------------------------------ refusing, scaling
 
 
-def _halvings(value: int, floor: int) -> list[int]:
-    out = []
-    while value // 2 >= floor:
-        value //= 2
-        out.append(value)
-    return out
-
-
-def _smaller_archs(name: str) -> list[str]:
-    """Shallower nets of the same stem and family as ``name``, deepest first."""
-    spec = get_spec(name)
-    same = [s for s in ARCHITECTURES.values() if s.stem == spec.stem and s.family == spec.family
-            and s.depth < spec.depth]
-    return [s.name for s in sorted(same, key=lambda s: -s.depth)]
-
-
-def _first_fit(variants: list[tuple[dict[str, Any], str, Callable[[], MemoryEstimate]]], budget: int
-               ) -> Suggestion | None:
-    for changes, words, cost in variants:
+def _first_fit(estimate: MemoryEstimate, variants: list[Variant], budget: int) -> Suggestion | None:
+    for changes, words, arguments in variants:
         try:
-            estimate = cost()
+            smaller = estimate.again(**arguments)
         except ValueError:
-            continue
-        if estimate.total <= budget:
-            return Suggestion(changes, words, estimate.total)
+            continue  # a variant its instrument refuses (e.g. a race setting out of range) is no suggestion
+        if smaller.total <= budget:
+            return Suggestion(changes, words, smaller.total)
     return None
 
 
 def suggestions_for(estimate: MemoryEstimate, budget: int | None = None) -> list[Suggestion]:
-    """The nearest settings that fit ``budget``, at most one per kind of change (image size, batch, width,
-    shallower net), nearest first along each; empty when nothing smaller fits."""
+    """The nearest settings that fit ``budget``, at most one per kind of change (the axes the estimate's recipe
+    names: e.g. batch, image size, width, shallower net), nearest first along each; empty when nothing smaller
+    fits or the estimate has no recipe."""
     budget = memory_budget() if budget is None else budget
-    req = dict(estimate.request)
-    axes: list[list[tuple[dict[str, Any], str, Callable[[], MemoryEstimate]]]] = []
-    if estimate.task == "race":
-        config, classes = req["race"], req["classes"]
-        from dataclasses import replace
-
-        def race_with(**changes: Any) -> Callable[[], MemoryEstimate]:
-            return lambda: estimate_race(replace(config, **changes), classes=classes)
-
-        axes.append([({"batch_size": b}, f"batch {b}", race_with(batch_size=b))
-                     for b in _halvings(config.batch_size, 2)])
-        axes.append([({"image_size": s}, f"{s} px", race_with(image_size=s))
-                     for s in _halvings(config.image_size, 8)])
-        if config.width:
-            axes.append([({"width": w}, f"width {w}", race_with(width=w)) for w in _halvings(config.width, 2)])
-        return [s for s in (_first_fit(axis, budget) for axis in axes) if s is not None]
-
-    def with_(**changes: Any) -> Callable[[], MemoryEstimate]:
-        return lambda: estimate_memory(**{**req, **changes})
-
-    model = req.pop("model")
-    req["model"] = model
-    task = estimate.task
-    size = req["image_size"]
-    side = _side(size) if size is not None else (None if task == "depth_sweep" else _default_size(model))
-    if task == "integrated_gradients":
-        axes.append([({"ig_steps": n}, f"{n} integration steps", with_(ig_steps=n, ig_chunk=None))
-                     for n in _halvings(req["ig_steps"], 2)])
-    if task == "depth_sweep":
-        axes.append([({"batch": b}, f"batch {b}", with_(batch=b)) for b in _halvings(req["batch"], 2)])
-        start = side or (32 if req["family"] == "cifar" else 224)
-        axes.append([({"image_size": s}, f"{s} px", with_(image_size=s)) for s in _halvings(start, 16)])
-        depths = sorted(int(d) for d in (req["depths"] or ()))
-        if len(depths) > 1:
-            axes.append([({"depths": tuple(depths[:k])}, f"depths up to {depths[k - 1]}",
-                          with_(depths=tuple(depths[:k]))) for k in range(len(depths) - 1, 0, -1)])
-        return [s for s in (_first_fit(axis, budget) for axis in axes) if s is not None]
-    if req["batch"] > 1:
-        axes.append([({"batch": b}, f"batch {b}", with_(batch=b)) for b in _halvings(req["batch"], 1)])
-    if side is not None:
-        axes.append([({"image_size": s}, f"{s} px", with_(image_size=s)) for s in _halvings(side, 16)])
-    name = model if isinstance(model, str) else card_of(model).arch
-    if name in ARCHITECTURES:
-        opts = dict(req["options"] or {}) if isinstance(model, str) else dict(card_of(model).arch_options)
-        base = get_spec(name).base_width
-        current = int(opts.get("width") or base)
-        axes.append([({"width": w}, f"width {w}", with_(model=name, options={**opts, "width": w}))
-                     for w in _halvings(current, max(1, base // 4))])
-        axes.append([({"arch": a}, display_name(a, bool(opts.get("residual", True))),
-                      with_(model=a, options=opts)) for a in _smaller_archs(name)])
-    return [s for s in (_first_fit(axis, budget) for axis in axes) if s is not None][:2]
+    if estimate.recipe is None:
+        return []
+    axes = estimate.recipe.axes(dict(estimate.request))
+    found = [s for s in (_first_fit(estimate, axis, budget) for axis in axes) if s is not None]
+    return found if estimate.recipe.most is None else found[:estimate.recipe.most]
 
 
 def require_within_budget(estimate: MemoryEstimate, budget: int | None = None,
@@ -479,24 +489,23 @@ def require_within_budget(estimate: MemoryEstimate, budget: int | None = None,
     raise BudgetError(estimate.what, estimate.total, budget, list(found))
 
 
-def scale_to_budget(estimate: MemoryEstimate, knob: str, floor: int = 1, budget: int | None = None
-                    ) -> MemoryEstimate:
-    """The estimate with ``knob`` ("batch" or "ig_chunk") halved until it fits, with a note saying so; raises
-    BudgetError (with suggestions) when even ``floor`` does not fit."""
+def scale_to_budget(estimate: MemoryEstimate, knob: str, floor: int = 1, budget: int | None = None, *,
+                    unit: str = "images per batch") -> MemoryEstimate:
+    """The estimate with its request's ``knob`` (e.g. "batch") halved until it fits, with a note saying so
+    ("Scaled to 4 {unit} ..."); raises BudgetError (with suggestions) when even ``floor`` does not fit."""
     budget = memory_budget() if budget is None else budget
     if estimate.total <= budget:
         return estimate
-    req = dict(estimate.request)
-    start = int(req[knob] or req.get("ig_steps") or 1)
-    for value in _halvings(start, floor):
-        smaller = estimate_memory(**{**req, knob: value})
+    start = int(estimate.request.get(knob) or 1)
+    for value in halvings(start, floor) if estimate.recipe is not None else []:
+        smaller = estimate.again(**{knob: value})
         if smaller.total <= budget:
-            what = "images at a time" if knob == "ig_chunk" else "images per batch"
-            note = (f"Scaled to {value} {what} (from {start}) to stay within the memory budget of "
+            note = (f"Scaled to {value} {unit} (from {start}) to stay within the memory budget of "
                     f"{format_bytes(budget)}.")
             return replace_estimate(smaller, note)
     return require_within_budget(estimate, budget)
 
 
 def replace_estimate(estimate: MemoryEstimate, note: str) -> MemoryEstimate:
-    return MemoryEstimate(estimate.task, estimate.what, dict(estimate.parts), dict(estimate.request), note)
+    """A copy of ``estimate`` (its recipe kept) with ``note``."""
+    return replace(estimate, parts=dict(estimate.parts), request=dict(estimate.request), note=note)

@@ -20,8 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-# Directories and the network are settings; re-exported here, where they were first defined.
-from .settings import OFFLINE_ENV, can_reach, data_dir, downloads_allowed, offline_mode  # noqa: F401
+from .settings import can_reach, data_dir, downloads_allowed
 
 SHAPES_CLASSES: tuple[str, ...] = (
     "circle", "square", "triangle", "cross", "ring", "diamond", "star", "crescent", "tee", "heart",

@@ -383,15 +383,3 @@ def list_models(include_plain: bool = False) -> pd.DataFrame:
         rows += [_summary_row(name, False) for name in ARCHITECTURES]
     return pd.DataFrame(rows)
 
-
-# Memory estimates and budget checks moved to ``costs`` (one idea per module); reached lazily (PEP 562) so old
-# imports keep working without describe importing a module on its own floor.
-_MOVED_TO_COSTS = frozenset({"LayerProfile", "_profile_pass", "_named_profile", "_meta_model", "layer_profile", "MemoryEstimate", "_net_words", "_default_size", "_side", "estimate_memory", "_estimate_sweep", "estimate_race", "_halvings", "_smaller_archs", "_first_fit", "suggestions_for", "require_within_budget", "scale_to_budget", "replace_estimate", "FLOAT_BYTES", "LIVE_FORWARD", "LIVE_BACKWARD", "SHAPES_DRAW_PLANES", "TASKS", "_TASK_WORDS"})
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED_TO_COSTS:
-        from . import costs
-
-        return getattr(costs, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -85,7 +85,7 @@ class Preprocessing:
     CIFAR: ClassVar[Preprocessing]
 
     def __post_init__(self) -> None:
-        problem = _preprocessing_problem(self.resize, self.crop, self.mean, self.std)
+        problem = preprocessing_problem(self.resize, self.crop, self.mean, self.std)
         if problem is not None:
             raise WeightsError(f"The preprocessing is unusable: {problem}.")
         object.__setattr__(self, "resize", int(self.resize))
@@ -118,7 +118,7 @@ class Preprocessing:
         return f"resize {self.resize}, centre crop {self.crop}, mean ({mean}), std ({std})"
 
 
-def _preprocessing_problem(resize: Any, crop: Any, mean: Any, std: Any) -> str | None:
+def preprocessing_problem(resize: Any, crop: Any, mean: Any, std: Any) -> str | None:
     """What is wrong with these preprocessing values (a phrase), or None when they are usable."""
     try:
         resize, crop = _whole(resize, "resize"), _whole(crop, "crop")
@@ -138,7 +138,7 @@ Preprocessing.CIFAR = Preprocessing(32, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0
 
 
 def _shapes_stats(image_size: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    from .data import shapes_stats  # local: Shapes statistics are drawn (and cached) only when asked
+    from .data import shapes_stats
 
     return shapes_stats(image_size)
 

@@ -34,8 +34,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .costs import MemoryEstimate, estimate_memory, require_within_budget, scale_to_budget
+from .costs import (
+    MemoryEstimate,
+    Recipe,
+    batch_and_size_axes,
+    estimate_forward,
+    replace_estimate,
+    require_within_budget,
+    scale_to_budget,
+)
 from .hooks import model_lock
+from .models import InputSize
 
 # on_progress(done, total): called after each evaluated point.
 Progress = Callable[[int, int], None]
@@ -77,16 +86,24 @@ def estimate(model: nn.Module, inputs_shape: tuple[int, ...] | torch.Size, *, tw
     weights and buffers for ``line(..., to=...)``). Raises ``BudgetError`` when even one image does not fit.
     """
     n, *image = (int(v) for v in inputs_shape)
-    forward = scale_to_budget(estimate_memory(model, "forward", batch=n, image_size=tuple(image), builds=False),
-                              "batch")
+    # The chunk is what the forward alone allows; the weights' copies are added on top and checked as a whole.
+    chunk = scale_to_budget(estimate_forward(model, batch=n, image_size=tuple(image), builds=False), "batch")
+    grid = _grid_cost(model, batch=chunk.request["batch"], image_size=tuple(image), twin=twin)
+    return require_within_budget(replace_estimate(grid, chunk.note), None, [])
+
+
+def _grid_cost(model: nn.Module, *, batch: int, image_size: InputSize, twin: bool) -> MemoryEstimate:
+    """A landscape's points evaluated ``batch`` images at a time, neither scaled nor checked: the recipe of
+    ``estimate``'s result, so a smaller chunk or input can be costed for a suggestion."""
+    forward = estimate_forward(model, batch=batch, image_size=image_size, builds=False)
     param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     buffer_bytes = sum(b.numel() * b.element_size() for b in model.buffers())
     parts = dict(forward.parts)
     parts["private copy of the weights"] = param_bytes + buffer_bytes
     parts["directions and perturbed weights"] = 3 * param_bytes + (param_bytes + buffer_bytes if twin else 0)
     what = forward.what.replace("A forward pass of", "A loss landscape of", 1)
-    return require_within_budget(MemoryEstimate("forward", what, parts, dict(forward.request), forward.note), None,
-                                 [])
+    request = {"model": model, "batch": forward.request["batch"], "image_size": image_size, "twin": twin}
+    return MemoryEstimate("forward", what, parts, request, recipe=Recipe(_grid_cost, batch_and_size_axes, 2))
 
 
 # ------------------------------------------------------------------------------------------- directions
@@ -258,13 +275,7 @@ def cli_batch(model: nn.Module, dataset: str, split: str, n: int) -> tuple[torch
     return (images - mean) / std, data.labels[:n]
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m resnet_core.landscape CHECKPOINT ...``: the same as ``resnet-probe landscape``
-    (:func:`resnet_core.cli.landscape_main`; the command line is the package's top floor, imported when used)."""
-    from .cli import landscape_main
+if __name__ == "__main__":  # python -m resnet_core.landscape: the command line, which lives in cli (the top floor)
+    from resnet_core.cli import landscape_main
 
-    return landscape_main(argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(landscape_main())

@@ -32,9 +32,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import PadShortcut, PreActBasicBlock, PreActBottleneck, ResidualBlock
-from .costs import MemoryEstimate, estimate_memory, layer_profile, require_within_budget, scale_to_budget
+from .costs import (
+    MemoryEstimate,
+    Recipe,
+    batch_and_size_axes,
+    estimate_forward,
+    layer_profile,
+    replace_estimate,
+    require_within_budget,
+    scale_to_budget,
+)
 from .hooks import model_lock, taps
-from .models import ResNet, iter_blocks
+from .models import InputSize, ResNet, iter_blocks
 
 Progress = Callable[[int, int], None]
 MAX_SAMPLES = 1000
@@ -110,20 +119,28 @@ def estimate(model: nn.Module, inputs_shape: tuple[int, ...] | torch.Size) -> Me
     one image does not fit.
     """
     n, *image = (int(v) for v in inputs_shape)
-    forward = scale_to_budget(estimate_memory(model, "forward", batch=n, image_size=tuple(image), builds=False),
-                              "batch")
+    # The chunk is what the forward alone allows; the rest of the study is added on top and checked as a whole.
+    chunk = scale_to_budget(estimate_forward(model, batch=n, image_size=tuple(image), builds=False), "batch")
+    study = _study_cost(model, batch=chunk.request["batch"], image_size=tuple(image), images=n)
+    return require_within_budget(replace_estimate(study, chunk.note), None, [])
+
+
+def _study_cost(model: nn.Module, *, batch: int, image_size: InputSize, images: int) -> MemoryEstimate:
+    """A lesion study of ``images`` images run ``batch`` at a time, neither scaled nor checked: the recipe of
+    ``estimate``'s result, so a smaller chunk or input can be costed for a suggestion."""
+    forward = estimate_forward(model, batch=batch, image_size=image_size, builds=False)
     parts = dict(forward.parts)
     parts["private copy of the model"] = sum(t.numel() * t.element_size()
                                              for t in itertools.chain(model.parameters(), model.buffers()))
-    parts["predictions"] = 8 * n
+    parts["predictions"] = 8 * images
     # The input of every stage is kept from the full pass (a lesion in stage s starts there).
-    profile = layer_profile(model, tuple(image))
+    profile = layer_profile(model, image_size)
     stage_starts = [i for i, (name, _) in enumerate(iter_blocks(model)) if name.endswith(".0")]
-    parts["stage inputs kept"] = 4 * n * sum(profile.block_inputs[i] for i in stage_starts
-                                             if i < len(profile.block_inputs))
+    parts["stage inputs kept"] = 4 * images * sum(profile.block_inputs[i] for i in stage_starts
+                                                  if i < len(profile.block_inputs))
     what = forward.what.replace("A forward pass of", "A lesion study of", 1)
-    return require_within_budget(MemoryEstimate("forward", what, parts, dict(forward.request), forward.note),
-                                 None, [])
+    request = {"model": model, "batch": forward.request["batch"], "image_size": image_size, "images": images}
+    return MemoryEstimate("forward", what, parts, request, recipe=Recipe(_study_cost, batch_and_size_axes, 2))
 
 
 class _Lesioner:
@@ -277,13 +294,7 @@ def lesion_curve(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, 
     return pd.DataFrame(rows)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m resnet_core.lesion CHECKPOINT ...``: the same as ``resnet-probe lesion``
-    (:func:`resnet_core.cli.lesion_main`; the command line is the package's top floor, imported when used)."""
-    from .cli import lesion_main
+if __name__ == "__main__":  # python -m resnet_core.lesion: the command line, which lives in cli (the top floor)
+    from resnet_core.cli import lesion_main
 
-    return lesion_main(argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(lesion_main())

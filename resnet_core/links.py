@@ -13,11 +13,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .checkpoints import checkpoint_id
-from .demo import DEMO_MODELS
+from .errors import WeightsError
 from .models import ARCHITECTURES, display_name
 from .page_specs import DEFAULT_ARCH, SIDEBAR, Setting, link_settings
-from .weights import WeightsError, parse_weights_id, resolve_checkpoint_path, weights_choices
+from .weights import parse_weights_id, weights_choices
+from .weights.checkpoints import checkpoint_id, resolve_checkpoint_path
+from .weights.demo import DEMO_MODELS
 
 FLAGS = {"0": False, "1": True, "false": False, "true": True}
 

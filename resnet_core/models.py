@@ -440,14 +440,3 @@ def count_params(model: nn.Module) -> int:
 
 def spec_dict(name: str) -> dict[str, Any]:
     return asdict(get_spec(name))
-
-
-def __getattr__(name: str) -> Any:
-    """``list_models`` moved to describe (it needs MACs, which describe counts); still reachable here.
-
-    A lazy lookup (PEP 562), not an import at load time: models stays below describe."""
-    if name == "list_models":
-        from .describe import list_models
-
-        return list_models
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,12 +15,12 @@ from typing import Any
 
 from .cam import COLORMAPS, METHODS
 from .data import DATASETS
-from .demo import DEMO_MODELS
-from .fit import WIDTH_FACTORS
 from .images import SAMPLE_NAMES
 from .models import ARCHITECTURES, display_name
 from .probes import BN_MODES
 from .train import PRESETS
+from .weights import WIDTH_FACTORS
+from .weights.demo import DEMO_MODELS
 
 # What a value is, which decides how a link's text is read and how a notebook's value is checked.
 KINDS = ("choice", "choices", "flag", "whole", "decimal", "layer", "arch", "weights", "trained_weights", "file")

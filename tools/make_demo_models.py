@@ -1,4 +1,4 @@
-"""Train the embedded demo models in ``resnet_core/demo_models/`` with the project's own trainer.
+"""Train the embedded demo models in ``resnet_core/weights/demo_models/`` with the project's own trainer.
 
     make demo-models                                    # the recipe below; commit what it writes
     .venv/bin/python tools/make_demo_models.py --out /tmp/demo --steps 20   # a quick look, elsewhere
@@ -28,12 +28,12 @@ from pathlib import Path
 import torch
 
 from resnet_core.cam import localisation_numbers
-from resnet_core.checkpoints import model_from_checkpoint, read_checkpoint, save_checkpoint
-from resnet_core.demo import CHECKS_FILE, DEMO_CHECK_MODEL, DEMO_MODELS, HISTORY_FILE, METRICS_FILE
 from resnet_core.train import Race, RaceConfig, RacerSpec
+from resnet_core.weights.checkpoints import model_from_checkpoint, read_checkpoint, save_checkpoint
+from resnet_core.weights.demo import CHECKS_FILE, DEMO_CHECK_MODEL, DEMO_MODELS, HISTORY_FILE, METRICS_FILE
 
 REPO = Path(__file__).resolve().parents[1]
-OUT = REPO / "resnet_core" / "demo_models"
+OUT = REPO / "resnet_core" / "weights" / "demo_models"
 THREADS = 2  # fixed: the order of float reductions (and so the last digits) depends on the thread count
 
 # One depth with and without shortcuts, the paper's CIFAR nets at full width: the pair the lesson compares.

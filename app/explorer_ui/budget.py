@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import streamlit as st
 
-from resnet_core.fit import width_factor
 from resnet_core.models import get_spec
+from resnet_core.probes import BatchStatsError
 from resnet_core.settings import ENV_MEMORY_BUDGET, BudgetError, SettingsError, format_bytes, memory_budget
+from resnet_core.weights import width_factor
 
 
 def budget_caption() -> None:
@@ -55,3 +57,21 @@ def offer_fit(error: BudgetError, keys: Callable[[str, Any], dict[str, Any] | No
         if values:
             st.button(f"Use {suggestion.words} (about {format_bytes(suggestion.cost)})", key=f"{key}_{index}",
                       on_click=_apply, args=(values,))
+
+
+@contextlib.contextmanager
+def stop_on_refusal() -> Iterator[None]:
+    """The instrument pages' one error ladder around loading a model and measuring it: a batch of one with
+    batch statistics (the probes' sentence), over the memory budget (the sentence and a button for the nearest
+    fit), or a model or weights that cannot be used (the sentence and what to do). The page stops after it."""
+    try:
+        yield
+    except BatchStatsError as error:
+        st.error(str(error))
+        st.stop()
+    except BudgetError as error:
+        offer_fit(error)
+        st.stop()
+    except ValueError as error:  # WeightsError (offline, wrong checkpoint) and impossible options
+        st.error(f"{error} Pick another model or weights in the sidebar.")
+        st.stop()

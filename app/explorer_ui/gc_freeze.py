@@ -11,15 +11,11 @@ post-run collection still on): 0.59 -> 0.42 CPU s per Architecture view, 0.64 ->
 from __future__ import annotations
 
 import gc
+import importlib
 
 # The libraries the pages import, loaded before the freeze so their objects are frozen too.
-import pandas  # noqa: F401
-import plotly.graph_objects  # noqa: F401
-import streamlit  # noqa: F401
-import torch  # noqa: F401
-
-import resnet_core  # noqa: F401
-import resnet_core.plots  # noqa: F401
+for _module in ("pandas", "plotly.graph_objects", "streamlit", "torch", "resnet_core", "resnet_core.plots"):
+    importlib.import_module(_module)
 
 gc.collect()  # garbage from the imports themselves is collected, not frozen
 gc.freeze()

@@ -1,4 +1,4 @@
-"""While a page's heavy computation waits for a slot (``resnet_core.heavy``), say where it is in line."""
+"""While a page's heavy computation waits for a slot (``resnet_core.job_queue``), say where it is in line."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import streamlit as st
 # the replay could not find. This flag is what Streamlit checks before recording, so the notice clears it.
 from streamlit.runtime.scriptrunner_utils.script_run_context import in_cached_function
 
-from resnet_core.heavy import queue_message, reporting
+from resnet_core.job_queue import queue_message, reporting
 
 
 @contextlib.contextmanager

@@ -15,9 +15,10 @@ from typing import Any
 import streamlit as st
 
 from explorer_ui.weights_picker import effective_weights
+from resnet_core.errors import WeightsError
 from resnet_core.links import SIDEBAR_LINKS, Notice, url_text
 from resnet_core.page_specs import Setting, setting_for_link
-from resnet_core.weights import WeightsError, weights_label
+from resnet_core.weights import weights_label
 
 AREA_KEY = "_notice_area"
 NOTICES_KEY = "_link_notices"  # the link's notices of this run (the session's first), left by the sidebar

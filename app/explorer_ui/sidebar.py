@@ -8,7 +8,6 @@ from typing import Any
 import streamlit as st
 import torch
 
-import resnet_core
 from explorer_ui.notices import NOTICES_KEY
 from explorer_ui.page_state import PERSIST
 from explorer_ui.url_params import current_link, write_settings
@@ -21,11 +20,10 @@ from explorer_ui.weights_picker import (
     seed_weights,
     weights_picker,
 )
-from resnet_core import fit
-from resnet_core.costs import estimate_memory, require_within_budget
 from resnet_core.links import Notice
 from resnet_core.models import ARCHITECTURES, display_name, get_spec
 from resnet_core.page_specs import DEFAULT_ARCH, SHORTCUT_HELP, SIDEBAR, STRIDE_HELP
+from resnet_core.weights import WIDTH_FACTORS, build_options, load_model, width_for
 
 
 @dataclass(frozen=True)
@@ -47,14 +45,11 @@ class ModelChoice:
 
     @property
     def width(self) -> int | None:
-        return fit.width_for(self.name, self.width_factor)
+        return width_for(self.name, self.width_factor)
 
     def options(self, **overrides: Any) -> dict[str, Any]:
-        opts: dict[str, Any] = {"residual": self.residual, "shortcut": self.shortcut, "preact": self.preact}
-        if self.spec.block == "bottleneck":
-            opts["stride_on"] = self.stride_on
-        if self.width is not None:
-            opts["width"] = self.width
+        opts = build_options(self.name, residual=self.residual, shortcut=self.shortcut, stride_on=self.stride_on,
+                             preact=self.preact, width_factor=self.width_factor)
         opts.update(dict(self.extra))
         opts.update(overrides)
         return opts
@@ -69,7 +64,7 @@ class ModelChoice:
                            self.width_factor, self.weights, self.extra)
 
 
-# What each page wants from the sidebar's model while the user has chosen none (resnet_core.demo.PURPOSES):
+# What each page wants from the sidebar's model while the user has chosen none (resnet_core.weights.PURPOSES):
 # Grad-CAM explains, so it gets the best trained weights on disk; Activations and Gradient flow study the net at
 # initialisation, and Architecture shows shapes only, so random init is right there. Pages not listed (the
 # lesson, the training race) build their own nets and leave the sidebar as it is.
@@ -171,7 +166,7 @@ def model_picker(page: str | None = None) -> ModelChoice:
                                  help="\n\n".join(f"{k}: {v}" for k, v in STRIDE_HELP.items()))
         preact = st.toggle("Pre-activation blocks", key="sb_preact", on_change=_model_changed, persist_state=PERSIST,
                            help="BN-ReLU before each conv (He et al. 2016, Identity Mappings).")
-        width_factor = st.segmented_control("Width", list(fit.WIDTH_FACTORS), key="sb_width", on_change=_model_changed, persist_state=PERSIST,
+        width_factor = st.segmented_control("Width", list(WIDTH_FACTORS), key="sb_width", on_change=_model_changed, persist_state=PERSIST,
                                             help="Slimmer nets run faster on a laptop CPU.") or "full"
         weights = weights_picker(name)
         for problem in problems:
@@ -182,17 +177,8 @@ def model_picker(page: str | None = None) -> ModelChoice:
 
 
 @st.cache_resource(max_entries=6, show_spinner="Building the model...")
-def _cached_model(name: str, options: tuple[tuple[str, Any], ...], device: str,
-                  weights: str = "random") -> torch.nn.Module:
-    if weights != "random":  # torchvision weights or a checkpoint (its architecture wins): resnet_core.weights
-        from resnet_core.weights import load_model
-
-        return load_model(name, dict(options), weights)
-    if device != "meta":  # costed before anything is allocated (a meta build holds no memory)
-        require_within_budget(estimate_memory(name, "build", options=dict(options)))
-    with torch.device(device):
-        model = resnet_core.build(name, seed=0, **dict(options))
-    return model.eval()
+def _cached_model(name: str, options: tuple[tuple[str, Any], ...], weights: str, meta: bool) -> torch.nn.Module:
+    return load_model(name, dict(options), weights, meta=meta)  # costed there before anything is allocated
 
 
 def get_model(choice: ModelChoice, *, meta: bool = False, **overrides: Any) -> torch.nn.Module:
@@ -201,7 +187,7 @@ def get_model(choice: ModelChoice, *, meta: bool = False, **overrides: Any) -> t
     Raises ValueError with a readable sentence for an impossible option combination."""
     options = tuple(sorted(choice.options(**overrides).items()))
     weights = "random" if meta else effective_weights(choice.weights, choice.name, dict(options))
-    return _cached_model(choice.name, options, "meta" if meta else "cpu", weights)
+    return _cached_model(choice.name, options, weights, meta)
 
 
 def current_choice() -> ModelChoice:

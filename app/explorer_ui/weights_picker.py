@@ -6,7 +6,7 @@ architecture overrides the sidebar's: choosing one sets the architecture widgets
 render (``apply_pending_weights`` runs first in ``model_picker``), and the sidebar says so.
 
 Until the user (or a link) chooses weights, each page starts with the best it can have
-(``apply_page_default``, deciding with ``resnet_core.demo.best_model``/``best_weights``, from files on disk).
+(``apply_page_default``, deciding with ``resnet_core.weights.best_model``/``best_weights``, from files on disk).
 """
 
 from __future__ import annotations
@@ -17,21 +17,31 @@ from typing import Any
 
 import streamlit as st
 
-from resnet_core import demo, fit
-from resnet_core.checkpoints import checkpoint_file, checkpoint_id, checkpoint_title
-from resnet_core.fit import WIDTH_FACTORS
+from resnet_core.errors import WeightsError
 from resnet_core.models import get_spec
+from resnet_core.settings import network_available
 from resnet_core.weights import (
     HUB_FOLDER,
-    CheckpointMismatch,
-    WeightsError,
+    WIDTH_FACTORS,
+    best_model,
+    best_weights,
+    build_options,
+    checkpoint_config,
+    demo,
     download_torchvision_weights,
     hub_checkpoint_path,
-    network_available,
     parse_weights_id,
-    save_uploaded_checkpoint,
     weights_choices,
+    weights_fit,
     weights_label,
+    width_factor,
+)
+from resnet_core.weights.checkpoints import (
+    CheckpointMismatch,
+    checkpoint_file,
+    checkpoint_id,
+    checkpoint_title,
+    save_uploaded_checkpoint,
 )
 
 KEY = "sb_weights"
@@ -44,9 +54,9 @@ _APPLIED = "_sbw_default"  # (widget values, weights id) the last page default s
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def checkpoint_config(path: str, mtime: float) -> dict[str, Any]:
-    """What a checkpoint file holds (``fit.checkpoint_config``), cached per file version."""
-    return fit.checkpoint_config(path).as_dict()
+def _cached_checkpoint_config(path: str, mtime: float) -> dict[str, Any]:
+    """What a checkpoint file holds (``resnet_core.weights.checkpoint_config``), cached per file version."""
+    return checkpoint_config(path).as_dict()
 
 
 def _config_for(weights: str) -> dict[str, Any] | None:
@@ -56,7 +66,7 @@ def _config_for(weights: str) -> dict[str, Any] | None:
     if kind != "ckpt":
         return None
     path = checkpoint_file(value)  # an id relative to the runs folder, confined to it and uploads/, existing
-    return checkpoint_config(str(path), os.path.getmtime(path))
+    return _cached_checkpoint_config(str(path), os.path.getmtime(path))
 
 
 def _sidebar_state_for(arch: str, options: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -67,7 +77,7 @@ def _sidebar_state_for(arch: str, options: Mapping[str, Any]) -> tuple[dict[str,
                              "sb_preact": bool(options.get("preact", False))}
     if spec.block == "bottleneck":
         state["sb_stride"] = options.get("stride_on", "3x3")
-    factor = fit.width_factor(arch, options.get("width"))
+    factor = width_factor(arch, options.get("width"))
     unexpressed = []
     state["sb_width"] = factor or "full"
     if factor is None:
@@ -123,22 +133,22 @@ def apply_pending_weights() -> list[str]:
 def fits(weights: str, name: str, options: Mapping[str, Any]) -> str | None:
     """None when ``weights`` can be loaded into the sidebar's ``name``/``options``; else why not (a sentence).
 
-    The decision is ``fit.weights_fit``; here a checkpoint's config comes from the per-file cache.
+    The decision is ``resnet_core.weights.weights_fit``; here a checkpoint's config comes from the per-file cache.
     """
     try:
         config = _config_for(weights)
     except (WeightsError, OSError) as error:
         return str(error)
-    return fit.weights_fit(weights, name, options, config)
+    return weights_fit(weights, name, options, config)
 
 
 def apply_page_default(purpose: str | None, default_arch: str) -> None:
     """Give the page the best weights it can have while nothing is chosen (before the widgets render).
 
-    ``purpose`` is the page's (``resnet_core.demo.PURPOSES``; None: the page ignores the sidebar's model, and
+    ``purpose`` is the page's (``resnet_core.weights.PURPOSES``; None: the page ignores the sidebar's model, and
     nothing changes). With no architecture chosen either, the page's whole starting model applies
-    (``demo.best_model``: for Grad-CAM cached ImageNet weights, else the embedded Shapes ResNet-20); otherwise the
-    best weights for the chosen net (``demo.best_weights``). Files on disk only: instant offline.
+    (``best_model``: for Grad-CAM cached ImageNet weights, else the embedded Shapes ResNet-20); otherwise the
+    best weights for the chosen net (``best_weights``). Files on disk only: instant offline.
 
     A value that differs from what the last default set was chosen since (a widget, a link, a page's button such
     as the budget's "Use ResNet-110"): from then on it stays.
@@ -154,9 +164,9 @@ def apply_page_default(purpose: str | None, default_arch: str) -> None:
         return
     if st.session_state.get(MODEL_CHOSEN):
         name = st.session_state.get("sb_arch", default_arch)
-        state, weights = {}, demo.best_weights(name, _sidebar_options(name), purpose)
+        state, weights = {}, best_weights(name, _sidebar_options(name), purpose)
     else:
-        best = demo.best_model(purpose, default_arch)
+        best = best_model(purpose, default_arch)
         (state, _), weights = _sidebar_state_for(best.arch, best.options), best.weights
         st.session_state.update(state)
     st.session_state[KEY] = weights
@@ -301,13 +311,9 @@ def _download_with_progress(name: str, member: str) -> None:
 
 def _sidebar_options(name: str) -> dict[str, Any]:
     """The architecture options the sidebar shows right now (read from its widgets' state)."""
-    spec = get_spec(name)
     width = st.session_state.get("sb_width") or "full"
-    options: dict[str, Any] = {"residual": not st.session_state.get("sb_plain", False),
-                               "shortcut": st.session_state.get("sb_shortcut", "B"),
-                               "preact": bool(st.session_state.get("sb_preact", False))}
-    if spec.block == "bottleneck":
-        options["stride_on"] = st.session_state.get("sb_stride", "3x3")
-    if width in WIDTH_FACTORS and width != "full":
-        options["width"] = fit.width_for(name, width)
-    return options
+    return build_options(name, residual=not st.session_state.get("sb_plain", False),
+                         shortcut=st.session_state.get("sb_shortcut", "B"),
+                         stride_on=st.session_state.get("sb_stride", "3x3"),
+                         preact=bool(st.session_state.get("sb_preact", False)),
+                         width_factor=width if width in WIDTH_FACTORS else "full")

@@ -16,11 +16,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..costs import estimate_memory, require_within_budget, scale_to_budget
+from ..costs import require_within_budget, scale_to_budget
 from ..hooks import model_lock, preserved_state, taps
 from ..targets import ClassTarget
 from .core import CamError, _check_image, _gradcam_raw, _normalise, _TargetModel, resolve_layer
-from .methods import METHODS, REGISTRY
+from .methods import METHODS, REGISTRY, GradCam
 from .overlays import overlay
 
 
@@ -30,8 +30,8 @@ def gradcam_batch(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, 
     _check_image(images)
     _, module = resolve_layer(model, layer)
     # Over the memory budget, fewer images at a time (the maps are the same).
-    batch_size = scale_to_budget(estimate_memory(model, "gradcam", batch=max(1, min(batch_size, images.shape[0])),
-                                                 image_size=tuple(images.shape[1:])), "batch").request["batch"]
+    batch_size = scale_to_budget(GradCam.cost(model, batch=max(1, min(batch_size, images.shape[0])),
+                                              image_size=tuple(images.shape[1:])), "batch").request["batch"]
 
     maps = []
     with preserved_state(model, train=False):
@@ -63,9 +63,8 @@ def cam_batch(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, laye
     if runner.own_batching:  # integrated gradients and Score-CAM batch their own passes: one image at a time
         batch_size = 1
     else:
-        batch_size = scale_to_budget(estimate_memory(model, runner.cost_task or method, image_size=size,
-                                                     batch=max(1, min(batch_size, images.shape[0]))),
-                                     "batch").request["batch"]
+        wanted = runner.cost(model, image_size=size, batch=max(1, min(batch_size, images.shape[0])))
+        batch_size = scale_to_budget(wanted, "batch").request["batch"]
     maps = []
     with preserved_state(model, train=False), torch.set_grad_enabled(runner.needs_gradient):
         for start in range(0, images.shape[0], batch_size):
@@ -299,7 +298,7 @@ def direct_gradcam(model: nn.Module, image: torch.Tensor, class_index: int, laye
     the hook is registered under the model's lock and removed in ``finally`` before the lock is released.
     """
     _, module = resolve_layer(model, layer)
-    require_within_budget(estimate_memory(model, "gradcam", image_size=tuple(image.shape[1:])))
+    require_within_budget(GradCam.cost(model, image_size=tuple(image.shape[1:])))
     with taps(model, train=False) as tapped:  # hooks go on under the model's lock, and come off inside it
         kept = tapped.record(module, detach=False)  # differentiated with respect to: kept in the graph
         logits = model(image.detach())

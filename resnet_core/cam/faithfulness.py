@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..costs import estimate_memory, scale_to_budget
+from ..costs import estimate_forward, scale_to_budget
 from ..hooks import preserved_state
 from .core import CamError, Explanation, _check_image, resolve_layer
 
@@ -186,8 +186,8 @@ def faithfulness(model: nn.Module, image: torch.Tensor, maps: Mapping[str, np.nd
             raise CamError(f"The map of {name} is {heat.shape[0]}x{heat.shape[1]} but the image is "
                            f"{height}x{width}; explain this image again.")
     steps = max(1, int(steps))
-    batch = scale_to_budget(estimate_memory(model, "forward", batch=max(1, int(batch_size)),
-                                            image_size=tuple(image.shape[1:])), "batch").request["batch"]
+    batch = scale_to_budget(estimate_forward(model, batch=max(1, int(batch_size)),
+                                             image_size=tuple(image.shape[1:])), "batch").request["batch"]
     image = image.detach()
     start_deletion = _baseline(image, deletion_baseline)
     start_insertion = _baseline(image, insertion_baseline)

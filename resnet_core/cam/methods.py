@@ -2,8 +2,9 @@
 
 Adding a method is adding one class here (a subclass of ``CamMethod`` decorated with ``@register``, above the
 ``LAYER_METHODS`` line) and its test; ``explain``, ``METHODS`` and the Grad-CAM page pick it up from the registry.
-A method is costed by ``costs.estimate_memory`` under its ``cost_task`` (by default its own name), so a new
-method either names the existing task whose cost it shares or gets a row there.
+Each method declares its memory cost beside its code: the classmethod ``cost(model, *, batch, image_size, ...)``
+summed from ``costs.net_cost``'s parts (the input, a no-grad forward, a forward kept for backward), so a new
+method is costed without touching ``costs``; ``explain`` asks ``estimate`` (which calls ``cost``) before it runs.
 
 The layer-activation methods (Grad-CAM++, XGrad-CAM, HiResCAM, LayerCAM, Score-CAM, Eigen-CAM) are written here
 on one pass through the model (``_layer_pass``): the layer's output A (N, C, h, w) and, for the gradient methods,
@@ -17,15 +18,25 @@ from __future__ import annotations
 import abc
 import warnings
 from collections.abc import Callable, Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..costs import MemoryEstimate, estimate_memory, require_within_budget, scale_to_budget
+from ..costs import (
+    MemoryEstimate,
+    Variant,
+    estimate_forward,
+    halvings,
+    net_axes,
+    net_cost,
+    require_within_budget,
+    scale_to_budget,
+)
 from ..hooks import preserved_state, taps
+from ..models import InputSize
 from ..targets import ClassTarget, Target, TopClassTarget, as_target
 from .core import (
     CamError,
@@ -55,12 +66,19 @@ class CamMethod(abc.ABC):
     needs_gradient: ClassVar[bool] = True  # False: ``explain`` runs it under torch.no_grad()
     reports_progress: ClassVar[bool] = False  # True: ``attribute`` takes ``progress=`` (many forward passes)
     own_batching: ClassVar[bool] = False  # True: it batches its own passes; batches of images go one at a time
-    cost_task: ClassVar[str | None] = None  # the ``estimate_memory`` task that costs it; None: its own name
+
+    @classmethod
+    @abc.abstractmethod
+    def cost(cls, model: nn.Module | str, *, batch: int = 1, image_size: InputSize | None = None,
+             **request: Any) -> MemoryEstimate:
+        """The memory this method needs on ``model`` for ``batch`` images of ``image_size`` (arguments as
+        ``costs.net_cost``, plus the method's own); the estimate is made again by this same function when a
+        smaller variant is costed (``costs.suggestions_for``, ``costs.scale_to_budget``)."""
 
     def estimate(self, model: nn.Module, image_size: tuple[int, ...], *, ig_steps: int = 16,
                  batch_size: int = SCORECAM_BATCH) -> MemoryEstimate:
-        """The memory this method needs on ``model`` for one image of ``image_size`` (C, H, W)."""
-        return estimate_memory(model, self.cost_task or self.name, image_size=image_size, ig_steps=ig_steps)
+        """The memory ``explain`` needs for one image of ``image_size`` (C, H, W) (``cost`` for one image)."""
+        return self.cost(model, image_size=image_size)
 
     def fit_budget(self, estimate: MemoryEstimate) -> MemoryEstimate:
         """Over the memory budget: raise BudgetError (the default), or scale the request down and say so."""
@@ -88,6 +106,14 @@ class GradCam(CamMethod):
 
     name, label = "gradcam", "Grad-CAM"
 
+    @classmethod
+    def cost(cls, model: nn.Module | str, *, batch: int = 1, image_size: InputSize | None = None,
+             options: dict[str, Any] | None = None, builds: bool | None = None) -> MemoryEstimate:
+        """One forward kept for backward, and a backward that stops at the layer."""
+        net = net_cost(model, batch=batch, image_size=image_size, options=options, builds=builds)
+        return net.estimate("gradcam", f"Grad-CAM on {net.net} at {net.px} px",
+                            {**net.inputs(), **net.forward_backward()}, cls.cost)
+
     def attribute(self, wrapped: _TargetModel, image: torch.Tensor, layer: nn.Module | None, *,
                   cost: MemoryEstimate, ig_steps: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         layer_maps, raw = _gradcam_raw(wrapped, image, layer)
@@ -99,6 +125,14 @@ class GuidedGradCam(CamMethod):
     """Captum's ``GuidedGradCam``: guided backpropagation times the upsampled Grad-CAM map (pixel-sharp)."""
 
     name, label = "guided_gradcam", "Guided Grad-CAM"
+
+    @classmethod
+    def cost(cls, model: nn.Module | str, *, batch: int = 1, image_size: InputSize | None = None,
+             options: dict[str, Any] | None = None, builds: bool | None = None) -> MemoryEstimate:
+        """Grad-CAM's forward and backward, carried on to the input: the input's gradient and its guided copy."""
+        net = net_cost(model, batch=batch, image_size=image_size, options=options, builds=builds)
+        parts = {**net.inputs(), **net.forward_backward(), "input gradients": net.bytes(2 * net.profile.input_numel)}
+        return net.estimate("guided_gradcam", f"Guided Grad-CAM on {net.net} at {net.px} px", parts, cls.cost)
 
     def attribute(self, wrapped: _TargetModel, image: torch.Tensor, layer: nn.Module | None, *,
                   cost: MemoryEstimate, ig_steps: int) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -122,8 +156,26 @@ class IntegratedGradients(CamMethod):
     uses_layer = False
     own_batching = True
 
+    @classmethod
+    def cost(cls, model: nn.Module | str, *, batch: int = 1, image_size: InputSize | None = None,
+             options: dict[str, Any] | None = None, builds: bool | None = None, ig_steps: int = 16,
+             ig_chunk: int | None = None) -> MemoryEstimate:
+        """``ig_steps`` scaled copies of the input, ``ig_chunk`` of them (default all) through a forward kept
+        for backward and a backward at a time; ``request["ig_chunk"]`` is the chunk ``attribute`` runs."""
+        chunk = max(1, min(int(ig_steps), int(ig_chunk or ig_steps)))
+        net = net_cost(model, batch=batch, image_size=image_size, options=options, builds=builds,
+                       ig_steps=ig_steps, ig_chunk=chunk)
+        parts = {**net.inputs(), "scaled inputs": net.bytes(2 * net.profile.input_numel * int(ig_steps)),
+                 **net.forward_backward(copies=chunk)}
+        what = f"Integrated gradients on {net.net} at {net.px} px ({ig_steps} steps, {chunk} at a time)"
+        return net.estimate("integrated_gradients", what, parts, cls.cost, axes=_fewer_steps_first)
+
+    def estimate(self, model: nn.Module, image_size: tuple[int, ...], *, ig_steps: int = 16,
+                 batch_size: int = SCORECAM_BATCH) -> MemoryEstimate:
+        return self.cost(model, image_size=image_size, ig_steps=ig_steps)
+
     def fit_budget(self, estimate: MemoryEstimate) -> MemoryEstimate:
-        return scale_to_budget(estimate, "ig_chunk")
+        return scale_to_budget(estimate, "ig_chunk", unit="images at a time")
 
     def attribute(self, wrapped: _TargetModel, image: torch.Tensor, layer: nn.Module | None, *,
                   cost: MemoryEstimate, ig_steps: int) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -137,6 +189,14 @@ class IntegratedGradients(CamMethod):
             internal_batch_size=cost.request["ig_chunk"])
         # Positive evidence only, summed over channels: the pixels that raise the target's score.
         return attr.detach().sum(dim=1).clamp(min=0), None
+
+
+def _fewer_steps_first(request: dict[str, Any]) -> list[list[Variant]]:
+    """Integrated gradients' suggestions: fewer integration steps (each costed with all of them at once), then
+    the axes of any net (``costs.net_axes``)."""
+    steps = [({"ig_steps": n}, f"{n} integration steps", {"ig_steps": n, "ig_chunk": None})
+             for n in halvings(request["ig_steps"], 2)]
+    return [steps, *net_axes(request)]
 
 
 def _fix_top_class(wrapped: _TargetModel) -> None:
@@ -197,7 +257,9 @@ def _to_input(layer_maps: torch.Tensor, images: torch.Tensor) -> tuple[torch.Ten
 class _ActivationCam(CamMethod):
     """A map built from the layer's activations A and gradients G: ``layer_map(A, G)`` -> (N, h, w)."""
 
-    cost_task = "gradcam"  # one forward and a backward that stops at the layer, like Grad-CAM
+    @classmethod
+    def cost(cls, model: nn.Module | str, **request: Any) -> MemoryEstimate:
+        return GradCam.cost(model, **request)  # one forward and a backward that stops at the layer, like Grad-CAM
 
     @abc.abstractmethod
     def layer_map(self, activations: torch.Tensor, grads: torch.Tensor | None) -> torch.Tensor:
@@ -272,7 +334,10 @@ class EigenCam(_ActivationCam):
 
     name, label = "eigencam", "Eigen-CAM"
     needs_gradient = False
-    cost_task = "forward"
+
+    @classmethod
+    def cost(cls, model: nn.Module | str, **request: Any) -> MemoryEstimate:
+        return estimate_forward(model, **request)  # gradient-free: one no-grad forward
 
     def layer_map(self, activations: torch.Tensor, grads: torch.Tensor | None) -> torch.Tensor:
         n, c, h, w = activations.shape
@@ -306,11 +371,14 @@ class _MaskedForwards(CamMethod):
 
     needs_gradient = False
     own_batching = True
-    cost_task = "forward"
+
+    @classmethod
+    def cost(cls, model: nn.Module | str, **request: Any) -> MemoryEstimate:
+        return estimate_forward(model, **request)  # no-grad forwards of ``batch`` masked copies at a time
 
     def estimate(self, model: nn.Module, image_size: tuple[int, ...], *, ig_steps: int = 16,
                  batch_size: int = SCORECAM_BATCH) -> MemoryEstimate:
-        return estimate_memory(model, "forward", image_size=image_size, batch=batch_size)
+        return self.cost(model, image_size=image_size, batch=batch_size)
 
     def fit_budget(self, estimate: MemoryEstimate) -> MemoryEstimate:
         return scale_to_budget(estimate, "batch")

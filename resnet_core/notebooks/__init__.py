@@ -26,7 +26,7 @@ from nbformat.v4 import new_notebook
 
 from ..errors import clip
 from ..page_specs import SIDEBAR_NAMES, PageSpec, Setting
-from ._cells import PARAMETERS_TAG, SMALL_LINE, check_choice, head, parameters_cell
+from ._cells import PARAMETERS_TAG, SMALL_LINE, NotebookError, check_choice, head, parameters_cell
 
 # URL path -> module name, the app's pages in its navigation order.
 PAGES: dict[str, str] = {
@@ -40,10 +40,6 @@ PAGES: dict[str, str] = {
 # Notebooks that are no page of the app (generated and tested like the pages').
 EXTRAS: dict[str, str] = {"tour": "tour"}
 _FLAGS = {"0": False, "1": True, "false": False, "true": True}
-
-
-class NotebookError(ValueError):
-    """A page or a setting no notebook has; the message says which and what to use instead."""
 
 
 def _module_name(page: str) -> str:
@@ -109,8 +105,9 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
 
 def _check(setting: Setting, settings: dict[str, Any]) -> None:
     """NotebookError unless the value is one the page's widget could hold (``setting``'s choices or bounds)."""
+    from ..errors import WeightsError
     from ..models import ARCHITECTURES
-    from ..weights import WeightsError, parse_weights_id
+    from ..weights import parse_weights_id
 
     name, value = setting.notebook, settings[setting.notebook]
     if setting.kind == "choice":

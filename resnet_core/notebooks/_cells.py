@@ -48,7 +48,7 @@ import sys
 
 import plotly.io as pio
 
-from resnet_core.train.devices import describe_device, pick_device
+from resnet_core.train import describe_device, pick_device
 
 # Figures are kept in the notebook as Plotly's JSON (JupyterLab, Notebook 7 and VS Code draw them, offline);
 # Colab keeps its own renderer.
@@ -59,10 +59,12 @@ DEVICE = pick_device("auto")
 print(f"Running on {describe_device(DEVICE)}")'''
 
 
+class NotebookError(ValueError):
+    """A page or a setting no notebook has; the message says which and what to use instead."""
+
+
 def check_choice(settings: Mapping[str, Any], name: str, allowed: Collection[Any]) -> None:
     """NotebookError unless ``settings[name]`` is one of ``allowed`` (a setting's choices, as the page offers them)."""
-    from . import NotebookError
-
     if settings[name] not in allowed:
         shown = f"{min(allowed)}-{max(allowed)}" if isinstance(allowed, range) else ", ".join(map(str, allowed))
         raise NotebookError(f"The setting '{name}' is {clip(repr(settings[name]), 60)}, not one the page offers ({shown}).")
@@ -117,15 +119,12 @@ def head(title: str, url_path: str | None) -> list[NotebookNode]:
 
 OPTIONS = '''\
 # The sidebar's net: architecture, shortcut option, stride placement, pre-activation and width, as build options.
-from resnet_core import fit
-from resnet_core.models import display_name, get_spec
+from resnet_core.models import display_name
+from resnet_core.weights import build_options, effective_weights
 
 arch = SETTINGS["arch"]
-options = {"residual": not SETTINGS["plain"], "shortcut": SETTINGS["shortcut"], "preact": SETTINGS["preact"]}
-if get_spec(arch).block == "bottleneck":
-    options["stride_on"] = SETTINGS["stride"]
-if fit.width_for(arch, SETTINGS["width"]) is not None:
-    options["width"] = fit.width_for(arch, SETTINGS["width"])
+options = build_options(arch, residual=not SETTINGS["plain"], shortcut=SETTINGS["shortcut"],
+                        stride_on=SETTINGS["stride"], preact=SETTINGS["preact"], width_factor=SETTINGS["width"])
 print(f"{display_name(arch, options['residual'])}, built with {options}")'''
 
 
@@ -142,7 +141,7 @@ def model_cell(variable: str = "model") -> NotebookNode:
 # seeded random init, as in the app.
 from resnet_core.weights import load_model
 
-weights = fit.effective_weights(SETTINGS["weights"], arch, options)
+weights = effective_weights(SETTINGS["weights"], arch, options)
 {variable} = load_model(arch, options, weights).to(DEVICE)
 print(f"{{display_name(arch, options['residual'])}}, weights: {{{variable}.card.weights_label}}")''')
 

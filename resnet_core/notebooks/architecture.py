@@ -32,6 +32,7 @@ import torch
 
 import resnet_core
 from resnet_core.describe import architecture_report, block_comparison
+from resnet_core.models import get_spec
 from resnet_core.plots.architecture import (
     block_comparison_figure,
     block_diagram_figure,

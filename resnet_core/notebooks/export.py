@@ -35,8 +35,8 @@ def _span(text: Any) -> str:
 
 def _checkpoint(value: str) -> tuple[str, str]:
     """A ``ckpt:`` id's title (never a server path) and its file's name."""
-    from ..checkpoints import checkpoint_title, resolve_checkpoint_path
     from ..errors import WeightsError
+    from ..weights.checkpoints import checkpoint_title, resolve_checkpoint_path
 
     location = value[len("ckpt:"):]
     try:

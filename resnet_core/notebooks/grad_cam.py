@@ -117,8 +117,8 @@ when it is a Shapes model (`gc_check_own`), else on the embedded demo ResNet-20,
 images as on the page (a few seconds, so `SMALL` does not shrink it). `cam.method_checks` runs both checks for
 every method."""),
         code('''\
-from resnet_core.demo import DEMO_CHECK_MODEL, load_demo_model
 from resnet_core.plots.cam import cascade_figure, pointing_figure
+from resnet_core.weights.demo import DEMO_CHECK_MODEL, load_demo_model
 
 if SETTINGS["gc_check_own"] and names == list(SHAPES_CLASSES):
     checked = model

@@ -29,7 +29,7 @@ make it *explode* toward the input, and deeper is worse. `SMALL` sweeps two dept
         code('''\
 # Trained weights can be measured as they are or at initialisation; a net at initialisation is compared with
 # its twin, a trained one alone (a checkpoint holds one trained net).
-trained = fit.effective_weights(SETTINGS["weights"], arch, options) != "random"
+trained = effective_weights(SETTINGS["weights"], arch, options) != "random"
 state = SETTINGS["gf_state"] if trained else "init"
 if state == "init":
     SETTINGS = {**SETTINGS, "weights": "random"}
@@ -69,6 +69,7 @@ else:
           f"{split['max_sum_error']:.1e}).")'''),
         md("## Depth sweep: why residuals"),
         code('''\
+from resnet_core.models import get_spec
 from resnet_core.plots.instruments import depth_sweep_figure
 from resnet_core.probes import SWEEP_SETTINGS, depth_sweep, sweep_summary
 

@@ -26,7 +26,7 @@ import pandas as pd
 from IPython.display import display
 from PIL import Image
 
-from resnet_core import lesson, lesson_words
+from resnet_core import lesson
 
 ARCH, BLOCK, WIDTH = "resnet20", "layer2.1", 16
 DEPTHS, SWEEP_WIDTH, SWEEP_BATCH = (20, 32, 56), 8, 16
@@ -43,11 +43,11 @@ if SMALL:  # the heavy steps (4, 6, 7, 8) on less: seconds instead of a minute
 STEP1 = '''\
 # Step 1: the newest finished preset race in the runs folder (the quartet first), as on the page; without one,
 # the training curves of the embedded demo models (Plain-20 and ResNet-20 on Shapes, one depth).
-from resnet_core.demo import demo_history, demo_metrics
 from resnet_core.plots.lesson import paper_table2_figure
 from resnet_core.plots.training import race_figure
 from resnet_core.runs import load_run
 from resnet_core.train import degradation_note
+from resnet_core.weights.demo import demo_history, demo_metrics
 
 curves_id = lesson.find_curves_run()
 if curves_id is not None:
@@ -68,7 +68,7 @@ figure'''
 
 TABLE2 = '''\
 # The paper's reference (quoted, not measured): ImageNet top-1 error, He et al. 2015, Table 2.
-print(lesson_words.paper_table2_sentence(lesson.PAPER_TABLE2_TOP1))
+print(lesson.paper_table2_sentence(lesson.PAPER_TABLE2_TOP1))
 paper_table2_figure(lesson.PAPER_TABLE2_TOP1)'''
 
 STEP2 = '''\
@@ -99,7 +99,7 @@ from resnet_core.plots.lesson import depth_figure
 ratios = lesson.depth_ratios(DEPTHS, width=SWEEP_WIDTH, batch=SWEEP_BATCH)
 plain = ratios[~ratios["residual"]].set_index("depth")["ratio"]
 residual = ratios[ratios["residual"]].set_index("depth")["ratio"]
-print(lesson_words.depth_sentence(ratios, batch=SWEEP_BATCH, width=SWEEP_WIDTH))
+print(lesson.depth_sentence(ratios, batch=SWEEP_BATCH, width=SWEEP_WIDTH))
 depth_figure(ratios)'''
 
 STEP5 = '''\
@@ -123,7 +123,7 @@ pair = lesson.load_pair(pair_id)
 print("The embedded demo models." if pair_id == lesson.DEMO_PAIR else
       f"Plain-20 and ResNet-20 of {load_run(pair_id).title}.")
 degraded = degradation_note(record.config, record.summary) if curves_id is not None else None
-print(lesson_words.accuracy_sentence(pair.accuracy, pair.chance, sample=pair.accuracy_sample, degradation=degraded,
+print(lesson.accuracy_sentence(pair.accuracy, pair.chance, sample=pair.accuracy_sample, degradation=degraded,
                                      step1_measured=curves_id is not None))'''
 
 STEP6 = '''\
@@ -133,7 +133,7 @@ from resnet_core.plots.landscape import line_figure, surface_figure
 x, y = lesson.shapes_batch("train", LANDSCAPE_BATCH, pair.image_size)[:2]
 surfaces, lines = lesson.landscape_pair(pair, x, y, steps=GRID, span=LANDSCAPE_SPAN, seed=LANDSCAPE_SEED)
 rough = {net: float(rows["loss"].max() / rows["loss"].min()) for net, rows in lines.groupby("net")}
-print(lesson_words.landscape_sentence(lines))
+print(lesson.landscape_sentence(lines))
 display(surface_figure(surfaces))
 line_figure(lines)'''
 
@@ -144,7 +144,7 @@ from resnet_core.plots.lesion import curve_figure, study_figure
 x, y = lesson.shapes_batch("test", LESION_BATCH, pair.image_size)[:2]
 studies, lesion_curves = lesson.lesion_pair(pair, x, y, max_removed=MAX_REMOVED, samples=SAMPLES)
 lesions = studies.groupby("net").agg(full=("full_accuracy", "first"), after=("accuracy", "mean"))
-print(lesson_words.lesion_sentence(studies, pair.chance, sample=f"{LESION_BATCH} held-out Shapes images"))
+print(lesson.lesion_sentence(studies, pair.chance, sample=f"{LESION_BATCH} held-out Shapes images"))
 display(study_figure(studies, chance=pair.chance))
 curve_figure(lesion_curves, chance=pair.chance)'''
 

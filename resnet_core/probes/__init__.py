@@ -32,7 +32,6 @@ Results are tidy pandas DataFrames: one row per layer (or block), with its depth
 and block, ready for ``resnet_core.plots.instruments``.
 """
 
-from ..describe import shortcut_kind
 from .activations import (
     CHANNEL_RULE,
     DEFAULT_BINS,
@@ -113,7 +112,6 @@ __all__ = [
     "record_activations",
     "resolve_layers",
     "shapes_batch",
-    "shortcut_kind",
     "split_summary",
     "spread_summary",
     "sweep_arch",

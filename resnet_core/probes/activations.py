@@ -14,7 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..costs import FLOAT_BYTES, MemoryEstimate, net_cost
 from ..hooks import taps
+from ..models import InputSize
 from .layers import (
     LayerSpec,
     _block_index,
@@ -270,6 +272,22 @@ def record_activations(
         yield rec
 
 
+def estimate_activations(model: nn.Module | str, *, batch: int = 1, image_size: InputSize | None = None,
+                         options: dict[str, Any] | None = None, builds: bool | None = None,
+                         layers_kept: int | None = None, twin: bool = False) -> MemoryEstimate:
+    """Memory ``activation_profile`` needs (arguments as ``costs.net_cost``): a no-grad forward, plus the bounded
+    maps and statistics kept per recorded layer (``layers_kept``; default every computing layer). ``twin``: the
+    cost of ``compare_activations`` (the two nets run one after the other, so only one is alive at a time)."""
+    net = net_cost(model, batch=batch, image_size=image_size, options=options, builds=builds,
+                   layers_kept=layers_kept, twin=twin)
+    # Bounded maps (16 channels of 32x32 of one sample, the page's defaults) per recorded layer.
+    kept = (layers_kept or len(net.profile.outputs)) * 16 * 32 * 32 * FLOAT_BYTES
+    parts = {**net.inputs(), **net.no_grad_forward(), "kept maps and statistics": kept}
+    what = (f"Comparing the activations of {net.net} and its twin" if twin
+            else f"Recording the activations of {net.net}") + f" at {net.px} px (batch {net.batch})"
+    return net.estimate("compare_activations" if twin else "activations", what, parts, estimate_activations)
+
+
 def activation_profile(
     model: nn.Module,
     inputs: torch.Tensor,
@@ -287,7 +305,7 @@ def activation_profile(
     (nothing run) when over the memory budget.
     """
     require_batch_for_stats(model, inputs, train)
-    _within_budget(model, "activations", inputs)
+    _within_budget(estimate_activations, model, inputs)
     with instrumented(model, train=train):
         with record_activations(model, layers, keep, **options) as rec, torch.no_grad():
             model(inputs.to(_device(model)))
@@ -317,7 +335,7 @@ def compare_activations(
     """
     for net in (model, twin):  # both checked and costed before either runs
         require_batch_for_stats(net, inputs, train)
-        _within_budget(net, "activations", inputs)
+        _within_budget(estimate_activations, net, inputs)
     stats, hists = [], []
     for index, net in enumerate((model, twin)):
         rec = activation_profile(net, inputs, layers, "stats", train=train, **options)

@@ -12,9 +12,10 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ..costs import MemoryEstimate, net_cost
 from ..describe import shortcut_kind
 from ..hooks import Taps, taps
-from ..models import iter_blocks, stage_of
+from ..models import InputSize, iter_blocks, stage_of
 from ..targets import Target
 from .layers import (
     LayerSpec,
@@ -29,6 +30,17 @@ from .layers import (
     require_batch_for_stats,
     resolve_layers,
 )
+
+
+def estimate_gradient_norms(model: nn.Module | str, *, batch: int = 1, image_size: InputSize | None = None,
+                            options: dict[str, Any] | None = None, builds: bool | None = None) -> MemoryEstimate:
+    """Memory ``gradient_norms`` needs (arguments as ``costs.net_cost``): a forward kept for backward, the
+    backward with parameter gradients, and the layer-output gradients it returns (sized as the block inputs)."""
+    net = net_cost(model, batch=batch, image_size=image_size, options=options, builds=builds)
+    parts = {**net.inputs(), **net.forward_backward(), "parameter gradients": net.profile.param_bytes,
+             "returned layer gradients": net.bytes(sum(net.profile.block_inputs))}
+    return net.estimate("gradient_norms", f"Gradient norms of {net.net} at {net.px} px (batch {net.batch})", parts,
+                        estimate_gradient_norms)
 
 
 def gradient_norms(
@@ -47,7 +59,7 @@ def gradient_norms(
     activation_grad_rms (norm / sqrt(numel)), param_count, param_norm, param_grad_norm (NaN without parameters).
     """
     require_batch_for_stats(model, inputs, train)
-    _within_budget(model, "gradient_norms", inputs)
+    _within_budget(estimate_gradient_norms, model, inputs)
     names = resolve_layers(model, layers)
     modules = dict(model.named_modules())
     blocks = _block_index(model)
@@ -189,6 +201,20 @@ def _path_row(index: int, name: str, block: nn.Module, paths: _PathTaps, grads: 
     return row
 
 
+def estimate_path_gradients(model: nn.Module | str, *, batch: int = 1, image_size: InputSize | None = None,
+                            options: dict[str, Any] | None = None, builds: bool | None = None,
+                            twin: bool = False) -> MemoryEstimate:
+    """Memory ``path_gradients`` needs (arguments as ``costs.net_cost``): a forward kept for backward, the
+    backward (no weight gradients), and the gradients at every block input, its split point and both paths,
+    returned together. ``twin``: the cost of ``compare_path_gradients`` (the nets run one after the other)."""
+    net = net_cost(model, batch=batch, image_size=image_size, options=options, builds=builds, twin=twin)
+    parts = {**net.inputs(), **net.forward_backward(),
+             "returned block gradients": net.bytes(3 * sum(net.profile.block_inputs))}
+    what = f"Gradient flow on {net.net}" + (" and its twin" if twin else "") + f" at {net.px} px (batch {net.batch})"
+    return net.estimate("compare_path_gradients" if twin else "path_gradients", what, parts,
+                        estimate_path_gradients)
+
+
 def path_gradients(
     model: nn.Module,
     inputs: torch.Tensor,
@@ -221,7 +247,7 @@ def path_gradients(
     if not blocks:
         raise ValueError("This model has no residual blocks to split the gradient at.")
     require_batch_for_stats(model, inputs, train)
-    _within_budget(model, "path_gradients", inputs)
+    _within_budget(estimate_path_gradients, model, inputs)
     paths = _PathTaps()
     with instrumented(model, train=train, grads=False), taps(model, hold=False) as tapped:
         paths.attach(tapped, blocks, _is_preact(model))
@@ -248,7 +274,7 @@ def compare_path_gradients(
     nets = [model] if twin is None else [model, twin]
     for net in nets:  # both checked and costed before either runs
         require_batch_for_stats(net, inputs, train)
-        _within_budget(net, "path_gradients", inputs)
+        _within_budget(estimate_path_gradients, net, inputs)
     for index, net in enumerate(nets):
         frames.append(_tag(path_gradients(net, inputs, target, train=train), net, labels[index] if labels else None))
     return pd.concat(frames, ignore_index=True)
@@ -280,11 +306,22 @@ def _or_zeros(grad: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
     return grad if grad is not None else torch.zeros_like(like)
 
 
+def estimate_block_gradients(model: nn.Module | str, *, batch: int = 1, image_size: InputSize | None = None,
+                             options: dict[str, Any] | None = None, builds: bool | None = None) -> MemoryEstimate:
+    """Memory ``block_input_grad_norms`` needs (arguments as ``costs.net_cost``): a forward kept for backward,
+    the backward (no weight gradients), and one gradient per block input."""
+    net = net_cost(model, batch=batch, image_size=image_size, options=options, builds=builds)
+    parts = {**net.inputs(), **net.forward_backward(),
+             "returned block gradients": net.bytes(sum(net.profile.block_inputs))}
+    return net.estimate("block_gradients", f"Block-input gradients of {net.net} at {net.px} px (batch {net.batch})",
+                        parts, estimate_block_gradients)
+
+
 def block_input_grad_norms(model: nn.Module, inputs: torch.Tensor, target: int | Target | None,
                            *, train: bool | None = True) -> list[float]:
     """The norm of the target's gradient at every block input (forward order), one backward, no weight grads."""
     require_batch_for_stats(model, inputs, train)
-    _within_budget(model, "block_gradients", inputs)
+    _within_budget(estimate_block_gradients, model, inputs)
     blocks = iter_blocks(model)
 
     with instrumented(model, train=train, grads=False), taps(model, hold=False) as tapped:

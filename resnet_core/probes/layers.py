@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pandas as pd
@@ -13,7 +13,7 @@ from torch import nn
 
 from ..blocks import PadShortcut, ResidualBlock, Tap
 from ..card import card_of
-from ..costs import estimate_memory, require_within_budget
+from ..costs import MemoryEstimate, require_within_budget
 from ..hooks import preserved_state
 from ..models import block_position, display_name, iter_blocks, stage_of
 from ..targets import Target, as_target, scalar_objective
@@ -174,10 +174,11 @@ def _device(model: nn.Module) -> torch.device:
     return param.device if param is not None else torch.device("cpu")
 
 
-def _within_budget(model: nn.Module, task: str, inputs: torch.Tensor) -> None:
-    """Raise BudgetError before anything is allocated when ``task`` on ``inputs`` exceeds the memory budget."""
+def _within_budget(cost: Callable[..., MemoryEstimate], model: nn.Module, inputs: torch.Tensor) -> None:
+    """Raise BudgetError before anything is allocated when the instrument's ``cost`` (its estimate function,
+    e.g. ``estimate_path_gradients``) on ``inputs`` exceeds the memory budget."""
     if isinstance(inputs, torch.Tensor) and inputs.dim() == 4:
-        require_within_budget(estimate_memory(model, task, batch=inputs.shape[0], image_size=tuple(inputs.shape[1:])))
+        require_within_budget(cost(model, batch=inputs.shape[0], image_size=tuple(inputs.shape[1:])))
 
 
 def _objective(model: nn.Module, inputs: torch.Tensor, target: int | Target | None) -> torch.Tensor:

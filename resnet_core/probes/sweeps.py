@@ -10,10 +10,10 @@ import torch
 from torch import nn
 
 from ..card import card_of
-from ..costs import estimate_memory, scale_to_budget
-from ..models import build, display_name, get_spec
+from ..costs import MemoryEstimate, Recipe, Variant, halvings, image_side, scale_to_budget
+from ..models import ARCHITECTURES, build, display_name, get_spec
 from ..targets import LossTarget, Target, TopClassTarget
-from .gradients import block_input_grad_norms
+from .gradients import block_input_grad_norms, estimate_block_gradients
 
 CIFAR_DEPTHS = (20, 32, 44, 56, 110)
 IMAGENET_DEPTHS = (18, 34, 50, 101, 152)
@@ -36,6 +36,46 @@ def sweep_arch(depth: int, family: str) -> str:
         known = CIFAR_DEPTHS + (1202,) if family == "cifar" else IMAGENET_DEPTHS
         raise ValueError(f"There is no {family} ResNet of depth {depth}; choose from {', '.join(map(str, known))}.")
     return name
+
+
+def estimate_depth_sweep(depths: Sequence[int] | None = None, *, family: str = "cifar", batch: int = 1,
+                         width: int | None = None, image_size: int | None = None) -> MemoryEstimate:
+    """Memory ``depth_sweep`` needs: the nets are built and run one after the other, so the largest of their
+    ``estimate_block_gradients`` (each built from its name, plain and residual) is what must fit."""
+    batch = max(1, int(batch))
+    request = {"depths": depths, "family": family, "batch": batch, "width": width, "image_size": image_size}
+    if depths is None:
+        depths = CIFAR_DEPTHS if family == "cifar" else IMAGENET_DEPTHS
+    size = image_size or (32 if family == "cifar" else 224)
+    worst: dict[str, int] = {}
+    for depth in depths:
+        name = f"resnet{int(depth)}"
+        if name not in ARCHITECTURES:
+            continue
+        for residual in (True, False):
+            opts: dict[str, Any] = {"residual": residual}
+            if width is not None:
+                opts["width"] = width
+            parts = estimate_block_gradients(name, batch=batch, image_size=size, options=opts).parts
+            if sum(parts.values()) > sum(worst.values()):
+                worst = parts
+    deepest = max((int(d) for d in depths), default=0)
+    what = (f"A depth sweep to ResNet-{deepest} at {image_side(size)} px (batch {batch}"
+            + (f", width {width})" if width else ")"))
+    return MemoryEstimate("depth_sweep", what, worst, request, recipe=Recipe(estimate_depth_sweep, _sweep_axes))
+
+
+def _sweep_axes(request: dict[str, Any]) -> list[list[Variant]]:
+    """A smaller batch (batch statistics need two images), a smaller input, fewer depths (deepest dropped)."""
+    axes: list[list[Variant]] = [[({"batch": b}, f"batch {b}", {"batch": b}) for b in halvings(request["batch"], 2)]]
+    size = request["image_size"]
+    start = (image_side(size) if size is not None else None) or (32 if request["family"] == "cifar" else 224)
+    axes.append([({"image_size": s}, f"{s} px", {"image_size": s}) for s in halvings(start, 16)])
+    depths = sorted(int(d) for d in (request["depths"] or ()))
+    if len(depths) > 1:
+        axes.append([({"depths": tuple(depths[:k])}, f"depths up to {depths[k - 1]}", {"depths": tuple(depths[:k])})
+                     for k in range(len(depths) - 1, 0, -1)])
+    return axes
 
 
 def depth_sweep(
@@ -67,8 +107,8 @@ def depth_sweep(
     size = image_size or (32 if family == "cifar" else 224)
     for depth in depths:
         sweep_arch(depth, family)  # an unknown depth is one sentence before anything is costed
-    fitted = scale_to_budget(estimate_memory(None, "depth_sweep", batch=batch, image_size=size, depths=depths,
-                                             family=family, width=width), "batch", floor=2)
+    fitted = scale_to_budget(estimate_depth_sweep(depths, family=family, batch=batch, width=width, image_size=size),
+                             "batch", floor=2)
     batch = fitted.request["batch"]
     gen = torch.Generator().manual_seed(seed)
     inputs = torch.randn(batch, 3, size, size, generator=gen)

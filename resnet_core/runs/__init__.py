@@ -42,9 +42,7 @@ folder), so a race survives page switches and refreshes and every tab, replica a
 
 from __future__ import annotations
 
-from .folders import (  # noqa: F401
-    _EVAL_COLUMNS,
-    _REASONS,
+from .folders import (
     CONTROL_FILE,
     CONTROL_REQUESTS,
     JOB_STATUSES,
@@ -53,35 +51,19 @@ from .folders import (  # noqa: F401
     ControlReader,
     RunStorageError,
     RunWriter,
-    _json_safe,
-    _now,
-    _process_alive,
-    _process_start,
-    _reason,
-    _runs_dir,
-    _slug,
-    _storing,
-    atomic_write,
     new_run_id,
-    runs_dir,
     write_control,
 )
-from .foreground import ForegroundControls  # noqa: F401
-from .jobs import (  # noqa: F401
+from .foreground import ForegroundControls
+from .jobs import (
     CONTROL_POLL_S,
     Job,
     resume_race,
     resume_run,
 )
-from .records import (  # noqa: F401
+from .records import (
     JobSnapshot,
     RunRecord,
-    _check_run_id,
-    _checkpoint_files_ok,
-    _last_step,
-    _read_json,
-    _read_metrics,
-    _run_status,
     latest_checkpoints,
     list_checkpoints,
     list_runs,
@@ -91,7 +73,7 @@ from .records import (  # noqa: F401
     race_title,
     unique_titles,
 )
-from .registry import (  # noqa: F401
+from .registry import (
     LOCK_FILE,
     STARTED_BY,
     FolderRace,
@@ -101,3 +83,12 @@ from .registry import (  # noqa: F401
     registry_for,
     this_host,
 )
+
+__all__ = [
+    "CONTROL_FILE", "CONTROL_POLL_S", "CONTROL_REQUESTS", "ControlReader", "FolderRace", "ForegroundControls",
+    "JOB_STATUSES", "Job", "JobSnapshot", "LIVE_STATUSES", "LOCK_FILE", "RUN_STATUSES", "RaceBusy", "RaceLock",
+    "RaceRegistry", "RunRecord", "RunStorageError", "RunWriter", "STARTED_BY",
+    "latest_checkpoints", "list_checkpoints", "list_runs", "load_run", "new_run_id", "past_run_titles",
+    "past_runs_table", "race_title", "registry_for", "resume_race", "resume_run", "this_host",
+    "unique_titles", "write_control",
+]

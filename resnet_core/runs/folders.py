@@ -16,10 +16,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..checkpoints.format import atomic_write, save_checkpoint
-from ..checkpoints.format import fsync_dir as _fsync_dir
 from ..settings import runs_dir
 from ..train import Race, RaceConfig
+from ..weights.checkpoints import atomic_write, save_checkpoint
+from ..weights.checkpoints.format import fsync_dir as _fsync_dir
 
 _EVAL_COLUMNS = ["step", "racer", "test_loss", "test_acc"]
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pandas as pd
 
-from ..checkpoints.format import load_resume_checkpoint
 from ..train import Race, RaceConfig, describe_device, summarize
+from ..weights.checkpoints.format import load_resume_checkpoint
 from .folders import (
     _EVAL_COLUMNS,
     LIVE_STATUSES,

@@ -27,8 +27,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from ..checkpoints.format import atomic_write
 from ..train import RaceConfig
+from ..weights.checkpoints.format import atomic_write
 from .folders import (
     LIVE_STATUSES,
     _now,

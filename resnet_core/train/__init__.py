@@ -20,56 +20,21 @@ One engine serves the app (through :mod:`resnet_core.runs`), the notebook and th
 
 from __future__ import annotations
 
-from typing import Any
-
-from ..checkpoints.format import FORMAT  # noqa: F401 - the format is defined once, in checkpoints
-from .config import (  # noqa: F401
+from .config import (
     DEGRADATION_MARGIN,
-    FINAL_WINDOW,
     PRESET_NOTES,
     PRESETS,
-    RACER_STATUSES,
     SCHEDULES,
     RaceConfig,
     RacerSpec,
-    _pair,
     degradation_note,
     lr_at,
 )
-from .devices import (  # noqa: F401
-    DistInfo,
-    _init_distributed,
-    amp_dtype,
-    describe_device,
-    dist_info,
-    pick_device,
-)
-from .engine import (  # noqa: F401
-    MAX_SKIPPED_STEPS,
-    Race,
-    Racer,
-    _to_cpu,
-    stage_groups,
-    step_action,
-    summarize,
-)
+from .devices import amp_dtype, describe_device, dist_info, pick_device
+from .engine import MAX_SKIPPED_STEPS, Race, stage_groups, step_action, summarize
 
 __all__ = [
-    "DEGRADATION_MARGIN", "FORMAT", "MAX_SKIPPED_STEPS", "PRESETS", "PRESET_NOTES", "Race", "RaceConfig",
-    "RacerSpec", "amp_dtype", "degradation_note", "describe_device", "dist_info", "lr_at",
-    "pick_device", "stage_groups", "step_action", "summarize",
-    "config_from_args", "main",  # noqa: F822 - from cli, through __getattr__ below
+    "DEGRADATION_MARGIN", "MAX_SKIPPED_STEPS", "PRESETS", "PRESET_NOTES", "SCHEDULES", "Race", "RaceConfig",
+    "RacerSpec", "amp_dtype", "degradation_note", "describe_device", "dist_info", "lr_at", "pick_device",
+    "stage_groups", "step_action", "summarize",
 ]
-
-_MOVED_TO_CLI = {"main": "train_main", "_parser": "_parser", "config_from_args": "config_from_args",
-                 "_StopRequests": "_StopRequests", "_CONFIG_FLAGS": "_CONFIG_FLAGS"}
-
-
-def __getattr__(name: str) -> Any:
-    """The command line moved to ``cli`` (it writes run folders, which the engine does not know about);
-    ``train.main`` and the rest stay reachable here through this lazy lookup (PEP 562), not an import."""
-    if name in _MOVED_TO_CLI:
-        from .. import cli
-
-        return getattr(cli, _MOVED_TO_CLI[name])
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

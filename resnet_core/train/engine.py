@@ -18,10 +18,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DistributedSampler
 
-from ..checkpoints.format import make_checkpoint  # the checkpoint format is defined once
 from ..costs import estimate_race, require_within_budget
 from ..data import ImageData, ShapesSet, load_splits
 from ..models import build, count_params, stage_of
+from ..weights.checkpoints.format import make_checkpoint
 from .config import (
     FINAL_WINDOW,
     RaceConfig,

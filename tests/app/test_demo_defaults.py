@@ -1,5 +1,5 @@
 """The sidebar's default weights through the real app (AppTest): until the user or a link chooses, each page
-starts with the best weights it can have, offline (resnet_core.demo.best_model / best_weights)."""
+starts with the best weights it can have, offline (resnet_core.weights.best_model / best_weights)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from resnet_core import demo
 from resnet_core.data import SHAPES_CLASSES
 from resnet_core.settings import OFFLINE_ENV
+from resnet_core.weights import demo
 from tests.conftest import APP_MAIN
 
 GRAD_CAM, ARCHITECTURE = "../pages/grad_cam.py", "../pages/architecture.py"

@@ -17,8 +17,9 @@ from streamlit.testing.v1 import AppTest
 import resnet_core
 from resnet_core import cam
 from resnet_core.data import SHAPES_CLASSES
-from resnet_core.images import decode_image, preprocess
-from resnet_core.weights import FORMAT, Preprocessing, uploads_dir
+from resnet_core.images import Preprocessing, decode_image, preprocess
+from resnet_core.settings import uploads_dir
+from resnet_core.weights.checkpoints import FORMAT
 from tests.conftest import APP_MAIN
 
 PAGE = "../pages/grad_cam.py"
@@ -206,10 +207,10 @@ def test_uploaded_bad_checkpoint_is_refused_with_the_key_list(page, tmp_path):
 
 def test_inspect_a_trained_racer_from_the_training_page(app, tmp_path, monkeypatch):
     """Training page -> "Inspect this model" (weights_picker.use_checkpoint) -> the sidebar holds the checkpoint."""
-    from resnet_core.train import main
+    from resnet_core.cli import train_main
 
     monkeypatch.setenv("RESNET_EXPLORER_RUNS", str(tmp_path / "runs"))
-    assert main(["--racer", "resnet20", "--steps", "3", "--width", "4", "--image-size", "16", "--batch-size", "8",
+    assert train_main(["--racer", "resnet20", "--steps", "3", "--width", "4", "--image-size", "16", "--batch-size", "8",
                  "--n-train", "32", "--eval-every", "3", "--no-progress"]) == 0
     app.switch_page("../pages/training.py").run()
     app.selectbox(key="tr_past_pick").set_value(app.selectbox(key="tr_past_pick").options[1]).run()
@@ -280,8 +281,8 @@ def test_the_shapes_demo_opens_on_a_shapes_image_it_classifies(tmp_path, monkeyp
 def test_the_check_of_a_photo_model_explains_the_demo_and_shows_its_recorded_numbers(page):
     """With a model that is not a Shapes model the check runs on the embedded demo ResNet-20: the page shows the
     numbers ``demo_models/checks.json`` records (the README's), on the sample it names, as the lesson's step 8."""
-    from resnet_core.demo import demo_checks, load_demo_model
     from resnet_core.lesson import gradcam_shapes
+    from resnet_core.weights.demo import demo_checks, load_demo_model
 
     at = page
     assert at.toggle(key="gc_check_own").value is False and at.toggle(key="gc_check_own").disabled

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from resnet_core.checkpoints import checkpoint_title
 from resnet_core.plots.style import fmt_value
-from resnet_core.weights import uploads_dir
+from resnet_core.settings import uploads_dir
+from resnet_core.weights.checkpoints import checkpoint_title
 from tests.app.conftest import open_page
 
 PAGE = "../pages/gradient_flow.py"
@@ -114,7 +114,7 @@ def _checkpoint(path) -> str:
 
     from resnet_core import build
     from resnet_core.data import SHAPES_CLASSES, make_shapes
-    from resnet_core.weights import Preprocessing
+    from resnet_core.images import Preprocessing
 
     model = build("resnet20", seed=1, width=4)
     shapes = make_shapes(32, 32, seed=5)

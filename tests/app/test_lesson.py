@@ -57,7 +57,7 @@ def test_unrolled_paths_match_enumeration() -> None:
 
 
 def test_the_demo_pair_serves_only_when_both_nets_learned() -> None:
-    from resnet_core.demo import demo_test_accuracy
+    from resnet_core.weights.demo import demo_test_accuracy
 
     accuracy = {"Plain-20": demo_test_accuracy("plain20"), "ResNet-20": demo_test_accuracy("resnet20")}
     assert lesson.demo_pair_ready() == all(a >= 0.2 for a in accuracy.values())  # twice chance, ten classes

@@ -14,10 +14,10 @@ from streamlit.testing.v1 import AppTest
 
 import resnet_core
 from resnet_core import lesson
-from resnet_core.checkpoints import checkpoint_id, store_upload
-from resnet_core.checkpoints.format import make_checkpoint
 from resnet_core.data import SHAPES_CLASSES
 from resnet_core.plots.lesion import study_figure
+from resnet_core.weights.checkpoints import checkpoint_id, store_upload
+from resnet_core.weights.checkpoints.format import make_checkpoint
 
 PAGE = "../pages/lesson.py"
 

@@ -13,8 +13,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from resnet_core import lesson
-from resnet_core.checkpoints import checkpoint_id, checkpoint_title
 from resnet_core.runs import list_runs, load_run
+from resnet_core.weights.checkpoints import checkpoint_id, checkpoint_title
 
 PAGE = "../pages/lesson.py"
 

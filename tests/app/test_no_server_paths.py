@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from resnet_core.runs import list_runs, runs_dir
-from resnet_core.settings import OFFLINE_ENV
-from resnet_core.train import main
+from resnet_core.cli import train_main
+from resnet_core.runs import list_runs
+from resnet_core.settings import OFFLINE_ENV, runs_dir
 from tests.conftest import APP_MAIN
 
 PAGES = ("architecture", "activations", "gradient_flow", "grad_cam", "training", "lesson")
@@ -38,10 +38,10 @@ def offline_server(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("RESNET_EXPLORER_DATA", str(tmp_path / "data"))
     monkeypatch.setenv(OFFLINE_ENV, "1")
-    assert main(["--racer", "resnet20:plain", "--racer", "resnet20", "--steps", "2", "--width", "4",
+    assert train_main(["--racer", "resnet20:plain", "--racer", "resnet20", "--steps", "2", "--width", "4",
                  "--image-size", "16", "--batch-size", "8", "--n-train", "32", "--eval-every", "2",
                  "--no-progress", "--dataset", f"folder:{tmp_path / 'no-such-folder'}"]) == 2  # refused: no run
-    assert main(["--racer", "resnet20:plain", "--racer", "resnet20", "--steps", "2", "--width", "4",
+    assert train_main(["--racer", "resnet20:plain", "--racer", "resnet20", "--steps", "2", "--width", "4",
                  "--image-size", "16", "--batch-size", "8", "--n-train", "32", "--eval-every", "2",
                  "--no-progress"]) == 0
     return [str(tmp_path), str(runs_dir()), str(REPO)]

@@ -118,12 +118,12 @@ def test_an_uploaded_image_is_named_where_the_notebook_reads_it(app):
 def test_a_checkpoint_is_named_by_its_title_and_runs_folder_id_never_a_server_path(tmp_path, monkeypatch):
     """The notebook's note names a run's checkpoint by its title and its id in the runs folder; the page's caption
     under the button by its title and file name only (no setting name, no server path)."""
-    from resnet_core.checkpoints import checkpoint_id
-    from resnet_core.train import main
+    from resnet_core.cli import train_main
+    from resnet_core.weights.checkpoints import checkpoint_id
 
     runs = tmp_path / "runs"
     monkeypatch.setenv("RESNET_EXPLORER_RUNS", str(runs))
-    assert main(["--racer", "resnet20:plain", "--racer", "resnet20", "--steps", "3", "--width", "4", "--image-size",
+    assert train_main(["--racer", "resnet20:plain", "--racer", "resnet20", "--steps", "3", "--width", "4", "--image-size",
                  "16", "--batch-size", "8", "--n-train", "64", "--eval-every", "3", "--runs-dir", str(runs),
                  "--no-progress"]) == 0
     (path,) = runs.glob("*/plain-20.pt")

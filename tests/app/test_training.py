@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 
 from resnet_core import lesson
-from resnet_core.runs import list_runs, load_run, race_title, runs_dir
-from resnet_core.train import PRESETS, RaceConfig, RacerSpec, main
+from resnet_core.cli import train_main
+from resnet_core.runs import list_runs, load_run, race_title
+from resnet_core.settings import runs_dir
+from resnet_core.train import PRESETS, RaceConfig, RacerSpec
 from tests.app.conftest import open_page
 
 PAGE = "../pages/training.py"
@@ -152,7 +154,7 @@ def test_offline_data_set_gives_one_sentence_and_keeps_the_settings(page, monkey
 
 
 def test_past_cli_run_is_listed_and_reopened(page, tmp_path):
-    assert main(["--racer", "resnet20:plain", "--racer", "resnet20", "--steps", "4", "--width", "4",
+    assert train_main(["--racer", "resnet20:plain", "--racer", "resnet20", "--steps", "4", "--width", "4",
                  "--image-size", "16", "--batch-size", "16", "--n-train", "64", "--eval-every", "2",
                  "--no-progress"]) == 0
     page.run()

@@ -15,7 +15,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 import resnet_core
-from resnet_core.checkpoints import checkpoint_id
+from resnet_core.weights.checkpoints import checkpoint_id
 from tests.conftest import APP_MAIN
 
 HOSTILE = "[x](http://evil.example)![i](http://evil.example/i.png)<img src=http://evil.example/h.png>"

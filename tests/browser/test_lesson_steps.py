@@ -57,7 +57,7 @@ def _step(tab, number: int, chart_key: str, name: str) -> None:
 
 
 def test_each_measured_step_renders_at_1280x720(browser, lesson_url: str) -> None:
-    from resnet_core.demo import demo_test_accuracy
+    from resnet_core.weights.demo import demo_test_accuracy
 
     context = browser.new_context(viewport={"width": 1280, "height": 720})
     tab = context.new_page()

@@ -1,4 +1,5 @@
-"""Memory budgets: every estimate against the measured peak, the budget's sources, and refusals that allocate nothing.
+"""Memory budgets: every estimate against the measured peak, the budget's sources, refusals that allocate nothing,
+and each instrument's own cost (declared beside its code) against the figures costs.py gave before it moved.
 
 Each workload runs in a fresh Python (peak resident memory, VmHWM, cannot be reset): the child imports torch,
 builds its model and inputs, reads VmHWM, costs the request, runs it, and reports the growth of VmHWM. Each
@@ -7,16 +8,38 @@ workload needs at least 200 MB, so allocator noise of a few MB does not decide t
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
 
 import pytest
 import torch
 
-from resnet_core.describe import estimate_memory, estimate_race, require_within_budget
+from resnet_core import cam, costs, landscape, lesion
+from resnet_core.costs import (
+    MemoryEstimate,
+    estimate_backward,
+    estimate_forward,
+    estimate_memory,
+    estimate_race,
+    require_within_budget,
+    scale_to_budget,
+    suggestions_for,
+)
+from resnet_core.models import build
+from resnet_core.probes.activations import estimate_activations
+from resnet_core.probes.gradients import (
+    estimate_block_gradients,
+    estimate_gradient_norms,
+    estimate_path_gradients,
+)
+from resnet_core.probes.sweeps import estimate_depth_sweep
 from resnet_core.settings import ENV_MEMORY_BUDGET, BudgetError, memory_budget, parse_bytes, set_memory_budget
 from resnet_core.train import RaceConfig, RacerSpec
 
@@ -24,7 +47,9 @@ CHILD = textwrap.dedent('''
     import json, sys
     import torch
     from resnet_core import cam, probes
-    from resnet_core.describe import estimate_memory, estimate_race
+    from resnet_core.costs import estimate_forward, estimate_memory, estimate_race
+    from resnet_core.probes.activations import estimate_activations
+    from resnet_core.probes.gradients import estimate_path_gradients
     from resnet_core.models import build
     from resnet_core.train import Race, RaceConfig, RacerSpec
 
@@ -41,7 +66,8 @@ CHILD = textwrap.dedent('''
     elif kind in ("forward", "activations"):
         m = build("resnet18", seed=0, width=16).eval()
         x = torch.randn(8, 3, 768, 768, generator=g)
-        est = estimate_memory(m, kind, batch=8, image_size=768)
+        cost = estimate_activations if kind == "activations" else estimate_forward
+        est = cost(m, batch=8, image_size=768)
         base = hwm()
         if kind == "forward":
             with torch.no_grad():
@@ -51,13 +77,13 @@ CHILD = textwrap.dedent('''
     elif kind == "path_gradients":
         m = build("resnet56", seed=0, width=4).eval()
         x = torch.randn(96, 3, 64, 64, generator=g)
-        est = estimate_memory(m, kind, batch=96, image_size=64)
+        est = estimate_path_gradients(m, batch=96, image_size=64)
         base = hwm()
         probes.path_gradients(m, x, None, train=True)
     elif kind == "gradcam":
         m = build("resnet50", seed=0, width=16).eval()
         x = torch.randn(1, 3, 640, 640, generator=g)
-        est = estimate_memory(m, kind, image_size=640)
+        est = cam.REGISTRY["gradcam"].cost(m, image_size=640)
         base = hwm()
         cam.explain(m, x, None, None, "gradcam")
     elif kind == "race":
@@ -148,7 +174,7 @@ def test_parse_bytes_units() -> None:
 
 
 def test_budget_error_names_cost_budget_and_nearest_fit() -> None:
-    estimate = estimate_memory("resnet1202", "path_gradients", image_size=224)
+    estimate = estimate_path_gradients("resnet1202", image_size=224)
     assert 5e9 < estimate.total < 20e9  # ~10 GB: 600 blocks of 224-px activations kept for backward
     with pytest.raises(BudgetError) as info:
         require_within_budget(estimate, budget=10**9)
@@ -161,24 +187,22 @@ def test_budget_error_names_cost_budget_and_nearest_fit() -> None:
     assert str(error).endswith(f"try {first.words} or {error.suggestions[1].words}.")
     # Each suggestion really fits, and is the nearest along its axis (the next larger does not).
     assert all(s.cost <= 10**9 for s in error.suggestions)
-    assert estimate_memory("resnet1202", "path_gradients", image_size=112).total > 10**9
+    assert estimate_path_gradients("resnet1202", image_size=112).total > 10**9
     arch = error.suggestions[1].changes["arch"]
-    assert estimate_memory(arch, "path_gradients", image_size=224).total <= 10**9
+    assert estimate_path_gradients(arch, image_size=224).total <= 10**9
 
 
 def test_estimates_grow_with_batch_and_size_and_parts_add_up() -> None:
-    small = estimate_memory("resnet56", "backward", batch=8)
-    big = estimate_memory("resnet56", "backward", batch=16)
+    small = estimate_backward("resnet56", batch=8)
+    big = estimate_backward("resnet56", batch=16)
     assert big.parts["activations kept for backward"] == 2 * small.parts["activations kept for backward"]
     assert big.parts["parameters and buffers"] == small.parts["parameters and buffers"]
     assert small.total == sum(small.parts.values()) == int(small.table()["bytes"].iloc[-1])
     # Building costs exactly the parameters and buffers of a real net.
-    from resnet_core.models import build
-
     model = build("resnet20", width=8)
     expected = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
     assert estimate_memory("resnet20", "build", options={"width": 8}).total == expected
-    assert estimate_memory(model, "forward", batch=2, image_size=32).parts["input"] == 2 * 3 * 32 * 32 * 4
+    assert estimate_forward(model, batch=2, image_size=32).parts["input"] == 2 * 3 * 32 * 32 * 4
 
 
 def test_race_estimate_counts_optimizer_state_and_refuses_slider_extremes() -> None:
@@ -200,7 +224,6 @@ def test_race_estimate_counts_optimizer_state_and_refuses_slider_extremes() -> N
 
 def test_integrated_gradients_scale_to_the_budget_and_say_so(monkeypatch: pytest.MonkeyPatch) -> None:
     from resnet_core.cam import explain
-    from resnet_core.models import build
 
     model = build("resnet20", width=4, seed=0).eval()
     image = torch.randn(1, 3, 128, 128, generator=torch.Generator().manual_seed(0))
@@ -212,3 +235,123 @@ def test_integrated_gradients_scale_to_the_budget_and_say_so(monkeypatch: pytest
     assert "images at a time (from 16)" in scaled.notes[0]
     # Fewer images at a time, the same integral.
     assert abs(scaled.raw - full.raw).max() <= 1e-4 * abs(full.raw).max()
+
+
+# ------------------------------------------------------------------------------------------ each cost beside its instrument
+# Issue 23 point 4: every instrument declares its cost beside its code. The figures below are what the single
+# ``costs.estimate_memory`` of before gave (measured before the costs moved, on registry nets at their own input
+# size): total bytes for (ResNet-20 batch 1, ResNet-20 batch 8, ResNet-50 batch 1, ResNet-50 batch 8).
+MEASURED_BEFORE: dict[str, tuple[int, int, int, int]] = {
+    "build": (1084544, 1084544, 102441032, 102441032),
+    "forward": (1358976, 3280000, 115888200, 210018376),
+    "backward": (4748304, 22842408, 347883656, 1350385128),
+    "activations": (5356672, 7277696, 126242888, 220373064),
+    "compare_activations": (5356672, 7277696, 126242888, 220373064),
+    "gradient_norms": (5141520, 25988136, 370362504, 1530215912),
+    "path_gradients": (4849064, 31200704, 313092072, 1787649352),
+    "compare_path_gradients": (4849064, 31200704, 313092072, 1787649352),
+    "block_gradients": (4062632, 24909248, 268134376, 1427987784),
+    "gradcam": (3669416, 21763520, 245655528, 1248157000),
+    "guided_gradcam": (3693992, 21960128, 246859752, 1257790792),
+    "integrated_gradients": (42651392, 333619328, 2404108872, 18515783752),
+}
+WORDS_BEFORE = {  # ResNet-20, batch 8
+    "build": "Building ResNet-20",
+    "forward": "A forward pass of ResNet-20 at 32 px (batch 8)",
+    "backward": "A forward and backward pass of ResNet-20 at 32 px (batch 8)",
+    "activations": "Recording the activations of ResNet-20 at 32 px (batch 8)",
+    "compare_activations": "Comparing the activations of ResNet-20 and its twin at 32 px (batch 8)",
+    "gradient_norms": "Gradient norms of ResNet-20 at 32 px (batch 8)",
+    "path_gradients": "Gradient flow on ResNet-20 at 32 px (batch 8)",
+    "compare_path_gradients": "Gradient flow on ResNet-20 and its twin at 32 px (batch 8)",
+    "block_gradients": "Block-input gradients of ResNet-20 at 32 px (batch 8)",
+    "gradcam": "Grad-CAM on ResNet-20 at 32 px",
+    "guided_gradcam": "Guided Grad-CAM on ResNet-20 at 32 px",
+    "integrated_gradients": "Integrated gradients on ResNet-20 at 32 px (16 steps, 16 at a time)",
+}
+INSTRUMENT_COSTS: dict[str, Callable[..., MemoryEstimate]] = {
+    "build": partial(estimate_memory, task="build"),  # the generic tasks stay in costs
+    "forward": estimate_forward,
+    "backward": estimate_backward,
+    "activations": estimate_activations,
+    "compare_activations": partial(estimate_activations, twin=True),
+    "gradient_norms": estimate_gradient_norms,
+    "path_gradients": estimate_path_gradients,
+    "compare_path_gradients": partial(estimate_path_gradients, twin=True),
+    "block_gradients": estimate_block_gradients,
+    "gradcam": cam.REGISTRY["gradcam"].cost,
+    "guided_gradcam": cam.REGISTRY["guided_gradcam"].cost,
+    "integrated_gradients": cam.REGISTRY["integrated_gradients"].cost,
+}
+
+
+@pytest.mark.parametrize("task", list(MEASURED_BEFORE))
+def test_each_instrument_declares_the_cost_costs_gave_before(task: str) -> None:
+    cost = INSTRUMENT_COSTS[task]
+    totals = tuple(cost(net, batch=batch).total for net in ("resnet20", "resnet50") for batch in (1, 8))
+    assert totals == MEASURED_BEFORE[task]
+    estimate = cost("resnet20", batch=8)
+    assert estimate.task == task and estimate.what == WORDS_BEFORE[task]
+    # The estimate carries how it is made: costed again, it is the same; with a change, the instrument's own cost.
+    assert estimate.again() == estimate
+    assert estimate.again(batch=1).total == MEASURED_BEFORE[task][0]
+
+
+def test_the_other_instruments_cost_what_they_did_before() -> None:
+    assert estimate_depth_sweep().total == 21965432
+    assert estimate_depth_sweep(batch=16, width=8, image_size=32).total == 122015472
+    sweep = estimate_depth_sweep((18, 34, 50), family="imagenet", batch=8, width=4, image_size=64)
+    assert (sweep.total, sweep.what) == (8078904, "A depth sweep to ResNet-50 at 64 px (batch 8, width 4)")
+    model = build("resnet20", width=8, seed=0)
+    totals = {name: method.estimate(model, (3, 32, 32)).total for name, method in cam.REGISTRY.items()}
+    grad_cam = 1298600  # the layer methods cost what Grad-CAM does; the gradient-free ones a batch of forwards
+    assert totals == {"gradcam": grad_cam, "guided_gradcam": 1323176, "integrated_gradients": 20986496,
+                      "gradcampp": grad_cam, "xgradcam": grad_cam, "hirescam": grad_cam, "layercam": grad_cam,
+                      "eigencam": 143360, "scorecam": 4587520, "occlusion": 4587520}
+    assert lesion.estimate(model, (8, 3, 32, 32)).total == 2077408
+    assert landscape.estimate(model, (8, 3, 32, 32)).total == 2238584
+    assert landscape.estimate(model, (8, 3, 32, 32), twin=True).total == 2513688
+
+
+def _code_words(path: Path) -> list[str]:
+    """Every identifier and string of a module's code (docstrings and comments left out)."""
+    tree = ast.parse(path.read_text())
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef) and node.body
+                  and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    words = [n.value for n in ast.walk(tree)
+             if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docstrings]
+    words += [n.id for n in ast.walk(tree) if isinstance(n, ast.Name)]
+    words += [n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)]
+    words += [n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.ClassDef)]
+    return words
+
+
+def test_costs_names_no_instrument() -> None:
+    """costs.py profiles nets, sums parts and compares with the budget: no branch or table per instrument."""
+    words = " ".join(_code_words(Path(costs.__file__))).lower()
+    for instrument in ("gradcam", "grad-cam", "integrated", "ig_", "path_gradient", "gradient_norm", "block_grad",
+                       "recording the activations", "depth_sweep", "sweep", "lesion", "landscape", "twin",
+                       "scorecam", "occlusion"):
+        assert instrument not in words, instrument
+    with pytest.raises(ValueError, match="Unknown task 'gradcam'; choose one of build, forward, backward"):
+        estimate_memory("resnet20", "gradcam")
+
+
+def test_suggestions_and_scaling_replay_the_instruments_own_cost() -> None:
+    """costs.py offers smaller variants of any estimate by asking the estimate's recipe, never by its name."""
+    ig = cam.REGISTRY["integrated_gradients"].cost
+    estimate = ig("resnet50", image_size=224, ig_steps=32)
+    budget = 2 * 10**9
+    found = suggestions_for(estimate, budget)
+    assert [s.changes for s in found] == [{"ig_steps": 8}, {"image_size": 112}]  # fewer steps first
+    assert found[0].cost == ig("resnet50", image_size=224, ig_steps=8).total
+    scaled = scale_to_budget(estimate, "ig_chunk", budget=budget, unit="images at a time")
+    assert scaled.request["ig_chunk"] == 8 and scaled.what.endswith("(32 steps, 8 at a time)")
+    assert scaled.note.startswith("Scaled to 8 images at a time (from 32)")
+    # The sweep's own axes (no width or shallower net), one suggestion per axis, not cut to two.
+    sweep = estimate_depth_sweep((18, 152), family="imagenet", batch=32, image_size=224)
+    found = suggestions_for(sweep, 2 * 10**9)
+    assert [s.changes for s in found] == [{"batch": 4}, {"image_size": 56}, {"depths": (18,)}]
+    assert found[2].cost == estimate_depth_sweep((18,), family="imagenet", batch=32, image_size=224).total
+    assert suggestions_for(MemoryEstimate("forward", "By hand", {"x": 10}), 1) == []  # no recipe: nothing to offer

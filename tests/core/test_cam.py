@@ -11,7 +11,7 @@ from PIL import Image
 
 import resnet_core
 from resnet_core import cam
-from resnet_core.state import count_hooks
+from resnet_core.hooks import count_hooks
 from resnet_core.targets import ClassTarget
 
 
@@ -228,7 +228,7 @@ def test_explaining_a_torchvision_resnet50_at_224():
 def shapes_model() -> torch.nn.Module:
     """The embedded demo ResNet-20 (trained on Shapes by ``make demo-models``): the model every view of the
     localisation check explains, loaded as a user's checkpoint is."""
-    from resnet_core.demo import DEMO_CHECK_MODEL, load_demo_model
+    from resnet_core.weights.demo import DEMO_CHECK_MODEL, load_demo_model
 
     return load_demo_model(DEMO_CHECK_MODEL)
 
@@ -288,7 +288,7 @@ def _hooks_while_locked(model, call) -> tuple[int, object]:
     import threading
     import time
 
-    from resnet_core.state import model_lock
+    from resnet_core.hooks import model_lock
 
     result: list[object] = []
     seen = 0
@@ -353,7 +353,7 @@ def test_direct_gradcam_weights_channels_by_the_mean_gradient_as_pytorch_grad_ca
 def test_the_demo_models_recorded_check_is_what_the_library_measures(shapes_model):
     """``demo_models/checks.json`` (which the README quotes) holds what ``cam.localisation_numbers`` measures on the
     demo ResNet-20 now: a page, the lesson and the notebook that call it show the same numbers."""
-    from resnet_core.demo import DEMO_CHECK_MODEL, demo_checks
+    from resnet_core.weights.demo import DEMO_CHECK_MODEL, demo_checks
 
     recorded, measured = demo_checks(), cam.localisation_numbers(shapes_model)
     assert recorded["model"] == f"demo:{DEMO_CHECK_MODEL}"

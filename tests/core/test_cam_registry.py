@@ -1,13 +1,18 @@
-"""The CAM method registry: every method behind explain() is one class; adding one is adding a class."""
+"""The CAM method registry: every method behind explain() is one class; adding one is adding a class, its memory
+cost included (declared on the class, never in costs.py)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 import torch
 
-from resnet_core import build, cam
+from resnet_core import build, cam, costs
 from resnet_core.cam.methods import CamMethod
+from resnet_core.costs import net_cost, suggestions_for
 from resnet_core.hooks import count_hooks
+from resnet_core.settings import ENV_MEMORY_BUDGET, BudgetError
 
 
 def _model_and_image():
@@ -35,7 +40,13 @@ def gradient_x_input():
 
         name, label = "gradient_x_input", "Gradient x input"
         uses_layer = False
-        cost_task = "guided_gradcam"  # one forward and one backward to the input, like guided Grad-CAM
+
+        @classmethod
+        def cost(cls, model, *, batch=1, image_size=None, options=None, builds=None):
+            # One forward kept for backward, the backward to the input, and the input's gradient.
+            net = net_cost(model, batch=batch, image_size=image_size, options=options, builds=builds)
+            parts = {**net.inputs(), **net.forward_backward(), "input gradient": net.bytes(net.profile.input_numel)}
+            return net.estimate("gradient_x_input", f"Gradient x input on {net.net} at {net.px} px", parts, cls.cost)
 
         def attribute(self, wrapped, image, layer, *, cost, ig_steps):
             x = image.requires_grad_(True)
@@ -64,3 +75,44 @@ def test_unknown_method_names_the_registered_ones():
     model, image = _model_and_image()
     with pytest.raises(cam.CamError, match="gradcam, guided_gradcam, integrated_gradients, gradcampp"):
         cam.explain(model, image, 3, method="lime")
+
+
+def test_a_new_methods_own_cost_is_asked_for_without_touching_costs(gradient_x_input, monkeypatch):
+    """The cost the class declares is what explain() checks, and what a suggestion replays at another size."""
+    model = build("resnet20", seed=0, width=4).eval()
+    estimate = cam.REGISTRY["gradient_x_input"].estimate(model, (3, 512, 512))
+    net = net_cost(model, image_size=(3, 512, 512))
+    assert estimate.parts["input gradient"] == 3 * 512 * 512 * 4
+    assert estimate.total == net.bytes(net.profile.input_numel) * 2 + sum(net.forward_backward().values())
+    monkeypatch.setenv(ENV_MEMORY_BUDGET, "100MB")
+    image = torch.zeros(1, 3, 512, 512)
+    with pytest.raises(BudgetError) as info:  # refused before anything runs
+        cam.explain(model, image, 3, method="gradient_x_input")
+    error = info.value
+    assert str(error).startswith("Gradient x input on ResNet-20 (width 4) at 512 px needs about ")
+    assert error.suggestions == suggestions_for(estimate, 100 * 10**6)
+    first = error.suggestion
+    side = first.changes["image_size"]
+    assert first.cost == gradient_x_input.cost(model, image_size=side).total <= 100 * 10**6
+    assert "gradient_x_input" not in Path(costs.__file__).read_text()  # costed without a line in costs.py
+    assert count_hooks(model) == 0
+
+
+def test_every_registered_method_declares_its_cost():
+    model, image = _model_and_image()
+    for name, method in cam.REGISTRY.items():
+        estimate = method.estimate(model, tuple(image.shape[1:]))
+        assert estimate.total > 0 and estimate.recipe is not None, name
+        assert estimate.again() == estimate, name  # the estimate carries how to make it again
+
+
+def test_a_method_without_a_declared_cost_cannot_be_registered():
+    with pytest.raises(TypeError, match="cost"):
+        @cam.register
+        class Uncosted(CamMethod):
+            name, label = "uncosted", "Uncosted"
+
+            def attribute(self, wrapped, image, layer, *, cost, ig_steps):
+                return image.sum(dim=1), None
+
+    assert "uncosted" not in cam.REGISTRY and "uncosted" not in cam.METHODS

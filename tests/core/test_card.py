@@ -116,7 +116,7 @@ def test_base_width_matches_the_built_network() -> None:
                                                (None, "unknown"),
                                                ("folder:/data/pets", "unknown")])
 def test_the_card_records_what_a_checkpoint_was_trained_on(dataset, expected) -> None:
-    from resnet_core.checkpoints import make_checkpoint, model_from_checkpoint, read_checkpoint
+    from resnet_core.weights.checkpoints import make_checkpoint, model_from_checkpoint, read_checkpoint
 
     net = build("resnet20", width=4, seed=0)
     raw = make_checkpoint(arch="resnet20", label="ResNet-20", options={"width": 4}, state_dict=net.state_dict(),

@@ -1,4 +1,4 @@
-"""resnet_core.checkpoints: our format written and read back, and foreign key conventions as a table."""
+"""resnet_core.weights.checkpoints: our format written and read back, and foreign key conventions as a table."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import resnet_core
-from resnet_core.checkpoints import (
+from resnet_core.images import Preprocessing
+from resnet_core.weights.checkpoints import (
     FORMAT,
     KEY_CONVENTIONS,
     conventions,
@@ -15,7 +16,6 @@ from resnet_core.checkpoints import (
     read_checkpoint,
     save_checkpoint,
 )
-from resnet_core.images import Preprocessing
 
 
 def small_net() -> torch.nn.Module:

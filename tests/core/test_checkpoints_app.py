@@ -8,7 +8,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 import resnet_core
-from resnet_core.checkpoints import save_uploaded_checkpoint
+from resnet_core.weights.checkpoints import save_uploaded_checkpoint
 from tests.conftest import APP_MAIN
 
 

@@ -1,4 +1,4 @@
-"""Every key convention of ``resnet_core.checkpoints.conventions``: the network re-implemented here in the layout
+"""Every key convention of ``resnet_core.weights.checkpoints.conventions``: the network re-implemented here in the layout
 its public training code uses, saved the way that code saves it, loaded through the public paths (the file
 loader the CLI uses, ``fit.checkpoint_config`` the app's picker uses, and the app's upload path), and its
 outputs compared with the defining code's to 1e-5.
@@ -22,18 +22,17 @@ from torchvision.models.resnet import BasicBlock as TvBasic
 from torchvision.models.resnet import Bottleneck as TvBottleneck
 
 import resnet_core
-from resnet_core.checkpoints import (
+from resnet_core.errors import WeightsError
+from resnet_core.models import ARCHITECTURES, build, count_params, display_name
+from resnet_core.weights import checkpoint_config, load_model, width_for
+from resnet_core.weights.checkpoints import (
     KEY_CONVENTIONS,
     NotAResNet,
     UnbuildableVariant,
-    WeightsError,
     load_checkpoint_file,
     read_checkpoint,
     save_uploaded_checkpoint,
 )
-from resnet_core.fit import checkpoint_config, width_for
-from resnet_core.models import ARCHITECTURES, build, count_params, display_name
-from resnet_core.weights import load_model
 
 FULL = os.environ.get("RESNET_EXPLORER_FULL_CHECKPOINTS", "").strip() in ("1", "true", "yes")
 TOLERANCE = 1e-5
@@ -239,10 +238,10 @@ def test_kuangliu_cifar_stem_nets_are_zoo_architectures(depth):
         plain = build(f"resnet{depth}_cifar", residual=False)
     assert count_params(theirs) == count_params(ours) == KUANGLIU_PARAMS[depth]
     assert count_params(plain) < count_params(ours) and plain.card.label == f"Plain-{depth} (CIFAR stem)"
-    renamed = resnet_core.checkpoints.apply_conventions(dict(theirs.state_dict()), [])
+    renamed = resnet_core.weights.checkpoints.apply_conventions(dict(theirs.state_dict()), [])
     own = ours.state_dict()
     assert {k: tuple(v.shape) for k, v in renamed.items()} == {k: tuple(v.shape) for k, v in own.items()}
-    inferred = resnet_core.checkpoints.infer_architecture(renamed)
+    inferred = resnet_core.weights.checkpoints.infer_architecture(renamed)
     assert (inferred.name, inferred.build_options()["shortcut"]) == (f"resnet{depth}_cifar", "B")
     assert "width" not in inferred.build_options()
     assert inferred.label == f"ResNet-{depth} (CIFAR stem), shortcut B, 10 classes"
@@ -572,7 +571,7 @@ def test_timm_variants_that_cannot_be_built_are_named(tmp_path, kind, phrase):
 def test_conventions_are_a_table_applied_in_order():
     """Each row detects, renames and notes; nested wrappers unwrap row by row; the CIFAR rows stay off when the
     torchvision names are already there."""
-    from resnet_core.checkpoints import apply_conventions
+    from resnet_core.weights.checkpoints import apply_conventions
 
     notes: list[str] = []
     keys = {"module._orig_mod.linear.weight": torch.zeros(1), "module._orig_mod.layer1.0.shortcut.0.weight":

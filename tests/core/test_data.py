@@ -13,15 +13,9 @@ import pytest
 import torch
 from PIL import Image
 
-from resnet_core import data
-from resnet_core.data import (
-    SHAPES_CLASSES,
-    DataError,
-    can_reach,
-    load_splits,
-    make_shapes,
-    shapes_split,
-)
+from resnet_core import data, settings
+from resnet_core.data import SHAPES_CLASSES, DataError, load_splits, make_shapes, shapes_split
+from resnet_core.settings import can_reach
 
 
 # ------------------------------------------------------------------------------------------------ Shapes
@@ -216,7 +210,7 @@ def test_one_offline_rule_for_data_and_weights(monkeypatch, value, offline):
     import http.server
     import threading
 
-    from resnet_core.weights import network_available
+    from resnet_core.settings import network_available
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -224,8 +218,8 @@ def test_one_offline_rule_for_data_and_weights(monkeypatch, value, offline):
     try:
         monkeypatch.setenv("RESNET_EXPLORER_OFFLINE", value)
         port = server.server_address[1]
-        assert data.offline_mode() is offline
-        assert data.downloads_allowed() is not offline
+        assert settings.offline_mode() is offline
+        assert settings.downloads_allowed() is not offline
         assert network_available("127.0.0.1", port=port, timeout=5.0) is not offline
         assert can_reach(f"http://127.0.0.1:{port}/", timeout=5.0) is not offline
     finally:
@@ -235,9 +229,9 @@ def test_one_offline_rule_for_data_and_weights(monkeypatch, value, offline):
 
 def test_default_data_dir_is_the_env_var_or_repo_data(monkeypatch, tmp_path):
     monkeypatch.setenv("RESNET_EXPLORER_DATA", str(tmp_path))
-    assert data.data_dir() == tmp_path
+    assert settings.data_dir() == tmp_path
     monkeypatch.delenv("RESNET_EXPLORER_DATA")
-    assert data.data_dir() == Path(data.__file__).resolve().parents[1] / "data"
+    assert settings.data_dir() == Path(data.__file__).resolve().parents[1] / "data"
 
 
 def test_unknown_data_set_is_one_sentence():

@@ -13,13 +13,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from resnet_core import demo
-from resnet_core.checkpoints import FORMAT, OUTSIDE_FOLDERS, read_checkpoint, resolve_checkpoint_path
 from resnet_core.data import SHAPES_CLASSES, shapes_split
+from resnet_core.errors import WeightsError
 from resnet_core.settings import OFFLINE_ENV
 from resnet_core.weights import (
-    WeightsError,
+    BestModel,
+    best_model,
+    best_weights,
     class_names_for,
+    demo,
     hub_checkpoint_path,
     load_model,
     parse_weights_id,
@@ -27,6 +29,7 @@ from resnet_core.weights import (
     weights_choices,
     weights_label,
 )
+from resnet_core.weights.checkpoints import FORMAT, OUTSIDE_FOLDERS, read_checkpoint, resolve_checkpoint_path
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE_FILES = ["resnet20.pt", "plain20.pt", "metrics.json", "history.csv", "checks.json"]
@@ -127,17 +130,17 @@ def test_a_demo_fits_only_its_own_net():
 
 def test_best_weights_without_imagenet_weights_on_disk(empty_hub, monkeypatch):
     monkeypatch.setenv(OFFLINE_ENV, "1")
-    assert demo.best_weights("resnet20", {"residual": True}) == "demo:resnet20"
-    assert demo.best_weights("resnet20", {"residual": False}) == "demo:plain20"
-    assert demo.best_weights("resnet20", {"residual": True}, purpose="init") == "random"
-    assert demo.best_weights("resnet56", {}) == "random"
-    assert demo.best_weights("resnet18", {}) == "random"
-    best = demo.best_model("explain")
+    assert best_weights("resnet20", {"residual": True}) == "demo:resnet20"
+    assert best_weights("resnet20", {"residual": False}) == "demo:plain20"
+    assert best_weights("resnet20", {"residual": True}, purpose="init") == "random"
+    assert best_weights("resnet56", {}) == "random"
+    assert best_weights("resnet18", {}) == "random"
+    best = best_model("explain")
     assert (best.arch, best.weights) == ("resnet20", "demo:resnet20")
     assert "resnet-weights fetch resnet18" in best.note
-    assert demo.best_model("init") == demo.BestModel("resnet20", {"residual": True}, "random")
+    assert best_model("init") == BestModel("resnet20", {"residual": True}, "random")
     with pytest.raises(ValueError, match="purpose must be one of explain, init"):
-        demo.best_weights("resnet20", {}, purpose="teach")
+        best_weights("resnet20", {}, purpose="teach")
 
 
 def test_best_weights_take_cached_imagenet_weights(empty_hub):
@@ -145,11 +148,11 @@ def test_best_weights_take_cached_imagenet_weights(empty_hub):
     assert path.parent == empty_hub
     path.parent.mkdir(parents=True)
     path.write_bytes(b"")  # only its presence is looked at: choosing a default reads no file and no network
-    assert demo.best_weights("resnet18", {"residual": True, "shortcut": "B"}) == "tv:IMAGENET1K_V1"
-    assert demo.best_weights("resnet18", {"residual": False}) == "random"  # torchvision has no plain twin
-    assert demo.best_weights("resnet18", {"width": 32}) == "random"
-    assert demo.best_model("explain") == demo.BestModel("resnet18", {"residual": True}, "tv:IMAGENET1K_V1")
-    assert demo.best_weights("resnet20", {}) == "demo:resnet20"
+    assert best_weights("resnet18", {"residual": True, "shortcut": "B"}) == "tv:IMAGENET1K_V1"
+    assert best_weights("resnet18", {"residual": False}) == "random"  # torchvision has no plain twin
+    assert best_weights("resnet18", {"width": 32}) == "random"
+    assert best_model("explain") == BestModel("resnet18", {"residual": True}, "tv:IMAGENET1K_V1")
+    assert best_weights("resnet20", {}) == "demo:resnet20"
 
 
 def test_default_image_follows_the_classes(empty_hub):
@@ -175,18 +178,18 @@ def test_wheel_and_sdist_carry_the_demo_models(tmp_path):
     (wheel,), (sdist,) = list(out.glob("*.whl")), list(out.glob("*.tar.gz"))
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
-    assert {f"resnet_core/demo_models/{name}" for name in PACKAGE_FILES} <= names
+    assert {f"resnet_core/weights/demo_models/{name}" for name in PACKAGE_FILES} <= names
     with tarfile.open(sdist) as archive:
         members = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
-    assert {f"resnet_core/demo_models/{name}" for name in PACKAGE_FILES} <= members
+    assert {f"resnet_core/weights/demo_models/{name}" for name in PACKAGE_FILES} <= members
 
 
 def test_fit_decides_for_demo_ids_too():
-    from resnet_core import fit
+    from resnet_core.weights import effective_weights, weights_fit
 
-    assert fit.weights_fit("demo:plain20", "resnet20", {"residual": False}) is None
-    assert fit.effective_weights("demo:plain20", "resnet20", {"residual": True}) == "random"
-    assert fit.weights_fit("demo:resnet20", "resnet32", {}) == (
+    assert weights_fit("demo:plain20", "resnet20", {"residual": False}) is None
+    assert effective_weights("demo:plain20", "resnet20", {"residual": True}) == "random"
+    assert weights_fit("demo:resnet20", "resnet32", {}) == (
         "The embedded demo holds ResNet-20, not ResNet-32; showing random weights for this net.")
 
 

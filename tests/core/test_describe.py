@@ -9,13 +9,7 @@ from torch import nn
 import resnet_core
 from resnet_core import build, count_params, describe, iter_blocks
 from resnet_core.blocks import BasicBlock, Bottleneck
-from resnet_core.describe import (
-    block_comparison,
-    block_table,
-    main_path_depth,
-    stage_table,
-    twin_comparison,
-)
+from resnet_core.describe import block_comparison, block_table, main_path_depth, stage_table, twin_comparison
 
 CASES = [
     ("resnet50", {}, 224),
@@ -167,7 +161,7 @@ def test_describe_is_exact_while_another_thread_runs_forwards() -> None:
     for table in tables:
         assert list(table["macs"]) == list(alone["macs"])
         assert list(table["input_shape"]) == list(alone["input_shape"])
-    assert resnet_core.state.count_hooks(model) == 0
+    assert resnet_core.count_hooks(model) == 0
 
 
 def test_block_table_rows_are_each_blocks_own_counts_with_ten_or_more_blocks_per_stage() -> None:

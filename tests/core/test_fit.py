@@ -1,4 +1,4 @@
-"""resnet_core.fit: which weights fit which net (the weights picker's decision) and the one width-factor list."""
+"""resnet_core.weights (compatibility): which weights fit which net (the weights picker's decision) and the one width-factor list."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import resnet_core
-from resnet_core.fit import (
+from resnet_core.errors import WeightsError
+from resnet_core.weights import (
     WIDTH_FACTORS,
     CheckpointConfig,
     base_width,
@@ -16,7 +17,7 @@ from resnet_core.fit import (
     width_factor,
     width_for,
 )
-from resnet_core.weights import FORMAT, WeightsError
+from resnet_core.weights.checkpoints import FORMAT
 
 
 @pytest.fixture(autouse=True)

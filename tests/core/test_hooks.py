@@ -10,7 +10,7 @@ import torch
 
 import resnet_core
 from resnet_core import build
-from resnet_core.hooks import TapError, count_hooks, preserved_state, taps
+from resnet_core.hooks import TapError, count_hooks, taps
 
 
 def _net() -> torch.nn.Module:
@@ -85,14 +85,6 @@ def test_unknown_layer_is_one_sentence_and_nothing_stays_attached():
     assert count_hooks(model) == 0
     with pytest.raises(ValueError, match="what must be one of"), taps(model) as t:
         t.record("layer1.0", what="gradient")
-
-
-def test_state_module_keeps_the_old_names():
-    from resnet_core import state
-
-    assert state.preserved_state is preserved_state and resnet_core.count_hooks is count_hooks
-    with pytest.raises(AttributeError):
-        _ = state.no_such_name
 
 
 def test_only_the_hooks_module_registers_hooks():

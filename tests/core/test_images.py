@@ -14,13 +14,13 @@ from PIL import Image
 
 from resnet_core.images import (
     ImageError,
+    Preprocessing,
     decode_image,
     model_view,
     preprocess,
     sample_images,
     to_pil,
 )
-from resnet_core.weights import Preprocessing
 
 
 def encode(image: Image.Image, fmt: str, **kwargs) -> bytes:

@@ -144,6 +144,28 @@ def test_bad_requests_say_what_to_do() -> None:
         landscape.line(model, x, y + 10, steps=3)
 
 
+def test_the_estimate_grows_with_the_batch_and_is_scaled_in_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every image's input and activations are counted (issue 23 point 4), the weights' copies once; over the
+    budget the points are evaluated in smaller chunks. Figures as costs.py gave them before the costs moved."""
+    from resnet_core.settings import ENV_MEMORY_BUDGET
+
+    model = build("resnet20", width=8, seed=0)
+    one, eight = landscape.estimate(model, (1, 3, 32, 32)), landscape.estimate(model, (8, 3, 32, 32))
+    assert (one.total, eight.total) == (1235064, 2238584)
+    for part in ("input", "live activations"):
+        assert eight.parts[part] == 8 * one.parts[part] > 0, part
+    for part in ("private copy of the weights", "directions and perturbed weights"):
+        assert eight.parts[part] == one.parts[part] > 0, part
+    assert (one.request["batch"], eight.request["batch"]) == (1, 8)
+    twin = landscape.estimate(model, (8, 3, 32, 32), twin=True)
+    assert twin.total - eight.total == one.parts["private copy of the weights"]  # the second model's weights
+    monkeypatch.setenv(ENV_MEMORY_BUDGET, "25MB")
+    chunked = landscape.estimate(model, (64, 3, 64, 64))
+    assert chunked.request["batch"] == 32 and chunked.total == 19441784
+    assert chunked.note.startswith("Scaled to 32 images per batch (from 64)")
+    assert chunked.again(batch=64).total == 37791864  # its recipe replays a landscape, not a bare forward pass
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_runs_on_the_models_device() -> None:
     model = _net().cuda()

@@ -14,11 +14,12 @@ from torch import nn
 
 from resnet_core import landscape, lesion
 from resnet_core.blocks import PadShortcut
-from resnet_core.checkpoints import load_checkpoint_file, save_checkpoint
+from resnet_core.cli import landscape_main, lesion_main
 from resnet_core.data import shapes_split
 from resnet_core.hooks import count_hooks
 from resnet_core.models import build
 from resnet_core.train import Race, RaceConfig, RacerSpec
+from resnet_core.weights.checkpoints import load_checkpoint_file, save_checkpoint
 
 
 def _batch(n: int = 12, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -127,6 +128,27 @@ def test_bad_requests_say_what_to_do() -> None:
         lesion.lesion_study(nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 10)), x, y)
 
 
+def test_the_estimate_grows_with_the_batch_and_carries_its_own_recipe() -> None:
+    """Every image's input, activations, prediction and stage inputs are counted (issue 23 point 4); the weights'
+    copy once. Figures as costs.py gave them before each cost moved beside its instrument."""
+    from resnet_core.costs import suggestions_for
+
+    model = build("resnet20", width=8, seed=0)
+    one, eight = lesion.estimate(model, (1, 3, 32, 32)), lesion.estimate(model, (8, 3, 32, 32))
+    assert (one.total, eight.total) == (500392, 2077408)
+    for part in ("input", "live activations", "predictions", "stage inputs kept"):
+        assert eight.parts[part] == 8 * one.parts[part] > 0, part
+    assert eight.parts["private copy of the model"] == one.parts["private copy of the model"] > 0
+    assert (one.request["batch"], eight.request["batch"]) == (1, 8)
+    assert eight.what == "A lesion study of ResNet-20 (width 8) at 32 px (batch 8)"
+    assert lesion.estimate(model, (64, 3, 32, 32)).total > eight.total
+    # A smaller chunk of the same 8 images, costed as a lesion study (not as a bare forward pass).
+    smaller = suggestions_for(eight, eight.total - 1)[0]
+    assert smaller.changes == {"batch": 4}
+    assert smaller.cost == eight.again(batch=4).total < eight.total
+    assert eight.again(batch=4).parts["predictions"] == eight.parts["predictions"]
+
+
 # A trained tiny pair: Plain-20 and ResNet-20 (width 8, 16 px) fitted by the training engine to 128 Shapes
 # images for 150 steps (seeded; about 20-40 s on two cores). So little data and time leaves held-out accuracy
 # at chance, so the lesions are measured on the images the nets have learned (measured while writing this:
@@ -165,13 +187,13 @@ def test_command_lines_read_a_checkpoint_and_write_the_tables(trained_pair, tmp_
     model = load_checkpoint_file(checkpoint)
     x, y = landscape.cli_batch(model, "shapes", "test", 48)
     assert x.shape == (48, 3, 16, 16)
-    assert lesion.main([checkpoint, "--batch", "48", "--out", str(tmp_path / "study.csv")]) == 0
+    assert lesion_main([checkpoint, "--batch", "48", "--out", str(tmp_path / "study.csv")]) == 0
     written = pd.read_csv(tmp_path / "study.csv")
     expected = lesion.lesion_study(model, x, y)
     assert list(written["block"]) == list(expected["block"])
     assert list(written["accuracy"]) == pytest.approx(list(expected["accuracy"]))
-    assert landscape.main([checkpoint, "--steps", "3", "--batch", "16", "--out", str(tmp_path / "grid.csv")]) == 0
+    assert landscape_main([checkpoint, "--steps", "3", "--batch", "16", "--out", str(tmp_path / "grid.csv")]) == 0
     grid = pd.read_csv(tmp_path / "grid.csv")
     assert len(grid) == 9 and set(grid.columns) == {"alpha", "beta", "loss", "accuracy"}
-    assert lesion.main([str(tmp_path / "missing.pt")]) == 2
+    assert lesion_main([str(tmp_path / "missing.pt")]) == 2
     assert "does not exist" in capsys.readouterr().err

@@ -201,7 +201,7 @@ def test_lesson_notebook_reproduces_the_lessons_numbers():
     assert summary["grid"] == 5
     # Step 8 at full size even when SMALL: the localisation check's sample, so the numbers of checks.json.
     from resnet_core.cam import SHAPES_CHECK_IMAGES
-    from resnet_core.demo import demo_checks
+    from resnet_core.weights.demo import demo_checks
 
     assert summary["pointing"]["images"] == SHAPES_CHECK_IMAGES
     hit = [v for k, v in summary["pointing"].items() if k.startswith("pointing-game hit rate")][0]

@@ -21,7 +21,6 @@ import torch
 
 import resnet_core
 from resnet_core import cam, lesson, plots
-from resnet_core.demo import load_demo_model
 from resnet_core.describe import architecture_report, block_comparison, list_models
 from resnet_core.landscape import line, surface
 from resnet_core.plots import architecture, cam_methods, instruments, landscape, lesion, style, training
@@ -30,6 +29,7 @@ from resnet_core.plots import lesson as lesson_plots
 from resnet_core.probes import activation_profile, compare_activations, compare_path_gradients, depth_sweep
 from resnet_core.probes.sweeps import shapes_batch
 from resnet_core.train import PRESETS, Race
+from resnet_core.weights.demo import load_demo_model
 from tests.browser.conftest import CHROMIUM
 
 MIN_PX = 14

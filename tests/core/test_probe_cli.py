@@ -14,11 +14,11 @@ import torch
 import torch.nn.functional as F
 
 import resnet_core
-from resnet_core import landscape, lesson
-from resnet_core.checkpoints.format import make_checkpoint
-from resnet_core.cli import probe_main
+from resnet_core import lesson
+from resnet_core.cli import landscape_main, probe_main
 from resnet_core.data import SHAPES_CLASSES, shapes_stats
 from resnet_core.lesion import lesion_study
+from resnet_core.weights.checkpoints.format import make_checkpoint
 
 BIN = Path(sys.executable).parent
 
@@ -90,8 +90,8 @@ def test_python_m_forms_are_the_same_command(checkpoint: Path, tmp_path: Path, c
     curve = pd.read_csv(tmp_path / "curve.csv")
     assert list(curve["removed"]) == [1, 1, 2, 2]
     assert done.stdout.splitlines()[1].split() == ["removed", "sets", "mean", "low", "high"]
-    # landscape.main is the same thin wrapper (in-process here: one interpreter start fewer).
-    assert landscape.main([str(checkpoint), "--line", "--steps", "3", "--batch", "8",
+    # landscape_main is the same thin wrapper (in-process here: one interpreter start fewer).
+    assert landscape_main([str(checkpoint), "--line", "--steps", "3", "--batch", "8",
                            "--out", str(tmp_path / "line.csv")]) == 0
     assert list(pd.read_csv(tmp_path / "line.csv")["alpha"]) == [-1.0, 0.0, 1.0]
     assert capsys.readouterr().out.splitlines()[0].startswith("Loss along one random direction (ResNet-20, 8 train")

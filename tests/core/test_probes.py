@@ -383,8 +383,10 @@ def test_spread_summary_says_what_was_measured():
 def test_probes_use_describes_shortcut_kind():
     import resnet_core.probes as probes
     from resnet_core.describe import shortcut_kind
+    from resnet_core.probes import gradients
 
-    assert probes.shortcut_kind is shortcut_kind and not hasattr(probes, "_shortcut_kind")
+    assert gradients.shortcut_kind is shortcut_kind  # one address: describe's, not a copy in probes
+    assert not hasattr(probes, "_shortcut_kind") and "shortcut_kind" not in probes.__all__
 
 
 # ------------------------------------------------------------------------------------------ depth sweep

@@ -61,8 +61,7 @@ def test_defaults_and_modes():
 
 
 def test_image_batch_leads_with_the_chosen_image_then_companions_then_shapes():
-    from resnet_core.images import preprocess, sample_images
-    from resnet_core.weights import Preprocessing
+    from resnet_core.images import Preprocessing, preprocess, sample_images
 
     prep = Preprocessing.shapes(32)
     photos = sample_images()

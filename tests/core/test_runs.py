@@ -18,8 +18,10 @@ import torch
 
 import resnet_core
 from resnet_core import runs
-from resnet_core.train import Race, RaceConfig, RacerSpec, main
-from resnet_core.weights import read_checkpoint
+from resnet_core.cli import train_main
+from resnet_core.settings import runs_dir
+from resnet_core.train import Race, RaceConfig, RacerSpec
+from resnet_core.weights.checkpoints import atomic_write, read_checkpoint
 from tests.conftest import REPO
 
 
@@ -141,7 +143,7 @@ def test_finished_run_folder_and_reading_it_back(tmp_path):
 
 def test_runs_dir_comes_from_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("RESNET_EXPLORER_RUNS", str(tmp_path / "elsewhere"))
-    assert runs.runs_dir() == tmp_path / "elsewhere"
+    assert runs_dir() == tmp_path / "elsewhere"
     assert runs.list_runs().empty and runs.list_checkpoints() == []
 
 
@@ -258,7 +260,10 @@ def _step_lines(run) -> list[dict]:
 
 
 def _manifest_step(run) -> int:
-    data = runs._read_json(run / "checkpoint.json") or {}
+    try:
+        data = json.loads((run / "checkpoint.json").read_text())
+    except (OSError, ValueError):
+        return 0
     return int(data.get("step", 0))
 
 
@@ -425,7 +430,7 @@ def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
         raise OSError(28, "No space left on device")
 
     with pytest.raises(OSError):
-        runs.atomic_write(path, half)
+        atomic_write(path, half)
     assert path.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["x.pt"]
 
 
@@ -454,7 +459,7 @@ def test_a_runs_folder_that_cannot_be_written_keeps_the_run_in_memory_and_export
 
     # The CLI: one line, exit 1, no traceback; a parent that is a file fails too.
     for where in (blocked, blocked / "runs"):
-        assert main(["--racer", "resnet20", "--steps", "2", "--width", "4", "--batch-size", "16", "--n-train", "32",
+        assert train_main(["--racer", "resnet20", "--steps", "2", "--width", "4", "--batch-size", "16", "--n-train", "32",
                      "--n-test", "16", "--runs-dir", str(where), "--no-progress"]) == 1
         err = capsys.readouterr().err.strip()
         assert err.startswith(f"resnet-train: Cannot write to the runs folder {where} (") and "\n" not in err

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import resnet_core
+from resnet_core.cli import train_main
 from resnet_core.train import (
     MAX_SKIPPED_STEPS,
     PRESET_NOTES,
@@ -21,7 +22,6 @@ from resnet_core.train import (
     degradation_note,
     describe_device,
     lr_at,
-    main,
     pick_device,
     step_action,
     summarize,
@@ -237,7 +237,7 @@ def test_degradation_direction_on_a_small_config():
 
 
 def test_cli_writes_a_run_folder(tmp_path, capsys):
-    code = main(["--racer", "resnet20:plain", "--racer", "resnet20", "--steps", "3", "--width", "4",
+    code = train_main(["--racer", "resnet20:plain", "--racer", "resnet20", "--steps", "3", "--width", "4",
                  "--image-size", "16", "--batch-size", "16", "--n-train", "128", "--eval-every", "3",
                  "--runs-dir", str(tmp_path), "--no-progress"])
     assert code == 0
@@ -255,7 +255,7 @@ def test_cli_logs_only_real_evaluations_when_racers_diverge(tmp_path):
     # lr 1e6 with no warm-up: step 1 is finite (initial weights), later steps diverge. With an evaluation at
     # every step, the log must hold exactly what evaluate() measured: one row per (step, racer), none for a
     # racer at or after the step it diverged.
-    code = main(["--racer", "resnet20:plain", "--racer", "resnet20", "--steps", "30", "--width", "4",
+    code = train_main(["--racer", "resnet20:plain", "--racer", "resnet20", "--steps", "30", "--width", "4",
                  "--image-size", "16", "--batch-size", "16", "--n-train", "128", "--eval-every", "1",
                  "--lr", "1e6", "--warmup", "0", "--runs-dir", str(tmp_path), "--no-progress"])
     assert code == 0
@@ -320,10 +320,10 @@ def test_degradation_note_on_a_measured_race():
 
 
 def test_cli_bad_input_is_one_sentence(capsys):
-    assert main(["--racer", "resnet21"]) == 2
+    assert train_main(["--racer", "resnet21"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("resnet-train: Unknown architecture 'resnet21'") and "\n" not in err
-    assert main([]) == 2
+    assert train_main([]) == 2
     assert "--preset" in capsys.readouterr().err
 
 
@@ -331,7 +331,7 @@ def test_cli_names_the_data_folder_the_page_leaves_out(capsys, tmp_path, monkeyp
     """The library's sentence has no server path (visitors read it); the operator's command line adds it."""
     monkeypatch.setenv("RESNET_EXPLORER_OFFLINE", "1")
     monkeypatch.setenv("RESNET_EXPLORER_DATA", str(tmp_path / "no-data"))
-    assert main(["--racer", "resnet20", "--dataset", "cifar10", "--steps", "2"]) == 2
+    assert train_main(["--racer", "resnet20", "--dataset", "cifar10", "--steps", "2"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("resnet-train: CIFAR-10 is not in the data folder") and "\n" not in err
     assert err.endswith(f"(folder: {tmp_path / 'no-data'})")

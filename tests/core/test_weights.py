@@ -12,29 +12,30 @@ import torch
 import torchvision
 
 import resnet_core
+from resnet_core.cli import weights_main
+from resnet_core.errors import WeightsError
+from resnet_core.images import Preprocessing
 from resnet_core.models import ARCHITECTURES
+from resnet_core.settings import network_available, upload_quota_bytes
 from resnet_core.weights import (
-    FORMAT,
     HUB_FOLDER,
-    CheckpointMismatch,
     OfflineWeightsError,
-    Preprocessing,
-    WeightsError,
     class_names_for,
     hub_checkpoint_path,
-    infer_architecture,
-    load_checkpoint_file,
     load_model,
-    main,
-    network_available,
     parse_weights_id,
     preprocessing_for,
+    weights_choices,
+)
+from resnet_core.weights.checkpoints import (
+    FORMAT,
+    CheckpointMismatch,
+    infer_architecture,
+    load_checkpoint_file,
     read_checkpoint,
     resolve_checkpoint_path,
     save_uploaded_checkpoint,
     store_upload,
-    upload_quota_bytes,
-    weights_choices,
 )
 
 
@@ -340,8 +341,7 @@ def test_non_rgb_checkpoint_is_refused(tmp_path):
 
 
 def test_uploads_dir_is_in_runs_dir(tmp_path, monkeypatch):
-    from resnet_core.runs import runs_dir
-    from resnet_core.weights import uploads_dir
+    from resnet_core.settings import runs_dir, uploads_dir
 
     monkeypatch.setenv("RESNET_EXPLORER_RUNS", str(tmp_path / "elsewhere"))
     assert uploads_dir() == runs_dir() / "uploads" == tmp_path / "elsewhere" / "uploads"
@@ -428,13 +428,13 @@ def test_checkpoint_paths_are_confined_to_runs_and_uploads(tmp_path, monkeypatch
 def test_cli_reports_the_architecture(tmp_path, capsys):
     path = tmp_path / "net.pt"
     torch.save({"model": resnet_core.build("resnet32", width=4).state_dict()}, path)
-    assert main([str(path)]) == 0
+    assert weights_main([str(path)]) == 0
     out = capsys.readouterr().out
     assert out.startswith("ResNet-32, width 4, shortcut A, 10 classes:")
     assert "option-A" in out
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"nope")
-    assert main([str(bad)]) == 1
+    assert weights_main([str(bad)]) == 1
     assert "not a PyTorch checkpoint" in capsys.readouterr().out
 
 
@@ -641,7 +641,7 @@ def test_long_mismatch_lists_are_cut_with_a_count(tmp_path):
 def test_files_over_the_size_limit_or_compressed_are_refused_before_loading(tmp_path, monkeypatch):
     import zipfile
 
-    import resnet_core.checkpoints.format as checkpoint_format  # where the reader and its limits live
+    import resnet_core.weights.checkpoints.format as checkpoint_format  # where the reader and its limits live
 
     path = tmp_path / "net.pt"
     torch.save(resnet_core.build("resnet20", width=4).state_dict(), path)

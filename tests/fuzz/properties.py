@@ -27,15 +27,21 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import resnet_core
-from resnet_core.images import MAX_ASPECT_RATIO, MAX_PIXELS, ImageError, decode_image, preprocess
-from resnet_core.weights import (
+from resnet_core.errors import WeightsError
+from resnet_core.images import (
+    MAX_ASPECT_RATIO,
+    MAX_PIXELS,
+    MAX_RESIZE,
+    ImageError,
+    Preprocessing,
+    decode_image,
+    preprocess,
+)
+from resnet_core.weights import preprocessing_for
+from resnet_core.weights.checkpoints import (
     FORMAT,
     MAX_PARAMETERS,
-    MAX_RESIZE,
-    Preprocessing,
-    WeightsError,
     model_from_checkpoint,
-    preprocessing_for,
     read_checkpoint,
     require_rgb,
 )

@@ -25,11 +25,11 @@ from typing import IO, Any
 
 import torch
 
-from ..blocks import SHORTCUT_OPTIONS, STRIDE_PLACEMENTS
-from ..errors import WeightsError, clip, some
-from ..images import Preprocessing, _preprocessing_problem
-from ..models import ARCHITECTURES
-from .conventions import KEY_CONVENTIONS, KeyConvention, _prefixed, apply_conventions  # noqa: F401 - old home
+from ...blocks import SHORTCUT_OPTIONS, STRIDE_PLACEMENTS
+from ...errors import WeightsError, clip, some
+from ...images import Preprocessing, preprocessing_problem
+from ...models import ARCHITECTURES
+from .conventions import apply_conventions
 
 FORMAT = "resnet-explorer/1"
 # The suffixes checkpoints come with (the app's uploader and ``ckpt:`` ids); any other suffix is read by its
@@ -199,7 +199,7 @@ def _own_format(obj: Mapping[str, Any], source: str, notes: list[str]) -> Checkp
         missing = [k for k in ("resize", "crop", "mean", "std") if k not in prep]
         if missing:
             raise bad("preprocessing", f"lacks {', '.join(missing)}")
-        problem = _preprocessing_problem(prep["resize"], prep["crop"], prep["mean"], prep["std"])
+        problem = preprocessing_problem(prep["resize"], prep["crop"], prep["mean"], prep["std"])
         if problem:
             raise bad("preprocessing", f"statistics are unusable ({problem})")
         preprocessing = Preprocessing.from_dict(prep)

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from torch import nn
 
-from ..errors import WeightsError, clip
-from ..settings import UPLOAD_QUOTA_ENV, runs_dir, upload_quota_bytes, uploads_dir
+from ...errors import WeightsError, clip
+from ...settings import UPLOAD_QUOTA_ENV, runs_dir, upload_quota_bytes, uploads_dir
 from .architecture import model_from_checkpoint, require_rgb
 from .format import CHECKPOINT_SUFFIXES, MAX_PATH_CHARS, read_checkpoint
 

@@ -12,11 +12,11 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..card import trained_on_for
-from ..costs import estimate_memory, require_within_budget
-from ..errors import WeightsError, clip, some
-from ..models import ARCHITECTURES, BASE_WIDTHS, ResNet, build, display_name, get_spec, instantiate
-from ..settings import ENV_MEMORY_BUDGET, BudgetError, format_bytes
+from ...card import trained_on_for
+from ...costs import estimate_memory, require_within_budget
+from ...errors import WeightsError, clip, some
+from ...models import ARCHITECTURES, BASE_WIDTHS, ResNet, build, display_name, get_spec, instantiate
+from ...settings import ENV_MEMORY_BUDGET, BudgetError, format_bytes
 from .conventions import conventions_tried, unbuildable_variants
 from .format import (
     MAX_BLOCKS_PER_STAGE,

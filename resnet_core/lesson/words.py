@@ -9,12 +9,71 @@ import math
 
 import pandas as pd
 
-__all__ = ["accuracy_sentence", "depth_sentence", "landscape_sentence", "lesion_sentence",
-           "paper_table2_sentence"]
+__all__ = ["accuracy_sentence", "accuracy_text", "depth_sentence", "duration", "identity_sentence",
+           "landscape_cost_sentence", "landscape_sentence", "lesion_sentence", "paper_table2_sentence",
+           "paths_sentence", "split_sentence"]
 
 
 def _pct(value: float) -> str:
     return f"{value:.1%}"  # the one rounding of an accuracy wherever it is shown
+
+
+def accuracy_text(value: float) -> str:
+    """An accuracy as every view shows it ("89.0%"), or "not evaluated" for a missing one (NaN)."""
+    return _pct(value) if value == value else "not evaluated"
+
+
+def duration(seconds: float) -> str:
+    """A wait as the lesson says it: "45 s", "6 min 05 s" (at least 1 s)."""
+    whole = max(1, int(round(seconds)))
+    return f"{whole} s" if whole < 90 else f"{whole // 60} min {whole % 60:02d} s"
+
+
+def identity_sentence(identity: pd.DataFrame, *, block: str, net: str) -> str:
+    """Step 2: what four versions of ``block`` did to its real input (``lesson.identity_check``)."""
+    rows = identity.set_index(["residual", "zero_init"])
+    res_zero, plain_zero = rows.loc[(True, True)], rows.loc[(False, True)]
+    return (f"Take block `{block}` of {net} and feed it the input x it really receives in the net (a seeded "
+            "batch). A residual block computes y = ReLU(x + F(x)). With the last batch-norm scale of F at zero "
+            f"(`zero_init_residual=True`), F(x) = 0 and y = x: measured **max |y - x| = "
+            f"{res_zero['max_abs_diff']:.3g}**. The plain block with the same zeroed layer outputs zeros: "
+            f"max |y - x| = {plain_zero['max_abs_diff']:.3g}, which is max |x| ({plain_zero['max_abs_input']:.3g}). "
+            "To be the identity, a plain block must *learn* it through two convolutions and ReLUs; a residual "
+            "block only has to push F towards zero.")
+
+
+def split_sentence(split: pd.DataFrame, *, zero_init: bool) -> str:
+    """Step 3: the shortcut's share of the gradient at each block input (``lesson.gradient_split``)."""
+    shares = split["shortcut_share"]
+    low, high = f"{shares.min():.0%}", f"{shares.max():.0%}"
+    spread = (f"runs from {low} to {high} across the {len(split)} blocks" if low != high
+              else f"is {low} in all {len(split)} blocks")
+    said = (f"Measured here: the shortcut's share of the gradient (its component along the total) {spread}; "
+            f"shortcut + branch equals the total (largest relative difference {split['sum_error'].max():.1e}).")
+    if zero_init:
+        said += (f" With every branch at zero, dF/dx = 0: the branch part is exactly "
+                 f"{split['branch_norm'].abs().max():.3g} and the gradient crosses every block untouched (norm "
+                 f"{split['total_norm'].iloc[0]:.4g} at the first block, {split['total_norm'].iloc[-1]:.4g} at "
+                 "the last).")
+    return said
+
+
+def paths_sentence(n_blocks: int, summary: dict) -> str:
+    """Step 5: the unrolled view of ``n_blocks`` blocks (``lesson.path_summary``)."""
+    return (f"Each block offers two ways through: the shortcut or the branch. Unrolled (Veit et al. 2016), "
+            f"{n_blocks} blocks are **2^{n_blocks} = {summary['paths']:,} paths**, and the number of branches a "
+            f"path takes is Binomial({n_blocks}, 1/2): mean {summary['mean_length']:.1f}, "
+            f"{summary['share_within_1std']:.0%} of paths within {summary['std_length']:.1f} of it. The one path "
+            f"through every branch, the plain net's only path, is 1 of {summary['paths']:,} "
+            f"({summary['longest_share']:.2g} of the total).")
+
+
+def landscape_cost_sentence(passes: int, forward_ms: float, *, batch: int, seed: int, span: float) -> str:
+    """Step 6's cost, from the passes it takes and one forward pass timed on this machine."""
+    return (f"Costs {passes} forward passes of {batch} images ({forward_ms:.0f} ms each, measured): about "
+            f"{duration(passes * forward_ms / 1000)}. Fixed: the batch (the first {batch} training images), the "
+            f"seed of the two directions ({seed}) and the span (±{span}), so the same run always gives the same "
+            "picture.")
 
 
 def _shown(value: float) -> float:

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from resnet_core import heavy
-from resnet_core.heavy import HeavyJobsError, HeavyQueue, default_limit, ordinal, queue_message, reporting
+from resnet_core import job_queue
+from resnet_core.job_queue import HeavyJobsError, HeavyQueue, default_limit, ordinal, queue_message, reporting
 
 
 def _wait_until(predicate, timeout: float = 10.0) -> None:
@@ -54,7 +54,7 @@ def test_waiters_run_in_arrival_order_and_see_their_positions() -> None:
         seen = [pos for pos, _ in positions[i]]
         assert seen == sorted(seen, reverse=True)
         assert all(running <= 1 for _, running in positions[i])  # 0 in the instant a slot changes hands
-    assert queue.snapshot() == heavy.QueueSnapshot(1, (), ())
+    assert queue.snapshot() == job_queue.QueueSnapshot(1, (), ())
 
 
 def test_limit_is_respected_under_contention() -> None:
@@ -160,13 +160,13 @@ def test_ambient_reporter_hears_about_waits_inside_the_block() -> None:
 
 
 def test_limit_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(heavy.ENV_VAR, "3")
+    monkeypatch.setenv(job_queue.ENV_VAR, "3")
     assert default_limit() == 3
     for bad in ("zero", "0", "-2", "1000"):
-        monkeypatch.setenv(heavy.ENV_VAR, bad)
-        with pytest.raises(HeavyJobsError, match=heavy.ENV_VAR):
+        monkeypatch.setenv(job_queue.ENV_VAR, bad)
+        with pytest.raises(HeavyJobsError, match=job_queue.ENV_VAR):
             default_limit()
-    monkeypatch.delenv(heavy.ENV_VAR)
+    monkeypatch.delenv(job_queue.ENV_VAR)
     assert default_limit() >= 1
     with pytest.raises(HeavyJobsError):
         HeavyQueue(0)

@@ -16,8 +16,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .hooks import preserved_state, taps
-from .models import build, display_name, iter_blocks
+from ..hooks import preserved_state, taps
+from ..models import build, display_name, iter_blocks
 
 # What the paper reported (He et al. 2015, Table 2: ImageNet top-1 error, %, 10-crop testing). Quoted, not
 # measured here; the lesson labels it as the paper's.
@@ -28,7 +28,7 @@ PAPER_TABLE2_TOP1 = pd.DataFrame([
 PAPER_CITATION = "He et al. 2015, Deep Residual Learning for Image Recognition, Table 2 (ImageNet val, 10-crop)"
 
 
-def _batch(n: int, image_size: int, seed: int) -> torch.Tensor:
+def seeded_batch(n: int, image_size: int, seed: int) -> torch.Tensor:
     """A seeded batch of standard-normal images, (n, 3, image_size, image_size)."""
     return torch.randn(n, 3, image_size, image_size, generator=torch.Generator().manual_seed(seed))
 
@@ -54,7 +54,7 @@ def identity_check(
     differs. Columns: variant, residual, zero_init, max_abs_diff (max |y - x|), max_abs_input (max |x|),
     relative_diff (||y - x|| / ||x||).
     """
-    x_in, _ = _block_io(build(arch, seed=seed, width=width), block, _batch(batch, 32, seed))
+    x_in, _ = _block_io(build(arch, seed=seed, width=width), block, seeded_batch(batch, 32, seed))
     rows = []
     for residual in (True, False):
         for zero_init in (True, False):
@@ -86,11 +86,11 @@ def gradient_split(
     cross-entropy loss. One row per block; see ``probes.path_gradients`` for the columns (shortcut_norm,
     branch_norm, total_norm, shortcut_share + branch_share == 1, sum_error).
     """
-    from .probes import path_gradients
-    from .targets import LossTarget
+    from ..probes import path_gradients
+    from ..targets import LossTarget
 
     model = build(arch, seed=seed, width=width, zero_init_residual=zero_init_residual)
-    x = _batch(batch, 32, seed)
+    x = seeded_batch(batch, 32, seed)
     labels = torch.randint(0, model.fc.out_features, (batch,), generator=torch.Generator().manual_seed(seed + 1))
     return path_gradients(model, x, LossTarget(labels), train=True)
 
@@ -103,7 +103,7 @@ def depth_ratios(
     ``probes.depth_sweep`` on the CIFAR family (train-mode BN, seeded batch, cross-entropy on random labels),
     plus ``plain_over_residual``: how many times larger the plain net's ratio is at the same depth.
     """
-    from .probes import depth_sweep
+    from ..probes import depth_sweep
 
     sweep = depth_sweep(depths, family="cifar", batch=batch, width=width, seed=seed)
     residual = sweep[sweep["residual"]].set_index("depth")["ratio"]
@@ -185,7 +185,7 @@ class TrainedPair:
 
 
 def _finished_runs(runs_dir: str | Path | None) -> pd.DataFrame:
-    from .runs import list_runs
+    from ..runs import list_runs
 
     runs = list_runs(runs_dir)
     if runs.empty:
@@ -197,7 +197,7 @@ def find_pair_run(runs_dir: str | Path | None = None, *, learned_only: bool = Fa
     """The finished Shapes run with final checkpoints of Plain-20 and ResNet-20 to use: the newest in which both
     learned (held-out accuracy at least twice chance), else (unless ``learned_only``) the newest; None when
     there is none."""
-    from .runs import load_run
+    from ..runs import load_run
 
     runs = _finished_runs(runs_dir)
     fallback = None
@@ -220,7 +220,7 @@ def find_pair_run(runs_dir: str | Path | None = None, *, learned_only: bool = Fa
     return None if learned_only else fallback
 
 
-DEMO_PAIR = "demo"  # the pair id of the embedded demo models (resnet_core.demo: demo:plain20, demo:resnet20)
+DEMO_PAIR = "demo"  # the pair id of the embedded demo models (resnet_core.weights.demo: demo:plain20, demo:resnet20)
 _DEMO_KEYS = {"Plain-20": "plain20", "ResNet-20": "resnet20"}
 
 
@@ -228,7 +228,7 @@ def demo_pair_ready() -> bool:
     """True when the embedded demo models are installed and both learned (held-out accuracy at least twice
     chance, from their metrics file)."""
     try:
-        from .demo import demo_test_accuracy
+        from ..weights.demo import demo_test_accuracy
 
         return all(demo_test_accuracy(key) >= LEARNED_OVER_CHANCE / len(_shapes_classes())
                    for key in _DEMO_KEYS.values())
@@ -244,7 +244,7 @@ def choose_pair(runs_dir: str | Path | None = None) -> str | None:
 
 
 def _shapes_classes() -> tuple[str, ...]:
-    from .data import SHAPES_CLASSES
+    from ..data import SHAPES_CLASSES
 
     return SHAPES_CLASSES
 
@@ -262,11 +262,11 @@ def find_curves_run(runs_dir: str | Path | None = None) -> str | None:
 def load_pair(run_id: str, runs_dir: str | Path | None = None) -> TrainedPair:
     """The Plain-20 and ResNet-20 of run ``run_id`` (see :func:`find_pair_run`), or of the embedded demo models
     (``DEMO_PAIR``), with their held-out accuracy."""
-    from .checkpoints import load_checkpoint_file
-    from .runs import load_run
+    from ..runs import load_run
+    from ..weights.checkpoints import load_checkpoint_file
 
     if run_id == DEMO_PAIR:
-        from .demo import demo_metrics, demo_test_accuracy, load_demo_model
+        from ..weights.demo import demo_metrics, demo_test_accuracy, load_demo_model
 
         models = {label: load_demo_model(key) for label, key in _DEMO_KEYS.items()}
         size = int(demo_metrics().get("recipe", {}).get("image_size", 32))
@@ -293,14 +293,14 @@ def load_pair(run_id: str, runs_dir: str | Path | None = None) -> TrainedPair:
 
 def curves_race() -> Any:
     """The race step 1 trains from a cold start: the preset quartet (Plain/ResNet x 20/56)."""
-    from .train import PRESETS
+    from ..train import PRESETS
 
     return PRESETS[CURVES_RACE_NAME]
 
 
 def pair_race(**overrides: Any) -> Any:
     """The race steps 6-8 train from a cold start: Plain-20 vs ResNet-20 with PAIR_RECIPE (``overrides`` win)."""
-    from .train import RaceConfig, RacerSpec
+    from ..train import RaceConfig, RacerSpec
 
     settings = {**PAIR_RECIPE, "name": PAIR_RACE_NAME, **overrides}
     return RaceConfig(racers=(RacerSpec("resnet20", residual=False), RacerSpec("resnet20")), **settings)
@@ -311,7 +311,7 @@ def estimate_race_seconds(config: Any, *, probe_steps: int = 2) -> float:
     SGD step on a batch of random images, after one warm-up step), times the steps, plus the evaluations."""
     import time
 
-    from .train import pick_device
+    from ..train import pick_device
 
     device = pick_device(config.device)
     total = 0.0
@@ -343,7 +343,7 @@ def train_race(config: Any, runs_dir: str | Path | None = None) -> Any:
     Training page shows it (started by "the lesson") and can pause or stop it.
 
     Raises :class:`~resnet_core.runs.RaceBusy` (a ValueError, one sentence) while another race trains."""
-    from .runs import registry_for
+    from ..runs import registry_for
 
     return registry_for(runs_dir).start(config, source="lesson")
 
@@ -365,7 +365,7 @@ def wait_for_race(job: Any, on_progress: Callable[[Any], None] | None = None) ->
 def race_problem(race: Any) -> str | None:
     """The sentence for a lesson race (a job, or a run's ``FolderRace``) that ended without finishing (stopped,
     failed, interrupted); None while it trains or once it finished."""
-    from .runs import LIVE_STATUSES
+    from ..runs import LIVE_STATUSES
 
     status = race.status
     if status in LIVE_STATUSES or status == "finished":
@@ -376,7 +376,7 @@ def race_problem(race: Any) -> str | None:
 
 def shapes_batch(split: str, n: int, image_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """``n`` Shapes images of a split: (normalised images, labels, raw images in [0, 1], object masks)."""
-    from .data import shapes_split
+    from ..data import shapes_split
 
     data = shapes_split(split, n, image_size)
     return data.normalized(), data.labels, data.images, data.masks
@@ -388,7 +388,7 @@ def forward_seconds(model: nn.Module, inputs: torch.Tensor) -> float:
     import copy
     import time
 
-    from .hooks import model_lock
+    from ..hooks import model_lock
 
     with model_lock(model):
         private = copy.deepcopy(model)
@@ -413,7 +413,7 @@ def landscape_pair(pair: TrainedPair, inputs: torch.Tensor, targets: torch.Tenso
     """Step 6: the 2-D surface and the 1-D slice of each net of ``pair`` on the same batch and seed.
 
     Returns (surfaces, lines), each with ``net`` and ``residual`` columns (``plots.landscape`` draws them)."""
-    from .landscape import line, surface
+    from ..landscape import line, surface
 
     surfaces, lines = [], []
     total = len(pair.models) * landscape_passes(steps)
@@ -433,8 +433,8 @@ def landscape_pair(pair: TrainedPair, inputs: torch.Tensor, targets: torch.Tenso
     return pd.concat(surfaces, ignore_index=True), pd.concat(lines, ignore_index=True)
 
 
-def _lesion_passes_of(model: nn.Module, max_removed: int, samples: int) -> int:
-    from .lesion import block_table
+def lesion_passes_of(model: nn.Module, max_removed: int, samples: int) -> int:
+    from ..lesion import block_table
 
     removable = int(block_table(model)["removable"].sum())
     curve = sum(min(samples, math.comb(removable, k)) for k in range(1, min(max_removed, removable) + 1))
@@ -443,7 +443,14 @@ def _lesion_passes_of(model: nn.Module, max_removed: int, samples: int) -> int:
 
 def lesion_passes(pair: TrainedPair, max_removed: int, samples: int) -> int:
     """Forward passes the lesion step needs for both nets (studies and curves, each with a full-model pass)."""
-    return sum(_lesion_passes_of(model, max_removed, samples) for model in pair.models.values())
+    return sum(lesion_passes_of(model, max_removed, samples) for model in pair.models.values())
+
+
+def lesion_seconds(pair: TrainedPair, max_removed: int, samples: int, *, batch: int, forward_ms: float,
+                   timed_batch: int) -> float:
+    """About how long the lesion step takes: its passes of ``batch`` images, from one forward pass of
+    ``timed_batch`` images that took ``forward_ms`` here."""
+    return lesion_passes(pair, max_removed, samples) * forward_ms * batch / timed_batch / 1000
 
 
 def lesion_pair(pair: TrainedPair, inputs: torch.Tensor, targets: torch.Tensor, *, max_removed: int = 4,
@@ -451,7 +458,7 @@ def lesion_pair(pair: TrainedPair, inputs: torch.Tensor, targets: torch.Tensor, 
     """Step 7: the lesion study and the k-blocks-removed curve of each net of ``pair`` on the same batch.
 
     Returns (studies, curves), each with ``net`` and ``residual`` columns (``plots.lesion`` draws them)."""
-    from .lesion import lesion_curve, lesion_study
+    from ..lesion import lesion_curve, lesion_study
 
     studies, curves = [], []
     for label, model in pair.models.items():
@@ -468,8 +475,8 @@ def gradcam_shapes(model: nn.Module, *, count: int = 6) -> tuple[list[Any], pd.D
     outline), the pointing-game summary, and a caption per overlay (true and predicted class)."""
     import numpy as np
 
-    from .cam import pointing_game, shapes_check_images, shapes_examples
-    from .data import SHAPES_CLASSES
+    from ..cam import pointing_game, shapes_check_images, shapes_examples
+    from ..data import SHAPES_CLASSES
 
     images, test = shapes_check_images(model)
     labels, raw, masks = test.labels, test.images, test.masks
@@ -492,16 +499,3 @@ def gradcam_shapes(model: nn.Module, *, count: int = 6) -> tuple[list[Any], pd.D
     captions = [f"{SHAPES_CLASSES[int(table['label'].iloc[i])]} (predicted "
                 f"{SHAPES_CLASSES[int(table['predicted'].iloc[i])]})" for i in range(len(outlined))]
     return outlined, pointing.summary(), captions
-
-
-# The instruments on any trained net live in resnet_core.any_net (which uses this module's timing helpers);
-# their names stay readable here, loaded on first use so that neither module imports the other at load time.
-_ANY_NET = frozenset({"AnyNetError", "TrainedModel", "trained_checkpoints", "trained_models", "open_trained", "data_for", "model_batch", "AnyNetPlan", "plan_any", "AnyNetResult", "measure_any", "landscape_of", "lesion_of"})
-
-
-def __getattr__(name: str) -> Any:
-    if name in _ANY_NET:
-        from . import any_net
-
-        return getattr(any_net, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

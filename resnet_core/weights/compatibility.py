@@ -16,10 +16,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..models import ARCHITECTURES, display_name, get_spec
 from .checkpoints import checkpoint_file, infer_checkpoint, read_checkpoint
 from .demo import demo_fit
-from .models import ARCHITECTURES, display_name, get_spec
-from .weights import TORCHVISION_OPTIONS, parse_weights_id, weights_choices
+from .ids import parse_weights_id, weights_choices
+from .torchvision_hub import TORCHVISION_OPTIONS
 
 # Sidebar width factor -> divisor of the base width (64 for ImageNet stems, 16 for CIFAR stems).
 WIDTH_FACTORS: dict[str, int] = {"full": 1, "half": 2, "quarter": 4}
@@ -35,6 +36,19 @@ def width_for(arch: str, factor: str) -> int | None:
     if factor not in WIDTH_FACTORS:
         raise ValueError(f"width factor must be one of {tuple(WIDTH_FACTORS)}, got {factor!r}.")
     return None if factor == "full" else base_width(arch) // WIDTH_FACTORS[factor]
+
+
+def build_options(arch: str, *, residual: bool = True, shortcut: str = "B", stride_on: str = "3x3",
+                  preact: bool = False, width_factor: str = "full") -> dict[str, Any]:
+    """The build options of the sidebar's choices (the app's sidebar and every notebook make them here): the
+    stride placement only for bottleneck nets, the width only when it is not full."""
+    options: dict[str, Any] = {"residual": residual, "shortcut": shortcut, "preact": preact}
+    if get_spec(arch).block == "bottleneck":
+        options["stride_on"] = stride_on
+    width = width_for(arch, width_factor)
+    if width is not None:
+        options["width"] = width
+    return options
 
 
 def width_factor(arch: str, width: int | None) -> str | None:

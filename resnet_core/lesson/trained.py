@@ -15,9 +15,10 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .checkpoints import checkpoint_id, checkpoint_title
-from .data import dataset_title
-from .lesson import _batch, _lesion_passes_of, forward_seconds, landscape_passes
+from ..data import dataset_title
+from ..weights.checkpoints import checkpoint_id, checkpoint_title
+from .steps import forward_seconds, landscape_passes, lesion_passes_of, seeded_batch
+from .words import duration
 
 
 class AnyNetError(ValueError):
@@ -39,13 +40,13 @@ class TrainedModel:
 def trained_checkpoints(runs_dir: str | Path | None = None) -> list[dict[str, Any]]:
     """Every checkpoint of every finished or stopped run, newest first (``runs.list_checkpoints``): path, run_id,
     label, arch, options, created."""
-    from .runs import list_checkpoints
+    from ..runs import list_checkpoints
 
     return list_checkpoints(runs_dir)
 
 
 def _uploaded_checkpoints(folder: Path) -> list[Path]:
-    from .checkpoints import CHECKPOINT_SUFFIXES
+    from ..weights.checkpoints import CHECKPOINT_SUFFIXES
 
     try:
         files = [f for f in folder.iterdir() if f.is_file() and not f.name.startswith(".")
@@ -59,9 +60,9 @@ def trained_models(runs_dir: str | Path | None = None) -> list[TrainedModel]:
     """Every trained model there is: the checkpoints of finished (and stopped) runs, newest first; the uploaded
     checkpoints in the uploads folder, newest first; then the embedded demo models (when installed)."""
 
-    from .demo import DEMO_MODELS, demo_metrics
-    from .runs import list_runs
-    from .settings import runs_dir as default_runs_dir
+    from ..runs import list_runs
+    from ..settings import runs_dir as default_runs_dir
+    from ..weights.demo import DEMO_MODELS, demo_metrics
 
     runs = list_runs(runs_dir)
     datasets = dict(zip(runs.get("run_id", []), runs.get("dataset", []), strict=True))
@@ -82,8 +83,8 @@ def trained_models(runs_dir: str | Path | None = None) -> list[TrainedModel]:
 def open_trained(source: str) -> nn.Module:
     """The model of a weights id (``ckpt:<path>`` inside the runs or uploads folder, ``demo:<key>``) in eval
     mode, or of a checkpoint file at a local path (trusted callers: the command line, a notebook)."""
-    from .checkpoints import load_checkpoint_file
-    from .weights import load_model
+    from ..weights import load_model
+    from ..weights.checkpoints import load_checkpoint_file
 
     if source.startswith(("ckpt:", "demo:")):
         return load_model("resnet20", None, source)
@@ -98,8 +99,8 @@ def _classes(model: nn.Module) -> int:
 def data_for(model: nn.Module, dataset: str | None = None) -> str:
     """The data set to measure ``model`` on: ``dataset`` when given, else the one its checkpoint records, else
     Shapes for a net whose classes are the Shapes classes; otherwise AnyNetError saying what to choose."""
-    from .card import card_of
-    from .data import SHAPES_CLASSES
+    from ..card import card_of
+    from ..data import SHAPES_CLASSES
 
     if dataset:
         return dataset
@@ -120,8 +121,8 @@ def model_batch(model: nn.Module, dataset: str, split: str, n: int, *, download:
     their labels. Data sets other than Shapes are read from the data folder (``download``: fetched first when
     True, or when None and the network allows); a missing one is a ``DataError`` naming the files to place.
     AnyNetError when the model's outputs are not the data set's classes."""
-    from .card import card_of
-    from .data import load_splits
+    from ..card import card_of
+    from ..data import load_splits
 
     prep = card_of(model).preprocessing
     size = int(getattr(prep, "crop", 0) or 32)
@@ -166,10 +167,9 @@ class AnyNetPlan:
         return 1.0 / max(1, self.classes)
 
     def sentence(self) -> str:
-        from .costs import format_bytes
+        from ..settings import format_bytes
 
-        seconds = max(1, int(round(self.seconds)))
-        took = f"{seconds} s" if seconds < 90 else f"{seconds // 60} min {seconds % 60:02d} s"
+        took = duration(self.seconds)
         return (f"{self.label} on {dataset_title(self.dataset)} ({self.image_size} px): a {self.steps} x {self.steps} landscape "
                 f"costs {self.landscape_passes} forward passes of {self.landscape_batch} training images, the "
                 f"lesion study {self.lesion_passes} of {self.lesion_batch} held-out images; at most "
@@ -182,16 +182,16 @@ def plan_any(model: nn.Module, *, dataset: str | None = None, steps: int = 11, l
     """Cost the landscape and lesion study of ``model`` before any work (see :class:`AnyNetPlan`): the data set
     (:func:`data_for`), the passes, the memory (``BudgetError`` when even one image does not fit) and the time
     (a no-grad forward of 8 random images timed on a private copy, scaled to the batches)."""
-    from .card import card_of
-    from .landscape import estimate as landscape_estimate
-    from .lesion import estimate as lesion_estimate
+    from ..card import card_of
+    from ..landscape import estimate as landscape_estimate
+    from ..lesion import estimate as lesion_estimate
 
     chosen = data_for(model, dataset)
     size = int(getattr(card_of(model).preprocessing, "crop", 0) or 32)
     memory = max(landscape_estimate(model, (landscape_batch, 3, size, size)).total,
                  lesion_estimate(model, (lesion_batch, 3, size, size)).total)
-    land, lesion = landscape_passes(steps), _lesion_passes_of(model, max_removed, samples)
-    probe = _batch(8, size, seed)
+    land, lesion = landscape_passes(steps), lesion_passes_of(model, max_removed, samples)
+    probe = seeded_batch(8, size, seed)
     per_image = forward_seconds(model, probe) / 8
     seconds = per_image * (land * landscape_batch + lesion * lesion_batch)
     return AnyNetPlan(model, label or card_of(model).label or "This model", bool(getattr(model, "residual", True)),
@@ -224,8 +224,8 @@ def measure_any(plan: AnyNetPlan, *, on_progress: Callable[[int, int], None] | N
                 download: bool | None = False) -> AnyNetResult:
     """Steps 6 and 7 on the plan's model: the surface and slice on training images, the lesion study and the
     k-blocks-removed curve on held-out images. ``on_progress(done, total)`` after every forward pass."""
-    from .landscape import line, surface
-    from .lesion import lesion_curve, lesion_study
+    from ..landscape import line, surface
+    from ..lesion import lesion_curve, lesion_study
 
     model = plan.model
     x, y = model_batch(model, plan.dataset, "train", plan.landscape_batch, download=download)
@@ -255,7 +255,7 @@ def landscape_of(path: str, *, steps: int = 11, batch: int = 128, dataset: str |
     """Step 6 on the trained model ``path`` (a checkpoint file, or a weights id ``ckpt:``/``demo:``; training
     images of ``dataset``, default the one it was trained on): (surface, line), each with ``net`` and
     ``residual`` columns for ``plots.landscape``."""
-    from .landscape import line, surface
+    from ..landscape import line, surface
 
     model = open_trained(path)
     x, y = model_batch(model, data_for(model, dataset), "train", batch, download=None)
@@ -279,7 +279,7 @@ def lesion_of(path: str, *, batch: int = 256, dataset: str | None = None, max_re
     """Step 7 on the trained model ``path`` (a checkpoint file, or a weights id; held-out images of ``dataset``,
     default the one it was trained on): (study, curve), each with ``net`` and ``residual`` columns for
     ``plots.lesion``."""
-    from .lesion import lesion_curve, lesion_study
+    from ..lesion import lesion_curve, lesion_study
 
     model = open_trained(path)
     x, y = model_batch(model, data_for(model, dataset), "test", batch, download=None)

@@ -20,29 +20,26 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from typing import Any
 
 from torch import nn
 
-from .card import card_of
+from ..card import card_of
+from ..data import SHAPES_CLASSES
+from ..errors import WeightsError
+from ..errors import clip as _clip
+from ..models import display_name, get_spec
 from .checkpoints import Checkpoint, model_from_checkpoint, read_checkpoint, require_rgb
-from .data import SHAPES_CLASSES
-from .errors import WeightsError
-from .errors import clip as _clip
-from .models import ARCHITECTURES, display_name, get_spec
 
-DEMO_PACKAGE = "resnet_core.demo_models"
+DEMO_PACKAGE = "resnet_core.weights.demo_models"
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.csv"
 # The localisation check of the demo model the views explain (cam.localisation_numbers; make demo-models).
 CHECKS_FILE = "checks.json"
 DEMO_CHECK_MODEL = "resnet20"
-# What each page wants from its model: "explain" (Grad-CAM: the most capable trained weights there are) or
-# "init" (Activations, Gradient flow, Architecture: they study the net at initialisation, so random weights).
-PURPOSES = ("explain", "init")
 # The sentence shown beside the Shapes demo where a photo would need ImageNet weights (README: "Preparing an
 # offline classroom").
 PHOTO_WEIGHTS_HINT = ("This demo knows the ten Shapes, not photos: for photos, run `resnet-weights fetch resnet18` "
@@ -181,70 +178,16 @@ def demo_test_accuracy(key: str) -> float:
     return float(demo_metrics()["models"][demo_model(key).key]["test_acc"])
 
 
-# ------------------------------------------------------------------------------ the best weights available
-def cached_torchvision_weights(arch: str, options: dict[str, Any] | None = None) -> str | None:
-    """``tv:<member>`` for the first of ``arch``'s torchvision weights already in torch.hub's cache, when the
-    options are torchvision's standard net; else None. Looks at files only: no download, no network probe."""
-    from .weights import TORCHVISION_OPTIONS, hub_checkpoint_path, torchvision_weights_enum
-
-    options = dict(options or {})
-    if any(options.get(k, v) != v for k, v in TORCHVISION_OPTIONS.items()) or options.get("width"):
-        return None
-    if options.get("num_classes") not in (None, 1000):
-        return None
-    enum = torchvision_weights_enum(arch)
-    for member in enum or ():
-        if hub_checkpoint_path(arch, member.name).is_file():
-            return f"tv:{member.name}"
-    return None
-
-
-def best_weights(arch: str, options: dict[str, Any] | None = None, purpose: str = "explain") -> str:
-    """The best weights id this net can have right now, offline, for ``purpose`` (see ``PURPOSES``).
-
-    ``"init"``: ``"random"`` (the page studies initialisation). ``"explain"``: torchvision's ImageNet weights
-    when they are cached on disk and fit the net, else the embedded Shapes demo of the same net, else
-    ``"random"``. Never downloads and never probes the network.
-    """
-    if purpose not in PURPOSES:
-        raise ValueError(f"purpose must be one of {', '.join(PURPOSES)}, not {_clip(repr(purpose), 40)}.")
-    if purpose == "init":
-        return "random"
-    return cached_torchvision_weights(arch, options) or next(iter(demo_ids(arch, options or {})), "random")
-
-
-@dataclass(frozen=True)
-class BestModel:
-    """A page's starting model when the user has chosen nothing: architecture, build options, weights id, and
-    ``note``: a sentence to show beside it (empty when there is nothing to add)."""
-
-    arch: str
-    options: dict[str, Any] = field(default_factory=dict)
-    weights: str = "random"
-    note: str = ""
-
-
-def best_model(purpose: str = "explain", default_arch: str = "resnet20") -> BestModel:
-    """The model a page should open with when nothing is chosen yet (no link, no click), offline and instant.
-
-    ``"explain"``: the first architecture (in the registry's order, smallest ImageNet net first) whose
-    torchvision weights are cached on disk; otherwise the embedded ResNet-20 trained on Shapes, with
-    ``PHOTO_WEIGHTS_HINT``. ``"init"``: ``default_arch`` with random weights.
-    """
-    if purpose not in PURPOSES:
-        raise ValueError(f"purpose must be one of {', '.join(PURPOSES)}, not {_clip(repr(purpose), 40)}.")
-    if purpose == "init":
-        return BestModel(default_arch, {"residual": True}, "random")
-    for arch in ARCHITECTURES:
-        weights = cached_torchvision_weights(arch)
-        if weights is not None:
-            return BestModel(arch, {"residual": True}, weights)
-    demo = DEMO_MODELS["resnet20"]
-    return BestModel(demo.arch, demo.options, demo.weights_id, PHOTO_WEIGHTS_HINT)
-
-
 def default_image_for(model: nn.Module) -> str:
     """Which image a page should preselect for ``model``: ``"shapes"`` when its classes are the Shapes classes
     (a Shapes-trained net, such as the embedded demo), else ``"photo"``."""
     names = card_of(model).class_names
     return "shapes" if names is not None and tuple(names) == SHAPES_CLASSES else "photo"
+
+
+__all__ = [
+    "CHECKS_FILE", "DEMO_CHECK_MODEL", "DEMO_MODELS", "DEMO_PACKAGE", "HISTORY_FILE", "METRICS_FILE",
+    "PHOTO_WEIGHTS_HINT", "DemoModel", "default_image_for", "demo_checks", "demo_config", "demo_fit",
+    "demo_history", "demo_ids", "demo_metrics", "demo_model", "demo_test_accuracy", "load_demo_model",
+    "read_demo_checkpoint",
+]

@@ -7,7 +7,6 @@ Its errors are :class:`WeightsError` (one sentence; from ``errors``, shared with
 and :class:`CheckpointMismatch` (the keys that do not fit).
 """
 
-from ..errors import WeightsError
 from .architecture import (
     CheckpointMismatch,
     InferredArchitecture,
@@ -19,7 +18,14 @@ from .architecture import (
     model_from_checkpoint,
     require_rgb,
 )
-from .conventions import UNBUILDABLE, Unbuildable, apply_conventions, conventions_tried
+from .conventions import (
+    KEY_CONVENTIONS,
+    UNBUILDABLE,
+    KeyConvention,
+    Unbuildable,
+    apply_conventions,
+    conventions_tried,
+)
 from .files import (
     OUTSIDE_FOLDERS,
     checkpoint_file,
@@ -33,7 +39,6 @@ from .files import (
 from .format import (
     CHECKPOINT_SUFFIXES,
     FORMAT,
-    KEY_CONVENTIONS,
     MAX_BLOCKS_PER_STAGE,
     MAX_CHECKPOINT_BYTES,
     MAX_CLASS_NAME_CHARS,
@@ -50,7 +55,6 @@ from .format import (
     MAX_WIDTH,
     PICKLED_MODEL,
     Checkpoint,
-    KeyConvention,
     atomic_write,
     extract_state_dict,
     load_resume_checkpoint,
@@ -64,7 +68,7 @@ __all__ = [
     "MAX_CLASSES", "MAX_CLASS_NAME_CHARS", "MAX_ELEMENTS", "MAX_GROUPS", "MAX_IN_CHANNELS", "MAX_KEY_CHARS",
     "MAX_PARAMETERS", "MAX_PATH_CHARS", "MAX_PICKLE_BYTES", "MAX_STAGES", "MAX_TENSORS", "MAX_WIDTH",
     "OUTSIDE_FOLDERS", "PICKLED_MODEL", "UNBUILDABLE", "Checkpoint", "CheckpointMismatch", "InferredArchitecture",
-    "KeyConvention", "NotAResNet", "Unbuildable", "UnbuildableVariant", "WeightsError", "apply_conventions",
+    "KeyConvention", "NotAResNet", "Unbuildable", "UnbuildableVariant", "apply_conventions",
     "atomic_write", "conventions_tried", "extract_state_dict", "infer_architecture", "infer_checkpoint", "load_checkpoint_file", "load_resume_checkpoint",
     "load_state_dict_checked", "make_checkpoint", "model_from_checkpoint", "read_checkpoint", "require_rgb",
     "checkpoint_file", "checkpoint_id", "checkpoint_title", "resolve_checkpoint_path", "save_checkpoint", "save_uploaded_checkpoint", "store_upload",
