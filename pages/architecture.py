@@ -6,8 +6,8 @@ from typing import Any
 
 import streamlit as st
 from explorer_ui.figures import shared_figure
-from explorer_ui.heavy_notice import queue_notice
 from explorer_ui.notebook_button import notebook_button
+from explorer_ui.queue_notice import queue_notice
 from explorer_ui.sidebar import ModelChoice, current_choice, get_model
 
 import resnet_core

@@ -7,12 +7,12 @@ import streamlit as st
 import torch
 from explorer_ui.budget import offer_fit
 from explorer_ui.figures import shared_figure
-from explorer_ui.heavy_notice import queue_notice
 from explorer_ui.image_source import ImageSourceKeys, domain_notice, pick_image
 from explorer_ui.keys import choice_key
 from explorer_ui.notebook_button import notebook_button
 from explorer_ui.notices import refuse
 from explorer_ui.page_state import setting_widget
+from explorer_ui.queue_notice import queue_notice
 from explorer_ui.sidebar import current_choice, get_model
 from explorer_ui.url_params import take_settings, write_settings
 
@@ -83,6 +83,83 @@ def _explain(key: tuple, image_key: str, target: int, layer: str, method: str, _
         return cam.explain(_model, _x, target, layer, method, class_names=_names)
 
 
+def _show_comparison(comparison: cam.MethodComparison, view, colormap: str, opacity: float) -> None:
+    """Every method's map side by side, which to trust, and the ranking table."""
+    for note in comparison.notes:
+        st.info(note)
+    st.plotly_chart(shared_figure(methods_grid_figure, comparison, view, colormap, opacity), key="gc_grid")
+    st.markdown(f"**Which to trust:** {comparison.sentence}")
+    columns = RANKING_COLUMNS + [c for c in ("road_morf", "road_lerf", "road_combined") if c in comparison.table]
+    st.dataframe(comparison.table[columns], hide_index=True, column_config=RANKING_CONFIG)
+    st.caption("Ranked by insertion minus deletion AUC (Petsiuk et al. 2018): put the most salient pixels back "
+               "first (insertion, higher is better) or take them away first (deletion, lower is better) and "
+               "follow the class probability. Average drop and increase in confidence (Chattopadhyay et al. "
+               "2018) multiply the image by the map. ROAD (Rong et al. 2022) removes pixels and fills them from "
+               "their neighbours (lower after removing the most relevant, higher after the least). Times are this "
+               "server's, for this image.")
+
+
+def _show_localisation(report: cam.LocalisationReport, checked_label: str) -> None:
+    """The pointing game's numbers and chart, example maps, and the randomisation cascade."""
+    pointing = report.pointing
+    m1, m2, m3 = st.columns(3)
+    m1.metric("Pointing game (measured here)", f"{pointing.hit_rate:.1%}",
+              f"{fmt_points(pointing.hit_rate - pointing.chance)} vs chance",
+              help="Percentage points: the hit rate minus the chance rate.")
+    m2.metric("Chance (random point)", f"{pointing.chance:.1%}")
+    m3.metric(f"Accuracy on these {len(pointing.table)} images", f"{pointing.accuracy:.1%}")
+    st.plotly_chart(shared_figure(pointing_figure, pointing.summary()), key="gc_pointing")
+    st.caption(f"{checked_label}, on {report.sample_text()}, Grad-CAM at {pointing.layer}, tolerance "
+               f"{pointing.tolerance} px.")
+    st.image(report.examples, caption=report.example_labels, width=150)
+    st.plotly_chart(shared_figure(cascade_figure, report.cascade), key="gc_cascade")
+    st.caption(report.cascade_sentence())
+
+
+def _show_method_checks(table) -> None:
+    """Both checks for every method: the chart, the table, and what to read in it."""
+    st.plotly_chart(shared_figure(checks_figure, table), key="gc_checks_methods")
+    st.dataframe(table[["label", "pointing", "chance", "cascade_top", "cascade_all"]], hide_index=True,
+                 column_config={
+                     "label": st.column_config.TextColumn("method"),
+                     "pointing": st.column_config.NumberColumn("pointing game", format="percent"),
+                     "chance": st.column_config.NumberColumn("chance", format="percent"),
+                     "cascade_top": st.column_config.NumberColumn("cascade: head + last stage random", format="%.2f"),
+                     "cascade_all": st.column_config.NumberColumn("cascade: all random", format="%.2f")})
+    st.caption(f"On the first {METHOD_CHECK_IMAGES} of the localisation check's {cam.SHAPES_CHECK_IMAGES} images "
+               f"({METHOD_CASCADE_IMAGES} for the cascade), so Grad-CAM's row can differ from the check's numbers. A "
+               "method to trust points at the object far above chance and its map changes (rank correlation towards "
+               "0) once the weights are random.")
+
+
+def _pick_class(table, names: list[str], image_key: str) -> tuple[int, int | str]:
+    """The class to explain: one of the image's top 5 (its top class for a new image), or any class pinned below;
+    a link's class that this model or image cannot take is refused with a sentence. Returns (target, other)."""
+    options = [int(i) for i in table["index"]]
+    if st.session_state.get("gc_other", ANY_CLASS) not in (ANY_CLASS, *range(len(names))):
+        if "gc_other" in linked:  # else a class pinned on a model with more classes: unpinned quietly
+            _refuse_linked("gc_other", f"The link's class is not one of this model's {len(names):,} classes; none "
+                                       "is pinned.")
+        st.session_state["gc_other"] = ANY_CLASS
+    # A new image: explain its own top-1 class, unless a class was pinned in "...or any class" (or a link chose).
+    if st.session_state.get("gc_image_seen") != image_key:
+        st.session_state["gc_image_seen"] = image_key
+        if isinstance(st.session_state.get("gc_other", ANY_CLASS), str) and "gc_class" not in linked:
+            st.session_state["gc_class"] = options[0]
+    if st.session_state.get("gc_class") not in options:
+        if "gc_class" in linked:
+            _refuse_linked("gc_class", "The link's class is not among this image's top 5; its top class is "
+                                       "explained.")
+        st.session_state["gc_class"] = options[0]
+    target = setting_widget(GRAD_CAM["gc_class"], "Explain class", options=options,
+                            format_func=lambda i: f"{names[i]} ({i})", help="The top-5 classes; pick any other class below.")
+    other = setting_widget(GRAD_CAM["gc_other"], "...or any class", options=[ANY_CLASS] + list(range(len(names))),
+                           format_func=lambda i: i if isinstance(i, str) else f"{names[i]} ({i})")
+    if not isinstance(other, str):
+        target = int(other)
+    return target, other
+
+
 st.title("Grad-CAM: where does the net look?")
 choice = current_choice()
 linked = take_settings(GRAD_CAM)  # a shared link's page settings, on the session's first run only
@@ -123,28 +200,7 @@ with left:
     st.plotly_chart(shared_figure(topk_figure, table), key="gc_topk")
     st.dataframe(table[["rank", "class", "probability"]], hide_index=True,
                  column_config={"probability": st.column_config.NumberColumn(format="percent")})
-    options = [int(i) for i in table["index"]]
-    if st.session_state.get("gc_other", ANY_CLASS) not in (ANY_CLASS, *range(len(names))):
-        if "gc_other" in linked:  # else a class pinned on a model with more classes: unpinned quietly
-            _refuse_linked("gc_other", f"The link's class is not one of this model's {len(names):,} classes; none "
-                                       "is pinned.")
-        st.session_state["gc_other"] = ANY_CLASS
-    # A new image: explain its own top-1 class, unless a class was pinned in "...or any class" (or a link chose).
-    if st.session_state.get("gc_image_seen") != image_key:
-        st.session_state["gc_image_seen"] = image_key
-        if isinstance(st.session_state.get("gc_other", ANY_CLASS), str) and "gc_class" not in linked:
-            st.session_state["gc_class"] = options[0]
-    if st.session_state.get("gc_class") not in options:
-        if "gc_class" in linked:
-            _refuse_linked("gc_class", "The link's class is not among this image's top 5; its top class is "
-                                       "explained.")
-        st.session_state["gc_class"] = options[0]
-    target = setting_widget(GRAD_CAM["gc_class"], "Explain class", options=options,
-                            format_func=lambda i: f"{names[i]} ({i})", help="The top-5 classes; pick any other class below.")
-    other = setting_widget(GRAD_CAM["gc_other"], "...or any class", options=[ANY_CLASS] + list(range(len(names))),
-                           format_func=lambda i: i if isinstance(i, str) else f"{names[i]} ({i})")
-    if not isinstance(other, str):
-        target = int(other)
+    target, other = _pick_class(table, names, image_key)
     method = setting_widget(GRAD_CAM["gc_method"], "Method", format_func=cam.METHODS.get)
     layers = cam.layer_choices(model)
     if st.session_state.get("gc_layer") not in layers:  # the default (the last block), or a layer of another net
@@ -208,16 +264,9 @@ road = setting_widget(GRAD_CAM["gc_road"], "Also ROAD (Rong et al. 2022)",
                  help="Removes the most / least relevant pixels and fills them from their neighbours, so the shape "
                       "of the removal tells the model nothing. One sparse linear solve per method, percentile and "
                       "order: seconds per method at 224 px.")
-passes = cam.faithfulness_passes(len(chosen), FAITHFULNESS_STEPS, road=road)
-cost_words = f"The faithfulness scores take {passes} forward passes ({FAITHFULNESS_STEPS} deletion and insertion steps)"
-if "scorecam" in chosen and channels:
-    cost_words += (f"; Score-CAM runs up to {cam.scorecam_passes(channels)} more (one per channel of {layer}, "
-                   f"{cam.SCORECAM_BATCH} at a time)")
-if "occlusion" in chosen:
-    side = max(2, x.shape[-1] // 8)
-    cost_words += (f"; occlusion runs {cam.occlusion_passes(x.shape[-2], x.shape[-1])} (one per {side}x{side} "
-                   f"window, stride {max(1, side // 2)})")
-st.caption(f"For '{names[target]}' at {layer}, the class and layer chosen above. {cost_words}.")
+cost_words = cam.methods_cost_sentence(chosen, steps=FAITHFULNESS_STEPS, road=road, layer=layer, channels=channels,
+                                      height=x.shape[-2], width=x.shape[-1])
+st.caption(f"For '{names[target]}' at {layer}, the class and layer chosen above. {cost_words}")
 request = (choice_key(choice), image_key, target, layer, tuple(chosen), road)
 if st.button("Compare the methods", key="gc_compare_methods", disabled=not chosen):
     bar = st.progress(0.0, text="Starting...")
@@ -238,19 +287,7 @@ if st.button("Compare the methods", key="gc_compare_methods", disabled=not chose
     bar.empty()
 stored = st.session_state.get("gc_comparison")
 if stored is not None and stored[0] == request:
-    comparison = stored[1]
-    for note in comparison.notes:
-        st.info(note)
-    st.plotly_chart(shared_figure(methods_grid_figure, comparison, view, colormap, opacity), key="gc_grid")
-    st.markdown(f"**Which to trust:** {comparison.sentence}")
-    columns = RANKING_COLUMNS + [c for c in ("road_morf", "road_lerf", "road_combined") if c in comparison.table]
-    st.dataframe(comparison.table[columns], hide_index=True, column_config=RANKING_CONFIG)
-    st.caption("Ranked by insertion minus deletion AUC (Petsiuk et al. 2018): put the most salient pixels back "
-               "first (insertion, higher is better) or take them away first (deletion, lower is better) and "
-               "follow the class probability. Average drop and increase in confidence (Chattopadhyay et al. "
-               "2018) multiply the image by the map. ROAD (Rong et al. 2022) removes pixels and fills them from "
-               "their neighbours (lower after removing the most relevant, higher after the least). Times are this "
-               "server's, for this image.")
+    _show_comparison(stored[1], view, colormap, opacity)
 elif stored is not None:
     st.caption("The class, layer, image or methods changed: press the button to compare again.")
 
@@ -307,33 +344,16 @@ if check_one.button("Run the localisation check", key="gc_check", icon=":materia
 kept = st.session_state.get("gc_report")
 checked_label, report = kept[1:] if kept is not None and kept[0] == checked_for else (None, None)
 if report is not None:
-    pointing = report.pointing
-    m1, m2, m3 = st.columns(3)
-    m1.metric("Pointing game (measured here)", f"{pointing.hit_rate:.1%}",
-              f"{fmt_points(pointing.hit_rate - pointing.chance)} vs chance",
-              help="Percentage points: the hit rate minus the chance rate.")
-    m2.metric("Chance (random point)", f"{pointing.chance:.1%}")
-    m3.metric(f"Accuracy on these {len(pointing.table)} images", f"{pointing.accuracy:.1%}")
-    st.plotly_chart(shared_figure(pointing_figure, pointing.summary()), key="gc_pointing")
-    st.caption(f"{checked_label}, on {report.sample_text()}, Grad-CAM at {pointing.layer}, tolerance "
-               f"{pointing.tolerance} px.")
-    st.image(report.examples, caption=report.example_labels, width=150)
-    st.plotly_chart(shared_figure(cascade_figure, report.cascade), key="gc_cascade")
-    last_stage = report.cascade.iloc[2]
-    st.caption(f"Measured here: rank correlation {last_stage['rank_correlation']:.2f} once fc and "
-               f"{last_stage['step']} are randomised (1.00 = unchanged).")
+    _show_localisation(report, checked_label)
 
 if check_all.button("Run both checks for every method", key="gc_check_methods", icon=":material/table:",
                     help=f"{METHOD_CHECK_IMAGES} held-out Shapes images for the pointing game, "
                          f"{METHOD_CASCADE_IMAGES} for the cascade, at the model's default layer."):
     try:
-        checked = _checked_model()
-        x, test = cam.shapes_check_images(checked)
-        n = METHOD_CHECK_IMAGES  # the first of the localisation check's sample
         bar = st.progress(0.0, text="Checking every method...")
         with queue_notice(), heavy_slot("localisation check, every method"):
-            st.session_state["gc_method_checks"] = checked_for, cam.method_checks(
-                checked, x[:n], test.labels[:n], test.masks[:n], cascade_images=METHOD_CASCADE_IMAGES,
+            st.session_state["gc_method_checks"] = checked_for, cam.method_checks_on_sample(
+                _checked_model(), METHOD_CHECK_IMAGES, METHOD_CASCADE_IMAGES,
                 progress=lambda done, total: bar.progress(done / total, text=f"{done}/{total} methods checked"))
         bar.empty()
     except (cam.CamError, ValueError) as error:
@@ -341,15 +361,4 @@ if check_all.button("Run both checks for every method", key="gc_check_methods", 
 kept = st.session_state.get("gc_method_checks")
 method_table = kept[1] if kept is not None and kept[0] == checked_for else None
 if method_table is not None:
-    st.plotly_chart(shared_figure(checks_figure, method_table), key="gc_checks_methods")
-    st.dataframe(method_table[["label", "pointing", "chance", "cascade_top", "cascade_all"]], hide_index=True,
-                 column_config={
-                     "label": st.column_config.TextColumn("method"),
-                     "pointing": st.column_config.NumberColumn("pointing game", format="percent"),
-                     "chance": st.column_config.NumberColumn("chance", format="percent"),
-                     "cascade_top": st.column_config.NumberColumn("cascade: head + last stage random", format="%.2f"),
-                     "cascade_all": st.column_config.NumberColumn("cascade: all random", format="%.2f")})
-    st.caption(f"On the first {METHOD_CHECK_IMAGES} of the localisation check's {cam.SHAPES_CHECK_IMAGES} images "
-               f"({METHOD_CASCADE_IMAGES} for the cascade), so Grad-CAM's row can differ from the check's numbers. A "
-               "method to trust points at the object far above chance and its map changes (rank correlation towards "
-               "0) once the weights are random.")
+    _show_method_checks(method_table)

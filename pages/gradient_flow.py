@@ -8,10 +8,10 @@ import pandas as pd
 import streamlit as st
 from explorer_ui.budget import stop_on_refusal
 from explorer_ui.figures import shared_figure, shared_result
-from explorer_ui.heavy_notice import queue_notice
 from explorer_ui.keys import choice_key
 from explorer_ui.notebook_button import notebook_button
 from explorer_ui.page_state import setting_widget
+from explorer_ui.queue_notice import queue_notice
 from explorer_ui.sidebar import ModelChoice, current_choice, get_model
 from explorer_ui.url_params import take_settings, write_settings
 from explorer_ui.weights_picker import effective_weights

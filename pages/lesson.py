@@ -6,10 +6,10 @@ from pathlib import Path
 
 import streamlit as st
 from explorer_ui.figures import shared_figure
-from explorer_ui.heavy_notice import queue_notice
 from explorer_ui.notebook_button import notebook_button
 from explorer_ui.notices import refuse
 from explorer_ui.page_state import setting_widget
+from explorer_ui.queue_notice import queue_notice
 from explorer_ui.url_params import take_settings, write_settings
 from streamlit.errors import StreamlitAPIException
 from streamlit.runtime.scriptrunner_utils.script_run_context import in_cached_function

@@ -34,6 +34,7 @@ from .checks import (
     localisation_check,
     localisation_numbers,
     method_checks,
+    method_checks_on_sample,
     pointing_game,
     pointing_tolerance,
     randomization_cascade,
@@ -45,13 +46,13 @@ from .core import (
     NO_EVIDENCE,
     CamError,
     Explanation,
+    TargetModel,
     default_layer,
     layer_choices,
     predict,
     resolve_layer,
     stage_last_blocks,
 )
-from .core import _TargetModel as _TargetModel  # the tests drive Captum with it directly
 from .faithfulness import MethodComparison, compare_methods, faithfulness, faithfulness_passes, trust_sentence
 from .methods import (
     LAYER_METHODS,
@@ -63,10 +64,12 @@ from .methods import (
     explain_layers,
     layer_channels,
     occlusion_passes,
+    occlusion_window,
     register,
     scorecam_passes,
 )
 from .overlays import COLORMAPS, colorize, colormap_lut, heatmap_npy, heatmap_png, image_png, overlay
+from .words import methods_cost_sentence
 
 __all__ = [
     "COLORMAPS",
@@ -83,6 +86,7 @@ __all__ = [
     "SCORECAM_BATCH",
     "SHAPES_CASCADE_IMAGES",
     "SHAPES_CHECK_IMAGES",
+    "TargetModel",
     "cam_batch",
     "cascade_steps",
     "colorize",
@@ -105,7 +109,10 @@ __all__ = [
     "shapes_check_images",
     "shapes_pointing",
     "method_checks",
+    "method_checks_on_sample",
+    "methods_cost_sentence",
     "occlusion_passes",
+    "occlusion_window",
     "overlay",
     "pointing_game",
     "pointing_tolerance",

@@ -19,7 +19,7 @@ from torch import nn
 from ..costs import require_within_budget, scale_to_budget
 from ..hooks import model_lock, preserved_state, taps
 from ..targets import ClassTarget
-from .core import CamError, _check_image, _gradcam_raw, _normalise, _TargetModel, resolve_layer
+from .core import CamError, TargetModel, _check_image, _gradcam_raw, _normalise, resolve_layer
 from .methods import METHODS, REGISTRY, GradCam
 from .overlays import overlay
 
@@ -39,7 +39,7 @@ def gradcam_batch(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, 
             chunk = images[start:start + batch_size].detach()
             chunk_labels = labels[start:start + batch_size]
             target = _LabelTarget(chunk_labels) if chunk_labels.numel() > 1 else ClassTarget(int(chunk_labels[0]))
-            maps.append(_gradcam_raw(_TargetModel(model, target), chunk, module)[1])
+            maps.append(_gradcam_raw(TargetModel(model, target), chunk, module)[1])
     return torch.cat(maps)
 
 
@@ -72,7 +72,7 @@ def cam_batch(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, laye
             chunk_labels = labels[start:start + batch_size]
             # One image: a class target, which also holds for the scaled copies integrated gradients stacks.
             target = _LabelTarget(chunk_labels) if chunk_labels.numel() > 1 else ClassTarget(int(chunk_labels[0]))
-            wrapped = _TargetModel(model, target)
+            wrapped = TargetModel(model, target)
             maps.append(runner.attribute(wrapped, chunk, module, cost=cost, ig_steps=16)[0].detach())
     return torch.cat(maps)
 
@@ -333,6 +333,13 @@ class LocalisationReport:
         return (f"the first {len(self.pointing.table)} held-out Shapes images (the cascade: the first "
                 f"{self.cascade_images})")
 
+    def cascade_sentence(self) -> str:
+        """The cascade's number the page quotes: the rank correlation once the head and the last stage are
+        randomised (its third row), as measured."""
+        row = self.cascade.iloc[2]
+        return (f"Measured here: rank correlation {row['rank_correlation']:.2f} once fc and {row['step']} are "
+                "randomised (1.00 = unchanged).")
+
 
 def shapes_check_images(model: nn.Module, n: int = SHAPES_CHECK_IMAGES) -> tuple[torch.Tensor, Any]:
     """The check's sample for ``model``: the first ``n`` held-out Shapes images at the model's size, normalised as
@@ -355,6 +362,15 @@ def shapes_pointing(model: nn.Module, n: int = SHAPES_CHECK_IMAGES, layer: str |
     """The pointing game of a Shapes model on the check's sample: the one call behind every view of the number."""
     x, test = shapes_check_images(model, n)
     return pointing_game(model, x, test.labels, test.masks, layer)
+
+
+def method_checks_on_sample(model: nn.Module, images: int, cascade_images: int,
+                            progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
+    """:func:`method_checks` on the first ``images`` of the localisation check's sample (every method is slower
+    than Grad-CAM, so the page checks fewer images), the cascade on the first ``cascade_images``."""
+    x, test = shapes_check_images(model)
+    return method_checks(model, x[:images], test.labels[:images], test.masks[:images],
+                         cascade_images=cascade_images, progress=progress)
 
 
 def localisation_check(model: nn.Module, n: int = SHAPES_CHECK_IMAGES, layer: str | None = None,

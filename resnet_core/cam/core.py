@@ -122,7 +122,7 @@ def _check_image(image: torch.Tensor) -> None:
         raise CamError("The image tensor contains NaN or infinite values; reload the image.")
 
 
-class _TargetModel(nn.Module):
+class TargetModel(nn.Module):
     """``model`` followed by the target: (N, C, H, W) -> (N,) scalars (what Captum differentiates)."""
 
     def __init__(self, model: nn.Module, target: Target) -> None:
@@ -146,7 +146,7 @@ def _normalise(raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return raw / safe[:, None, None], ~positive
 
 
-def _gradcam_raw(wrapped: _TargetModel, images: torch.Tensor, layer: nn.Module
+def _gradcam_raw(wrapped: TargetModel, images: torch.Tensor, layer: nn.Module
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """Captum LayerGradCam for a batch: (layer-resolution maps (N, h, w), upsampled maps (N, H, W)).
 

@@ -41,10 +41,10 @@ from ..targets import ClassTarget, Target, TopClassTarget, as_target
 from .core import (
     CamError,
     Explanation,
+    TargetModel,
     _check_image,
     _gradcam_raw,
     _normalise,
-    _TargetModel,
     resolve_layer,
     stage_last_blocks,
 )
@@ -85,7 +85,7 @@ class CamMethod(abc.ABC):
         return require_within_budget(estimate)
 
     @abc.abstractmethod
-    def attribute(self, wrapped: _TargetModel, image: torch.Tensor, layer: nn.Module | None, *,
+    def attribute(self, wrapped: TargetModel, image: torch.Tensor, layer: nn.Module | None, *,
                   cost: MemoryEstimate, ig_steps: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(map (N, H, W) at input resolution, non-negative where it means evidence for the target;
         the map at the layer's own resolution (N, h, w) or None). Runs under the model's lock, eval mode."""
@@ -114,7 +114,7 @@ class GradCam(CamMethod):
         return net.estimate("gradcam", f"Grad-CAM on {net.net} at {net.px} px",
                             {**net.inputs(), **net.forward_backward()}, cls.cost)
 
-    def attribute(self, wrapped: _TargetModel, image: torch.Tensor, layer: nn.Module | None, *,
+    def attribute(self, wrapped: TargetModel, image: torch.Tensor, layer: nn.Module | None, *,
                   cost: MemoryEstimate, ig_steps: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         layer_maps, raw = _gradcam_raw(wrapped, image, layer)
         return raw, layer_maps
@@ -134,7 +134,7 @@ class GuidedGradCam(CamMethod):
         parts = {**net.inputs(), **net.forward_backward(), "input gradients": net.bytes(2 * net.profile.input_numel)}
         return net.estimate("guided_gradcam", f"Guided Grad-CAM on {net.net} at {net.px} px", parts, cls.cost)
 
-    def attribute(self, wrapped: _TargetModel, image: torch.Tensor, layer: nn.Module | None, *,
+    def attribute(self, wrapped: TargetModel, image: torch.Tensor, layer: nn.Module | None, *,
                   cost: MemoryEstimate, ig_steps: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         from captum.attr import GuidedGradCam as CaptumGuidedGradCam
 
@@ -177,7 +177,7 @@ class IntegratedGradients(CamMethod):
     def fit_budget(self, estimate: MemoryEstimate) -> MemoryEstimate:
         return scale_to_budget(estimate, "ig_chunk", unit="images at a time")
 
-    def attribute(self, wrapped: _TargetModel, image: torch.Tensor, layer: nn.Module | None, *,
+    def attribute(self, wrapped: TargetModel, image: torch.Tensor, layer: nn.Module | None, *,
                   cost: MemoryEstimate, ig_steps: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         from captum.attr import IntegratedGradients as CaptumIntegratedGradients
 
@@ -199,7 +199,7 @@ def _fewer_steps_first(request: dict[str, Any]) -> list[list[Variant]]:
     return [steps, *net_axes(request)]
 
 
-def _fix_top_class(wrapped: _TargetModel) -> None:
+def _fix_top_class(wrapped: TargetModel) -> None:
     """For methods that run the model on altered copies of one image: "the top-1 class" means the plain image's
     (each copy's own top-1 would change the question), so it is fixed from the logits already recorded."""
     if isinstance(wrapped.target, TopClassTarget) and wrapped.first_logits is not None \
@@ -208,7 +208,7 @@ def _fix_top_class(wrapped: _TargetModel) -> None:
 
 
 # ------------------------------------------------------------------ methods on the layer's activations
-def _layer_pass(wrapped: _TargetModel, images: torch.Tensor, layer: nn.Module, *, gradients: bool
+def _layer_pass(wrapped: TargetModel, images: torch.Tensor, layer: nn.Module, *, gradients: bool
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One forward pass recording the layer's output A (N, C, h, w) and, with ``gradients``, dy/dA.
 
@@ -265,7 +265,7 @@ class _ActivationCam(CamMethod):
     def layer_map(self, activations: torch.Tensor, grads: torch.Tensor | None) -> torch.Tensor:
         """The map at the layer's resolution (N, h, w), before the ReLU."""
 
-    def attribute(self, wrapped: _TargetModel, image: torch.Tensor, layer: nn.Module | None, *,
+    def attribute(self, wrapped: TargetModel, image: torch.Tensor, layer: nn.Module | None, *,
                   cost: MemoryEstimate, ig_steps: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         activations, grads = _layer_pass(wrapped, image, layer, gradients=self.needs_gradient)
         layer_maps, raw = _to_input(self.layer_map(activations, grads), image)
@@ -350,7 +350,7 @@ class EigenCam(_ActivationCam):
         return projection.reshape(n, h, w)
 
 
-def _score_classes(wrapped: _TargetModel) -> torch.Tensor:
+def _score_classes(wrapped: TargetModel) -> torch.Tensor:
     """The class each image is explained for, fixed from the plain input's logits (a masked copy's own top-1
     would otherwise change the question)."""
     target = wrapped.target
@@ -396,7 +396,7 @@ class ScoreCam(_MaskedForwards):
     name, label = "scorecam", "Score-CAM"
     reports_progress = True
 
-    def attribute(self, wrapped: _TargetModel, image: torch.Tensor, layer: nn.Module | None, *,
+    def attribute(self, wrapped: TargetModel, image: torch.Tensor, layer: nn.Module | None, *,
                   cost: MemoryEstimate, ig_steps: int, progress: Progress | None = None
                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
         activations, _ = _layer_pass(wrapped, image, layer, gradients=False)
@@ -450,7 +450,7 @@ class Occlusion(_MaskedForwards):
     name, label = "occlusion", "Occlusion"
     uses_layer = False
 
-    def attribute(self, wrapped: _TargetModel, image: torch.Tensor, layer: nn.Module | None, *,
+    def attribute(self, wrapped: TargetModel, image: torch.Tensor, layer: nn.Module | None, *,
                   cost: MemoryEstimate, ig_steps: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         from captum.attr import Occlusion as CaptumOcclusion
 
@@ -458,8 +458,8 @@ class Occlusion(_MaskedForwards):
             wrapped(image)  # the plain image's logits: its class and score
         _fix_top_class(wrapped)
         channels, height, width = image.shape[1:]
-        window = (channels, max(2, height // 8), max(2, width // 8))
-        strides = (channels, max(1, window[1] // 2), max(1, window[2] // 2))
+        (window_h, stride_h), (window_w, stride_w) = occlusion_window(height), occlusion_window(width)
+        window, strides = (channels, window_h, window_w), (channels, stride_h, stride_w)
         with torch.no_grad():
             attr = CaptumOcclusion(wrapped).attribute(image, sliding_window_shapes=window, strides=strides,
                                                       baselines=0.0,
@@ -467,13 +467,19 @@ class Occlusion(_MaskedForwards):
         return attr.detach().sum(dim=1).clamp(min=0), None
 
 
+def occlusion_window(side: int) -> tuple[int, int]:
+    """``Occlusion``'s window and stride along one side of ``side`` pixels: an eighth of it (at least 2), half a
+    window apart."""
+    window = max(2, side // 8)
+    return window, max(1, window // 2)
+
+
 def occlusion_passes(height: int, width: int) -> int:
     """Forward passes ``Occlusion`` runs on an image of ``height`` x ``width``: one per window, plus the plain
     image twice (once for its class, once inside Captum)."""
     count = 1
     for side in (height, width):
-        window = max(2, side // 8)
-        stride = max(1, window // 2)
+        window, stride = occlusion_window(side)
         count *= (side - window) // stride + 1
     return count + 2
 
@@ -504,7 +510,7 @@ def explain(model: nn.Module, image: torch.Tensor, target: int | Target | None =
     cost = runner.fit_budget(runner.estimate(model, tuple(image.shape[1:]), ig_steps=ig_steps,
                                              batch_size=max(1, int(batch_size))))
     image = image.detach().clone()
-    wrapped = _TargetModel(model, goal)
+    wrapped = TargetModel(model, goal)
     extra = {"progress": progress} if runner.reports_progress else {}
     with preserved_state(model, train=False), torch.set_grad_enabled(runner.needs_gradient):
         try:

@@ -35,6 +35,7 @@ def _visible(at: AppTest) -> str:
 
 @pytest.fixture
 def offline_server(tmp_path, monkeypatch):
+    monkeypatch.setenv("RESNET_EXPLORER_RUNS", str(tmp_path / "runs"))  # its own races: no other test sees them
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("RESNET_EXPLORER_DATA", str(tmp_path / "data"))
     monkeypatch.setenv(OFFLINE_ENV, "1")

@@ -108,7 +108,7 @@ def test_integrated_gradients_completeness(model, image):
     """IG attributions sum to f(x) - f(baseline) (Sundararajan et al.): evidence the method runs for real."""
     from captum.attr import IntegratedGradients
 
-    forward = cam._TargetModel(model, ClassTarget(4))
+    forward = cam.TargetModel(model, ClassTarget(4))
     attr = IntegratedGradients(forward).attribute(image, baselines=torch.zeros_like(image), n_steps=64)
     with torch.no_grad():
         gap = float(forward(image) - forward(torch.zeros_like(image)))
@@ -121,7 +121,7 @@ def test_guided_gradcam_is_guided_backprop_times_gradcam(model, image):
 
     guided = cam.explain(model, image, 4, "layer3.2", "guided_gradcam")
     gradcam = cam.explain(model, image, 4, "layer3.2", "gradcam")
-    backprop = GuidedBackprop(cam._TargetModel(model, ClassTarget(4))).attribute(image.clone().requires_grad_())
+    backprop = GuidedBackprop(cam.TargetModel(model, ClassTarget(4))).attribute(image.clone().requires_grad_())
     expected = (backprop.detach() * torch.from_numpy(gradcam.raw)).abs().sum(1)[0].numpy()
     assert np.abs(guided.raw - expected).max() < 1e-5 * max(1.0, float(expected.max()))
 

@@ -288,3 +288,42 @@ def test_no_import_is_kept_only_to_be_handed_on() -> None:
     handed_on = [f"{p.relative_to(ROOT)}:{i}" for p in _python_files() if p.name != "__init__.py"
                  for i, line in enumerate(p.read_text().splitlines(), 1) if "noqa: F401" in line]
     assert not handed_on, f"imports kept only to be handed on: {handed_on}"
+
+
+# ------------------------------------------------------------------------------------------- thin pages
+MAX_PAGE_SCRIPT_LINES = 200
+
+
+def _page_script_lines(path: Path) -> int:
+    """Module-level lines of a page that run as its script: not its functions, imports or docstring."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return sum((n.end_lineno or n.lineno) - n.lineno + 1 for n in tree.body
+               if not isinstance(n, ast.FunctionDef | ast.ClassDef | ast.Import | ast.ImportFrom)
+               and not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)))
+
+
+def test_pages_are_thin() -> None:
+    """A page draws widgets, calls the library and shows figures: a short script and no torch call of its own."""
+    pages = sorted((ROOT / "pages").glob("*.py"))
+    assert len(pages) >= 6
+    long = {p.name: n for p in pages if (n := _page_script_lines(p)) > MAX_PAGE_SCRIPT_LINES}
+    assert not long, f"page scripts over {MAX_PAGE_SCRIPT_LINES} lines: {long}"
+    calls = [f"{p.name}:{node.lineno}" for p in pages for node in ast.walk(ast.parse(p.read_text()))
+             if isinstance(node, ast.Call) and ast.unparse(node.func).startswith("torch.")]
+    assert not calls, f"tensor work in a page (it belongs in resnet_core): {calls}"
+
+
+def test_the_documented_api_is_every_face_s_all() -> None:
+    """docs/architecture.md lists the public API: resnet_core's ``__all__`` and every subpackage's, name for name."""
+    import importlib
+    import re
+
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    text = text[text.index("## The public API"):text.index("## The weights wing")]
+    listed = {m.group(1): set(re.findall(r"`([^`]+)`", m.group(2)))
+              for m in re.finditer(r"^- `(resnet_core[\w.]*)`: (.*)$", text, re.M)}
+    packages = {name for name, path in _modules().items()
+                if path.name == "__init__.py" and name != "resnet_core.weights.demo_models"}
+    assert packages | {"resnet_core.weights.demo"} == set(listed), "document every package's face, and only those"
+    for name, names in listed.items():
+        assert names == set(importlib.import_module(name).__all__), f"{name}: the list differs from its __all__"
