@@ -110,7 +110,7 @@ MUTATIONS: tuple[Mutation, ...] = (
       "return total",
       ("tests/core/test_describe.py::test_describe_totals_equal_counts",)),
     # ------------------------------------------------------------------------------------- checkpoints
-    M("wrapper prefix stripped one character too far", "resnet_core/weights/checkpoints/format.py",
+    M("wrapper prefix stripped one character too far", "resnet_core/weights/checkpoints/conventions.py",
       "lambda key: key[len(prefix):]",
       "lambda key: key[len(prefix) + 1:]",
       ("tests/core/test_weights.py::test_checkpoint_wrappings_all_load",)),
