@@ -120,7 +120,7 @@ def head(title: str, url_path: str | None) -> list[NotebookNode]:
 OPTIONS = '''\
 # The sidebar's net: architecture, shortcut option, stride placement, pre-activation and width, as build options.
 from resnet_core.models import display_name
-from resnet_core.weights import build_options, effective_weights
+from resnet_core.weights import build_options
 
 arch = SETTINGS["arch"]
 options = build_options(arch, residual=not SETTINGS["plain"], shortcut=SETTINGS["shortcut"],
@@ -139,7 +139,7 @@ def model_cell(variable: str = "model") -> NotebookNode:
     return code(f'''\
 # The sidebar's weights: a demo, a checkpoint or torchvision weights that do not fit this net fall back to the
 # seeded random init, as in the app.
-from resnet_core.weights import load_model
+from resnet_core.weights import effective_weights, load_model
 
 weights = effective_weights(SETTINGS["weights"], arch, options)
 {variable} = load_model(arch, options, weights).to(DEVICE)

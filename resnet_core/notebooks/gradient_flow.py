@@ -29,6 +29,8 @@ make it *explode* toward the input, and deeper is worse. `SMALL` sweeps two dept
         code('''\
 # Trained weights can be measured as they are or at initialisation; a net at initialisation is compared with
 # its twin, a trained one alone (a checkpoint holds one trained net).
+from resnet_core.weights import effective_weights
+
 trained = effective_weights(SETTINGS["weights"], arch, options) != "random"
 state = SETTINGS["gf_state"] if trained else "init"
 if state == "init":

@@ -36,7 +36,7 @@ def _loss_acc(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float
 
 def test_residual_lesion_keeps_the_shortcut_and_every_shape() -> None:
     x, y = _batch()
-    for options in ({}, {"shortcut": "B"}, {"preact": True}):
+    for options in ({}, {"shortcut": "B"}, {"preact": True}, {"preact": True, "shortcut": "B"}):
         model = build("resnet20", width=4, seed=0, **options)
         study = lesion.lesion_study(model, x, y)
         assert study["removable"].all() and len(study) == 9  # every residual block, downsampling ones too
