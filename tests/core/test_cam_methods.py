@@ -173,6 +173,29 @@ def test_hirescam_is_gradient_times_activation_summed(trained):
     assert all(p.grad is None for p in model.parameters())
 
 
+def test_gradcampp_is_the_papers_weighting_by_hand(trained):
+    """Grad-CAM++ by hand (Chattopadhyay et al. 2018, eq. 19 with exp's derivatives): alpha = G^2 / (2 G^2 +
+    sum_hw(A) G^3), channel weight sum_hw(ReLU(G) alpha), map ReLU(sum_c w_c A_c); a Pearson check alone would
+    not see the factor 2."""
+    model, images = trained
+    kept = []
+    handle = model.layer2[2].register_forward_hook(lambda _m, _i, out: kept.append(out))
+    try:
+        logits = model(images[:1])
+        (grad,) = torch.autograd.grad(logits[0, 2], kept[0])
+    finally:
+        handle.remove()
+    act = kept[0].detach()
+    grad_sq = grad * grad
+    alpha = grad_sq / (2 * grad_sq + act.sum(dim=(2, 3), keepdim=True) * grad_sq * grad + 1e-6)
+    alpha = torch.where(grad != 0, alpha, torch.zeros_like(alpha))
+    weights = (torch.relu(grad) * alpha).sum(dim=(2, 3), keepdim=True)
+    expected = torch.relu((weights * act).sum(1))[0].numpy()
+    explanation = cam.explain(model, images[:1], 2, "layer2.2", "gradcampp")
+    assert expected.max() > 0
+    assert np.abs(explanation.layer_map - expected).max() < 1e-5 * max(1.0, float(expected.max()))
+
+
 def test_scorecam_progress_counts_the_forward_passes(trained):
     model, images = trained
     calls: list[tuple[int, int]] = []
