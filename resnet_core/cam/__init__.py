@@ -53,7 +53,14 @@ from .core import (
     resolve_layer,
     stage_last_blocks,
 )
-from .faithfulness import MethodComparison, compare_methods, faithfulness, faithfulness_passes, trust_sentence
+from .faithfulness import (
+    MethodComparison,
+    compare_methods,
+    faithfulness,
+    faithfulness_passes,
+    impute,
+    trust_sentence,
+)
 from .methods import (
     LAYER_METHODS,
     METHODS,
@@ -102,6 +109,7 @@ __all__ = [
     "heatmap_npy",
     "heatmap_png",
     "image_png",
+    "impute",
     "layer_channels",
     "layer_choices",
     "localisation_check",

@@ -212,5 +212,5 @@ def set_small(notebook: NotebookNode, small: bool = True) -> NotebookNode:
     raise NotebookError(f"The notebook has no parameters cell with a '{SMALL_LINE}' line to set.")
 
 
-__all__ = ["EXTRAS", "PAGES", "NotebookError", "available", "defaults_for", "filename_for", "for_page", "page_module",
+__all__ = ["EXTRAS", "PAGES", "PARAMETERS_TAG", "NotebookError", "available", "defaults_for", "filename_for", "for_page", "page_module",
            "resolve_settings", "set_small", "spec_for", "to_bytes", "url_path"]

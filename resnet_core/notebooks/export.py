@@ -88,3 +88,6 @@ def notebook_for(page: str, settings: Mapping[str, Any]) -> NotebookNode:
                   len(notebook.cells) - 1)
         notebook.cells.insert(at + 1, md(f"{FILES_HEADING} {note}"))
     return notebook
+
+
+__all__ = ["FILES_HEADING", "export_settings", "files_caption", "files_note", "notebook_for"]

@@ -43,6 +43,7 @@ from .activations import (
     activation_profile,
     activation_stats,
     compare_activations,
+    estimate_activations,
     record_activations,
     spread_summary,
 )
@@ -50,6 +51,9 @@ from .gradients import (
     PATH_COLUMNS,
     block_input_grad_norms,
     compare_path_gradients,
+    estimate_block_gradients,
+    estimate_gradient_norms,
+    estimate_path_gradients,
     first_last_ratio,
     gradient_norms,
     path_gradients,
@@ -72,6 +76,7 @@ from .sweeps import (
     IMAGENET_DEPTHS,
     SWEEP_SETTINGS,
     depth_sweep,
+    estimate_depth_sweep,
     image_batch,
     shapes_batch,
     sweep_arch,
@@ -79,6 +84,11 @@ from .sweeps import (
 )
 
 __all__ = [
+    "estimate_activations",
+    "estimate_block_gradients",
+    "estimate_depth_sweep",
+    "estimate_gradient_norms",
+    "estimate_path_gradients",
     "BN_MODES",
     "BN_MODE_SENTENCES",
     "BatchStatsError",

@@ -14,9 +14,8 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from resnet_core.notebooks import filename_for, resolve_settings
+from resnet_core.notebooks import PARAMETERS_TAG, filename_for, resolve_settings
 from resnet_core.notebooks import training as training_notebook
-from resnet_core.notebooks._cells import PARAMETERS_TAG
 from resnet_core.notebooks.export import FILES_HEADING, files_caption, files_note, notebook_for
 from tests.app.conftest import open_page
 

@@ -33,13 +33,13 @@ from resnet_core.costs import (
     suggestions_for,
 )
 from resnet_core.models import build
-from resnet_core.probes.activations import estimate_activations
-from resnet_core.probes.gradients import (
+from resnet_core.probes import (
+    estimate_activations,
     estimate_block_gradients,
+    estimate_depth_sweep,
     estimate_gradient_norms,
     estimate_path_gradients,
 )
-from resnet_core.probes.sweeps import estimate_depth_sweep
 from resnet_core.settings import ENV_MEMORY_BUDGET, BudgetError, memory_budget, parse_bytes, set_memory_budget
 from resnet_core.train import RaceConfig, RacerSpec
 
@@ -48,9 +48,8 @@ CHILD = textwrap.dedent('''
     import torch
     from resnet_core import cam, probes
     from resnet_core.costs import estimate_forward, estimate_memory, estimate_race
-    from resnet_core.probes.activations import estimate_activations
-    from resnet_core.probes.gradients import estimate_path_gradients
     from resnet_core.models import build
+    from resnet_core.probes import estimate_activations, estimate_path_gradients
     from resnet_core.train import Race, RaceConfig, RacerSpec
 
     def hwm():

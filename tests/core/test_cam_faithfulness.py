@@ -194,7 +194,7 @@ def test_road_on_the_one_quadrant_model():
 
 
 def test_imputation_is_the_neighbour_mean_and_seeded():
-    from resnet_core.cam.faithfulness import impute
+    from resnet_core.cam import impute
 
     ramp = torch.arange(8, dtype=torch.float32).repeat(3, 8, 1)  # (3, 8, 8): each row 0..7, linear in x
     removed = torch.zeros(8, 8, dtype=torch.bool)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from resnet_core import build, cam, costs
-from resnet_core.cam.methods import CamMethod
+from resnet_core.cam import CamMethod
 from resnet_core.costs import net_cost, suggestions_for
 from resnet_core.hooks import count_hooks
 from resnet_core.settings import ENV_MEMORY_BUDGET, BudgetError

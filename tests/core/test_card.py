@@ -22,7 +22,7 @@ from resnet_core.models import (
     stage_names,
     stage_of,
 )
-from resnet_core.train.engine import stage_groups
+from resnet_core.train import stage_groups
 from resnet_core.weights import class_names_for, load_model, preprocessing_for
 
 

@@ -26,8 +26,13 @@ from resnet_core.landscape import line, surface
 from resnet_core.plots import architecture, cam_methods, instruments, landscape, lesion, style, training
 from resnet_core.plots import cam as cam_plots
 from resnet_core.plots import lesson as lesson_plots
-from resnet_core.probes import activation_profile, compare_activations, compare_path_gradients, depth_sweep
-from resnet_core.probes.sweeps import shapes_batch
+from resnet_core.probes import (
+    activation_profile,
+    compare_activations,
+    compare_path_gradients,
+    depth_sweep,
+    shapes_batch,
+)
 from resnet_core.train import PRESETS, Race
 from resnet_core.weights.demo import load_demo_model
 from tests.browser.conftest import CHROMIUM
