@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 import resnet_core
 from resnet_core import build
-from resnet_core.hooks import TapError, count_hooks, taps
+from resnet_core.hooks import TapError, count_hooks, preserved_state, taps
 
 
 def _net() -> torch.nn.Module:
@@ -92,3 +93,23 @@ def test_only_the_hooks_module_registers_hooks():
     callers = sorted(str(p.relative_to(root)) for p in root.rglob("*.py")
                      if re.search(r"\.register_(forward_pre_|forward_|full_backward_|backward_)?hook\(", p.read_text()))
     assert callers == ["hooks.py"]
+
+
+def test_preserved_state_switches_modes_and_honours_a_models_own_train():
+    """Modes are set module by module without Module.train's second walk, unless the model has its own train()
+    (e.g. one that keeps batch norm frozen): then that is called, and every mode is restored afterwards."""
+
+    class FrozenNorm(nn.Sequential):
+        def train(self, mode: bool = True):
+            super().train(mode)
+            self[1].training = False  # batch norm stays in eval, whatever is asked
+            return self
+
+    plain = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).eval()
+    with preserved_state(plain, train=True):
+        assert all(m.training for m in plain.modules())
+    assert not any(m.training for m in plain.modules())
+    frozen = FrozenNorm(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).eval()
+    with preserved_state(frozen, train=True):
+        assert frozen.training and frozen[0].training and not frozen[1].training
+    assert not any(m.training for m in frozen.modules())
