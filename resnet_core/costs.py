@@ -506,6 +506,17 @@ def scale_to_budget(estimate: MemoryEstimate, knob: str, floor: int = 1, budget:
     return require_within_budget(estimate, budget)
 
 
+def in_chunks(model: nn.Module, inputs_shape: tuple[int, ...] | torch.Size,
+              whole: Callable[[int, tuple[int, ...]], MemoryEstimate]) -> MemoryEstimate:
+    """An instrument that runs no-grad forwards over a batch of ``inputs_shape`` in chunks: the chunk is what a
+    forward alone allows within the budget (its note says so), ``whole(chunk, image_size)`` costs the whole
+    instrument at that chunk, and that is checked against the budget. Raises ``BudgetError`` when even one image
+    does not fit."""
+    n, *image = (int(v) for v in inputs_shape)
+    chunk = scale_to_budget(estimate_forward(model, batch=n, image_size=tuple(image), builds=False), "batch")
+    return require_within_budget(replace_estimate(whole(chunk.request["batch"], tuple(image)), chunk.note), None, [])
+
+
 def replace_estimate(estimate: MemoryEstimate, note: str) -> MemoryEstimate:
     """A copy of ``estimate`` (its recipe kept) with ``note``."""
     return replace(estimate, parts=dict(estimate.parts), request=dict(estimate.request), note=note)

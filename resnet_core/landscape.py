@@ -39,9 +39,7 @@ from .costs import (
     Recipe,
     batch_and_size_axes,
     estimate_forward,
-    replace_estimate,
-    require_within_budget,
-    scale_to_budget,
+    in_chunks,
 )
 from .hooks import model_lock
 from .models import InputSize
@@ -85,11 +83,9 @@ def estimate(model: nn.Module, inputs_shape: tuple[int, ...] | torch.Size, *, tw
     plus the private copy, two directions and one perturbed set of parameters (``twin``: a second model's
     weights and buffers for ``line(..., to=...)``). Raises ``BudgetError`` when even one image does not fit.
     """
-    n, *image = (int(v) for v in inputs_shape)
     # The chunk is what the forward alone allows; the weights' copies are added on top and checked as a whole.
-    chunk = scale_to_budget(estimate_forward(model, batch=n, image_size=tuple(image), builds=False), "batch")
-    grid = _grid_cost(model, batch=chunk.request["batch"], image_size=tuple(image), twin=twin)
-    return require_within_budget(replace_estimate(grid, chunk.note), None, [])
+    return in_chunks(model, inputs_shape, lambda batch, size: _grid_cost(model, batch=batch, image_size=size,
+                                                                         twin=twin))
 
 
 def _grid_cost(model: nn.Module, *, batch: int, image_size: InputSize, twin: bool) -> MemoryEstimate:

@@ -37,10 +37,8 @@ from .costs import (
     Recipe,
     batch_and_size_axes,
     estimate_forward,
+    in_chunks,
     layer_profile,
-    replace_estimate,
-    require_within_budget,
-    scale_to_budget,
 )
 from .hooks import model_lock, taps
 from .models import InputSize, ResNet, iter_blocks
@@ -118,11 +116,10 @@ def estimate(model: nn.Module, inputs_shape: tuple[int, ...] | torch.Size) -> Me
     chunk), the private copy of the model and the full model's predictions. Raises ``BudgetError`` when even
     one image does not fit.
     """
-    n, *image = (int(v) for v in inputs_shape)
+    images = int(inputs_shape[0])
     # The chunk is what the forward alone allows; the rest of the study is added on top and checked as a whole.
-    chunk = scale_to_budget(estimate_forward(model, batch=n, image_size=tuple(image), builds=False), "batch")
-    study = _study_cost(model, batch=chunk.request["batch"], image_size=tuple(image), images=n)
-    return require_within_budget(replace_estimate(study, chunk.note), None, [])
+    return in_chunks(model, inputs_shape, lambda batch, size: _study_cost(model, batch=batch, image_size=size,
+                                                                          images=images))
 
 
 def _study_cost(model: nn.Module, *, batch: int, image_size: InputSize, images: int) -> MemoryEstimate:

@@ -157,17 +157,23 @@ def test_eigencam_sign_is_positive_where_the_layer_is_most_active(trained):
     assert np.corrcoef(explanation.layer_map.ravel(), summed.numpy().ravel())[0, 1] > 0
 
 
-def test_hirescam_is_gradient_times_activation_summed(trained):
-    """HiResCAM by hand: sum_c(dy/dA * A), ReLU, at the layer's resolution."""
-    model, images = trained
+def _layer2_2_output_and_gradient(model, image, target: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Block layer2.2's output on ``image`` and the gradient of logit ``target`` with respect to it, by hand."""
     kept = []
     handle = model.layer2[2].register_forward_hook(lambda _m, _i, out: kept.append(out))
     try:
-        logits = model(images[:1])
-        (grad,) = torch.autograd.grad(logits[0, 2], kept[0])
+        logits = model(image)
+        (grad,) = torch.autograd.grad(logits[0, target], kept[0])
     finally:
         handle.remove()
-    expected = torch.relu((grad * kept[0]).sum(1))[0].detach().numpy()
+    return kept[0].detach(), grad.detach()
+
+
+def test_hirescam_is_gradient_times_activation_summed(trained):
+    """HiResCAM by hand: sum_c(dy/dA * A), ReLU, at the layer's resolution."""
+    model, images = trained
+    act, grad = _layer2_2_output_and_gradient(model, images[:1], 2)
+    expected = torch.relu((grad * act).sum(1))[0].numpy()
     explanation = cam.explain(model, images[:1], 2, "layer2.2", "hirescam")
     assert np.abs(explanation.layer_map - expected).max() < 1e-5
     assert all(p.grad is None for p in model.parameters())
@@ -178,14 +184,7 @@ def test_gradcampp_is_the_papers_weighting_by_hand(trained):
     sum_hw(A) G^3), channel weight sum_hw(ReLU(G) alpha), map ReLU(sum_c w_c A_c); a Pearson check alone would
     not see the factor 2."""
     model, images = trained
-    kept = []
-    handle = model.layer2[2].register_forward_hook(lambda _m, _i, out: kept.append(out))
-    try:
-        logits = model(images[:1])
-        (grad,) = torch.autograd.grad(logits[0, 2], kept[0])
-    finally:
-        handle.remove()
-    act = kept[0].detach()
+    act, grad = _layer2_2_output_and_gradient(model, images[:1], 2)
     grad_sq = grad * grad
     alpha = grad_sq / (2 * grad_sq + act.sum(dim=(2, 3), keepdim=True) * grad_sq * grad + 1e-6)
     alpha = torch.where(grad != 0, alpha, torch.zeros_like(alpha))
