@@ -15,40 +15,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.core.test_layers import FLOORS, PACKAGE, _modules, _targets  # noqa: E402
+from tests.core.test_layers import FLOORS, PACKAGE, _graph, _modules  # noqa: E402
 
 
-def _all_imports(tree: ast.Module) -> list[ast.Import | ast.ImportFrom]:
-    """Every import statement, at any depth, but not under ``if TYPE_CHECKING:`` or ``if __name__ == "__main__":``
-    (the ``python -m`` entry points forward to cli, the top floor, by design)."""
-    found: list[ast.Import | ast.ImportFrom] = []
-    skipped: set[int] = set()
-    for node in ast.walk(tree):
-        test = ast.unparse(node.test) if isinstance(node, ast.If) else ""
-        if "TYPE_CHECKING" in test or test.startswith("__name__ =="):  # annotations; a python -m entry point
-            skipped |= {id(n) for n in ast.walk(node)}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import | ast.ImportFrom) and id(node) not in skipped:
-            found.append(node)
-    return found
+def graph() -> dict[str, set[str]]:
+    """Module -> the resnet_core modules it imports: the floors test's own reading (imports inside functions
+    counted, ``TYPE_CHECKING`` and ``__main__`` blocks not)."""
+    return {name: set(targets) for name, targets in _graph().items()}
 
 
 def _floor(module: str) -> int:
     parts = module.split(".")
     return FLOORS.get(parts[1] if len(parts) > 1 else "__init__", 99)
-
-
-def graph() -> dict[str, set[str]]:
-    modules = _modules()
-    known = set(modules)
-    out: dict[str, set[str]] = {}
-    for name, path in modules.items():
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        edges: set[str] = set()
-        for node in _all_imports(tree):
-            edges |= _targets(name, path.name == "__init__.py", node, known)
-        out[name] = edges - {name}
-    return out
 
 
 def _room(module: str) -> str:
