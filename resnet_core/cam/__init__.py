@@ -1,9 +1,9 @@
 """Grad-CAM and friends, faithfulness scores, overlays, and the checks that the maps are right.
 
 ``explain(model, image, target, layer, method)`` is the one call shape for every method (``METHODS``):
-Grad-CAM (Captum's ``LayerGradCam``), Guided Grad-CAM and integrated gradients (Captum), and, written on one
-tapped pass through the layer, Grad-CAM++, XGrad-CAM, HiResCAM, LayerCAM, Eigen-CAM and Score-CAM (each agrees
-with the ``grad-cam`` package to Pearson >= 0.99; see ``methods``). ``faithfulness(model, image, explanations)``
+Guided Grad-CAM and integrated gradients (Captum), and, written on one tapped pass through the layer that records
+a graph only from the layer on, Grad-CAM (equal to Captum's ``LayerGradCam``), Grad-CAM++, XGrad-CAM, HiResCAM,
+LayerCAM, Eigen-CAM and Score-CAM (each agrees with the ``grad-cam`` package to Pearson >= 0.99; see ``methods``). ``faithfulness(model, image, explanations)``
 scores maps on the user's image (deletion/insertion AUC, average drop, increase in confidence) and
 ``trust_sentence`` says which to trust; ``method_checks`` runs the pointing game and the randomisation cascade
 for every method.

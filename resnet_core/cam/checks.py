@@ -19,7 +19,7 @@ from torch import nn
 from ..costs import require_within_budget, scale_to_budget
 from ..hooks import model_lock, preserved_state, taps
 from ..targets import ClassTarget
-from .core import CamError, TargetModel, _check_image, _gradcam_raw, _normalise, resolve_layer
+from .core import CamError, TargetModel, _check_image, _normalise, resolve_layer
 from .methods import METHODS, REGISTRY, GradCam
 from .overlays import overlay
 
@@ -30,8 +30,9 @@ def gradcam_batch(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, 
     _check_image(images)
     _, module = resolve_layer(model, layer)
     # Over the memory budget, fewer images at a time (the maps are the same).
-    batch_size = scale_to_budget(GradCam.cost(model, batch=max(1, min(batch_size, images.shape[0])),
-                                              image_size=tuple(images.shape[1:])), "batch").request["batch"]
+    cost = scale_to_budget(GradCam.cost(model, batch=max(1, min(batch_size, images.shape[0])),
+                                        image_size=tuple(images.shape[1:])), "batch")
+    batch_size = cost.request["batch"]
 
     maps = []
     with preserved_state(model, train=False):
@@ -39,7 +40,8 @@ def gradcam_batch(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, 
             chunk = images[start:start + batch_size].detach()
             chunk_labels = labels[start:start + batch_size]
             target = _LabelTarget(chunk_labels) if chunk_labels.numel() > 1 else ClassTarget(int(chunk_labels[0]))
-            maps.append(_gradcam_raw(TargetModel(model, target), chunk, module)[1])
+            raw, _ = GradCam().attribute(TargetModel(model, target), chunk, module, cost=cost, ig_steps=0)
+            maps.append(raw)
     return torch.cat(maps)
 
 

@@ -89,11 +89,14 @@ def default_layer(model: nn.Module) -> str:
 
 def resolve_layer(model: nn.Module, layer: str | None) -> tuple[str, nn.Module]:
     name = layer or default_layer(model)
-    modules = dict(model.named_modules())
-    if name not in modules or name == "":
+    try:
+        module = model.get_submodule(name) if name else None  # a walk down the dotted path, not of the whole tree
+    except AttributeError:
+        module = None
+    if module is None:
         raise CamError(f"This model has no layer named '{name}'; choose one of the listed layers "
                        f"(e.g. {default_layer(model)}).")
-    return name, modules[name]
+    return name, module
 
 
 # ---------------------------------------------------------------------------------------------- prediction
@@ -144,19 +147,3 @@ def _normalise(raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     positive = peak > 0
     safe = torch.where(positive, peak, torch.ones_like(peak))
     return raw / safe[:, None, None], ~positive
-
-
-def _gradcam_raw(wrapped: TargetModel, images: torch.Tensor, layer: nn.Module
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Captum LayerGradCam for a batch: (layer-resolution maps (N, h, w), upsampled maps (N, H, W)).
-
-    One forward pass and a backward pass that stops at ``layer`` (torch.autograd.grad w.r.t. its output).
-    """
-    from captum.attr import LayerAttribution, LayerGradCam
-
-    cam = LayerGradCam(wrapped, layer)
-    layer_maps = cam.attribute(images, relu_attributions=True)
-    if not isinstance(layer_maps, torch.Tensor) or layer_maps.dim() != 4:
-        raise CamError("Grad-CAM needs a layer with a spatial (N, C, h, w) output; choose a block or a tap point.")
-    upsampled = LayerAttribution.interpolate(layer_maps, tuple(images.shape[-2:]), interpolate_mode="bilinear")
-    return layer_maps[:, 0].detach(), upsampled[:, 0].detach()

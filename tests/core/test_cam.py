@@ -54,6 +54,20 @@ def test_gradcam_equals_the_direct_computation(model, image, layer):
     assert explanation.class_index == 3 and explanation.layer == layer
 
 
+@pytest.mark.parametrize("layer", ["layer3.2", "layer2.0.tap_branch"])
+def test_gradcam_equals_captums_layer_gradcam(model, image, layer):
+    """Our pass records a graph only from the layer on; Captum's records all of it. The maps are the same."""
+    from captum.attr import LayerAttribution, LayerGradCam
+
+    explanation = cam.explain(model, image, 5, layer)
+    module = model.get_submodule(layer)
+    theirs = LayerGradCam(lambda x: model(x)[:, 5], module).attribute(image.clone(), relu_attributions=True)
+    assert np.abs(explanation.layer_map - theirs[0, 0].detach().numpy()).max() < 1e-5
+    upsampled = LayerAttribution.interpolate(theirs, (32, 32), interpolate_mode="bilinear")[0, 0].detach()
+    assert np.abs(explanation.raw - upsampled.numpy()).max() < 1e-5
+    assert explanation.raw.max() > 0
+
+
 def test_default_target_is_the_top_class_and_names_come_along(model, image):
     with torch.no_grad():
         top = int(model(image).argmax())

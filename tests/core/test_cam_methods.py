@@ -218,8 +218,11 @@ def test_scorecam_progress_counts_the_forward_passes(trained):
 
 
 def test_methods_without_gradients_run_under_no_grad(trained):
+    """Gradient-free methods record no graph at all; gradient methods record one only from the layer on (the
+    backward stops there), so the stem runs without one and the head with one."""
     model, images = trained
-    seen: list[bool] = []
+    seen: list[tuple[bool, bool]] = []
+    at_entry: list[bool] = []
 
     class Spy(torch.nn.Module):
         def __init__(self, inner):
@@ -228,14 +231,22 @@ def test_methods_without_gradients_run_under_no_grad(trained):
 
         def forward(self, x):
             if x.device.type != "meta":  # the cost estimate's pass runs on meta tensors
-                seen.append(torch.is_grad_enabled())
+                at_entry.append(torch.is_grad_enabled())
             return self.inner(x)
 
     spy = Spy(model).eval()
-    for method, expected in (("eigencam", False), ("scorecam", False), ("gradcampp", True)):
-        seen.clear()
-        cam.explain(spy, images[:1], 0, "inner.layer3.2", method)
-        assert seen and set(seen) == {expected}, method
+    head = spy.inner.fc.register_forward_pre_hook(
+        lambda _m, args: seen.append((at_entry[-1], torch.is_grad_enabled())) if at_entry else None)
+    try:
+        for method, expected in (("eigencam", (False, False)), ("scorecam", (False, False)),
+                                 ("gradcampp", (False, True)), ("gradcam", (False, True))):
+            seen.clear()
+            at_entry.clear()
+            cam.explain(spy, images[:1], 0, "inner.layer3.2", method)
+            assert seen and set(seen) == {expected}, method
+    finally:
+        head.remove()
+    assert torch.is_grad_enabled()
 
 
 def test_every_method_leaves_no_state_behind(photo):
