@@ -21,8 +21,9 @@ CHROMIUM = "/usr/bin/chromium"
 
 
 def page_paths() -> list[str]:
-    """The url path of every page, in the navigation's order, read from app/main.py (the hidden home stub left out)."""
-    text = (REPO / "app" / "main.py").read_text()
+    """The url path of every page, in the navigation's order, read from app/navigation.py (the hidden home stub
+    left out)."""
+    text = (REPO / "app" / "navigation.py").read_text()
     return [p for p in re.findall(r'url_path="([^"]+)"', text) if p != "home"]
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-APP_MAIN = REPO / "app" / "main.py"
+APP_SCRIPT = REPO / "app" / "navigation.py"  # what every session runs (app/main.py serves it)
 ARTIFACTS = REPO / "artifacts"
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from .config import (
     DEGRADATION_MARGIN,
+    FINAL_WINDOW,
     PRESET_NOTES,
     PRESETS,
     SCHEDULES,
@@ -34,7 +35,7 @@ from .devices import amp_dtype, describe_device, dist_info, pick_device
 from .engine import MAX_SKIPPED_STEPS, Race, stage_groups, step_action, summarize
 
 __all__ = [
-    "DEGRADATION_MARGIN", "MAX_SKIPPED_STEPS", "PRESETS", "PRESET_NOTES", "SCHEDULES", "Race", "RaceConfig",
+    "DEGRADATION_MARGIN", "FINAL_WINDOW", "MAX_SKIPPED_STEPS", "PRESETS", "PRESET_NOTES", "SCHEDULES", "Race", "RaceConfig",
     "RacerSpec", "amp_dtype", "degradation_note", "describe_device", "dist_info", "lr_at", "pick_device",
     "stage_groups", "step_action", "summarize",
 ]

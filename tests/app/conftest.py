@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import APP_MAIN
+from tests.conftest import APP_SCRIPT
 
 
 @pytest.fixture
@@ -11,14 +11,14 @@ def app() -> AppTest:
     """The real entry point, run once, as a new session of the one server this process is: Streamlit's caches are
     shared with the other tests as they are with a server's other sessions (every cached page function keys on
     what its result depends on), which also keeps the suite quick. A test about a cold server clears them."""
-    at = AppTest.from_file(str(APP_MAIN), default_timeout=120)
+    at = AppTest.from_file(str(APP_SCRIPT), default_timeout=120)
     at.run()
     assert not at.exception, at.exception
     return at
 
 
 def open_page(app: AppTest, page_path: str) -> AppTest:
-    """Switch ``app`` to a page (path relative to app/main.py), run it, and fail on any exception."""
+    """Switch ``app`` to a page (path relative to app/navigation.py), run it, and fail on any exception."""
     app.switch_page(page_path).run()
     assert not app.exception, app.exception
     return app

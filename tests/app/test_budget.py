@@ -7,7 +7,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from resnet_core.settings import ENV_MEMORY_BUDGET
-from tests.conftest import APP_MAIN
+from tests.conftest import APP_SCRIPT
 
 
 @pytest.fixture
@@ -15,7 +15,7 @@ def small_budget_app(monkeypatch: pytest.MonkeyPatch) -> AppTest:
     monkeypatch.setenv(ENV_MEMORY_BUDGET, "100MB")  # read at call time by resnet_core.settings.memory_budget
     st.cache_resource.clear()
     st.cache_data.clear()
-    at = AppTest.from_file(str(APP_MAIN), default_timeout=120)
+    at = AppTest.from_file(str(APP_SCRIPT), default_timeout=120)
     at.run()
     assert not at.exception, at.exception
     return at

@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 from resnet_core.data import SHAPES_CLASSES
 from resnet_core.settings import OFFLINE_ENV
 from resnet_core.weights import demo
-from tests.conftest import APP_MAIN
+from tests.conftest import APP_SCRIPT
 
 GRAD_CAM, ARCHITECTURE = "../pages/grad_cam.py", "../pages/architecture.py"
 
@@ -25,7 +25,7 @@ def no_imagenet(tmp_path, monkeypatch):
 def _app(query: dict[str, str] | None = None) -> AppTest:
     st.cache_resource.clear()
     st.cache_data.clear()
-    at = AppTest.from_file(str(APP_MAIN), default_timeout=120)
+    at = AppTest.from_file(str(APP_SCRIPT), default_timeout=120)
     at.query_params.update(query or {})
     at.run()
     assert not at.exception, at.exception

@@ -20,7 +20,7 @@ from resnet_core.data import SHAPES_CLASSES
 from resnet_core.images import Preprocessing, decode_image, preprocess
 from resnet_core.settings import uploads_dir
 from resnet_core.weights.checkpoints import FORMAT
-from tests.conftest import APP_MAIN
+from tests.conftest import APP_SCRIPT
 
 PAGE = "../pages/grad_cam.py"
 
@@ -132,7 +132,7 @@ def test_broken_upload_is_one_sentence(page, data, phrase):
 
 
 def _fresh(query: dict[str, str]) -> AppTest:
-    at = AppTest.from_file(str(APP_MAIN), default_timeout=120)
+    at = AppTest.from_file(str(APP_SCRIPT), default_timeout=120)
     at.query_params.update(query)
     at.run()
     at.switch_page(PAGE).run()
@@ -244,7 +244,7 @@ def test_inspect_a_trained_racer_from_the_training_page(app, tmp_path, monkeypat
 def test_hand_edited_weights_link_falls_back_with_a_sentence(value, phrase):
     st.cache_resource.clear()
     st.cache_data.clear()
-    at = AppTest.from_file(str(APP_MAIN), default_timeout=120)
+    at = AppTest.from_file(str(APP_SCRIPT), default_timeout=120)
     at.query_params.update({"weights": value})
     at.run()  # the link is read on the session's first run, like the sidebar's other URL values
     warnings = [w.value for w in at.main.children[0].warning]  # at the top of the main area, naming the fallback

@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from resnet_core import lesson
 from resnet_core.runs import load_run
-from tests.conftest import APP_MAIN
+from tests.conftest import APP_SCRIPT
 
 PAGE = "../pages/lesson.py"
 
@@ -119,7 +119,7 @@ def test_lesson_page_cold_start_and_controls(lesson_page: AppTest) -> None:
     assert len(paths["data"][0]["x"]) == 55 and sum(paths["data"][0]["y"]) == pytest.approx(1.0)
     assert "2^54 = 18,014,398,509,481,984 paths" in text
     # Step 1 links to the Training page whenever the app navigates to one.
-    if '"../pages/training.py"' in APP_MAIN.read_text():
+    if '"../pages/training.py"' in APP_SCRIPT.read_text():
         links = at.get("page_link")
         assert len(links) == 1 and "Training page" in links[0].proto.label
 

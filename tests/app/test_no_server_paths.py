@@ -11,10 +11,10 @@ from streamlit.testing.v1 import AppTest
 from resnet_core.cli import train_main
 from resnet_core.runs import list_runs
 from resnet_core.settings import OFFLINE_ENV, runs_dir
-from tests.conftest import APP_MAIN
+from tests.conftest import APP_SCRIPT
 
 PAGES = ("architecture", "activations", "gradient_flow", "grad_cam", "training", "lesson")
-REPO = Path(APP_MAIN).resolve().parents[1]
+REPO = Path(APP_SCRIPT).resolve().parents[1]
 
 
 def _texts(block) -> list[str]:
@@ -50,7 +50,7 @@ def offline_server(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("page", PAGES)
 def test_no_page_shows_a_server_path(offline_server, page):
-    at = AppTest.from_file(str(APP_MAIN), default_timeout=240)
+    at = AppTest.from_file(str(APP_SCRIPT), default_timeout=240)
     at.query_params.update({"arch": "resnet50", "weights": "tv:IMAGENET1K_V2"})  # not cached, no network
     at.run()
     at.switch_page(f"../pages/{page}.py").run()

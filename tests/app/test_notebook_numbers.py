@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from resnet_core.notebooks import for_page
 from resnet_core.plots.style import fmt_value
-from tests.conftest import APP_MAIN
+from tests.conftest import APP_SCRIPT
 from tests.notebook_kernel import execute
 
 pytestmark = pytest.mark.slow
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 def _open(page: str, query: dict[str, str]) -> AppTest:
     st.cache_resource.clear()
     st.cache_data.clear()
-    at = AppTest.from_file(str(APP_MAIN), default_timeout=180)
+    at = AppTest.from_file(str(APP_SCRIPT), default_timeout=180)
     for name, value in query.items():
         at.query_params[name] = value
     at.run()

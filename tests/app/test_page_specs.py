@@ -26,7 +26,7 @@ from resnet_core.page_specs import (
     all_specs,
     link_settings,
 )
-from tests.conftest import APP_MAIN
+from tests.conftest import APP_SCRIPT
 
 PAGE_FILES = {"architecture": "architecture.py", "why-residuals": "lesson.py", "activations": "activations.py",
               "gradient-flow": "gradient_flow.py", "training": "training.py", "grad-cam": "grad_cam.py"}
@@ -54,7 +54,7 @@ def _session(query: dict[str, str] | None = None, *, fresh: bool = False) -> App
     if fresh:
         st.cache_resource.clear()
         st.cache_data.clear()
-    at = AppTest.from_file(str(APP_MAIN), default_timeout=120)
+    at = AppTest.from_file(str(APP_SCRIPT), default_timeout=120)
     for name, value in (query or {}).items():
         at.query_params[name] = value
     at.run()

@@ -9,19 +9,19 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import APP_MAIN
+from tests.conftest import APP_SCRIPT
 
 
 def _pages() -> list[str]:
-    """Every page file app/main.py navigates to, read at test time so pages added later are covered too."""
-    source = APP_MAIN.read_text()
+    """Every page file app/navigation.py navigates to, read at test time so pages added later are covered too."""
+    source = APP_SCRIPT.read_text()
     return re.findall(r"st\.Page\(\s*\"(\.\./pages/[\w/]+\.py)\"", source)
 
 
 def _fresh(query: dict[str, str] | None = None) -> AppTest:
     st.cache_resource.clear()
     st.cache_data.clear()
-    at = AppTest.from_file(str(APP_MAIN), default_timeout=120)
+    at = AppTest.from_file(str(APP_SCRIPT), default_timeout=120)
     if query:
         at.query_params.update(query)
     return at.run()

@@ -16,7 +16,7 @@ from streamlit.testing.v1 import AppTest
 
 from resnet_core import cam
 from resnet_core.train import PRESETS
-from tests.conftest import APP_MAIN
+from tests.conftest import APP_SCRIPT
 
 ACTIVATIONS = "../pages/activations.py"
 GRADIENT_FLOW = "../pages/gradient_flow.py"
@@ -25,7 +25,7 @@ GRADIENT_FLOW = "../pages/gradient_flow.py"
 def _open(page: str, query: dict[str, str] | None = None) -> AppTest:
     """A new session from a link, on the server's shared caches (as when a shared link is opened): its first run
     validates the link (the notices are kept in ``at.link_notices``), then the page."""
-    at = AppTest.from_file(str(APP_MAIN), default_timeout=120)
+    at = AppTest.from_file(str(APP_SCRIPT), default_timeout=120)
     for name, value in (query or {}).items():
         at.query_params[name] = value
     at.run()
@@ -375,7 +375,7 @@ def test_a_refused_page_setting_names_the_value_the_page_ended_with():
     the page chose after it ran (ResNet-20's batch of 8, batch statistics for random weights), not "its default"."""
     st.cache_resource.clear()
     st.cache_data.clear()
-    at = AppTest.from_file(str(APP_MAIN), default_timeout=120)
+    at = AppTest.from_file(str(APP_SCRIPT), default_timeout=120)
     for name, value in {**RANDOM, "act_batch": "3", "act_bn": "eval"}.items():
         at.query_params[name] = value
     at.switch_page(ACTIVATIONS).run()  # AppTest reaches a page directly when its URL path is its file's name

@@ -16,7 +16,7 @@ from streamlit.testing.v1 import AppTest
 
 import resnet_core
 from resnet_core.weights.checkpoints import checkpoint_id
-from tests.conftest import APP_MAIN
+from tests.conftest import APP_SCRIPT
 
 HOSTILE = "[x](http://evil.example)![i](http://evil.example/i.png)<img src=http://evil.example/h.png>"
 CODE_TYPES = {"code"}  # elements that show text verbatim
@@ -25,7 +25,7 @@ CODE_TYPES = {"code"}  # elements that show text verbatim
 def _open(query: dict[str, str | list[str]]) -> AppTest:
     st.cache_resource.clear()
     st.cache_data.clear()
-    at = AppTest.from_file(str(APP_MAIN), default_timeout=120)
+    at = AppTest.from_file(str(APP_SCRIPT), default_timeout=120)
     for name, value in query.items():
         at.query_params[name] = value
     at.run()

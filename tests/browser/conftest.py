@@ -29,9 +29,11 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def streamlit_server(extra_args: list[str], cwd: Path = REPO, log_name: str = "streamlit-server.log",
-                     ) -> Iterator[tuple[str, subprocess.Popen]]:
+                     prime: str = "none") -> Iterator[tuple[str, subprocess.Popen]]:
     """``streamlit run <repo>/app/main.py`` on a free port from ``cwd``, as `make run` starts it (the venv's
-    console script); yields (url, process) once /_stcore/health answers, and stops it afterwards."""
+    console script); yields (url, process) once /_stcore/health answers, and stops it afterwards. ``prime``: the
+    warm start's pages (RESNET_EXPLORER_PRIME); none unless a test is about it, since each test drives the pages
+    it checks itself and a primed lesson costs half a minute of CPU per server."""
     streamlit = Path(sys.executable).with_name("streamlit")
     port = _free_port()
     ARTIFACTS.mkdir(exist_ok=True)
@@ -39,7 +41,7 @@ def streamlit_server(extra_args: list[str], cwd: Path = REPO, log_name: str = "s
     proc = subprocess.Popen(
         [str(streamlit), "run", str(REPO / "app" / "main.py"), "--server.headless", "true", "--server.port",
          str(port), "--server.fileWatcherType", "none", *extra_args],
-        cwd=cwd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ},
+        cwd=cwd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "RESNET_EXPLORER_PRIME": prime},
     )
     url = f"http://localhost:{port}"
     try:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.browser.conftest import screenshot, streamlit_server, wait_idle
-from tests.conftest import APP_MAIN
+from tests.conftest import APP_SCRIPT
 
 pytestmark = pytest.mark.browser
 
@@ -22,8 +22,8 @@ HOSTILE = "[x](http://evil.example)![i](http://evil.example/i.png)<img src=http:
 
 
 def _pages() -> list[tuple[str, str]]:
-    """(title, url_path) of every page app/main.py navigates to, read from its source."""
-    source = APP_MAIN.read_text()
+    """(title, url_path) of every page app/navigation.py navigates to, read from its source."""
+    source = APP_SCRIPT.read_text()
     pages = re.findall(r'st\.Page\(\s*"\.\./pages/[\w/]+\.py",\s*title="([^"]+)",[^)]*?url_path="([\w-]+)"', source)
     assert len(pages) >= 6, pages
     return pages

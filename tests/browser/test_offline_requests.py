@@ -11,7 +11,7 @@ import urllib.parse
 import pytest
 
 from tests.browser.conftest import screenshot, wait_idle
-from tests.conftest import APP_MAIN
+from tests.conftest import APP_SCRIPT
 
 pytestmark = pytest.mark.browser
 
@@ -20,9 +20,9 @@ PROJECTOR = {"width": 1280, "height": 720}
 
 
 def _pages() -> list[tuple[str, str]]:
-    """(title, url_path) of every page in app/main.py's navigation, read from its source."""
+    """(title, url_path) of every page in app/navigation.py's navigation, read from its source."""
     pages = re.findall(r'st\.Page\(\s*"\.\./pages/[\w/]+\.py",\s*title="([^"]+)",[^)]*?url_path="([\w-]+)"',
-                       APP_MAIN.read_text())
+                       APP_SCRIPT.read_text())
     assert len(pages) >= 6, pages
     return pages
 

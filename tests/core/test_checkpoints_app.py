@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 import resnet_core
 from resnet_core.weights.checkpoints import save_uploaded_checkpoint
-from tests.conftest import APP_MAIN
+from tests.conftest import APP_SCRIPT
 
 
 def test_an_uploaded_cifar_repository_checkpoint_shows_its_architecture_and_notes(tmp_path):
@@ -23,7 +23,7 @@ def test_an_uploaded_cifar_repository_checkpoint_shows_its_architecture_and_note
 
     st.cache_resource.clear()
     st.cache_data.clear()
-    at = AppTest.from_file(str(APP_MAIN), default_timeout=180)
+    at = AppTest.from_file(str(APP_SCRIPT), default_timeout=180)
     at.query_params["weights"] = f"ckpt:{stored}"
     at.run()
     assert not at.exception, at.exception

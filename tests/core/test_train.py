@@ -133,8 +133,11 @@ def test_step_action_lets_the_gradient_scaler_skip_steps():
 
 
 def _scaled(race: Race, index: int, **scaler_options) -> None:
-    """Give one racer a real GradScaler (on the CPU, in fp32: a huge scale overflows the gradients to inf)."""
-    race.racers[index].scaler = torch.amp.GradScaler("cpu", **scaler_options)
+    """Give one racer a real GradScaler (on the CPU, in fp32: a huge scale overflows the gradients to inf), and the
+    unfused optimizer step the engine pairs with one (fp16 on CUDA)."""
+    racer = race.racers[index]
+    racer.scaler = torch.amp.GradScaler("cpu", **scaler_options)
+    racer.optimizer = race._optimizer(racer.model, scaled=True)
 
 
 def test_a_gradient_scaler_skipping_early_steps_is_not_divergence():
