@@ -3,9 +3,10 @@
 With Debian's Chromium already open (1280x720), three times over: ``streamlit run app/main.py`` starts on a new,
 empty runs folder and TORCH_HOME, offline; as soon as its health check answers, a tab opens the root URL and the
 clock runs from the start command until the landing page's first chart (Architecture's stage chart) is visible.
-Then, once the server has printed that its warm start is done, a new tab (a new session, as the next student)
-opens every page once: the seconds until its main chart is visible are that page's first visit on a running
-server. Each figure is the median over the three servers.
+Then, once the server has printed that its warm start is done, the student clicks each page's link in the
+sidebar in turn: the seconds from the click until its main chart is visible are that page's first visit on a
+running server (every page but the landing one, whose first visit is the first chart). Each figure is the
+median over the three servers.
 
 The baseline, measured the same way in the same run: the same servers with the warm start's priming off
 (``RESNET_EXPLORER_PRIME=none``: the heavy imports still start in the background, no page is drawn before its
@@ -43,24 +44,6 @@ MAIN = {
 FALLBACK = '[data-testid="stPlotlyChart"] .main-svg'
 
 
-def visible_after(browser, url: str, selector: str, clock_start: float | None = None) -> float:
-    """Seconds from ``clock_start`` (default: now) until ``selector`` is visible in a new session at ``url``."""
-    context = browser.new_context(viewport={"width": 1280, "height": 720})
-    tab = context.new_page()
-    tab.set_default_timeout(600_000)
-    try:
-        start = time.perf_counter() if clock_start is None else clock_start
-        tab.goto(url, wait_until="commit")
-        tab.locator(selector).first.wait_for(state="visible")
-        seconds = time.perf_counter() - start
-        idle(tab)
-        if tab.locator('[data-testid="stException"]').count():
-            raise RuntimeError(f"{url} raised an exception")
-        return seconds
-    finally:
-        context.close()
-
-
 def wait_for_line(log: Path, line: str, timeout: float = 900.0) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -71,16 +54,35 @@ def wait_for_line(log: Path, line: str, timeout: float = 900.0) -> str:
     raise RuntimeError(f"the server did not print '{line}' within {timeout:.0f} s; see {log}")
 
 
-def one_server(browser, folder: Path, prime: str, paths: list[str]) -> tuple[float, dict[str, float], str]:
-    """(start command to the first chart, each page's first visit, the warm start's own line) for a fresh server."""
+def one_server(browser, folder: Path, prime: str, paths: list[str]) -> tuple[float, float, dict[str, float], str]:
+    """(seconds until the health check answered, start command to the first chart, each page's first visit, the
+    warm start's own line) for a fresh server. The visits are the student's clicks on the sidebar's links in the
+    tab that opened the landing page, one page after the other, each timed from the click to its main chart."""
     log = folder.with_suffix(".log")
     env = {**fresh_env(folder), "RESNET_EXPLORER_PRIME": prime}
     start = time.perf_counter()
-    with server(env, log) as (url, _up, _process):
-        first_chart = visible_after(browser, f"{url}/", MAIN["architecture"], clock_start=start)
-        warm_line = wait_for_line(log, DONE_LINE)
-        visits = {path: visible_after(browser, f"{url}/{path}", MAIN.get(path, FALLBACK)) for path in paths}
-    return first_chart, visits, warm_line
+    with server(env, log) as (url, up, _process):
+        context = browser.new_context(viewport={"width": 1280, "height": 720})
+        tab = context.new_page()
+        tab.set_default_timeout(600_000)
+        try:
+            tab.goto(f"{url}/", wait_until="commit")
+            tab.locator(MAIN["architecture"]).first.wait_for(state="visible")
+            first_chart = time.perf_counter() - start
+            idle(tab)
+            warm_line = wait_for_line(log, DONE_LINE)
+            visits = {}
+            for path in paths:
+                clicked = time.perf_counter()
+                tab.locator(f'[data-testid="stSidebarNav"] a[href$="/{path}"]').first.click()
+                tab.locator(MAIN.get(path, FALLBACK)).first.wait_for(state="visible")
+                visits[path] = time.perf_counter() - clicked
+                idle(tab)
+                if tab.locator('[data-testid="stException"]').count():
+                    raise RuntimeError(f"the {path} page raised an exception")
+        finally:
+            context.close()
+    return up, first_chart, visits, warm_line
 
 
 def imports_alone() -> float:
@@ -96,7 +98,7 @@ def main() -> int:
     parser.add_argument("--pages", help="comma-separated url paths to visit (default: every page)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the servers without priming")
     args = parser.parse_args()
-    paths = args.pages.split(",") if args.pages else page_paths()
+    paths = [path for path in (args.pages.split(",") if args.pages else page_paths()) if path != "architecture"]
     print(f"load average before: {load()}", flush=True)
     print(f"importing torch, torchvision, streamlit, plotly, pandas, captum alone: {imports_alone():.1f} s; "
           f"load {load()}", flush=True)
@@ -106,12 +108,12 @@ def main() -> int:
         for round_index in range(args.servers):
             for name, prime in settings.items():  # interleaved, so both see the same machine
                 folder = Path(tmp) / f"{prime}-{round_index}"
-                first, visits, line = one_server(browser, folder, prime, paths)
+                up, first, visits, line = one_server(browser, folder, prime, paths)
                 charts, pages = results.setdefault(name, ([], {}))
                 charts.append(first)
                 for path, seconds in visits.items():
                     pages.setdefault(path, []).append(seconds)
-                print(f"{name}, server {round_index + 1}: first chart {first:.1f} s; first visits "
+                print(f"{name}, server {round_index + 1}: health check {up:.1f} s, first chart {first:.1f} s; first visits "
                       + ", ".join(f"{p} {s:.1f}" for p, s in visits.items()) + f"; load {load()}", flush=True)
                 print(f"  {line.removeprefix('ResNet Explorer: ')}", flush=True)
     print()

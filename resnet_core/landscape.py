@@ -42,7 +42,7 @@ from .costs import (
     in_chunks,
 )
 from .hooks import model_lock
-from .models import InputSize
+from .models import InputSize, conv_layout
 
 # on_progress(done, total): called after each evaluated point.
 Progress = Callable[[int, int], None]
@@ -140,7 +140,7 @@ class _Probe:
         for p in self.copy.parameters():
             p.requires_grad_(False)
         self.device = next(self.copy.parameters()).device
-        self.inputs = inputs.to(self.device)
+        self.inputs = conv_layout(inputs.to(self.device))
         self.targets = targets.to(self.device, torch.int64)
         self.chunk = max(1, int(chunk))
         classes = getattr(getattr(self.copy, "fc", None), "out_features", None)

@@ -41,7 +41,7 @@ from .costs import (
     layer_profile,
 )
 from .hooks import model_lock, taps
-from .models import InputSize, ResNet, iter_blocks
+from .models import InputSize, ResNet, conv_layout, iter_blocks
 
 Progress = Callable[[int, int], None]
 MAX_SAMPLES = 1000
@@ -162,7 +162,7 @@ class _Lesioner:
         for p in self.copy.parameters():
             p.requires_grad_(False)
         device = next(self.copy.parameters()).device
-        self.inputs, self.targets = inputs.to(device), targets.to(device, torch.int64)
+        self.inputs, self.targets = conv_layout(inputs.to(device)), targets.to(device, torch.int64)
         classes = getattr(getattr(self.copy, "fc", None), "out_features", None)
         if classes is not None and (int(self.targets.min()) < 0 or int(self.targets.max()) >= classes):
             raise LesionError(f"The labels must be class indices from 0 to {classes - 1} for this net; pass "

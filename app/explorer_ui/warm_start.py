@@ -4,13 +4,14 @@ background as soon as the server starts, so that the class does not wait on the 
 ``lifespan`` is app/main.py's startup hook (``st.App(..., lifespan=lifespan)``). It returns at once, so the health
 check answers as early as without it. In the background it then:
 
-1. imports the heavy modules in a thread (torch, torchvision, pandas, plotly, Captum, resnet_core with its
-   plots) and freezes them out of the garbage collector's way (``explorer_ui.gc_freeze``);
-2. visits every page of the navigation once, in the navigation's order, through Streamlit's own runtime: a
+1. visits every page of the navigation once, in the navigation's order, through Streamlit's own runtime: a
    session with no browser behind it asks for the page by its url path, the page runs its default view exactly
    as a visitor's first run would (cached models, cached results, figures), and the session is closed when its
    run has finished. Only one page is primed at a time, and a visitor who asks for the same result meanwhile
-   waits for the one computation (Streamlit's cache holds one lock per key).
+   waits for the one computation (Streamlit's cache holds one lock per key);
+2. after the landing page, imports the rest of the heavy modules in a thread (torch, torchvision, pandas,
+   plotly, Captum, resnet_core with its plots) and freezes them out of the garbage collector's way
+   (``explorer_ui.gc_freeze``), before the other pages.
 
 ``RESNET_EXPLORER_PRIME`` chooses what is primed: ``all`` (the default), ``none``, or url paths separated by
 commas. The tests' servers set ``none`` unless they test the warm start itself. When everything is primed, the
@@ -126,13 +127,20 @@ async def warm_start(paths: list[str]) -> dict[str, float]:
     from streamlit.runtime import Runtime
 
     start = time.perf_counter()
-    seconds = {"imports": await asyncio.to_thread(import_heavy_modules)}
     runtime = Runtime.instance()
-    for path in paths:
+    seconds: dict[str, float] = {}
+    # The landing page first, with only what it imports: the first visitor asks for the same page and results
+    # (Streamlit's cache lets one of them compute and the other wait), and nothing else competes for the GIL.
+    # Then everything else the pages import, then the other pages.
+    for index, path in enumerate(paths):
+        if index == 1:
+            seconds["imports"] = await asyncio.to_thread(import_heavy_modules)
         try:
             seconds[path] = await prime_page(runtime, path)
         except Exception as error:  # a page that cannot be primed is drawn at its first visit, as before
             _LOGGER.warning("warm start: the %s page was not primed (%s)", path, error)
+    if len(paths) < 2:
+        seconds["imports"] = await asyncio.to_thread(import_heavy_modules)
     took = ", ".join(f"{name}: {value:.1f}" for name, value in seconds.items())
     print(f"{DONE_LINE} in {time.perf_counter() - start:.1f} s ({took})", flush=True)
     return seconds

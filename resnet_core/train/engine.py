@@ -19,7 +19,7 @@ from torch.utils.data import DistributedSampler
 
 from ..costs import estimate_race, require_within_budget
 from ..data import ImageData, ShapesSet, load_splits
-from ..models import build, count_params, stage_of
+from ..models import build, conv_layout, count_params, stage_of
 from ..weights.checkpoints.format import make_checkpoint
 from .config import (
     FINAL_WINDOW,
@@ -108,9 +108,7 @@ class Race:
             torch.cuda.set_device(self.device)
         _init_distributed(self.dist, self.device)
         self.amp = amp_dtype(self.device)
-        # channels_last: the layout oneDNN's CPU convolutions and CUDA's tensor cores are fastest in (measured on
-        # the CPU, one thread: a ResNet-56 step at width 8 and 16 px 97 -> 74 ms). MPS keeps the default layout.
-        self.channels_last = self.device.type in ("cpu", "cuda")
+        self.channels_last = self.device.type in ("cpu", "cuda")  # models.conv_layout; MPS keeps the default
         if train_data is None or test_data is None:
             train_data, test_data = load_splits(config.dataset, config.image_size, config.n_train, config.n_test,
                                                 seed=config.seed)
@@ -187,7 +185,7 @@ class Race:
         x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
         x = (x - self._mean) / self._std
         if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+            x = conv_layout(x)
         return x
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -41,10 +41,10 @@ class OfflineWeightsError(WeightsError):
 
 def torchvision_weights_enum(arch: str) -> Any | None:
     """torchvision's weights enum for ``arch`` (e.g. ``ResNet50_Weights``), or None when it has none."""
+    if arch not in ARCHITECTURES or not get_spec(arch).torchvision:
+        return None  # without importing torchvision (1.2 s: its models and ops): the CIFAR nets' first page
     from torchvision.models import get_model_weights
 
-    if arch not in ARCHITECTURES or not get_spec(arch).torchvision:
-        return None
     try:
         return get_model_weights(arch)
     except ValueError:
