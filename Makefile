@@ -20,7 +20,8 @@ $(VENV)/.installed-app: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[test]'
+	@start=$$(date +%s); $(BIN)/python -m pip install -q -e '.[test]' && \
+	echo "venv install (test extra): $$(( $$(date +%s) - start )) s"
 	touch $@ $(VENV)/.installed-app
 
 # Loopback only (app/.streamlit/config.toml); `make run ADDRESS=0.0.0.0` serves a class on the local network.
@@ -31,19 +32,30 @@ run: $(VENV)/.installed-app
 chromium:
 	@if [ -x /usr/bin/chromium ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		echo "Installing Debian's chromium for the browser tests"; \
+		echo "Installing Debian's chromium for the browser tests"; start=$$(date +%s); \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		echo "chromium install: $$(( $$(date +%s) - start )) s"; \
 	else echo "chromium not found and not root: browser tests will be skipped (sudo apt-get install chromium)"; fi
 
 # Random order (pytest-randomly): the seed is printed as "Using --randomly-seed=N"; rerun a failing order with
 # `make test PYTEST_ARGS="-p randomly --randomly-seed=N"`. The 15 slowest tests are listed at the end (suite time).
+# Two workers (pytest-xdist): the browser tests on one (their server and Chromium), the AppTests on the other
+# (Streamlit's caches per process, as on one server), the library's tests on both; TEST_WORKERS=0 runs in one
+# process. Most tests wait on a server, a browser or Python, so two workers use two cores where one used ~1.2.
+TEST_WORKERS ?= 2
+XDIST = $(if $(filter 0,$(TEST_WORKERS)),-p no:xdist,-n $(TEST_WORKERS) --dist loadgroup)
 test: $(VENV)/.installed-test chromium
-	$(BIN)/python -m pytest -q -p randomly --durations=15 $(PYTEST_ARGS)
+	@start=$$(date +%s); $(BIN)/python -m pytest -q -p randomly $(XDIST) --durations=15 $(PYTEST_ARGS); rc=$$?; \
+	echo "pytest wall time: $$(( $$(date +%s) - start )) s (the venv and chromium above not counted)"; exit $$rc
 
 test-fast: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -q -m "not browser and not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q $(XDIST) -m "not browser and not slow" $(PYTEST_ARGS)
 
-bench: $(VENV)/.installed-test
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[test,bench]'
+	touch $@ $(VENV)/.installed-test $(VENV)/.installed-app
+
+bench: $(VENV)/.installed-bench
 	@for script in benchmarks/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 # Curated bugs in the scientific core, each run against the tests that should catch it, in a private copy of

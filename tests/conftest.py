@@ -15,6 +15,16 @@ APP_SCRIPT = REPO / "app" / "navigation.py"  # what every session runs (app/main
 ARTIFACTS = REPO / "artifacts"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`make test` runs two workers, `--dist loadgroup`): the browser tests share one worker
+    (its server and Chromium) and the AppTests another (Streamlit's caches are per process, as on one server);
+    the library's tests fill in on both."""
+    for item in items:
+        folder = item.path.parent.name
+        if folder in ("browser", "app"):
+            item.add_marker(pytest.mark.xdist_group(folder))
+
+
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     """The random-order seed again at the end (pytest-randomly's header line is hidden by -q)."""
     seed = getattr(config.option, "randomly_seed", None)

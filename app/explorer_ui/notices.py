@@ -1,6 +1,6 @@
 """A link's refused values, at the top of the main area, each saying what is shown instead.
 
-``app/main.py`` opens the area before the sidebar and the page draw anything; the link's notices go there with
+``app/navigation.py`` opens the area before the sidebar and the page draw anything; the link's notices go there with
 their fallback (the model the sidebar ended with, the value a page's widget holds), and a page that refuses a
 linked value only once it knows the model (a layer the net lacks, a class outside the image's top 5) writes there
 too with :func:`refuse`. Every refused text is repeated verbatim in a code box: nothing from a URL is rendered as

@@ -123,7 +123,7 @@ def _kept_choice() -> ModelChoice:
 
 
 def model_picker(page: str | None = None) -> ModelChoice:
-    """Render the shared sidebar and return the chosen model. Called once per run by app/main.py with the
+    """Render the shared sidebar and return the chosen model. Called once per run by app/navigation.py with the
     current page's url_path, which decides the default weights (``PAGE_PURPOSES``) until the user chooses.
     On a page in ``OWN_NETS`` the picker is not drawn: a line says why, a link's notices still show."""
     st.session_state[NOTICES_KEY] = _read_url_once()  # shown at the top of the main area (explorer_ui.notices)
@@ -191,5 +191,5 @@ def get_model(choice: ModelChoice, *, meta: bool = False, **overrides: Any) -> t
 
 
 def current_choice() -> ModelChoice:
-    """The choice made in the sidebar on this run (set by app/main.py before the page runs)."""
+    """The choice made in the sidebar on this run (set by app/navigation.py before the page runs)."""
     return st.session_state["model_choice"]

@@ -181,7 +181,9 @@ class GradCam(_ActivationCam):
     @classmethod
     def cost(cls, model: nn.Module | str, *, batch: int = 1, image_size: InputSize | None = None,
              options: dict[str, Any] | None = None, builds: bool | None = None) -> MemoryEstimate:
-        """One forward kept for backward, and a backward that stops at the layer."""
+        """One forward with the graph from the layer on kept for a backward that stops at the layer. Costed
+        for the shallowest layer, where that graph is nearly the whole net: an upper bound for deeper layers (at
+        the last block, the default, the pass needs about a sixth of it; tests/core/test_budget.py measures both)."""
         net = net_cost(model, batch=batch, image_size=image_size, options=options, builds=builds)
         return net.estimate("gradcam", f"Grad-CAM on {net.net} at {net.px} px",
                             {**net.inputs(), **net.forward_backward()}, cls.cost)

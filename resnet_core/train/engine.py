@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +19,7 @@ from torch.utils.data import DistributedSampler
 
 from ..costs import estimate_race, require_within_budget
 from ..data import ImageData, ShapesSet, load_splits
+from ..job_queue import one_thread_each
 from ..models import build, conv_layout, count_params, stage_of
 from ..weights.checkpoints.format import make_checkpoint
 from .config import (
@@ -267,22 +268,12 @@ class Race:
         return self._pool
 
     @staticmethod
-    @contextlib.contextmanager
-    def _side_by_side(pool: ThreadPoolExecutor | None) -> Iterator[None]:
-        """One thread per op while the pool's workers run, the thread count given back after.
-
-        torch's thread count is one setting of the whole process: a worker's own ``set_num_threads(1)`` is undone
-        by the next call anywhere (measured with torch 2.14: the workers then ran two threads each, 230 ms a step
-        of the 56-layer pair instead of 95)."""
-        if pool is None:
-            yield
-            return
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(threads)
+    def _side_by_side(pool: ThreadPoolExecutor | None) -> contextlib.AbstractContextManager[None]:
+        """One thread per op while the pool's workers run (``job_queue.one_thread_each``: torch's count is one
+        setting of the whole process, so a worker's own ``set_num_threads(1)`` would be undone by the next call
+        anywhere; measured with torch 2.14, the workers then ran two threads each, 230 ms a step of the
+        56-layer pair instead of 95)."""
+        return one_thread_each() if pool is not None else contextlib.nullcontext()
 
     def close(self) -> None:
         """End the racer worker threads (a later step starts them again)."""

@@ -177,3 +177,45 @@ def test_queue_message_wording() -> None:
         "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "23rd", "101st", "111th"]
     assert queue_message(3, 2) == "Queued: 3rd in line (2 jobs running)"
     assert queue_message(1, 1) == "Queued: 1st in line (1 job running)"
+
+
+def test_side_by_side_runs_each_piece_on_one_thread_and_gives_the_count_back():
+    import torch
+
+    from resnet_core.job_queue import one_thread_each, side_by_side
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seen = []
+
+        def piece(n: int):
+            def run() -> int:
+                seen.append((n, torch.get_num_threads(), threading.current_thread().name))
+                return n * n
+            return run
+
+        assert side_by_side([piece(n) for n in range(4)]) == [0, 1, 4, 9]  # in the order given
+        assert torch.get_num_threads() == 2
+        assert {count for _, count, _ in seen} == {1}
+        assert seen[0][0] in (0, 1) and len({name for _, _, name in seen}) == 2  # the caller and one worker
+        assert [n for n, _, name in seen if name == threading.current_thread().name][0] == 0  # first: the caller
+        # Holders at the same time share one saved count: the last one out restores it.
+        outer = one_thread_each()
+        outer.__enter__()
+        with one_thread_each():
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 1
+        outer.__exit__(None, None, None)
+        assert torch.get_num_threads() == 2
+        # One piece, or one thread: one after the other, in the calling thread.
+        assert side_by_side([piece(5)]) == [25]
+
+        def broken() -> int:
+            raise ValueError("this piece failed")
+
+        with pytest.raises(ValueError, match="this piece failed"):
+            side_by_side([piece(1), broken])
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
