@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from explorer_ui.warm_start import DONE_LINE
 
 from tests.conftest import ARTIFACTS, REPO
 
@@ -29,11 +30,13 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def streamlit_server(extra_args: list[str], cwd: Path = REPO, log_name: str = "streamlit-server.log",
-                     prime: str = "none") -> Iterator[tuple[str, subprocess.Popen]]:
+                     prime: str = "none", wait_warm: bool = False) -> Iterator[tuple[str, subprocess.Popen]]:
     """``streamlit run <repo>/app/main.py`` on a free port from ``cwd``, as `make run` starts it (the venv's
     console script); yields (url, process) once /_stcore/health answers, and stops it afterwards. ``prime``: the
     warm start's pages (RESNET_EXPLORER_PRIME); none unless a test is about it, since each test drives the pages
-    it checks itself and a primed lesson costs half a minute of CPU per server."""
+    it checks itself and a primed lesson costs half a minute of CPU per server. ``wait_warm``: yield only once
+    the warm start is done (a server whose tests walk the lesson primes it, as `make run` would, and the wait is
+    the fixture's, not the first test's)."""
     streamlit = Path(sys.executable).with_name("streamlit")
     port = _free_port()
     ARTIFACTS.mkdir(exist_ok=True)
@@ -55,6 +58,11 @@ def streamlit_server(extra_args: list[str], cwd: Path = REPO, log_name: str = "s
             if proc.poll() is not None or time.time() > deadline:
                 raise RuntimeError(f"streamlit did not start; see {ARTIFACTS / log_name}")
             time.sleep(0.3)
+        deadline = time.time() + 600
+        while wait_warm and DONE_LINE not in (ARTIFACTS / log_name).read_text():
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"the warm start did not finish; see {ARTIFACTS / log_name}")
+            time.sleep(0.5)
         yield url, proc
     finally:
         proc.terminate()
@@ -67,7 +75,7 @@ def streamlit_server(extra_args: list[str], cwd: Path = REPO, log_name: str = "s
 
 @pytest.fixture(scope="session")
 def server_url(_isolated_dirs: Path) -> Iterator[str]:
-    with streamlit_server(["--server.address", "localhost"]) as (url, _):
+    with streamlit_server(["--server.address", "localhost"], prime="why-residuals", wait_warm=True) as (url, _):
         yield url
 
 

@@ -34,7 +34,8 @@ def lesson_url(_isolated_dirs, tmp_path_factory: pytest.TempPathFactory) -> Iter
                           name="Plain-56 vs ResNet-56", steps=12, batch_size=16, width=4, image_size=16,
                           n_train=128, n_test=32, eval_every=6, eval_samples=32, checkpoint_every=0)
         lesson.wait_for_race(lesson.train_race(race))
-        with streamlit_server(["--server.address", "localhost"], log_name="streamlit-lesson.log") as (url, _):
+        with streamlit_server(["--server.address", "localhost"], log_name="streamlit-lesson.log",
+                              prime="why-residuals", wait_warm=True) as (url, _):
             yield url
     finally:
         os.environ["RESNET_EXPLORER_RUNS"] = old
