@@ -33,7 +33,7 @@ def _pages() -> list[tuple[str, str]]:
 def bare_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
     """Started from an empty folder without an address flag: only app/.streamlit/config.toml decides."""
     elsewhere = tmp_path_factory.mktemp("elsewhere")
-    with streamlit_server([], cwd=elsewhere, log_name="streamlit-bare-server.log", prime="all",
+    with streamlit_server([], cwd=elsewhere, log_name="streamlit-bare-server.log", prime="why-residuals",
                           wait_warm=True) as (url, _):
         yield url, urllib.parse.urlsplit(url).port
 

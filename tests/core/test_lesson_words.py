@@ -136,3 +136,33 @@ def test_durations_and_missing_accuracies_read_as_words():
     assert lesson.accuracy_text(0.8905) == "89.0%" and lesson.accuracy_text(float("nan")) == "not evaluated"
     cost = lesson.landscape_cost_sentence(242, 12.0, batch=64, seed=0, span=1.0)
     assert cost.startswith("Costs 242 forward passes of 64 images (12 ms each, measured): about 3 s.")
+
+
+def test_the_demo_pairs_measurements_are_made_once_per_process_and_handed_out_as_copies():
+    import pandas as pd
+    import torch
+
+    from resnet_core import lesson
+
+    if not lesson.demo_pair_ready():
+        pytest.skip("the embedded demo models are not installed (make demo-models)")
+    pair = lesson.load_pair(lesson.DEMO_PAIR)
+    assert lesson.load_pair(lesson.DEMO_PAIR) is pair  # package data: one object per process
+    calls: list[int] = []
+
+    def measure() -> pd.DataFrame:
+        calls.append(1)
+        return pd.DataFrame({"loss": [1.0]})
+
+    x, y = torch.zeros(2, 3, 4, 4), torch.tensor([0, 1])
+    try:
+        first = pair.remember("a test's step", measure, (x, y), grid=3)
+        first.loc[0, "loss"] = 99.0  # the caller's copy
+        again = pair.remember("a test's step", measure, (x, y), grid=3)
+        assert calls == [1] and again.loc[0, "loss"] == 1.0
+        pair.remember("a test's step", measure, (x + 1, y), grid=3)  # another batch: measured again
+        pair.remember("a test's step", measure, (x, y), grid=5)  # other settings: measured again
+        assert calls == [1, 1, 1]
+    finally:
+        for key in [k for k in pair.measured if k[0] == "a test's step"]:
+            del pair.measured[key]
