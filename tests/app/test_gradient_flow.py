@@ -82,6 +82,7 @@ def test_default_view_measures_both_nets_the_split_and_the_sweep(page):
 
 def test_texts_follow_the_block_kind_and_the_family(app):
     app.switch_page(PAGE).run()
+    app.select_slider(key="gf_batch").set_value(2).run()  # the texts do not depend on it; the ImageNet net is costly
     app.sidebar.toggle(key="sb_preact").set_value(True).run()
     assert not app.exception, app.exception
     assert "In these pre-activation blocks the output is the sum itself" in _markdown(app, "only the branch")
