@@ -15,6 +15,11 @@ correlation of the two maps, and the ratios with their targets (ours / package <
 <= 1.2 x the bare pass), and exits non-zero when a target is missed. ``--quick`` shrinks everything for a smoke
 run (ResNet-18 at 112 px).
 
+Grad-CAM head to head (``gradcam_head_to_head``: ResNet-50, 224 px, layer4, medians of 21 interleaved rounds), measured
+here 2026-12-07, load 1.2: floor 80.7 ms, Captum LayerGradCam 0.997, torchcam 0.999, ours 0.990 x the floor (0.993 x
+the faster library; targets 1.05 and 1.02); an earlier run, 0.974 and 0.954. Before (issue 24, when ours called
+Captum): 1.11 x the floor.
+
 Measured here (2 cores shared with other jobs, load average 7-14, so medians are noisy; default arguments):
 ResNet-50 at 224, layer4.2, ours / package: Grad-CAM 0.28, Grad-CAM++ 0.25, XGrad-CAM 0.35, HiResCAM 0.43,
 LayerCAM 0.31, Eigen-CAM 0.38; ours / bare forward+backward 0.25-0.41 (our backward stops at the layer and

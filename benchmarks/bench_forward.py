@@ -4,7 +4,7 @@ All models run in this process, interleaved: every repeat times ours, torchvisio
 ``resnet_core.probes.record_activations`` (statistics on every block), in an order that rotates every repeat
 so none always runs on a warmer cache. The script prints the median of the per-repeat ratios to torchvision.
 Targets: uninstrumented <= 1.02 (blocks take torchvision's in-place path when nothing is hooked) and
-instrumented <= 1.10 (the stats hooks sit on the blocks themselves, which keeps the fast path inside them).
+instrumented <= 1.05 (the stats hooks sit on the blocks themselves, which keeps the fast path inside them).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import torchvision.models as tvm
 import resnet_core
 from resnet_core.probes import record_activations
 
-TARGETS = {"plain": 1.02, "instrumented": 1.10}
+TARGETS = {"plain": 1.02, "instrumented": 1.05}  # issue 24: instruments at the floor
 
 
 def _time(run: Callable[[], object]) -> float:

@@ -1,7 +1,7 @@
 """Cost of the instruments, as ratios against a baseline timed in the same process, interleaved.
 
 1. Activation statistics on every block of ResNet-50 (batch 16, 224x224, CPU, eval, no grad) against the bare
-   forward pass. Target: at most 1.15x.
+   forward pass. Target: at most 1.05x (issue 24).
 2. ``path_gradients`` on ResNet-152 (train-mode batch-norm, cross-entropy) against one ordinary training
    forward+backward of the same batch (loss.backward() into parameter .grad). Target: at most 2.5x.
 
@@ -60,7 +60,7 @@ def bench_stats(repeats: int) -> float:
     assert count_hooks(model) == 0
     ratio = cand / base
     print(f"stats on all {len(resolve_layers(model, 'blocks'))} blocks of ResNet-50, batch 16, 224x224, CPU: "
-          f"bare forward {base:.3f} s, recorded {cand:.3f} s, ratio {ratio:.3f} (target <= 1.15)")
+          f"bare forward {base:.3f} s, recorded {cand:.3f} s, ratio {ratio:.3f} (target <= 1.05)")
     return ratio
 
 
@@ -96,7 +96,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     ok = True
     if args.part in ("all", "stats"):
-        ok &= bench_stats(args.repeats) <= 1.15
+        ok &= bench_stats(args.repeats) <= 1.05
     if args.part in ("all", "paths"):
         ok &= bench_path_gradients(max(3, args.repeats - 2), args.batch_152) <= 2.5
     print("targets met" if ok else "TARGET MISSED")
