@@ -151,7 +151,7 @@ def label(arch: str, residual: bool = True) -> str:
 # ----------------------------------------------------------------------------------- steps 1, 6, 7 and 8
 # The lesson's trained nets come from ordinary runs (listed on the Training page, loadable on every page).
 # Step 1 draws the newest finished preset race (the quartet first: its two plain depths can show degradation).
-# Steps 6-8 need a Plain-20 and a ResNet-20 that have both learned: the presets' constant lr 0.01 leaves
+# Steps 6-8 need a Plain-20 and a ResNet-20 that have both learned: the pair presets' constant lr 0.01 leaves
 # Plain-20 at chance for hundreds of steps on Shapes (measured: loss 2.307 at step 200 of 1000), so the lesson
 # trains its own pair with a higher peak learning rate, a warm-up and a cosine decay (PAIR_RECIPE).
 PAIR_LABELS = ("Plain-20", "ResNet-20")
