@@ -11,6 +11,7 @@ Usage: python benchmarks/bench_probes.py [--repeats N] [--batch-152 B]
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -93,13 +94,15 @@ def main() -> None:
     parser.add_argument("--batch-152", type=int, default=4)
     parser.add_argument("--part", choices=("all", "stats", "paths"), default="all")
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; load average before "
+          f"{' / '.join(f'{v:.1f}' for v in os.getloadavg())}")
     ok = True
     if args.part in ("all", "stats"):
         ok &= bench_stats(args.repeats) <= 1.05
     if args.part in ("all", "paths"):
         ok &= bench_path_gradients(max(3, args.repeats - 2), args.batch_152) <= 2.5
-    print("targets met" if ok else "TARGET MISSED")
+    print(("targets met" if ok else "TARGET MISSED")
+          + f"; load average after {' / '.join(f'{v:.1f}' for v in os.getloadavg())}")
 
 
 if __name__ == "__main__":
