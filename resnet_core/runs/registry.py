@@ -354,18 +354,24 @@ class RaceRegistry:
         trains, or trained); None when there is no such run."""
         if not run_id:
             return None
-        # A job of this process first, wherever it was started (the runs folder may have moved since).
+        # Run ids are unique within one runs folder only: another folder's job of the same second and name
+        # is another race. So this registry's job, then any job of this process writing this very folder,
+        # then the folder itself, and only then a job of another folder (the runs folder moved since).
         with _REGISTRIES_LOCK:
-            registries = [self, *_REGISTRIES.values()]
-        for registry in registries:
-            job = registry._jobs.get(run_id)
-            if job is not None:
+            others = [r for r in _REGISTRIES.values() if r is not self]
+        job = self._jobs.get(run_id)
+        if job is not None:
+            return job
+        here = self.runs_dir / run_id
+        elsewhere = [j for j in (r._jobs.get(run_id) for r in others) if j is not None]
+        for job in elsewhere:
+            if Path(job.path).resolve() == here.resolve():
                 return job
         try:
             _check_run_id(run_id, self.runs_dir)
             return FolderRace(run_id, self.runs_dir)
         except (KeyError, TypeError, ValueError, AttributeError):
-            return None
+            return elsewhere[0] if elsewhere else None
 
     def jobs(self) -> list[Job]:
         return list(self._jobs.values())

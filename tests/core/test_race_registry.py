@@ -116,6 +116,23 @@ def test_registry_for_is_one_object_per_runs_folder(tmp_path, monkeypatch):
     assert runs.registry_for() is runs.registry_for(tmp_path)
 
 
+def test_a_run_id_names_a_job_only_in_its_own_runs_folder(tmp_path):
+    # Run ids are one second and a name: two folders can hold the same id. A job of one folder must not answer
+    # for the other's run (it once made a busy sentence read another test's stopped race).
+    elsewhere = runs.registry_for(tmp_path / "a")
+    job = elsewhere.start(tiny(steps=2))
+    assert job.wait(timeout=120) and job.status == "finished"
+    twin = tmp_path / "b" / job.run_id
+    twin.mkdir(parents=True)
+    (twin / "config.json").write_text((job.path / "config.json").read_text())
+    here = runs.RaceRegistry(tmp_path / "b")
+    race = here.get(job.run_id)
+    assert isinstance(race, runs.FolderRace) and race.path == twin and race.status == "interrupted"
+    assert elsewhere.get(job.run_id) is job
+    # A folder without that run still finds this process's job (the runs folder moved since it started).
+    assert runs.RaceRegistry(tmp_path / "c").get(job.run_id) is job
+
+
 def _write_lock(runs_dir: Path, pid: int, started: int | None, run_id: str = "gone-run") -> None:
     runs_dir.mkdir(parents=True, exist_ok=True)
     (runs_dir / runs.LOCK_FILE).write_text(json.dumps({
