@@ -15,11 +15,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
 
-$(VENV)/.installed-app: pyproject.toml | $(BIN)/python
+$(VENV)/.installed-app: pyproject.toml setup.py | $(BIN)/python
 	$(BIN)/python -m pip install -q -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+$(VENV)/.installed-test: pyproject.toml setup.py | $(BIN)/python
 	@start=$$(date +%s); $(BIN)/python -m pip install -q -e '.[test]' && \
 	echo "venv install (test extra): $$(( $$(date +%s) - start )) s"
 	touch $@ $(VENV)/.installed-app
@@ -51,7 +51,7 @@ test: $(VENV)/.installed-test chromium
 test-fast: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q $(XDIST) -m "not browser and not slow" $(PYTEST_ARGS)
 
-$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+$(VENV)/.installed-bench: pyproject.toml setup.py | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[test,bench]'
 	touch $@ $(VENV)/.installed-test $(VENV)/.installed-app
 
@@ -76,7 +76,7 @@ notebooks: $(VENV)/.installed-test chromium
 	$(BIN)/python notebooks/make_notebooks.py $(NOTEBOOKS)
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check resnet_core app pages tests benchmarks notebooks tools
+	$(BIN)/ruff check resnet_core resnet_explorer app pages tests benchmarks notebooks tools setup.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache artifacts

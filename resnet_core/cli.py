@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -418,6 +419,11 @@ def _landscape_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--span", type=float, default=1.0, help="the grid runs from -span to span (default 1.0)")
     p.add_argument("--line", action="store_true", help="the 1-D slice instead of the 2-D surface")
     p.add_argument("--to", help="a second checkpoint of the same net: the straight line from the first to it")
+    p.add_argument("--distributed", action="store_true",
+                   help="split the grid over the processes torchrun starts (gloo on the CPU, NCCL on GPUs): "
+                        "torchrun --nproc-per-node N -m resnet_core.landscape CHECKPOINT ... --distributed")
+    p.add_argument("--nproc", type=int, metavar="N",
+                   help="start N processes with torchrun's launcher (in this process) and split the grid over them")
 
 
 def _lesion_arguments(p: argparse.ArgumentParser) -> None:
@@ -484,13 +490,75 @@ def _default_out(args: argparse.Namespace, instrument: str) -> str:
     return args.out or f"{Path(args.checkpoint.replace(':', '-')).stem}-{instrument}.csv"
 
 
+def _without_nproc(argv: Sequence[str]) -> list[str]:
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            out.append(arg)
+    return out
+
+
+def _launch_ranks(args: argparse.Namespace) -> int:
+    """``--nproc N``: torchrun's own launcher, called here, starts N copies with ``--distributed``."""
+    from torch.distributed.run import main as torchrun
+
+    if args.nproc < 1:
+        raise ValueError(f"--nproc must be at least 1, not {args.nproc}.")
+    if args.to or args.line:
+        raise ValueError("--nproc and --distributed split the 2-D surface; a line has too few points to share.")
+    torchrun(["--standalone", "--nproc-per-node", str(args.nproc), "-m", "resnet_core.landscape",
+              *_without_nproc(args.argv), "--distributed"])
+    return 0
+
+
+def _join_ranks(args: argparse.Namespace) -> Any:
+    """``--distributed``: this process's rank of torchrun's group (gloo on the CPU; NCCL and this rank's GPU
+    where CUDA is available, a path not tested on this project's machines). Returns the device to use."""
+    import torch
+    import torch.distributed as dist
+
+    if args.to or args.line:
+        raise ValueError("--distributed splits the 2-D surface; a line has too few points to share.")
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        raise ValueError("--distributed runs under torchrun (torchrun --nproc-per-node N -m resnet_core.landscape "
+                         "CHECKPOINT ... --distributed), or use --nproc N.")
+    if torch.cuda.is_available():
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+        dist.init_process_group(backend="nccl")
+        return device
+    dist.init_process_group(backend="gloo")
+    return torch.device("cpu")
+
+
 def _landscape(args: argparse.Namespace) -> int:
     from .landscape import line, surface
 
+    if args.nproc is not None:
+        return _launch_ranks(args)
+    device = _join_ranks(args) if args.distributed else None
+    try:
+        return _landscape_here(args, device, line, surface)
+    finally:
+        if device is not None:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _landscape_here(args: argparse.Namespace, device: Any, line: Any, surface: Any) -> int:
     model, x, y, dataset = _probe_model(args)
+    main_rank = device is None or int(os.environ.get("RANK", "0")) == 0
+    if device is not None:
+        model, x, y = model.to(device), x.to(device), y.to(device)
 
     def report(done: int, total: int) -> None:
-        print(f"\r{done}/{total} points", end="", file=sys.stderr, flush=True)
+        if main_rank:
+            print(f"\r{done}/{total} points", end="", file=sys.stderr, flush=True)
 
     label = model.card.label or "the model"
     where = f"{label}, {x.shape[0]} {args.split} images of {dataset} ({x.shape[-1]} px), seed {args.seed}"
@@ -504,8 +572,13 @@ def _landscape(args: argparse.Namespace) -> int:
         short = short.assign(loss=short["loss"].map(_significant), accuracy=short["accuracy"].map("{:.1%}".format),
                              alpha=short["alpha"].map("{:g}".format))
     else:
-        table = surface(model, x, y, steps=args.steps, span=args.span, seed=args.seed, on_progress=report)
+        table = surface(model, x, y, steps=args.steps, span=args.span, seed=args.seed, on_progress=report,
+                        distributed=device is not None)
+        if not main_rank:
+            return 0  # rank 0 writes the one table
         print(file=sys.stderr)
+        if device is not None:
+            where += f"; {int(os.environ['WORLD_SIZE'])} processes"
         grid = table.pivot(index="beta", columns="alpha", values="loss")
         short = grid.loc[_every(grid.index, 11), _every(grid.columns, 11)].map(_significant)
         short.columns = [f"{v:g}" for v in short.columns]
@@ -555,18 +628,23 @@ def _probe(command: str, args: argparse.Namespace, prog: str) -> int:
 
 
 def probe_main(argv: Sequence[str] | None = None) -> int:
-    """``resnet-probe landscape CHECKPOINT [--steps 21] [--line | --to OTHER]`` and ``resnet-probe lesion
-    CHECKPOINT [--curve]``: write the instrument's table as CSV (``--out``) and print a short version.
-    Exit codes: 0 done; 2 bad input (one sentence: the file, the data set, the memory budget)."""
+    """``resnet-probe landscape CHECKPOINT [--steps 21] [--line | --to OTHER] [--nproc N | --distributed]`` and
+    ``resnet-probe lesion CHECKPOINT [--curve]``: write the instrument's table as CSV (``--out``) and print a
+    short version. Exit codes: 0 done; 2 bad input (one sentence: the file, the data set, the memory budget)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = _probe_parser().parse_args(argv)
+    args.argv = argv[argv.index(args.command) + 1:] if args.command in argv else []
     return _probe(args.command, args, "resnet-probe")
 
 
 def landscape_main(argv: Sequence[str] | None = None, prog: str = "python -m resnet_core.landscape") -> int:
     """``python -m resnet_core.landscape CHECKPOINT ...``: the same as ``resnet-probe landscape``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(prog=prog, description="The loss landscape of a trained checkpoint (Li et al. 2018).")
     _landscape_arguments(p)
-    return _probe("landscape", p.parse_args(argv), prog)
+    args = p.parse_args(argv)
+    args.argv = argv
+    return _probe("landscape", args, prog)
 
 
 def lesion_main(argv: Sequence[str] | None = None, prog: str = "python -m resnet_core.lesion") -> int:

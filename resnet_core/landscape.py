@@ -182,28 +182,58 @@ def _grid(steps: int, low: float, high: float) -> list[float]:
 
 
 def surface(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, steps: int = 21,
-            span: float = 1.0, seed: int = 0, on_progress: Progress | None = None) -> pd.DataFrame:
+            span: float = 1.0, seed: int = 0, on_progress: Progress | None = None,
+            distributed: bool = False) -> pd.DataFrame:
     """The loss and accuracy on a plane through the weights: theta + alpha d1 + beta d2.
 
     ``d1``, ``d2``: :func:`directions` (``seed``); alpha and beta on ``steps`` evenly spaced values from
     -``span`` to ``span`` (an odd ``steps`` contains 0, the model itself). Cross-entropy averaged over the fixed
     batch (``inputs``, ``targets``), eval mode, running statistics fixed. One row per point, beta outer,
     alpha inner; columns alpha, beta, loss, accuracy. ``on_progress(done, total)`` after every point.
+
+    ``distributed=True`` (every rank of an initialised ``torch.distributed`` group calls it with the same
+    arguments, as the reference code splits its grid over MPI ranks): rank r evaluates the points r, r + world,
+    r + 2 world, ... and the ranks sum their results into one surface, which every rank returns. Each point is
+    the same computation as in one process; ``on_progress`` counts this rank's points.
     """
     _check(model, inputs, targets, steps, span)
     cost = estimate(model, inputs.shape)
     probe = _Probe(model, inputs, targets, cost.request["batch"])
     d1, d2 = directions(probe.copy, seed=seed, count=2)
     values = _grid(steps, -float(span), float(span))
-    rows = []
-    total = steps * steps
-    for beta in values:
-        for alpha in values:
-            loss, accuracy = probe.at(probe.shifted([(alpha, d1), (beta, d2)]))
-            rows.append({"alpha": alpha, "beta": beta, "loss": loss, "accuracy": accuracy})
-            if on_progress is not None:
-                on_progress(len(rows), total)
-    return pd.DataFrame(rows, columns=["alpha", "beta", "loss", "accuracy"])
+    points = [(alpha, beta) for beta in values for alpha in values]
+    rank, world = _rank_and_world() if distributed else (0, 1)
+    mine = range(rank, len(points), world)
+    # float64 (the Python floats of one process), and 0 where another rank measures: the sum is exact.
+    measured = torch.zeros(len(points), 2, dtype=torch.float64)
+    for done, index in enumerate(mine, 1):
+        alpha, beta = points[index]
+        measured[index] = torch.tensor(probe.at(probe.shifted([(alpha, d1), (beta, d2)])), dtype=torch.float64)
+        if on_progress is not None:
+            on_progress(done, len(mine))
+    if world > 1:
+        measured = _summed_over_ranks(measured, probe.device)
+    return pd.DataFrame([{"alpha": alpha, "beta": beta, "loss": float(loss), "accuracy": float(accuracy)}
+                         for (alpha, beta), (loss, accuracy) in zip(points, measured.tolist(), strict=True)],
+                        columns=["alpha", "beta", "loss", "accuracy"])
+
+
+def _rank_and_world() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        raise LandscapeError("A distributed landscape needs a torch.distributed process group: start it with "
+                             "torchrun (e.g. torchrun --nproc-per-node 2 -m resnet_core.landscape ... --distributed).")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _summed_over_ranks(measured: torch.Tensor, device: torch.device) -> torch.Tensor:
+    import torch.distributed as dist
+
+    # NCCL reduces CUDA tensors only; gloo the CPU's. float64 all the way: no rounding on the way.
+    on = measured.to(device) if dist.get_backend() == "nccl" else measured
+    dist.all_reduce(on, op=dist.ReduceOp.SUM)
+    return on.cpu()
 
 
 def line(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, steps: int = 21, span: float = 1.0,

@@ -24,22 +24,33 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-_ROOT = Path(__file__).resolve().parents[1]  # the repository root (where runs/ and data/ live by default)
+RUNS_ENV, DATA_ENV = "RESNET_EXPLORER_RUNS", "RESNET_EXPLORER_DATA"
+
+
+def _home() -> Path:
+    """Where runs/ and data/ live by default: the repository root in a checkout; installed (a wheel in
+    site-packages), the user's data folder ``$XDG_DATA_HOME/resnet-explorer`` (``~/.local/share/...``)."""
+    root = Path(__file__).resolve().parents[1]
+    if (root / "pyproject.toml").is_file() and (root / "app" / "main.py").is_file():
+        return root
+    xdg = os.environ.get("XDG_DATA_HOME", "").strip()
+    return (Path(xdg) if xdg else Path.home() / ".local" / "share") / "resnet-explorer"
 
 
 # ------------------------------------------------------------------------------------------- directories
 def runs_dir(path: str | Path | None = None) -> Path:
-    """``path`` if given, else ``$RESNET_EXPLORER_RUNS``, else ``runs/`` at the repository root."""
+    """``path`` if given, else ``$RESNET_EXPLORER_RUNS``, else ``runs/`` at the repository root (installed from a
+    wheel: in the user's data folder, see ``_home``)."""
     if path is not None:
         return Path(path)
-    env = os.environ.get("RESNET_EXPLORER_RUNS")
-    return Path(env) if env else _ROOT / "runs"
+    env = os.environ.get(RUNS_ENV)
+    return Path(env) if env else _home() / "runs"
 
 
 def data_dir() -> Path:
-    """Where downloaded data sets live: ``$RESNET_EXPLORER_DATA``, else ``data/`` at the repository root."""
-    env = os.environ.get("RESNET_EXPLORER_DATA")
-    return Path(env) if env else _ROOT / "data"
+    """Where downloaded data sets live: ``$RESNET_EXPLORER_DATA``, else ``data/`` beside the default runs folder."""
+    env = os.environ.get(DATA_ENV)
+    return Path(env) if env else _home() / "data"
 
 
 def uploads_dir() -> Path:
@@ -268,7 +279,7 @@ class BudgetError(ValueError):
 
 
 __all__ = [
-    "DEFAULT_UPLOAD_QUOTA_MB", "OFFLINE_ENV", "UPLOAD_QUOTA_ENV", "can_reach", "data_dir", "downloads_allowed",
+    "DATA_ENV", "DEFAULT_UPLOAD_QUOTA_MB", "OFFLINE_ENV", "RUNS_ENV", "UPLOAD_QUOTA_ENV", "can_reach", "data_dir", "downloads_allowed",
     "network_available", "offline_mode", "probe_url", "runs_dir", "upload_quota_bytes", "uploads_dir",
     "ENV_MEMORY_BUDGET", "BudgetError", "SettingsError", "Suggestion", "available_memory", "budget_source",
     "default_memory_budget", "format_bytes", "memory_budget", "parse_bytes", "set_memory_budget",

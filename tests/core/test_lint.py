@@ -7,7 +7,7 @@ import sys
 
 from tests.conftest import REPO
 
-LINTED = ["resnet_core", "app", "pages", "tests", "benchmarks", "notebooks", "tools"]
+LINTED = ["resnet_core", "resnet_explorer", "app", "pages", "tests", "benchmarks", "notebooks", "tools", "setup.py"]
 
 
 def test_ruff_reports_nothing():

@@ -106,3 +106,41 @@ def test_bad_input_is_one_sentence_and_exit_2(tmp_path: Path, capsys) -> None:
     assert probe_main(["landscape", str(bare), "--steps", "3"]) == 2  # no data set recorded: say what to pass
     assert "does not record the data set it was trained on" in capsys.readouterr().err
     assert not (tmp_path / "bare-landscape.csv").exists()
+
+
+def test_the_landscape_split_over_two_torchrun_processes_is_the_one_process_surface(checkpoint: Path,
+                                                                                   tmp_path: Path) -> None:
+    """torchrun starts two ranks (gloo): each evaluates every other grid point, and rank 0 writes the gathered
+    surface, equal to one process's at the same threads per evaluation (one). ``--nproc 2`` calls torchrun's
+    launcher in-process and gives the same table."""
+    common = ["--steps", "5", "--batch", "16", "--seed", "3"]
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "1"}
+    alone = subprocess.run([str(BIN / "resnet-probe"), "landscape", str(checkpoint), *common, "--out", "alone.csv"],
+                           capture_output=True, text=True, timeout=180, cwd=tmp_path, env=env)
+    assert alone.returncode == 0, alone.stderr
+    ranks = subprocess.run([str(BIN / "torchrun"), "--standalone", "--nproc-per-node", "2", "-m",
+                            "resnet_core.landscape", str(checkpoint), *common, "--out", "ranks.csv", "--distributed"],
+                           capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    assert ranks.returncode == 0, ranks.stderr[-3000:]
+    launched = subprocess.run([str(BIN / "resnet-probe"), "landscape", str(checkpoint), *common, "--out",
+                               "launched.csv", "--nproc", "2"],
+                              capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    one = pd.read_csv(tmp_path / "alone.csv")
+    for name, done in (("ranks.csv", ranks), ("launched.csv", launched)):
+        split = pd.read_csv(tmp_path / name)
+        assert list(split.columns) == list(one.columns) and len(split) == 25
+        assert (split[["alpha", "beta"]] == one[["alpha", "beta"]]).all().all()
+        assert (split["loss"] - one["loss"]).abs().max() <= 1e-6, name
+        assert (split["accuracy"] == one["accuracy"]).all(), name
+        assert one["loss"].nunique() > 20  # a real surface, not one number everywhere
+        heading = next(line for line in done.stdout.splitlines() if line.startswith("Loss on a 5 x 5 grid"))
+        assert "; 2 processes)" in heading and done.stdout.count("wrote 25 rows") == 1  # rank 0 writes alone
+
+
+def test_distributed_without_torchrun_is_one_sentence(checkpoint: Path, tmp_path: Path, capsys) -> None:
+    assert probe_main(["landscape", str(checkpoint), "--steps", "3", "--distributed"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("resnet-probe: --distributed runs under torchrun") and "\n" not in error
+    assert probe_main(["landscape", str(checkpoint), "--line", "--nproc", "2"]) == 2
+    assert "a line has too few points to share" in capsys.readouterr().err
