@@ -9,7 +9,7 @@ PORT ?= 8501
 # test beside a server) otherwise slows down many times over on 2 cores.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: run test test-fast bench lint chromium clean mutants notebooks
+.PHONY: run serve test test-fast bench lint chromium nginx clean mutants notebooks
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,26 @@ chromium:
 		echo "chromium install: $$(( $$(date +%s) - start )) s"; \
 	else echo "chromium not found and not root: browser tests will be skipped (sudo apt-get install chromium)"; fi
 
+# Debian's nginx for `make serve` and the proxy test, installed as chromium is: by apt-get when root (no service
+# is started: policy-rc.d refuses it during the install, and the package's own site on port 80 is never run;
+# serve runs nginx under a private prefix with its own config), else one sentence saying how.
+nginx:
+	@if command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "Installing Debian's nginx for make serve and the proxy test"; start=$$(date +%s); \
+		own_policy=0; if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; \
+			chmod +x /usr/sbin/policy-rc.d; own_policy=1; fi; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; rc=$$?; \
+		if [ $$own_policy = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi; \
+		echo "nginx install: $$(( $$(date +%s) - start )) s"; exit $$rc; \
+	else echo "nginx not found and not root: install Debian's nginx (sudo apt-get install nginx); the proxy test is skipped"; fi
+
+# N replicas of the app on loopback ports behind nginx on PORT (ADDRESS=0.0.0.0 serves a local network):
+# `make serve REPLICAS=4 ADDRESS=0.0.0.0`. See README "Serving a class".
+REPLICAS ?= 2
+serve: $(VENV)/.installed-app nginx
+	$(BIN)/python -m resnet_explorer.serve --replicas $(REPLICAS) --port $(PORT)$(if $(ADDRESS), --address $(ADDRESS))
+
 # Random order (pytest-randomly): the seed is printed as "Using --randomly-seed=N"; rerun a failing order with
 # `make test PYTEST_ARGS="-p randomly --randomly-seed=N"`. The 15 slowest tests are listed at the end (suite time).
 # Two workers (pytest-xdist): the browser tests on one (their server and Chromium), the AppTests on the other
@@ -44,7 +64,7 @@ chromium:
 # process. Most tests wait on a server, a browser or Python, so two workers use two cores where one used ~1.2.
 TEST_WORKERS ?= 2
 XDIST = $(if $(filter 0,$(TEST_WORKERS)),-p no:xdist,-n $(TEST_WORKERS) --dist loadgroup)
-test: $(VENV)/.installed-test chromium
+test: $(VENV)/.installed-test chromium nginx
 	@start=$$(date +%s); $(BIN)/python -m pytest -q -p randomly $(XDIST) --durations=15 $(PYTEST_ARGS); rc=$$?; \
 	echo "pytest wall time: $$(( $$(date +%s) - start )) s (the venv and chromium above not counted)"; exit $$rc
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import streamlit as st
 from explorer_ui.budget import budget_caption
 from explorer_ui.notices import name_page_fallbacks, open_area, show_link_notices
+from explorer_ui.reconnect import notice_ended_session
 from explorer_ui.sidebar import model_picker
 
 # The favicon is a bundled PNG, served by this server: a ":material/...:" page_icon makes the browser fetch an SVG
@@ -39,6 +40,7 @@ if page is HOME:
     # The link's settings travel along as given: the sidebar validates them there (explorer_ui.url_params).
     st.switch_page(PAGES[0], query_params={k: st.query_params.get_all(k) for k in st.query_params})
 open_area()  # the link's refused values go first in the main area
+notice_ended_session(page.url_path)  # a page that reconnected to a fresh session after its server stopped
 st.session_state["model_choice"] = model_picker(page.url_path)  # the page decides the default weights
 budget_caption()
 pending = show_link_notices(st.session_state["model_choice"])

@@ -1,0 +1,267 @@
+"""A class on two replicas behind Debian's nginx (``resnet_explorer.serve``, as ``make serve REPLICAS=2`` runs it),
+on loopback: eight Chromium sessions spread over both, each with an upload; one replica killed mid-lesson.
+
+* Each browser's route cookie is chosen so that four sessions land on each replica (nginx says which replica
+  answered in a response header). Every session uploads an image of its own to Grad-CAM and must see the
+  library's own top-1 class for it: no request fails, no traceback.
+* A race started on replica A's Training page is live on replica B's, which pauses it there (the runs folder
+  is shared; the one-race slot holds across both).
+* Replica A is killed (SIGKILL). Within 10 s each of its pages says that its earlier session ended, in a fresh
+  session on replica B that runs the page from the link's settings. B's sessions carry on untouched: no
+  reconnection, their results in place, their next click answered.
+* The killed replica's race reads as interrupted everywhere, the slot is free again, and every file of the
+  runs folder is whole: each JSON file parses, each metrics line parses, no temporary file is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+from explorer_ui.reconnect import ENDED_SENTENCE
+
+from resnet_core import runs
+from resnet_explorer.serve import INSTALL_HINT, REPLICA_HEADER, ROUTE_COOKIE, free_port, nginx_binary, serving
+from tests.browser.conftest import CHROMIUM
+from tests.browser.test_load import (
+    SESSIONS,
+    Classroom,
+    _expected,
+    _percentiles,
+    _png,
+    choose_upload,
+    read_result,
+    wait_idle,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.load, pytest.mark.slow]
+
+SESSIONS_PER_REPLICA = 4
+RECONNECT_NOTICE_S = 10.0
+# Every text the status widget (running / connecting) ever shows, and when the page first said its session ended.
+WATCH = """
+window.__status = [];
+window.__ended = null;
+new MutationObserver(() => {
+  const widget = document.querySelector('[data-testid="stStatusWidget"]');
+  const text = widget ? widget.innerText.trim() : "";
+  if (text && window.__status[window.__status.length - 1] !== text) window.__status.push(text);
+  if (window.__ended === null && document.body.innerText.includes("Your earlier session ended"))
+    window.__ended = Date.now();
+}).observe(document, {childList: true, subtree: true, characterData: true});
+"""
+
+
+@pytest.fixture(scope="module")
+def proxied(tmp_path_factory: pytest.TempPathFactory):
+    if nginx_binary() is None:
+        pytest.skip(INSTALL_HINT)
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium); the proxy test is skipped.")
+    base = tmp_path_factory.mktemp("class")
+    with serving(2, port=free_port(), runs=base / "runs", prefix=base / "serve",
+                 extra_env={"RESNET_EXPLORER_PRIME": "none"}) as served:
+        yield served, base / "runs"
+
+
+def _routes(url: str, replicas: list[str], wanted: int) -> dict[str, list[str]]:
+    """Route cookie values that nginx sends to each replica (``wanted`` of each), as it answers them."""
+    found: dict[str, list[str]] = {r: [] for r in replicas}
+    for index in range(400):
+        value = f"student-{index}"
+        request = urllib.request.Request(f"{url}/_stcore/health", headers={"Cookie": f"{ROUTE_COOKIE}={value}"})
+        replica = urllib.request.urlopen(request, timeout=10).headers[REPLICA_HEADER]
+        if len(found[replica]) < wanted:
+            found[replica].append(value)
+        if all(len(values) == wanted for values in found.values()):
+            return found
+    raise AssertionError(f"nginx spread 400 route values as {({r: len(v) for r, v in found.items()})}")
+
+
+def _answered_by(response) -> str:
+    """The replica that answered (nginx names every one it tried, "A, B" when A refused: the last answered)."""
+    return response.headers.get(REPLICA_HEADER.lower(), "").split(", ")[-1]
+
+
+def _base_path_probe(url: str) -> bool:
+    """Streamlit's page, reconnecting, probes for its server's base path under the page's own path too
+    (``/grad-cam/_stcore/health``): a 404 there is how it learns the base path is ``/``, with or without nginx."""
+    path = urllib.parse.urlparse(url).path
+    return path.endswith(("/_stcore/health", "/_stcore/host-config")) and not path.startswith("/_stcore/")
+
+
+def _whole_runs_folder(folder: Path) -> list[Path]:
+    """Every file of the runs folder is whole: JSON parses, every metrics line parses; returns the files."""
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    assert not [p for p in files if p.name.endswith(".tmp")], files  # atomic_write's temporaries are renamed
+    for path in files:
+        if path.suffix == ".json":
+            json.loads(path.read_text())
+        elif path.suffix == ".jsonl":
+            for line in path.read_text().splitlines():
+                json.loads(line)
+    return files
+
+
+def test_two_replicas_behind_nginx_survive_one_killed(proxied, tmp_path: Path) -> None:
+    served, runs_folder = proxied
+    a, b = (replica.address for replica in served.replicas)
+    routes = _routes(served.url, [a, b], SESSIONS_PER_REPLICA + 1)  # one more each for the Training tabs
+    students = [(replica, routes[replica][i]) for i in range(SESSIONS_PER_REPLICA) for replica in (a, b)]
+    looks = [SESSIONS[i % len(SESSIONS)] for i in range(len(students))]
+    images = {i: tmp_path / f"student-{i}.png" for i in range(len(students))}
+    expected = {}
+    for i, look in enumerate(looks):
+        images[i].write_bytes(_png(100 + i))
+        expected[i] = _expected(look.build(), images[i].read_bytes())
+    room = Classroom(served.url)
+    answered: dict[str, list[str]] = {}  # route value -> the replicas nginx answered its browser from
+    failed: list[tuple[bool, str, int, str, str]] = []  # (after the kill, page, status, url, replica)
+    killed: list[float | None] = [None]
+
+    async def tab(browser, name: str, route: str):
+        context, page = await room.tab(browser, name)
+        await context.add_cookies([{"name": ROUTE_COOKIE, "value": route, "url": served.url}])
+        await context.add_init_script(WATCH)
+        page.on("response", lambda response: answered.setdefault(route, []).append(_answered_by(response))
+                if response.url.startswith(served.url) else None)
+        page.on("response", lambda response: failed.append((killed[0] is not None, name, response.status,
+                                                            response.url, _answered_by(response)))
+                if response.status >= 400 and not _base_path_probe(response.url) else None)
+        return context, page
+
+    async def student(browser, i: int):
+        replica, route = students[i]
+        context, page = await tab(browser, f"student-{i}", route)
+        main = page.locator('[data-testid="stMain"]')
+        await page.goto(f"{served.url}/grad-cam?{looks[i].query}")
+        await main.get_by_text("Score of '").first.wait_for()
+        await wait_idle(page)
+        await choose_upload(page, main)
+        with room.timed("upload to its Grad-CAM"):
+            await main.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(images[i]))
+            deadline = time.monotonic() + 180
+            while True:  # the sample photo's result stays until the upload's run has drawn
+                shown = await read_result(main)
+                if shown[0] == expected[i].top1 or time.monotonic() > deadline:
+                    break
+                await page.wait_for_timeout(250)
+        assert shown[0] == expected[i].top1, (i, shown, expected[i].top1)
+        assert await page.locator('[data-testid="stException"]').count() == 0
+        return page, shown
+
+    async def training(browser, route: str, name: str):
+        context, page = await tab(browser, name, route)
+        await page.goto(f"{served.url}/training")
+        main = page.locator('[data-testid="stMain"]')
+        await main.get_by_role("heading", name="Training race").wait_for()
+        await wait_idle(page)
+        return page, main
+
+    async def progress(page) -> str:
+        return await page.locator('[data-testid="stProgress"]').inner_text()
+
+    async def lesson(browser):
+        pages = await asyncio.gather(*(student(browser, i) for i in range(len(students))))
+        # A race from replica A, watched and paused from replica B.
+        a_page, a_main = await training(browser, routes[a][-1], "trainer-a")
+        width = a_main.get_by_role("spinbutton", name="Width (channels of the first stage)")
+        await width.fill("4")
+        await width.press("Enter")
+        await wait_idle(a_page)
+        await a_main.get_by_role("button", name="Start", exact=True).click()
+        await a_page.wait_for_function("() => /step [1-9]\\d* of/.test(document.querySelector("
+                                       "'[data-testid=\"stProgress\"]')?.innerText || '')", timeout=180_000)
+        b_page, b_main = await training(browser, routes[b][-1], "trainer-b")
+        await b_page.get_by_text(re.compile(r"step \d+ of \d+ · running")).wait_for(timeout=60_000)
+        assert await b_main.get_by_role("button", name="Start", exact=True).is_disabled()  # one race, two replicas
+        busy = await b_main.locator('[data-testid="stAlert"]').filter(has_text="one race trains at a time").inner_text()
+        assert "(started by the Training page) is training" in busy
+        await b_main.get_by_role("button", name="Pause", exact=True).click()
+        await b_page.get_by_text(re.compile(r"· paused ·")).wait_for(timeout=60_000)
+        await wait_idle(b_page)
+        await a_page.keyboard.press("r")  # replica A's own page sees the pause too
+        await a_page.get_by_text(re.compile(r"· paused ·")).wait_for(timeout=60_000)
+        run_id = runs.registry_for(runs_folder).holder().run_id
+        paused_at = int(re.search(r"step (\d+) of", await progress(b_page)).group(1))
+
+        served.replicas[0].process.kill()
+        killed[0] = time.time() * 1000
+        on_a = [p for (p, _), (replica, _) in zip(pages, students, strict=True) if replica == a] + [a_page]
+        on_b = [(p, shown) for (p, shown), (replica, _) in zip(pages, students, strict=True) if replica == b]
+        # Each of A's pages says that its session ended, in a fresh one on B (measured in the page itself).
+        for page in on_a:
+            try:
+                await page.wait_for_function("() => window.__ended !== null", timeout=60_000)
+            except Exception:
+                await page.screenshot(path=str(tmp_path / f"{page.session_name}.png"))
+                raise AssertionError(f"{page.session_name} ({page.url}) never said its session ended; statuses "
+                                     f"{await page.evaluate('window.__status')}; see {tmp_path}") from None
+        ended_after = {page.session_name: (await page.evaluate("window.__ended") - killed[0]) / 1000 for page in on_a}
+        print(f"seconds from the kill to each page's notice: {ended_after}")
+        assert max(ended_after.values()) <= RECONNECT_NOTICE_S, ended_after
+        for page in on_a:
+            await wait_idle(page)
+        notices = {}
+        for i, (page, _) in enumerate(pages):
+            if students[i][0] != a:
+                continue
+            main = page.locator('[data-testid="stMain"]')
+            notices[i] = await main.locator('[data-testid="stAlert"]').filter(has_text="earlier session").inner_text()
+            assert "Grad-CAM" in await main.locator("h1").first.inner_text()
+            assert looks[i].query in page.url  # the link's settings, kept by the fresh session
+            assert "arch=" + looks[i].arch in page.url and await page.locator('[data-testid="stException"]').count() == 0
+        assert all(ENDED_SENTENCE in text for text in notices.values()), notices
+        # B's sessions: untouched (no reconnection, same result), and a click still answered.
+        for page, shown in on_b:
+            main = page.locator('[data-testid="stMain"]')
+            assert await page.evaluate("window.__ended") is None
+            assert await read_result(main) == shown
+        page, shown = on_b[0]
+        main = page.locator('[data-testid="stMain"]')
+        radio = main.locator('[data-testid="stRadio"]').filter(has_text="Explain class")
+        await radio.locator('[data-testid="stRadioOption"]').nth(1).click()  # the top-5's second class
+        await page.wait_for_function("(before) => !document.body.innerText.includes(before)",
+                                     arg=f"Score of '{shown[1]}'", timeout=120_000)
+        await wait_idle(page)
+        assert (await read_result(main))[0] == shown[0]  # the same upload, another class explained
+        # The race of the killed replica: interrupted for every page, the slot free again.
+        await b_page.keyboard.press("r")
+        await b_page.get_by_text(re.compile(r"· interrupted ·")).wait_for(timeout=60_000)
+        await wait_idle(b_page)
+        assert await b_main.get_by_role("button", name="Start", exact=True).is_enabled()
+        for page, _ in pages:
+            await room.finish(page)
+        return run_id, paused_at
+
+    run_id, paused_at = room.run(lesson)
+    cores = os.cpu_count() or 1
+    print(f"{len(students)} sessions on 2 replicas, {cores} cores ({len(students) / cores:g} per core), uploads at "
+          f"once: {_percentiles(room.latency['upload to its Grad-CAM'])}")
+    assert all(count == 0 for count in room.exceptions.values()), room.exceptions
+    # No request failed while both replicas served (pages, uploads, websockets). After the kill, only the moved
+    # pages' images still named by their old view (held in the dead replica's memory) are missing, until the
+    # fresh session draws its own.
+    # (A superseded image can 404 on its own replica, as without a proxy: Streamlit drops a run's media files
+    # when the next run replaces them while the browser still loads them; never on the other replica.)
+    pinned = {f"student-{i}": replica for i, (replica, _) in enumerate(students)} | {"trainer-a": a, "trainer-b": b}
+    assert not [f for f in failed if not f[0] and not (f[2] == 404 and "/media/" in f[3] and f[4] == pinned[f[1]])], \
+        failed
+    moved_pages = {f"student-{i}" for i, (replica, _) in enumerate(students) if replica == a} | {"trainer-a"}
+    assert all(f[1] in moved_pages and f[2] == 404 and "/media/" in f[3] for f in failed if f[0]), failed
+    moved = {route for (replica, route) in students if replica == a}
+    for route, replicas in answered.items():
+        seen = {r for r in replicas if r}
+        assert len(seen) == (2 if route in moved or route == routes[a][-1] else 1), (route, seen)
+    record = runs.load_run(run_id, runs_folder)
+    assert record.status == "interrupted" and record.snapshot().step >= paused_at
+    assert runs.registry_for(runs_folder).busy() is None
+    files = _whole_runs_folder(runs_folder)
+    assert any(p.name == "metrics.jsonl" for p in files) and any(p.name == "config.json" for p in files)
