@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -49,7 +50,8 @@ Progress = Callable[[int, int], None]
 MAX_STEPS = 101
 FILTER_EPS = 1e-10  # as in the reference code's normalize_direction
 
-__all__ = ["LandscapeError", "MAX_STEPS", "directions", "estimate", "line", "surface"]
+__all__ = ["LandscapeError", "MAX_STEPS", "directions", "estimate", "join_ranks", "launch_ranks", "leave_ranks", "line",
+           "surface"]
 
 
 class LandscapeError(ValueError):
@@ -218,6 +220,48 @@ def surface(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, st
                         columns=["alpha", "beta", "loss", "accuracy"])
 
 
+# ------------------------------------------------------------------------------ the surface on several processes
+def launch_ranks(nproc: int, argv: Sequence[str]) -> int:
+    """``nproc`` processes of ``python -m resnet_core.landscape *argv --distributed``, started by torchrun's own
+    launcher (``--standalone``) from this process; returns 0 once they all finished (torchrun raises if one
+    failed). ``--nproc`` flags in ``argv`` are dropped."""
+    from torch.distributed.run import main as torchrun
+
+    if nproc < 1:
+        raise LandscapeError(f"--nproc must be at least 1, not {nproc}.")
+    kept, skip = [], False
+    for arg in argv:
+        if not skip and arg != "--nproc" and not arg.startswith("--nproc="):
+            kept.append(arg)
+        skip = arg == "--nproc"
+    torchrun(["--standalone", "--nproc-per-node", str(nproc), "-m", "resnet_core.landscape", *kept, "--distributed"])
+    return 0
+
+
+def join_ranks() -> torch.device:
+    """Join torchrun's process group: gloo on the CPU, or NCCL with this rank's GPU (``LOCAL_RANK``) where CUDA is
+    available (a path not tested on this project's machines). Returns the device this rank evaluates on."""
+    import torch.distributed as dist
+
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        raise LandscapeError("--distributed runs under torchrun (torchrun --nproc-per-node N -m resnet_core.landscape "
+                             "CHECKPOINT ... --distributed), or use --nproc N.")
+    if torch.cuda.is_available():
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+        dist.init_process_group(backend="nccl")
+        return device
+    dist.init_process_group(backend="gloo")
+    return torch.device("cpu")
+
+
+def leave_ranks() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def _rank_and_world() -> tuple[int, int]:
     import torch.distributed as dist
 
@@ -301,7 +345,7 @@ def cli_batch(model: nn.Module, dataset: str, split: str, n: int) -> tuple[torch
     return (images - mean) / std, data.labels[:n]
 
 
-if __name__ == "__main__":  # python -m resnet_core.landscape: the command line, which lives in cli (the top floor)
-    from resnet_core.cli import landscape_main
+if __name__ == "__main__":  # python -m resnet_core.landscape: the command line, which lives in probe_cli (the top floor)
+    from resnet_core.probe_cli import landscape_main
 
     raise SystemExit(landscape_main())

@@ -291,7 +291,7 @@ def lesion_curve(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, 
     return pd.DataFrame(rows)
 
 
-if __name__ == "__main__":  # python -m resnet_core.lesion: the command line, which lives in cli (the top floor)
-    from resnet_core.cli import lesion_main
+if __name__ == "__main__":  # python -m resnet_core.lesion: the command line, which lives in probe_cli (the top floor)
+    from resnet_core.probe_cli import lesion_main
 
     raise SystemExit(lesion_main())

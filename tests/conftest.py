@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,19 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 APP_SCRIPT = REPO / "app" / "navigation.py"  # what every session runs (app/main.py serves it)
 ARTIFACTS = REPO / "artifacts"
+
+
+def checkout_copy(dest: Path) -> Path:
+    """The checkout's files as git sees them (tracked, and new ones not ignored) copied to ``dest``: what a
+    build starts from, without the venv or build leftovers (and the checkout itself is never written)."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                            check=True, capture_output=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        source = REPO / name
+        if source.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    return dest
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import sysconfig
@@ -22,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.browser.conftest import _free_port, screenshot, wait_idle
-from tests.conftest import ARTIFACTS, REPO
+from tests.conftest import ARTIFACTS, REPO, checkout_copy
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -31,21 +30,9 @@ APP_FILES = {"resnet_explorer/app/main.py", "resnet_explorer/app/navigation.py",
              "resnet_explorer/app/explorer_ui/warm_start.py", "resnet_explorer/launch.py"}
 
 
-def _checkout_copy(dest: Path) -> Path:
-    """The checkout's files as git sees them (tracked, and new ones not ignored): no venv, no build leftovers."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                            check=True, capture_output=True).stdout.decode().split("\0")
-    for name in filter(None, listed):
-        source = REPO / name
-        if source.is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, dest / name)
-    return dest
-
-
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    source = _checkout_copy(tmp_path_factory.mktemp("checkout"))
+    source = checkout_copy(tmp_path_factory.mktemp("checkout"))
     out = tmp_path_factory.mktemp("wheelhouse")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out),
                     str(source)], check=True, capture_output=True, timeout=300)
@@ -83,6 +70,24 @@ def test_the_wheel_carries_the_app_under_the_projects_own_names(wheel: Path) -> 
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert "resnet-explorer = resnet_explorer.launch:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
     print(f"wheel {wheel.name}: {wheel.stat().st_size / 2**20:.1f} MB, {len(names)} files")
+
+
+def test_the_sdist_installs_the_same_app(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
+    source = checkout_copy(tmp_path_factory.mktemp("checkout-sdist"))
+    out = tmp_path / "dist"
+    subprocess.run([sys.executable, "-m", "build", "--sdist", "--no-isolation", "-o", str(out), str(source)],
+                   check=True, capture_output=True, timeout=300)
+    (sdist,) = out.glob("resnet_explorer-*.tar.gz")
+    python = _bare_venv(tmp_path / "venv")
+    subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "--no-build-isolation", "-q", str(sdist)],
+                   check=True, capture_output=True, timeout=300, cwd=tmp_path)
+    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                               check=True, capture_output=True, text=True).stdout.strip())
+    installed = {str(p.relative_to(site)) for p in site.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+    assert APP_FILES <= installed, APP_FILES - installed
+    assert {f"resnet_explorer/pages/{p.name}" for p in (REPO / "pages").glob("*.py")} <= installed
+    assert not {name.split("/")[0] for name in installed} & {"app", "pages", "explorer_ui"}
+    assert (tmp_path / "venv" / "bin" / "resnet-explorer").is_file()
 
 
 def test_resnet_explorer_serves_the_installed_app_from_any_directory(wheel, browser, tmp_path) -> None:

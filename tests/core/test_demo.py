@@ -3,7 +3,6 @@ as their recorded metrics say; their weights ids; and the choice of the best wei
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -30,6 +29,7 @@ from resnet_core.weights import (
     weights_label,
 )
 from resnet_core.weights.checkpoints import FORMAT, OUTSIDE_FOLDERS, read_checkpoint, resolve_checkpoint_path
+from tests.conftest import checkout_copy
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE_FILES = ["resnet20.pt", "plain20.pt", "metrics.json", "history.csv", "checks.json"]
@@ -162,13 +162,8 @@ def test_default_image_follows_the_classes(empty_hub):
 
 @pytest.mark.slow
 def test_wheel_and_sdist_carry_the_demo_models(tmp_path):
-    """Built from a copy of the sources (the checkout is not touched) with setuptools' own backend."""
-    source = tmp_path / "src"
-    source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
-        (source / name).write_bytes((REPO / name).read_bytes())
-    shutil.copytree(REPO / "resnet_core", source / "resnet_core",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    """Built from a copy of the checkout (the checkout is not touched) with setuptools' own backend."""
+    source = checkout_copy(tmp_path / "src")
     out = tmp_path / "dist"
     for build in ("build_wheel", "build_sdist"):  # one process each: setuptools keeps state between the two
         script = f"import sys; from setuptools import build_meta; build_meta.{build}(sys.argv[1])"

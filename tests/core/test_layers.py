@@ -39,6 +39,7 @@ FLOORS: dict[str, int] = {
     "plots": 9, "notebooks": 9,
     # 10: every console entry point
     "cli": 10,
+    "probe_cli": 11,
     # the package's face re-exports everything: nothing inside may import it
     "__init__": 99,
 }

@@ -14,10 +14,10 @@ from torch import nn
 
 from resnet_core import landscape, lesion
 from resnet_core.blocks import PadShortcut
-from resnet_core.cli import landscape_main, lesion_main
 from resnet_core.data import shapes_split
 from resnet_core.hooks import count_hooks
 from resnet_core.models import build
+from resnet_core.probe_cli import landscape_main, lesion_main
 from resnet_core.train import Race, RaceConfig, RacerSpec
 from resnet_core.weights.checkpoints import load_checkpoint_file, save_checkpoint
 

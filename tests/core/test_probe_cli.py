@@ -15,9 +15,9 @@ import torch.nn.functional as F
 
 import resnet_core
 from resnet_core import lesson
-from resnet_core.cli import landscape_main, probe_main
 from resnet_core.data import SHAPES_CLASSES, shapes_stats
 from resnet_core.lesion import lesion_study
+from resnet_core.probe_cli import landscape_main, probe_main
 from resnet_core.weights.checkpoints.format import make_checkpoint
 
 BIN = Path(sys.executable).parent
