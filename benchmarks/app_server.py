@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -18,13 +17,14 @@ from typing import NamedTuple
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
+sys.path.insert(0, str(REPO / "app"))  # explorer_ui, as Streamlit finds it beside app/main.py
+from explorer_ui.warm_start import page_url_paths  # noqa: E402
 
 
 def page_paths() -> list[str]:
-    """The url path of every page, in the navigation's order, read from app/navigation.py (the hidden home stub
-    left out)."""
-    text = (REPO / "app" / "navigation.py").read_text()
-    return [p for p in re.findall(r'url_path="([^"]+)"', text) if p != "home"]
+    """The url path of every page, in the navigation's order (the hidden home stub left out), as the warm start
+    reads them from app/navigation.py."""
+    return page_url_paths(REPO / "app" / "navigation.py")
 
 
 def fresh_env(folder: Path) -> dict[str, str]:

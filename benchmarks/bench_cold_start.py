@@ -36,9 +36,9 @@ import time
 from pathlib import Path
 
 from app_server import chromium, fresh_env, idle, load, page_paths, server
+from explorer_ui.warm_start import DONE_LINE  # on the path app_server puts app/ on
 
 FIRST_CHART_TARGET_S, FIRST_VISIT_TARGET_S = 6.0, 2.0
-DONE_LINE = "ResNet Explorer: warm start done"  # explorer_ui.warm_start.DONE_LINE
 # The element that means "the page is up" for each url path: its main chart, or (Training, where nothing is drawn
 # before a race starts) its Start button.
 MAIN = {

@@ -43,15 +43,21 @@ DONE_LINE = "ResNet Explorer: warm start done"
 _LOGGER = logging.getLogger("resnet_explorer.warm_start")
 
 
-def page_url_paths(navigation: Path = NAVIGATION) -> list[str]:
-    """The url path of every visible page, in the navigation's order, read from the script's ``st.Page`` calls."""
-    paths = []
+def navigation_pages(navigation: Path = NAVIGATION) -> list[tuple[str, str]]:
+    """(title, url path) of every visible page, in the navigation's order, read from the script's ``st.Page``
+    calls: the one reader of the page list for the warm start, the tests and the benchmarks."""
+    pages = []
     for node in ast.walk(ast.parse(navigation.read_text())):
         if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "Page":
             words = {k.arg: k.value.value for k in node.keywords if isinstance(k.value, ast.Constant)}
             if "url_path" in words and words.get("visibility") != "hidden":
-                paths.append(words["url_path"])
-    return paths
+                pages.append((str(words.get("title", "")), words["url_path"]))
+    return pages
+
+
+def page_url_paths(navigation: Path = NAVIGATION) -> list[str]:
+    """The url path of every visible page, in the navigation's order."""
+    return [path for _, path in navigation_pages(navigation)]
 
 
 def pages_to_prime(setting: str | None, known: list[str]) -> list[str]:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from explorer_ui.warm_start import navigation_pages
 
 from tests.browser.conftest import screenshot, streamlit_server, wait_idle
 from tests.conftest import APP_SCRIPT
@@ -22,9 +23,8 @@ HOSTILE = "[x](http://evil.example)![i](http://evil.example/i.png)<img src=http:
 
 
 def _pages() -> list[tuple[str, str]]:
-    """(title, url_path) of every page app/navigation.py navigates to, read from its source."""
-    source = APP_SCRIPT.read_text()
-    pages = re.findall(r'st\.Page\(\s*"\.\./pages/[\w/]+\.py",\s*title="([^"]+)",[^)]*?url_path="([\w-]+)"', source)
+    """(title, url_path) of every page app/navigation.py navigates to (warm_start's one reader of that list)."""
+    pages = navigation_pages(APP_SCRIPT)
     assert len(pages) >= 6, pages
     return pages
 

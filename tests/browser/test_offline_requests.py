@@ -9,6 +9,7 @@ import re
 import urllib.parse
 
 import pytest
+from explorer_ui.warm_start import navigation_pages
 
 from tests.browser.conftest import screenshot, wait_idle
 from tests.conftest import APP_SCRIPT
@@ -20,9 +21,8 @@ PROJECTOR = {"width": 1280, "height": 720}
 
 
 def _pages() -> list[tuple[str, str]]:
-    """(title, url_path) of every page in app/navigation.py's navigation, read from its source."""
-    pages = re.findall(r'st\.Page\(\s*"\.\./pages/[\w/]+\.py",\s*title="([^"]+)",[^)]*?url_path="([\w-]+)"',
-                       APP_SCRIPT.read_text())
+    """(title, url_path) of every page app/navigation.py navigates to (warm_start's one reader of that list)."""
+    pages = navigation_pages(APP_SCRIPT)
     assert len(pages) >= 6, pages
     return pages
 
