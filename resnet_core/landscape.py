@@ -234,7 +234,14 @@ def launch_ranks(nproc: int, argv: Sequence[str]) -> int:
         if not skip and arg != "--nproc" and not arg.startswith("--nproc="):
             kept.append(arg)
         skip = arg == "--nproc"
-    torchrun(["--standalone", "--nproc-per-node", str(nproc), "-m", "resnet_core.landscape", *kept, "--distributed"])
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    try:
+        torchrun(["--standalone", "--nproc-per-node", str(nproc), "-m", "resnet_core.landscape", *kept,
+                  "--distributed"])
+    except ChildFailedError as error:  # each rank said why on stderr; this is the one sentence for the caller
+        raise LandscapeError(f"{len(error.failures)} of the {nproc} processes failed (their messages are above); "
+                             "nothing was written.") from None
     return 0
 
 

@@ -56,12 +56,12 @@ def _lesion_arguments(p: argparse.ArgumentParser) -> None:
 
 def _probe_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="resnet-probe",
+        prog="resnet-probe", allow_abbrev=False,
         description="The loss landscape (Li et al. 2018) and the lesion study (Veit et al. 2016) of a trained "
                     "checkpoint: writes the table as CSV and prints a short version.")
     sub = p.add_subparsers(dest="command", required=True, metavar="{landscape,lesion}")
-    _landscape_arguments(sub.add_parser("landscape", help="the loss on a grid around the weights (or a line)"))
-    _lesion_arguments(sub.add_parser("lesion", help="each block removed in turn (or k blocks together: --curve)"))
+    _landscape_arguments(sub.add_parser("landscape", allow_abbrev=False, help="the loss on a grid around the weights (or a line)"))
+    _lesion_arguments(sub.add_parser("lesion", allow_abbrev=False, help="each block removed in turn (or k blocks together: --curve)"))
     return p
 
 
@@ -117,6 +117,10 @@ def _landscape(args: argparse.Namespace) -> int:
     if (args.nproc is not None or args.distributed) and (args.to or args.line):
         raise ValueError("--nproc and --distributed split the 2-D surface; a line has too few points to share.")
     if args.nproc is not None:
+        if args.distributed or "RANK" in os.environ:
+            raise ValueError("--nproc starts the ranks itself: leave out --distributed, and do not run it under "
+                             "torchrun.")
+        _probe_model(args)  # the checkpoint, its data and the budget checked once, before any rank starts
         return launch_ranks(args.nproc, args.argv)
     device = join_ranks() if args.distributed else None
     try:
@@ -216,7 +220,9 @@ def probe_main(argv: Sequence[str] | None = None) -> int:
 def landscape_main(argv: Sequence[str] | None = None, prog: str = "python -m resnet_core.landscape") -> int:
     """``python -m resnet_core.landscape CHECKPOINT ...``: the same as ``resnet-probe landscape``."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    p = argparse.ArgumentParser(prog=prog, description="The loss landscape of a trained checkpoint (Li et al. 2018).")
+    # No abbreviated flags: --nproc must never reach the ranks under another spelling (see launch_ranks).
+    p = argparse.ArgumentParser(prog=prog, allow_abbrev=False,
+                                description="The loss landscape of a trained checkpoint (Li et al. 2018).")
     _landscape_arguments(p)
     args = p.parse_args(argv)
     args.argv = argv
@@ -225,7 +231,8 @@ def landscape_main(argv: Sequence[str] | None = None, prog: str = "python -m res
 
 def lesion_main(argv: Sequence[str] | None = None, prog: str = "python -m resnet_core.lesion") -> int:
     """``python -m resnet_core.lesion CHECKPOINT ...``: the same as ``resnet-probe lesion``."""
-    p = argparse.ArgumentParser(prog=prog, description="The lesion study of a trained checkpoint (Veit et al. 2016).")
+    p = argparse.ArgumentParser(prog=prog, allow_abbrev=False,
+                                description="The lesion study of a trained checkpoint (Veit et al. 2016).")
     _lesion_arguments(p)
     return _probe("lesion", p.parse_args(argv), prog)
 

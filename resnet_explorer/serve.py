@@ -19,14 +19,17 @@ nginx runs under a private prefix (``<runs>/serve``: its config, pid, logs and t
 foreground as a child of this process: no system service, no port 80. All replicas share one runs folder
 (races, uploads, caches) and one cookie secret (a session's XSRF cookie is valid on every replica). A replica
 that dies is reported and not restarted: a restarted one would take its old route values back while those
-browsers' sessions live on elsewhere. Stop with Ctrl+C (everything stops).
+browsers' sessions live on elsewhere. Stop with Ctrl+C (everything stops; on Linux the replicas and nginx also
+stop if serve itself is killed or its terminal closes).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import os
+import pwd
 import re
 import secrets
 import shutil
@@ -34,6 +37,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -69,19 +73,40 @@ def upload_limit_mb() -> int:
     return int(match.group(1)) if match else 200  # Streamlit's own default
 
 
+def worker_user() -> str:
+    """The user a root nginx runs its workers as: Debian's ``www-data`` where it exists, else ``nobody``."""
+    try:
+        pwd.getpwnam("www-data")
+        return "www-data"
+    except KeyError:
+        return "nobody"
+
+
+def _die_with_parent() -> None:
+    """In a child, before exec: on Linux, be sent SIGTERM when serve itself dies (a closed terminal, a kill -9),
+    so no replica or nginx outlives it holding the port."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
 
 
-def nginx_config(replica_ports: Sequence[int], *, address: str, port: int, prefix: Path, upload_mb: int) -> str:
-    """nginx.conf for ``replica_ports`` on loopback behind ``address:port``; every path under ``prefix``."""
+def nginx_config(replica_ports: Sequence[int], *, address: str, port: int, prefix: Path, upload_mb: int,
+                 temp: Path | None = None) -> str:
+    """nginx.conf for ``replica_ports`` on loopback behind ``address:port``; its pid and logs under ``prefix``,
+    its temporary files (uploads being received) under ``temp`` (default ``prefix/tmp``)."""
+    temp = temp if temp is not None else prefix / "tmp"
     servers = "\n".join(f"        server 127.0.0.1:{p} max_fails=1 fail_timeout={FAIL_TIMEOUT_S}s;"
                         for p in replica_ports)
     listen = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
-    # Workers of a root master would switch to "nobody", which cannot write this prefix: they stay this user.
-    user = "user root root;\n" if os.geteuid() == 0 else ""
+    # A root master hands its workers (what faces the network) to an unprivileged user; serving() gives that
+    # user the temporary folders, where uploads are buffered.
+    user = f"user {worker_user()};\n" if os.geteuid() == 0 else ""
     return f"""# Written by resnet_explorer.serve for this run of `make serve`; not a system service.
 {user}worker_processes auto;
 daemon off;
@@ -91,11 +116,11 @@ events {{ worker_connections 1024; }}
 
 http {{
     access_log {prefix}/access.log combined;
-    client_body_temp_path {prefix}/tmp/client_body;
-    proxy_temp_path {prefix}/tmp/proxy;
-    fastcgi_temp_path {prefix}/tmp/fastcgi;
-    uwsgi_temp_path {prefix}/tmp/uwsgi;
-    scgi_temp_path {prefix}/tmp/scgi;
+    client_body_temp_path {temp}/client_body;
+    proxy_temp_path {temp}/proxy;
+    fastcgi_temp_path {temp}/fastcgi;
+    uwsgi_temp_path {temp}/uwsgi;
+    scgi_temp_path {temp}/scgi;
     default_type application/octet-stream;  # every response is proxied with its own type
 
     map $http_upgrade $connection_upgrade {{ default upgrade; "" close; }}
@@ -109,14 +134,14 @@ http {{
 
     server {{
         listen {listen};
-        client_max_body_size {upload_mb}m;
+        client_max_body_size {upload_mb + 1}m;  # the app's per-file limit, plus the multipart envelope
 
         location / {{
             proxy_pass http://replicas;
             proxy_http_version 1.1;
             proxy_set_header Upgrade $http_upgrade;
             proxy_set_header Connection $connection_upgrade;
-            proxy_set_header Host $host;
+            proxy_set_header Host $http_host;  # with its port: Streamlit checks the Origin against it
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
             proxy_set_header X-Forwarded-Proto $scheme;
             proxy_read_timeout 1d;  # a websocket stays open for the whole lesson
@@ -179,7 +204,7 @@ def _wait_healthy(urls: Sequence[str], processes: Sequence[subprocess.Popen], lo
             time.sleep(0.3)
 
 
-def _stop(process: subprocess.Popen, timeout: float = 15.0) -> None:
+def _stop_process(process: subprocess.Popen, timeout: float = 15.0) -> None:
     if process.poll() is None:
         process.terminate()
         try:
@@ -207,6 +232,7 @@ def serving(replicas: int, *, address: str = DEFAULT_ADDRESS, port: int = DEFAUL
            "STREAMLIT_SERVER_COOKIE_SECRET": secrets.token_hex(32)}
     started: list[Replica] = []
     proxy: subprocess.Popen | None = None
+    cleanup = contextlib.ExitStack()
     try:
         for index in range(replicas):
             replica_port, log = free_port(), prefix / f"replica-{index + 1}.log"
@@ -214,29 +240,40 @@ def serving(replicas: int, *, address: str = DEFAULT_ADDRESS, port: int = DEFAUL
                 process = subprocess.Popen(
                     [sys.executable, "-m", "streamlit", "run", str(app_script()), "--server.port", str(replica_port),
                      "--server.address", "127.0.0.1", "--server.headless", "true"],
-                    env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                    env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                    preexec_fn=_die_with_parent)
             started.append(Replica(index + 1, replica_port, process, log))
         _wait_healthy([f"http://{r.address}" for r in started], [r.process for r in started],
                       [r.log for r in started], HEALTH_TIMEOUT_S)
         config = prefix / "nginx.conf"
+        temp = prefix / "tmp"
+        if os.geteuid() == 0:
+            # The workers' user buffers uploads in the temporary folders: a folder of its own under the system's
+            # temporary directory, since the runs folder's parents may be closed to it.
+            temp = Path(tempfile.mkdtemp(prefix="resnet-explorer-nginx-"))
+            cleanup.callback(shutil.rmtree, temp, ignore_errors=True)
+            user = pwd.getpwnam(worker_user())
+            os.chown(temp, user.pw_uid, user.pw_gid)
         config.write_text(nginx_config([r.port for r in started], address=address, port=port, prefix=prefix,
-                                       upload_mb=upload_limit_mb()))
+                                       upload_mb=upload_limit_mb(), temp=temp))
         checked = subprocess.run([nginx, "-t", "-q", "-p", str(prefix), "-c", str(config)], capture_output=True,
                                  text=True)
         if checked.returncode != 0:
-            raise ServeError(f"nginx refused its configuration ({checked.stderr.strip().splitlines()[-1]}); "
-                             f"see {config}.")
-        proxy = subprocess.Popen([nginx, "-p", str(prefix), "-c", str(config)], stdout=subprocess.DEVNULL,
-                                 stderr=open(prefix / "nginx.out", "w"), start_new_session=True)  # noqa: SIM115
+            reason = (checked.stderr.strip().splitlines() or [f"exit code {checked.returncode}"])[-1]
+            raise ServeError(f"nginx refused its configuration ({reason}); see {config}.")
+        with open(prefix / "nginx.out", "w") as out:
+            proxy = subprocess.Popen([nginx, "-p", str(prefix), "-c", str(config)], stdout=subprocess.DEVNULL,
+                                     stderr=out, start_new_session=True, preexec_fn=_die_with_parent)
         host = f"[{address}]" if ":" in address else address
         url = f"http://{'localhost' if address in ('0.0.0.0', '::') else host}:{port}"
         _wait_healthy([url], [proxy], [prefix / "error.log"], 30.0)
         yield Served(url, proxy, prefix, started)
     finally:
         if proxy is not None:
-            _stop(proxy)
+            _stop_process(proxy)
         for replica in started:
-            _stop(replica.process)
+            _stop_process(replica.process)
+        cleanup.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -247,16 +284,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"the proxy's port (default {DEFAULT_PORT})")
     parser.add_argument("--runs", type=Path, default=None, help="the runs folder all replicas share")
     args = parser.parse_args(argv)
-    stopping: list[int] = []
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda number, _frame: stopping.append(number))
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # Ctrl+C, kill, a closed terminal
+        signal.signal(signum, _stop)
     try:
         with serving(args.replicas, address=args.address, port=args.port, runs=args.runs) as served:
-            print(f"ResNet Explorer: {len(served.replicas)} replicas behind nginx at {served.url} (replicas on "
-                  + ", ".join(r.address for r in served.replicas) + f"; logs and nginx's config in {served.prefix})",
+            where = served.url if args.address not in ("0.0.0.0", "::") else \
+                f"{served.url} (students: http://<this machine's address>:{args.port})"
+            print(f"ResNet Explorer: {len(served.replicas)} replicas behind nginx at {where}; replicas on "
+                  + ", ".join(r.address for r in served.replicas) + f"; logs and nginx's config in {served.prefix}",
                   flush=True)
             reported: set[int] = set()
-            while not stopping:
+            while True:
                 if served.nginx.poll() is not None:
                     print(f"nginx stopped (exit code {served.nginx.returncode}); see {served.prefix / 'error.log'}. "
                           "Stopping the replicas.", file=sys.stderr, flush=True)
@@ -274,7 +312,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ServeError as error:
         print(f"resnet_explorer.serve: {error}", file=sys.stderr)
         return 2
-    return 0
+    except _Stopped:  # everything is stopped by serving()'s own cleanup on the way out
+        return 0
+
+
+class _Stopped(Exception):
+    """Raised by a stop signal, during start-up as while serving, so that serving() cleans up either way."""
+
+
+def _stop(_signum: int, _frame: object) -> None:
+    raise _Stopped
 
 
 if __name__ == "__main__":

@@ -16,8 +16,9 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 # (otherwise it assumes its session was resumed and keeps showing the old, now dead, view). It fires rarely.
 RERUN_TIMER_S = 300
 SEEN_KEY = "_reconnect_seen"  # (earlier session id or "", the url path it was noticed on)
-ENDED_SENTENCE = ("Your earlier session ended (the server that held it stopped), so this is a fresh session with "
-                  "your link's settings; anything you uploaded or computed there is gone: upload it again.")
+ENDED_SENTENCE = ("Your earlier session ended (its server stopped, or it waited too long to reconnect), so this "
+                  "is a fresh session with your link's settings; anything you uploaded or computed there is gone: "
+                  "upload it again.")
 
 
 def earlier_session_id(protocol_header: str | None) -> str | None:

@@ -144,3 +144,8 @@ def test_distributed_without_torchrun_is_one_sentence(checkpoint: Path, tmp_path
     assert error.startswith("resnet-probe: --distributed runs under torchrun") and "\n" not in error
     assert probe_main(["landscape", str(checkpoint), "--line", "--nproc", "2"]) == 2
     assert "a line has too few points to share" in capsys.readouterr().err
+    assert probe_main(["landscape", str(checkpoint), "--nproc", "2", "--distributed"]) == 2
+    assert "--nproc starts the ranks itself" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:  # no abbreviation could smuggle --nproc into the ranks
+        probe_main(["landscape", str(checkpoint), "--npr", "2"])
+    assert refused.value.code == 2 and "unrecognized arguments: --npr" in capsys.readouterr().err
