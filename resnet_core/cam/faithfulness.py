@@ -291,7 +291,8 @@ def compare_methods(model: nn.Module, image: torch.Tensor, target: int | None = 
     ``progress(stage, done, total)``: stage is a method name while it runs (Score-CAM reports its passes), then
     "faithfulness" while the maps are scored. Methods without a layer (integrated gradients) ignore ``layer``.
     """
-    from .methods import METHODS, explain
+    from .explaining import explain
+    from .methods import METHODS
 
     chosen = list(methods or METHODS)
     unknown = [m for m in chosen if m not in METHODS]

@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import abc
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -35,17 +34,12 @@ from ..costs import (
     require_within_budget,
     scale_to_budget,
 )
-from ..hooks import preserved_state, taps
+from ..hooks import taps
 from ..models import InputSize
-from ..targets import ClassTarget, Target, TopClassTarget, as_target
+from ..targets import ClassTarget, TopClassTarget
 from .core import (
     CamError,
-    Explanation,
     TargetModel,
-    _check_image,
-    _normalise,
-    resolve_layer,
-    stage_last_blocks,
 )
 
 Progress = Callable[[int, int], None]  # (forward passes done, forward passes in all)
@@ -65,6 +59,7 @@ class CamMethod(abc.ABC):
     needs_gradient: ClassVar[bool] = True  # False: ``explain`` runs it under torch.no_grad()
     reports_progress: ClassVar[bool] = False  # True: ``attribute`` takes ``progress=`` (many forward passes)
     own_batching: ClassVar[bool] = False  # True: it batches its own passes; batches of images go one at a time
+    instead: ClassVar[str] = ""  # what a method that ignores the layer explains from, in words
 
     @classmethod
     @abc.abstractmethod
@@ -78,6 +73,11 @@ class CamMethod(abc.ABC):
                  batch_size: int = SCORECAM_BATCH) -> MemoryEstimate:
         """The memory ``explain`` needs for one image of ``image_size`` (C, H, W) (``cost`` for one image)."""
         return self.cost(model, image_size=image_size)
+
+    def forward_passes(self, *, channels: int, height: int, width: int, ig_steps: int = 16) -> int:
+        """About how many forward passes' worth of work one explanation takes (a backward counts as two), for a
+        layer of ``channels`` channels and an input of ``height`` x ``width``: what a time estimate multiplies."""
+        return 3 if self.needs_gradient else 1
 
     def fit_budget(self, estimate: MemoryEstimate) -> MemoryEstimate:
         """Over the memory budget: raise BudgetError (the default), or scale the request down and say so."""
@@ -98,9 +98,12 @@ def register(cls: type[CamMethod]) -> type[CamMethod]:
 
 
 # ------------------------------------------------------------------ methods on the layer's activations
-def _layer_pass(wrapped: TargetModel, images: torch.Tensor, layer: nn.Module, *, gradients: bool
-                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _layer_pass(wrapped: TargetModel, images: torch.Tensor, layer: nn.Module, *, gradients: bool,
+                create_graph: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One forward pass recording the layer's output A (N, C, h, w) and, with ``gradients``, dy/dA.
+
+    ``create_graph``: dy/dA keeps its own graph and A is returned as the leaf it was differentiated at, so a
+    second derivative can follow (ShapleyCAM's Hessian-vector product).
 
     The recorded output is handed on as a fresh leaf (``detach().requires_grad_()``): the backward pass stops at
     the layer, works when every parameter is frozen, and touches no parameter's ``.grad``; the forward records
@@ -128,14 +131,15 @@ def _layer_pass(wrapped: TargetModel, images: torch.Tensor, layer: nn.Module, *,
                 scores = wrapped(images)
             if not kept:
                 raise CamError("The chosen layer did not run in the forward pass; choose a block or a tap point.")
-            (grads,) = torch.autograd.grad(scores.sum(), kept[0])  # samples are independent: one backward
+            # samples are independent: one backward
+            (grads,) = torch.autograd.grad(scores.sum(), kept[0], create_graph=create_graph)
         else:
             with torch.no_grad():
                 wrapped(images)
             grads = None
     if not kept:
         raise CamError("The chosen layer did not run in the forward pass; choose a block or a tap point.")
-    activations = kept[0].detach()
+    activations = kept[0] if create_graph else kept[0].detach()
     if activations.dim() != 4:
         raise CamError("This method needs a layer with a spatial (N, C, h, w) output; choose a block or a tap "
                        "point.")
@@ -226,6 +230,7 @@ class IntegratedGradients(CamMethod):
 
     name, label = "integrated_gradients", "Integrated gradients (input)"
     uses_layer = False
+    instead = "it integrates the gradient at the input pixels"
     own_batching = True
 
     @classmethod
@@ -248,6 +253,9 @@ class IntegratedGradients(CamMethod):
 
     def fit_budget(self, estimate: MemoryEstimate) -> MemoryEstimate:
         return scale_to_budget(estimate, "ig_chunk", unit="images at a time")
+
+    def forward_passes(self, *, channels: int, height: int, width: int, ig_steps: int = 16) -> int:
+        return 1 + 3 * ig_steps
 
     def attribute(self, wrapped: TargetModel, image: torch.Tensor, layer: nn.Module | None, *,
                   cost: MemoryEstimate, ig_steps: int) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -348,14 +356,20 @@ class EigenCam(_ActivationCam):
         return estimate_forward(model, **request)  # gradient-free: one no-grad forward
 
     def layer_map(self, activations: torch.Tensor, grads: torch.Tensor | None) -> torch.Tensor:
-        n, c, h, w = activations.shape
-        flat = torch.nan_to_num(activations.float()).reshape(n, c, h * w).transpose(1, 2)  # (N, hw, C)
-        centred = flat - flat.mean(dim=1, keepdim=True)
-        _, _, vh = torch.linalg.svd(centred, full_matrices=False)
-        first = vh[:, 0, :]  # (N, C)
-        sign = torch.where(first.sum(dim=1) < 0, -1.0, 1.0)
-        projection = torch.einsum("npc,nc->np", centred, first * sign[:, None])
-        return projection.reshape(n, h, w)
+        return principal_projection(activations)
+
+
+def principal_projection(maps: torch.Tensor) -> torch.Tensor:
+    """(N, C, h, w) -> (N, h, w): the maps projected on their first principal component (positions x channels,
+    centred over positions), oriented so that the component's channel weights sum to >= 0 (see ``EigenCam``)."""
+    n, c, h, w = maps.shape
+    flat = torch.nan_to_num(maps.float()).reshape(n, c, h * w).transpose(1, 2)  # (N, hw, C)
+    centred = flat - flat.mean(dim=1, keepdim=True)
+    _, _, vh = torch.linalg.svd(centred, full_matrices=False)
+    first = vh[:, 0, :]  # (N, C)
+    sign = torch.where(first.sum(dim=1) < 0, -1.0, 1.0)
+    projection = torch.einsum("npc,nc->np", centred, first * sign[:, None])
+    return projection.reshape(n, h, w)
 
 
 def _score_classes(wrapped: TargetModel) -> torch.Tensor:
@@ -403,6 +417,9 @@ class ScoreCam(_MaskedForwards):
 
     name, label = "scorecam", "Score-CAM"
     reports_progress = True
+
+    def forward_passes(self, *, channels: int, height: int, width: int, ig_steps: int = 16) -> int:
+        return scorecam_passes(channels)
 
     def attribute(self, wrapped: TargetModel, image: torch.Tensor, layer: nn.Module | None, *,
                   cost: MemoryEstimate, ig_steps: int, progress: Progress | None = None
@@ -457,6 +474,10 @@ class Occlusion(_MaskedForwards):
 
     name, label = "occlusion", "Occlusion"
     uses_layer = False
+    instead = "it hides windows of the input"
+
+    def forward_passes(self, *, channels: int, height: int, width: int, ig_steps: int = 16) -> int:
+        return occlusion_passes(height, width)
 
     def attribute(self, wrapped: TargetModel, image: torch.Tensor, layer: nn.Module | None, *,
                   cost: MemoryEstimate, ig_steps: int) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -490,75 +511,3 @@ def occlusion_passes(height: int, width: int) -> int:
         window, stride = occlusion_window(side)
         count *= (side - window) // stride + 1
     return count + 2
-
-
-LAYER_METHODS = tuple(name for name, method in REGISTRY.items() if method.uses_layer)
-
-
-def explain(model: nn.Module, image: torch.Tensor, target: int | Target | None = None, layer: str | None = None,
-            method: str = "gradcam", *, class_names: Sequence[str] | None = None, ig_steps: int = 16,
-            batch_size: int = SCORECAM_BATCH, progress: Progress | None = None) -> Explanation:
-    """Explain ``target`` (class index, Target, or None for the top-1 class) for one image (1, 3, H, W).
-
-    ``method`` is a name from ``METHODS``; ``layer`` is any name from ``layer_choices(model)`` (default: the
-    last block). ``batch_size``: masked images per forward pass (Score-CAM); ``progress(done, total)`` is called
-    after each batch of forward passes by the methods that run many (Score-CAM). Gradient-free methods run under
-    ``torch.no_grad()``. Returns an Explanation whose maps have the image's H x W. The model is used under its
-    lock and left exactly as it was.
-    """
-    runner = REGISTRY.get(method)
-    if runner is None:
-        raise CamError(f"Unknown method '{method}'; choose one of {', '.join(METHODS)}.")
-    _check_image(image)
-    if image.shape[0] != 1:
-        raise CamError("explain() takes one image (1, C, H, W); use cam_batch or pointing_game for batches.")
-    goal = as_target(target)
-    layer_name, module = resolve_layer(model, layer) if runner.uses_layer else (None, None)
-    # Costed before anything runs.
-    cost = runner.fit_budget(runner.estimate(model, tuple(image.shape[1:]), ig_steps=ig_steps,
-                                             batch_size=max(1, int(batch_size))))
-    image = image.detach().clone()
-    wrapped = TargetModel(model, goal)
-    extra = {"progress": progress} if runner.reports_progress else {}
-    with preserved_state(model, train=False), torch.set_grad_enabled(runner.needs_gradient):
-        try:
-            raw, layer_maps = runner.attribute(wrapped, image, module, cost=cost, ig_steps=ig_steps, **extra)
-        except CamError:
-            raise
-        except ValueError as exc:  # e.g. a class index outside the model's classes, raised by the target
-            raise CamError(str(exc)) from None
-    layer_map = layer_maps[0].cpu().numpy().astype(np.float32) if layer_maps is not None else None
-    logits = wrapped.first_logits
-    index = int(goal.class_indices(logits)[0]) if hasattr(goal, "class_indices") else -1
-    score = float(goal(logits)[0])
-    heat, empty = _normalise(raw)
-    names = list(class_names) if class_names is not None else None
-    return Explanation(
-        heatmap=heat[0].cpu().numpy().astype(np.float32), raw=raw[0].float().cpu().numpy(), method=method,
-        layer=layer_name, class_index=index, score=score, layer_map=layer_map,
-        no_positive_evidence=bool(empty[0]),
-        class_name=names[index] if names is not None and 0 <= index < len(names) else "",
-        notes=[cost.note] if cost.note else [],
-    )
-
-
-def explain_layers(model: nn.Module, image: torch.Tensor, target: int | Target | None = None,
-                   layers: Sequence[str] | None = None, method: str = "gradcam",
-                   class_names: Sequence[str] | None = None) -> list[Explanation]:
-    """The same explanation at several layers (default: the last block of each stage), shallow to deep."""
-    return [explain(model, image, target, name, method, class_names=class_names)
-            for name in (layers or stage_last_blocks(model))]
-
-
-def layer_channels(model: nn.Module, layer: str | None = None, image_size: tuple[int, ...] = (3, 64, 64)) -> int:
-    """The channel count of ``layer``'s output (Score-CAM runs one forward pass per channel), found on meta
-    stand-ins for the weights: nothing of the model's size is allocated and its state is untouched."""
-    _, module = resolve_layer(model, layer)
-    stand_ins = {k: torch.empty_like(v, device="meta") for k, v in [*model.named_parameters(), *model.named_buffers()]}
-    with taps(model, train=False) as tapped, torch.no_grad():
-        kept = tapped.record(module)
-        torch.func.functional_call(model, stand_ins, (torch.zeros((1, *image_size), device="meta"),))
-    output = next(iter(kept.values()), None)
-    if output is None or output.dim() != 4:
-        raise CamError("This layer has no spatial (N, C, h, w) output; choose a block or a tap point.")
-    return int(output.shape[1])

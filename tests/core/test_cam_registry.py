@@ -23,13 +23,19 @@ def _model_and_image():
 
 def test_registry_holds_the_page_methods_in_order():
     assert list(cam.METHODS) == ["gradcam", "guided_gradcam", "integrated_gradients", "gradcampp", "xgradcam",
-                                 "hirescam", "layercam", "eigencam", "scorecam", "occlusion"]
+                                 "hirescam", "layercam", "eigencam", "scorecam", "occlusion", "eigengradcam",
+                                 "gradcamelementwise", "fem", "kpcacam", "shapleycam", "finercam", "ablationcam",
+                                 "fullgrad", "lrp"]
     assert list(cam.REGISTRY) == list(cam.METHODS)
     assert all(isinstance(m, CamMethod) and cam.METHODS[n] == m.label for n, m in cam.REGISTRY.items())
     assert cam.LAYER_METHODS == ("gradcam", "guided_gradcam", "gradcampp", "xgradcam", "hirescam", "layercam",
-                                 "eigencam", "scorecam")
+                                 "eigencam", "scorecam", "eigengradcam", "gradcamelementwise", "fem", "kpcacam",
+                                 "shapleycam", "finercam", "ablationcam")
     # Gradient-free methods are run under no_grad by explain().
-    assert [n for n, m in cam.REGISTRY.items() if not m.needs_gradient] == ["eigencam", "scorecam", "occlusion"]
+    assert [n for n, m in cam.REGISTRY.items() if not m.needs_gradient] == [
+        "eigencam", "scorecam", "occlusion", "fem", "kpcacam", "ablationcam"]
+    # Every method that ignores the layer says what it explains from instead.
+    assert all(m.instead for m in cam.REGISTRY.values() if not m.uses_layer)
 
 
 @pytest.fixture
