@@ -55,10 +55,34 @@ def _load() -> str:
 
 
 def _reference(method: str):
-    from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, ScoreCAM, XGradCAM
+    import pytorch_grad_cam as package
 
-    return {"gradcam": GradCAM, "gradcampp": GradCAMPlusPlus, "xgradcam": XGradCAM, "hirescam": HiResCAM,
-            "layercam": LayerCAM, "eigencam": EigenCAM, "scorecam": ScoreCAM}[method]
+    return {"gradcam": package.GradCAM, "gradcampp": package.GradCAMPlusPlus, "xgradcam": package.XGradCAM,
+            "hirescam": package.HiResCAM, "layercam": package.LayerCAM, "eigencam": package.EigenCAM,
+            "scorecam": package.ScoreCAM, "ablationcam": package.AblationCAM, "eigengradcam": package.EigenGradCAM,
+            "fullgrad": package.FullGrad, "kpcacam": package.KPCA_CAM, "shapleycam": package.ShapleyCAM,
+            "finercam": package.FinerCAM, "gradcamelementwise": package.GradCAMElementWise,
+            "fem": package.FEM}[method]
+
+
+def _package_runner(method: str, model: torch.nn.Module, module: torch.nn.Module, target: int,
+                    batch: int | None) -> tuple[Callable[[], np.ndarray], Callable[[], None]]:
+    """The package's map for one method as a call, and how to take its hooks off afterwards."""
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    if method == "finercam":
+        ref = _reference(method)(model, [module])
+        return (lambda: ref(x_holder[0], target_idx=target)[0]), ref.base_cam.activations_and_grads.release
+    ref = _reference(method)(model=model, target_layers=[] if method == "fullgrad" else [module])
+    if batch is not None:
+        ref.batch_size = batch
+    return (lambda: ref(input_tensor=x_holder[0], targets=[ClassifierOutputTarget(target)])[0],
+            ref.activations_and_grads.release)
+
+
+x_holder: list[torch.Tensor] = []  # the input the package's calls read (set by ``bench``)
+SLOW_METHODS = ("scorecam", "ablationcam")  # one forward per channel: benched on the smaller net
+SIGN_FREE = ("eigencam", "eigengradcam", "kpcacam")  # principal components: compared up to sign
 
 
 def _interleaved(runs: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
@@ -83,23 +107,17 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float:
 
 def bench(model: torch.nn.Module, x: torch.Tensor, layer: str, methods: list[str], rounds: int,
           batch: int | None = None) -> list[dict[str, object]]:
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-
     with torch.no_grad():
         target = int(model(x).argmax())
     module = model.get_submodule(layer)
+    x_holder[:] = [x]
     rows = []
     for method in methods:
-        ref = _reference(method)(model=model, target_layers=[module])
-        if batch is not None:
-            ref.batch_size = batch
+        theirs, release = _package_runner(method, model, module, target, batch)
         options = {"batch_size": batch} if batch is not None else {}
 
         def ours(method: str = method, options: dict = options) -> np.ndarray:
             return cam.explain(model, x, target, layer, method, **options).heatmap
-
-        def theirs(ref=ref) -> np.ndarray:
-            return ref(input_tensor=x, targets=[ClassifierOutputTarget(target)])[0]
 
         runs: dict[str, Callable[[], object]] = {"ours": ours, "package": theirs}
         if method in GRADIENT_METHODS:
@@ -111,7 +129,9 @@ def bench(model: torch.nn.Module, x: torch.Tensor, layer: str, methods: list[str
             runs["bare"] = bare
         times = _interleaved(runs, rounds)
         corr = _pearson(ours(), theirs())
-        ref.activations_and_grads.release()
+        if method in SIGN_FREE:  # the component's sign is arbitrary: where it differs, the ReLU keeps the other half
+            corr = max(corr, abs(corr))
+        release()
         model.zero_grad(set_to_none=True)
         assert resnet_core.count_hooks(model) == 0
         medians = {name: statistics.median(values) for name, values in times.items()}
@@ -235,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scorecam-rounds", type=int, default=3)
     parser.add_argument("--scorecam-size", type=int, default=112)
     parser.add_argument("--scorecam-batch", type=int, default=32)
-    parser.add_argument("--methods", default="gradcam,gradcampp,xgradcam,hirescam,layercam,eigencam,scorecam")
+    parser.add_argument("--methods", default="gradcam,gradcampp,xgradcam,hirescam,layercam,eigencam,scorecam,"
+                        "ablationcam,eigengradcam,fullgrad,kpcacam,shapleycam,finercam,gradcamelementwise,fem")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave torch's default)")
     parser.add_argument("--quick", action="store_true", help="ResNet-18 at 112 px, 64-px Score-CAM, 3 rounds")
     args = parser.parse_args(argv)
@@ -253,29 +274,30 @@ def main(argv: list[str] | None = None) -> int:
         floor_ok = gradcam_head_to_head(3 if args.quick else args.head_rounds,
                                         *(("resnet18", 112, "layer4") if args.quick else ()))
     rows = []
-    main_methods = [m for m in methods if m != "scorecam"]
+    main_methods = [m for m in methods if m not in SLOW_METHODS]
     if main_methods:
         model = resnet_core.build(arch, seed=0).eval()
         x = torch.randn(1, 3, size, size, generator=generator)
         print(f"{arch}, one {size}x{size} image, {layer}, CPU, {torch.get_num_threads()} threads, {rounds} rounds")
         rows += bench(model, x, layer, main_methods, rounds)
-    if "scorecam" in methods:
+    slow = [m for m in methods if m in SLOW_METHODS]
+    if slow:
         model = resnet_core.build("resnet18", seed=0).eval()
         x = torch.randn(1, 3, score_size, score_size, generator=generator)
-        print(f"Score-CAM: resnet18, one {score_size}x{score_size} image, layer4.1 (512 channels), batch "
+        print(f"{', '.join(slow)}: resnet18, one {score_size}x{score_size} image, layer4.1 (512 channels), batch "
               f"{args.scorecam_batch} on both sides, {args.scorecam_rounds if not args.quick else 1} rounds")
-        rows += bench(model, x, "layer4.1", ["scorecam"], args.scorecam_rounds if not args.quick else 1,
+        rows += bench(model, x, "layer4.1", slow, args.scorecam_rounds if not args.quick else 1,
                       batch=args.scorecam_batch)
 
     ok = True
-    print(f"  {'method':<10} {'ours ms':>9} {'package ms':>11} {'ours/package':>13} {'ours/bare':>10} {'Pearson':>8}")
+    print(f"  {'method':<18} {'ours ms':>9} {'package ms':>11} {'ours/package':>13} {'ours/bare':>10} {'Pearson':>8}")
     for row in rows:
         ratio = row["ours"] / row["package"]
         bare = row["ours"] / row["bare"] if "bare" in row else None
         good = ratio <= TARGET_PACKAGE and (bare is None or bare <= TARGET_BARE) and row["corr"] >= 0.99
         ok &= good
         bare_words = f"{bare:10.2f}" if bare is not None else f"{'-':>10}"
-        print(f"  {row['method']:<10} {row['ours'] * 1000:9.1f} {row['package'] * 1000:11.1f} {ratio:13.2f} "
+        print(f"  {row['method']:<18} {row['ours'] * 1000:9.1f} {row['package'] * 1000:11.1f} {ratio:13.2f} "
               f"{bare_words} {row['corr']:8.4f}  {'ok' if good else 'MISSED'}")
     print(f"  targets: ours/package <= {TARGET_PACKAGE}, ours/bare <= {TARGET_BARE} (gradient methods), "
           "Pearson >= 0.99")

@@ -20,11 +20,12 @@ from resnet_core import cam
 from resnet_core.card import card_of
 from resnet_core.data import SHAPES_CLASSES, shapes_split
 from resnet_core.errors import WeightsError
-from resnet_core.images import model_view, preprocess
+from resnet_core.images import model_view, preprocess, preprocess_mask
 from resnet_core.job_queue import heavy_slot
 from resnet_core.page_specs import GC_SHAPES_COUNT, GRAD_CAM
 from resnet_core.plots.cam import cam_figure, cascade_figure, layers_figure, pointing_figure, topk_figure
 from resnet_core.plots.cam_methods import checks_figure, methods_grid_figure
+from resnet_core.plots.cam_trust import trust_figure
 from resnet_core.plots.style import fmt_points
 from resnet_core.settings import BudgetError
 from resnet_core.weights import class_names_for, preprocessing_for
@@ -69,6 +70,62 @@ def _predict(key: tuple, image_key: str, _model: torch.nn.Module, _x: torch.Tens
              _names: list[str]) -> pd.DataFrame:
     with heavy_slot("Grad-CAM top 5"):
         return cam.predict(_model, _x, _names, k=5)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _trust_plan(key: tuple, image_key: str, layer: str, methods: tuple[str, ...], samples: int,
+                _model: torch.nn.Module, _x: torch.Tensor) -> pd.DataFrame:
+    with heavy_slot("Grad-CAM trust plan"):
+        return cam.trust_plan(_model, _x, methods, layer, samples)
+
+
+def _trust_section(model: torch.nn.Module, x: torch.Tensor, names: list[str], target: int, layer: str,
+                   image_key: str, on_shapes: bool) -> tuple[list[str], int]:
+    """Which map to trust by Quantus's six categories: the plan said first, then the table and the verdict.
+    Returns the methods and the noisy copies chosen (the page's link and notebook carry them)."""
+    st.subheader("Which map to trust, by six standards")
+    st.markdown(
+        "Quantus's six categories of evidence, measured on this image: **faithfulness** (deletion, insertion, "
+        "average drop), **robustness** (how much the map moves under small input noise), **localisation** "
+        "(relevance on the object: needs an object mask, so a held-out Shapes image), **complexity** (how "
+        "concentrated the map is), **randomisation** (does the map change when the weights are randomised, or "
+        "for another class?) and **axiomatic** (completeness for integrated gradients and LRP; invariance to a "
+        "shifted input).")
+    methods = setting_widget(GRAD_CAM["gc_trust_methods"], "Methods to score", format_func=cam.METHODS.get)
+    samples = setting_widget(GRAD_CAM["gc_trust_samples"], "Noisy copies for robustness")
+    if methods:
+        plan = _trust_plan(choice_key(current_choice()), image_key, layer, tuple(methods), samples, model, x)
+        st.caption(f"For '{names[target]}' at {layer}. {cam.trust_plan_sentence(plan)}")
+    request = (choice_key(current_choice()), image_key, target, layer, tuple(methods), samples)
+    if st.button("Score trust", key="gc_trust", disabled=not methods):
+        bar = st.progress(0.0, text="Starting...")
+        prep = preprocessing_for(model)
+        mask = preprocess_mask(_shapes_pool(_shapes_size(prep)).masks[st.session_state[IMAGE_KEYS.shape]], prep) \
+            if on_shapes else None
+        try:
+            with queue_notice(), heavy_slot("Grad-CAM trust scores"):
+                st.session_state["gc_trust_table"] = (request, cam.trust_scores(
+                    model, x, methods, target, layer, masks=mask, samples=samples,
+                    progress=lambda done, total: bar.progress(done / total, text=f"Scoring ({done}/{total})")))
+        except BudgetError as error:
+            offer_fit(error)
+        except (cam.CamError, WeightsError) as error:
+            st.error(str(error))
+        bar.empty()
+    scored = st.session_state.get("gc_trust_table")
+    if scored is not None and scored[0] == request:
+        st.plotly_chart(shared_figure(trust_figure, scored[1]), key="gc_trust_table_figure")
+        st.markdown(cam.trust_verdict(scored[1]))
+        for note in scored[1].attrs["notes"]:
+            st.caption(note)
+    elif scored is not None:
+        st.caption("The class, layer, image or methods changed: press the button to score again.")
+    return methods, samples
+
+
+def _shapes_size(prep) -> int:
+    """The side of the Shapes images offered to a model of this preprocessing (its own crop, up to 64 px)."""
+    return prep.crop if prep.crop <= 64 else 32
 
 
 def _refuse_linked(name: str, sentence: str) -> None:
@@ -177,7 +234,7 @@ if getattr(model, "weights_id", "random") == "random":
             "ImageNet weights or a checkpoint in the sidebar's Weights box.", icon=":material/casino:")
 
 # ------------------------------------------------------------------------------------------------ the image
-shapes_size = prep.crop if prep.crop <= 64 else 32
+shapes_size = _shapes_size(prep)
 # A net trained on Shapes (the embedded demo) starts on a Shapes image it knows, a photo net on a photo.
 picked = pick_image(IMAGE_KEYS, {kind: kind for kind in SOURCES}, labels=SOURCES,
                     shapes=lambda: _shapes_pool(shapes_size), shapes_title="Held-out Shapes image",
@@ -291,6 +348,9 @@ if stored is not None and stored[0] == request:
 elif stored is not None:
     st.caption("The class, layer, image or methods changed: press the button to compare again.")
 
+# ------------------------------------------------------------------------------------------ trust scores
+trust_methods, samples = _trust_section(model, x, names, target, layer, image_key, picked.source == "shapes")
+
 # --------------------------------------------------------------------------------------------- side by side
 st.subheader("Layer by layer")
 compare_layers = setting_widget(GRAD_CAM["gc_compare"], "Compare the last block of each stage")
@@ -318,8 +378,10 @@ if st.session_state.get("_gc_check_for") != shapes_model:
 use_own = setting_widget(GRAD_CAM["gc_check_own"], "Use the sidebar's model (a Shapes checkpoint)",
                          disabled=not shapes_model,
                     help="Otherwise the embedded demo ResNet-20, trained on Shapes by the training engine.")
-write_settings({"gc_methods": chosen, "gc_road": road, "gc_compare": compare_layers, "gc_check_own": use_own})
+write_settings({"gc_methods": chosen, "gc_road": road, "gc_trust_methods": trust_methods,
+                "gc_trust_samples": samples, "gc_compare": compare_layers, "gc_check_own": use_own})
 notebook_button("grad-cam", {**shown, "gc_source": source, "gc_methods": chosen, "gc_road": road,  # the upload too
+                             "gc_trust_methods": trust_methods, "gc_trust_samples": samples,
                              "gc_compare": compare_layers, "gc_check_own": use_own})
 
 

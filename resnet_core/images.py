@@ -303,3 +303,11 @@ def to_pil(images: torch.Tensor, index: int = 0) -> Image.Image:
     tensor = images[index] if images.dim() == 4 else images
     array = (tensor.detach().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
     return Image.fromarray(array, mode="RGB")
+
+
+def preprocess_mask(mask: np.ndarray | torch.Tensor, prep: Preprocessing) -> np.ndarray:
+    """An object mask (H, W) of an image -> bool (crop, crop): the same resize and centre crop as ``model_view``
+    gives the image, so the mask lies on the pixels the model sees (bilinear, then thresholded at one half)."""
+    array = np.asarray(mask.cpu() if isinstance(mask, torch.Tensor) else mask, dtype=np.uint8) * 255
+    view = model_view(Image.fromarray(array, mode="L").convert("RGB"), prep)
+    return np.asarray(view)[..., 0] >= 128

@@ -24,6 +24,8 @@ from .weights.demo import DEMO_MODELS
 
 # What a value is, which decides how a link's text is read and how a notebook's value is checked.
 KINDS = ("choice", "choices", "flag", "whole", "decimal", "layer", "arch", "weights", "trained_weights", "file")
+# The trust table's default methods: five fast layer methods (the speed issue's benchmark set).
+TRUST_DEFAULT_METHODS = ("gradcam", "gradcampp", "xgradcam", "layercam", "eigencam")
 WIDGETS = ("selectbox", "multiselect", "segmented_control", "radio", "toggle", "slider", "select_slider",
            "number_input", "file_uploader")
 
@@ -217,6 +219,10 @@ GRAD_CAM = PageSpec("grad-cam", (
     Setting("gc_methods", "multiselect", "choices", tuple(METHODS), "explanation methods", tuple(METHODS),
             note="the methods compared side by side"),
     Setting("gc_road", "toggle", "flag", False, note="also score ROAD (Rong et al. 2022)"),
+    Setting("gc_trust_methods", "multiselect", "choices", TRUST_DEFAULT_METHODS, "explanation methods",
+            tuple(METHODS), note="the methods whose trust is scored in six categories"),
+    Setting("gc_trust_samples", "slider", "whole", 10, "a number of noisy copies", low=1, high=50, step=1,
+            note="noisy copies of the image for the robustness metrics"),
     Setting("gc_compare", "toggle", "flag", False, note="also explain the last block of each stage"),
     Setting("gc_check_own", "toggle", "flag", True, runtime_default=True,
             note="check this model (a Shapes model) rather than the embedded demo ResNet-20"),

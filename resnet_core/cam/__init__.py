@@ -62,7 +62,7 @@ from .faithfulness import (
     impute,
     trust_sentence,
 )
-from .lrp import batch_norm_pairs, check_canonizable, lrp_relevance
+from .relevance import batch_norm_pairs, check_canonizable, lrp_relevance
 from .methods import (
     METHODS,
     REGISTRY,
@@ -75,6 +75,7 @@ from .methods import (
     scorecam_passes,
 )
 from .more_methods import KPCA_MAX_POSITIONS
+from .overlays import COLORMAPS, colorize, colormap_lut, heatmap_npy, heatmap_png, image_png, overlay
 from .trust import (
     TRUST_CATEGORIES,
     TRUST_COLUMNS,
@@ -95,7 +96,6 @@ from .trust import (
     trust_scores,
     trust_verdict,
 )
-from .overlays import COLORMAPS, colorize, colormap_lut, heatmap_npy, heatmap_png, image_png, overlay
 from .words import methods_cost_sentence
 
 __all__ = [

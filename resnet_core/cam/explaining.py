@@ -1,7 +1,8 @@
 """``explain``: one call for every method in the registry, costed before it runs.
 
 The registry is filled by ``methods`` (the first ten), ``more_methods`` (the grad-cam package's other eight) and
-``lrp`` (layer-wise relevance propagation), imported here before ``LAYER_METHODS`` is read off it.
+``relevance`` (layer-wise relevance propagation), imported here, in that order (the page's), before
+``LAYER_METHODS`` is read off it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from torch import nn
 
 from ..hooks import preserved_state, taps
 from ..targets import Target, as_target
-from . import lrp, more_methods  # noqa: F401  (they register their methods)
+from . import methods, more_methods, relevance
 from .core import (
     CamError,
     Explanation,
@@ -25,6 +26,8 @@ from .core import (
     stage_last_blocks,
 )
 from .methods import METHODS, REGISTRY, SCORECAM_BATCH, Progress
+
+REGISTERING_MODULES = (methods, more_methods, relevance)  # every module whose classes fill the registry, in order
 
 LAYER_METHODS = tuple(name for name, method in REGISTRY.items() if method.uses_layer)
 

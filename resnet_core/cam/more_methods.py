@@ -100,10 +100,11 @@ class KpcaCam(_ActivationCam):
     @classmethod
     def cost(cls, model: nn.Module | str, *, batch: int = 1, image_size: InputSize | None = None,
              options: dict[str, Any] | None = None, builds: bool | None = None) -> MemoryEstimate:
-        """A no-grad forward, and the kernel matrix at its largest (three copies: kernel, centred, eigenvectors)."""
+        """A no-grad forward, and the kernel matrix at its largest (three float64 copies: kernel, centred,
+        eigenvectors), for a layer with as many positions as the input has pixels, or the refusal's limit."""
         net = net_cost(model, batch=batch, image_size=image_size, options=options, builds=builds)
-        parts = {**net.inputs(), **net.no_grad_forward(),
-                 "kernel matrices": 3 * 4 * min(KPCA_MAX_POSITIONS, net.profile.largest) ** 2}
+        positions = min(KPCA_MAX_POSITIONS, net.px * net.px)
+        parts = {**net.inputs(), **net.no_grad_forward(), "kernel matrices": 3 * 8 * positions ** 2}
         return net.estimate("kpcacam", f"KPCA-CAM on {net.net} at {net.px} px", parts, cls.cost)
 
     def layer_map(self, activations: torch.Tensor, grads: torch.Tensor | None) -> torch.Tensor:

@@ -48,7 +48,7 @@ from ..costs import MemoryEstimate, net_cost, require_within_budget
 from ..hooks import model_lock, preserved_state
 from ..models import InputSize
 from ..targets import ClassTarget
-from .checks import _spearman, cam_batch, cascade_steps, randomization_cascade
+from .checks import cam_batch, cascade_steps, randomization_cascade
 from .core import CamError, _check_image, resolve_layer
 from .explaining import explain, layer_channels
 from .faithfulness import faithfulness
@@ -335,7 +335,7 @@ def completeness_gap(model: nn.Module, image: torch.Tensor, target: int, method:
     """|sum of the signed attributions - what they must add up to| / |the latter| for the gradient-times-input
     family: integrated gradients (f(x) - f(black), the baseline it integrates from) and LRP (f(x))."""
     from .core import TargetModel
-    from .lrp import lrp_relevance
+    from .relevance import lrp_relevance
 
     goal = ClassTarget(int(target))
     with preserved_state(model, train=False):
@@ -379,11 +379,11 @@ def trust_verdict(table: pd.DataFrame, labels: dict[str, str] | None = None) -> 
     leaders = category_leaders(table)
     if not leaders:
         return "No trust score was measured."
-    name = (lambda m: (labels or METHODS).get(m, m))
+    names = labels or METHODS
     by_method: dict[str, list[str]] = {}
     for category, method in leaders.items():
         by_method.setdefault(method, []).append(category)
-    parts = [f"{name(m)} leads in {_and(cats)}" for m, cats in by_method.items()]
+    parts = [f"{names.get(m, m)} leads in {_and(cats)}" for m, cats in by_method.items()]
     if len(by_method) == 1:
         return f"{parts[0]}: every category measured agrees."
     (_, first), (_, second) = list(by_method.items())[:2]

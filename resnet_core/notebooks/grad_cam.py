@@ -1,5 +1,6 @@
 """The Grad-CAM page as a notebook: the top classes of one image, where the net looks for a class at a layer,
-every method side by side with faithfulness scores, layer by layer, and the localisation checks on Shapes."""
+every method side by side with faithfulness scores, trust scores in six categories, layer by layer, and the
+localisation checks on Shapes."""
 
 from __future__ import annotations
 
@@ -102,6 +103,27 @@ if methods:
     methods_grid_figure(comparison, view, SETTINGS["gc_cmap"], SETTINGS["gc_opacity"]).show()
     print(f"Which to trust: {{comparison.sentence}}")
     display(comparison.table)'''),
+        md("""\
+## Which map to trust, by six standards
+Quantus's six categories of evidence (`cam.trust_scores`): faithfulness, robustness (the map under small input
+noise), localisation (only where object masks exist: a Shapes image), complexity, randomisation (the map after the
+weights are randomised, and for another class) and axiomatic (completeness, input invariance). Each metric is
+coloured on its own scale; the arrow marks the better direction."""),
+        code('''\
+from resnet_core.images import preprocess_mask
+from resnet_core.plots.cam_trust import trust_figure
+
+trust_methods = SETTINGS["gc_trust_methods"][:2] if SMALL else SETTINGS["gc_trust_methods"]
+trust = None
+if trust_methods:
+    samples = 2 if SMALL else SETTINGS["gc_trust_samples"]
+    mask = preprocess_mask(pool.masks[SETTINGS["gc_shape"]], prep) if source == "shapes" else None
+    print(cam.trust_plan_sentence(cam.trust_plan(model, x, trust_methods, layer, samples)))
+    trust = cam.trust_scores(model, x, trust_methods, target, layer, masks=mask, samples=samples)
+    trust_figure(trust).show()
+    print(cam.trust_verdict(trust))
+    for note in trust.attrs["notes"]:
+        print(note)'''),
         md("## Layer by layer\nGrad-CAM at the end of each stage, shallow to deep, for the same class "
            "(with `gc_compare`)."),
         code('''\
@@ -139,6 +161,9 @@ cascade_figure(report.cascade).show()'''),
     "score": float(explanation.score),
     "heatmap_shape": list(explanation.heatmap.shape),
     "ranking": None if comparison is None else [str(m) for m in comparison.table["label"]],
+    "trust_verdict": None if trust is None else cam.trust_verdict(trust),
+    "trust": None if trust is None else [[str(r.method), str(r.metric), None if r.value != r.value else float(r.value)]
+                                         for r in trust.itertuples()],
     "pointing": {"hit_rate": float(pointing.hit_rate), "chance": float(pointing.chance),
                  "accuracy": float(pointing.accuracy)},
 }'''),

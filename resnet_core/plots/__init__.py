@@ -4,6 +4,17 @@ The modules are the addresses: ``from resnet_core.plots.cam import cam_figure``.
 look (projector-legible sizes, the legend's place, one colour per net).
 """
 
-from . import architecture, cam, cam_methods, instruments, landscape, lesion, lesson, style, training
+from . import (
+    architecture,
+    cam,
+    cam_methods,
+    cam_trust,
+    instruments,
+    landscape,
+    lesion,
+    lesson,
+    style,
+    training,
+)
 
-__all__ = ["architecture", "cam", "cam_methods", "instruments", "landscape", "lesion", "lesson", "style", "training"]
+__all__ = ["architecture", "cam", "cam_methods", "cam_trust", "instruments", "landscape", "lesion", "lesson", "style", "training"]

@@ -321,7 +321,12 @@ def test_the_other_instruments_cost_what_they_did_before() -> None:
     grad_cam = 1298600  # the layer methods cost what Grad-CAM does; the gradient-free ones a batch of forwards
     assert totals == {"gradcam": grad_cam, "guided_gradcam": 1323176, "integrated_gradients": 20986496,
                       "gradcampp": grad_cam, "xgradcam": grad_cam, "hirescam": grad_cam, "layercam": grad_cam,
-                      "eigencam": 143360, "scorecam": 4587520, "occlusion": 4587520}
+                      "eigencam": 143360, "scorecam": 4587520, "occlusion": 4587520,
+                      # issue 26: the eight of the grad-cam package and LRP
+                      "eigengradcam": grad_cam, "gradcamelementwise": grad_cam, "finercam": grad_cam,
+                      "fem": 143360, "ablationcam": 4587520,
+                      "kpcacam": 143360 + 3 * 8 * 1024 ** 2,  # a forward and the 1024 x 1024 kernel, float64, x3
+                      "shapleycam": 2584912, "fullgrad": 2478416, "lrp": 1598280}
     assert lesion.estimate(model, (8, 3, 32, 32)).total == 2077408
     assert landscape.estimate(model, (8, 3, 32, 32)).total == 2238584
     assert landscape.estimate(model, (8, 3, 32, 32), twin=True).total == 2513688

@@ -31,7 +31,6 @@ from ..costs import MemoryEstimate, net_cost
 from ..hooks import preserved_state
 from ..models import InputSize, ResNet
 from ..targets import Target, as_target
-from . import more_methods  # noqa: F401  (registered first: the package's methods come before LRP in the list)
 from .core import CamError, TargetModel, _check_image
 from .methods import CamMethod, register
 
