@@ -19,13 +19,13 @@ $(VENV)/.installed-app: pyproject.toml setup.py | $(BIN)/python
 	$(BIN)/python -m pip install -q -e .
 	touch $@
 
+# The test extra, then Quantus (the reference the trust scores are checked against) without its requirements: it
+# asks for opencv-python, which writes the same cv2/ as grad-cam's opencv-python-headless (and needs libGL); the
+# rest of what it imports is already here. resnet_core never imports it; tests/core/test_cam_trust.py does.
 $(VENV)/.installed-test: pyproject.toml setup.py | $(BIN)/python
 	@start=$$(date +%s); $(BIN)/python -m pip install -q -e '.[test]' && \
 	echo "venv install (test extra): $$(( $$(date +%s) - start )) s"
-	# Quantus, the reference the trust scores are checked against, without its requirements: it asks for
-	# opencv-python, which writes the same cv2/ as grad-cam's opencv-python-headless (and needs libGL); the rest
-	# of what it imports is already here. Never imported by resnet_core, only by tests/core/test_cam_trust.py.
-	$(BIN)/python -m pip install -q --no-deps 'quantus==0.6.0' 'cachetools>=5
+	$(BIN)/python -m pip install -q --no-deps 'quantus==0.6.0' 'cachetools>=5'
 	touch $@ $(VENV)/.installed-app
 
 # Loopback only (app/.streamlit/config.toml); `make run ADDRESS=0.0.0.0` serves a class on the local network.
