@@ -358,7 +358,7 @@ def completeness_gap(model: nn.Module, image: torch.Tensor, target: int, method:
 # ------------------------------------------------------------------------------------------ the verdict
 def category_leaders(table: pd.DataFrame) -> dict[str, str]:
     """category -> the method with the best mean rank over that category's metrics (metrics without values
-    left out); categories with no values at all are left out."""
+    left out), or "" where several share the best rank; categories with no values at all are left out."""
     leaders: dict[str, str] = {}
     for category in TRUST_CATEGORIES:
         part = table[(table["category"] == category) & table["value"].notna()]
@@ -369,8 +369,11 @@ def category_leaders(table: pd.DataFrame) -> dict[str, str]:
             ascending = rows["better"].iloc[0] == "lower"
             ranks.append(rows.set_index("method")["value"].rank(ascending=ascending, method="average"))
         mean_rank = pd.concat(ranks, axis=1).mean(axis=1)
-        order = [m for m in dict.fromkeys(part["method"]) if m in mean_rank.index]
-        leaders[category] = min(order, key=lambda m: (mean_rank[m], order.index(m)))
+        best = mean_rank[mean_rank == mean_rank.min()]
+        if len(best) == 1 or len(mean_rank) == 1:
+            leaders[category] = str(best.index[0])
+        else:
+            leaders[category] = ""  # a tie at the top: nobody leads
     return leaders
 
 
@@ -382,13 +385,18 @@ def trust_verdict(table: pd.DataFrame, labels: dict[str, str] | None = None) -> 
     names = labels or METHODS
     by_method: dict[str, list[str]] = {}
     for category, method in leaders.items():
-        by_method.setdefault(method, []).append(category)
+        if method:
+            by_method.setdefault(method, []).append(category)
+    tied = [category for category, method in leaders.items() if not method]
+    tie = f"; the methods tie in {_and(tied)}" if tied else ""
     parts = [f"{names.get(m, m)} leads in {_and(cats)}" for m, cats in by_method.items()]
+    if not parts:
+        return f"The methods tie in {_and(tied)}."
     if len(by_method) == 1:
-        return f"{parts[0]}: every category measured agrees."
+        return f"{parts[0]}{tie}: no category measured disagrees."
     (_, first), (_, second) = list(by_method.items())[:2]
-    return (f"{'; '.join(parts)}: the categories disagree, so no method is best by every standard (the most "
-            f"{_ADJECTIVES[first[0]]} map is not the most {_ADJECTIVES[second[0]]} one).")
+    return (f"{'; '.join(parts)}{tie}: the categories disagree, so no method is best by every standard (the "
+            f"most {_ADJECTIVES[first[0]]} map is not the most {_ADJECTIVES[second[0]]} one).")
 
 
 _ADJECTIVES = {"faithfulness": "faithful", "robustness": "robust", "localisation": "localised",
