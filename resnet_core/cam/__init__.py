@@ -62,7 +62,6 @@ from .faithfulness import (
     impute,
     trust_sentence,
 )
-from .relevance import batch_norm_pairs, check_canonizable, lrp_relevance
 from .methods import (
     METHODS,
     REGISTRY,
@@ -76,6 +75,7 @@ from .methods import (
 )
 from .more_methods import KPCA_MAX_POSITIONS
 from .overlays import COLORMAPS, colorize, colormap_lut, heatmap_npy, heatmap_png, image_png, overlay
+from .relevance import batch_norm_pairs, check_canonizable, lrp_relevance
 from .trust import (
     TRUST_CATEGORIES,
     TRUST_COLUMNS,
