@@ -146,6 +146,8 @@ def _grad_cam_widgets(at: AppTest) -> dict[str, object]:
               "gc_layer": at.selectbox(key="gc_layer").value, "gc_opacity": at.slider(key="gc_opacity").value,
               "gc_cmap": at.selectbox(key="gc_cmap").value, "gc_methods": at.multiselect(key="gc_methods").value,
               "gc_road": at.toggle(key="gc_road").value, "gc_compare": at.toggle(key="gc_compare").value,
+              "gc_trust_methods": at.multiselect(key="gc_trust_methods").value,
+              "gc_trust_samples": at.slider(key="gc_trust_samples").value,
               "gc_check_own": at.toggle(key="gc_check_own").value}
     if not isinstance(values["gc_other"], str):  # a pinned class is explained: the top-5 choice is idle
         del values["gc_class"]
@@ -174,6 +176,8 @@ def test_grad_cam_settings_round_trip_through_the_url():
     at.multiselect(key="gc_methods").set_value(["gradcam", "eigencam"]).run()
     at.toggle(key="gc_road").set_value(True).run()
     at.toggle(key="gc_compare").set_value(True).run()
+    at.multiselect(key="gc_trust_methods").set_value(["lrp", "fem"]).run()
+    at.slider(key="gc_trust_samples").set_value(4).run()
     assert not at.exception, at.exception
     shown = _grad_cam_widgets(at)
     assert _map_title(at) == "Grad-CAM++ for 'horse' at layer2.1.tap_branch"
@@ -181,7 +185,8 @@ def test_grad_cam_settings_round_trip_through_the_url():
     assert {k: v for k, v in url.items() if k.startswith("gc_")} == {
         "gc_source": "photo", "gc_sample": "astronaut", "gc_other": "7", "gc_method": "gradcampp",
         "gc_layer": "layer2.1.tap_branch", "gc_opacity": "0.8", "gc_cmap": "Viridis", "gc_methods": "gradcam,eigencam",
-        "gc_road": "1", "gc_compare": "1", "gc_check_own": "0"}  # no gc_class: the pinned class wins
+        "gc_road": "1", "gc_trust_methods": "lrp,fem", "gc_trust_samples": "4", "gc_compare": "1",
+        "gc_check_own": "0"}  # no gc_class: the pinned class wins
 
     again = _open(GRAD_CAM, url)
     assert _grad_cam_widgets(again) == shown
