@@ -15,7 +15,7 @@ from typing import Any
 
 from .errors import WeightsError
 from .models import ARCHITECTURES, display_name
-from .page_specs import DEFAULT_ARCH, SIDEBAR, Setting, link_settings
+from .page_specs import APP_WIDE, DEFAULT_ARCH, SIDEBAR, Setting, link_settings
 from .weights import parse_weights_id, weights_choices
 from .weights.checkpoints import checkpoint_id, resolve_checkpoint_path
 from .weights.demo import DEMO_MODELS
@@ -177,6 +177,18 @@ def _list_of(allowed: Sequence[str], what: str, most: int | None = None) -> Call
     return parse
 
 
+def _setting_names(allowed: Sequence[str]) -> Callable[[str, Mapping[str, Any]], list]:
+    """Comma-separated link names of this app's settings (``lock=``), each at most once."""
+    def parse(raw: str, _: Mapping[str, Any]) -> list[str]:
+        items = raw.split(",") if raw else []
+        if any(item not in allowed for item in items) or len(set(items)) != len(items):
+            raise _Refused("is not a comma-separated list of this app's setting names, as its links name them "
+                           "(such as gc_method or arch)")
+        return items
+
+    return parse
+
+
 def _parser(setting: Setting) -> Callable[[str, Mapping[str, Any]], Any]:
     """How a link's text for ``setting`` is read, from its declaration."""
     kind, what = setting.kind, setting.what
@@ -186,6 +198,8 @@ def _parser(setting: Setting) -> Callable[[str, Mapping[str, Any]], Any]:
         return _one_of(setting.choices, what)
     if kind == "choices":
         return _list_of(setting.choices, what, setting.most)
+    if kind == "setting_names":
+        return _setting_names(setting.choices)
     if kind == "whole":
         return _whole_between(int(setting.low), int(setting.high), what)
     if kind == "decimal":  # a slider's step constrains its values; a number box's step is only its +/- buttons
@@ -197,6 +211,7 @@ def _parser(setting: Setting) -> Callable[[str, Mapping[str, Any]], Any]:
 # Parameter name -> parser, in the order the declarations give (the architecture before the weights it must fit).
 PARAMS: dict[str, Callable[[str, Mapping[str, Any]], Any]] = {s.link: _parser(s) for s in link_settings()}
 SIDEBAR_LINKS = frozenset(s.link for s in SIDEBAR)
+APP_WIDE_LINKS = frozenset(s.link for s in APP_WIDE)
 
 
 def shown(raw: str) -> str:
@@ -256,5 +271,18 @@ def url_text(value: Any) -> str:
     return str(value)
 
 
-__all__ = ["FLAGS", "MAX_NOTICES", "MAX_VALUE_CHARS", "PARAMS", "SHOWN_CHARS", "SIDEBAR_LINKS", "Link", "Notice",
-           "read_link", "shown", "url_text"]
+def link_query(values: Mapping[str, Any], lock: Sequence[str] = ()) -> str:
+    """The query string of a link that opens with ``values`` (link name -> value as a widget holds it) and locks
+    the settings named in ``lock``: what *Share this view* hands out. Names no link reads are left out, so
+    ``read_link`` reads back every value given."""
+    from urllib.parse import urlencode
+
+    pairs = [(name, url_text(value)) for name, value in values.items() if name in PARAMS and name != "lock"]
+    chosen = [name for name in dict.fromkeys(lock) if name in PARAMS and name != "lock"]
+    if chosen:
+        pairs.append(("lock", ",".join(chosen)))
+    return urlencode(pairs, safe=",:")
+
+
+__all__ = ["APP_WIDE_LINKS", "FLAGS", "MAX_NOTICES", "MAX_VALUE_CHARS", "PARAMS", "SHOWN_CHARS", "SIDEBAR_LINKS", "Link", "Notice",
+           "link_query", "read_link", "shown", "url_text"]

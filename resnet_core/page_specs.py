@@ -23,7 +23,8 @@ from .weights import WIDTH_FACTORS
 from .weights.demo import DEMO_MODELS
 
 # What a value is, which decides how a link's text is read and how a notebook's value is checked.
-KINDS = ("choice", "choices", "flag", "whole", "decimal", "layer", "arch", "weights", "trained_weights", "file")
+KINDS = ("choice", "choices", "flag", "whole", "decimal", "layer", "arch", "weights", "trained_weights", "file",
+         "setting_names")
 # The trust table's default methods: five fast layer methods (the speed issue's benchmark set).
 TRUST_DEFAULT_METHODS = ("gradcam", "gradcampp", "xgradcam", "layercam", "eigencam")
 WIDGETS = ("selectbox", "multiselect", "segmented_control", "radio", "toggle", "slider", "select_slider",
@@ -289,9 +290,13 @@ LESSON = PageSpec("why-residuals", (
 # Every page by URL path, in the app's navigation order.
 PAGE_SPECS: dict[str, PageSpec] = {spec.page: spec for spec in (ARCHITECTURE, LESSON, ACTIVATIONS, GRADIENT_FLOW,
                                                                 TRAINING, GRAD_CAM)}
-# Link parameters that belong to no page and no widget: the app reads them on every page. None today; teacher
-# mode's ``lock=`` and ``poll=`` are declared here when they come.
-APP_WIDE: tuple[Setting, ...] = ()
+# Link parameters that belong to no page and no widget: the app reads them on every page. ``lock=`` names
+# settings (by their link names) whose widgets a link hides, holding the values it gives (teacher mode).
+LOCKABLE: tuple[str, ...] = tuple(s.link for spec in (SIDEBAR, *PAGE_SPECS.values()) for s in spec if s.linkable)
+APP_WIDE: tuple[Setting, ...] = (
+    Setting("lock", "multiselect", "setting_names", (), "this app's setting names", LOCKABLE, notebook=None,
+            note="settings whose widgets the link hides (their values hold)"),
+)
 
 
 def all_specs() -> tuple[PageSpec, ...]:
@@ -309,7 +314,7 @@ def setting_for_link(name: str) -> Setting | None:
     return next((s for s in link_settings() if s.link == name), None)
 
 
-__all__ = ["ACTIVATIONS", "ACT_SHAPES_COUNT", "GC_MAX_CLASSES", "GC_SHAPES_COUNT", "LESSON_GRIDS",
+__all__ = ["LOCKABLE", "ACTIVATIONS", "ACT_SHAPES_COUNT", "GC_MAX_CLASSES", "GC_SHAPES_COUNT", "LESSON_GRIDS",
            "LESSON_MAX_BLOCKS", "TR_CUSTOM", "TR_DEFAULT_PRESET", "TR_MAX_RACERS", "TR_RACERS", "TR_RACE_ARCHS",
            "TR_SCHEDULES", "WEIGHTS_NOTE", "APP_WIDE", "ARCHITECTURE", "DEFAULT_ARCH", "GRADIENT_FLOW", "GRAD_CAM", "KINDS",
            "LESSON", "MODEL_SETTINGS", "PAGE_SPECS", "SHORTCUT_HELP", "SIDEBAR", "SIDEBAR_NAMES", "STRIDE_HELP",

@@ -15,7 +15,9 @@ from typing import Any
 import streamlit as st
 
 from explorer_ui.sidebar import ModelChoice
+from resnet_core.links import link_query
 from resnet_core.notebooks import NotebookError, defaults_for, filename_for, to_bytes
+from resnet_core.page_specs import setting_for_link
 from resnet_core.notebooks.export import export_settings, files_caption, notebook_for
 
 # Where the button leaves what it exports on this run (AppTest has no download bytes: the tests read it here).
@@ -46,8 +48,36 @@ def uploaded_names(page_settings: Mapping[str, Any], state: Mapping[str, Any]) -
     return names
 
 
+SHARED_KEY = "_shared_link"  # the link *Share this view* shows on this run (the tests read it here)
+LOCKS_NOTE = ("Locked settings are shown as text, not widgets, to whoever opens the link. A lock is a "
+              "convenience, not security: anyone can edit the link to unlock them.")
+
+
+def share_view(page_url_path: str, page_settings: Mapping[str, Any]) -> None:
+    """*Share this view*, beside the notebook button: this view's link, with a picker for what it locks."""
+    values = {**sidebar_settings(st.session_state.get("model_choice")), **page_settings}
+    names = [name for name in values if setting_for_link(name) is not None]
+    with st.sidebar.popover("Share this view", icon=":material/share:", use_container_width=True):
+        lock = st.multiselect("Lock for whoever opens it", names, key="share_lock",
+                              format_func=lambda n: _setting_label(n),
+                              help="Each locked setting keeps this view's value and shows it as text.")
+        url = st.context.url or ""
+        base = url.split("?", 1)[0] if url else f"/{page_url_path}"
+        link = f"{base}?{link_query(values, lock)}"
+        st.session_state[SHARED_KEY] = link
+        st.code(link, language=None, wrap_lines=True)
+        st.caption(LOCKS_NOTE)
+
+
+def _setting_label(name: str) -> str:
+    setting = setting_for_link(name)
+    return f"{name} ({setting.note})" if setting is not None and setting.note else name
+
+
 def notebook_button(page_url_path: str, page_settings: Mapping[str, Any]) -> None:
-    """The sidebar's "Download as notebook" button for this page and its current settings (built on click)."""
+    """The sidebar's "Download as notebook" button for this page and its current settings (built on click), and
+    *Share this view* beside it."""
+    share_view(page_url_path, page_settings)
     try:
         settings = export_settings(page_url_path, sidebar_settings(st.session_state.get("model_choice")),
                                    page_settings, uploaded_names(page_settings, st.session_state))

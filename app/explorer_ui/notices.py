@@ -37,7 +37,7 @@ def _area() -> Any:
 def _fallback_words(setting: Setting, value: Any) -> str | None:
     """The clause naming what a widget shows instead of a refused value (our own values only: they passed the
     widget); None when it holds nothing."""
-    if value is None or value == "" or value == []:
+    if value is None or value == "" or (isinstance(value, list | tuple) and not value):
         return None
     if setting.kind == "flag":
         return f"it stays {'on' if value else 'off'}"

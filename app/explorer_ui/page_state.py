@@ -14,6 +14,7 @@ from typing import Any
 
 import streamlit as st
 
+from explorer_ui.url_params import locked
 from resnet_core.page_specs import Setting
 
 # Every widget that holds a declared setting passes this (the sidebar and the image picker draw their own).
@@ -34,6 +35,10 @@ def setting_widget(setting: Setting, label: str, *, owner: Any = None, options: 
     choices = list(options if options is not None else setting.choices)
     if key not in st.session_state and not setting.runtime_default:
         st.session_state[key] = list(setting.default) if isinstance(setting.default, tuple) else setting.default
+    if setting.link and locked(setting.link) and key in st.session_state:  # the link's value (or the default)
+        value = st.session_state[key]
+        show_locked(label, value, kwargs.get("format_func"), where)
+        return value
     kind = setting.widget
     kwargs.setdefault("persist_state", PERSIST)
     if kind in ("selectbox", "radio", "segmented_control", "select_slider"):
@@ -46,3 +51,19 @@ def setting_widget(setting: Setting, label: str, *, owner: Any = None, options: 
         step = setting.step if setting.step is not None else (1 if setting.kind == "whole" else None)
         return getattr(where, kind)(label, setting.low, setting.high, step=step, key=key, **kwargs)
     raise ValueError(f"{setting.name}: a {kind} is drawn by its own helper, not setting_widget.")
+
+
+_MARKDOWN = str.maketrans({c: f"\\{c}" for c in "\\`*_{}[]()#+-.!<>|~"})
+
+
+def show_locked(label: str, value: Any, format_func: Any = None, where: Any = None) -> None:
+    """A locked setting as text in place of its widget: its label, its value and who set it."""
+    shown = format_func or str
+    if isinstance(value, bool):
+        text = "on" if value else "off"
+    elif isinstance(value, list | tuple):
+        text = ", ".join(str(shown(v)) for v in value) or "none"
+    else:
+        text = str(shown(value))
+    (where if where is not None else st).markdown(
+        f"**{label.translate(_MARKDOWN)}:** {text.translate(_MARKDOWN)} *(set by this link)*")

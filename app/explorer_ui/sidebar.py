@@ -9,8 +9,8 @@ import streamlit as st
 import torch
 
 from explorer_ui.notices import NOTICES_KEY
-from explorer_ui.page_state import PERSIST
-from explorer_ui.url_params import current_link, write_settings
+from explorer_ui.page_state import PERSIST, show_locked
+from explorer_ui.url_params import current_link, locked, write_settings
 from explorer_ui.weights_picker import KEY as WEIGHTS_KEY
 from explorer_ui.weights_picker import (
     MODEL_CHOSEN,
@@ -92,6 +92,18 @@ def _read_url_once() -> list[Notice]:
     return link.notices
 
 
+_LINK_NAMES = {s.name: s.link for s in SIDEBAR}  # a widget's session key -> its name in a link (and in lock=)
+
+
+def _held(state_key: str, label: str, format_func: Any = None) -> Any:
+    """The value of a sidebar setting the link locked, shown as text in place of its widget; None otherwise."""
+    if not locked(_LINK_NAMES[state_key]):
+        return None
+    value = st.session_state.get(state_key)
+    show_locked(label, value, format_func)
+    return value
+
+
 def _write_url(choice: ModelChoice) -> None:
     wanted: dict[str, Any] = {"arch": choice.name, "plain": not choice.residual, "shortcut": choice.shortcut,
                               "preact": choice.preact, "width": choice.width_factor}
@@ -145,30 +157,46 @@ def model_picker(page: str | None = None) -> ModelChoice:
         for key, default in (("sb_arch", DEFAULT_ARCH), ("sb_width", "full")):
             if key not in st.session_state:
                 st.session_state[key] = default
-        name = st.selectbox(
+        for key, default in (("sb_plain", False), ("sb_preact", False), ("sb_stride", "3x3")):
+            if locked(_LINK_NAMES[key]) and key not in st.session_state:
+                st.session_state[key] = default
+        name = _held("sb_arch", "Architecture", display_name) or st.selectbox(
             "Architecture", names, key="sb_arch",
             format_func=display_name,  # unique names ("ResNet-18 (CIFAR stem)"), short enough to show whole
             help="ImageNet nets (224x224 input) and the paper's CIFAR nets (32x32, 6n+2 layers).",
             on_change=_arch_changed, persist_state=PERSIST,
         )
         spec = get_spec(name)
-        plain = st.toggle("Plain twin (no shortcuts)", key="sb_plain", on_change=_model_changed, persist_state=PERSIST,
-                          help="The same layers with every shortcut removed: the paper's 'plain' network.")
+        plain = _held("sb_plain", "Plain twin (no shortcuts)")
+        if plain is None:
+            plain = st.toggle("Plain twin (no shortcuts)", key="sb_plain", on_change=_model_changed,
+                              persist_state=PERSIST,
+                              help="The same layers with every shortcut removed: the paper's 'plain' network.")
         default_shortcut = spec.defaults.get("shortcut", "B")
         if "sb_shortcut" not in st.session_state:
             st.session_state["sb_shortcut"] = default_shortcut
-        shortcut = st.radio("Shortcut option", list(SHORTCUT_HELP), key="sb_shortcut", horizontal=True,
-                            disabled=plain, on_change=_model_changed, persist_state=PERSIST, help="\n\n".join(SHORTCUT_HELP.values()))
+        shortcut = _held("sb_shortcut", "Shortcut option") or st.radio(
+            "Shortcut option", list(SHORTCUT_HELP), key="sb_shortcut", horizontal=True, disabled=plain,
+            on_change=_model_changed, persist_state=PERSIST, help="\n\n".join(SHORTCUT_HELP.values()))
         stride_on = "3x3"
         if spec.block == "bottleneck":
-            stride_on = st.radio("Stride of the first block of a stage", list(STRIDE_HELP), key="sb_stride",
-                                 horizontal=True, format_func=lambda s: f"{s} conv", on_change=_model_changed, persist_state=PERSIST,
-                                 help="\n\n".join(f"{k}: {v}" for k, v in STRIDE_HELP.items()))
-        preact = st.toggle("Pre-activation blocks", key="sb_preact", on_change=_model_changed, persist_state=PERSIST,
-                           help="BN-ReLU before each conv (He et al. 2016, Identity Mappings).")
-        width_factor = st.segmented_control("Width", list(WIDTH_FACTORS), key="sb_width", on_change=_model_changed, persist_state=PERSIST,
-                                            help="Slimmer nets run faster on a laptop CPU.") or "full"
-        weights = weights_picker(name)
+            stride_on = _held("sb_stride", "Stride of the first block of a stage") or st.radio(
+                "Stride of the first block of a stage", list(STRIDE_HELP), key="sb_stride", horizontal=True,
+                format_func=lambda s: f"{s} conv", on_change=_model_changed, persist_state=PERSIST,
+                help="\n\n".join(f"{k}: {v}" for k, v in STRIDE_HELP.items()))
+        preact = _held("sb_preact", "Pre-activation blocks")
+        if preact is None:
+            preact = st.toggle("Pre-activation blocks", key="sb_preact", on_change=_model_changed,
+                               persist_state=PERSIST, help="BN-ReLU before each conv (He et al. 2016, Identity "
+                                                           "Mappings).")
+        width_factor = _held("sb_width", "Width") or st.segmented_control(
+            "Width", list(WIDTH_FACTORS), key="sb_width", on_change=_model_changed, persist_state=PERSIST,
+            help="Slimmer nets run faster on a laptop CPU.") or "full"
+        if locked("weights"):
+            weights = st.session_state.get(WEIGHTS_KEY, "random")
+            show_locked("Weights", weights)
+        else:
+            weights = weights_picker(name)
         for problem in problems:
             st.warning(problem)
     choice = ModelChoice(name, not plain, shortcut, stride_on, preact, width_factor, weights)

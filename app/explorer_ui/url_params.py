@@ -13,11 +13,13 @@ from typing import Any
 
 import streamlit as st
 
-from resnet_core.links import PARAMS, SIDEBAR_LINKS, Link, read_link, url_text
+from resnet_core.links import APP_WIDE_LINKS, PARAMS, SIDEBAR_LINKS, Link, read_link, url_text
 from resnet_core.page_specs import PageSpec, setting_for_link
 
 # Where ``current_link`` leaves the page settings of a session's first run until the page takes them.
 PENDING_KEY = "_url_page_settings"
+# The settings a link locked (``lock=``), for the whole session: their widgets are not drawn.
+LOCKED_KEY = "_locked_settings"
 
 
 def current_link() -> Link:
@@ -31,8 +33,14 @@ def current_link() -> Link:
         if name not in PARAMS or (name not in SIDEBAR_LINKS and name not in link.values):
             del st.query_params[name]
     st.session_state[PENDING_KEY] = {name: value for name, value in link.values.items()
-                                     if name not in SIDEBAR_LINKS}
+                                     if name not in SIDEBAR_LINKS and name not in APP_WIDE_LINKS}
+    st.session_state[LOCKED_KEY] = frozenset(link.values.get("lock", ()))
     return link
+
+
+def locked(name: str) -> bool:
+    """Whether the link that opened this session locked the setting named ``name`` (its link name)."""
+    return name in st.session_state.get(LOCKED_KEY, frozenset())
 
 
 def take_settings(spec: PageSpec, owners: Mapping[str, Any] | None = None) -> dict[str, Any]:
