@@ -17,8 +17,8 @@ import streamlit as st
 from explorer_ui.sidebar import ModelChoice
 from resnet_core.links import link_query
 from resnet_core.notebooks import NotebookError, defaults_for, filename_for, to_bytes
-from resnet_core.page_specs import setting_for_link
 from resnet_core.notebooks.export import export_settings, files_caption, notebook_for
+from resnet_core.page_specs import setting_for_link
 
 # Where the button leaves what it exports on this run (AppTest has no download bytes: the tests read it here).
 EXPORTED_KEY = "_notebook_settings"

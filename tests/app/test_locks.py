@@ -6,6 +6,7 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlsplit
 
 from explorer_ui.notebook_button import LOCKS_NOTE, SHARED_KEY
+
 from resnet_core.links import read_link
 from tests.app.test_grad_cam import _fresh
 from tests.app.test_url_settings import _open
