@@ -29,8 +29,8 @@ FLOORS: dict[str, int] = {
     "weights": 3,
     # 4: the instruments, explanations and the race engine
     "probes": 4, "cam": 4, "train": 4, "landscape": 4, "lesion": 4,
-    # 5: jobs and run folders
-    "runs": 5,
+    # 5: jobs and run folders, and the class poll's store in the runs folder
+    "runs": 5, "polls": 5,
     # 6: the lesson (its steps, its words, and steps 6-7 on any trained net: runs, uploads, demos)
     "lesson": 6,
     # 7: every page's declared settings; 8: reading a link against them
