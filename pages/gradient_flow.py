@@ -11,6 +11,7 @@ from explorer_ui.figures import shared_figure, shared_result
 from explorer_ui.keys import choice_key
 from explorer_ui.notebook_button import notebook_button
 from explorer_ui.page_state import setting_widget
+from explorer_ui.predict import ask
 from explorer_ui.queue_notice import queue_notice
 from explorer_ui.sidebar import ModelChoice, current_choice, get_model
 from explorer_ui.url_params import take_settings, write_settings
@@ -33,6 +34,7 @@ from resnet_core.probes import (
     split_summary,
     sweep_summary,
 )
+from resnet_core.questions import QUESTIONS
 from resnet_core.targets import LossTarget
 from resnet_core.weights import preprocessing_for, weights_label
 
@@ -117,13 +119,15 @@ with stop_on_refusal(), st.spinner(f"Differentiating {net_choice.label}"
                               bn, labels, net_choice, twin_choice)
 
 st.subheader("Gradient norm at each block input")
-st.plotly_chart(shared_figure(gradient_norm_figure, frame), key="gf_norms")
-ratios = shared_result(first_last_ratio, frame)
-growth = "; ".join(f"{net}: first/last = {fmt_value(ratio)}" for net, ratio in ratios.items())
-st.markdown(
-    "Read right to left, the way the gradient travels. A flat line means every block receives a gradient of "
-    "the same size; a steep one means the early blocks get a much larger (or smaller) gradient than the late "
-    f"ones. Measured here: {growth}.")
+question = QUESTIONS["gradient_flow.largest"]
+if ask(question, question.answer(frame)):
+    st.plotly_chart(shared_figure(gradient_norm_figure, frame), key="gf_norms")
+    ratios = shared_result(first_last_ratio, frame)
+    growth = "; ".join(f"{net}: first/last = {fmt_value(ratio)}" for net, ratio in ratios.items())
+    st.markdown(
+        "Read right to left, the way the gradient travels. A flat line means every block receives a gradient of "
+        "the same size; a steep one means the early blocks get a much larger (or smaller) gradient than the late "
+        f"ones. Measured here: {growth}.")
 bn_words = ("batch norm on the batch's statistics (running statistics restored afterwards)" if bn == "batch"
             else "batch norm on its running statistics")
 st.caption(f"Measured on {batch_text}; {bn_words}. "

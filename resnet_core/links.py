@@ -189,6 +189,16 @@ def _setting_names(allowed: Sequence[str]) -> Callable[[str, Mapping[str, Any]],
     return parse
 
 
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{4,40}")
+
+
+def _token(raw: str, _: Mapping[str, Any]) -> str:
+    """A poll's id or a teacher's key: URL-safe letters, digits, '-' and '_' (4 to 40 of them)."""
+    if not _TOKEN.fullmatch(raw):
+        raise _Refused("is not a poll link's id or key (letters, digits, '-' and '_')")
+    return raw
+
+
 def _parser(setting: Setting) -> Callable[[str, Mapping[str, Any]], Any]:
     """How a link's text for ``setting`` is read, from its declaration."""
     kind, what = setting.kind, setting.what
@@ -205,7 +215,7 @@ def _parser(setting: Setting) -> Callable[[str, Mapping[str, Any]], Any]:
     if kind == "decimal":  # a slider's step constrains its values; a number box's step is only its +/- buttons
         return _decimal_between(setting.low, setting.high, what, setting.step if setting.widget == "slider" else None)
     return {"flag": _flag, "layer": _layer, "arch": _arch, "weights": _weights,
-            "trained_weights": _trained_weights}[kind]
+            "trained_weights": _trained_weights, "token": _token}[kind]
 
 
 # Parameter name -> parser, in the order the declarations give (the architecture before the weights it must fit).

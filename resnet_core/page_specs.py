@@ -24,7 +24,7 @@ from .weights.demo import DEMO_MODELS
 
 # What a value is, which decides how a link's text is read and how a notebook's value is checked.
 KINDS = ("choice", "choices", "flag", "whole", "decimal", "layer", "arch", "weights", "trained_weights", "file",
-         "setting_names")
+         "setting_names", "token")
 # The trust table's default methods: five fast layer methods (the speed issue's benchmark set).
 TRUST_DEFAULT_METHODS = ("gradcam", "gradcampp", "xgradcam", "layercam", "eigencam")
 WIDGETS = ("selectbox", "multiselect", "segmented_control", "radio", "toggle", "slider", "select_slider",
@@ -296,6 +296,10 @@ LOCKABLE: tuple[str, ...] = tuple(s.link for spec in (SIDEBAR, *PAGE_SPECS.value
 APP_WIDE: tuple[Setting, ...] = (
     Setting("lock", "multiselect", "setting_names", (), "this app's setting names", LOCKABLE, notebook=None,
             note="settings whose widgets the link hides (their values hold)"),
+    Setting("reveal", "toggle", "flag", False, notebook=None, note="show every answer without asking first"),
+    Setting("poll", "selectbox", "token", "", "a poll id", notebook=None, note="the class poll this link answers"),
+    Setting("key", "selectbox", "token", "", "a teacher's key", notebook=None,
+            note="the key that opens the poll's teacher view"),
 )
 
 

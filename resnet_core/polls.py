@@ -244,6 +244,11 @@ class PollStore:
         return self._run(work, write=False)
 
     # ------------------------------------------------------------------------------------------ the teacher's
+    def is_teacher(self, poll_id: str, key: str) -> bool:
+        """Whether ``key`` is this poll's teacher key (the teacher's view opens only with it)."""
+        found = self._run(lambda c: self._poll(c, poll_id), write=False)
+        return found is not None and bool(key) and hmac.compare_digest(found[1], _hash(key))
+
     def close(self, poll_id: str, key: str, closed: bool = True) -> None:
         """Close the poll (no more answers), or open it again with ``closed=False``: the teacher's key only."""
         def work(connection: sqlite3.Connection) -> None:

@@ -20,6 +20,8 @@ from resnet_core.page_specs import PageSpec, setting_for_link
 PENDING_KEY = "_url_page_settings"
 # The settings a link locked (``lock=``), for the whole session: their widgets are not drawn.
 LOCKED_KEY = "_locked_settings"
+# The app-wide parameters of that link (teacher mode's reveal, poll and key), for the whole session.
+APP_WIDE_KEY = "_app_wide_settings"
 
 
 def current_link() -> Link:
@@ -35,7 +37,14 @@ def current_link() -> Link:
     st.session_state[PENDING_KEY] = {name: value for name, value in link.values.items()
                                      if name not in SIDEBAR_LINKS and name not in APP_WIDE_LINKS}
     st.session_state[LOCKED_KEY] = frozenset(link.values.get("lock", ()))
+    st.session_state[APP_WIDE_KEY] = {name: link.values[name] for name in APP_WIDE_LINKS if name in link.values}
     return link
+
+
+def app_wide(name: str) -> Any:
+    """The value the link that opened this session gave an app-wide parameter (``reveal``, ``poll``, ``key``),
+    or None."""
+    return st.session_state.get(APP_WIDE_KEY, {}).get(name)
 
 
 def locked(name: str) -> bool:

@@ -22,3 +22,17 @@ def open_page(app: AppTest, page_path: str) -> AppTest:
     app.switch_page(page_path).run()
     assert not app.exception, app.exception
     return app
+
+
+def answer_questions(at: AppTest, choice: int = 0) -> AppTest:
+    """Commit ``choice`` to every question the page asks before its answer (teacher mode's predict-then-reveal), as
+    a student does, so the answers and their charts show."""
+    for _ in range(12):
+        open_questions = [r for r in at.radio if str(r.key).startswith("predict_")]
+        if not open_questions:
+            return at
+        question = open_questions[0]
+        question.set_value(choice).run()
+        at.button(key=f"predict_commit_{question.key.removeprefix('predict_')}").click().run()
+        assert not at.exception, at.exception
+    return at

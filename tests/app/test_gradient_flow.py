@@ -11,7 +11,7 @@ import pytest
 from resnet_core.plots.style import fmt_value
 from resnet_core.settings import uploads_dir
 from resnet_core.weights.checkpoints import checkpoint_title
-from tests.app.conftest import open_page
+from tests.app.conftest import answer_questions, open_page
 
 PAGE = "../pages/gradient_flow.py"
 
@@ -36,7 +36,7 @@ def _markdown(app, needle: str) -> str:
 
 @pytest.fixture
 def page(app):
-    return open_page(app, PAGE)
+    return answer_questions(open_page(app, PAGE))
 
 
 def test_default_view_measures_both_nets_the_split_and_the_sweep(page):
@@ -81,7 +81,7 @@ def test_default_view_measures_both_nets_the_split_and_the_sweep(page):
 
 
 def test_texts_follow_the_block_kind_and_the_family(app):
-    app.switch_page(PAGE).run()
+    answer_questions(app.switch_page(PAGE).run())
     app.select_slider(key="gf_batch").set_value(2).run()  # the texts do not depend on it; the ImageNet net is costly
     app.sidebar.toggle(key="sb_preact").set_value(True).run()
     assert not app.exception, app.exception
@@ -96,7 +96,7 @@ def test_texts_follow_the_block_kind_and_the_family(app):
 
 def test_plain_choice_still_splits_its_residual_twin_and_batch_changes(app):
     app.toggle(key="sb_plain").set_value(True).run()
-    app.switch_page(PAGE).run()
+    answer_questions(app.switch_page(PAGE).run())
     assert not app.exception
     figs = _figures(app)
     assert [t["name"] for t in figs["norms"]["data"]] == ["ResNet-20", "Plain-20"]
@@ -137,7 +137,7 @@ def test_trained_checkpoint_state(app, tmp_path):
     app.session_state["_sbw_pending"] = f"ckpt:{path}"  # what use_checkpoint() does for the training page
     app.session_state["_sbw_chosen"] = True  # ... and it marks the weights as the user's choice
     app.run()
-    app.switch_page(PAGE).run()
+    answer_questions(app.switch_page(PAGE).run())
     assert not app.exception, app.exception
     control = app.button_group(key="gf_state")
     assert not control.disabled

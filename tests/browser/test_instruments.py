@@ -52,6 +52,13 @@ def test_gradient_flow_page_shows_the_measured_story(page, server_url: str) -> N
     tab.goto(f"{server_url}/gradient-flow")
     main = tab.locator('[data-testid="stMain"]')
     main.get_by_role("heading", name="Gradient flow").first.wait_for()
+    # Predict, then reveal: the norms chart comes after the student commits an answer.
+    main.get_by_text("Where is the gradient norm largest: the first, middle or last block?").wait_for(
+        timeout=180_000)
+    main.get_by_text("The first block", exact=True).click()
+    main.get_by_role("button", name="Commit my answer").click()
+    main.get_by_text(re.compile(r"Measured here: (The first block|A middle block|The last block)\.")).first.wait_for(
+        timeout=180_000)
     tab.locator('[data-testid="stPlotlyChart"] .main-svg').nth(2).wait_for(timeout=180_000)
     wait_idle(tab, timeout=180_000)
     _no_exception(tab)
@@ -61,7 +68,7 @@ def test_gradient_flow_page_shows_the_measured_story(page, server_url: str) -> N
     main.get_by_text(re.compile(r"Measured here at depth 110: plain [\d.,e+]+, residual [\d.,e+]+")).wait_for()
     screenshot(tab, "gradient-flow-resnet20")
 
-    tab.goto(f"{server_url}/gradient-flow?arch=resnet56&plain=1")
+    tab.goto(f"{server_url}/gradient-flow?arch=resnet56&plain=1&reveal=1")
     main.get_by_text(re.compile(r"Plain-56: first/last")).wait_for(timeout=180_000)
     tab.locator('[data-testid="stPlotlyChart"] .main-svg').nth(2).wait_for(timeout=180_000)
     wait_idle(tab, timeout=180_000)
