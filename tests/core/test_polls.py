@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from resnet_core.polls import ANSWERS_PER_MINUTE, POLL_DB_ENV, POLL_LIFETIME, PollError, PollStore, poll_db_path
+from resnet_core.polls import (
+    ANSWERS_PER_MINUTE,
+    POLL_DB_ENV,
+    POLL_LIFETIME,
+    PollError,
+    PollStore,
+    poll_db_path,
+)
 
 
 class Clock:
