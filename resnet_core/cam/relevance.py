@@ -51,7 +51,7 @@ def batch_norm_pairs(model: nn.Module) -> list[tuple[tuple[str], str]]:
     convolution: the name map of zennit's ``NamedMergeBatchNorm``."""
     pairs: list[tuple[tuple[str], str]] = []
     if not model.preact:
-        pairs.append((("conv1",), "bn1"))
+        pairs.append(((_convolution(model, "conv1"),), "bn1"))
     for name, module in model.named_modules():
         if isinstance(module, ResidualBlock):
             pairs += [((f"{name}.{conv}",), f"{name}.{bn}") for conv, bn in _CONV_BN[type(module)]]
@@ -60,6 +60,18 @@ def batch_norm_pairs(model: nn.Module) -> list[tuple[tuple[str], str]]:
                     and isinstance(shortcut[1], nn.BatchNorm2d):
                 pairs.append(((f"{name}.downsample.0",), f"{name}.downsample.1"))
     return pairs
+
+
+def _convolution(model: nn.Module, name: str) -> str:
+    """``name``, or the one convolution inside it where the stem's convolution is wrapped (e.g. by the trust
+    scores' shifted-input copy)."""
+    module = model.get_submodule(name)
+    if isinstance(module, nn.Conv2d):
+        return name
+    inner = [f"{name}.{sub}" for sub, m in module.named_modules() if isinstance(m, nn.Conv2d)]
+    if len(inner) != 1:
+        raise CamError(f"LRP cannot canonize this net's {name}: it is not one convolution; choose another method.")
+    return inner[0]
 
 
 def check_canonizable(model: nn.Module) -> str:

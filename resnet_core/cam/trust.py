@@ -319,15 +319,28 @@ def _other_class(model: nn.Module, image: torch.Tensor, target: int, seed: int) 
     return int(choices[np.random.RandomState(seed).randint(0, len(choices))])
 
 
+class _ShiftedBack(nn.Module):
+    """A first layer that takes the input's shift back before it computes: layer(x - shift)."""
+
+    def __init__(self, layer: nn.Module, shift: float) -> None:
+        super().__init__()
+        self.layer, self.shift = layer, shift
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer(x - self.shift)
+
+
 def _shifted_input_model(model: nn.Module, shift: float) -> nn.Module:
-    """A private copy of ``model`` that takes an input shifted by ``shift`` back before its first layer, so
+    """A private copy of ``model`` whose first convolution takes an input shifted by ``shift`` back, so that
     copy(x + shift) computes exactly model(x) (Kindermans et al.'s mean shift, exact under zero padding)."""
     with model_lock(model):
         private = copy.deepcopy(model)
-    first = next((m for m in private.modules() if isinstance(m, nn.Conv2d)), None)
-    if first is None:
+    name = next((n for n, m in private.named_modules() if isinstance(m, nn.Conv2d)), None)
+    if name is None:
         raise CamError("Input invariance needs a model whose first layer is a convolution.")
-    first.register_forward_pre_hook(lambda _module, args: (args[0] - shift, *args[1:]))
+    parent_name, _, child = name.rpartition(".")
+    parent = private.get_submodule(parent_name) if parent_name else private
+    setattr(parent, child, _ShiftedBack(getattr(parent, child), shift))
     return private.eval()
 
 

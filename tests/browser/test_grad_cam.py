@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from resnet_core import cam
+
 import re
 
 import pytest
@@ -72,7 +74,8 @@ def test_broken_upload_shows_one_sentence(page, server_url: str, tmp_path) -> No
 
 
 def test_every_method_side_by_side(page, server_url: str) -> None:
-    """The grid of every method's map (ten) on the sample photo, ranked, with the verdict and the ranking table."""
+    """The grid of every method's map (all nineteen) on the sample photo, ranked, with the verdict and the ranking
+    table."""
     tab = page
     tab.goto(f"{server_url}/grad-cam?arch=resnet18&width=quarter")
     main = tab.locator('[data-testid="stMain"]')
@@ -85,8 +88,10 @@ def test_every_method_side_by_side(page, server_url: str) -> None:
     _no_exception(tab)
     grid = main.locator('[data-testid="stPlotlyChart"]').filter(has_text="#1 ")
     grid.locator(".main-svg").first.wait_for()
-    assert grid.locator("g.hm image").count() == 10 and grid.locator("g.im image").count() == 10
-    for rank in range(1, 11):
+    methods = len(cam.METHODS)
+    assert methods == 19
+    assert grid.locator("g.hm image").count() == methods and grid.locator("g.im image").count() == methods
+    for rank in range(1, methods + 1):
         assert grid.get_by_text(re.compile(rf"^#{rank} ")).count() == 1
     assert main.get_by_text("On this image, trust").count() == 1
     grid.scroll_into_view_if_needed()

@@ -32,7 +32,7 @@ FLOORS: dict[str, int] = {
     # 5: jobs and run folders, and the class poll's store in the runs folder
     "runs": 5, "polls": 5,
     # 6: the lesson (its steps, its words, and steps 6-7 on any trained net: runs, uploads, demos)
-    "lesson": 6,
+    "lesson": 6, "questions": 6,
     # 7: every page's declared settings; 8: reading a link against them
     "page_specs": 7, "links": 8,
     # 9: figures and notebooks

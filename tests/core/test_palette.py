@@ -100,6 +100,7 @@ NO_NETS = {
     "instruments.depth_strip_figure", "instruments.path_split_figure", "lesson.split_figure", "lesson.paths_figure",
     "cam.cam_figure", "cam.layers_figure", "cam.topk_figure", "cam.pointing_figure", "cam.cascade_figure",
     "cam_methods.methods_grid_figure", "cam_methods.ranking_figure", "cam_methods.checks_figure",
+    "cam_trust.trust_figure",
 }
 
 

@@ -23,7 +23,7 @@ import resnet_core
 from resnet_core import cam, lesson, plots
 from resnet_core.describe import architecture_report, block_comparison, list_models
 from resnet_core.landscape import line, surface
-from resnet_core.plots import architecture, cam_methods, instruments, landscape, lesion, style, training
+from resnet_core.plots import architecture, cam_methods, cam_trust, instruments, landscape, lesion, style, training
 from resnet_core.plots import cam as cam_plots
 from resnet_core.plots import lesson as lesson_plots
 from resnet_core.probes import (
@@ -227,6 +227,8 @@ def figures() -> dict[str, go.Figure]:
     built["cam_methods.ranking_figure"] = lambda: cam_methods.ranking_figure(comparison.table)
     built["cam_methods.checks_figure"] = lambda: cam_methods.checks_figure(cam.method_checks(
         demo, x_all, test.labels, test.masks, methods=["gradcam", "gradcampp"], cascade_images=2))
+    built["cam_trust.trust_figure"] = lambda: cam_trust.trust_figure(cam.trust_scores(
+        demo, x, ["gradcam", "eigencam", "lrp"], masks=test.masks[0].numpy(), samples=2))
 
     net, twin = resnet_core.build("resnet20", width=4, seed=0), resnet_core.build("resnet20", width=4, seed=0,
                                                                                      residual=False)
