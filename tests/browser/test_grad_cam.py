@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from resnet_core import cam
-
 import re
 
 import pytest
 
+from resnet_core import cam
 from resnet_core.images import sample_images
 from tests.browser.conftest import screenshot, wait_idle
 

@@ -23,7 +23,16 @@ import resnet_core
 from resnet_core import cam, lesson, plots
 from resnet_core.describe import architecture_report, block_comparison, list_models
 from resnet_core.landscape import line, surface
-from resnet_core.plots import architecture, cam_methods, cam_trust, instruments, landscape, lesion, style, training
+from resnet_core.plots import (
+    architecture,
+    cam_methods,
+    cam_trust,
+    instruments,
+    landscape,
+    lesion,
+    style,
+    training,
+)
 from resnet_core.plots import cam as cam_plots
 from resnet_core.plots import lesson as lesson_plots
 from resnet_core.probes import (
