@@ -9,6 +9,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from resnet_core.links import APP_WIDE_LINKS
 from resnet_core.notebooks import for_page
 from resnet_core.plots.style import fmt_value
 from tests.conftest import APP_SCRIPT
@@ -32,8 +33,10 @@ def _open(page: str, query: dict[str, str]) -> AppTest:
 
 
 def _settings(at: AppTest) -> dict[str, str]:
-    """The page's URL after its run: the sidebar's names and the page's own, as the button merges them."""
-    return {name: (value[0] if isinstance(value, list) else value) for name, value in at.query_params.items()}
+    """The page's URL after its run: the sidebar's names and the page's own, as the button merges them (the
+    app-wide teacher-mode names, such as reveal, belong to no notebook)."""
+    return {name: (value[0] if isinstance(value, list) else value) for name, value in at.query_params.items()
+            if name not in APP_WIDE_LINKS}
 
 
 def _text(at: AppTest) -> str:
@@ -75,7 +78,8 @@ def test_activations_notebook_reproduces_the_page():
 
 
 def test_gradient_flow_notebook_reproduces_the_page():
-    at = _open("gradient_flow", {"weights": "random", "arch": "resnet32", "gf_batch": "8", "gf_bn": "running"})
+    at = _open("gradient_flow", {"weights": "random", "arch": "resnet32", "gf_batch": "8", "gf_bn": "running",
+                                 "reveal": "1"})
     settings = _settings(at)
     assert settings["arch"] == "resnet32" and settings["gf_batch"] == "8" and settings["gf_bn"] == "running"
     numbers = execute(for_page("gradient-flow", settings), small=False)  # the page's full depth sweep

@@ -127,6 +127,10 @@ def _samples(setting: Setting) -> list[Any]:
         return ["random", "demo:resnet20"]
     if setting.kind == "trained_weights":
         return ["demo:plain20"]
+    if setting.kind == "setting_names":
+        return [[], ["gc_method"], ["arch", "weights", "gc_method", "lesson_blocks"]]
+    if setting.kind == "token":
+        return ["abcd", "Ab3-_x9", "x" * 40]
     raise AssertionError(f"no samples for {setting.kind}")
 
 
