@@ -7,15 +7,17 @@ from pathlib import Path
 
 import streamlit as st
 from explorer_ui.budget import budget_caption
+from explorer_ui.figures import projector_style
 from explorer_ui.notices import name_page_fallbacks, open_area, show_link_notices
 from explorer_ui.reconnect import notice_ended_session
 from explorer_ui.sidebar import model_picker
+from explorer_ui.url_params import presenting
 
 # The favicon is a bundled PNG, served by this server: a ":material/...:" page_icon makes the browser fetch an SVG
 # from fonts.gstatic.com, and an emoji depends on the browser's fonts. The ":material/...:" icons inside the page
 # are fine: Streamlit serves that font itself (tests/browser/test_offline_requests.py records every request).
 st.set_page_config(page_title="ResNet Explorer", page_icon=str(Path(__file__).parent / "assets" / "favicon.png"),
-                   layout="wide")
+                   layout="wide", initial_sidebar_state="collapsed" if presenting() else "auto")
 
 PAGES = [
     st.Page("../pages/architecture.py", title="Architecture", icon=":material/account_tree:", url_path="architecture"),
@@ -43,6 +45,8 @@ open_area()  # the link's refused values go first in the main area
 notice_ended_session(page.url_path)  # a page that reconnected to a fresh session after its server stopped
 st.session_state["model_choice"] = model_picker(page.url_path)  # the page decides the default weights
 budget_caption()
+if presenting():
+    projector_style()
 pending = show_link_notices(st.session_state["model_choice"])
 page.run()
 name_page_fallbacks(pending)  # a refused page setting names the value its widget ended with

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import streamlit as st
-from explorer_ui.figures import shared_figure
+from explorer_ui.figures import for_session, shared_figure
 from explorer_ui.notebook_button import notebook_button
 from explorer_ui.notices import refuse
 from explorer_ui.page_state import setting_widget
@@ -96,7 +96,8 @@ def _live_curves(run_id: str) -> None:
     race = registry_for().get(run_id)
     snap = race.snapshot() if race is not None else None
     if snap is not None and not snap.history.empty:
-        st.plotly_chart(race_figure(snap.history, snap.evals, total_steps=snap.steps), key="lesson_live_curves")
+        st.plotly_chart(for_session(race_figure(snap.history, snap.evals, total_steps=snap.steps)),
+                        key="lesson_live_curves")
 
 
 def _race(config, button: str, key: str) -> None:
@@ -220,7 +221,7 @@ def _degradation_step():
             "net). A plain net whose training loss stays high while its "
             "residual twin learns is the degradation problem; a deeper plain net ending above a shallower one is "
             "the paper's Fig. 6.")
-        st.plotly_chart(race_figure(record.history, record.evals, total_steps=record.config.steps),
+        st.plotly_chart(for_session(race_figure(record.history, record.evals, total_steps=record.config.steps)),
                         key="lesson_race")
         degraded = degradation_note(record.config, record.summary)
         st.info(degraded if degraded else "This run does not show degradation between two plain depths (the quartet "
@@ -320,8 +321,8 @@ bar, tick = _progress("Evaluating the loss at grid points:")
 with queue_notice():
     surfaces, lines = _landscape(pair_id, pair_runs, grid, tick)
 bar.empty()
-st.plotly_chart(surface_figure(surfaces), key="lesson_surface")
-st.plotly_chart(line_figure(lines), key="lesson_line")
+st.plotly_chart(for_session(surface_figure(surfaces)), key="lesson_surface")
+st.plotly_chart(for_session(line_figure(lines)), key="lesson_line")
 st.markdown(
     lesson.landscape_sentence(lines) + " The weights are moved along two random directions, each filter rescaled "
     "to the norm of the filter it perturbs (Li et al. 2018; batch-norm parameters stay put, running statistics "
@@ -341,8 +342,8 @@ st.markdown(
     "the shape). " + lesson.lesion_sentence(
         studies, pair.chance, sample=f"{LESION_BATCH} held-out Shapes images (not step 6's "
                                      f"{pair.accuracy_images:,}, so the accuracy with every block can differ)"))
-st.plotly_chart(study_figure(studies, chance=pair.chance), key="lesson_lesion")
-st.plotly_chart(curve_figure(curves, chance=pair.chance), key="lesson_lesion_curve")
+st.plotly_chart(for_session(study_figure(studies, chance=pair.chance)), key="lesson_lesion")
+st.plotly_chart(for_session(curve_figure(curves, chance=pair.chance)), key="lesson_lesion_curve")
 st.caption(f"The curve removes k random removable blocks together ({SAMPLES} sets per k, seeded), k = 1 to "
            f"{MAX_REMOVED}; bars show the range over the sets.")
 
@@ -355,7 +356,7 @@ st.markdown(
     f"object, over the first {SHAPES_CHECK_IMAGES} held-out images: the sample of the Grad-CAM page's localisation "
     "check, so both show the same number for the same model.")
 st.image(overlays, caption=captions, width=140)
-st.plotly_chart(pointing_figure(pointing), key="lesson_pointing")
+st.plotly_chart(for_session(pointing_figure(pointing)), key="lesson_pointing")
 
 st.divider()
 st.subheader("The same instruments on any trained net")
@@ -415,7 +416,7 @@ if plan is not None and st.session_state.get("lesson_any_request") == request:
         st.error(str(error))
     else:
         st.markdown(result.headline())
-        st.plotly_chart(surface_figure(result.surface), key="lesson_any_surface")
-        st.plotly_chart(line_figure(result.line), key="lesson_any_line")
-        st.plotly_chart(study_figure(result.study, chance=result.chance), key="lesson_any_lesion")
-        st.plotly_chart(curve_figure(result.curve, chance=result.chance), key="lesson_any_curve")
+        st.plotly_chart(for_session(surface_figure(result.surface)), key="lesson_any_surface")
+        st.plotly_chart(for_session(line_figure(result.line)), key="lesson_any_line")
+        st.plotly_chart(for_session(study_figure(result.study, chance=result.chance)), key="lesson_any_lesion")
+        st.plotly_chart(for_session(curve_figure(result.curve, chance=result.chance)), key="lesson_any_curve")

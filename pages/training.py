@@ -8,6 +8,7 @@ from typing import Any
 
 import streamlit as st
 from explorer_ui.budget import offer_fit
+from explorer_ui.figures import for_session
 from explorer_ui.notebook_button import notebook_button
 from explorer_ui.page_state import setting_widget
 from explorer_ui.url_params import take_settings, write_settings
@@ -170,14 +171,15 @@ def _draw_progress(snap: JobSnapshot) -> None:
 
 def _draw_curves(snap: JobSnapshot, key: str) -> None:
     if not snap.history.empty:
-        st.plotly_chart(race_figure(snap.history, snap.evals, total_steps=snap.steps), key=f"{key}_curves")
+        st.plotly_chart(for_session(race_figure(snap.history, snap.evals, total_steps=snap.steps)),
+                        key=f"{key}_curves")
 
 
 def _draw_details(snap: JobSnapshot, key: str, config: RaceConfig) -> None:
     """Gradient norms per stage, the summary table and the degradation note of one snapshot."""
     if snap.history.empty:
         return
-    st.plotly_chart(grad_norm_figure(snap.history), key=f"{key}_grads")
+    st.plotly_chart(for_session(grad_norm_figure(snap.history)), key=f"{key}_grads")
     st.caption(GRAD_NOTE)
     table = snap.summary.rename(columns={"racer": "Racer", "status": "Status", "steps": "Steps",
                                          "final_loss": "Final loss", "final_acc": "Training accuracy",

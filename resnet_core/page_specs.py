@@ -297,6 +297,8 @@ APP_WIDE: tuple[Setting, ...] = (
     Setting("lock", "multiselect", "setting_names", (), "this app's setting names", LOCKABLE, notebook=None,
             note="settings whose widgets the link hides (their values hold)"),
     Setting("reveal", "toggle", "flag", False, notebook=None, note="show every answer without asking first"),
+    Setting("present", "toggle", "flag", False, notebook=None,
+            note="presenter view: sidebar folded, large text, the lesson one step per screen"),
     Setting("poll", "selectbox", "token", "", "a poll id", notebook=None, note="the class poll this link answers"),
     Setting("key", "selectbox", "token", "", "a teacher's key", notebook=None,
             note="the key that opens the poll's teacher view"),

@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 import plotly.graph_objects as go
 import streamlit as st
 
+from explorer_ui.figures import for_session
 from explorer_ui.url_params import app_wide
 from resnet_core.plots import style
 from resnet_core.polls import Poll, PollError, PollStore, new_session_id
@@ -160,7 +161,8 @@ def _teacher_view(question: Question, measured: int, store: PollStore, poll: Pol
             except PollError as error:
                 st.warning(str(error))
                 return
-            st.plotly_chart(tally_figure(question, counts, measured), key=f"poll_tally_{question.id}")
+            st.plotly_chart(for_session(tally_figure(question, counts, measured)),
+                            key=f"poll_tally_{question.id}")
             total = sum(counts)
             closed = state is not None and state.closed
             st.caption(f"{total} answer{'s' if total != 1 else ''} so far"

@@ -82,3 +82,11 @@ def write_settings(values: Mapping[str, Any], drop: Sequence[str] = ()) -> None:
     for name in drop:
         if name in st.query_params:
             del st.query_params[name]
+
+
+def presenting() -> bool:
+    """Presenter view (``present=1``): from the session's link once it is read, before that from the address bar
+    itself (the page's configuration, the sidebar folded or not, comes first in a run)."""
+    if APP_WIDE_KEY in st.session_state:
+        return bool(app_wide("present"))
+    return bool(read_link({"present": st.query_params.get_all("present")}).values.get("present"))
