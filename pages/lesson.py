@@ -9,8 +9,9 @@ from explorer_ui.figures import for_session, shared_figure
 from explorer_ui.notebook_button import notebook_button
 from explorer_ui.notices import refuse
 from explorer_ui.page_state import setting_widget
+from explorer_ui.predict import ask
 from explorer_ui.queue_notice import queue_notice
-from explorer_ui.url_params import take_settings, write_settings
+from explorer_ui.url_params import presenting, take_settings, write_settings
 from streamlit.errors import StreamlitAPIException
 from streamlit.runtime.scriptrunner_utils.script_run_context import in_cached_function
 
@@ -29,6 +30,7 @@ from resnet_core.plots.lesson import (
     split_figure,
 )
 from resnet_core.plots.training import race_figure
+from resnet_core.questions import QUESTIONS
 from resnet_core.runs import LIVE_STATUSES, load_run, registry_for
 from resnet_core.settings import runs_dir
 from resnet_core.train import degradation_note
@@ -39,6 +41,7 @@ DEPTHS, SWEEP_WIDTH, SWEEP_BATCH = (20, 32, 56), 8, 16
 LANDSCAPE_BATCH, LANDSCAPE_SPAN, LANDSCAPE_SEED, GRIDS = 64, 1.0, 0, LESSON_GRIDS
 LESION_BATCH, MAX_REMOVED, SAMPLES = 128, 4, 6
 CAM_SHOWN = 6
+STEPS, PRESENT_STEP_KEY = 8, "lesson_present_step"  # presenter view: the step on screen
 # A race the lesson trains is drawn live as the Training page draws it: progress every 2 s, curves every 4 s.
 PROGRESS_EVERY_S, CURVES_EVERY_S = 2.0, 4.0
 
@@ -215,7 +218,12 @@ def _degradation_step():
         except ValueError as error:  # a damaged run: one sentence, and the rest of the lesson goes on
             st.error(str(error))
             record = None
-    if record is not None:
+    question = QUESTIONS["lesson.1"]
+    try:  # a race with two plain depths (the quartet) asks first; another race has no such question
+        measured = question.answer(record.summary) if record is not None else None
+    except (ValueError, KeyError):
+        measured = None
+    if record is not None and (measured is None or ask(question, measured)):
         st.markdown(
             f"Training curves of {record.title} ({record.config.steps} steps on Shapes, the same batches for every "
             "net). A plain net whose training loss stays high while its "
@@ -229,134 +237,216 @@ def _degradation_step():
     return record, degraded
 
 
+def _held(name: str):
+    """A lesson setting's value when its step is not drawn (presenter view): the session's, else its default."""
+    setting = LESSON[name]
+    return st.session_state.get(setting.state_key(), setting.default)
+
+
+def _presenter_step() -> int:
+    """Presenter view: which step is on screen, with Previous and Next (one step per screen)."""
+    step = int(st.session_state.setdefault(PRESENT_STEP_KEY, 1))
+    previous, where, following = st.columns([1, 2, 1])
+    if previous.button("Previous", key="lesson_present_previous", icon=":material/arrow_back:", disabled=step <= 1):
+        st.session_state[PRESENT_STEP_KEY] = step - 1
+        st.rerun()
+    if following.button("Next", key="lesson_present_next", icon=":material/arrow_forward:", disabled=step >= STEPS):
+        st.session_state[PRESENT_STEP_KEY] = step + 1
+        st.rerun()
+    where.markdown(f"**Step {step} of {STEPS}**")
+    return step
+
+
+def _step1() -> tuple:
+    st.header("1. The degradation problem, measured")
+    record, degraded = _degradation_step()
+    with st.expander("The paper's reference: ImageNet, Table 2"):
+        st.markdown(lesson.paper_table2_sentence(lesson.PAPER_TABLE2_TOP1))
+        st.plotly_chart(shared_figure(paper_table2_figure, lesson.PAPER_TABLE2_TOP1), key="lesson_paper")
+        st.caption(f"Quoted from {lesson.PAPER_CITATION}; not measured here.")
+    _training_link()
+    return record, degraded
+
+
+def _step2() -> None:
+    st.header("2. A residual block can be the identity")
+    with st.spinner("Running four versions of one block..."), queue_notice():
+        identity = _identity()
+    if ask(QUESTIONS["lesson.2"], QUESTIONS["lesson.2"].answer(identity)):
+        st.markdown(lesson.identity_sentence(identity, block=BLOCK, net=lesson.label(ARCH)))
+        st.plotly_chart(shared_figure(identity_figure, identity), key="lesson_identity")
+
+
+def _step3() -> bool:
+    st.header("3. The gradient of y = x + F(x) is 1 + dF/dx")
+    st.markdown(
+        "Differentiate the sum s = x + F(x): dL/dx = dL/ds (1 + dF/dx). The **1** is the shortcut: whatever "
+        "gradient reaches the sum reaches the block input unchanged, plus what the branch adds (in these "
+        "post-activation blocks the ReLU after the sum masks dL/ds first; an identity shortcut passes the rest as "
+        "is, a zero-pad shortcut drops the padded channels). Below, the gradient "
+        "arriving at each block input of a freshly built net is split exactly into the two paths "
+        "(`resnet_core.probes.path_gradients`, one backward pass, train-mode BN, cross-entropy on random labels).")
+    zero_init = setting_widget(LESSON["lesson_zero_init"], "Start every branch at zero (zero_init_residual)")
+    write_settings({"lesson_zero_init": zero_init})
+    with st.spinner("Splitting the gradient..."), queue_notice():
+        split = _split(zero_init)
+    if ask(QUESTIONS["lesson.3"], QUESTIONS["lesson.3"].answer(split)):
+        st.plotly_chart(shared_figure(split_figure, split), key="lesson_split")
+        st.markdown(lesson.split_sentence(split, zero_init=zero_init))
+    return zero_init
+
+
+def _step4() -> None:
+    st.header("4. Depth: what happens to the gradient on its way down")
+    with st.spinner("Building and differentiating 6 nets..."), queue_notice():
+        ratios = _depth()
+    if ask(QUESTIONS["lesson.4"], QUESTIONS["lesson.4"].answer(ratios)):
+        st.plotly_chart(shared_figure(depth_figure, ratios), key="lesson_depth")
+        st.markdown(lesson.depth_sentence(ratios, batch=SWEEP_BATCH, width=SWEEP_WIDTH))
+
+
+def _step5() -> int:
+    st.header("5. The unrolled view: many paths, mostly short")
+    n_blocks = setting_widget(LESSON["lesson_blocks"], "Residual blocks",  # starts at ResNet-110's
+                              help="ResNet-110 has 54 blocks; ResNet-1202 has 600.")
+    write_settings({"lesson_blocks": n_blocks})
+    summary = lesson.path_summary(n_blocks)
+    if ask(QUESTIONS["lesson.5"], QUESTIONS["lesson.5"].answer(summary)):
+        st.markdown(lesson.paths_sentence(n_blocks, summary))
+        st.plotly_chart(shared_figure(paths_figure, lesson.unrolled_paths(n_blocks)), key="lesson_paths")
+    return n_blocks
+
+
+def _trained_pair(header: str) -> tuple[str, str, lesson.TrainedPair]:
+    """Steps 6-8's trained pair; without one, the button that trains it, and the page stops there."""
+    pair_id = lesson.choose_pair()
+    pair_runs = "" if pair_id == lesson.DEMO_PAIR else str(runs_dir())
+    if pair_id is None:
+        st.header(header)
+        pair_config = lesson.pair_race()
+        st.markdown(
+            "Steps 6-8 need a plain net and its residual twin that have both *learned*: a net still at chance sits "
+            "at an untrained point, its landscape says nothing about trained nets and it cannot lose accuracy in a "
+            f"lesion. The lesson trains Plain-20 and ResNet-20 on Shapes ({pair_config.steps} steps, peak learning "
+            f"rate {pair_config.lr} after {pair_config.warmup_steps} warm-up steps, cosine decay, width "
+            f"{pair_config.width}, {pair_config.image_size} px): the presets' constant 0.01 leaves Plain-20 at chance "
+            "for hundreds of steps.")
+        _race(pair_config, f"Train Plain-20 and ResNet-20 (about {lesson.duration(_race_seconds('pair'))} on this "
+                           "machine)", "lesson_train_pair")
+        st.info("Steps 6, 7 and 8 are computed once the two nets are trained.")
+        st.stop()
+    return pair_id, pair_runs, _pair(pair_id, pair_runs)
+
+
+def _step6(pair_id: str, pair_runs: str, pair: lesson.TrainedPair, record, degraded) -> tuple[int, float]:
+    st.header("6. The loss landscape of two trained nets")
+    st.caption("The trained nets: " + ("the embedded demo models (trained on Shapes by `make demo-models`)."
+                                       if pair_id == lesson.DEMO_PAIR else
+                                       f"Plain-20 and ResNet-20 of {_race_title(pair_id)}."))
+    cols = st.columns(len(pair.models))
+    for col, (label, acc) in zip(cols, pair.accuracy.items(), strict=True):
+        col.metric(f"{label}: held-out accuracy", lesson.accuracy_text(acc),
+                   help=f"On {pair.accuracy_sample}; chance is {pair.chance:.0%}.")
+    if all(acc == acc for acc in pair.accuracy.values()):
+        st.markdown(lesson.accuracy_sentence(pair.accuracy, pair.chance, sample=pair.accuracy_sample,
+                                             degradation=degraded, step1_measured=record is not None))
+    not_learned = [label for label in pair.models if not pair.learned(label)]
+    if not_learned:
+        st.warning(f"{', '.join(not_learned)} is not clearly above chance ({pair.chance:.0%}): what follows "
+                   "describes an untrained point, not a trained net. Train the pair again with more steps on the "
+                   "Training page.")
+    grid = setting_widget(LESSON["lesson_grid"], "Grid (points per side)",
+                          help="21 x 21 is the interactive version of the paper's 51 x 51.")
+    write_settings({"lesson_grid": grid})
+    forward_ms = _forward_ms(pair_id, pair_runs, LANDSCAPE_BATCH)
+    passes = lesson.landscape_passes(grid) * len(pair.models)
+    st.caption(lesson.landscape_cost_sentence(passes, forward_ms, batch=LANDSCAPE_BATCH, seed=LANDSCAPE_SEED,
+                                              span=LANDSCAPE_SPAN))
+    bar, tick = _progress("Evaluating the loss at grid points:")
+    with queue_notice():
+        surfaces, lines = _landscape(pair_id, pair_runs, grid, tick)
+    bar.empty()
+    if ask(QUESTIONS["lesson.6"], QUESTIONS["lesson.6"].answer(lines)):
+        st.plotly_chart(for_session(surface_figure(surfaces)), key="lesson_surface")
+        st.plotly_chart(for_session(line_figure(lines)), key="lesson_line")
+        st.markdown(
+            lesson.landscape_sentence(lines) + " The weights are moved along two random directions, each filter "
+            "rescaled to the norm of the filter it perturbs (Li et al. 2018; batch-norm parameters stay put, running "
+            "statistics fixed). What it shows: how the loss changes around these trained weights along two random "
+            "directions. What it does not prove: a 2-D slice of a space with tens of thousands of dimensions can "
+            "miss any direction that matters, and smoothness here is not by itself why training succeeds.")
+    return grid, forward_ms
+
+
+def _step7(pair_id: str, pair_runs: str, pair: lesson.TrainedPair, forward_ms: float) -> None:
+    st.header("7. An ensemble of shallow paths: the lesion study")
+    seconds = lesson.lesion_seconds(pair, MAX_REMOVED, SAMPLES, batch=LESION_BATCH, forward_ms=forward_ms,
+                                    timed_batch=LANDSCAPE_BATCH)
+    with st.spinner(f"Removing blocks (about {lesson.duration(seconds)})..."), queue_notice():
+        studies, curves = _lesion(pair_id, pair_runs)
+    st.markdown(
+        "Veit et al. 2016 deleted single blocks from a trained ResNet at test time: the error barely moved, except "
+        "at downsampling blocks; deleting a layer of a plain net gave chance. Here each block is removed in turn (a "
+        "residual block keeps its shortcut; a plain block becomes the identity, and is not removable where it "
+        "changes the shape).")
+    if ask(QUESTIONS["lesson.7"], QUESTIONS["lesson.7"].answer(studies)):
+        st.markdown(lesson.lesion_sentence(
+            studies, pair.chance, sample=f"{LESION_BATCH} held-out Shapes images (not step 6's "
+                                         f"{pair.accuracy_images:,}, so the accuracy with every block can differ)"))
+        st.plotly_chart(for_session(study_figure(studies, chance=pair.chance)), key="lesson_lesion")
+        st.plotly_chart(for_session(curve_figure(curves, chance=pair.chance)), key="lesson_lesion_curve")
+        st.caption(f"The curve removes k random removable blocks together ({SAMPLES} sets per k, seeded), k = 1 "
+                   f"to {MAX_REMOVED}; bars show the range over the sets.")
+
+
+def _step8(pair_id: str, pair_runs: str) -> None:
+    st.header("8. What the net looks at")
+    with st.spinner(f"Grad-CAM on {SHAPES_CHECK_IMAGES} held-out images..."), queue_notice():
+        overlays, pointing, captions = _gradcam(pair_id, pair_runs)
+    st.markdown(
+        "Grad-CAM of the trained ResNet-20 for each image's true class, on held-out Shapes images (never trained "
+        "on); the white outline is the object's mask. The pointing game counts how often the map's peak falls on "
+        f"the object, over the first {SHAPES_CHECK_IMAGES} held-out images: the sample of the Grad-CAM page's "
+        "localisation check, so both show the same number for the same model.")
+    if ask(QUESTIONS["lesson.8"], QUESTIONS["lesson.8"].answer(pointing)):
+        st.image(overlays, caption=captions, width=140)
+        st.plotly_chart(for_session(pointing_figure(pointing)), key="lesson_pointing")
+
+
 st.title("Why residuals work")
 # A shared link's settings (explorer_ui.url_params), on the session's first run only; defaults via session state.
 linked = take_settings(LESSON)
 st.caption(f"A lesson in eight steps. Steps 2-5 use their own small CIFAR nets ({lesson.label(ARCH)} and friends, "
            "seeded), whatever the sidebar says; steps 1 and 6-8 use nets trained here on Shapes (ordinary runs, "
            "trained from this page when missing). Every number below is measured.")
+on_screen = _presenter_step() if presenting() else None  # presenter view: one step per screen
 
-st.header("1. The degradation problem, measured")
-record, degraded = _degradation_step()
-with st.expander("The paper's reference: ImageNet, Table 2"):
-    st.markdown(lesson.paper_table2_sentence(lesson.PAPER_TABLE2_TOP1))
-    st.plotly_chart(shared_figure(paper_table2_figure, lesson.PAPER_TABLE2_TOP1), key="lesson_paper")
-    st.caption(f"Quoted from {lesson.PAPER_CITATION}; not measured here.")
-_training_link()
 
-st.header("2. A residual block can be the identity")
-with st.spinner("Running four versions of one block..."), queue_notice():
-    identity = _identity()
-st.markdown(lesson.identity_sentence(identity, block=BLOCK, net=lesson.label(ARCH)))
-st.plotly_chart(shared_figure(identity_figure, identity), key="lesson_identity")
+def _shows(step: int) -> bool:
+    return on_screen is None or on_screen == step
 
-st.header("3. The gradient of y = x + F(x) is 1 + dF/dx")
-st.markdown(
-    "Differentiate the sum s = x + F(x): dL/dx = dL/ds (1 + dF/dx). The **1** is the shortcut: whatever "
-    "gradient reaches the sum reaches the block input unchanged, plus what the branch adds (in these "
-    "post-activation blocks the ReLU after the sum masks dL/ds first; an identity shortcut passes the rest as "
-    "is, a zero-pad shortcut drops the padded channels). Below, the gradient "
-    "arriving at each block input of a freshly built net is split exactly into the two paths "
-    "(`resnet_core.probes.path_gradients`, one backward pass, train-mode BN, cross-entropy on random labels).")
-zero_init = setting_widget(LESSON["lesson_zero_init"], "Start every branch at zero (zero_init_residual)")
-write_settings({"lesson_zero_init": zero_init})
-with st.spinner("Splitting the gradient..."), queue_notice():
-    split = _split(zero_init)
-st.plotly_chart(shared_figure(split_figure, split), key="lesson_split")
-st.markdown(lesson.split_sentence(split, zero_init=zero_init))
 
-st.header("4. Depth: what happens to the gradient on its way down")
-with st.spinner("Building and differentiating 6 nets..."), queue_notice():
-    ratios = _depth()
-st.plotly_chart(shared_figure(depth_figure, ratios), key="lesson_depth")
-st.markdown(lesson.depth_sentence(ratios, batch=SWEEP_BATCH, width=SWEEP_WIDTH))
-
-st.header("5. The unrolled view: many paths, mostly short")
-n_blocks = setting_widget(LESSON["lesson_blocks"], "Residual blocks",  # starts at ResNet-110's
-                          help="ResNet-110 has 54 blocks; ResNet-1202 has 600.")
-write_settings({"lesson_blocks": n_blocks})
-st.markdown(lesson.paths_sentence(n_blocks, lesson.path_summary(n_blocks)))
-st.plotly_chart(shared_figure(paths_figure, lesson.unrolled_paths(n_blocks)), key="lesson_paths")
-
-st.header("6. The loss landscape of two trained nets")
-pair_id = lesson.choose_pair()
-pair_runs = "" if pair_id == lesson.DEMO_PAIR else str(runs_dir())
-if pair_id is None:
-    pair_config = lesson.pair_race()
-    st.markdown(
-        "Steps 6-8 need a plain net and its residual twin that have both *learned*: a net still at chance sits at "
-        "an untrained point, its landscape says nothing about trained nets and it cannot lose accuracy in a "
-        f"lesion. The lesson trains Plain-20 and ResNet-20 on Shapes ({pair_config.steps} steps, peak learning "
-        f"rate {pair_config.lr} after {pair_config.warmup_steps} warm-up steps, cosine decay, width "
-        f"{pair_config.width}, {pair_config.image_size} px): the presets' constant 0.01 leaves Plain-20 at chance "
-        "for hundreds of steps.")
-    _race(pair_config, f"Train Plain-20 and ResNet-20 (about {lesson.duration(_race_seconds('pair'))} on this machine)",
-          "lesson_train_pair")
-    st.info("Steps 6, 7 and 8 are computed once the two nets are trained.")
+record, degraded = _step1() if _shows(1) else (None, None)
+if _shows(2):
+    _step2()
+zero_init = _step3() if _shows(3) else _held("lesson_zero_init")
+if _shows(4):
+    _step4()
+n_blocks = _step5() if _shows(5) else _held("lesson_blocks")
+grid = _held("lesson_grid")
+if any(_shows(step) for step in (6, 7, 8)):
+    pair_id, pair_runs, pair = _trained_pair("6. The loss landscape of two trained nets")
+    if _shows(6):
+        grid, forward_ms = _step6(pair_id, pair_runs, pair, record, degraded)
+    else:
+        forward_ms = _forward_ms(pair_id, pair_runs, LANDSCAPE_BATCH)
+    if _shows(7):
+        _step7(pair_id, pair_runs, pair, forward_ms)
+    if _shows(8):
+        _step8(pair_id, pair_runs)
+if on_screen is not None:  # presenter view: the step alone; the link and notebook keep the lesson's settings
+    notebook_button("why-residuals", {"lesson_zero_init": zero_init, "lesson_blocks": n_blocks, "lesson_grid": grid})
     st.stop()
-
-pair = _pair(pair_id, pair_runs)
-st.caption("The trained nets: " + ("the embedded demo models (trained on Shapes by `make demo-models`)."
-                                   if pair_id == lesson.DEMO_PAIR else
-                                   f"Plain-20 and ResNet-20 of {_race_title(pair_id)}."))
-cols = st.columns(len(pair.models))
-for col, (label, acc) in zip(cols, pair.accuracy.items(), strict=True):
-    col.metric(f"{label}: held-out accuracy", lesson.accuracy_text(acc),
-               help=f"On {pair.accuracy_sample}; chance is {pair.chance:.0%}.")
-if all(acc == acc for acc in pair.accuracy.values()):
-    st.markdown(lesson.accuracy_sentence(pair.accuracy, pair.chance, sample=pair.accuracy_sample,
-                                         degradation=degraded, step1_measured=record is not None))
-not_learned = [label for label in pair.models if not pair.learned(label)]
-if not_learned:
-    st.warning(f"{', '.join(not_learned)} is not clearly above chance ({pair.chance:.0%}): what follows describes "
-               "an untrained point, not a trained net. Train the pair again with more steps on the Training page.")
-grid = setting_widget(LESSON["lesson_grid"], "Grid (points per side)",
-                      help="21 x 21 is the interactive version of the paper's 51 x 51.")
-write_settings({"lesson_grid": grid})
-forward_ms = _forward_ms(pair_id, pair_runs, LANDSCAPE_BATCH)
-passes = lesson.landscape_passes(grid) * len(pair.models)
-st.caption(lesson.landscape_cost_sentence(passes, forward_ms, batch=LANDSCAPE_BATCH, seed=LANDSCAPE_SEED,
-                                          span=LANDSCAPE_SPAN))
-bar, tick = _progress("Evaluating the loss at grid points:")
-with queue_notice():
-    surfaces, lines = _landscape(pair_id, pair_runs, grid, tick)
-bar.empty()
-st.plotly_chart(for_session(surface_figure(surfaces)), key="lesson_surface")
-st.plotly_chart(for_session(line_figure(lines)), key="lesson_line")
-st.markdown(
-    lesson.landscape_sentence(lines) + " The weights are moved along two random directions, each filter rescaled "
-    "to the norm of the filter it perturbs (Li et al. 2018; batch-norm parameters stay put, running statistics "
-    "fixed). What it shows: how the loss changes around these trained weights along two random directions. What it "
-    "does not prove: a 2-D slice of a space with tens of thousands of dimensions can miss any direction that "
-    "matters, and smoothness here is not by itself why training succeeds.")
-
-st.header("7. An ensemble of shallow paths: the lesion study")
-lesion_seconds = lesson.lesion_seconds(pair, MAX_REMOVED, SAMPLES, batch=LESION_BATCH, forward_ms=forward_ms,
-                                       timed_batch=LANDSCAPE_BATCH)
-with st.spinner(f"Removing blocks (about {lesson.duration(lesion_seconds)})..."), queue_notice():
-    studies, curves = _lesion(pair_id, pair_runs)
-st.markdown(
-    "Veit et al. 2016 deleted single blocks from a trained ResNet at test time: the error barely moved, except "
-    "at downsampling blocks; deleting a layer of a plain net gave chance. Here each block is removed in turn (a "
-    "residual block keeps its shortcut; a plain block becomes the identity, and is not removable where it changes "
-    "the shape). " + lesson.lesion_sentence(
-        studies, pair.chance, sample=f"{LESION_BATCH} held-out Shapes images (not step 6's "
-                                     f"{pair.accuracy_images:,}, so the accuracy with every block can differ)"))
-st.plotly_chart(for_session(study_figure(studies, chance=pair.chance)), key="lesson_lesion")
-st.plotly_chart(for_session(curve_figure(curves, chance=pair.chance)), key="lesson_lesion_curve")
-st.caption(f"The curve removes k random removable blocks together ({SAMPLES} sets per k, seeded), k = 1 to "
-           f"{MAX_REMOVED}; bars show the range over the sets.")
-
-st.header("8. What the net looks at")
-with st.spinner(f"Grad-CAM on {SHAPES_CHECK_IMAGES} held-out images..."), queue_notice():
-    overlays, pointing, captions = _gradcam(pair_id, pair_runs)
-st.markdown(
-    "Grad-CAM of the trained ResNet-20 for each image's true class, on held-out Shapes images (never trained on); "
-    "the white outline is the object's mask. The pointing game counts how often the map's peak falls on the "
-    f"object, over the first {SHAPES_CHECK_IMAGES} held-out images: the sample of the Grad-CAM page's localisation "
-    "check, so both show the same number for the same model.")
-st.image(overlays, caption=captions, width=140)
-st.plotly_chart(for_session(pointing_figure(pointing)), key="lesson_pointing")
 
 st.divider()
 st.subheader("The same instruments on any trained net")

@@ -116,8 +116,13 @@ def lesion_answer(studies: pd.DataFrame) -> int:
 
 def pointing_answer(pointing: Any) -> int:
     """Step 8: the map's peak hits the object less often than a random point (0), more but under 80% (1), or at
-    least 80% of the time (2)."""
-    hit, chance = float(pointing.hit_rate), float(pointing.chance)
+    least 80% of the time (2). ``pointing``: a ``PointingResult`` or its ``summary()`` table (measure, value)."""
+    if isinstance(pointing, pd.DataFrame):
+        values = dict(zip(pointing["measure"], pointing["value"], strict=True))
+        hit = next(float(v) for k, v in values.items() if k.startswith("pointing-game hit rate"))
+        chance = next(float(v) for k, v in values.items() if k.startswith("chance"))
+    else:
+        hit, chance = float(pointing.hit_rate), float(pointing.chance)
     return 0 if hit <= chance else 2 if hit >= 0.8 else 1
 
 

@@ -17,6 +17,16 @@ def app() -> AppTest:
     return at
 
 
+@pytest.fixture
+def revealed_app() -> AppTest:
+    """``app`` opened from a link with ``reveal=1``: every page shows its answers without asking first."""
+    at = AppTest.from_file(str(APP_SCRIPT), default_timeout=120)
+    at.query_params["reveal"] = "1"
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
 def open_page(app: AppTest, page_path: str) -> AppTest:
     """Switch ``app`` to a page (path relative to app/navigation.py), run it, and fail on any exception."""
     app.switch_page(page_path).run()

@@ -74,12 +74,12 @@ def _figures(at: AppTest) -> list[dict]:
 
 
 @pytest.fixture
-def lesson_page(app: AppTest, tmp_path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+def lesson_page(revealed_app: AppTest, tmp_path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
     # A runs folder of its own: a race another test finished in the session's folder would fill step 1.
     monkeypatch.setenv("RESNET_EXPLORER_RUNS", str(tmp_path / "runs"))
-    app.switch_page(PAGE).run()
-    assert not app.exception, app.exception
-    return app
+    revealed_app.switch_page(PAGE).run()
+    assert not revealed_app.exception, revealed_app.exception
+    return revealed_app
 
 
 def test_lesson_page_cold_start_and_controls(lesson_page: AppTest) -> None:

@@ -48,8 +48,8 @@ def test_the_run_is_an_ordinary_run_and_the_lesson_finds_it(quick_run: str) -> N
     assert all(0.0 <= acc <= 1.0 for acc in pair.accuracy.values())
 
 
-def test_every_step_is_drawn_from_the_trained_nets(app: AppTest, quick_run: str) -> None:
-    at = app
+def test_every_step_is_drawn_from_the_trained_nets(revealed_app: AppTest, quick_run: str) -> None:
+    at = revealed_app
     at.switch_page(PAGE).run(timeout=240)
     assert not at.exception, at.exception
     assert [h.value.split(".")[0] for h in at.header] == [str(i) for i in range(1, 9)]

@@ -64,7 +64,7 @@ def test_each_measured_step_renders_at_1280x720(browser, lesson_url: str) -> Non
     tab = context.new_page()
     tab.set_default_timeout(120_000)
     try:
-        tab.goto(f"{lesson_url}/why-residuals")
+        tab.goto(f"{lesson_url}/why-residuals?reveal=1")  # the answers without their questions first
         main = tab.locator('[data-testid="stMain"]')
         main.get_by_role("heading", name="Why residuals work").wait_for()
 
