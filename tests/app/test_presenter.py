@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from explorer_ui.figures import PROJECTOR_FIGURE_PX, PROJECTOR_TEXT_PX
 from streamlit.testing.v1 import AppTest
 
-from explorer_ui.figures import PROJECTOR_FIGURE_PX, PROJECTOR_TEXT_PX
 from resnet_core.questions import QUESTIONS
 from tests.conftest import APP_SCRIPT
 
