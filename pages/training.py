@@ -11,6 +11,7 @@ from explorer_ui.budget import offer_fit
 from explorer_ui.figures import for_session
 from explorer_ui.notebook_button import notebook_button
 from explorer_ui.page_state import setting_widget
+from explorer_ui.predict import ask
 from explorer_ui.url_params import take_settings, write_settings
 
 from resnet_core.costs import estimate_race, require_within_budget
@@ -18,6 +19,7 @@ from resnet_core.data import DATASETS, DataError
 from resnet_core.models import display_name
 from resnet_core.page_specs import TR_CUSTOM, TR_MAX_RACERS, TR_RACE_ARCHS, TRAINING
 from resnet_core.plots.training import grad_norm_figure, race_figure
+from resnet_core.questions import race_question
 from resnet_core.runs import (
     FolderRace,
     Job,
@@ -310,8 +312,14 @@ if job is not None:
     # Poll only while the race trains; the background thread never calls st.* itself.
     running = job.status == "running"
     st.fragment(_live_progress, run_every=PROGRESS_EVERY_S if running else None)()
-    st.fragment(_live_curves, run_every=CURVES_EVERY_S if running else None)()
-    st.fragment(_live_details, run_every=DETAILS_EVERY_S if running else None)()
+    # Predict, then reveal: which net ends lower, asked before the curves; answered once the race has ended.
+    ended = job.snapshot()
+    question = race_question(ended.racers)
+    measured = question.answer(ended.summary) if ended.status in ("finished", "stopped") and not \
+        ended.summary.empty else None
+    if ask(question, measured):
+        st.fragment(_live_curves, run_every=CURVES_EVERY_S if running else None)()
+        st.fragment(_live_details, run_every=DETAILS_EVERY_S if running else None)()
     _after_live(job)
 
 with st.expander("Past runs (this app and `resnet-train`)"):

@@ -63,9 +63,10 @@ def _linked_poll(question: Question) -> tuple[PollStore, Poll] | None:
     return store, poll
 
 
-def ask(question: Question, measured: int) -> bool:
+def ask(question: Question, measured: int | None) -> bool:
     """Draw ``question`` unless it has been answered (or the link says ``reveal=1``); True once its answer may be
-    shown. ``measured``: the right choice, derived by ``question.answer`` from the page's result."""
+    shown. ``measured``: the right choice, derived by ``question.answer`` from the page's result, or None while
+    the result is still coming (a race that trains: the reveal says so)."""
     answers = st.session_state.setdefault(ANSWERS_KEY, {})
     linked = _linked_poll(question)
     notice = st.session_state.pop(POLL_NOTICE_KEY, None)
@@ -83,7 +84,10 @@ def ask(question: Question, measured: int) -> bool:
         st.warning("This link's key does not open the poll's teacher view; the question is asked as it is to a "
                    "student.")
     if question.id in answers:
-        st.info(reveal_sentence(question, measured, answers[question.id]), icon=":material/lightbulb:")
+        chosen = answers[question.id]
+        st.info(reveal_sentence(question, measured, chosen) if measured is not None else
+                f"You predicted \"{question.choices[chosen]}\". The answer is still being measured: the charts "
+                "below will tell.", icon=":material/lightbulb:")
         return True
     if app_wide("reveal"):
         return True
@@ -132,7 +136,7 @@ def qr_png(text: str) -> bytes:
     return buffer.getvalue()
 
 
-def tally_figure(question: Question, counts: list[int], measured: int) -> go.Figure:
+def tally_figure(question: Question, counts: list[int], measured: int | None) -> go.Figure:
     """The class's answers per choice, the measured answer's bar marked."""
     colors = [style.RESIDUAL if i == measured else style.GUIDE for i in range(len(question.choices))]
     fig = go.Figure(go.Bar(x=counts, y=list(question.choices), orientation="h", marker={"color": colors},
@@ -143,7 +147,7 @@ def tally_figure(question: Question, counts: list[int], measured: int) -> go.Fig
     return style.layout(fig, 120 + 50 * len(counts), top=10, bottom=40)
 
 
-def _teacher_view(question: Question, measured: int, store: PollStore, poll: Poll, *, key: str) -> None:
+def _teacher_view(question: Question, measured: int | None, store: PollStore, poll: Poll, *, key: str) -> None:
     """The teacher's view of a poll: the live distribution beside the measured answer, the projector's QR code
     and short link, and the controls only the key opens."""
     student, _ = _links(poll.poll_id, key)
@@ -167,7 +171,8 @@ def _teacher_view(question: Question, measured: int, store: PollStore, poll: Pol
             closed = state is not None and state.closed
             st.caption(f"{total} answer{'s' if total != 1 else ''} so far"
                        + ("; the poll is closed." if closed else "; updated every few seconds."))
-            st.markdown(reveal_sentence(question, measured))
+            st.markdown(reveal_sentence(question, measured) if measured is not None else
+                        "The answer is still being measured.")
 
         with chart:
             live()

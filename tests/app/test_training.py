@@ -23,8 +23,8 @@ PAGE = "../pages/training.py"
 
 
 @pytest.fixture
-def page(app):
-    return open_page(app, PAGE)
+def page(revealed_app):
+    return open_page(revealed_app, PAGE)
 
 
 def _runs_dir() -> Path:
@@ -337,3 +337,40 @@ def test_a_session_watching_its_ended_race_is_offered_the_one_that_trains(page):
     finally:
         job.stop()
         job.wait(timeout=120)
+
+
+def test_the_race_asks_which_net_ends_lower_before_its_curves(app):
+    """Predict, then reveal: without reveal=1 the race's curves wait for a committed answer; once the race has
+    stopped, the reveal names the net with the lower final loss in its own summary."""
+    page = open_page(app, PAGE)
+    key = "tr_Custom race"
+    page.selectbox(key="tr_preset").set_value("Custom race").run()
+    page.multiselect(key=f"{key}_racers").set_value(["Plain-20", "ResNet-20"])
+    page.number_input(key=f"{key}_steps").set_value(5000)
+    page.number_input(key=f"{key}_width").set_value(4)
+    page.number_input(key=f"{key}_size").set_value(16)
+    page.number_input(key=f"{key}_batch").set_value(16)
+    page.run()
+    before = _run_folders()
+    _button(page, "tr_start").click().run()
+    (run,) = _run_folders() - before
+    try:
+        deadline = time.monotonic() + 120
+        while _step_lines(run) < 8 and time.monotonic() < deadline:
+            time.sleep(0.3)
+        page.run()
+        assert not page.get("plotly_chart")  # no curves before a prediction
+        radio = page.radio(key="predict_race.lower_loss")
+        assert list(radio.options) == ["Plain-20", "ResNet-20"]
+        radio.set_value(0).run()
+        _button(page, "predict_commit_race.lower_loss").click().run()
+        assert _figures(page)  # the curves, once committed
+        assert any("still being measured" in i.value for i in page.info)
+    finally:
+        _button(page, "tr_stop").click().run()
+    assert not page.exception, page.exception
+    summary = page.dataframe[0].value.set_index("Racer")["Final loss"]
+    lower = summary.astype(float).idxmin()
+    reveal = [i.value for i in page.info if "Measured here:" in i.value]
+    assert len(reveal) == 1 and f"**{lower}**" in reveal[0]
+    assert reveal[0].startswith("Right." if lower == "Plain-20" else 'You predicted "Plain-20".')

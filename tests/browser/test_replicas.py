@@ -159,7 +159,7 @@ def test_two_replicas_behind_nginx_survive_one_killed(proxied, tmp_path: Path) -
 
     async def training(browser, route: str, name: str):
         context, page = await tab(browser, name, route)
-        await page.goto(f"{served.url}/training")
+        await page.goto(f"{served.url}/training?reveal=1")
         main = page.locator('[data-testid="stMain"]')
         await main.get_by_role("heading", name="Training race").wait_for()
         await wait_idle(page)

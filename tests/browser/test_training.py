@@ -21,7 +21,7 @@ def _step_shown(tab) -> int:
 
 def test_start_live_curves_then_stop(page, server_url: str) -> None:
     tab = page
-    tab.goto(f"{server_url}/training")
+    tab.goto(f"{server_url}/training?reveal=1")
     main = tab.locator('[data-testid="stMain"]')
     main.get_by_role("heading", name="Training race").wait_for()
     wait_idle(tab)
