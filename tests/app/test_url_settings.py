@@ -328,7 +328,7 @@ def test_lesson_settings_are_refused_or_round_trip_through_the_url(tmp_path, mon
     # A runs folder of its own: the lesson then uses the embedded demo pair and lists only the demos.
     monkeypatch.setenv("RESNET_EXPLORER_RUNS", str(tmp_path / "runs"))
     at = _open(LESSON, {"lesson_blocks": "0", "lesson_grid": "15", "lesson_zero_init": "maybe",
-                        "lesson_any_model": "ckpt:/etc/passwd", "lesson_any_data": "imagenet"})
+                        "lesson_any_model": "ckpt:/etc/passwd", "lesson_any_data": "imagenet", "reveal": "1"})
     assert at.link_notices == [
         "The link's 'lesson_zero_init' is not 0 or 1; it stays off.",
         "The link's 'lesson_blocks' is not a number of blocks (a whole number from 1 to 200); 54 is used instead.",
