@@ -128,9 +128,15 @@ class PollStore:
             raise self._failure(sqlite3.OperationalError("unable to open: " + str(error))) from None
         try:
             connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-            connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA foreign_keys=ON")
-            connection.executescript(_SCHEMA)
+            if connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                connection.execute("PRAGMA journal_mode=WAL")
+            if connection.execute("SELECT 1 FROM sqlite_master WHERE name = 'recent_by_session'").fetchone() is None:
+                # Created once, in a write transaction that waits its turn (another process may be creating it).
+                connection.execute("BEGIN IMMEDIATE")
+                for statement in filter(str.strip, _SCHEMA.split(";")):
+                    connection.execute(statement)
+                connection.execute("COMMIT")
         except sqlite3.Error as error:
             raise self._failure(error) from None
         return connection

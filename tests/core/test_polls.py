@@ -98,8 +98,12 @@ def test_polls_expire_after_a_day_and_their_rows_are_deleted(store):
 
 def _answer_many(path: str, poll_id: str, prefix: str, count: int) -> None:
     store = PollStore(path)
-    for i in range(count):
-        store.answer(poll_id, f"{prefix}{i}", i % 2)
+    try:
+        for i in range(count):
+            store.answer(poll_id, f"{prefix}{i}", i % 2)
+    except Exception as error:  # the parent asserts on the sentence (a child's traceback would be lost)
+        Path(f"{path}.{prefix}.error").write_text(f"{type(error).__name__}: {error}")
+        raise
 
 
 def test_two_processes_writing_at_once_lose_nothing(tmp_path):
@@ -111,7 +115,8 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path):
         worker.start()
     for worker in workers:
         worker.join(120)
-        assert worker.exitcode == 0
+    errors = [p.read_text() for p in sorted(tmp_path.glob("*.error"))]
+    assert errors == [] and [w.exitcode for w in workers] == [0, 0]
     assert PollStore(path).tally(poll_id) == [150, 150]
 
 
