@@ -129,6 +129,7 @@ class PollStore:
         try:
             connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
             connection.execute("PRAGMA foreign_keys=ON")
+            connection.execute("PRAGMA synchronous=NORMAL")  # WAL's recommended level: no fsync per answer
             if connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 connection.execute("PRAGMA journal_mode=WAL")
             if connection.execute("SELECT 1 FROM sqlite_master WHERE name = 'recent_by_session'").fetchone() is None:
