@@ -57,7 +57,7 @@ def share_view(page_url_path: str, page_settings: Mapping[str, Any]) -> None:
     """*Share this view*, beside the notebook button: this view's link, with a picker for what it locks."""
     values = {**sidebar_settings(st.session_state.get("model_choice")), **page_settings}
     names = [name for name in values if setting_for_link(name) is not None]
-    with st.sidebar.popover("Share this view", icon=":material/share:", use_container_width=True):
+    with st.sidebar.popover("Share this view", icon=":material/share:", width="stretch"):
         lock = st.multiselect("Lock for whoever opens it", names, key="share_lock",
                               format_func=lambda n: _setting_label(n),
                               help="Each locked setting keeps this view's value and shows it as text.")

@@ -112,13 +112,22 @@ def ask(question: Question, measured: int | None) -> bool:
     return False
 
 
+MAX_POLLS_PER_SESSION = 20  # a session that opens more is refused (each poll is a row until it expires)
+
+
 def _poll_button(question: Question, where) -> None:
     opened = st.session_state.setdefault(OPENED_KEY, {})
+    count = st.session_state.get(OPENED_KEY + "_count", 0)
     if where.button("Poll the class", key=f"poll_open_{question.id}", icon=":material/how_to_vote:"):
-        try:
-            opened[question.id] = PollStore().open_poll(question.id, len(question.choices))
-        except PollError as error:
-            st.warning(str(error))
+        if count >= MAX_POLLS_PER_SESSION:
+            st.warning(f"This session has opened {MAX_POLLS_PER_SESSION} polls; reuse their links, or open a new "
+                       "session for more.")
+        else:
+            try:
+                opened[question.id] = PollStore().open_poll(question.id, len(question.choices))
+                st.session_state[OPENED_KEY + "_count"] = count + 1
+            except PollError as error:
+                st.warning(str(error))
     if question.id in opened:
         student, teacher = _links(*opened[question.id])
         st.markdown("**Students open:**")

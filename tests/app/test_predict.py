@@ -5,6 +5,7 @@ teacher's key closes and exports."""
 from __future__ import annotations
 
 import json
+import sqlite3
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -118,3 +119,16 @@ def test_a_damaged_poll_database_is_one_sentence_and_the_question_still_works(po
     at.radio(key=f"predict_{QUESTION.id}").set_value(0).run()
     at.button(key=f"predict_commit_{QUESTION.id}").click().run()
     assert not at.exception and _norms(at) is not None
+
+
+def test_a_session_opens_at_most_twenty_polls(poll_db):
+    from explorer_ui.predict import MAX_POLLS_PER_SESSION
+
+    at = _session({"weights": "random"})
+    for _ in range(MAX_POLLS_PER_SESSION):
+        at.button(key=f"poll_open_{QUESTION.id}").click().run()
+    assert not at.warning
+    at.button(key=f"poll_open_{QUESTION.id}").click().run()
+    assert any(f"This session has opened {MAX_POLLS_PER_SESSION} polls" in w.value for w in at.warning)
+    with sqlite3.connect(poll_db) as db:
+        assert db.execute("SELECT COUNT(*) FROM polls").fetchone()[0] == MAX_POLLS_PER_SESSION

@@ -87,7 +87,7 @@ def test_shared_link_reopens_the_same_view(page, server_url: str) -> None:
 
 def test_every_sidebar_page(page, server_url: str) -> None:
     tab = page
-    tab.goto(server_url)
+    tab.goto(f"{server_url}/?reveal=1")  # the answers without their questions first, on every page of the session
     nav = tab.locator('[data-testid="stSidebarNav"]')
     nav.wait_for()
     wait_idle(tab)
