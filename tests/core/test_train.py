@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import threading
+import time
 from dataclasses import replace
 
 import pytest
@@ -415,10 +416,14 @@ def test_racers_train_side_by_side_on_one_thread_each_and_the_count_is_given_bac
     try:
         race = Race(tiny(steps=3, eval_every=2, device="cpu"))
         seen: list[tuple[str, int, str]] = []
+        def record(label: str) -> None:
+            seen.append((label, torch.get_num_threads(), threading.current_thread().name))
+            # A forward as long as a real net's: a tiny net's step could end before the next racer's is
+            # submitted, and the pool would rightly hand that one to the same idle worker.
+            time.sleep(0.2)
+
         for racer in race.racers:
-            racer.model.register_forward_pre_hook(
-                lambda _m, args, label=racer.label: seen.append(
-                    (label, torch.get_num_threads(), threading.current_thread().name)))
+            racer.model.register_forward_pre_hook(lambda _m, args, label=racer.label: record(label))
         race.step()
         assert torch.get_num_threads() == 2
         race.step()
