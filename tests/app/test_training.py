@@ -79,7 +79,9 @@ def test_a_custom_race_needs_two_racers(page):
     assert _button(page, "tr_start").disabled
 
 
-def test_start_live_update_then_stop(page):
+def _start_small_race(page) -> set[Path]:
+    """A custom Plain-20 vs ResNet-20 race of 5000 steps at width 4, 16 px, batch 16, started; the run folders
+    that existed before it."""
     key = "tr_Custom race"
     page.selectbox(key="tr_preset").set_value("Custom race").run()
     page.multiselect(key=f"{key}_racers").set_value(["Plain-20", "ResNet-20"])
@@ -90,6 +92,11 @@ def test_start_live_update_then_stop(page):
     page.run()
     before = _run_folders()
     _button(page, "tr_start").click().run()
+    return before
+
+
+def test_start_live_update_then_stop(page):
+    before = _start_small_race(page)
     assert not page.exception, page.exception
     (run,) = _run_folders() - before
     try:
@@ -343,16 +350,7 @@ def test_the_race_asks_which_net_ends_lower_before_its_curves(app):
     """Predict, then reveal: without reveal=1 the race's curves wait for a committed answer; once the race has
     stopped, the reveal names the net with the lower final loss in its own summary."""
     page = open_page(app, PAGE)
-    key = "tr_Custom race"
-    page.selectbox(key="tr_preset").set_value("Custom race").run()
-    page.multiselect(key=f"{key}_racers").set_value(["Plain-20", "ResNet-20"])
-    page.number_input(key=f"{key}_steps").set_value(5000)
-    page.number_input(key=f"{key}_width").set_value(4)
-    page.number_input(key=f"{key}_size").set_value(16)
-    page.number_input(key=f"{key}_batch").set_value(16)
-    page.run()
-    before = _run_folders()
-    _button(page, "tr_start").click().run()
+    before = _start_small_race(page)
     (run,) = _run_folders() - before
     try:
         deadline = time.monotonic() + 120
