@@ -2,7 +2,8 @@
 
 The server: every visitor's session runs app/navigation.py (the navigation, the shared sidebar, the page), and a
 warm start loads the heavy libraries and draws every page's default view in the background as soon as the
-server is up (explorer_ui.warm_start).
+server is up (explorer_ui.warm_start), and the page tells the browser to load the chart library at once, while the
+server works (explorer_ui.chart_preload).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import streamlit as st  # noqa: E402
+from explorer_ui.chart_preload import ChartLibraryPreload  # noqa: E402
 from explorer_ui.warm_start import lifespan  # noqa: E402
+from starlette.middleware import Middleware  # noqa: E402
 
-app = st.App("navigation.py", lifespan=lifespan)
+app = st.App("navigation.py", lifespan=lifespan, middleware=[Middleware(ChartLibraryPreload)])

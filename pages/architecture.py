@@ -27,7 +27,8 @@ COMPARISON_CHANNELS = 256
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _report(name: str, options: tuple[tuple[str, Any], ...], _choice: ModelChoice) -> ArchitectureReport:
-    # Meta-device models: shapes and counts without weights, so even ResNeXt-101 is described at once.
+    # Meta-device models: shapes and counts without weights, so even ResNeXt-101 is described at once (describe
+    # runs a small one as a zero-filled CPU copy, which spares the cold start torch._dynamo's import).
     model, twin = get_model(_choice, meta=True), get_model(_choice.twin(), meta=True)
     with heavy_slot("architecture"):
         return architecture_report(model, twin, _choice.spec.input_size)
@@ -62,8 +63,8 @@ cols[0].metric("Weighted layers", f"{me['depth']}")
 cols[1].metric("Parameters", f"{total_params:,}")
 cols[2].metric(f"Multiply-accumulates at {size}x{size}", f"{total_macs / 1e9:.3f} G")
 cols[3].metric("Residual blocks" if choice.residual else "Plain blocks", f"{me['blocks']}")
-st.caption(f"{choice.spec.paper}. Counted on the meta device: multiply-accumulates come from "
-           "torch.utils.flop_counter (convolutions and the fc layer; the element-wise additions are not counted, "
+st.caption(f"{choice.spec.paper}. Counted without weights: multiply-accumulates come from "
+           "torch.utils.flop_counter's formulas (convolutions and the fc layer; the element-wise additions are not counted, "
            "as in the paper).")
 
 st.subheader(f"Stage table ({paper_table_name(choice.spec.stem)})")

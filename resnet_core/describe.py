@@ -1,13 +1,22 @@
 """Per-layer and per-stage tables of a model: shapes, parameters and multiply-accumulates (MACs).
 
-MACs come from ``torch.utils.flop_counter`` (FLOPs / 2), never from hand-written formulas. Models built on
-the ``meta`` device are described without allocating any memory.
+MACs come from ``torch.utils.flop_counter`` (FLOPs / 2), never from hand-written formulas: for our own nets its
+formulas are applied in forward hooks on each convolution and linear layer (the only layers it counts in a
+ResNet), for any other module its ``FlopCounterMode`` watches the whole pass; tests check the two agree on every
+architecture. Models built on the ``meta`` device are described without allocating any memory; a small one (the
+CIFAR nets up to ResNet-110 at their own size) is run instead as a zero-filled copy on the CPU, which takes
+milliseconds, while the first ``meta`` forward and the first ``FlopCounterMode`` both import ``torch._dynamo``
+(about a second, once per process: the Architecture page's cold start).
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import itertools
+import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -15,7 +24,7 @@ from typing import Any
 import pandas as pd
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, conv_flop_count, mm_flop
 
 from .blocks import BasicBlock, Bottleneck, PadShortcut, ResidualBlock, Tap
 from .card import card_of
@@ -42,35 +51,119 @@ def _example_input(model: nn.Module, shape: tuple[int, ...]) -> torch.Tensor:
     return torch.zeros(shape, device=device, dtype=dtype)
 
 
-def _counted(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> tuple[torch.Tensor, int]:
+# Leaves whose FLOPs FlopCounterMode would see are the convolutions and linear layers; these others count 0.
+_UNCOUNTED_LEAVES = (nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d, nn.AdaptiveAvgPool2d, nn.Identity, Tap, PadShortcut)
+# A meta model with at most this many parameters, on at most this many input values, is run as a zero-filled
+# CPU copy instead (8 MB of weights at most; ResNet-110 at 32 px is 1.7 M parameters and 3 K values per image).
+SMALL_NET_PARAMS = 2_000_000
+SMALL_INPUT_VALUES = 8 * 3 * 64 * 64
+
+
+def _leaf_flops(module: nn.Module, args: tuple, output: torch.Tensor) -> int:
+    """FLOPs of one call of a convolution or linear layer, by ``torch.utils.flop_counter``'s formulas."""
+    if isinstance(module, nn.Conv2d):
+        return conv_flop_count(list(args[0].shape), list(module.weight.shape), list(output.shape))
+    if isinstance(module, nn.Linear):
+        rows = args[0].numel() // module.in_features
+        return mm_flop([rows, module.in_features], [module.in_features, module.out_features])
+    return 0
+
+
+def _hook_countable(model: nn.Module) -> bool:
+    """Whether every FLOP of ``model``'s forward happens inside its convolution and linear layers: our own nets
+    and blocks (whose forwards we wrote), built from known leaves. Anything else goes to FlopCounterMode."""
+    ours = (isinstance(model, ResNet) and type(model).forward is ResNet.forward) or isinstance(model, ResidualBlock)
+    return ours and all(isinstance(m, (nn.Conv2d, nn.Linear, *_UNCOUNTED_LEAVES))
+                        for m in model.modules() if not list(m.children()))
+
+
+class _FlopTally:
+    """Forward hooks on a model's convolutions and linear layers that add up their FLOPs (``total``), and each
+    leaf's FLOPs and shapes (``per_leaf``, ``shapes``), for this thread's calls only: module hooks are global,
+    and a forward pass of the same model in another thread must not be counted here."""
+
+    def __init__(self, leaves: dict[str, nn.Module]) -> None:
+        self.total = 0
+        self.per_leaf: dict[str, int] = {}
+        self.shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+        self._leaves = leaves
+        self._thread = threading.get_ident()
+
+    def hook(self, name: str) -> Callable[[nn.Module, tuple, torch.Tensor], None]:
+        def after(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+            if threading.get_ident() != self._thread:
+                return
+            flops = _leaf_flops(module, args, output)
+            self.total += flops
+            self.per_leaf[name] = self.per_leaf.get(name, 0) + flops
+            self.shapes[name] = (tuple(args[0].shape), tuple(output.shape))
+
+        return after
+
+    @contextlib.contextmanager
+    def attached(self, model: nn.Module) -> Iterator[_FlopTally]:
+        with taps(model, train=False) as tapped, torch.no_grad():  # the hooks come off under the model's lock
+            for name, module in self._leaves.items():
+                tapped.forward(module, self.hook(name))
+            yield self
+
+
+def _leaves(model: nn.Module) -> dict[str, nn.Module]:
+    """Every module that computes something: no containers, no tap points (pure identities)."""
+    return {name: module for name, module in model.named_modules()
+            if name and not list(module.children()) and not isinstance(module, Tap | nn.Identity)}
+
+
+def _runnable(model: nn.Module, shape: tuple[int, ...]) -> nn.Module:
+    """``model`` itself, or for a small meta model a zero-filled copy on the CPU (same modules and names)."""
+    param = next(model.parameters(), None)
+    if param is None or param.device.type != "meta" or count_params(model) > SMALL_NET_PARAMS \
+            or math.prod(shape) > SMALL_INPUT_VALUES:
+        return model
+    with preserved_state(model):  # the lock: no hooks being attached while we copy
+        twin = copy.deepcopy(model)
+    twin.to_empty(device="cpu")
+    with torch.no_grad():
+        for tensor in itertools.chain(twin.parameters(), twin.buffers()):
+            tensor.zero_()
+    return twin
+
+
+def _counted(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+             tally: _FlopTally | None) -> tuple[torch.Tensor, int]:
+    """``fn(x)`` and its FLOPs: read from ``tally``'s hooks when given, else from a FlopCounterMode."""
+    if tally is not None:
+        before = tally.total
+        y = fn(x)
+        return y, tally.total - before
     with FlopCounterMode(display=False) as counter:
         y = fn(x)
     return y, int(counter.get_total_flops())
 
 
-def _resnet_flops(model: ResNet, x: torch.Tensor) -> int:
+def _resnet_flops(model: ResNet, x: torch.Tensor, tally: _FlopTally | None = None) -> int:
     """FLOPs of ``model(x)``, counting each distinct (block, input shape) once.
 
     Blocks repeated within a stage are identical modules on identical shapes, so their count is reused;
     this makes ResNet-1202 (600 blocks) as quick to count as ResNet-20. Same parts, same order as
     ``ResNet.forward``; a test checks the total against one plain FlopCounterMode pass.
     """
-    x, total = _counted(model.forward_stem, x)
+    x, total = _counted(model.forward_stem, x, tally)
     seen: dict[tuple[str, tuple[int, ...]], tuple[tuple[int, ...], int]] = {}
     for stage in model.stages():
         for block in stage:
             key = (repr(block), tuple(x.shape))
             if key not in seen:
-                y, flops = _counted(block, x)
+                y, flops = _counted(block, x, tally)
                 seen[key] = (tuple(y.shape), flops)
                 x = y
             else:
                 shape, flops = seen[key]
                 x = x.new_zeros(shape)
             total += flops
-    x, flops = _counted(model.forward_final, x)
+    x, flops = _counted(model.forward_final, x, tally)
     total += flops
-    return total + _counted(model.forward_head, x)[1]
+    return total + _counted(model.forward_head, x, tally)[1]
 
 
 def count_macs(model: nn.Module, input_size: InputSize) -> int:
@@ -79,11 +172,18 @@ def count_macs(model: nn.Module, input_size: InputSize) -> int:
     ``input_size`` is a side length, (H, W), (C, H, W) or a full (N, C, H, W) shape. MACs = FLOPs / 2.
     """
     shape = _input_shape(model, input_size)
+    model = _runnable(model, shape)
+    if _hook_countable(model):
+        with _FlopTally(_leaves(model)).attached(model) as tally:
+            x = _example_input(model, shape)
+            if isinstance(model, ResNet):
+                return _resnet_flops(model, x, tally) // 2
+            return _counted(model, x, tally)[1] // 2
     with preserved_state(model, train=False), torch.no_grad():
         x = _example_input(model, shape)
         if isinstance(model, ResNet) and type(model).forward is ResNet.forward:
             return _resnet_flops(model, x) // 2
-        _, flops = _counted(model, x)
+        _, flops = _counted(model, x, None)
     return flops // 2
 
 
@@ -97,20 +197,10 @@ def _kind(module: nn.Module) -> str:
     return type(module).__name__
 
 
-def describe(model: nn.Module, input_size: InputSize = 224) -> pd.DataFrame:
-    """One row per layer that computes something: stage, block, module, kind, shapes, params, MACs.
-
-    Tap points (pure identities) and containers are left out; their totals equal ``count_params`` and
-    ``count_macs``. ``input_size`` is a side length, (H, W), (C, H, W) or a full (N, C, H, W) shape.
-    """
-    shape = _input_shape(model, input_size)
+def _counted_per_leaf(model: nn.Module, shape: tuple[int, ...]) -> tuple[dict[str, int], dict[str, tuple]]:
+    """FLOPs and (input, output) shapes of each leaf of any module, from one FlopCounterMode pass."""
     shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
     macs: dict[str, int] = {}
-    leaves = {
-        name: module
-        for name, module in model.named_modules()
-        if name and not list(module.children()) and not isinstance(module, Tap | nn.Identity)
-    }
     # Per-leaf attribution from this thread's counter only: the counter is a dispatch mode (per thread), and
     # each leaf's pre/post hooks read its running total. FlopCounterMode's own per-module breakdown relies on
     # process-global module hooks, so a forward pass running in another thread would be credited to our layers.
@@ -135,11 +225,29 @@ def describe(model: nn.Module, input_size: InputSize = 224) -> pd.DataFrame:
 
     counter = FlopCounterMode(display=False)
     with taps(model, train=False) as tapped, torch.no_grad():  # hooks go on and come off under the lock
-        for name, module in leaves.items():
+        for name, module in _leaves(model).items():
             tapped.forward_pre(module, before(name))
             tapped.forward(module, after(name))
         with counter:
             model(_example_input(model, shape))
+    return macs, shapes
+
+
+def describe(model: nn.Module, input_size: InputSize = 224) -> pd.DataFrame:
+    """One row per layer that computes something: stage, block, module, kind, shapes, params, MACs.
+
+    Tap points (pure identities) and containers are left out; their totals equal ``count_params`` and
+    ``count_macs``. ``input_size`` is a side length, (H, W), (C, H, W) or a full (N, C, H, W) shape.
+    """
+    shape = _input_shape(model, input_size)
+    leaves = _leaves(model)
+    runnable = _runnable(model, shape)
+    if _hook_countable(runnable):
+        with _FlopTally(_leaves(runnable)).attached(runnable) as tally:
+            runnable(_example_input(runnable, shape))
+        macs, shapes = tally.per_leaf, tally.shapes
+    else:
+        macs, shapes = _counted_per_leaf(runnable, shape)
     rows: list[dict[str, Any]] = []
     for name, module in leaves.items():
         if name not in shapes:

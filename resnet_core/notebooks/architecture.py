@@ -20,9 +20,10 @@ def cells(settings: dict[str, Any]) -> list[NotebookNode]:
     return [
         md("""\
 ## What this view shows
-The chosen net and its plain twin (the same layers without shortcuts), counted on PyTorch's **meta device**:
-shapes, parameters and multiply-accumulates (MACs, from `torch.utils.flop_counter`) without allocating a single
-weight, so even ResNeXt-101 is described at once. Read the stage table as the paper's Table 1 (ImageNet nets) or
+The chosen net and its plain twin (the same layers without shortcuts), built on PyTorch's **meta device**:
+shapes, parameters and multiply-accumulates (MACs, from `torch.utils.flop_counter`'s formulas) without allocating
+a single weight, so even ResNeXt-101 is described at once (a net as small as the CIFAR ones is run as a zero-filled
+copy on the CPU, which is quicker still). Read the stage table as the paper's Table 1 (ImageNet nets) or
 its CIFAR-10 table of section 4.2 (CIFAR nets): one row per stage, its output size, its block recipe times its repeats. The block diagram marks each shortcut: identity
 (solid), projection (dashed, a 1x1 convolution where the shape changes) or zero-padded identity (dotted, option A).
 `SMALL` skips the list of every architecture (it builds all of them)."""),

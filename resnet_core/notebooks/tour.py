@@ -31,7 +31,7 @@ models = resnet_core.list_models()
 models[["name", "family", "depth", "params", "macs"]]'''),
         md("""\
 ## Architecture: the paper's Table 1, computed
-MACs come from `torch.utils.flop_counter` on the meta device (no weights are allocated)."""),
+MACs come from `torch.utils.flop_counter`'s formulas, for models built on the meta device (no weights allocated)."""),
         code('''\
 with torch.device("meta"):
     resnet50 = resnet_core.build("resnet50")

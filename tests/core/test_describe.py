@@ -189,3 +189,86 @@ def test_block_table_rows_are_each_blocks_own_counts_with_ten_or_more_blocks_per
     assert blocks["params"].sum() == inside["params"].sum() == sum(
         sum(p.numel() for p in block.parameters()) for block in own_macs)
     assert blocks["macs"].sum() == inside["macs"].sum() == sum(own_macs.values())
+
+
+def _flop_counter_mode_per_leaf(model: nn.Module, size: int) -> dict[str, int]:
+    """Each leaf's MACs as FlopCounterMode sees them, the reference the hook formulas must match."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    started, macs = {}, {}
+    handles = []
+    counter = FlopCounterMode(display=False)
+    for name, module in model.named_modules():
+        if name and not list(module.children()):
+            handles.append(module.register_forward_pre_hook(
+                lambda _m, _a, name=name: started.__setitem__(name, counter.get_total_flops())))
+            handles.append(module.register_forward_hook(
+                lambda _m, _a, _o, name=name: macs.__setitem__(
+                    name, macs.get(name, 0) + (counter.get_total_flops() - started[name]) // 2)))
+    try:
+        with counter, torch.no_grad():
+            model.eval()(torch.zeros(1, 3, size, size, device="meta"))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return macs
+
+
+# ResNet-1202 is ResNet-110's blocks repeated (6.6 s for its 2,400 hooked leaves); ResNet-110 stands for it.
+@pytest.mark.parametrize("name", sorted(set(resnet_core.ARCHITECTURES) - {"resnet1202"}))
+def test_the_hook_formulas_count_what_flop_counter_mode_counts_on_every_architecture(name: str) -> None:
+    """Our nets are counted by torch.utils.flop_counter's formulas in hooks on their convolutions and fc layer;
+    every leaf and the total must equal FlopCounterMode's count of one pass, for the residual net and its plain
+    twin, whether the model runs on the meta device or (small nets) as a zero-filled CPU copy."""
+    spec = resnet_core.ARCHITECTURES[name]
+    size = spec.input_size if spec.input_size <= 64 else 64  # ImageNet nets at 64 px: the same layers, quicker
+    for residual in (True, False):
+        model = _meta(name, residual=residual)
+        reference = _flop_counter_mode_per_leaf(model, size)
+        layers = describe(model, size).set_index("module")
+        assert {m: int(v) for m, v in layers["macs"].items()} == {m: reference[m] for m in layers.index}, name
+        assert resnet_core.count_macs(model, size) == sum(reference.values()), (name, residual)
+        assert next(model.parameters()).device.type == "meta" and resnet_core.count_hooks(model) == 0
+
+
+def test_a_module_of_unknown_make_is_counted_by_flop_counter_mode() -> None:
+    """A module whose forward computes outside convolution or linear modules (here ``F.conv2d`` on its own
+    weight) is not ours to count by hooks: the whole pass goes to FlopCounterMode, which sees every op."""
+
+    class FunctionalConv(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight = nn.Parameter(torch.zeros(8, 3, 3, 3))
+            self.head = nn.Linear(8, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = nn.functional.conv2d(x, self.weight, padding=1)
+            return self.head(y.mean(dim=(2, 3)))
+
+    model = FunctionalConv()
+    shape = (1, 3, 16, 16)
+    assert resnet_core.count_macs(model, shape) == 8 * 3 * 3 * 3 * 16 * 16 + 8 * 2
+    rows = describe(model, shape).set_index("module")
+    assert list(rows.index) == ["head"] and rows.loc["head", "macs"] == 8 * 2
+
+
+def test_a_cifar_net_is_described_without_importing_torch_dynamo() -> None:
+    """The landing page's report of ResNet-20 and Plain-20 in a fresh interpreter: a meta forward (batch norm and
+    ReLU go through Python decompositions) or a FlopCounterMode would import torch._dynamo, a second of the cold
+    start; the small nets run as zero-filled CPU copies and are counted by hooks instead."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, torch\n"
+        "from resnet_core import build\n"
+        "from resnet_core.describe import architecture_report\n"
+        "with torch.device('meta'):\n"
+        "    model, twin = build('resnet20'), build('resnet20', residual=False)\n"
+        "report = architecture_report(model, twin, 32)\n"
+        "print(int(report.twin.loc[0, 'macs']), 'torch._dynamo' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=300)
+    macs, dynamo = out.stdout.split()
+    assert int(macs) == resnet_core.count_macs(_meta("resnet20"), 32) > 40_000_000
+    assert dynamo == "False", out.stderr
