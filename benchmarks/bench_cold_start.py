@@ -16,13 +16,16 @@ shared. Targets (issue 24): first chart <= 6 s, each first visit <= 2 s.
 
     python benchmarks/bench_cold_start.py [--servers 3] [--pages architecture,grad-cam] [--no-baseline]
 
-Measured here, 2026-12-07, 2 cores, load average 2.2 / 4.0 / 4.2 before (the machine's other work winding down)
-and 2.2 / 3.2 / 3.8 after; the imports alone took 4.7 s. Medians of 3 servers, warm start / baseline:
-health check 0.6 s / 0.6 s; first chart 7.5 s / 7.9 s (target 6 s: missed); first visits why-residuals 1.2 /
-1.5 s, activations 1.0 / 2.2 s, gradient-flow 0.4 / 0.5 s, training 0.2 / 0.3 s, grad-cam 0.5 / 0.5 s (target
-2 s: met). The landing page's own one-time costs make up the first chart: importing torch (1.6 s), the first
-dispatch through torch.utils.flop_counter, which imports torch._dynamo (1.3 s), pandas, resnet_core and the
-sidebar (0.6 s), the report and its figure (0.3 s), and the browser's load and render.
+Measured here, 2026-12-07 (later), 2 cores, load average 1.5 / 1.2 / 2.6 before and 1.7 / 1.5 / 2.5 after.
+Medians of 3 servers, warm start / baseline: health check 0.4 s / 0.4 s; first chart 4.2 s / 4.6 s (target 6 s:
+met); first visits why-residuals 0.9 / 1.1 s, activations 0.8 / 2.1 s, gradient-flow 0.4 / 0.4 s, training 0.2 /
+0.3 s, grad-cam 0.5 / 0.5 s (target 2 s: met); fresh tab on a warm server 2.5 s. Before (same machine, that
+morning, load 1.5): first chart 7.0 s (7.5 s at load 2.2), made of importing torch (1.6 s), the first dispatch
+through torch.utils.flop_counter, which imported torch._dynamo (1.3 s), pandas, resnet_core and the sidebar
+(0.6 s), the report and its figure (0.3 s), and the browser, which only began to evaluate Plotly's 4.7 MB chunk
+(about 1.5 s) when the chart arrived. Two changes took 2.8 s off: the page imports the chunk as it loads
+(explorer_ui.chart_preload), and the landing page's small nets are counted on zero-filled CPU copies by
+flop_counter's formulas in hooks, which never import torch._dynamo (resnet_core.describe).
 """
 
 from __future__ import annotations
