@@ -124,9 +124,21 @@ MUTATIONS: tuple[Mutation, ...] = (
     # (A cache key without the input shape was tried here: an equivalent mutant, since a block's repr already
     # differs wherever its input shape does in every registered net.)
     M("MAC count leaves out the classifier", "resnet_core/describe.py",
-      "return total + _counted(model.forward_head, x)[1]",
+      "return total + _counted(model.forward_head, x, tally)[1]",
       "return total",
       ("tests/core/test_describe.py::test_describe_totals_equal_counts",)),
+    M("convolution counted at its input's size (stride ignored)", "resnet_core/describe.py",
+      "conv_flop_count(list(args[0].shape), list(module.weight.shape), list(output.shape))",
+      "conv_flop_count(list(args[0].shape), list(module.weight.shape), list(args[0].shape))",
+      ("tests/core/test_describe.py::test_the_hook_formulas_count_what_flop_counter_mode_counts_on_every_architecture",)),
+    M("fc layer counted once per batch, not per image", "resnet_core/describe.py",
+      "rows = args[0].numel() // module.in_features",
+      "rows = 1",
+      ("tests/core/test_describe.py::test_a_batch_counts_each_image_on_the_cpu_copy_and_on_meta",)),
+    M("any module counted by the hooks", "resnet_core/describe.py",
+      "return ours and all(",
+      "return True or all(",
+      ("tests/core/test_describe.py::test_a_module_of_unknown_make_is_counted_by_flop_counter_mode",)),
     # ------------------------------------------------------------------------------------- checkpoints
     M("wrapper prefix stripped one character too far", "resnet_core/weights/checkpoints/conventions.py",
       "lambda key: key[len(prefix):]",

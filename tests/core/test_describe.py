@@ -272,3 +272,17 @@ def test_a_cifar_net_is_described_without_importing_torch_dynamo() -> None:
     macs, dynamo = out.stdout.split()
     assert int(macs) == resnet_core.count_macs(_meta("resnet20"), 32) > 40_000_000
     assert dynamo == "False", out.stderr
+
+
+@pytest.mark.parametrize("name,size", [("resnet20", 32), ("resnet18", 64)])
+def test_a_batch_counts_each_image_on_the_cpu_copy_and_on_meta(name: str, size: int) -> None:
+    """Four images cost four times one (the fc layer's rows included), on ResNet-20's zero-filled CPU copy and on
+    ResNet-18's meta pass alike, and both agree with FlopCounterMode on the same batch."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = _meta(name)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model.eval()(torch.zeros(4, 3, size, size, device="meta"))
+    batch = resnet_core.count_macs(model, (4, 3, size, size))
+    assert batch == 4 * resnet_core.count_macs(model, size) == counter.get_total_flops() // 2
+    assert describe(model, (4, 3, size, size))["macs"].sum() == batch
