@@ -55,8 +55,8 @@ def _example_input(model: nn.Module, shape: tuple[int, ...]) -> torch.Tensor:
 _UNCOUNTED_LEAVES = (nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d, nn.AdaptiveAvgPool2d, nn.Identity, Tap, PadShortcut)
 # A meta model with at most this many parameters, on at most this many input values, is run as a zero-filled
 # CPU copy instead (8 MB of weights at most; ResNet-110 at 32 px is 1.7 M parameters and 3 K values per image).
-SMALL_NET_PARAMS = 2_000_000
-SMALL_INPUT_VALUES = 8 * 3 * 64 * 64
+_SMALL_NET_PARAMS = 2_000_000
+_SMALL_INPUT_VALUES = 8 * 3 * 64 * 64
 
 
 def _leaf_flops(module: nn.Module, args: tuple, output: torch.Tensor) -> int:
@@ -117,8 +117,8 @@ def _leaves(model: nn.Module) -> dict[str, nn.Module]:
 def _runnable(model: nn.Module, shape: tuple[int, ...]) -> nn.Module:
     """``model`` itself, or for a small meta model a zero-filled copy on the CPU (same modules and names)."""
     param = next(model.parameters(), None)
-    if param is None or param.device.type != "meta" or count_params(model) > SMALL_NET_PARAMS \
-            or math.prod(shape) > SMALL_INPUT_VALUES:
+    if param is None or param.device.type != "meta" or count_params(model) > _SMALL_NET_PARAMS \
+            or math.prod(shape) > _SMALL_INPUT_VALUES:
         return model
     with preserved_state(model):  # the lock: no hooks being attached while we copy
         twin = copy.deepcopy(model)
