@@ -82,7 +82,8 @@ class ChartLibraryPreload:
             nonlocal start
             if message["type"] == "http.response.start":
                 headers = {k.lower(): v for k, v in message.get("headers", [])}
-                if headers.get(b"content-type", b"").startswith(b"text/html") and b"content-encoding" not in headers:
+                if message.get("status") == 200 and headers.get(b"content-type", b"").startswith(b"text/html") \
+                        and b"content-encoding" not in headers:
                     start = message  # held until the whole body is here
                     return
                 await send(message)

@@ -34,8 +34,8 @@ def _serve(middleware: ChartLibraryPreload, path: str, headers: list[tuple[bytes
 class _App:
     """A small ASGI app: an HTML page in two body messages for page paths, JavaScript for /static/."""
 
-    def __init__(self, page: bytes = PAGE, encoding: bytes | None = None) -> None:
-        self.page, self.encoding, self.seen_headers = page, encoding, []
+    def __init__(self, page: bytes = PAGE, encoding: bytes | None = None, status: int = 200) -> None:
+        self.page, self.encoding, self.status, self.seen_headers = page, encoding, status, []
 
     async def __call__(self, scope, receive, send) -> None:
         self.seen_headers = list(scope["headers"])
@@ -43,9 +43,11 @@ class _App:
         body = self.page if html else b"export default 1;"
         headers = [(b"content-type", b"text/html; charset=utf-8" if html else b"text/javascript"),
                    (b"content-length", str(len(body)).encode()), (b"etag", b'"abc"')]
+        if self.status == 304:  # the length of what the browser holds, no body
+            body = b""
         if self.encoding:
             headers.append((b"content-encoding", self.encoding))
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
         half = len(body) // 2
         await send({"type": "http.response.body", "body": body[:half], "more_body": True})
         await send({"type": "http.response.body", "body": body[half:], "more_body": False})
@@ -72,6 +74,13 @@ def test_everything_else_passes_through_untouched(path: str, method: str, encodi
     assert b"PlotlyChart" not in body and int(dict(start["headers"])[b"content-length"]) == len(body)
     if path.startswith("/static/") or method != "GET":
         assert seen == [(b"accept-encoding", b"gzip")]
+
+
+def test_a_not_modified_answer_is_passed_on_as_it_is() -> None:
+    """The browser revalidates its copy (which has the line already): a 304 keeps its headers and empty body."""
+    start, body, _ = _serve(ChartLibraryPreload(_App(status=304), chunk="PlotlyChart.X1.js"), "/")
+    assert start["status"] == 304 and body == b""
+    assert dict(start["headers"])[b"content-length"] == str(len(PAGE)).encode()
 
 
 def test_without_a_chunk_to_import_the_page_is_served_as_streamlit_wrote_it() -> None:
