@@ -64,6 +64,16 @@ def _can_overwrite(t: torch.Tensor, block_input: torch.Tensor) -> bool:
     return t._base is None and t.untyped_storage().data_ptr() != block_input.untyped_storage().data_ptr()
 
 
+def relu_where_unseen(relu: nn.Module, t: torch.Tensor, keep: torch.Tensor, watchers: tuple[nn.Module, ...]) -> torch.Tensor:
+    """``relu(t)``; in place (torchvision's ``inplace=True``) when no hook can see ``t``: none on ``relu`` or on
+    ``watchers`` (the modules whose output ``t`` is), no global one, and ``t`` is a fresh tensor that neither
+    ``keep`` nor autograd still needs. The stem's ReLU, whose batch-norm output is a whole map of the first stage."""
+    if type(relu) is nn.ReLU and not (_global_hooks() or _hooked(relu) or any(_hooked(m) for m in watchers)) \
+            and _can_overwrite(t, keep):
+        return t.relu_()
+    return relu(t)
+
+
 class Tap(nn.Identity):
     """A named, parameter-free point in the forward pass where instruments attach hooks."""
 

@@ -41,8 +41,10 @@ def _inputs(name: str, n: int = 2) -> torch.Tensor:
 
 
 def _force_safe_path(model: nn.Module) -> list:
-    """A do-nothing hook on every tap: what any instrument does, and enough to take the safe path."""
-    return [m.register_forward_pre_hook(lambda mod, args: None) for m in model.modules() if isinstance(m, Tap)]
+    """A do-nothing hook on every tap and on the stem's ReLU: what any instrument does, and enough to take the
+    safe path in every block and in the stem."""
+    hooked = [m for m in model.modules() if isinstance(m, Tap)] + [m for m in [getattr(model, "relu", None)] if m]
+    return [m.register_forward_pre_hook(lambda mod, args: None) for m in hooked]
 
 
 def _output_versions(model: nn.Module, x: torch.Tensor) -> list[int]:
@@ -72,6 +74,26 @@ def test_fast_and_safe_paths_are_bit_identical(name: str, options: dict) -> None
         handle.remove()
     assert torch.equal(fast, safe)
     assert fast.abs().max() > 0
+
+
+def test_the_stems_relu_is_in_place_unless_a_hook_could_see_the_batch_norm_output() -> None:
+    """torchvision's inplace ReLU in the stem: unhooked, the batch-norm output is overwritten (its version counter
+    moves); with a hook on bn1 that keeps the output, the kept tensor still holds its negative values."""
+    model = _model("resnet18", {}).eval()
+    x = _inputs("resnet18")
+    seen: list[torch.Tensor] = []
+    pool = model.maxpool.register_forward_pre_hook(lambda mod, args: seen.append(args[0]))
+    with torch.no_grad():
+        fast = model(x)
+    assert seen[-1]._version > 0  # written in place
+    kept: list[torch.Tensor] = []
+    norm = model.bn1.register_forward_hook(lambda mod, args, out: kept.append(out))
+    with torch.no_grad():
+        safe = model(x)
+    norm.remove()
+    pool.remove()
+    assert seen[-1]._version == 0 and kept[0].min() < 0 and torch.equal(fast, safe)
+    assert torch.equal(seen[-1], kept[0].clamp_min(0))
 
 
 @pytest.mark.parametrize("name,options", CONFIGS, ids=IDS)

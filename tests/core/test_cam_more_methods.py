@@ -199,10 +199,10 @@ def test_each_method_is_costed_before_it_runs(method, monkeypatch):
     from resnet_core import build
 
     model = build("resnet20", seed=0, width=4).eval()
-    image = torch.randn(1, 3, 512, 512, generator=torch.Generator().manual_seed(1))
-    estimate = cam.REGISTRY[method].estimate(model, (3, 512, 512))
+    image = torch.randn(1, 3, 576, 576, generator=torch.Generator().manual_seed(1))
+    estimate = cam.REGISTRY[method].estimate(model, (3, 576, 576))
     assert estimate.total > 17e6 and estimate.task
-    monkeypatch.setenv(ENV_MEMORY_BUDGET, "17MB")  # under every method's need at 512 px: nothing may run
+    monkeypatch.setenv(ENV_MEMORY_BUDGET, "17MB")  # under every method's need at 576 px: nothing may run
     ran = []
     handle = model.register_forward_pre_hook(lambda *_: ran.append(1))
     try:
