@@ -5,6 +5,7 @@ tests/browser/test_chart_preload.py has the real server and browser."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 from pathlib import Path
 
 import pytest
@@ -24,8 +25,10 @@ def _serve(middleware: ChartLibraryPreload, path: str, headers: list[tuple[bytes
     async def send(message: dict) -> None:
         sent.append(message)
 
-    asyncio.run(middleware({"type": "http", "method": method, "path": path, "headers": headers or []},
-                           receive, send))
+    request = middleware({"type": "http", "method": method, "path": path, "headers": headers or []}, receive, send)
+    # A thread of its own: the worker may already run an event loop (Playwright's, in a browser test before).
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, request).result()
     start = next(m for m in sent if m["type"] == "http.response.start")
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     return start, body, middleware.app.seen_headers

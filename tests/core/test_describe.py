@@ -214,8 +214,21 @@ def _flop_counter_mode_per_leaf(model: nn.Module, size: int) -> dict[str, int]:
     return macs
 
 
-# ResNet-1202 is ResNet-110's blocks repeated (6.6 s for its 2,400 hooked leaves); ResNet-110 stands for it.
-@pytest.mark.parametrize("name", sorted(set(resnet_core.ARCHITECTURES) - {"resnet1202"}))
+# One net per kind of block and stem: the deeper ones repeat these blocks (ResNet-101/152 are ResNet-50's
+# bottlenecks, ResNet-1202 and -44 ResNet-110's and -56's), and their hooked reference passes cost seconds each.
+HOOK_COUNTED = ["resnet18", "resnet34", "resnet50", "resnext50_32x4d", "wide_resnet50_2", "resnet18_cifar",
+                "resnet34_cifar", "resnet50_cifar", "resnet20", "resnet32", "resnet56", "resnet110"]
+
+
+def test_the_hook_counted_nets_cover_every_kind_of_architecture() -> None:
+    """Every family, block and stem of the registry has a net in the sweep below."""
+    kinds = {(spec.family, spec.block, spec.stem) for spec in resnet_core.ARCHITECTURES.values()}
+    swept = {(spec.family, spec.block, spec.stem) for name, spec in resnet_core.ARCHITECTURES.items()
+             if name in HOOK_COUNTED}
+    assert swept == kinds and set(HOOK_COUNTED) <= set(resnet_core.ARCHITECTURES)
+
+
+@pytest.mark.parametrize("name", HOOK_COUNTED)
 def test_the_hook_formulas_count_what_flop_counter_mode_counts_on_every_architecture(name: str) -> None:
     """Our nets are counted by torch.utils.flop_counter's formulas in hooks on their convolutions and fc layer;
     every leaf and the total must equal FlopCounterMode's count of one pass, for the residual net and its plain
