@@ -9,6 +9,7 @@ import re
 import urllib.parse
 
 import pytest
+from explorer_ui.chart_preload import chart_chunk
 from explorer_ui.warm_start import navigation_pages
 
 from tests.browser.conftest import screenshot, wait_idle
@@ -77,6 +78,9 @@ def test_every_page_loads_only_from_localhost_and_is_screenshot_at_projector_siz
     local = [u for u in requests if urllib.parse.urlsplit(u).hostname in LOCAL_HOSTS]
     assert len(local) > 20, "the browser recorded too few requests to mean anything"
     assert not _foreign(requests), _foreign(requests)
+    # The chart library is loaded once, by the page's preload (explorer_ui.chart_preload), and every page's
+    # charts draw from that one module.
+    assert sum(u.endswith(f"/static/js/{chart_chunk()}") for u in local) == 1
 
 
 def test_a_shared_activations_link_reopens_the_same_view(browser, server_url) -> None:
