@@ -3,6 +3,7 @@ comes, so its widgets are not drawn) and back, and a visit to another page; the 
 
 from __future__ import annotations
 
+import re
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -48,6 +49,9 @@ def test_grad_cam_upload_switch_and_back_keeps_every_setting(page, server_url: s
     _source(tab, "Shapes image")
     # A second run (any widget): Streamlit drops an undrawn widget's state at the end of the run after it.
     main.get_by_text("Also ROAD (Rong et al. 2022)").click()
+    # The link follows the run the click starts; under load that run may begin after wait_idle's first look (the
+    # CI failed once here on the old link), so wait for the link to say it, then for the run to end.
+    tab.wait_for_url(re.compile(r"[?&]gc_road=1(&|$)"), timeout=60_000)
     wait_idle(tab)
     _assert_settings_held(tab)
     assert _link(tab).get("gc_road") == "1"
