@@ -41,6 +41,15 @@ def _step_lines(run: Path) -> int:
     return sum('"kind": "step"' in line for line in path.read_text().splitlines()) if path.exists() else 0
 
 
+def _rerun_after_steps(page, run: Path, steps: int = 8) -> None:
+    """The fragment's timer never fires in AppTest: poll the job's log on disk until ``steps`` steps are written
+    (two minutes at most), then rerun the page."""
+    deadline = time.monotonic() + 120
+    while _step_lines(run) < steps and time.monotonic() < deadline:
+        time.sleep(0.3)
+    page.run()
+
+
 def _figures(app) -> list[dict]:
     return [json.loads(chart.proto.spec) for chart in app.get("plotly_chart")]
 
@@ -100,11 +109,7 @@ def test_start_live_update_then_stop(page):
     assert not page.exception, page.exception
     (run,) = _run_folders() - before
     try:
-        # The fragment's timer never fires in AppTest: poll the job's log on disk, then rerun the page.
-        deadline = time.monotonic() + 120
-        while _step_lines(run) < 8 and time.monotonic() < deadline:
-            time.sleep(0.3)
-        page.run()
+        _rerun_after_steps(page, run)
         assert not page.exception, page.exception
         assert _button(page, "tr_start").disabled and not _button(page, "tr_stop").disabled
         # The settings fold away once the race runs (the live curves on the first screen); the controls stay.
@@ -353,10 +358,7 @@ def test_the_race_asks_which_net_ends_lower_before_its_curves(app):
     before = _start_small_race(page)
     (run,) = _run_folders() - before
     try:
-        deadline = time.monotonic() + 120
-        while _step_lines(run) < 8 and time.monotonic() < deadline:
-            time.sleep(0.3)
-        page.run()
+        _rerun_after_steps(page, run)
         assert not page.get("plotly_chart")  # no curves before a prediction
         radio = page.radio(key="predict_race.lower_loss")
         assert list(radio.options) == ["Plain-20", "ResNet-20"]
