@@ -28,7 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode, conv_flop_count, mm_flop
 
 from .blocks import BasicBlock, Bottleneck, PadShortcut, ResidualBlock, Tap
 from .card import card_of
-from .hooks import preserved_state, taps
+from .hooks import model_lock, preserved_state, taps
 from .models import (
     ARCHITECTURES,
     InputSize,
@@ -120,7 +120,7 @@ def _runnable(model: nn.Module, shape: tuple[int, ...]) -> nn.Module:
     if param is None or param.device.type != "meta" or count_params(model) > _SMALL_NET_PARAMS \
             or math.prod(shape) > _SMALL_INPUT_VALUES:
         return model
-    with preserved_state(model):  # the lock: no hooks being attached while we copy
+    with model_lock(model):  # no hooks being attached while we copy
         twin = copy.deepcopy(model)
     twin.to_empty(device="cpu")
     with torch.no_grad():
