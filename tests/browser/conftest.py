@@ -74,8 +74,11 @@ def streamlit_server(extra_args: list[str], cwd: Path = REPO, log_name: str = "s
 
 
 @pytest.fixture(scope="session")
-def server_url(_isolated_dirs: Path) -> Iterator[str]:
-    with streamlit_server(["--server.address", "localhost"], prime="why-residuals", wait_warm=True) as (url, _):
+def server_url(_isolated_dirs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The browser tests' server, started the plain way (no --server.address) from a folder other than the
+    repository, so that only app/.streamlit/config.toml decides where it listens (tests/browser/test_links.py)."""
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    with streamlit_server([], cwd=elsewhere, prime="why-residuals", wait_warm=True) as (url, _):
         yield url
 
 

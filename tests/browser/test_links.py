@@ -7,13 +7,12 @@ from __future__ import annotations
 import re
 import socket
 import urllib.parse
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from explorer_ui.warm_start import navigation_pages
 
-from tests.browser.conftest import screenshot, streamlit_server, wait_idle
+from tests.browser.conftest import screenshot, wait_idle
 from tests.conftest import APP_SCRIPT
 
 pytestmark = pytest.mark.browser
@@ -29,13 +28,11 @@ def _pages() -> list[tuple[str, str]]:
     return pages
 
 
-@pytest.fixture(scope="module")
-def bare_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
-    """Started from an empty folder without an address flag: only app/.streamlit/config.toml decides."""
-    elsewhere = tmp_path_factory.mktemp("elsewhere")
-    with streamlit_server([], cwd=elsewhere, log_name="streamlit-bare-server.log", prime="why-residuals",
-                          wait_warm=True) as (url, _):
-        yield url, urllib.parse.urlsplit(url).port
+@pytest.fixture
+def bare_server(server_url: str) -> tuple[str, int]:
+    """The browser tests' server (conftest.server_url): started without an address flag from an empty folder,
+    so only app/.streamlit/config.toml decides."""
+    return server_url, urllib.parse.urlsplit(server_url).port
 
 
 @pytest.fixture
