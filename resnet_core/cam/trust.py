@@ -362,7 +362,7 @@ def completeness_gap(model: nn.Module, image: torch.Tensor, target: int, method:
 
             attr = IntegratedGradients(TargetModel(model, goal)).attribute(
                 image.detach().clone().requires_grad_(True), baselines=torch.zeros_like(image), n_steps=ig_steps)
-            attributed, expected = float(attr.sum()), logit - baseline
+            attributed, expected = float(attr.detach().sum()), logit - baseline
         else:
             raise CamError(f"Completeness applies to the gradient-times-input family, not {METHODS[method]}.")
     return abs(attributed - expected) / abs(expected) if expected != 0 else float("nan")

@@ -20,6 +20,24 @@ from tests.conftest import ARTIFACTS, REPO
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = ARTIFACTS / "screenshots"
+# Still frames in every test tab: the tabs share two cores with the servers, and each spinner, skeleton shimmer
+# and status animation otherwise repaints at 60 frames a second (the tests assert text, chart data and
+# screenshots; a still frame is also what a screenshot should show). Playwright's reduced motion covers what
+# the page lets the user's setting decide, the style what it does not.
+STILL_FRAMES = """
+document.addEventListener("DOMContentLoaded", () => {
+  const style = document.createElement("style");
+  style.textContent = "*, *::before, *::after { animation: none !important; transition: none !important; }";
+  document.head.appendChild(style);
+});
+"""
+
+
+def still_context(browser, **options):
+    """``browser.new_context(**options)`` whose pages show still frames (STILL_FRAMES)."""
+    context = browser.new_context(reduced_motion="reduce", **options)
+    context.add_init_script(STILL_FRAMES)
+    return context
 
 
 def _free_port() -> int:
@@ -102,7 +120,7 @@ def browser():
 @pytest.fixture
 def page(browser, server_url):
     """A fresh tab with a tall viewport (Streamlit scrolls its own container, so full_page can't)."""
-    context = browser.new_context(viewport={"width": 1400, "height": 2400})
+    context = still_context(browser, viewport={"width": 1400, "height": 2400})
     tab = context.new_page()
     tab.set_default_timeout(90_000)
     yield tab

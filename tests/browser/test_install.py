@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.conftest import _free_port, screenshot, wait_idle
+from tests.browser.conftest import _free_port, screenshot, still_context, wait_idle
 from tests.conftest import ARTIFACTS, REPO, checkout_copy
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -123,7 +123,7 @@ def test_resnet_explorer_serves_the_installed_app_from_any_directory(wheel, brow
                 pass
             assert server.poll() is None and time.time() < deadline, log.read_text()[-2000:]
             time.sleep(0.3)
-        context = browser.new_context(viewport={"width": 1400, "height": 1600})
+        context = still_context(browser, viewport={"width": 1400, "height": 1600})
         tab = context.new_page()
         tab.set_default_timeout(120_000)
         try:

@@ -15,7 +15,7 @@ import pytest
 
 from resnet_core import lesson
 from resnet_core.train import RaceConfig, RacerSpec
-from tests.browser.conftest import screenshot, streamlit_server, wait_idle
+from tests.browser.conftest import screenshot, still_context, streamlit_server, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -60,7 +60,7 @@ def _step(tab, number: int, chart_key: str, name: str) -> None:
 def test_each_measured_step_renders_at_1280x720(browser, lesson_url: str) -> None:
     from resnet_core.weights.demo import demo_test_accuracy
 
-    context = browser.new_context(viewport={"width": 1280, "height": 720})
+    context = still_context(browser, viewport={"width": 1280, "height": 720})
     tab = context.new_page()
     tab.set_default_timeout(120_000)
     try:

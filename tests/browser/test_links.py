@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from explorer_ui.warm_start import navigation_pages
 
-from tests.browser.conftest import screenshot, wait_idle
+from tests.browser.conftest import screenshot, still_context, wait_idle
 from tests.conftest import APP_SCRIPT
 
 pytestmark = pytest.mark.browser
@@ -38,7 +38,7 @@ def bare_server(server_url: str) -> tuple[str, int]:
 @pytest.fixture
 def recorded(browser, bare_server):
     """A fresh tab on the bare server and the list of every URL it requests."""
-    context = browser.new_context(viewport={"width": 1400, "height": 2400})
+    context = still_context(browser, viewport={"width": 1400, "height": 2400})
     tab = context.new_page()
     tab.set_default_timeout(90_000)
     requests: list[str] = []

@@ -41,7 +41,7 @@ from resnet_core import cam
 from resnet_core.images import decode_image, preprocess
 from resnet_core.models import get_spec
 from resnet_core.weights import class_names_for, preprocessing_for
-from tests.browser.conftest import CHROMIUM, streamlit_server
+from tests.browser.conftest import CHROMIUM, STILL_FRAMES, streamlit_server
 from tests.conftest import ARTIFACTS
 
 pytestmark = [pytest.mark.browser, pytest.mark.load]
@@ -59,7 +59,6 @@ new MutationObserver((mutations) => {
   }
 }).observe(document, {childList: true, subtree: true, characterData: false});
 """
-
 
 @dataclass(frozen=True)
 class GradCamSession:
@@ -209,9 +208,12 @@ class Classroom:
                 await browser.close()
 
     async def tab(self, browser, name: str):
-        context = await browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+        # Still frames (conftest.STILL_FRAMES): a class's tabs share two cores with the servers.
+        context = await browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True,
+                                            reduced_motion="reduce")
         context.on("request", lambda request: self.requests.append(request.url))
         await context.add_init_script(QUEUE_WATCH)
+        await context.add_init_script(STILL_FRAMES)
         page = await context.new_page()
         page.set_default_timeout(TIMEOUT_MS)
         page.session_name = name

@@ -12,7 +12,7 @@ import pytest
 from explorer_ui.chart_preload import chart_chunk
 from explorer_ui.warm_start import navigation_pages
 
-from tests.browser.conftest import screenshot, wait_idle
+from tests.browser.conftest import screenshot, still_context, wait_idle
 from tests.conftest import APP_SCRIPT
 
 pytestmark = pytest.mark.browser
@@ -48,7 +48,7 @@ def _settle(tab) -> None:
 
 
 def test_every_page_loads_only_from_localhost_and_is_screenshot_at_projector_size(browser, server_url) -> None:
-    context = browser.new_context(viewport=PROJECTOR)
+    context = still_context(browser, viewport=PROJECTOR)
     requests: list[str] = []
     context.on("request", lambda request: requests.append(request.url))
     tab = context.new_page()
@@ -85,7 +85,7 @@ def test_every_page_loads_only_from_localhost_and_is_screenshot_at_projector_siz
 
 def test_a_shared_activations_link_reopens_the_same_view(browser, server_url) -> None:
     """The page's settings (image, batch, batch-norm mode, layer) travel in the browser's URL and come back."""
-    context = browser.new_context(viewport={"width": 1400, "height": 2400})
+    context = still_context(browser, viewport={"width": 1400, "height": 2400})
     tab = context.new_page()
     tab.set_default_timeout(120_000)
     try:

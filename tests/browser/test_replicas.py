@@ -46,14 +46,15 @@ pytestmark = [pytest.mark.browser, pytest.mark.load, pytest.mark.slow]
 SESSIONS_PER_REPLICA = 4
 RECONNECT_NOTICE_S = 10.0
 # Every text the status widget (running / connecting) ever shows, and when the page first said its session ended.
+# textContent, not innerText: innerText lays the page out, and this runs on every change of every tab.
 WATCH = """
 window.__status = [];
 window.__ended = null;
 new MutationObserver(() => {
   const widget = document.querySelector('[data-testid="stStatusWidget"]');
-  const text = widget ? widget.innerText.trim() : "";
+  const text = widget ? widget.textContent.trim() : "";
   if (text && window.__status[window.__status.length - 1] !== text) window.__status.push(text);
-  if (window.__ended === null && document.body.innerText.includes("Your earlier session ended"))
+  if (window.__ended === null && document.body.textContent.includes("Your earlier session ended"))
     window.__ended = Date.now();
 }).observe(document, {childList: true, subtree: true, characterData: true});
 """

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from tests.browser.conftest import screenshot, wait_idle
+from tests.browser.conftest import screenshot, still_context, wait_idle
 
 pytestmark = pytest.mark.browser
 QUESTION = "Where is the gradient norm largest: the first, middle or last block?"
@@ -16,7 +16,7 @@ CHOICES = ("The first block", "A middle block", "The last block")
 
 
 def _tab(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 720})
+    context = still_context(browser, viewport={"width": 1280, "height": 720})
     tab = context.new_page()
     tab.set_default_timeout(180_000)
     return context, tab
