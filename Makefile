@@ -64,8 +64,8 @@ serve: $(VENV)/.installed-app nginx
 # Random order (pytest-randomly): the seed is printed as "Using --randomly-seed=N"; rerun a failing order with
 # `make test PYTEST_ARGS="-p randomly --randomly-seed=N"`. The 15 slowest tests are listed at the end (suite time).
 # Two workers (pytest-xdist): the browser tests on one (their server and Chromium), the AppTests on the other
-# (Streamlit's caches per process, as on one server), the library's tests on both; TEST_WORKERS=0 runs in one
-# process. Most tests wait on a server, a browser or Python, so two workers use two cores where one used ~1.2.
+# (Streamlit's caches per process, as on one server), the library's tests on both (the groups are folders:
+# tests/conftest.py's scheduler), each worker's torch on one core; TEST_WORKERS=0 runs in one process. Most tests wait on a server, a browser or Python, so two workers use two cores where one used ~1.2.
 TEST_WORKERS ?= 2
 XDIST = $(if $(filter 0,$(TEST_WORKERS)),-p no:xdist,-n $(TEST_WORKERS) --dist loadgroup)
 test: $(VENV)/.installed-test chromium nginx

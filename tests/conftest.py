@@ -30,14 +30,36 @@ def checkout_copy(dest: Path) -> Path:
     return dest
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (`make test` runs two workers, `--dist loadgroup`): the browser tests share one worker
-    (its server and Chromium) and the AppTests another (Streamlit's caches are per process, as on one server);
-    the library's tests fill in on both."""
-    for item in items:
-        folder = item.path.parent.name
-        if folder in ("browser", "app"):
-            item.add_marker(pytest.mark.xdist_group(folder))
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist, each worker's torch gets its share of the cores (one each for `make test`'s two workers
+    on two cores): two workers of two intra-op threads each oversubscribe the cores, and a thread that waits at
+    an OpenMP barrier for one that is descheduled made a 10 s training test take 46 s. Servers, notebooks and
+    child processes the tests start keep torch's own default."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 0)
+    if workers > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
+GROUPED_FOLDERS = ("browser", "app")  # each folder's tests run on one worker under `make test`
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """`make test`'s `--dist loadgroup`, by folder: the browser tests share one worker (its server and Chromium)
+    and the AppTests another (Streamlit's caches are per process, as on one server); the library's tests fill in
+    on both, the two folders first (the largest units). xdist's own groups come from `xdist_group` markers, which
+    it applies by rewriting ``item._nodeid``: pytest 9 no longer reads that, so every group was silently split
+    over both workers (two servers primed, two Chromiums)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FolderGroups(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            parts = nodeid.split("/")
+            return parts[1] if len(parts) > 2 and parts[1] in GROUPED_FOLDERS else nodeid
+
+    return FolderGroups(config, log)
 
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:

@@ -67,7 +67,7 @@ def test_a_teacher_polls_three_students(browser, server_url: str) -> None:
         panel = view.locator('[data-testid="stMain"]')
         panel.get_by_text("3 answers so far").wait_for()
         panel.get_by_role("button", name="Close the poll").wait_for()
-        assert view.locator('[data-testid="stImage"] img').count() >= 1  # the QR code
+        view.locator('[data-testid="stImage"] img').first.wait_for()  # the QR code (drawn after the buttons)
         view.locator('[data-testid="stPlotlyChart"]').filter(has_text="answers").first.wait_for()
         panel.get_by_text("Class poll.").scroll_into_view_if_needed()
         wait_idle(view)
