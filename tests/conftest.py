@@ -48,8 +48,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):
     """`make test`'s `--dist loadgroup`, by folder: the browser tests share one worker (its server and Chromium)
     and the AppTests another (Streamlit's caches are per process, as on one server); the library's tests fill in
     on both, the two folders first (the largest units). xdist's own groups come from `xdist_group` markers, which
-    it applies by rewriting ``item._nodeid``: pytest 9 no longer reads that, so every group was silently split
-    over both workers (two servers primed, two Chromiums)."""
+    it applies by rewriting ``item._nodeid``: pytest 9.2 no longer reads that, so every group was silently split
+    over both workers (two servers primed, two Chromiums; pytest-dev/pytest-xdist#1386, open)."""
     if config.getvalue("dist") != "loadgroup":
         return None
     from xdist.scheduler import LoadScopeScheduling
