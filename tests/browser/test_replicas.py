@@ -160,7 +160,7 @@ def test_two_replicas_behind_nginx_survive_one_killed(proxied, tmp_path: Path) -
 
     async def training(browser, route: str, name: str):
         context, page = await tab(browser, name, route)
-        await page.goto(f"{served.url}/training?reveal=1&tr_width=4")  # narrow nets: the first steps come soon
+        await page.goto(f"{served.url}/training?reveal=1")
         main = page.locator('[data-testid="stMain"]')
         await main.get_by_role("heading", name="Training race").wait_for()
         await wait_idle(page)
@@ -173,7 +173,10 @@ def test_two_replicas_behind_nginx_survive_one_killed(proxied, tmp_path: Path) -
         pages = await asyncio.gather(*(student(browser, i) for i in range(len(students))))
         # A race from replica A, watched and paused from replica B.
         a_page, a_main = await training(browser, routes[a][-1], "trainer-a")
-        assert await a_main.get_by_role("spinbutton", name="Width (channels of the first stage)").input_value() == "4"
+        width = a_main.get_by_role("spinbutton", name="Width (channels of the first stage)")
+        await width.fill("4")
+        await width.press("Enter")
+        await wait_idle(a_page)
         await a_main.get_by_role("button", name="Start", exact=True).click()
         await a_page.wait_for_function("() => /step [1-9]\\d* of/.test(document.querySelector("
                                        "'[data-testid=\"stProgress\"]')?.innerText || '')", timeout=180_000)
