@@ -29,15 +29,8 @@ def _pages() -> list[tuple[str, str]]:
 
 
 @pytest.fixture
-def bare_server(server_url: str) -> tuple[str, int]:
-    """The browser tests' server (conftest.server_url): started without an address flag from an empty folder,
-    so only app/.streamlit/config.toml decides."""
-    return server_url, urllib.parse.urlsplit(server_url).port
-
-
-@pytest.fixture
-def recorded(browser, bare_server):
-    """A fresh tab on the bare server and the list of every URL it requests."""
+def recorded(browser, server_url):
+    """A fresh tab on the browser tests' server and the list of every URL it requests."""
     context = still_context(browser, viewport={"width": 1400, "height": 2400})
     tab = context.new_page()
     tab.set_default_timeout(90_000)
@@ -83,16 +76,17 @@ def _open(tab, url: str, title: str) -> None:
     wait_idle(tab)
 
 
-def test_server_binds_to_loopback_only_from_any_directory(bare_server) -> None:
-    _, port = bare_server
+def test_server_binds_to_loopback_only_from_any_directory(server_url) -> None:
+    """conftest.server_url is started without an address flag from an empty folder."""
+    port = urllib.parse.urlsplit(server_url).port
     addresses = _listening_addresses(port)
     assert addresses, f"nothing listens on port {port}"
     assert set(addresses) <= {"127.0.0.1", "::1"}, addresses
 
 
-def test_every_page_opens_from_its_own_link_and_nothing_leaves_loopback(recorded, bare_server) -> None:
+def test_every_page_opens_from_its_own_link_and_nothing_leaves_loopback(recorded, server_url) -> None:
     tab, requests = recorded
-    url, _ = bare_server
+    url = server_url
     for title, path in _pages():
         _open(tab, f"{url}/{path}", title)
         assert urllib.parse.urlsplit(tab.url).path == f"/{path}"
@@ -110,9 +104,9 @@ def test_every_page_opens_from_its_own_link_and_nothing_leaves_loopback(recorded
     assert hosts and not _foreign_hosts(requests), _foreign_hosts(requests)
 
 
-def test_crafted_link_puts_no_link_or_image_on_the_page(recorded, bare_server) -> None:
+def test_crafted_link_puts_no_link_or_image_on_the_page(recorded, server_url) -> None:
     tab, requests = recorded
-    url, _ = bare_server
+    url = server_url
     query = urllib.parse.urlencode({"arch": HOSTILE, "weights": "ckpt:/etc/passwd", "x" * 300: "1"})
     _open(tab, f"{url}/architecture?{query}", "Architecture")
     main = tab.locator('[data-testid="stMain"]')
@@ -139,10 +133,10 @@ def test_crafted_link_puts_no_link_or_image_on_the_page(recorded, bare_server) -
     screenshot(tab, "hostile-link")
 
 
-def test_a_refused_checkpoint_names_the_weights_actually_shown(recorded, bare_server) -> None:
+def test_a_refused_checkpoint_names_the_weights_actually_shown(recorded, server_url) -> None:
     """Grad-CAM starts with the embedded demo: a refused ``weights=`` says so, not "random weights"."""
     tab, _ = recorded
-    url, _ = bare_server
+    url = server_url
     _open(tab, f"{url}/grad-cam?weights=ckpt:/etc/passwd", "Grad-CAM")
     main = tab.locator('[data-testid="stMain"]')
     main.locator('[data-testid="stCode"]').filter(has_text="ckpt:/etc/passwd").first.wait_for()

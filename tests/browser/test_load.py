@@ -60,6 +60,7 @@ new MutationObserver((mutations) => {
 }).observe(document, {childList: true, subtree: true, characterData: false});
 """
 
+
 @dataclass(frozen=True)
 class GradCamSession:
     arch: str
