@@ -17,6 +17,7 @@ from torch import nn
 from ..costs import FLOAT_BYTES, MemoryEstimate, net_cost
 from ..hooks import taps
 from ..models import InputSize
+from .fused import flat_values, fused_applies, fused_summary
 from .layers import (
     LayerSpec,
     _block_index,
@@ -169,6 +170,18 @@ def _seen(rec: ActivationRecording, name: str, output: Any) -> torch.Tensor | No
     return x
 
 
+def _torch_summary(flat: torch.Tensor, post_relu: bool, step: int, bins: int, lo: float,
+                   hi: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``fused_summary``'s result from torch reductions, on the tensor's device (CUDA, and whatever the fused
+    loop declines): (float64 [sum, sum of squares, min, max, count], histogram of the clamped strided sample).
+    Sum and dot are single fast passes; var_mean is several times slower on CPU."""
+    total = flat.sum()
+    squares = torch.dot(flat, flat)
+    low, high, count = _range_and_count(flat, post_relu)
+    moments = torch.stack([total.double(), squares.double(), low.double(), high.double(), count.double()])
+    return moments, torch.histc(flat[::step].clamp(lo, hi), bins=bins, min=lo, max=hi)
+
+
 def _stats_hook(rec: ActivationRecording, name: str, post_relu: bool, bins: int, lo: float, hi: float):
     """Forward hook: moments, min/max, zero or negative count and a histogram, all computed on the device."""
 
@@ -176,20 +189,19 @@ def _stats_hook(rec: ActivationRecording, name: str, post_relu: bool, bins: int,
         x = _seen(rec, name, output)
         if x is None:
             return
-        flat = x.reshape(-1).float()
+        flat = flat_values(x).float()
         n = flat.numel()
         if n == 0:
             return
-        # Sum and sum of squares (dot) are single fast passes; var_mean is several times slower on CPU.
-        total = flat.sum()
-        squares = torch.dot(flat, flat)
-        low, high, count = _range_and_count(flat, post_relu)
-        rec._moments.setdefault(name, []).append(torch.stack([
-            torch.tensor(float(n), device=flat.device, dtype=torch.float64), total.double(), squares.double(),
-            low.double(), high.double(), count.double()]))
         step = max(1, -(-n // MAX_HIST_VALUES))
-        sample = flat[::step].clamp(lo, hi)
-        rec._hists.setdefault(name, []).append(torch.histc(sample, bins=bins, min=lo, max=hi))
+        fused = fused_summary(flat, post_relu, step, bins, lo, hi) if fused_applies(flat) else None
+        if fused is not None:
+            moments, hist = torch.tensor((float(n), *fused[0]), dtype=torch.float64), fused[1]
+        else:
+            moments, hist = _torch_summary(flat, post_relu, step, bins, lo, hi)
+            moments = torch.cat([torch.tensor([float(n)], device=flat.device, dtype=torch.float64), moments])
+        rec._moments.setdefault(name, []).append(moments)
+        rec._hists.setdefault(name, []).append(hist)
 
     return hook
 
