@@ -15,6 +15,9 @@ Debian's nginx 1.22 has neither ``sticky`` nor active health checks (NGINX Plus)
   next one (``proxy_next_upstream``): its students reconnect to a living replica and get a fresh session there;
 * websocket upgrade headers, and ``client_max_body_size`` at the app's own upload limit.
 
+Each replica's torch gets the machine's cores shared out (``OMP_NUM_THREADS`` = cores // N, at least 1; an
+``OMP_NUM_THREADS`` already set is kept), so that N replicas computing at once do not oversubscribe the cores.
+
 nginx runs under a private prefix (``<runs>/serve``: its config, pid, logs and temporary files), in the
 foreground as a child of this process: no system service, no port 80. All replicas share one runs folder
 (races, uploads, caches) and one cookie secret (a session's XSRF cookie is valid on every replica). A replica
@@ -54,6 +57,16 @@ FAIL_TIMEOUT_S = 10
 HEALTH_TIMEOUT_S = 180.0
 INSTALL_HINT = ("Debian's nginx is not installed: `sudo apt-get install nginx` (1.22 is enough; no service needs "
                 "to run), or `make serve`, which installs it when run as root.")
+
+
+THREADS_ENV = "OMP_NUM_THREADS"  # torch's threads per process, read when it starts
+
+
+def replica_threads(replicas: int, cores: int | None = None) -> int:
+    """Torch threads for each of ``replicas`` on this machine's cores: the cores shared out, at least one each.
+    Every replica at torch's default (one thread per core) oversubscribes the cores as soon as two compute at
+    once, and an OpenMP thread waiting at a barrier for a descheduled one stalls its whole operation."""
+    return max(1, (cores or os.cpu_count() or 1) // max(1, replicas))
 
 
 class ServeError(RuntimeError):
@@ -230,6 +243,7 @@ def serving(replicas: int, *, address: str = DEFAULT_ADDRESS, port: int = DEFAUL
     env = {**os.environ, **(extra_env or {}), RUNS_ENV: str(runs),
            # One secret for all: a session's XSRF cookie must hold on whichever replica it reconnects to.
            "STREAMLIT_SERVER_COOKIE_SECRET": secrets.token_hex(32)}
+    env.setdefault(THREADS_ENV, str(replica_threads(replicas)))
     started: list[Replica] = []
     proxy: subprocess.Popen | None = None
     cleanup = contextlib.ExitStack()

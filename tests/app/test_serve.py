@@ -1,6 +1,6 @@
 """``python -m resnet_explorer.serve`` (what ``make serve`` runs) as a teacher runs it: it says where the class
 goes, reports a replica that dies, and Ctrl+C (SIGTERM here) leaves no nginx or replica behind. The class itself,
-eight browsers and a killed replica, is tests/browser/test_replicas.py."""
+browsers on two replicas and one of them killed, is tests/browser/test_replicas.py."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from resnet_explorer.serve import (
     free_port,
     nginx_binary,
     nginx_config,
+    replica_threads,
     serving,
 )
 
@@ -140,3 +141,9 @@ def test_no_replica_is_refused_and_the_config_is_nginxs_own(tmp_path: Path) -> N
         checked = subprocess.run([nginx_binary(), "-t", "-q", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
                                  capture_output=True, text=True)
         assert checked.returncode == 0, checked.stderr
+
+
+def test_replicas_share_the_cores_out_between_their_torch_threads() -> None:
+    assert [replica_threads(n, cores=2) for n in (1, 2, 3, 8)] == [2, 1, 1, 1]
+    assert [replica_threads(n, cores=16) for n in (1, 2, 3, 4)] == [16, 8, 5, 4]
+    assert replica_threads(2) == max(1, (os.cpu_count() or 1) // 2)
