@@ -66,7 +66,15 @@ def replica_threads(replicas: int, cores: int | None = None) -> int:
     """Torch threads for each of ``replicas`` on this machine's cores: the cores shared out, at least one each.
     Every replica at torch's default (one thread per core) oversubscribes the cores as soon as two compute at
     once, and an OpenMP thread waiting at a barrier for a descheduled one stalls its whole operation."""
-    return max(1, (cores or os.cpu_count() or 1) // max(1, replicas))
+    return max(1, (cores or _usable_cores()) // max(1, replicas))
+
+
+def _usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, as a container's cpuset sets it), else all."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 class ServeError(RuntimeError):

@@ -54,7 +54,7 @@ from tests.browser.test_load import (
 pytestmark = [pytest.mark.browser, pytest.mark.load, pytest.mark.slow]
 
 # Two students per replica in the suite; `benchmarks/bench_replicas.py` runs the same test with four (its full size).
-SESSIONS_PER_REPLICA = int(os.environ.get("RESNET_EXPLORER_REPLICA_SESSIONS", "2"))
+SESSIONS_PER_REPLICA = max(1, int(os.environ.get("RESNET_EXPLORER_REPLICA_SESSIONS", "2")))
 RECONNECT_NOTICE_S = 10.0
 # Every text the status widget (running / connecting) ever shows, and when the page first said its session ended.
 # textContent, not innerText: innerText lays the page out, and this runs on every change of every tab.
@@ -193,7 +193,7 @@ class TwoReplicaClass:
 
 
 def test_students_on_a_killed_replica_move_to_the_other_and_its_students_carry_on(replicas, tmp_path: Path):
-    served, _ = replicas
+    served, runs_folder = replicas
     a, b = (replica.address for replica in served.replicas)
     routes = _routes(served.url, [a, b], SESSIONS_PER_REPLICA)
     students = [(replica, routes[replica][i]) for i in range(SESSIONS_PER_REPLICA) for replica in (a, b)]
@@ -264,6 +264,9 @@ def test_students_on_a_killed_replica_move_to_the_other_and_its_students_carry_o
     moved = {f"student-{i}" for i, (replica, _) in enumerate(students) if replica == a}
     room.check_requests({f"student-{i}": replica for i, (replica, _) in enumerate(students)}, moved,
                         {route for (replica, route) in students if replica == a})
+    # What the killed replica wrote (uploads, caches) is whole, and no race slot was left taken.
+    assert runs.registry_for(runs_folder).busy() is None
+    _whole_runs_folder(runs_folder)
 
 
 def test_a_race_is_one_across_replicas_and_interrupted_with_its_replica(replicas, tmp_path: Path):
