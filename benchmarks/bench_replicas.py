@@ -1,7 +1,7 @@
 """Two replicas behind nginx at full size: four students per replica, one replica killed mid-lesson.
 
-Runs ``tests/browser/test_replicas.py`` (its two stories: students, and a race; the suite runs them with two
-students per replica) with
+Runs ``tests/browser/test_replicas.py`` (its two stories: students, and a race; the suite runs them with one
+student per replica) with
 ``RESNET_EXPLORER_REPLICA_SESSIONS`` set, in its own pytest process, and prints what the test measured: the
 seconds from the kill to each moved page's notice (target <= 10 s, printed as a ratio to it), the uploads'
 latency percentiles, and the test's own wall time, beside the load average. Needs Debian's nginx and chromium.
@@ -26,7 +26,7 @@ NOTICE_TARGET_S = 10.0
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sessions", type=int, default=4, help="students per replica (the suite uses 2)")
+    parser.add_argument("--sessions", type=int, default=4, help="students per replica (the suite uses 1)")
     args = parser.parse_args()
     before = os.getloadavg()
     start = time.perf_counter()

@@ -1,17 +1,18 @@
 """A class on two replicas behind Debian's nginx (``resnet_explorer.serve``, as ``make serve REPLICAS=2`` runs it),
-on loopback: Chromium sessions spread over both, each with an upload; one replica killed mid-lesson.
+on loopback, and replica A killed (SIGKILL) mid-lesson. Two stories, each on two fresh replicas of its own:
 
-* Each browser's route cookie is chosen so that ``SESSIONS_PER_REPLICA`` sessions (two in the suite, four in
-  ``benchmarks/bench_replicas.py``) land on each replica (nginx says which replica
-  answered in a response header). Every session uploads an image of its own to Grad-CAM and must see the
-  library's own top-1 class for it: no request fails, no traceback.
-* A race started on replica A's Training page is live on replica B's, which pauses it there (the runs folder
-  is shared; the one-race slot holds across both).
-* Replica A is killed (SIGKILL). Within 10 s each of its pages says that its earlier session ended, in a fresh
-  session on replica B that runs the page from the link's settings. B's sessions carry on untouched: no
-  reconnection, their results in place, their next click answered.
-* The killed replica's race reads as interrupted everywhere, the slot is free again, and every file of the
-  runs folder is whole: each JSON file parses, each metrics line parses, no temporary file is left.
+* Students. Each browser's route cookie is chosen so that ``SESSIONS_PER_REPLICA`` sessions (one in the suite,
+  four in ``benchmarks/bench_replicas.py``) land on each replica (nginx says which replica answered in a
+  response header). Every session uploads an image of its own to Grad-CAM and must see the library's own top-1
+  class for it: no request fails, no traceback. After the kill, within 10 s each of A's pages says that its
+  earlier session ended, in a fresh session on replica B that runs the page from the link's settings. B's
+  sessions carry on untouched: no reconnection, their results in place, their next click answered.
+* A race. Started on replica A's Training page, it is live on replica B's, which pauses it there (the runs
+  folder is shared; the one-race slot holds across both). After the kill, A's Training page says its session
+  ended, the race reads as interrupted, the slot is free again.
+
+After either story every file of the runs folder is whole (each JSON file parses, each metrics line parses, no
+temporary file is left), and each replica's torch had the machine's cores shared out (``OMP_NUM_THREADS``).
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ from tests.browser.test_load import (
 
 pytestmark = [pytest.mark.browser, pytest.mark.load, pytest.mark.slow]
 
-# Two students per replica in the suite; `benchmarks/bench_replicas.py` runs the same test with four (its full size).
-SESSIONS_PER_REPLICA = max(1, int(os.environ.get("RESNET_EXPLORER_REPLICA_SESSIONS", "2")))
+# One student per replica in the suite; `benchmarks/bench_replicas.py` runs the same test with four (its full size).
+SESSIONS_PER_REPLICA = max(1, int(os.environ.get("RESNET_EXPLORER_REPLICA_SESSIONS", "1")))
 RECONNECT_NOTICE_S = 10.0
 # Every text the status widget (running / connecting) ever shows, and when the page first said its session ended.
 # textContent, not innerText: innerText lays the page out, and this runs on every change of every tab.
