@@ -351,7 +351,8 @@ class RaceRegistry:
 
     def get(self, run_id: str | None) -> Job | FolderRace | None:
         """This process's job ``run_id`` (of any registry), else a view of that run's folder (a race another process
-        trains, or trained); None when there is no such run."""
+        trains, or trained); None when there is no such run, or when only jobs of other folders carry that id and
+        there are several (the same second and name: which one was meant cannot be known)."""
         if not run_id:
             return None
         # Run ids are unique within one runs folder only: another folder's job of the same second and name
@@ -371,7 +372,7 @@ class RaceRegistry:
             _check_run_id(run_id, self.runs_dir)
             return FolderRace(run_id, self.runs_dir)
         except (KeyError, TypeError, ValueError, AttributeError):
-            return elsewhere[0] if elsewhere else None
+            return elsewhere[0] if len(elsewhere) == 1 else None
 
     def jobs(self) -> list[Job]:
         return list(self._jobs.values())

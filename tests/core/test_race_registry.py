@@ -22,10 +22,10 @@ from resnet_core.train import RaceConfig, RacerSpec
 from tests.conftest import REPO
 
 
-def tiny(steps: int = 400, **kw) -> RaceConfig:
+def tiny(steps: int = 400, name: str = "tiny race", **kw) -> RaceConfig:
     return RaceConfig(racers=(RacerSpec("resnet20", residual=False), RacerSpec("resnet20")), image_size=16, width=4,
                       steps=steps, batch_size=16, n_train=256, n_test=32, eval_every=5, eval_samples=32,
-                      warmup_steps=2, name="tiny race", **kw)
+                      warmup_steps=2, name=name, **kw)
 
 
 CONTROL_WAIT = 3 * runs.CONTROL_POLL_S  # long enough for a paused job to have seen a request
@@ -120,7 +120,8 @@ def test_a_run_id_names_a_job_only_in_its_own_runs_folder(tmp_path):
     # Run ids are one second and a name: two folders can hold the same id. A job of one folder must not answer
     # for the other's run (it once made a busy sentence read another test's stopped race).
     elsewhere = runs.registry_for(tmp_path / "a")
-    job = elsewhere.start(tiny(steps=2))
+    # A name no other test uses: its id must not meet another test's job of the same second in this process.
+    job = elsewhere.start(tiny(steps=2, name="moved folder race"))
     assert job.wait(timeout=120) and job.status == "finished"
     twin = tmp_path / "b" / job.run_id
     twin.mkdir(parents=True)
@@ -129,8 +130,18 @@ def test_a_run_id_names_a_job_only_in_its_own_runs_folder(tmp_path):
     race = here.get(job.run_id)
     assert isinstance(race, runs.FolderRace) and race.path == twin and race.status == "interrupted"
     assert elsewhere.get(job.run_id) is job
-    # A folder without that run still finds this process's job (the runs folder moved since it started).
+    # A folder without that run still finds this process's job (the runs folder moved since it started)...
     assert runs.RaceRegistry(tmp_path / "c").get(job.run_id) is job
+    # ...unless two folders' jobs share the id: which one was meant cannot be known, so neither answers.
+    for attempt in range(3):  # two jobs started back to back share their second, unless a second turns between
+        first = runs.registry_for(tmp_path / f"e{attempt}").start(tiny(steps=2, name="twin race"))
+        second = runs.registry_for(tmp_path / f"f{attempt}").start(tiny(steps=2, name="twin race"))
+        assert first.wait(timeout=120) and second.wait(timeout=120)
+        if first.run_id == second.run_id:
+            break
+    assert first.run_id == second.run_id and first is not second
+    assert runs.RaceRegistry(tmp_path / "c").get(first.run_id) is None
+    assert runs.registry_for(Path(first.path).parent).get(first.run_id) is first  # its own folder still knows it
 
 
 def _write_lock(runs_dir: Path, pid: int, started: int | None, run_id: str = "gone-run") -> None:
