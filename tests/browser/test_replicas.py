@@ -132,14 +132,14 @@ class TwoReplicaClass:
 
     def __init__(self, served) -> None:
         self.served = served
-        self.room = Classroom(served.url)
+        self.classroom = Classroom(served.url)
         self.answered: dict[str, list[str]] = {}  # route value -> the replicas nginx answered its browser from
         self.failed: list[tuple[bool, str, int, str, str]] = []  # (after the kill, page, status, url, replica)
         self.killed_at: float | None = None  # ms since the epoch
 
     async def tab(self, browser, name: str, route: str):
         url = self.served.url
-        context, page = await self.room.tab(browser, name)
+        context, page = await self.classroom.tab(browser, name)
         await context.add_cookies([{"name": ROUTE_COOKIE, "value": route, "url": url}])
         await context.add_init_script(WATCH)
         page.on("response", lambda response: self.answered.setdefault(route, []).append(_answered_by(response))
@@ -184,7 +184,7 @@ class TwoReplicaClass:
         the fresh session draws its own. (A superseded image can 404 on its own replica, as without a proxy:
         Streamlit drops a run's media files when the next run replaces them while the browser still loads them;
         never on the other replica.) Each moved route was answered by both replicas, every other by one."""
-        assert all(count == 0 for count in self.room.exceptions.values()), self.room.exceptions
+        assert all(count == 0 for count in self.classroom.exceptions.values()), self.classroom.exceptions
         assert not [f for f in self.failed
                     if not f[0] and not (f[2] == 404 and "/media/" in f[3] and f[4] == pinned[f[1]])], self.failed
         assert all(f[1] in moved and f[2] == 404 and "/media/" in f[3] for f in self.failed if f[0]), self.failed
@@ -214,7 +214,7 @@ def test_students_on_a_killed_replica_move_to_the_other_and_its_students_carry_o
         await main.get_by_text("Score of '").first.wait_for()
         await wait_idle(page)
         await choose_upload(page, main)
-        with room.room.timed("upload to its Grad-CAM"):
+        with room.classroom.timed("upload to its Grad-CAM"):
             await main.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(images[i]))
             deadline = time.monotonic() + 180
             while True:  # the sample photo's result stays until the upload's run has drawn
@@ -256,12 +256,12 @@ def test_students_on_a_killed_replica_move_to_the_other_and_its_students_carry_o
         await wait_idle(page)
         assert (await read_result(main))[0] == shown[0]  # the same upload, another class explained
         for page, _ in pages:
-            await room.room.finish(page)
+            await room.classroom.finish(page)
 
-    room.room.run(lesson)
+    room.classroom.run(lesson)
     cores = os.cpu_count() or 1
     print(f"{len(students)} sessions on 2 replicas, {cores} cores ({len(students) / cores:g} per core), uploads at "
-          f"once: {_percentiles(room.room.latency['upload to its Grad-CAM'])}")
+          f"once: {_percentiles(room.classroom.latency['upload to its Grad-CAM'])}")
     moved = {f"student-{i}" for i, (replica, _) in enumerate(students) if replica == a}
     room.check_requests({f"student-{i}": replica for i, (replica, _) in enumerate(students)}, moved,
                         {route for (replica, route) in students if replica == a})
@@ -312,10 +312,10 @@ def test_a_race_is_one_across_replicas_and_interrupted_with_its_replica(replicas
         assert await b_main.get_by_role("button", name="Start", exact=True).is_enabled()
         assert await b_page.evaluate("window.__ended") is None  # B's own page never reconnected
         for page in (a_page, b_page):
-            await room.room.finish(page)
+            await room.classroom.finish(page)
         return run_id, paused_at
 
-    run_id, paused_at = room.room.run(lesson)
+    run_id, paused_at = room.classroom.run(lesson)
     room.check_requests({"trainer-a": a, "trainer-b": b}, {"trainer-a"}, {routes[a][0]})
     record = runs.load_run(run_id, runs_folder)
     assert record.status == "interrupted" and record.snapshot().step >= paused_at
