@@ -1,7 +1,8 @@
 """Settings the whole package reads: directories, offline mode, the one network probe, limits and budgets.
 
-Directories: runs (``$RESNET_EXPLORER_RUNS``), data sets (``$RESNET_EXPLORER_DATA``) and uploaded
-checkpoints (``uploads/`` in the runs folder, under ``$RESNET_EXPLORER_UPLOAD_QUOTA_MB``). The network:
+Directories: runs (``$RESNET_EXPLORER_RUNS``), data sets (``$RESNET_EXPLORER_DATA``), uploaded
+checkpoints (``uploads/`` in the runs folder, under ``$RESNET_EXPLORER_UPLOAD_QUOTA_MB``) and measurements kept
+between processes (``$RESNET_EXPLORER_CACHE``). The network:
 ``RESNET_EXPLORER_OFFLINE`` (1/true/yes) is the one offline rule, and :func:`probe_url` the one probe that
 both :func:`can_reach` and :func:`network_available` ask.
 
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-RUNS_ENV, DATA_ENV = "RESNET_EXPLORER_RUNS", "RESNET_EXPLORER_DATA"
+RUNS_ENV, DATA_ENV, CACHE_ENV = "RESNET_EXPLORER_RUNS", "RESNET_EXPLORER_DATA", "RESNET_EXPLORER_CACHE"
 
 
 def _home() -> Path:
@@ -51,6 +52,13 @@ def data_dir() -> Path:
     """Where downloaded data sets live: ``$RESNET_EXPLORER_DATA``, else ``data/`` beside the default runs folder."""
     env = os.environ.get(DATA_ENV)
     return Path(env) if env else _home() / "data"
+
+
+def cache_dir() -> Path:
+    """Where measurements that outlive a process are kept (the lesson's, :mod:`resnet_core.lesson.store`):
+    ``$RESNET_EXPLORER_CACHE``, else ``cache/`` beside the default runs folder. Deleting it only costs time."""
+    env = os.environ.get(CACHE_ENV)
+    return Path(env) if env else _home() / "cache"
 
 
 def uploads_dir() -> Path:
@@ -279,7 +287,8 @@ class BudgetError(ValueError):
 
 
 __all__ = [
-    "DATA_ENV", "DEFAULT_UPLOAD_QUOTA_MB", "OFFLINE_ENV", "RUNS_ENV", "UPLOAD_QUOTA_ENV", "can_reach", "data_dir", "downloads_allowed",
+    "CACHE_ENV", "DATA_ENV", "DEFAULT_UPLOAD_QUOTA_MB", "OFFLINE_ENV", "RUNS_ENV", "UPLOAD_QUOTA_ENV", "cache_dir",
+    "can_reach", "data_dir", "downloads_allowed",
     "network_available", "offline_mode", "probe_url", "runs_dir", "upload_quota_bytes", "uploads_dir",
     "ENV_MEMORY_BUDGET", "BudgetError", "SettingsError", "Suggestion", "available_memory", "budget_source",
     "default_memory_budget", "format_bytes", "memory_budget", "parse_bytes", "set_memory_budget",

@@ -72,12 +72,20 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
 
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_dirs(tmp_path_factory: pytest.TempPathFactory):
-    """Runs and torch hub cache go to temporary folders: tests never touch the user's, nor the network."""
+    """Runs and torch hub cache go to temporary folders: tests never touch the user's, nor the network. The kept
+    measurements (``$RESNET_EXPLORER_CACHE``) go to one folder for the whole run, shared by the xdist workers and
+    their servers as replicas share it: the lesson's pair is measured once per suite, not once per process
+    (tests/core/test_lesson_store.py measures in folders of its own)."""
     base = tmp_path_factory.mktemp("explorer-home")
-    old = {k: os.environ.get(k) for k in ("RESNET_EXPLORER_RUNS", "TORCH_HOME", "RESNET_EXPLORER_DATA")}
+    run_root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        run_root = run_root.parent  # the workers' basetemps are folders of one run's root
+    names = ("RESNET_EXPLORER_RUNS", "TORCH_HOME", "RESNET_EXPLORER_DATA", "RESNET_EXPLORER_CACHE")
+    old = {k: os.environ.get(k) for k in names}
     os.environ["RESNET_EXPLORER_RUNS"] = str(base / "runs")
     os.environ["TORCH_HOME"] = str(base / "torch")
     os.environ["RESNET_EXPLORER_DATA"] = str(base / "data")
+    os.environ["RESNET_EXPLORER_CACHE"] = str(run_root / "measurements")
     yield base
     for key, value in old.items():
         if value is None:

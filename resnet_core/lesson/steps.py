@@ -7,7 +7,6 @@ built privately here (never a shared cached model), and hooks come off in ``fina
 from __future__ import annotations
 
 import copy
-import hashlib
 import math
 import threading
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from torch import nn
 from ..hooks import preserved_state, taps
 from ..job_queue import side_by_side
 from ..models import build, display_name, iter_blocks
+from .store import fetch_or_measure, tensor_digests, weights_digest
 
 # What the paper reported (He et al. 2015, Table 2: ImageNet top-1 error, %, 10-crop testing). Quoted, not
 # measured here; the lesson labels it as the paper's.
@@ -176,20 +176,22 @@ class TrainedPair:
     # What steps 6-7 measured on this pair, by step, batch and settings (see ``remember``).
     measured: dict[tuple, Any] = field(default_factory=dict, repr=False, compare=False)
     _measuring: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    _weights: str | None = field(default=None, repr=False, compare=False)  # store.weights_digest, on first use
 
     def remember(self, step: str, compute: Callable[[], Any], tensors: tuple[torch.Tensor, ...],
                  **settings: Any) -> Any:
-        """``compute()``'s result for this step on these tensors and settings, measured once per pair object.
+        """``compute()``'s result for this step on these tensors and settings, measured once per machine.
 
-        The demo pair is package data, one object per process (:func:`load_pair`), so its measurements are made
-        once and shared by every session and notebook of the process, whatever happens to a page's cache; a
-        pair read from a run is a new object at every load, so nothing outlives it."""
-        digests = tuple(hashlib.sha256(t.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
-                        for t in tensors)
-        key = (step, digests, tuple(sorted(settings.items())))
+        In memory, once per pair object: the demo pair is package data, one object per process
+        (:func:`load_pair`), shared by every session and notebook of the process whatever happens to a page's
+        cache. On disk (:mod:`.store`), once per weights, inputs, settings and measuring code: the next process,
+        replica or restart reads the numbers instead of measuring them again."""
+        key = (step, tensor_digests(tensors), tuple(sorted(settings.items())))
         with self._measuring:  # a second caller waits for the first one's measurement
             if key not in self.measured:
-                self.measured[key] = compute()
+                if self._weights is None:
+                    self._weights = weights_digest(self.models)
+                self.measured[key] = fetch_or_measure((self._weights, *key), compute)
             return copy.deepcopy(self.measured[key])  # a caller may change what it gets; the record stays
 
     @property

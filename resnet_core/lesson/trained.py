@@ -18,6 +18,7 @@ from torch import nn
 from ..data import dataset_title
 from ..weights.checkpoints import checkpoint_id, checkpoint_title
 from .steps import forward_seconds, landscape_passes, lesion_passes_of, seeded_batch
+from .store import fetch_or_measure, tensor_digests, weights_digest
 from .words import duration
 
 
@@ -239,11 +240,19 @@ def measure_any(plan: AnyNetPlan, *, on_progress: Callable[[int, int], None] | N
             on_progress(min(done[0], total), total)
 
     tag = {"net": plan.label, "residual": plan.residual}
-    grid = surface(model, x, y, steps=plan.steps, seed=plan.seed, on_progress=tick).assign(**tag)
-    cut = line(model, x, y, steps=plan.steps, seed=plan.seed, on_progress=tick).assign(**tag)
-    study = lesion_study(model, xt, yt, on_progress=tick).assign(**tag)
-    curve = lesion_curve(model, xt, yt, max_removed=plan.max_removed, samples=plan.samples, seed=plan.seed,
-                         on_progress=tick).assign(**tag)
+
+    def measure() -> tuple[pd.DataFrame, ...]:
+        grid = surface(model, x, y, steps=plan.steps, seed=plan.seed, on_progress=tick).assign(**tag)
+        cut = line(model, x, y, steps=plan.steps, seed=plan.seed, on_progress=tick).assign(**tag)
+        study = lesion_study(model, xt, yt, on_progress=tick).assign(**tag)
+        curve = lesion_curve(model, xt, yt, max_removed=plan.max_removed, samples=plan.samples, seed=plan.seed,
+                             on_progress=tick).assign(**tag)
+        return grid, cut, study, curve
+
+    # Kept on disk like the lesson pair's (store.py): the same model on the same batches is measured once.
+    settings = (plan.steps, plan.max_removed, plan.samples, plan.seed, plan.residual)
+    grid, cut, study, curve = fetch_or_measure(
+        (weights_digest({plan.label: model}), "any net", tensor_digests((x, y, xt, yt)), settings), measure)
     if on_progress is not None:
         on_progress(total, total)  # the curve's own full-model pass reports no progress
     return AnyNetResult(plan.label, plan.dataset, plan.chance, float(study["full_accuracy"].iloc[0]), grid, cut,

@@ -1,0 +1,215 @@
+"""The lesson's measurements kept on disk, so that each is made once per machine instead of once per process.
+
+Steps 6 and 7 (loss landscapes, lesion studies) take 10-30 s of CPU on the pair of small nets. Every server
+process, replica and notebook kernel that shows them would otherwise measure them again: a teacher's restart,
+a second replica, the test suite's four servers. An entry is found only by everything the numbers depend on:
+
+- the nets' weights (a digest of each state dict, in order, with its class name);
+- the measuring code: every ``.py`` file of ``resnet_core`` (a change anywhere misses, which is only slower)
+  and the versions of torch, numpy and pandas;
+- the step, the input tensors' digests and the step's settings (:meth:`TrainedPair.remember`'s key).
+
+Entries are ``.npz`` files read with ``allow_pickle=False`` (numbers, booleans and strings only: nothing in
+the folder can run code), written atomically, one process measuring at a time (a ``filelock`` on the folder:
+a second process waits for the first one's result rather than halving its speed on a shared CPU). An entry
+that cannot be read (truncated, hand-edited, another version's layout) is measured again and replaced; a folder
+that cannot be written keeps the measurement in memory only, with one warning. The folder holds at most
+``MAX_ENTRIES`` entries, the least recently used go first. ``$RESNET_EXPLORER_CACHE`` chooses it
+(:func:`resnet_core.settings.cache_dir`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable, Mapping
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from filelock import FileLock, Timeout
+from torch import nn
+
+from ..settings import cache_dir
+
+_LOGGER = logging.getLogger(__name__)
+FORMAT = 1  # the entries' layout; a new layout misses the old entries instead of misreading them
+MAX_ENTRIES = 64  # a few hundred kB each (a 31 x 31 landscape of two nets is the largest)
+LOCK_TIMEOUT_S = 600.0  # past this a waiting process measures on its own rather than wait for a stuck one
+SUFFIX = ".npz"
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+@lru_cache(maxsize=1)
+def code_digest() -> str:
+    """A digest of the measuring code: every ``.py`` file of the package, and the numeric libraries' versions."""
+    package = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    digest.update(f"torch {torch.__version__} numpy {np.__version__} pandas {pd.__version__}".encode())
+    return digest.hexdigest()
+
+
+def weights_digest(models: Mapping[str, nn.Module]) -> str:
+    """A digest of ``models``' labels, classes and state dicts (parameters and buffers, bytes and shapes)."""
+    digest = hashlib.sha256()
+    for label, model in models.items():
+        digest.update(f"{label}\0{type(model).__qualname__}\0".encode())
+        for name, tensor in model.state_dict().items():
+            value = tensor.detach().cpu().contiguous().reshape(-1)
+            digest.update(f"{name}\0{value.dtype}\0{tuple(tensor.shape)}\0".encode())
+            digest.update(value.view(torch.uint8).numpy().tobytes())  # any dtype, bfloat16 included
+    return digest.hexdigest()
+
+
+def tensor_digests(tensors: tuple[torch.Tensor, ...]) -> tuple[str, ...]:
+    """A digest of each tensor's values (an input batch, its labels)."""
+    return tuple(hashlib.sha256(t.detach().cpu().contiguous().numpy().tobytes()).hexdigest() for t in tensors)
+
+
+def entry_name(parts: tuple) -> str:
+    """The file name of the entry for ``parts`` (strings, numbers and tuples of them: their ``repr`` is stable)."""
+    return hashlib.sha256(repr((FORMAT, code_digest(), parts)).encode()).hexdigest()[:40] + SUFFIX
+
+
+# ------------------------------------------------------------------------------------- frames <-> arrays
+def _storable(frames: Any) -> bool:
+    """Only tuples of plain frames are kept: a RangeIndex, unique text column names, columns of numbers,
+    booleans or strings without missing values, and ``attrs`` JSON can hold (what the lesson's steps return)."""
+    if not isinstance(frames, tuple) or not frames or not all(isinstance(f, pd.DataFrame) for f in frames):
+        return False
+    for frame in frames:
+        try:
+            json.dumps(frame.attrs, allow_nan=False)
+        except (TypeError, ValueError):
+            return False
+        if not isinstance(frame.index, pd.RangeIndex) or frame.index.start != 0 or frame.index.step != 1:
+            return False
+        if not frame.columns.is_unique or not all(isinstance(c, str) for c in frame.columns):
+            return False
+        for column in frame.columns:
+            values = frame[column]
+            kind = values.dtype.kind
+            if kind in "biuf":
+                continue
+            if (pd.api.types.is_string_dtype(values) and not values.isna().any()
+                    and all(isinstance(v, str) for v in values)):
+                continue
+            return False
+    return True
+
+
+def _to_arrays(frames: tuple[pd.DataFrame, ...]) -> dict[str, np.ndarray]:
+    layout = [{"columns": list(f.columns), "dtypes": [str(f[c].dtype) for c in f.columns], "rows": len(f),
+               "attrs": f.attrs} for f in frames]
+    arrays = {"layout": np.array(json.dumps({"format": FORMAT, "frames": layout}))}
+    for i, frame in enumerate(frames):
+        for j, column in enumerate(frame.columns):
+            values = frame[column]
+            arrays[f"f{i}c{j}"] = (values.to_numpy() if values.dtype.kind in "biuf"
+                                   else np.array(values.tolist(), dtype=np.str_))
+    return arrays
+
+
+def _from_arrays(arrays: Mapping[str, np.ndarray]) -> tuple[pd.DataFrame, ...]:
+    layout = json.loads(str(arrays["layout"][()]))
+    if layout.get("format") != FORMAT:
+        raise ValueError("another layout")
+    frames = []
+    for i, spec in enumerate(layout["frames"]):
+        columns = {}
+        for j, (column, dtype) in enumerate(zip(spec["columns"], spec["dtypes"], strict=True)):
+            values = arrays[f"f{i}c{j}"]
+            if values.ndim != 1 or len(values) != spec["rows"]:
+                raise ValueError("a column of the wrong length")
+            columns[column] = pd.Series(values.tolist() if values.dtype.kind == "U" else values, dtype=dtype)
+        frame = pd.DataFrame(columns) if columns else pd.DataFrame(index=pd.RangeIndex(spec["rows"]))
+        frame.attrs.update(spec["attrs"])  # e.g. a note that the batch was halved to fit the budget
+        frames.append(frame)
+    return tuple(frames)
+
+
+# ---------------------------------------------------------------------------------------------- the store
+def _warn_once(folder: Path, error: BaseException) -> None:
+    with _warned_lock:
+        if str(folder) in _warned:
+            return
+        _warned.add(str(folder))
+    _LOGGER.warning("The measurements cannot be kept in %s (%s); each process measures them again. Set "
+                    "$RESNET_EXPLORER_CACHE to a folder this user can write.", folder, error)
+
+
+def read_entry(path: Path) -> tuple[pd.DataFrame, ...] | None:
+    """The frames stored at ``path``, or None when there is none or it cannot be read as an entry."""
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            frames = _from_arrays(arrays)
+    except FileNotFoundError:
+        return None
+    except Exception as error:  # noqa: BLE001 - any damage reads as a miss: the entry is measured again
+        _LOGGER.info("measurement entry %s unreadable (%s); measuring again", path.name, error)
+        return None
+    try:
+        os.utime(path)  # least recently used goes first when the folder is full
+    except OSError:
+        pass
+    return frames
+
+
+def _write_entry(path: Path, frames: tuple[pd.DataFrame, ...]) -> None:
+    from ..weights.checkpoints import atomic_write
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **_to_arrays(frames))
+    atomic_write(path, buffer.getvalue())
+    entries = sorted(path.parent.glob("*" + SUFFIX), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in entries[MAX_ENTRIES:]:
+        try:
+            old.unlink()
+        except OSError:
+            pass
+
+
+def fetch_or_measure(parts: tuple, measure: Callable[[], Any], folder: Path | None = None) -> Any:
+    """The stored result for ``parts`` (see :func:`entry_name`), else ``measure()``'s, stored for the next process.
+
+    A result that is not a tuple of plain frames is returned without being stored."""
+    folder = Path(folder) if folder is not None else cache_dir()
+    path = folder / entry_name(parts)
+    found = read_entry(path)
+    if found is not None:
+        return found
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(folder / ".measuring.lock"), timeout=LOCK_TIMEOUT_S)
+        lock.acquire()
+    except Timeout:
+        _LOGGER.warning("another process has held %s for %.0f s; measuring here too", folder, LOCK_TIMEOUT_S)
+        return _measure_and_store(path, measure)
+    except OSError as error:
+        _warn_once(folder, error)
+        return measure()
+    try:
+        found = read_entry(path)  # another process may have measured it while this one waited
+        return found if found is not None else _measure_and_store(path, measure)
+    finally:
+        lock.release()
+
+
+def _measure_and_store(path: Path, measure: Callable[[], Any]) -> Any:
+    result = measure()
+    if _storable(result):
+        try:
+            _write_entry(path, result)
+        except OSError as error:
+            _warn_once(path.parent, error)
+    return result

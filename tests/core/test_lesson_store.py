@@ -1,0 +1,171 @@
+"""The lesson's measurements kept on disk (resnet_core/lesson/store.py): made once per machine, found only by
+everything the numbers depend on, and never trusted when damaged.
+
+Each test measures in a folder of its own (the suite's shared folder, tests/conftest.py, would answer from
+another test's entries). The measurements are the demo pair's, at small sizes."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import resnet_core.landscape as landscape_module
+from resnet_core import lesson
+from resnet_core.settings import CACHE_ENV, cache_dir
+
+pytestmark = pytest.mark.skipif(not lesson.demo_pair_ready(), reason="the embedded demo models are not installed")
+
+
+@pytest.fixture
+def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "measurements"))
+    return tmp_path / "measurements"
+
+
+@pytest.fixture
+def surfaces_measured(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many landscape surfaces were measured in this process (a spy around the real ``surface``)."""
+    calls: list[int] = []
+    real = landscape_module.surface
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(landscape_module, "surface", counted)
+    return calls
+
+
+def _fresh(pair: lesson.TrainedPair, models: dict | None = None) -> lesson.TrainedPair:
+    """Another pair object, as the next process loads it: nothing remembered in memory."""
+    return lesson.TrainedPair("another", models or pair.models, pair.accuracy, pair.image_size, pair.classes,
+                              pair.accuracy_images)
+
+
+def _batch(pair: lesson.TrainedPair, n: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    x, y = lesson.shapes_batch("train", n, pair.image_size)[:2]
+    return x, y
+
+
+def _entries(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*.npz"))
+
+
+def test_the_next_process_reads_the_numbers_instead_of_measuring(folder: Path, surfaces_measured: list[int]) -> None:
+    demo = lesson.load_pair(lesson.DEMO_PAIR)
+    x, y = _batch(demo)
+    first = _fresh(demo)
+    surfaces, lines = lesson.landscape_pair(first, x, y, steps=3)
+    studies, curves = lesson.lesion_pair(first, x, y, max_removed=2, samples=2)
+    assert cache_dir() == folder
+    assert len(_entries(folder)) == 2 and len(surfaces_measured) == 2  # one entry per step, one surface per net
+    assert set(surfaces["net"]) == set(lesson.PAIR_LABELS) and len(surfaces) == 2 * 3 * 3
+
+    later = _fresh(demo)
+    again = lesson.landscape_pair(later, x, y, steps=3) + lesson.lesion_pair(later, x, y, max_removed=2, samples=2)
+    assert len(surfaces_measured) == 2  # read, not measured
+    for kept, read in zip((surfaces, lines, studies, curves), again, strict=True):
+        pd.testing.assert_frame_equal(kept, read, check_exact=True)  # every value, dtype and column name
+
+    # Another grid, another batch or other weights are other measurements.
+    lesson.landscape_pair(_fresh(demo), x, y, steps=2)
+    lesson.landscape_pair(_fresh(demo), x.flip(0), y.flip(0), steps=3)
+    assert len(surfaces_measured) == 6 and len(_entries(folder)) == 4
+    nudged = copy.deepcopy(demo.models)
+    with torch.no_grad():
+        nudged["ResNet-20"].fc.bias[0] += 1e-3
+    other = lesson.landscape_pair(_fresh(demo, nudged), x, y, steps=3)[0]
+    assert len(surfaces_measured) == 8 and len(_entries(folder)) == 5
+    residual = other["net"] == "ResNet-20"
+    assert not np.array_equal(other[residual]["loss"].to_numpy(), surfaces[residual]["loss"].to_numpy())
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "pickled object column"])
+def test_a_damaged_entry_is_measured_again_and_replaced(folder: Path, surfaces_measured: list[int],
+                                                        damage: str) -> None:
+    demo = lesson.load_pair(lesson.DEMO_PAIR)
+    x, y = _batch(demo)
+    kept = lesson.landscape_pair(_fresh(demo), x, y, steps=3)
+    (entry,) = _entries(folder)
+    if damage == "garbage":
+        entry.write_bytes(b"not an npz file at all")
+    elif damage == "truncated":
+        entry.write_bytes(entry.read_bytes()[:200])
+    else:  # what allow_pickle=True would unpickle (and could run code from): refused, measured again
+        np.savez(entry, layout=np.array([{"format": 1}], dtype=object))
+    measured = lesson.landscape_pair(_fresh(demo), x, y, steps=3)
+    assert len(surfaces_measured) == 4  # measured again...
+    for a, b in zip(kept, measured, strict=True):
+        pd.testing.assert_frame_equal(a, b)
+    lesson.landscape_pair(_fresh(demo), x, y, steps=3)
+    assert len(surfaces_measured) == 4  # ...and the entry replaced by a readable one
+
+
+def test_a_folder_that_cannot_be_written_keeps_the_numbers_in_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                     surfaces_measured: list[int],
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    not_a_folder = tmp_path / "a-file"
+    not_a_folder.write_text("the cache setting names a file")
+    monkeypatch.setenv(CACHE_ENV, str(not_a_folder))
+    demo = lesson.load_pair(lesson.DEMO_PAIR)
+    x, y = _batch(demo)
+    pair = _fresh(demo)
+    with caplog.at_level(logging.WARNING, logger="resnet_core.lesson.store"):
+        surfaces = lesson.landscape_pair(pair, x, y, steps=3)[0]
+        lesson.landscape_pair(pair, x, y, steps=3)  # the pair object still remembers
+    assert len(surfaces) == 18 and len(surfaces_measured) == 2
+    assert not_a_folder.read_text() == "the cache setting names a file"
+    assert any("cannot be kept in" in r.getMessage() and CACHE_ENV in r.getMessage() for r in caplog.records)
+
+
+def test_a_result_that_is_not_plain_frames_is_returned_and_not_kept(folder: Path) -> None:
+    pair = _fresh(lesson.load_pair(lesson.DEMO_PAIR))
+    x = torch.arange(4.0)
+    assert pair.remember("a dict", lambda: {"loss": 1.0}, (x,)) == {"loss": 1.0}
+    indexed = (pd.DataFrame({"loss": [1.0, 2.0]}, index=[5, 6]),)  # an index the entry cannot hold
+    assert pair.remember("an index", lambda: indexed, (x,))[0].index.tolist() == [5, 6]
+    tagged = pd.DataFrame({"loss": [1.0]})
+    tagged.attrs["model"] = torch.nn.Identity()  # attrs JSON cannot hold
+    assert isinstance(pair.remember("attrs", lambda: (tagged,), (x,))[0].attrs["model"], torch.nn.Identity)
+    assert _entries(folder) == []
+
+
+def test_two_measuring_at_once_measure_once(folder: Path, surfaces_measured: list[int]) -> None:
+    """The second waits on the folder's lock, then reads the first's entry. Threads here; the lock is an flock
+    on its own open file, which conflicts between threads as it does between processes."""
+    demo = lesson.load_pair(lesson.DEMO_PAIR)
+    x, y = _batch(demo)
+    results: list[tuple[pd.DataFrame, pd.DataFrame]] = []
+    threads = [threading.Thread(target=lambda: results.append(lesson.landscape_pair(_fresh(demo), x, y, steps=3)))
+               for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 2 and len(surfaces_measured) == 2 and len(_entries(folder)) == 1
+    pd.testing.assert_frame_equal(results[0][0], results[1][0], check_exact=True)
+
+
+def test_the_folder_keeps_the_most_recently_used_entries(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from resnet_core.lesson import store
+
+    monkeypatch.setattr(store, "MAX_ENTRIES", 3)
+    pair = _fresh(lesson.load_pair(lesson.DEMO_PAIR))
+    frames = [(pd.DataFrame({"step": [i], "net": ["Plain-20"], "residual": [False]}),) for i in range(5)]
+    for i, (frame,) in enumerate(frames):
+        frame.attrs["note"] = f"entry {i}"  # a frame's attrs travel with it (the depth sweep's budget note)
+    for i in range(5):
+        pair.remember("tiny", lambda i=i: frames[i], (torch.tensor([float(i)]),))
+    assert len(_entries(folder)) == 3
+    later = _fresh(pair)
+    for i in (2, 3, 4):  # the newest three are read back, exactly
+        read = later.remember("tiny", lambda: pytest.fail("measured again"), (torch.tensor([float(i)]),))
+        pd.testing.assert_frame_equal(read[0], frames[i][0], check_exact=True)
+        assert read[0].attrs == {"note": f"entry {i}"}
