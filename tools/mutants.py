@@ -218,6 +218,19 @@ MUTATIONS: tuple[Mutation, ...] = (
       '"activations kept for backward": self.bytes(self.profile.kept) * copies,',
       '"activations kept for backward": 0,',
       ("tests/core/test_budget.py::test_estimate_within_a_factor_of_two_of_the_measured_peak",)),
+    # ------------------------------------------------------------------------ the lesson's kept measurements
+    M("a kept measurement found without the nets' weights", "resnet_core/lesson/steps.py",
+      "fetch_or_measure((self._weights, *key), compute)",
+      "fetch_or_measure(key, compute)",
+      ("tests/core/test_lesson_store.py::test_the_next_process_reads_the_numbers_instead_of_measuring",)),
+    M("a process that waited measures again instead of reading", "resnet_core/lesson/store.py",
+      "found = read_entry(path)  # another process may have measured it while this one waited",
+      "found = None",
+      ("tests/core/test_lesson_store.py::test_two_measuring_at_once_measure_once",)),
+    M("the measurement folder keeps one entry too many", "resnet_core/lesson/store.py",
+      "for old in entries[MAX_ENTRIES:]:",
+      "for old in entries[MAX_ENTRIES + 1:]:",
+      ("tests/core/test_lesson_store.py::test_the_folder_keeps_the_most_recently_used_entries",)),
 )
 
 def repository_files(repo: Path) -> list[str]:
