@@ -227,9 +227,13 @@ MUTATIONS: tuple[Mutation, ...] = (
       "found = read_entry(path)  # another process may have measured it while this one waited",
       "found = None",
       ("tests/core/test_lesson_store.py::test_two_measuring_at_once_measure_once",)),
+    M("one lock for the whole measurement folder", "resnet_core/lesson/store.py",
+      "lock = FileLock(str(path.with_suffix(LOCK_SUFFIX)), timeout=LOCK_TIMEOUT_S)",
+      'lock = FileLock(str(folder / ".measuring.lock"), timeout=LOCK_TIMEOUT_S)',
+      ("tests/core/test_lesson_store.py::test_other_measurements_go_on_while_one_is_measured",)),
     M("the measurement folder keeps one entry too many", "resnet_core/lesson/store.py",
-      "for old in entries[MAX_ENTRIES:]:",
-      "for old in entries[MAX_ENTRIES + 1:]:",
+      "for old in [*entries[MAX_ENTRIES:], *stale]:",
+      "for old in [*entries[MAX_ENTRIES + 1:], *stale]:",
       ("tests/core/test_lesson_store.py::test_the_folder_keeps_the_most_recently_used_entries",)),
 )
 

@@ -10,8 +10,11 @@ a second replica, the test suite's four servers. An entry is found only by every
 - the step, the input tensors' digests and the step's settings (:meth:`TrainedPair.remember`'s key).
 
 Entries are ``.npz`` files read with ``allow_pickle=False`` (numbers, booleans and strings only: nothing in
-the folder can run code), written atomically, one process measuring at a time (a ``filelock`` on the folder:
-a second process waits for the first one's result rather than halving its speed on a shared CPU). An entry
+the folder can run code), written atomically, one process measuring each entry at a time (a ``filelock`` per
+entry: a second process that wants the same numbers waits for the first one's result rather than halving its
+speed on a shared CPU; other entries are measured meanwhile, so a long measurement of an uploaded net on one
+replica never holds up another replica's lesson). The locks only save work: two processes measuring the same
+entry (a lock file pruned under them) each write the same numbers atomically. An entry
 that cannot be read (truncated, hand-edited, another version's layout) is measured again and replaced; a folder
 that cannot be written keeps the measurement in memory only, with one warning. The folder holds at most
 ``MAX_ENTRIES`` entries, the least recently used go first. ``$RESNET_EXPLORER_CACHE`` chooses it
@@ -26,6 +29,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -43,7 +47,7 @@ _LOGGER = logging.getLogger(__name__)
 FORMAT = 1  # the entries' layout; a new layout misses the old entries instead of misreading them
 MAX_ENTRIES = 64  # a few hundred kB each (a 31 x 31 landscape of two nets is the largest)
 LOCK_TIMEOUT_S = 600.0  # past this a waiting process measures on its own rather than wait for a stuck one
-SUFFIX = ".npz"
+SUFFIX, LOCK_SUFFIX = ".npz", ".lock"
 _warned: set[str] = set()
 _warned_lock = threading.Lock()
 
@@ -171,8 +175,23 @@ def _write_entry(path: Path, frames: tuple[pd.DataFrame, ...]) -> None:
     buffer = io.BytesIO()
     np.savez(buffer, **_to_arrays(frames))
     atomic_write(path, buffer.getvalue())
-    entries = sorted(path.parent.glob("*" + SUFFIX), key=lambda p: p.stat().st_mtime, reverse=True)
-    for old in entries[MAX_ENTRIES:]:
+    _prune(path.parent)
+
+
+def _prune(folder: Path) -> None:
+    """Keep the MAX_ENTRIES most recently used entries, and the lock files of entries kept or being measured."""
+    def age(p: Path) -> float:
+        try:
+            return p.stat().st_mtime
+        except OSError:  # removed by another process meanwhile
+            return 0.0
+
+    entries = sorted(folder.glob("*" + SUFFIX), key=age, reverse=True)
+    stale = {p.with_suffix(LOCK_SUFFIX) for p in entries[MAX_ENTRIES:]}
+    kept = {p.with_suffix(LOCK_SUFFIX) for p in entries[:MAX_ENTRIES]}
+    oldest = time.time() - 2 * LOCK_TIMEOUT_S  # a lock without an entry this old belongs to no measurement
+    stale |= {p for p in folder.glob("*" + LOCK_SUFFIX) if p not in kept and age(p) < oldest}
+    for old in [*entries[MAX_ENTRIES:], *stale]:
         try:
             old.unlink()
         except OSError:
@@ -190,7 +209,7 @@ def fetch_or_measure(parts: tuple, measure: Callable[[], Any], folder: Path | No
         return found
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(folder / ".measuring.lock"), timeout=LOCK_TIMEOUT_S)
+        lock = FileLock(str(path.with_suffix(LOCK_SUFFIX)), timeout=LOCK_TIMEOUT_S)
         lock.acquire()
     except Timeout:
         _LOGGER.warning("another process has held %s for %.0f s; measuring here too", folder, LOCK_TIMEOUT_S)

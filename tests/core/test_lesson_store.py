@@ -153,6 +153,31 @@ def test_two_measuring_at_once_measure_once(folder: Path, surfaces_measured: lis
     pd.testing.assert_frame_equal(results[0][0], results[1][0], check_exact=True)
 
 
+def test_other_measurements_go_on_while_one_is_measured(folder: Path) -> None:
+    """One lock per entry: a long measurement (an uploaded net on one replica) holds up only those waiting for
+    the same numbers. Each measurement here waits until the other has started: under one lock for the whole
+    folder the first would wait in vain."""
+    demo = lesson.load_pair(lesson.DEMO_PAIR)
+    started = {name: threading.Event() for name in ("first", "second")}
+    met: dict[str, bool] = {}
+
+    def measure(name: str, other: str) -> tuple[pd.DataFrame]:
+        started[name].set()
+        met[name] = started[other].wait(timeout=30)
+        return (pd.DataFrame({"net": [name], "loss": [1.0]}),)
+
+    # Two pair objects, as two replicas hold them (one object measures one thing at a time in memory).
+    threads = [threading.Thread(target=_fresh(demo).remember, args=(name, lambda n=name, o=other: measure(n, o),
+                                                                    (torch.zeros(1),)))
+               for name, other in (("first", "second"), ("second", "first"))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert met == {"first": True, "second": True}
+    assert len(_entries(folder)) == 2
+
+
 def test_the_folder_keeps_the_most_recently_used_entries(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from resnet_core.lesson import store
 
@@ -164,6 +189,7 @@ def test_the_folder_keeps_the_most_recently_used_entries(folder: Path, monkeypat
     for i in range(5):
         pair.remember("tiny", lambda i=i: frames[i], (torch.tensor([float(i)]),))
     assert len(_entries(folder)) == 3
+    assert {p.stem for p in folder.glob("*.lock")} <= {p.stem for p in _entries(folder)}  # no orphan locks
     later = _fresh(pair)
     for i in (2, 3, 4):  # the newest three are read back, exactly
         read = later.remember("tiny", lambda: pytest.fail("measured again"), (torch.tensor([float(i)]),))
