@@ -28,11 +28,13 @@ def page_paths() -> list[str]:
 
 
 def fresh_env(folder: Path) -> dict[str, str]:
-    """The server's environment: a new, empty runs folder and torch home under ``folder``, offline."""
+    """The server's environment: a new, empty runs folder, torch home and folder of kept measurements (a machine
+    that never measured the lesson) under ``folder``, offline."""
     (folder / "runs").mkdir(parents=True, exist_ok=True)
     (folder / "torch").mkdir(parents=True, exist_ok=True)
     return {**os.environ, "RESNET_EXPLORER_RUNS": str(folder / "runs"), "TORCH_HOME": str(folder / "torch"),
-            "RESNET_EXPLORER_OFFLINE": "1", "OMP_WAIT_POLICY": "PASSIVE"}
+            "RESNET_EXPLORER_CACHE": str(folder / "measurements"), "RESNET_EXPLORER_OFFLINE": "1",
+            "OMP_WAIT_POLICY": "PASSIVE"}
 
 
 class Served(NamedTuple):
