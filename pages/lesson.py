@@ -360,8 +360,10 @@ def _step6(pair_id: str, pair_runs: str, pair: lesson.TrainedPair, record, degra
     write_settings({"lesson_grid": grid})
     forward_ms = _forward_ms(pair_id, pair_runs, LANDSCAPE_BATCH)
     passes = lesson.landscape_passes(grid) * len(pair.models)
+    x, y = lesson.shapes_batch("train", LANDSCAPE_BATCH, pair.image_size)[:2]  # what _landscape measures on
+    kept = lesson.landscape_kept(pair, x, y, steps=grid, span=LANDSCAPE_SPAN, seed=LANDSCAPE_SEED)
     st.caption(lesson.landscape_cost_sentence(passes, forward_ms, batch=LANDSCAPE_BATCH, seed=LANDSCAPE_SEED,
-                                              span=LANDSCAPE_SPAN))
+                                              span=LANDSCAPE_SPAN, kept=kept))
     bar, tick = _progress("Evaluating the loss at grid points:")
     with queue_notice():
         surfaces, lines = _landscape(pair_id, pair_runs, grid, tick)

@@ -22,7 +22,7 @@ from torch import nn
 from ..hooks import preserved_state, taps
 from ..job_queue import side_by_side
 from ..models import build, display_name, iter_blocks
-from .store import fetch_or_measure, tensor_digests, weights_digest
+from .store import fetch_or_measure, has_entry, tensor_digests, weights_digest
 
 # What the paper reported (He et al. 2015, Table 2: ImageNet top-1 error, %, 10-crop testing). Quoted, not
 # measured here; the lesson labels it as the paper's.
@@ -193,6 +193,16 @@ class TrainedPair:
                     self._weights = weights_digest(self.models)
                 self.measured[key] = fetch_or_measure((self._weights, *key), compute)
             return copy.deepcopy(self.measured[key])  # a caller may change what it gets; the record stays
+
+    def kept(self, step: str, tensors: tuple[torch.Tensor, ...], **settings: Any) -> bool:
+        """Whether :meth:`remember` would answer without measuring: remembered by this object, or kept on disk."""
+        key = (step, tensor_digests(tensors), tuple(sorted(settings.items())))
+        with self._measuring:
+            if key in self.measured:
+                return True
+            if self._weights is None:
+                self._weights = weights_digest(self.models)
+        return has_entry((self._weights, *key))
 
     @property
     def chance(self) -> float:
@@ -472,10 +482,21 @@ def landscape_pair(pair: TrainedPair, inputs: torch.Tensor, targets: torch.Tenso
         return (pd.concat([grid for grid, _ in measured], ignore_index=True),
                 pd.concat([cut for _, cut in measured], ignore_index=True))
 
-    result = pair.remember("landscape", both, (inputs, targets), steps=steps, span=span, seed=seed)
+    result = pair.remember("landscape", both, (inputs, targets), **_landscape_settings(steps, span, seed))
     if on_progress is not None:
         on_progress(total, total)
     return result
+
+
+def _landscape_settings(steps: int, span: float, seed: int) -> dict[str, Any]:
+    return {"steps": steps, "span": span, "seed": seed}  # the one place step 6's key is spelled
+
+
+def landscape_kept(pair: TrainedPair, inputs: torch.Tensor, targets: torch.Tensor, *, steps: int = 11,
+                   span: float = 1.0, seed: int = 0) -> bool:
+    """Whether :func:`landscape_pair` with these arguments is already measured on this machine (remembered, or
+    kept on disk: :mod:`.store`), so it shows at once instead of costing its forward passes."""
+    return pair.kept("landscape", (inputs, targets), **_landscape_settings(steps, span, seed))
 
 
 def lesion_passes_of(model: nn.Module, max_removed: int, samples: int) -> int:

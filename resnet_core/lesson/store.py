@@ -198,6 +198,12 @@ def _prune(folder: Path) -> None:
             pass
 
 
+def has_entry(parts: tuple, folder: Path | None = None) -> bool:
+    """Whether the result for ``parts`` is kept (a readable entry, so that it would be shown at once)."""
+    folder = Path(folder) if folder is not None else cache_dir()
+    return read_entry(folder / entry_name(parts)) is not None
+
+
 def fetch_or_measure(parts: tuple, measure: Callable[[], Any], folder: Path | None = None) -> Any:
     """The stored result for ``parts`` (see :func:`entry_name`), else ``measure()``'s, stored for the next process.
 

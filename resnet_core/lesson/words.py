@@ -68,12 +68,16 @@ def paths_sentence(n_blocks: int, summary: dict) -> str:
             f"({summary['longest_share']:.2g} of the total).")
 
 
-def landscape_cost_sentence(passes: int, forward_ms: float, *, batch: int, seed: int, span: float) -> str:
-    """Step 6's cost, from the passes it takes and one forward pass timed on this machine."""
-    return (f"Costs {passes} forward passes of {batch} images ({forward_ms:.0f} ms each, measured): about "
-            f"{duration(passes * forward_ms / 1000)}. Fixed: the batch (the first {batch} training images), the "
-            f"seed of the two directions ({seed}) and the span (±{span}), so the same run always gives the same "
-            "picture.")
+def landscape_cost_sentence(passes: int, forward_ms: float, *, batch: int, seed: int, span: float,
+                            kept: bool = False) -> str:
+    """Step 6's cost, from the passes it takes and one forward pass timed on this machine; ``kept``: already
+    measured here (``landscape_kept``), so it is shown at once and the cost is what measuring again would take."""
+    cost = (f"{passes} forward passes of {batch} images ({forward_ms:.0f} ms each, measured): about "
+            f"{duration(passes * forward_ms / 1000)}")
+    head = (f"Measured earlier on this machine and kept (the same nets, batch, settings and code), so shown at "
+            f"once; measuring again would cost {cost}." if kept else f"Costs {cost}.")
+    return (f"{head} Fixed: the batch (the first {batch} training images), the seed of the two directions ({seed}) "
+            f"and the span (±{span}), so the same run always gives the same picture.")
 
 
 def _shown(value: float) -> float:

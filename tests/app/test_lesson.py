@@ -125,6 +125,9 @@ def test_lesson_page_cold_start_and_controls(lesson_page: AppTest) -> None:
 
     # The controls, on the same page (one cold walk per file: steps 6-8 are computed on every cold page).
     at.toggle(key="lesson_zero_init").set_value(True).run()
+    if lesson.demo_pair_ready():  # step 6 was measured (or read back) on the first run: now it says so
+        assert any(c.value.startswith("Measured earlier on this machine and kept") and "264 forward passes" in c.value
+                   for c in at.caption)
     split = _figures(at)[2]
     assert split["data"][1]["y"] == [0.0] * 9  # no gradient through a zeroed branch
     assert "the branch part is exactly 0" in "\n".join(m.value for m in at.markdown)

@@ -67,7 +67,8 @@ def test_every_step_is_drawn_from_the_trained_nets(revealed_app: AppTest, quick_
     pair = lesson.load_pair(lesson.choose_pair())  # this short run, unless the embedded demo pair learned
     warned = any("not clearly above chance" in w.value for w in at.warning)
     assert warned == (not all(pair.learned(label) for label in pair.models))
-    assert any("Costs 264 forward passes of 64 images" in c.value for c in at.caption)  # 2 x (11*11 + 11)
+    # 2 x (11*11 + 11): what it costs, or what measuring again would cost when an identical pair was kept
+    assert any("264 forward passes of 64 images" in c.value for c in at.caption)
     surface = next(c for c in charts if any(t["type"] == "contour" for t in c["data"]))
     contours = [t for t in surface["data"] if t["type"] == "contour"]
     assert [t["name"] for t in contours] == ["Plain-20", "ResNet-20"]

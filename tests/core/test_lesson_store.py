@@ -62,7 +62,11 @@ def test_the_next_process_reads_the_numbers_instead_of_measuring(folder: Path, s
     demo = lesson.load_pair(lesson.DEMO_PAIR)
     x, y = _batch(demo)
     first = _fresh(demo)
+    assert not lesson.landscape_kept(first, x, y, steps=3)  # what the page says before it measures
     surfaces, lines = lesson.landscape_pair(first, x, y, steps=3)
+    assert lesson.landscape_kept(first, x, y, steps=3) and lesson.landscape_kept(_fresh(demo), x, y, steps=3)
+    assert not lesson.landscape_kept(first, x, y, steps=5) and not lesson.landscape_kept(first, x, y, steps=3,
+                                                                                         seed=1)
     studies, curves = lesson.lesion_pair(first, x, y, max_removed=2, samples=2)
     assert cache_dir() == folder
     assert len(_entries(folder)) == 2 and len(surfaces_measured) == 2  # one entry per step, one surface per net

@@ -136,6 +136,10 @@ def test_durations_and_missing_accuracies_read_as_words():
     assert lesson.accuracy_text(0.8905) == "89.0%" and lesson.accuracy_text(float("nan")) == "not evaluated"
     cost = lesson.landscape_cost_sentence(242, 12.0, batch=64, seed=0, span=1.0)
     assert cost.startswith("Costs 242 forward passes of 64 images (12 ms each, measured): about 3 s.")
+    kept = lesson.landscape_cost_sentence(242, 12.0, batch=64, seed=0, span=1.0, kept=True)
+    assert kept.startswith("Measured earlier on this machine and kept") and "shown at once" in kept
+    assert "would cost 242 forward passes of 64 images (12 ms each, measured): about 3 s." in kept
+    assert kept.endswith(cost.split(". ", 1)[1])  # the same fixed batch, seed and span
 
 
 def test_the_demo_pairs_measurements_are_made_once_per_process_and_handed_out_as_copies():
