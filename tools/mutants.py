@@ -220,7 +220,7 @@ MUTATIONS: tuple[Mutation, ...] = (
       ("tests/core/test_budget.py::test_estimate_within_a_factor_of_two_of_the_measured_peak",)),
     # ------------------------------------------------------------------------ the lesson's kept measurements
     M("a kept measurement found without the nets' weights", "resnet_core/lesson/steps.py",
-      "fetch_or_measure((self._weights, *key), compute)",
+      "fetch_or_measure((self._weights_digest(), *key), compute)",
       "fetch_or_measure(key, compute)",
       ("tests/core/test_lesson_store.py::test_the_next_process_reads_the_numbers_instead_of_measuring",)),
     M("a process that waited measures again instead of reading", "resnet_core/lesson/store.py",

@@ -22,7 +22,7 @@ from torch import nn
 from ..hooks import preserved_state, taps
 from ..job_queue import side_by_side
 from ..models import build, display_name, iter_blocks
-from .store import fetch_or_measure, has_entry, tensor_digests, weights_digest
+from .store import fetch_or_measure, has_entry, plain_settings, tensor_digests, weights_digest
 
 # What the paper reported (He et al. 2015, Table 2: ImageNet top-1 error, %, 10-crop testing). Quoted, not
 # measured here; the lesson labels it as the paper's.
@@ -176,7 +176,8 @@ class TrainedPair:
     # What steps 6-7 measured on this pair, by step, batch and settings (see ``remember``).
     measured: dict[tuple, Any] = field(default_factory=dict, repr=False, compare=False)
     _measuring: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-    _weights: str | None = field(default=None, repr=False, compare=False)  # store.weights_digest, on first use
+    _digesting: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    _weights: str | None = field(default=None, init=False, repr=False, compare=False)  # weights_digest, once
 
     def remember(self, step: str, compute: Callable[[], Any], tensors: tuple[torch.Tensor, ...],
                  **settings: Any) -> Any:
@@ -184,25 +185,34 @@ class TrainedPair:
 
         In memory, once per pair object: the demo pair is package data, one object per process
         (:func:`load_pair`), shared by every session and notebook of the process whatever happens to a page's
-        cache. On disk (:mod:`.store`), once per weights, inputs, settings and measuring code: the next process,
-        replica or restart reads the numbers instead of measuring them again."""
-        key = (step, tensor_digests(tensors), tuple(sorted(settings.items())))
+        cache. On disk (:mod:`.store`), once per nets, inputs, settings and measuring code: the next process,
+        replica or restart reads the numbers instead of measuring them again. ``step`` names the computation
+        (two computations must never share a name); settings other than strings, numbers and booleans keep the
+        result in memory only."""
+        key = self._key(step, tensors, settings)
         with self._measuring:  # a second caller waits for the first one's measurement
             if key not in self.measured:
-                if self._weights is None:
-                    self._weights = weights_digest(self.models)
-                self.measured[key] = fetch_or_measure((self._weights, *key), compute)
+                self.measured[key] = (fetch_or_measure((self._weights_digest(), *key), compute)
+                                      if plain_settings(settings) else compute())
             return copy.deepcopy(self.measured[key])  # a caller may change what it gets; the record stays
 
     def kept(self, step: str, tensors: tuple[torch.Tensor, ...], **settings: Any) -> bool:
-        """Whether :meth:`remember` would answer without measuring: remembered by this object, or kept on disk."""
-        key = (step, tensor_digests(tensors), tuple(sorted(settings.items())))
-        with self._measuring:
-            if key in self.measured:
-                return True
+        """Whether :meth:`remember` would answer without measuring: remembered by this object, or kept on disk.
+        Never waits for a measurement in progress (a page asks this before it shows the step)."""
+        key = self._key(step, tensors, settings)
+        if key in self.measured:  # a dict lookup, atomic: no need for the lock a measurement holds
+            return True
+        return plain_settings(settings) and has_entry((self._weights_digest(), *key))
+
+    @staticmethod
+    def _key(step: str, tensors: tuple[torch.Tensor, ...], settings: dict[str, Any]) -> tuple:
+        return step, tensor_digests(tensors), tuple(sorted(settings.items()))
+
+    def _weights_digest(self) -> str:
+        with self._digesting:
             if self._weights is None:
                 self._weights = weights_digest(self.models)
-        return has_entry((self._weights, *key))
+            return self._weights
 
     @property
     def chance(self) -> float:

@@ -2,12 +2,17 @@
 
 Steps 6 and 7 (loss landscapes, lesion studies) take 10-30 s of CPU on the pair of small nets. Every server
 process, replica and notebook kernel that shows them would otherwise measure them again: a teacher's restart,
-a second replica, the test suite's four servers. An entry is found only by everything the numbers depend on:
+a second replica, the test suite's four servers. An entry is found only by what the numbers depend on:
 
-- the nets' weights (a digest of each state dict, in order, with its class name);
+- the nets: each one's label (it is in the frames), its module tree as ``repr`` prints it (block types,
+  strides, shortcuts) and its state dict (names, dtypes, shapes and bytes);
 - the measuring code: every ``.py`` file of ``resnet_core`` (a change anywhere misses, which is only slower)
   and the versions of torch, numpy and pandas;
-- the step, the input tensors' digests and the step's settings (:meth:`TrainedPair.remember`'s key).
+- the step's name, the input tensors (dtype, shape and bytes) and the step's settings (plain values only:
+  :meth:`TrainedPair.remember` keeps anything else in memory alone).
+
+What is not in the key changes only the last bits of a float: the number of threads, a batch split to fit the
+memory budget. Such an entry is as good as a new measurement.
 
 Entries are ``.npz`` files read with ``allow_pickle=False`` (numbers, booleans and strings only: nothing in
 the folder can run code), written atomically, one process measuring each entry at a time (a ``filelock`` per
@@ -17,7 +22,8 @@ replica never holds up another replica's lesson). The locks only save work: two 
 entry (a lock file pruned under them) each write the same numbers atomically. An entry
 that cannot be read (truncated, hand-edited, another version's layout) is measured again and replaced; a folder
 that cannot be written keeps the measurement in memory only, with one warning. The folder holds at most
-``MAX_ENTRIES`` entries, the least recently used go first. ``$RESNET_EXPLORER_CACHE`` chooses it
+``MAX_ENTRIES`` entries, the least recently used go first; only files named as this store names them are ever
+removed, whatever else the folder holds. Frames are written only when they read back exactly. ``$RESNET_EXPLORER_CACHE`` chooses it
 (:func:`resnet_core.settings.cache_dir`).
 """
 
@@ -28,6 +34,7 @@ import io
 import json
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -48,6 +55,8 @@ FORMAT = 1  # the entries' layout; a new layout misses the old entries instead o
 MAX_ENTRIES = 64  # a few hundred kB each (a 31 x 31 landscape of two nets is the largest)
 LOCK_TIMEOUT_S = 600.0  # past this a waiting process measures on its own rather than wait for a stuck one
 SUFFIX, LOCK_SUFFIX = ".npz", ".lock"
+_OWN_NAME = re.compile(r"^[0-9a-f]{40}\.(npz|lock)$")  # what this store writes; nothing else is pruned
+PLAIN_SETTINGS = (str, int, float, bool)
 _warned: set[str] = set()
 _warned_lock = threading.Lock()
 
@@ -64,10 +73,11 @@ def code_digest() -> str:
 
 
 def weights_digest(models: Mapping[str, nn.Module]) -> str:
-    """A digest of ``models``' labels, classes and state dicts (parameters and buffers, bytes and shapes)."""
+    """A digest of ``models``' labels, module trees (``repr``: layers, strides, shortcuts) and state dicts
+    (parameters and buffers: names, dtypes, shapes and bytes)."""
     digest = hashlib.sha256()
     for label, model in models.items():
-        digest.update(f"{label}\0{type(model).__qualname__}\0".encode())
+        digest.update(f"{label}\0{type(model).__qualname__}\0{model!r}\0".encode())
         for name, tensor in model.state_dict().items():
             value = tensor.detach().cpu().contiguous().reshape(-1)
             digest.update(f"{name}\0{value.dtype}\0{tuple(tensor.shape)}\0".encode())
@@ -76,8 +86,19 @@ def weights_digest(models: Mapping[str, nn.Module]) -> str:
 
 
 def tensor_digests(tensors: tuple[torch.Tensor, ...]) -> tuple[str, ...]:
-    """A digest of each tensor's values (an input batch, its labels)."""
-    return tuple(hashlib.sha256(t.detach().cpu().contiguous().numpy().tobytes()).hexdigest() for t in tensors)
+    """A digest of each tensor (an input batch, its labels): dtype, shape and values."""
+    def one(t: torch.Tensor) -> str:
+        value = t.detach().cpu().contiguous()
+        head = f"{value.dtype}\0{tuple(value.shape)}\0".encode()
+        return hashlib.sha256(head + value.reshape(-1).view(torch.uint8).numpy().tobytes()).hexdigest()
+
+    return tuple(one(t) for t in tensors)
+
+
+def plain_settings(settings: Mapping[str, Any]) -> bool:
+    """Whether ``settings`` can be part of an entry's name: strings, numbers and booleans, whose ``repr`` is
+    their whole value (a tensor's or an object's may not be)."""
+    return all(isinstance(v, PLAIN_SETTINGS) for v in settings.values())
 
 
 def entry_name(parts: tuple) -> str:
@@ -137,7 +158,7 @@ def _from_arrays(arrays: Mapping[str, np.ndarray]) -> tuple[pd.DataFrame, ...]:
                 raise ValueError("a column of the wrong length")
             columns[column] = pd.Series(values.tolist() if values.dtype.kind == "U" else values, dtype=dtype)
         frame = pd.DataFrame(columns) if columns else pd.DataFrame(index=pd.RangeIndex(spec["rows"]))
-        frame.attrs.update(spec["attrs"])  # e.g. a note that the batch was halved to fit the budget
+        frame.attrs.update(spec["attrs"])
         frames.append(frame)
     return tuple(frames)
 
@@ -169,12 +190,16 @@ def read_entry(path: Path) -> tuple[pd.DataFrame, ...] | None:
     return frames
 
 
-def _write_entry(path: Path, frames: tuple[pd.DataFrame, ...]) -> None:
-    from ..weights.checkpoints import atomic_write
-
+def _encode(frames: tuple[pd.DataFrame, ...]) -> bytes:
     buffer = io.BytesIO()
     np.savez(buffer, **_to_arrays(frames))
-    atomic_write(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def _write_entry(path: Path, data: bytes) -> None:
+    from ..weights.checkpoints import atomic_write
+
+    atomic_write(path, data)
     _prune(path.parent)
 
 
@@ -186,11 +211,12 @@ def _prune(folder: Path) -> None:
         except OSError:  # removed by another process meanwhile
             return 0.0
 
-    entries = sorted(folder.glob("*" + SUFFIX), key=age, reverse=True)
+    entries = sorted((p for p in folder.glob("*" + SUFFIX) if _OWN_NAME.match(p.name)), key=age, reverse=True)
     stale = {p.with_suffix(LOCK_SUFFIX) for p in entries[MAX_ENTRIES:]}
     kept = {p.with_suffix(LOCK_SUFFIX) for p in entries[:MAX_ENTRIES]}
     oldest = time.time() - 2 * LOCK_TIMEOUT_S  # a lock without an entry this old belongs to no measurement
-    stale |= {p for p in folder.glob("*" + LOCK_SUFFIX) if p not in kept and age(p) < oldest}
+    stale |= {p for p in folder.glob("*" + LOCK_SUFFIX)
+              if _OWN_NAME.match(p.name) and p not in kept and age(p) < oldest}
     for old in [*entries[MAX_ENTRIES:], *stale]:
         try:
             old.unlink()
@@ -214,7 +240,7 @@ def fetch_or_measure(parts: tuple, measure: Callable[[], Any], folder: Path | No
     if found is not None:
         return found
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # only this user may write what is read back
         lock = FileLock(str(path.with_suffix(LOCK_SUFFIX)), timeout=LOCK_TIMEOUT_S)
         lock.acquire()
     except Timeout:
@@ -232,9 +258,28 @@ def fetch_or_measure(parts: tuple, measure: Callable[[], Any], folder: Path | No
 
 def _measure_and_store(path: Path, measure: Callable[[], Any]) -> Any:
     result = measure()
-    if _storable(result):
+    data = _encode_exactly(result) if _storable(result) else None
+    if data is not None:
         try:
-            _write_entry(path, result)
+            _write_entry(path, data)
         except OSError as error:
             _warn_once(path.parent, error)
+        except Exception as error:  # noqa: BLE001 - the measurement is paid for: never lose it to the store
+            _LOGGER.warning("measurement entry %s not written (%s)", path.name, error)
     return result
+
+
+def _encode_exactly(frames: tuple[pd.DataFrame, ...]) -> bytes | None:
+    """The entry's bytes, if ``frames`` read back from them exactly (values, dtypes, names, attrs, without
+    pickle); else None (e.g. a nullable column with a missing value, or attrs JSON changes), and nothing is kept."""
+    try:
+        data = _encode(frames)
+        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+            again = _from_arrays(arrays)
+        for a, b in zip(frames, again, strict=True):
+            pd.testing.assert_frame_equal(a, b, check_exact=True)
+            if a.attrs != b.attrs:
+                return None
+    except Exception:  # noqa: BLE001 - whatever cannot be written exactly is kept in memory only
+        return None
+    return data

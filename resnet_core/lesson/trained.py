@@ -224,7 +224,8 @@ class AnyNetResult:
 def measure_any(plan: AnyNetPlan, *, on_progress: Callable[[int, int], None] | None = None,
                 download: bool | None = False) -> AnyNetResult:
     """Steps 6 and 7 on the plan's model: the surface and slice on training images, the lesion study and the
-    k-blocks-removed curve on held-out images. ``on_progress(done, total)`` after every forward pass."""
+    k-blocks-removed curve on held-out images. ``on_progress(done, total)`` after every forward pass, or once
+    at the end when the same model on the same batches was measured before on this machine (kept: .store)."""
     from ..landscape import line, surface
     from ..lesion import lesion_curve, lesion_study
 
@@ -250,7 +251,8 @@ def measure_any(plan: AnyNetPlan, *, on_progress: Callable[[int, int], None] | N
         return grid, cut, study, curve
 
     # Kept on disk like the lesson pair's (store.py): the same model on the same batches is measured once.
-    settings = (plan.steps, plan.max_removed, plan.samples, plan.seed, plan.residual)
+    settings = tuple(sorted({"steps": plan.steps, "max_removed": plan.max_removed, "samples": plan.samples,
+                             "seed": plan.seed, "residual": plan.residual}.items()))  # the batches: by digest
     grid, cut, study, curve = fetch_or_measure(
         (weights_digest({plan.label: model}), "any net", tensor_digests((x, y, xt, yt)), settings), measure)
     if on_progress is not None:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +93,16 @@ def test_the_next_process_reads_the_numbers_instead_of_measuring(folder: Path, s
     assert not np.array_equal(other[residual]["loss"].to_numpy(), surfaces[residual]["loss"].to_numpy())
 
 
+class _Trap:
+    """Unpickling it writes a file: proof that code from an entry ran."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (Path(self.path).write_text, ("ran",))
+
+
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "pickled object column"])
 def test_a_damaged_entry_is_measured_again_and_replaced(folder: Path, surfaces_measured: list[int],
                                                         damage: str) -> None:
@@ -102,9 +114,10 @@ def test_a_damaged_entry_is_measured_again_and_replaced(folder: Path, surfaces_m
         entry.write_bytes(b"not an npz file at all")
     elif damage == "truncated":
         entry.write_bytes(entry.read_bytes()[:200])
-    else:  # what allow_pickle=True would unpickle (and could run code from): refused, measured again
-        np.savez(entry, layout=np.array([{"format": 1}], dtype=object))
+    else:  # an object that runs code when unpickled: never unpickled (allow_pickle=False), measured again
+        np.savez(entry, layout=np.array([_Trap(str(folder / "trap-ran"))], dtype=object))
     measured = lesson.landscape_pair(_fresh(demo), x, y, steps=3)
+    assert not (folder / "trap-ran").exists()
     assert len(surfaces_measured) == 4  # measured again...
     for a, b in zip(kept, measured, strict=True):
         pd.testing.assert_frame_equal(a, b)
@@ -141,20 +154,109 @@ def test_a_result_that_is_not_plain_frames_is_returned_and_not_kept(folder: Path
     assert _entries(folder) == []
 
 
-def test_two_measuring_at_once_measure_once(folder: Path, surfaces_measured: list[int]) -> None:
-    """The second waits on the folder's lock, then reads the first's entry. Threads here; the lock is an flock
-    on its own open file, which conflicts between threads as it does between processes."""
+def test_two_measuring_at_once_measure_once(folder: Path) -> None:
+    """The second asks while the first is measuring (it starts once the first's measurement has begun, which
+    then lasts another second): it waits on the entry's lock, then reads the first's entry. Threads here; the
+    lock is an flock on its own open file, which conflicts between threads as it does between processes."""
     demo = lesson.load_pair(lesson.DEMO_PAIR)
-    x, y = _batch(demo)
-    results: list[tuple[pd.DataFrame, pd.DataFrame]] = []
-    threads = [threading.Thread(target=lambda: results.append(lesson.landscape_pair(_fresh(demo), x, y, steps=3)))
-               for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
+    measuring = threading.Event()
+    measured: list[str] = []
+
+    def measure(who: str) -> tuple[pd.DataFrame]:
+        measured.append(who)
+        measuring.set()
+        time.sleep(1.0)
+        return (pd.DataFrame({"net": [who], "loss": [1.0]}),)
+
+    results: dict[str, tuple[pd.DataFrame]] = {}
+
+    def ask(who: str) -> None:
+        results[who] = _fresh(demo).remember("slow", lambda: measure(who), (torch.zeros(1),))
+
+    first = threading.Thread(target=ask, args=("first",))
+    first.start()
+    assert measuring.wait(timeout=30)
+    second = threading.Thread(target=ask, args=("second",))
+    second.start()
+    first.join()
+    second.join()
+    assert measured == ["first"] and len(_entries(folder)) == 1
+    pd.testing.assert_frame_equal(results["second"][0], results["first"][0], check_exact=True)
+    assert results["second"][0]["net"].tolist() == ["first"]
+
+
+def test_the_page_asks_whether_a_step_is_kept_without_waiting_for_a_measurement(folder: Path) -> None:
+    """``kept`` answers while the same pair object measures something else (step 7 in another session)."""
+    pair = _fresh(lesson.load_pair(lesson.DEMO_PAIR))
+    inside, release = threading.Event(), threading.Event()
+
+    def long_measurement() -> tuple[pd.DataFrame]:
+        inside.set()
+        release.wait(timeout=30)
+        return (pd.DataFrame({"loss": [1.0]}),)
+
+    thread = threading.Thread(target=pair.remember, args=("long", long_measurement, (torch.zeros(1),)))
+    thread.start()
+    try:
+        assert inside.wait(timeout=30)
+        answered: list[bool] = []
+        asking = threading.Thread(target=lambda: answered.append(pair.kept("other", (torch.ones(1),))))
+        asking.start()
+        asking.join(timeout=10)
+        assert answered == [False], "kept() waited for the measurement in progress"
+    finally:
+        release.set()
         thread.join()
-    assert len(results) == 2 and len(surfaces_measured) == 2 and len(_entries(folder)) == 1
-    pd.testing.assert_frame_equal(results[0][0], results[1][0], check_exact=True)
+    assert pair.kept("long", (torch.zeros(1),))
+
+
+def test_what_the_key_holds_beyond_the_weights(folder: Path) -> None:
+    """The label (it is in the frames), the module tree (a stride the state dict does not show), the inputs'
+    dtype, and settings that are plain values; anything else is remembered in memory only."""
+    import resnet_core
+
+    one = pd.DataFrame({"loss": [1.0]})
+
+    def measured_by(models: dict, tensors: tuple, **settings) -> bool:
+        pair = lesson.TrainedPair("x", models, {}, 32, 10, 1)
+        calls: list[int] = []
+        pair.remember("step", lambda: calls.append(1) or (one,), tensors, **settings)
+        return bool(calls)
+
+    three = {"ResNet-50": resnet_core.build("resnet50", seed=0, stride_on="3x3")}
+    one_by_one = {"ResNet-50": resnet_core.build("resnet50", seed=0, stride_on="1x1")}
+    assert three["ResNet-50"].state_dict().keys() == one_by_one["ResNet-50"].state_dict().keys()
+    x = torch.zeros(2)
+    assert measured_by(three, (x,)) and not measured_by(three, (x,))
+    assert measured_by(one_by_one, (x,))  # the same weights' names and shapes, another forward
+    assert measured_by({"Another name": three["ResNet-50"]}, (x,))
+    assert measured_by(three, (x.double(),))
+    assert measured_by(three, (x,), grid=object()) and measured_by(three, (x,), grid=object())  # memory only
+    assert len(_entries(folder)) == 4
+
+
+def test_only_what_reads_back_exactly_is_kept_and_only_its_own_files_are_pruned(folder: Path,
+                                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from resnet_core.lesson import store
+
+    pair = _fresh(lesson.load_pair(lesson.DEMO_PAIR))
+    with_missing = (pd.DataFrame({"ok": pd.array([True, None], dtype="boolean")}),)  # would need pickle to store
+    assert pair.remember("nullable", lambda: with_missing, (torch.zeros(1),))[0]["ok"].isna().tolist() == [
+        False, True]
+    tuple_attrs = pd.DataFrame({"loss": [1.0]})
+    tuple_attrs.attrs["range"] = (0, 1)  # JSON would bring it back as a list
+    pair.remember("attrs", lambda: (tuple_attrs,), (torch.zeros(1),))
+    assert _entries(folder) == []
+    folder.mkdir(parents=True, exist_ok=True)
+    foreign = [folder / "race.lock", folder / "notes.npz"]
+    for path in foreign:
+        path.write_text("not the store's")
+        os.utime(path, (0, 0))  # old enough to look abandoned
+    monkeypatch.setattr(store, "MAX_ENTRIES", 1)
+    for i in range(3):
+        pair.remember("kept", lambda: (pd.DataFrame({"loss": [1.0]}),), (torch.tensor([float(i)]),))
+    assert all(path.read_text() == "not the store's" for path in foreign)
+    assert len([p for p in _entries(folder) if p not in foreign]) == 1
 
 
 def test_other_measurements_go_on_while_one_is_measured(folder: Path) -> None:
