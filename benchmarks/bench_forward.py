@@ -12,7 +12,10 @@ non-zero count, a strided histogram sample), 19-21 ms of a 300 ms forward. After
 pass, 7 ms hot and about 10 ms inside the forward, plus 1 ms entering the recording and 1 ms for the table; four
 runs: instrumented 1.008, 1.061, 1.071, 1.077 x torchvision, 1.03-1.05 x our own plain forward; after the loop
 lost the fastmath flags that assume no NaN or inf (a later, slower hour: torchvision 390 ms), 1.076 and 1.060
-(quartiles 1.01-1.12). Target 1.05: not reliably met. The plain ratio,
+(quartiles 1.01-1.12). 2026-12-07 evening (torchvision 483-733 ms: a slower hour still), 40, 80 and 60
+repeats: instrumented 1.055, 0.983, 1.040 x torchvision; 1.063, 1.056, 1.052 x our plain forward. The statistics
+themselves take 15-17 ms of the forward (timed inside it); two threads for them do not help (memory-bound).
+Target 1.05: not reliably met. The plain ratio,
 whose kernels are torchvision's own, moved 0.94-1.05 over the same runs: this machine's run-to-run noise is as
 large as the target's margin.
 """
