@@ -107,30 +107,10 @@ def entry_name(parts: tuple) -> str:
 
 
 # ------------------------------------------------------------------------------------- frames <-> arrays
-def _storable(frames: Any) -> bool:
-    """Only tuples of plain frames are kept: a RangeIndex, unique text column names, columns of numbers,
-    booleans or strings without missing values, and ``attrs`` JSON can hold (what the lesson's steps return)."""
-    if not isinstance(frames, tuple) or not frames or not all(isinstance(f, pd.DataFrame) for f in frames):
-        return False
-    for frame in frames:
-        try:
-            json.dumps(frame.attrs, allow_nan=False)
-        except (TypeError, ValueError):
-            return False
-        if not isinstance(frame.index, pd.RangeIndex) or frame.index.start != 0 or frame.index.step != 1:
-            return False
-        if not frame.columns.is_unique or not all(isinstance(c, str) for c in frame.columns):
-            return False
-        for column in frame.columns:
-            values = frame[column]
-            kind = values.dtype.kind
-            if kind in "biuf":
-                continue
-            if (pd.api.types.is_string_dtype(values) and not values.isna().any()
-                    and all(isinstance(v, str) for v in values)):
-                continue
-            return False
-    return True
+def _frames(result: Any) -> bool:
+    """Only tuples of frames are written (what the lesson's steps return); :func:`_encode_exactly` then keeps
+    those that read back exactly: a RangeIndex, text column names, numbers, booleans and strings, JSON attrs."""
+    return isinstance(result, tuple) and bool(result) and all(isinstance(f, pd.DataFrame) for f in result)
 
 
 def _to_arrays(frames: tuple[pd.DataFrame, ...]) -> dict[str, np.ndarray]:
@@ -258,7 +238,7 @@ def fetch_or_measure(parts: tuple, measure: Callable[[], Any], folder: Path | No
 
 def _measure_and_store(path: Path, measure: Callable[[], Any]) -> Any:
     result = measure()
-    data = _encode_exactly(result) if _storable(result) else None
+    data = _encode_exactly(result) if _frames(result) else None
     if data is not None:
         try:
             _write_entry(path, data)
