@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.conftest import _free_port, screenshot, still_context, wait_idle
+from tests.browser.conftest import _free_port, new_tab, screenshot, wait_idle
 from tests.conftest import ARTIFACTS, REPO, checkout_copy
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -90,7 +90,7 @@ def test_the_sdist_installs_the_same_app(tmp_path_factory: pytest.TempPathFactor
     assert (tmp_path / "venv" / "bin" / "resnet-explorer").is_file()
 
 
-def test_resnet_explorer_serves_the_installed_app_from_any_directory(wheel, browser, tmp_path) -> None:
+def test_resnet_explorer_serves_the_installed_app_from_any_directory(wheel, profile, tmp_path) -> None:
     python = _bare_venv(tmp_path / "venv")
     subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "-q", str(wheel)], check=True,
                    capture_output=True, timeout=300)
@@ -123,9 +123,7 @@ def test_resnet_explorer_serves_the_installed_app_from_any_directory(wheel, brow
                 pass
             assert server.poll() is None and time.time() < deadline, log.read_text()[-2000:]
             time.sleep(0.3)
-        context = still_context(browser, viewport={"width": 1400, "height": 1600})
-        tab = context.new_page()
-        tab.set_default_timeout(120_000)
+        tab = new_tab(profile, 1400, 1600, timeout_ms=120_000)
         try:
             tab.goto(f"{url}/grad-cam")
             tab.locator(".st-key-gc_map .main-svg").first.wait_for(state="visible")
@@ -141,7 +139,7 @@ def test_resnet_explorer_serves_the_installed_app_from_any_directory(wheel, brow
             assert not tab.locator('[data-testid="stException"]').count()
             screenshot(tab, "installed-wheel-grad-cam")
         finally:
-            context.close()
+            tab.close()
         # The console script became the server (exec): it runs the installed main.py, with --runs as the folder.
         command = Path(f"/proc/{server.pid}/cmdline").read_bytes().split(b"\0")
         installed = tmp_path / "venv" / "lib"

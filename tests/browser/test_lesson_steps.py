@@ -15,7 +15,7 @@ import pytest
 
 from resnet_core import lesson
 from resnet_core.train import RaceConfig, RacerSpec
-from tests.browser.conftest import screenshot, still_context, streamlit_server, wait_idle
+from tests.browser.conftest import new_tab, screenshot, streamlit_server, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -57,12 +57,10 @@ def _step(tab, number: int, chart_key: str, name: str) -> None:
     screenshot(tab, f"why-residuals-step{number}-{name}")
 
 
-def test_each_measured_step_renders_at_1280x720(browser, lesson_url: str) -> None:
+def test_each_measured_step_renders_at_1280x720(profile, lesson_url: str) -> None:
     from resnet_core.weights.demo import demo_test_accuracy
 
-    context = still_context(browser, viewport={"width": 1280, "height": 720})
-    tab = context.new_page()
-    tab.set_default_timeout(120_000)
+    tab = new_tab(profile, 1280, 720, timeout_ms=120_000)
     try:
         tab.goto(f"{lesson_url}/why-residuals?reveal=1")  # the answers without their questions first
         main = tab.locator('[data-testid="stMain"]')
@@ -102,4 +100,4 @@ def test_each_measured_step_renders_at_1280x720(browser, lesson_url: str) -> Non
         wait_idle(tab, timeout=300_000)
         assert tab.locator('[data-testid="stException"]').count() == 0
     finally:
-        context.close()
+        tab.close()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from explorer_ui.warm_start import navigation_pages
 
-from tests.browser.conftest import screenshot, still_context, wait_idle
+from tests.browser.conftest import new_tab, screenshot, wait_idle
 from tests.conftest import APP_SCRIPT
 
 pytestmark = pytest.mark.browser
@@ -29,15 +29,13 @@ def _pages() -> list[tuple[str, str]]:
 
 
 @pytest.fixture
-def recorded(browser, server_url):
+def recorded(profile, server_url):
     """A fresh tab on the browser tests' server and the list of every URL it requests."""
-    context = still_context(browser, viewport={"width": 1400, "height": 2400})
-    tab = context.new_page()
-    tab.set_default_timeout(90_000)
+    tab = new_tab(profile)
     requests: list[str] = []
-    context.on("request", lambda request: requests.append(request.url))
+    tab.on("request", lambda request: requests.append(request.url))
     yield tab, requests
-    context.close()
+    tab.close()
 
 
 def _listening_addresses(port: int) -> list[str]:

@@ -12,7 +12,7 @@ import pytest
 from explorer_ui.chart_preload import chart_chunk
 from explorer_ui.warm_start import navigation_pages
 
-from tests.browser.conftest import screenshot, still_context, wait_idle
+from tests.browser.conftest import new_tab, screenshot, wait_idle
 from tests.conftest import APP_SCRIPT
 
 pytestmark = pytest.mark.browser
@@ -47,12 +47,10 @@ def _settle(tab) -> None:
     wait_idle(tab, timeout=240_000)
 
 
-def test_every_page_loads_only_from_localhost_and_is_screenshot_at_projector_size(browser, server_url) -> None:
-    context = still_context(browser, viewport=PROJECTOR)
+def test_every_page_loads_only_from_localhost_and_is_screenshot_at_projector_size(profile, server_url) -> None:
+    tab = new_tab(profile, PROJECTOR["width"], PROJECTOR["height"], timeout_ms=120_000)
     requests: list[str] = []
-    context.on("request", lambda request: requests.append(request.url))
-    tab = context.new_page()
-    tab.set_default_timeout(120_000)
+    tab.on("request", lambda request: requests.append(request.url))
     try:
         pages = _pages()
         tab.goto(f"{server_url}/{pages[0][1]}")
@@ -74,7 +72,7 @@ def test_every_page_loads_only_from_localhost_and_is_screenshot_at_projector_siz
         assert any(".png" in href or href.startswith("data:image/png") for href in icons), icons
         assert all(path.stat().st_size > 10_000 for path in shots)  # a real first screen, not a blank page
     finally:
-        context.close()
+        tab.close()
     local = [u for u in requests if urllib.parse.urlsplit(u).hostname in LOCAL_HOSTS]
     assert len(local) > 20, "the browser recorded too few requests to mean anything"
     assert not _foreign(requests), _foreign(requests)
@@ -83,11 +81,9 @@ def test_every_page_loads_only_from_localhost_and_is_screenshot_at_projector_siz
     assert sum(u.endswith(f"/static/js/{chart_chunk()}") for u in local) == 1
 
 
-def test_a_shared_activations_link_reopens_the_same_view(browser, server_url) -> None:
+def test_a_shared_activations_link_reopens_the_same_view(profile, server_url) -> None:
     """The page's settings (image, batch, batch-norm mode, layer) travel in the browser's URL and come back."""
-    context = still_context(browser, viewport={"width": 1400, "height": 2400})
-    tab = context.new_page()
-    tab.set_default_timeout(120_000)
+    tab = new_tab(profile, timeout_ms=120_000)
     try:
         link = (f"{server_url}/activations?weights=random&act_source=shapes&act_shape=5&act_batch=4&act_bn=running"
                 "&act_layer=layer2.1.tap_sum")
@@ -106,4 +102,4 @@ def test_a_shared_activations_link_reopens_the_same_view(browser, server_url) ->
         _settle(tab)
         assert "act_layer=layer2.1.tap_out" in tab.url
     finally:
-        context.close()
+        tab.close()

@@ -8,29 +8,26 @@ import re
 
 import pytest
 
-from tests.browser.conftest import screenshot, still_context, wait_idle
+from tests.browser.conftest import new_tab, screenshot, wait_idle
 
 pytestmark = pytest.mark.browser
 QUESTION = "Where is the gradient norm largest: the first, middle or last block?"
 CHOICES = ("The first block", "A middle block", "The last block")
 
 
-def _tab(browser):
-    context = still_context(browser, viewport={"width": 1280, "height": 720})
-    tab = context.new_page()
-    tab.set_default_timeout(180_000)
-    return context, tab
+def _tab(profile):
+    return new_tab(profile, 1280, 720, timeout_ms=180_000)
 
 
 def _no_exception(tab) -> None:
     assert tab.locator('[data-testid="stException"]').count() == 0
 
 
-def test_a_teacher_polls_three_students(browser, server_url: str) -> None:
-    contexts = []
+def test_a_teacher_polls_three_students(profile, server_url: str) -> None:
+    tabs = []
     try:
-        context, teacher = _tab(browser)
-        contexts.append(context)
+        teacher = _tab(profile)
+        tabs.append(teacher)
         teacher.goto(f"{server_url}/gradient-flow")
         main = teacher.locator('[data-testid="stMain"]')
         main.get_by_text(QUESTION).wait_for()
@@ -47,8 +44,8 @@ def test_a_teacher_polls_three_students(browser, server_url: str) -> None:
         assert student_link.startswith(f"{server_url}/gradient-flow?") and "reveal" not in student_link
 
         for pick in (0, 2, 0):
-            context, student = _tab(browser)
-            contexts.append(context)
+            student = _tab(profile)
+            tabs.append(student)
             student.goto(student_link)
             body = student.locator('[data-testid="stMain"]')
             body.get_by_text(QUESTION).wait_for()
@@ -61,8 +58,8 @@ def test_a_teacher_polls_three_students(browser, server_url: str) -> None:
         body.get_by_text(re.compile(r"Measured here:")).first.scroll_into_view_if_needed()
         screenshot(student, "teacher-question-after")
 
-        context, view = _tab(browser)
-        contexts.append(context)
+        view = _tab(profile)
+        tabs.append(view)
         view.goto(teacher_link)
         panel = view.locator('[data-testid="stMain"]')
         panel.get_by_text("3 answers so far").wait_for()
@@ -76,12 +73,12 @@ def test_a_teacher_polls_three_students(browser, server_url: str) -> None:
         assert student.get_by_role("button", name="Close the poll").count() == 0
         _no_exception(view)
     finally:
-        for context in contexts:
-            context.close()
+        for tab in tabs:
+            tab.close()
 
 
-def test_a_locked_link_and_the_presenter_view(browser, server_url: str) -> None:
-    context, tab = _tab(browser)
+def test_a_locked_link_and_the_presenter_view(profile, server_url: str) -> None:
+    tab = _tab(profile)
     try:
         tab.goto(f"{server_url}/gradient-flow?gf_batch=8&lock=gf_batch,arch&reveal=1")
         main = tab.locator('[data-testid="stMain"]')
@@ -108,4 +105,4 @@ def test_a_locked_link_and_the_presenter_view(browser, server_url: str) -> None:
         _no_exception(tab)
         screenshot(tab, "teacher-presenter")
     finally:
-        context.close()
+        tab.close()
