@@ -87,7 +87,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     M("a recorded block's written ReLU turns -0.0 into +0.0", "resnet_core/probes/fused_kernels.py",
       "v = out[i] + other[i]\n            out[i] = np.float32(0.0) if v < 0 else v",
       "v = out[i] + other[i]\n            out[i] = np.float32(0.0) if v <= 0 else v",
-      ("tests/core/test_probes_fused.py::test_the_written_output_is_torchs_add_and_relu_bit_for_bit",)),
+      ("tests/core/test_probes_fused.py::test_every_pair_of_special_values_is_written_as_torch_writes_it",)),
     M("a recorded block's written output leaves out the shortcut", "resnet_core/probes/fused_kernels.py",
       "v = out[i] + other[i]",
       "v = out[i]",

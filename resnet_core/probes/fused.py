@@ -130,11 +130,14 @@ def relu_summary_in_place(branch: torch.Tensor, shortcut: torch.Tensor | None, s
                           high: float) -> Summary | None:
     """Write relu(branch + shortcut) (relu(branch) without a shortcut) into ``branch``, bit for bit what torch's
     ``add_`` and ``relu_`` write, and return ``fused_summary``'s answer for the result from the same pass (None:
-    the output is written, its statistics are for torch to take). Only where ``relu_in_place_applies``."""
-    low32, high32 = _range32(low, high, bins, step) or (np.float32(0.0), np.float32(1.0))  # checked already
+    the output is written, its statistics are for torch to take). For tensors ``relu_in_place_applies`` accepts;
+    without the compiled loop or a usable range, torch's own ``add_`` and ``relu_`` write it."""
+    bounds = _range32(low, high, bins, step)
+    if bounds is None or _loop() is None:
+        (branch.add_(shortcut) if shortcut is not None else branch).relu_()
+        return None
     out = flat_values(branch).numpy()
     other = flat_values(shortcut).numpy() if shortcut is not None else out
     hist = np.zeros(bins, dtype=np.float32)
-    result = _state["relu_summarise"](out, out.view(np.int32), other, shortcut is not None, int(step), low32, high32,
-                                      hist)
+    result = _state["relu_summarise"](out, out.view(np.int32), other, shortcut is not None, int(step), *bounds, hist)
     return _finish(result, True, hist)

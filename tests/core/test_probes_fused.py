@@ -213,6 +213,24 @@ def test_the_written_output_is_torchs_add_and_relu_bit_for_bit(branch: list[floa
         assert written[0][:2] == pytest.approx(reference[0][:2], rel=1e-6, abs=1e-6)
 
 
+@pytest.mark.parametrize("add", [True, False])
+def test_every_pair_of_special_values_is_written_as_torch_writes_it(add: bool):
+    """-0.0 + -0.0 is -0.0 and ReLU keeps it; NaN keeps its sign; a negative denormal becomes +0.0."""
+    pairs = torch.tensor([(a, b) for a in SPECIAL for b in SPECIAL], dtype=torch.float32)
+    branch, shortcut = pairs[:, 0].reshape(1, 1, 1, -1).clone(), pairs[:, 1].reshape(1, 1, 1, -1).clone()
+    expected = branch.clone().add_(shortcut).relu_() if add else branch.clone().relu_()
+    relu_summary_in_place(branch, shortcut if add else None, 1, BINS, LOW, HIGH)
+    assert torch.equal(_bits(branch), _bits(expected))
+    assert _bits(expected).lt(0).any()  # sign bits among the results: the check above can see a lost one
+
+
+def test_without_a_usable_range_torch_writes_the_output_and_takes_the_statistics():
+    branch, shortcut = torch.randn(1, 2, 3, 3), torch.randn(1, 2, 3, 3)
+    expected = branch.clone().add_(shortcut).relu_()
+    assert relu_summary_in_place(branch, shortcut, 1, BINS, 0.0, 1e39) is None
+    assert torch.equal(branch, expected)
+
+
 def test_only_what_can_be_written_in_place_is_accepted():
     x = torch.randn(2, 4, 3, 3)
     assert relu_in_place_applies(x, torch.randn(2, 4, 3, 3), 1, BINS, LOW, HIGH)
