@@ -182,7 +182,7 @@ class Taps:
         block, whose shortcut is None) into ``branch`` itself and take what it records in the same pass,
         returning True; False leaves the block's own ops. Taken off with the other taps."""
         module = self.module(layer)
-        if "fused_output" not in dir(type(module)):
+        if not hasattr(type(module), "fused_output"):
             raise TapError(f"{type(module).__name__} has no fused last step; only a residual block hands one over.")
         module.fused_output = fuse
         self._handles.append(_FusedOutputHandle(module))
