@@ -26,16 +26,9 @@ hook on the block, no global module hook) the block runs torchvision's fast path
 in-place residual add, each only on a tensor the block just made and autograd does not keep. Otherwise every
 ReLU and the add are out of place, so a hooked tensor is never overwritten later. Forward hooks on the block
 itself keep the fast path: they see only its input and output, which the block never overwrites.
-
-A block whose ReLU follows the add (``BasicBlock``, ``Bottleneck``) can hand its last step to ``fused_output``,
-set only by ``hooks.Taps.fused_output`` for a recording of the block's output: on the fast path it may write
-relu(branch + shortcut) into the branch itself and take what it records in the same pass (the activation
-statistics: one read of the output instead of three); it returns False to decline, and the block goes on as usual.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -137,14 +130,10 @@ def make_shortcut(
     return nn.Sequential(conv1x1(in_channels, out_channels, stride), nn.BatchNorm2d(out_channels))
 
 
-FusedOutput = Callable[[torch.Tensor, "torch.Tensor | None"], bool]
-
-
 class ResidualBlock(nn.Module):
     """Shared wiring: taps, the residual add (fast or safe path), and the plain-twin switch."""
 
     expansion = 1
-    fused_output: FusedOutput | None = None  # see the module docstring; an instance's own only while recorded
 
     def _init_taps(self, residual: bool, downsample: nn.Module | None) -> None:
         self.residual = residual
@@ -192,33 +181,17 @@ class ResidualBlock(nn.Module):
         return relu(t)
 
     def _merge(self, branch: torch.Tensor, x: torch.Tensor, fast: bool = False,
-               block_input: torch.Tensor | None = None, shortcut: torch.Tensor | None = None) -> torch.Tensor:
-        """Branch plus shortcut of ``x`` (``block_input`` is the tensor the block was called with; ``shortcut``
-        the shortcut's output where it was already computed)."""
+               block_input: torch.Tensor | None = None) -> torch.Tensor:
+        """Branch plus shortcut of ``x`` (``block_input`` is the tensor the block was called with)."""
         branch = self.tap_branch(branch)
         if not self.residual:
             return self.tap_sum(branch)
-        if shortcut is None:
-            shortcut = self._shortcut(x)
+        shortcut = self._shortcut(x)
         source = x if block_input is None else block_input
         if (fast and branch.shape == shortcut.shape and branch.dtype == shortcut.dtype
                 and _can_overwrite(branch, source) and _can_overwrite(branch, shortcut)):
             return self.tap_sum(branch.add_(shortcut))  # torchvision's ``out += identity``
         return self.tap_sum(branch + shortcut)
-
-
-    def _merge_relu(self, branch: torch.Tensor, x: torch.Tensor, fast: bool) -> torch.Tensor:
-        """relu(branch + shortcut of ``x``), the output of a block whose ReLU follows the add; in one pass by
-        ``fused_output`` where it is set, the fast path holds and it accepts the tensors (module docstring)."""
-        fused = self.fused_output
-        if fused is None or not fast or type(self.relu_out) is not nn.ReLU or not _can_overwrite(branch, x):
-            return self._relu(self.relu_out, self._merge(branch, x, fast), fast, x)
-        if not self.residual:
-            return branch if fused(branch, None) else self._relu(self.relu_out, self._merge(branch, x, fast), fast, x)
-        shortcut = self._shortcut(x)
-        if branch.shape == shortcut.shape and _can_overwrite(branch, shortcut) and fused(branch, shortcut):
-            return branch
-        return self._relu(self.relu_out, self._merge(branch, x, fast, shortcut=shortcut), fast, x)
 
 
 class BasicBlock(ResidualBlock):
@@ -258,7 +231,7 @@ class BasicBlock(ResidualBlock):
         out = self.tap_branch_in(x)
         out = self._relu(self.relu1, self.bn1(self.conv1(out)), fast, x)
         out = self.bn2(self.conv2(out))
-        return self.tap_out(self._merge_relu(out, x, fast))
+        return self.tap_out(self._relu(self.relu_out, self._merge(out, x, fast), fast, x))
 
 
 def bottleneck_shape(planes: int, stride: int, groups: int, base_width: int, stride_on: str) -> tuple[int, int, int]:
@@ -314,7 +287,7 @@ class Bottleneck(ResidualBlock):
         out = self._relu(self.relu1, self.bn1(self.conv1(out)), fast, x)
         out = self._relu(self.relu2, self.bn2(self.conv2(out)), fast, x)
         out = self.bn3(self.conv3(out))
-        return self.tap_out(self._merge_relu(out, x, fast))
+        return self.tap_out(self._relu(self.relu_out, self._merge(out, x, fast), fast, x))
 
 
 class PreActBasicBlock(ResidualBlock):

@@ -112,16 +112,6 @@ class Recording(dict):
         return list(self)
 
 
-class _FusedOutputHandle:
-    """Takes a block's ``fused_output`` off again (the class's None shows through)."""
-
-    def __init__(self, module: nn.Module) -> None:
-        self.module = module
-
-    def remove(self) -> None:
-        self.module.__dict__.pop("fused_output", None)
-
-
 class Taps:
     """The taps attached to one model inside ``taps(...)``; every handle is removed by ``remove()``."""
 
@@ -175,17 +165,6 @@ class Taps:
             else:
                 self.forward_pre(module, lambda _m, args, keep=keep: keep(args[0] if args else None))
         return kept
-
-    def fused_output(self, layer: Layer, fuse: Callable[[torch.Tensor, torch.Tensor | None], bool]) -> None:
-        """Let a residual block hand its last step to ``fuse(branch, shortcut)`` (``blocks.ResidualBlock``'s
-        ``fused_output``): on the fast path ``fuse`` may write relu(branch + shortcut) (relu(branch) in a plain
-        block, whose shortcut is None) into ``branch`` itself and take what it records in the same pass,
-        returning True; False leaves the block's own ops. Taken off with the other taps."""
-        module = self.module(layer)
-        if not hasattr(type(module), "fused_output"):
-            raise TapError(f"{type(module).__name__} has no fused last step; only a residual block hands one over.")
-        module.fused_output = fuse
-        self._handles.append(_FusedOutputHandle(module))
 
     def output_grad(self, layer: Layer, hook: Callable[[torch.Tensor], Any]) -> None:
         """A tensor hook on the layer's output: ``hook(grad)`` sees the gradient arriving there during a

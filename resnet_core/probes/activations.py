@@ -14,11 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..blocks import ResidualBlock
 from ..costs import FLOAT_BYTES, MemoryEstimate, net_cost
 from ..hooks import taps
 from ..models import InputSize
-from .fused import flat_values, fused_applies, fused_summary, relu_in_place_applies, relu_summary_in_place
+from .fused import flat_values, fused_applies, fused_summary
 from .layers import (
     LayerSpec,
     _block_index,
@@ -78,8 +77,6 @@ class ActivationRecording:
     _moments: dict[str, list[torch.Tensor]] = field(default_factory=dict)
     _hists: dict[str, list[torch.Tensor]] = field(default_factory=dict)
     _shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
-    # Layer -> (the output a block wrote, its statistics from that pass), until the layer's stats hook takes it.
-    _written: dict[str, tuple[torch.Tensor, Any]] = field(default_factory=dict, repr=False)
     maps: dict[str, FeatureMaps] = field(default_factory=dict)
 
     @property
@@ -185,17 +182,10 @@ def _torch_summary(flat: torch.Tensor, post_relu: bool, step: int, bins: int, lo
     return moments, torch.histc(flat[::step].clamp(lo, hi), bins=bins, min=lo, max=hi)
 
 
-def _hist_step(numel: int) -> int:
-    """The stride of the histogram's sample: at most MAX_HIST_VALUES values of a layer are binned."""
-    return max(1, -(-numel // MAX_HIST_VALUES))
-
-
 def _stats_hook(rec: ActivationRecording, name: str, post_relu: bool, bins: int, lo: float, hi: float):
-    """Forward hook: moments, min/max, zero or negative count and a histogram, all computed on the device (taken
-    from the block's own last pass where ``_summarise_while_written`` ran for this very output)."""
+    """Forward hook: moments, min/max, zero or negative count and a histogram, all computed on the device."""
 
     def hook(module: nn.Module, args: Any, output: Any) -> None:
-        written = rec._written.pop(name, None)
         x = _seen(rec, name, output)
         if x is None:
             return
@@ -203,11 +193,8 @@ def _stats_hook(rec: ActivationRecording, name: str, post_relu: bool, bins: int,
         n = flat.numel()
         if n == 0:
             return
-        step = _hist_step(n)
-        if written is not None and written[0] is output:
-            fused = written[1]
-        else:
-            fused = fused_summary(flat, post_relu, step, bins, lo, hi) if fused_applies(flat) else None
+        step = max(1, -(-n // MAX_HIST_VALUES))
+        fused = fused_summary(flat, post_relu, step, bins, lo, hi) if fused_applies(flat) else None
         if fused is not None:
             moments, hist = torch.tensor((float(n), *fused[0]), dtype=torch.float64), fused[1]
         else:
@@ -217,20 +204,6 @@ def _stats_hook(rec: ActivationRecording, name: str, post_relu: bool, bins: int,
         rec._hists.setdefault(name, []).append(hist)
 
     return hook
-
-
-def _summarise_while_written(rec: ActivationRecording, name: str, bins: int, lo: float, hi: float):
-    """A block's ``fused_output`` (``hooks.Taps.fused_output``): its output written and summarised in one pass
-    (``relu_summary_in_place``), kept for the block's stats hook, which then reads the output no more."""
-
-    def fuse(branch: torch.Tensor, shortcut: torch.Tensor | None) -> bool:
-        step = _hist_step(branch.numel())
-        if not relu_in_place_applies(branch, shortcut, step, bins, lo, hi):
-            return False
-        rec._written[name] = (branch, relu_summary_in_place(branch, shortcut, step, bins, lo, hi))
-        return True
-
-    return fuse
 
 
 def _maps_hook(rec: ActivationRecording, name: str):
@@ -306,8 +279,6 @@ def record_activations(
         for name in names:
             if keep in ("stats", "both"):
                 tapped.forward(modules[name], _stats_hook(rec, name, info[name]["post_relu"], bins, lo, hi))
-                if isinstance(modules[name], ResidualBlock) and info[name]["post_relu"]:
-                    tapped.fused_output(modules[name], _summarise_while_written(rec, name, bins, lo, hi))
             if keep in ("maps", "both"):
                 tapped.forward(modules[name], _maps_hook(rec, name))
         yield rec

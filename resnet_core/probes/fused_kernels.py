@@ -4,8 +4,7 @@ package: importing Numba takes 0.2 s and compiling, or loading the compiled code
 Module-level functions, so that Numba's on-disk cache finds them again in the next process (a closure over a
 dispatcher would key the cache on a random id and compile every time). ``fastmath`` is limited to
 reassociation, contraction and signed zeros, which is what vectorises the sums; min and max are taken on integers (the bits
-of a float, made orderable), so no flag needs to assume the absence of NaN or inf. The add and ReLU that
-``relu_summarise`` writes into a block's output are compiled without any flag: torch's add_ and relu_, bit for bit.
+of a float, made orderable), so no flag needs to assume the absence of NaN or inf.
 """
 
 from __future__ import annotations
@@ -59,23 +58,10 @@ def _bin_of(v, low, high, bins):  # pragma: no cover - compiled
     return bins - 1 if pos >= bins else pos
 
 
-# Strict (no fastmath) and not inline="always": Numba would inline it into the loop below with that loop's flags.
-@numba.njit(nogil=True, cache=True)
-def _relu_block(out, other, add):  # pragma: no cover - compiled
-    """``out`` <- relu(out + other) (``add``) or relu(out), in place: a value below zero becomes +0.0, while -0.0
-    and NaN pass unchanged, as torch.relu keeps them."""
-    if add:
-        for i in range(out.size):
-            v = out[i] + other[i]
-            out[i] = np.float32(0.0) if v < 0 else v
-    else:
-        for i in range(out.size):
-            v = out[i]
-            out[i] = np.float32(0.0) if v < 0 else v
-
-
 @numba.njit(nogil=True, fastmath=SUMS, cache=True)
-def _summarise(values, bits, post_relu, step, low, high, hist, write, other, add):  # pragma: no cover - compiled
+def summarise(values, bits, post_relu, step, low, high, hist):  # pragma: no cover - compiled
+    """(sum, sum of squares, min key, max key, count) of ``values`` (float32, with ``bits`` its int32 view),
+    and the strided sample ``values[::step]`` binned into ``hist`` over [low, high], clamped."""
     n = values.size
     bins = hist.size
     total = 0.0
@@ -86,8 +72,6 @@ def _summarise(values, bits, post_relu, step, low, high, hist, write, other, add
     next_sample = 0
     for start in range(0, n, BLOCK):
         stop = min(start + BLOCK, n)
-        if write:  # this block's output first, then its statistics while it is in cache
-            _relu_block(values[start:stop], other[start:stop], add)
         t, q, lo, hi, c = _block_moments(values[start:stop], bits[start:stop], post_relu)
         total += t
         squares += q
@@ -100,18 +84,3 @@ def _summarise(values, bits, post_relu, step, low, high, hist, write, other, add
                 hist[pos] += 1.0
             next_sample += step
     return total, squares, lowest, highest, count
-
-
-@numba.njit(nogil=True, cache=True)
-def summarise(values, bits, post_relu, step, low, high, hist):  # pragma: no cover - compiled
-    """(sum, sum of squares, min key, max key, count) of ``values`` (float32, with ``bits`` its int32 view),
-    and the strided sample ``values[::step]`` binned into ``hist`` over [low, high], clamped."""
-    return _summarise(values, bits, post_relu, step, low, high, hist, False, values, False)
-
-
-@numba.njit(nogil=True, cache=True)
-def relu_summarise(out, bits, other, add, step, low, high, hist):  # pragma: no cover - compiled
-    """A block's last step and its statistics in one pass: ``out`` <- relu(out + other) (relu(out) where ``add``
-    is false) in place, block by block, each block summarised (post-ReLU) while in cache; returns what
-    ``summarise`` returns."""
-    return _summarise(out, bits, True, step, low, high, hist, True, other, add)

@@ -1,6 +1,5 @@
 """The one-pass statistics loop (``resnet_core.probes.fused``) against independent float64 computations, and the
-torch reductions that CUDA (and every tensor the loop declines) takes, on the same inputs; and a block's last step
-(add, ReLU) written by that loop while it summarises, against torch's add_ and relu_ bit for bit."""
+torch reductions that CUDA (and every tensor the loop declines) takes, on the same inputs."""
 
 from __future__ import annotations
 
@@ -15,17 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from resnet_core import build
-from resnet_core.hooks import TapError, count_hooks, taps
 from resnet_core.probes import activation_profile, record_activations
 from resnet_core.probes import fused as fused_module
 from resnet_core.probes.activations import _torch_summary
-from resnet_core.probes.fused import (
-    flat_values,
-    fused_applies,
-    fused_summary,
-    relu_in_place_applies,
-    relu_summary_in_place,
-)
+from resnet_core.probes.fused import flat_values, fused_applies, fused_summary
 from resnet_core.probes.fused_kernels import BLOCK
 
 BINS, LOW, HIGH = 12, -3.0, 3.0
@@ -182,143 +174,3 @@ def test_channels_last_outputs_are_read_in_place_and_give_the_same_statistics():
     transposed = x.transpose(2, 3)  # neither layout: copied, same values
     assert flat_values(transposed).data_ptr() != transposed.data_ptr()
     assert flat_values(transposed).sum().item() == pytest.approx(x.sum().item(), abs=1e-4)
-
-
-# ------------------------------------------------------------------ a block's last step written while summarised
-SPECIAL = [0.0, -0.0, float("nan"), -float("nan"), float("inf"), -float("inf"), 1e-45, -1e-45, 1.0, -1.0, 3e38]
-
-
-def _bits(t: torch.Tensor) -> torch.Tensor:
-    return t.view(torch.int32)
-
-
-@settings(max_examples=60, deadline=None)
-@given(branch=st.lists(st.one_of(FINITE, EDGES, st.sampled_from(SPECIAL)), min_size=1, max_size=2 * BLOCK + 9),
-       add=st.booleans(), step=st.integers(1, 50), data=st.data())
-def test_the_written_output_is_torchs_add_and_relu_bit_for_bit(branch: list[float], add: bool, step: int, data):
-    """-0.0 + -0.0, NaN, infinities and denormals included: what the loop writes is torch's, sign bits and all; its
-    statistics are fused_summary's of that output (None exactly where fused_summary declines it)."""
-    shortcut = data.draw(st.lists(st.one_of(FINITE, st.sampled_from(SPECIAL)), min_size=len(branch),
-                                  max_size=len(branch)))
-    b = torch.tensor(branch, dtype=torch.float32).view(1, 1, 1, -1)
-    s = torch.tensor(shortcut, dtype=torch.float32).view(1, 1, 1, -1) if add else None
-    expected = b.clone().add_(s).relu_() if add else b.clone().relu_()
-    assert relu_in_place_applies(b, s, step, BINS, LOW, HIGH)
-    written = relu_summary_in_place(b, s, step, BINS, LOW, HIGH)
-    assert torch.equal(_bits(b), _bits(expected))
-    reference = fused_summary(flat_values(expected), True, step, BINS, LOW, HIGH)
-    assert (written is None) == (reference is None)
-    if written is not None:
-        assert written[0][2:] == reference[0][2:] and torch.equal(written[1], reference[1])
-        assert written[0][:2] == pytest.approx(reference[0][:2], rel=1e-6, abs=1e-6)
-
-
-@pytest.mark.parametrize("add", [True, False])
-def test_every_pair_of_special_values_is_written_as_torch_writes_it(add: bool):
-    """-0.0 + -0.0 is -0.0 and ReLU keeps it; NaN keeps its sign; a negative denormal becomes +0.0."""
-    pairs = torch.tensor([(a, b) for a in SPECIAL for b in SPECIAL], dtype=torch.float32)
-    branch, shortcut = pairs[:, 0].reshape(1, 1, 1, -1).clone(), pairs[:, 1].reshape(1, 1, 1, -1).clone()
-    expected = branch.clone().add_(shortcut).relu_() if add else branch.clone().relu_()
-    relu_summary_in_place(branch, shortcut if add else None, 1, BINS, LOW, HIGH)
-    assert torch.equal(_bits(branch), _bits(expected))
-    assert _bits(expected).lt(0).any()  # sign bits among the results: the check above can see a lost one
-
-
-def test_without_a_usable_range_torch_writes_the_output_and_takes_the_statistics():
-    branch, shortcut = torch.randn(1, 2, 3, 3), torch.randn(1, 2, 3, 3)
-    expected = branch.clone().add_(shortcut).relu_()
-    assert relu_summary_in_place(branch, shortcut, 1, BINS, 0.0, 1e39) is None
-    assert torch.equal(branch, expected)
-
-
-def test_only_what_can_be_written_in_place_is_accepted():
-    x = torch.randn(2, 4, 3, 3)
-    assert relu_in_place_applies(x, torch.randn(2, 4, 3, 3), 1, BINS, LOW, HIGH)
-    assert relu_in_place_applies(x, None, 1, BINS, LOW, HIGH)
-    last = x.contiguous(memory_format=torch.channels_last)
-    assert relu_in_place_applies(last, torch.randn(2, 4, 3, 3).contiguous(memory_format=torch.channels_last), 1,
-                                 BINS, LOW, HIGH)
-    assert not relu_in_place_applies(last, torch.randn(2, 4, 3, 3), 1, BINS, LOW, HIGH)  # laid out differently
-    assert not relu_in_place_applies(x, torch.randn(2, 4, 3, 1), 1, BINS, LOW, HIGH)  # a broadcast shortcut
-    assert not relu_in_place_applies(x.transpose(2, 3), None, 1, BINS, LOW, HIGH)  # a copy would be written
-    assert not relu_in_place_applies(x.double(), None, 1, BINS, LOW, HIGH)
-    assert not relu_in_place_applies(x.clone().requires_grad_(), None, 1, BINS, LOW, HIGH)  # autograd's to see
-    assert not relu_in_place_applies(x, None, 1, BINS, 0.0, 1e39)  # a histogram float32 cannot hold
-
-
-def _counting_loop(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """How many block outputs the written-while-summarised loop handles from here on."""
-    fused_module._loop()
-    calls, loop = [], fused_module._state["relu_summarise"]
-
-    def counted(*args):
-        calls.append(args[0].size)
-        return loop(*args)
-
-    monkeypatch.setitem(fused_module._state, "relu_summarise", counted)
-    return calls
-
-
-@pytest.mark.parametrize(("arch", "options", "channels_last"), [
-    ("resnet50", {"width": 8}, False),
-    ("resnet18", {"width": 8}, True),
-    ("resnet20", {"width": 4}, False),
-    ("resnet20", {"width": 4, "residual": False}, False),
-])
-def test_a_recorded_block_writes_its_output_once_with_the_same_numbers(arch: str, options: dict, channels_last: bool,
-                                                                      monkeypatch: pytest.MonkeyPatch):
-    """Recording every block's statistics: the net's output is the unrecorded one bit for bit, every post-ReLU block
-    took the one-pass path, and the statistics equal those of the recording that reads each output afterwards."""
-    model = build(arch, seed=0, **options).eval()
-    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    if channels_last:
-        model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
-    with torch.no_grad():
-        bare = model(x)
-    calls = _counting_loop(monkeypatch)
-    with torch.no_grad(), record_activations(model, "blocks") as written:
-        recorded = model(x)
-    assert torch.equal(_bits(recorded), _bits(bare))
-    assert len(calls) == len(written.layers) and calls == [r.numel for r in written.stats().itertuples()]
-    assert count_hooks(model) == 0 and not any("fused_output" in vars(m) for m in model.modules())
-    # The same recording with the one-pass path declined: each output read after its block, as before.
-    monkeypatch.setattr("resnet_core.probes.activations.relu_in_place_applies", lambda *args: False)
-    with torch.no_grad(), record_activations(model, "blocks") as read:
-        model(x)
-    assert len(calls) == len(written.layers)  # not one more
-    a, b = written.stats(), read.stats()
-    for column in ("numel", "min", "max", "zero_share"):
-        assert a[column].tolist() == b[column].tolist(), column
-    for column in ("mean", "std"):
-        assert a[column].tolist() == pytest.approx(b[column].tolist(), rel=1e-6), column
-    assert written.histograms()["count"].tolist() == read.histograms()["count"].tolist()
-
-
-def test_where_a_hook_sees_inside_the_block_or_autograd_records_the_block_reads_its_output_after(
-        monkeypatch: pytest.MonkeyPatch):
-    """A tap inside the block (the sum before the ReLU) or a forward that keeps gradients: the block's own ops run,
-    the statistics are the same, and the gradient through the recorded net is the unrecorded one."""
-    model = build("resnet20", seed=0, width=4).eval()
-    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
-    calls = _counting_loop(monkeypatch)
-    with torch.no_grad(), record_activations(model, ["layer1.0", "layer1.0.tap_sum"]) as rec:
-        model(x)
-    assert calls == [] and rec.stats().set_index("layer").loc["layer1.0", "zero_share"] > 0
-    x_grad = x.clone().requires_grad_()
-    model(x_grad).sum().backward()
-    expected = x_grad.grad.clone()
-    x_grad.grad = None
-    with record_activations(model, "blocks"):
-        model(x_grad).sum().backward()
-    assert calls == [] and torch.equal(x_grad.grad, expected)
-    model.zero_grad()
-
-
-def test_only_a_residual_block_hands_over_its_last_step():
-    model = build("resnet20", seed=0, width=4)
-    with taps(model) as tapped, pytest.raises(TapError, match="only a residual block"):
-        tapped.fused_output("layer1.0.conv1", lambda branch, shortcut: False)
-    with taps(model) as tapped:
-        tapped.fused_output("layer1.0", lambda branch, shortcut: False)
-        assert model.get_submodule("layer1.0").fused_output is not None
-    assert model.get_submodule("layer1.0").fused_output is None and "fused_output" not in vars(model.layer1[0])
