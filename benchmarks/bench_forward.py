@@ -15,7 +15,10 @@ lost the fastmath flags that assume no NaN or inf (a later, slower hour: torchvi
 (quartiles 1.01-1.12). 2026-12-07 evening (torchvision 483-733 ms: a slower hour still), 40, 80 and 60
 repeats: instrumented 1.055, 0.983, 1.040 x torchvision; 1.063, 1.056, 1.052 x our plain forward. The statistics
 themselves take 15-17 ms of the forward (timed inside it); two threads for them do not help (memory-bound).
-Target 1.05: not reliably met. The plain ratio,
+Later that night (torchvision 305 ms), 60 repeats: instrumented 1.056 x torchvision, 1.046 x our plain forward. Tried
+and reverted the same day: the block's last add and ReLU written by the statistics loop itself (one pass over each
+output instead of three, bit for bit torch's): in one process, 40 interleaved rounds recorded with and without it
+took 410.0 and 410.9 ms; nothing gained. Target 1.05: not reliably met. The plain ratio,
 whose kernels are torchvision's own, moved 0.94-1.05 over the same runs: this machine's run-to-run noise is as
 large as the target's margin.
 """
