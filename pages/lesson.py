@@ -151,10 +151,15 @@ def _forward_ms(run_id: str, runs: str, batch: int) -> float:
         return 1000 * max(lesson.forward_seconds(m, x) for m in pair.models.values())
 
 
+def _landscape_batch(pair: lesson.TrainedPair) -> tuple:
+    """Step 6's images and labels: what it measures on, and what asking whether it is kept must name."""
+    return lesson.shapes_batch("train", LANDSCAPE_BATCH, pair.image_size)[:2]
+
+
 @st.cache_data(show_spinner=False, max_entries=6)
 def _landscape(run_id: str, runs: str, steps: int, _on_progress=None):
     pair = _pair(run_id, runs)
-    x, y = lesson.shapes_batch("train", LANDSCAPE_BATCH, pair.image_size)[:2]
+    x, y = _landscape_batch(pair)
     with heavy_slot("lesson: loss landscapes"):
         return lesson.landscape_pair(pair, x, y, steps=steps, span=LANDSCAPE_SPAN, seed=LANDSCAPE_SEED,
                                      on_progress=_on_progress)
@@ -360,7 +365,7 @@ def _step6(pair_id: str, pair_runs: str, pair: lesson.TrainedPair, record, degra
     write_settings({"lesson_grid": grid})
     forward_ms = _forward_ms(pair_id, pair_runs, LANDSCAPE_BATCH)
     passes = lesson.landscape_passes(grid) * len(pair.models)
-    x, y = lesson.shapes_batch("train", LANDSCAPE_BATCH, pair.image_size)[:2]  # what _landscape measures on
+    x, y = _landscape_batch(pair)
     kept = lesson.landscape_kept(pair, x, y, steps=grid, span=LANDSCAPE_SPAN, seed=LANDSCAPE_SEED)
     st.caption(lesson.landscape_cost_sentence(passes, forward_ms, batch=LANDSCAPE_BATCH, seed=LANDSCAPE_SEED,
                                               span=LANDSCAPE_SPAN, kept=kept))
