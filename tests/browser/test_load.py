@@ -41,7 +41,7 @@ from resnet_core import cam
 from resnet_core.images import decode_image, preprocess
 from resnet_core.models import get_spec
 from resnet_core.weights import class_names_for, preprocessing_for
-from tests.browser.conftest import CHROMIUM, STILL_FRAMES, streamlit_server
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, STILL_FRAMES, streamlit_server
 from tests.conftest import ARTIFACTS
 
 pytestmark = [pytest.mark.browser, pytest.mark.load]
@@ -199,10 +199,7 @@ class Classroom:
         from playwright.async_api import async_playwright
 
         async with async_playwright() as pw:
-            browser = await pw.chromium.launch(
-                executable_path=CHROMIUM, headless=True,
-                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                      "--disable-component-update", "--disable-sync", "--no-first-run"])
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
             try:
                 return await main(browser)
             finally:
