@@ -1,9 +1,10 @@
 """Every notebook in notebooks/ is what resnet_core.notebooks generates, is committed executed (outputs, Plotly
-figures, no stored error, a small file), and runs again on a fresh kernel at reduced size; for_page refuses an
-unknown page or setting with one sentence."""
+figures, no stored error, a small file), and runs again on a fresh kernel at reduced size (here, or in the test
+REDUCED_ELSEWHERE names); for_page refuses an unknown page or setting with one sentence."""
 
 from __future__ import annotations
 
+import ast
 import base64
 import json
 
@@ -13,6 +14,7 @@ import pytest
 import resnet_core
 from resnet_core import notebooks
 from resnet_core.notebooks import NotebookError, filename_for, for_page, set_small, to_bytes
+from tests.conftest import REPO
 from tests.notebook_kernel import NOTEBOOKS, errors, execute, key_numbers
 
 PLOTLY = "application/vnd.plotly.v1+json"
@@ -53,8 +55,34 @@ def test_committed_notebook_is_generated_and_executed(name):
     assert numbers and set_small(on_disk).cells  # the key numbers parse; the parameters cell holds SMALL
 
 
+# Notebooks that another test already executes on a fresh kernel at reduced size (SMALL), on settings of a page
+# whose numbers it compares: a second run here on the defaults would pay a kernel's start and imports (about 5 s)
+# to check less. The notebook -> (test file, test function) that runs it.
+REDUCED_ELSEWHERE = {
+    "architecture": ("tests/app/test_notebook_numbers.py", "test_architecture_notebook_reproduces_the_page"),
+    "activations": ("tests/core/test_notebooks.py", "test_an_uploaded_image_is_read_from_the_file_the_settings_name"),
+    "grad_cam": ("tests/app/test_notebook_numbers.py", "test_grad_cam_notebook_reproduces_the_page"),
+    "lesson": ("tests/core/test_notebooks_training.py", "test_lesson_notebook_reproduces_the_lessons_numbers"),
+    "training": ("tests/core/test_notebooks_training.py",
+                 "test_training_notebook_races_the_pages_custom_race_live_and_its_controls_work"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REDUCED_ELSEWHERE))
+def test_each_notebook_left_out_below_runs_at_reduced_size_in_the_test_named(name):
+    """The named test exists, builds this notebook (for_page with its page) and runs it with SMALL set."""
+    path, function = REDUCED_ELSEWHERE[name]
+    tree = ast.parse((REPO / path).read_text())
+    found = [node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == function]
+    assert found, f"{path} has no {function}"
+    source = ast.unparse(found[0])
+    assert any(f"for_page('{page}'" in source for page in (name, notebooks.url_path(name))), (name, function)
+    # SMALL: set_small on the notebook, or tests.notebook_kernel.execute (small=True unless told otherwise).
+    assert "small=False" not in source and ("set_small(" in source or "execute(for_page" in source), function
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", notebooks.available())
+@pytest.mark.parametrize("name", [name for name in notebooks.available() if name not in REDUCED_ELSEWHERE])
 def test_notebook_executes_on_a_fresh_kernel_at_reduced_size(name):
     notebook = for_page(name)
     numbers = execute(notebook, small=True)  # every cell ran without an error output (execute checks)
