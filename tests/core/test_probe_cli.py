@@ -111,13 +111,17 @@ def test_bad_input_is_one_sentence_and_exit_2(tmp_path: Path, capsys) -> None:
 def test_the_landscape_split_over_two_torchrun_processes_is_the_one_process_surface(checkpoint: Path,
                                                                                    tmp_path: Path) -> None:
     """torchrun starts two ranks (gloo): each evaluates every other grid point, and rank 0 writes the gathered
-    surface, equal to one process's at the same threads per evaluation (one). ``--nproc 2`` calls torchrun's
-    launcher in-process and gives the same table."""
+    surface, equal to one process's at the same threads per evaluation (one: this process's surface, computed
+    here on one thread, spares a third interpreter its imports). ``--nproc 2`` calls torchrun's launcher
+    in-process and gives the same table."""
     common = ["--steps", "5", "--batch", "16", "--seed", "3"]
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "1"}
-    alone = subprocess.run([str(BIN / "resnet-probe"), "landscape", str(checkpoint), *common, "--out", "alone.csv"],
-                           capture_output=True, text=True, timeout=180, cwd=tmp_path, env=env)
-    assert alone.returncode == 0, alone.stderr
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert probe_main(["landscape", str(checkpoint), *common, "--out", str(tmp_path / "alone.csv")]) == 0
+    finally:
+        torch.set_num_threads(threads)
     ranks = subprocess.run([str(BIN / "torchrun"), "--standalone", "--nproc-per-node", "2", "-m",
                             "resnet_core.landscape", str(checkpoint), *common, "--out", "ranks.csv", "--distributed"],
                            capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
