@@ -1,6 +1,6 @@
 """A classroom on one server: many Chromium sessions at once against the real `streamlit run`, on loopback.
 
-Nine sessions are held open together while a training race runs: six run Grad-CAM on an image of their own
+Eight sessions are held open together while a training race runs: five run Grad-CAM on an image of their own
 with an architecture of their own, one opens Activations, one Gradient flow, one drives the race. Each
 Grad-CAM session must show its own top-1 class, logit and raw map, as the library computes them in this
 process for the same seeded model and image (never another session's). No session shows a traceback, every
