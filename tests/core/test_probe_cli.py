@@ -16,6 +16,7 @@ import torch.nn.functional as F
 import resnet_core
 from resnet_core import lesson
 from resnet_core.data import SHAPES_CLASSES, shapes_stats
+from resnet_core.job_queue import one_thread_each
 from resnet_core.lesion import lesion_study
 from resnet_core.probe_cli import landscape_main, probe_main
 from resnet_core.weights.checkpoints.format import make_checkpoint
@@ -116,12 +117,8 @@ def test_the_landscape_split_over_two_torchrun_processes_is_the_one_process_surf
     in-process and gives the same table."""
     common = ["--steps", "5", "--batch", "16", "--seed", "3"]
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "1"}
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread_each():  # torch's thread count comes back after
         assert probe_main(["landscape", str(checkpoint), *common, "--out", str(tmp_path / "alone.csv")]) == 0
-    finally:
-        torch.set_num_threads(threads)
     ranks = subprocess.run([str(BIN / "torchrun"), "--standalone", "--nproc-per-node", "2", "-m",
                             "resnet_core.landscape", str(checkpoint), *common, "--out", "ranks.csv", "--distributed"],
                            capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
